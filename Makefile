@@ -1,0 +1,42 @@
+# Two commands do everything on a fresh machine (Python 3.11+ and make):
+#   make run    create .venv from the lock, install, segment the default customers
+#   make test   create .venv from the lock, install, run the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install lock sample-data bench lint clean
+
+install: $(STAMP)
+
+# Re-install only when the lock or the project metadata change (idempotent).
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/segment run $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(ARGS)
+
+sample-data: $(STAMP)
+	$(BIN)/segment sample-data
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/compare.py $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# Regenerate the lock after changing dependencies in pyproject.toml.
+lock:
+	$(PYTHON) -m pip install --quiet uv
+	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) outputs/runs outputs/latest .pytest_cache

@@ -1,0 +1,75 @@
+"""Contracts for the tables a run writes; each is validated right before it is written."""
+
+from __future__ import annotations
+
+import pandera.pandas as pa
+from pandera.typing import Series
+
+from schemas.customers import Customers
+
+
+class Quarantine(pa.DataFrameModel):
+    """Input rows set aside, with their values as read and why."""
+
+    source_row: Series[int] = pa.Field(
+        ge=1, unique=True, description="1-based data row in the file"
+    )
+    customer_id: Series[str] = pa.Field(nullable=True, description="id as read")
+    gender: Series[str] = pa.Field(nullable=True, description="gender as read")
+    age: Series[str] = pa.Field(nullable=True, description="age as read")
+    annual_income: Series[str] = pa.Field(nullable=True, description="income as read")
+    spending_score: Series[str] = pa.Field(nullable=True, description="score as read")
+    reason: Series[str] = pa.Field(
+        str_length={"min_value": 1}, description="every failed check: column=value: problem"
+    )
+
+    class Config:
+        strict = True
+
+
+class Segments(Customers):
+    """One row per clean customer with the segment it belongs to."""
+
+    segment_id: Series[int] = pa.Field(ge=1, description="segment number, 1..k")
+    segment_name: Series[str] = pa.Field(description="readable segment name")
+    distance_to_centroid: Series[float] = pa.Field(ge=0, description="in the scaled feature space")
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class Profiles(pa.DataFrameModel):
+    """One row per segment: size and feature summaries in original units."""
+
+    segment_id: Series[int] = pa.Field(ge=1, unique=True)
+    segment_name: Series[str] = pa.Field(unique=True)
+    size: Series[int] = pa.Field(ge=1)
+    share: Series[float] = pa.Field(gt=0, le=1)
+    age_mean: Series[float]
+    age_median: Series[float]
+    annual_income_mean: Series[float]
+    annual_income_median: Series[float]
+    spending_score_mean: Series[float]
+    spending_score_median: Series[float]
+    female_share: Series[float] = pa.Field(ge=0, le=1)
+    male_share: Series[float] = pa.Field(ge=0, le=1)
+
+    class Config:
+        strict = True
+        coerce = True
+
+
+class Elbow(pa.DataFrameModel):
+    """Per-k metrics of the elbow sweep (cluster metrics are NaN for k = 1)."""
+
+    k: Series[int] = pa.Field(ge=1, unique=True)
+    inertia: Series[float] = pa.Field(ge=0)
+    silhouette: Series[float] = pa.Field(ge=-1, le=1, nullable=True)
+    calinski_harabasz: Series[float] = pa.Field(ge=0, nullable=True)
+    davies_bouldin: Series[float] = pa.Field(ge=0, nullable=True)
+    min_share: Series[float] = pa.Field(gt=0, le=1, description="share of the smallest segment")
+
+    class Config:
+        strict = True
+        coerce = True

@@ -1,0 +1,44 @@
+"""Errors the pipeline raises on purpose, each with a one-line message for the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(ValueError):
+    """The input data is unusable: names the file and, where known, the row and column.
+
+    ``row`` is the 1-based data row (the first row after the header is row 1).
+    The CLI prints ``str(error)`` as its one-line reason and exits with ``EXIT_BAD_INPUT``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        row: int | None = None,
+        column: str | None = None,
+    ) -> None:
+        self.message = message
+        self.path = None if path is None else str(path)
+        self.row = row
+        self.column = column
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = []
+        if self.path is not None:
+            where.append(self.path)
+        if self.row is not None:
+            where.append(f"row {self.row}")
+        if self.column is not None:
+            where.append(f"column {self.column!r}")
+        return f"{': '.join([', '.join(where), self.message]) if where else self.message}"
+
+    def __reduce__(self):  # keep the keyword arguments when Prefect pickles the exception
+        return (_rebuild_input_error, (self.message, self.path, self.row, self.column))
+
+
+def _rebuild_input_error(message, path, row, column) -> InputError:
+    return InputError(message, path=path, row=row, column=column)

@@ -1,0 +1,250 @@
+"""Seeded sample customers in the Mall file layout, with planted segments and a little dirt.
+
+The generator is pure (numpy/pandas only, no I/O); ``write_sample_csv`` is the only function
+that touches the disk. ``n`` counts distinct customers (ids ``00001`` .. ``f"{n:05d}"``); the
+written file has a few more rows because exact duplicates and conflicting second rows are added.
+
+Every injected problem is counted in ``SampleData.dirt``; each kind of problem is put on its own
+set of customers, so a dirty row has exactly one problem and the counts can be checked from the
+file alone:
+
+- ``exact_duplicates``: extra copies of clean rows (``frame.duplicated().sum()``);
+- ``missing_values_rows``: one of age / income / score is ``""``, ``"NA"`` or ``"?"``;
+- ``out_of_range_rows``: age 150 or -3, spending score 0 or 140, or a negative income;
+- ``unknown_gender_rows``: gender ``"U"``;
+- ``conflicting_id_rows``: rows whose id appears twice with different values (2 rows per id).
+
+Harmless gender spellings (``female``, ``F``, ``M``, ``male ``) are also planted on some clean rows;
+cleaning normalises them, so they are not counted as dirt.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+MALL_HEADER = ("CustomerID", "Gender", "Age", "Annual Income (k$)", "Spending Score (1-100)")
+_ID, _GENDER, _AGE, _INCOME, _SCORE = MALL_HEADER
+ID_WIDTH = 5
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """One planted segment: share of customers and Gaussian centres/spreads."""
+
+    name: str
+    share: float
+    income: tuple[float, float]  # mean, sd (k$)
+    score: tuple[float, float]  # mean, sd (1-100)
+    age: tuple[float, float]  # mean, sd (years)
+
+
+# Modelled on the five groups of the Kaggle Mall tutorial, but well separated.
+# Planted segment numbers are 1-based positions in this tuple.
+SEGMENTS: tuple[_Segment, ...] = (
+    _Segment("low income, high spending", 0.12, (25, 5), (80, 6), (25, 5)),
+    _Segment("low income, low spending", 0.12, (25, 5), (20, 6), (46, 11)),
+    _Segment("mid income, mid spending", 0.40, (55, 6), (50, 6), (42, 13)),
+    _Segment("high income, high spending", 0.18, (87, 6), (82, 6), (32, 5)),
+    _Segment("high income, low spending", 0.18, (88, 6), (17, 6), (41, 11)),
+)
+
+FEMALE_SHARE = 0.56
+AGE_RANGE = (18, 70)
+MIN_INCOME = 5
+SCORE_RANGE = (1, 100)
+
+# Dirt, as fractions of n (rounded); each kind goes on its own customers.
+_DUPLICATE_SHARE = 0.010
+_MISSING_SHARE = 0.010
+_OUT_OF_RANGE_SHARE = 0.005
+_UNKNOWN_GENDER_SHARE = 0.0025
+_CONFLICTING_ID_SHARE = 0.002  # ids; each gives two rows
+_GENDER_VARIANT_SHARE = 0.010  # harmless spellings, not dirt
+
+_MISSING_TOKENS = ("", "NA", "?")
+_GENDER_VARIANTS = {"Female": ("female", "F"), "Male": ("M", "male ")}
+
+
+@dataclass(frozen=True)
+class SampleData:
+    """A generated sample: the rows to write, the planted truth and the injected dirt.
+
+    ``frame``: columns ``MALL_HEADER``, every value a string (``""`` for missing), in file order.
+    ``truth``: one row per distinct id: ``customer_id`` (str), ``planted_segment`` (int 1..5),
+    ``segment_name`` (str).
+    ``dirt``: counts of injected problems (see the module docstring).
+    """
+
+    frame: pd.DataFrame
+    truth: pd.DataFrame
+    dirt: dict[str, int]
+
+
+def generate_customers(n: int = 3000, seed: int = 20261126) -> SampleData:
+    """Generate ``n`` customers in five planted segments, plus a small counted amount of dirt.
+
+    Deterministic for a given ``(n, seed)``: all randomness comes from
+    ``numpy.random.default_rng(seed)``.
+    """
+    if not 1 <= n < 10**ID_WIDTH:
+        raise ValueError(f"n={n} should be between 1 and {10**ID_WIDTH - 1}.")
+    rng = np.random.default_rng(seed)
+
+    segment = rng.permutation(_segment_sizes(n))  # 0-based segment index per customer
+    ids = np.array([f"{i:0{ID_WIDTH}d}" for i in range(1, n + 1)])
+    values = _draw_values(rng, segment)
+    columns = (ids, values["gender"], values["age"], values["income"], values["score"])
+    rows = [[str(value) for value in row] for row in zip(*columns, strict=True)]
+
+    counts = {
+        "missing": _count(n, _MISSING_SHARE),
+        "out_of_range": _count(n, _OUT_OF_RANGE_SHARE),
+        "unknown_gender": _count(n, _UNKNOWN_GENDER_SHARE),
+        "conflicting_ids": _count(n, _CONFLICTING_ID_SHARE),
+    }
+    order = rng.permutation(n)
+    start = 0
+    picked: dict[str, np.ndarray] = {}
+    for kind, count in counts.items():
+        picked[kind] = order[start : start + count]
+        start += count
+    clean = np.sort(order[start:])
+
+    for i in picked["missing"]:
+        _make_missing(rng, rows[i])
+    for i in picked["out_of_range"]:
+        _make_out_of_range(rng, rows[i])
+    for i in picked["unknown_gender"]:
+        rows[i][1] = "U"
+    variants = rng.choice(
+        clean, size=min(_count(n, _GENDER_VARIANT_SHARE), clean.size), replace=False
+    )
+    for i in variants:
+        rows[i][1] = str(rng.choice(_GENDER_VARIANTS[rows[i][1]]))
+
+    conflicts = [_conflicting_row(rng, rows[i], segment[i]) for i in picked["conflicting_ids"]]
+    sources = rng.choice(clean, size=min(_count(n, _DUPLICATE_SHARE), clean.size), replace=False)
+    duplicates = [list(rows[i]) for i in sources]
+    rows = _insert_at_random(rng, rows, conflicts + duplicates)
+
+    frame = pd.DataFrame(rows, columns=list(MALL_HEADER), dtype="str")
+    truth = pd.DataFrame(
+        {
+            "customer_id": pd.Series(ids, dtype="str"),
+            "planted_segment": (segment + 1).astype("int64"),
+            "segment_name": pd.Series([SEGMENTS[s].name for s in segment], dtype="str"),
+        }
+    )
+    dirt = {
+        "exact_duplicates": len(duplicates),
+        "missing_values_rows": len(picked["missing"]),
+        "out_of_range_rows": len(picked["out_of_range"]),
+        "unknown_gender_rows": len(picked["unknown_gender"]),
+        "conflicting_id_rows": 2 * len(conflicts),
+    }
+    logger.info("generated %d customers in %d rows (seed %d), dirt %s", n, len(frame), seed, dirt)
+    return SampleData(frame=frame, truth=truth, dirt=dirt)
+
+
+def write_sample_csv(sample: SampleData, path: str | Path) -> None:
+    """Write ``sample.frame`` as CSV: UTF-8, LF line ends, header line, minimal quoting."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+        writer.writerow(MALL_HEADER)
+        writer.writerows(sample.frame.itertuples(index=False, name=None))
+    logger.info("wrote %d rows to %s", len(sample.frame), path)
+
+
+def _count(n: int, share: float) -> int:
+    return int(round(n * share))
+
+
+def _segment_sizes(n: int) -> np.ndarray:
+    """Segment index per customer, in exact shares (largest remainder), not yet shuffled."""
+    shares = np.array([s.share for s in SEGMENTS])
+    exact = shares * n
+    sizes = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - sizes), kind="stable")[: n - sizes.sum()]:
+        sizes[i] += 1
+    return np.repeat(np.arange(len(SEGMENTS)), sizes)
+
+
+def _draw_values(rng: np.random.Generator, segment: np.ndarray) -> dict[str, np.ndarray]:
+    """Gender, age, income and score for each customer, as in-range integers / labels."""
+    income_mean, income_sd = _params(segment, "income")
+    score_mean, score_sd = _params(segment, "score")
+    age_mean, age_sd = _params(segment, "age")
+    income = np.maximum(np.rint(rng.normal(income_mean, income_sd)), MIN_INCOME)
+    score = np.clip(np.rint(rng.normal(score_mean, score_sd)), *SCORE_RANGE)
+    age = np.clip(np.rint(rng.normal(age_mean, age_sd)), *AGE_RANGE)
+    female = rng.random(segment.size) < FEMALE_SHARE
+    return {
+        "gender": np.where(female, "Female", "Male"),
+        "age": age.astype(int),
+        "income": income.astype(int),
+        "score": score.astype(int),
+    }
+
+
+def _params(segment: np.ndarray, field: str) -> tuple[np.ndarray, np.ndarray]:
+    table = np.array([getattr(s, field) for s in SEGMENTS], dtype=float)
+    return table[segment, 0], table[segment, 1]
+
+
+def _make_missing(rng: np.random.Generator, row: list[str]) -> None:
+    column = int(rng.integers(2, 5))  # age, income or score
+    row[column] = str(rng.choice(_MISSING_TOKENS))
+
+
+def _make_out_of_range(rng: np.random.Generator, row: list[str]) -> None:
+    kind = int(rng.integers(0, 5))
+    if kind == 0:
+        row[2] = "150"
+    elif kind == 1:
+        row[2] = "-3"
+    elif kind == 2:
+        row[4] = "0"
+    elif kind == 3:
+        row[4] = "140"
+    else:
+        row[3] = str(-int(rng.integers(5, 60)))
+
+
+def _conflicting_row(rng: np.random.Generator, row: list[str], segment: int) -> list[str]:
+    """A second row for the same id: same gender, fresh values from the same segment."""
+    spec = SEGMENTS[segment]
+    while True:
+        age = int(np.clip(np.rint(rng.normal(*spec.age)), *AGE_RANGE))
+        income = int(max(np.rint(rng.normal(*spec.income)), MIN_INCOME))
+        score = int(np.clip(np.rint(rng.normal(*spec.score)), *SCORE_RANGE))
+        other = [row[0], row[1], str(age), str(income), str(score)]
+        if other != row:
+            return other
+
+
+def _insert_at_random(
+    rng: np.random.Generator, rows: list[list[str]], extra: list[list[str]]
+) -> list[list[str]]:
+    """Put each extra row before a random base row (or at the end); base order is kept."""
+    positions = rng.integers(0, len(rows) + 1, size=len(extra))
+    keys = np.concatenate([np.arange(len(rows)), positions])
+    before = np.concatenate([np.ones(len(rows), dtype=int), np.zeros(len(extra), dtype=int)])
+    order = np.lexsort((before, keys))  # by position, extras just before the base row there
+    combined = rows + extra
+    return [combined[i] for i in order]
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    default_csv = Path(__file__).resolve().parents[1] / "data" / "customers.csv"
+    write_sample_csv(generate_customers(), default_csv)

@@ -1,0 +1,258 @@
+"""Validate and clean customer rows: each row is kept, quarantined with a reason, or dropped."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+import pandera.pandas as pa
+
+from schemas.customers import (
+    COLUMNS,
+    CUSTOMER_ID,
+    GENDER,
+    GENDERS,
+    NUMERIC_COLUMNS,
+    SOURCE_ROW,
+    Customers,
+    RawCustomers,
+)
+from schemas.outputs import Quarantine
+from tasks.errors import InputError
+
+log = logging.getLogger(__name__)
+
+# Gender spellings seen in customer files, folded to the fixed set in schemas.customers.GENDERS.
+GENDER_ALIASES = {
+    "female": "Female",
+    "f": "Female",
+    "woman": "Female",
+    "w": "Female",
+    "male": "Male",
+    "m": "Male",
+    "man": "Male",
+}
+
+REASON = "reason"
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    """Clean customers, the quarantined rows with reasons, and the row accounting."""
+
+    customers: pd.DataFrame
+    quarantine: pd.DataFrame
+    rows_read: int
+    duplicates_dropped: int
+
+    @property
+    def rows_kept(self) -> int:
+        return len(self.customers)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return len(self.quarantine)
+
+    def accounting(self) -> dict[str, int]:
+        """Row counts for the manifest: read = kept + quarantined + duplicates_dropped."""
+        return {
+            "rows_read": self.rows_read,
+            "rows_kept": self.rows_kept,
+            "rows_quarantined": self.rows_quarantined,
+            "duplicates_dropped": self.duplicates_dropped,
+        }
+
+
+def clean_customers(
+    raw: pd.DataFrame, *, source: str = "input", max_quarantine_share: float = 0.2
+) -> CleanResult:
+    """Drop exact duplicates, quarantine invalid or conflicting rows, return typed clean rows.
+
+    ``raw`` is the output of ``tasks.ingest.read_customers`` (text values, ``source_row``).
+    Raises ``InputError`` when no valid row remains or more than ``max_quarantine_share`` of
+    the rows are quarantined.
+    """
+    frame = raw.loc[:, [SOURCE_ROW, *COLUMNS]].copy()
+    frame[GENDER] = normalise_gender(frame[GENDER])
+
+    duplicated = _exact_duplicates(frame)
+    frame = frame.loc[~duplicated]
+
+    reasons = _conflicting_ids(frame)
+    reasons = reasons.combine_first(_invalid_values(frame.drop(index=reasons.index)))
+
+    quarantine = _quarantine_table(raw.loc[reasons.index], reasons)
+    kept = frame.drop(index=reasons.index)
+    customers = Customers.validate(_parse_numbers(kept)).reset_index(drop=True)
+
+    result = CleanResult(
+        customers=customers,
+        quarantine=quarantine,
+        rows_read=len(raw),
+        duplicates_dropped=int(duplicated.sum()),
+    )
+    _check_accounting(result)
+    _check_enough_left(result, source, max_quarantine_share)
+    log.info(
+        "Cleaned %s: %d rows read, %d kept, %d quarantined, %d exact duplicates dropped",
+        source,
+        result.rows_read,
+        result.rows_kept,
+        result.rows_quarantined,
+        result.duplicates_dropped,
+    )
+    return result
+
+
+def normalise_gender(values: pd.Series) -> pd.Series:
+    """Fold known spellings (``f``, ``female``, ``M`` ...) to Female/Male; keep the others."""
+    folded = values.str.strip().str.lower().map(GENDER_ALIASES)
+    return folded.fillna(values).astype(values.dtype)
+
+
+def _exact_duplicates(frame: pd.DataFrame) -> pd.Series:
+    """True for each row that repeats an earlier row exactly (numbers compared as numbers)."""
+    key = frame.loc[:, list(COLUMNS)].copy()
+    for column in NUMERIC_COLUMNS:
+        parsed = pd.to_numeric(key[column], errors="coerce")
+        key[column] = parsed.astype("str").where(parsed.notna(), key[column])
+    return key.duplicated(keep="first")
+
+
+def _conflicting_ids(frame: pd.DataFrame) -> pd.Series:
+    """Reasons for rows whose customer id appears again with different values."""
+    ids = frame[CUSTOMER_ID]
+    repeated = ids.notna() & ids.duplicated(keep=False)
+    if not repeated.any():
+        return pd.Series(dtype="str", name=REASON)
+    rows_by_id = frame.loc[repeated].groupby(CUSTOMER_ID)[SOURCE_ROW].agg(list)
+    reasons = {}
+    for index, customer_id in ids[repeated].items():
+        rows = ", ".join(str(r) for r in rows_by_id[customer_id])
+        reasons[index] = (
+            f"{CUSTOMER_ID}={customer_id!r}: id appears in rows {rows} with different values"
+        )
+    return pd.Series(reasons, dtype="str", name=REASON)
+
+
+def _parse_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    parsed = frame.copy()
+    for column in NUMERIC_COLUMNS:
+        parsed[column] = pd.to_numeric(parsed[column], errors="coerce").astype("float64")
+    return parsed
+
+
+def _invalid_values(frame: pd.DataFrame) -> pd.Series:
+    """One reason string per invalid row, listing every failed check (lazy validation)."""
+    failures = [_failure_cases(RawCustomers, frame)]
+    not_numbers = failures[0]
+    typed_failures = _failure_cases(Customers, _parse_numbers(frame))
+    # A value that is not a number is also missing after parsing: report it once.
+    already = set(zip(not_numbers["index"], not_numbers["column"], strict=True))
+    keep = [
+        not (check == "not_nullable" and (index, column) in already)
+        for index, column, check in zip(
+            typed_failures["index"], typed_failures["column"], typed_failures["check"], strict=True
+        )
+    ]
+    failures.append(typed_failures.loc[keep])
+    cases = pd.concat(failures, ignore_index=True)
+    if cases.empty:
+        return pd.Series(dtype="str", name=REASON)
+    cases["text"] = [
+        _describe(column, check, value)
+        for column, check, value in zip(
+            cases["column"], cases["check"], cases["failure_case"], strict=True
+        )
+    ]
+    cases["order"] = cases["column"].map({c: i for i, c in enumerate(COLUMNS)})
+    cases = cases.sort_values(["index", "order"], kind="stable")
+    return cases.groupby("index")["text"].agg("; ".join).rename(REASON)
+
+
+def _failure_cases(schema: type[pa.DataFrameModel], frame: pd.DataFrame) -> pd.DataFrame:
+    """Row-level failure cases of a lazy validation (empty when the frame is valid)."""
+    columns = ["index", "column", "check", "failure_case"]
+    try:
+        schema.validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+        schema_level = cases["index"].isna()
+        if schema_level.any():  # a missing column etc.: the input is unusable as a whole
+            first = cases.loc[schema_level].iloc[0]
+            raise InputError(f"{first['check']} ({first['failure_case']})") from errors
+        cases = cases.loc[:, columns].drop_duplicates(subset=["index", "column", "check"])
+        return cases.astype({"index": "int64"})
+    return pd.DataFrame(columns=columns).astype({"index": "int64"})
+
+
+_BOUND = re.compile(r"(greater|less)_than_or_equal_to\((.+)\)")
+
+
+def _describe(column: str, check: str, value: object) -> str:
+    """A reason readable by a person, naming the column, the check and the offending value."""
+    if check == "not_nullable":
+        return f"{column}: missing value"
+    if check == "field_uniqueness":
+        return f"{column}={value!r}: duplicate id"
+    shown = repr(value) if isinstance(value, str) else _format_number(value)
+    bound = _BOUND.fullmatch(check)
+    if bound:
+        relation = ">=" if bound.group(1) == "greater" else "<="
+        return f"{column}={shown}: must be {relation} {bound.group(2)}"
+    if check.startswith("isin("):
+        return f"{column}={shown}: unknown code, expected one of {', '.join(GENDERS)}"
+    if check.startswith("str_length"):
+        return f"{column}: empty value"
+    return f"{column}={shown}: {check}"
+
+
+def _format_number(value: object) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    return f"{number:g}"
+
+
+def _quarantine_table(raw_rows: pd.DataFrame, reasons: pd.Series) -> pd.DataFrame:
+    table = raw_rows.loc[:, [SOURCE_ROW, *COLUMNS]].copy()
+    table[REASON] = reasons.reindex(table.index)
+    table = table.sort_values(SOURCE_ROW).reset_index(drop=True)
+    return Quarantine.validate(table)
+
+
+def _check_accounting(result: CleanResult) -> None:
+    accounted = result.rows_kept + result.rows_quarantined + result.duplicates_dropped
+    if accounted != result.rows_read:
+        raise RuntimeError(
+            f"row accounting broken: read {result.rows_read} rows but kept {result.rows_kept} + "
+            f"quarantined {result.rows_quarantined} + duplicates {result.duplicates_dropped} "
+            f"= {accounted}"
+        )
+
+
+def _check_enough_left(result: CleanResult, source: str, max_share: float) -> None:
+    if result.rows_kept == 0:
+        raise InputError(
+            f"no valid customer rows remain: {result.rows_quarantined} quarantined "
+            f"({_top_reasons(result.quarantine)})",
+            path=source,
+        )
+    share = result.rows_quarantined / result.rows_read
+    if share > max_share:
+        raise InputError(
+            f"{share:.0%} of rows quarantined ({result.rows_quarantined} of {result.rows_read}), "
+            f"above the limit of {max_share:.0%} (setting max_quarantine_share); "
+            f"first problems: {_top_reasons(result.quarantine)}",
+            path=source,
+        )
+
+
+def _top_reasons(quarantine: pd.DataFrame, limit: int = 3) -> str:
+    first = quarantine.head(limit)
+    return "; ".join(
+        f"row {row}: {reason}" for row, reason in zip(first[SOURCE_ROW], first[REASON], strict=True)
+    )

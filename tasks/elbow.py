@@ -1,0 +1,163 @@
+"""Elbow sweep over k and the rule that picks k (Kneedle knee, bounds, or a fixed k)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from kneed import KneeLocator
+from sklearn.cluster import KMeans
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+from threadpoolctl import threadpool_limits
+
+from schemas.outputs import Elbow
+from tasks.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KChoice:
+    """The chosen k, the rule that chose it and why, and where the knee was (if any)."""
+
+    k: int
+    rule: str
+    reason: str
+    knee: int | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sweep_k(
+    matrix: np.ndarray,
+    k_values: range | list[int],
+    *,
+    seed: int = 42,
+    n_init: int = 10,
+    silhouette_sample: int = 10_000,
+    n_jobs: int = 1,
+) -> pd.DataFrame:
+    """Fit K-Means for each k and record inertia and cluster-quality metrics.
+
+    k values above the number of distinct points are skipped (K-Means cannot fit them).
+    Silhouette is computed on a seeded sample of at most ``silhouette_sample`` rows.
+    ``n_jobs != 1`` fits k values in parallel threads (-1: all cores), one OpenMP thread each.
+    """
+    distinct = _count_distinct(matrix)
+    ks = [k for k in k_values if 1 <= k <= distinct]
+    if not ks:
+        raise InputError(
+            f"cannot sweep k in {list(k_values)}: only {distinct} distinct customer point(s)"
+        )
+    if n_jobs != 1:
+        with threadpool_limits(1):
+            rows = Parallel(n_jobs=n_jobs, prefer="threads")(
+                delayed(_metrics_for_k)(matrix, k, seed, n_init, silhouette_sample) for k in ks
+            )
+    else:
+        rows = [_metrics_for_k(matrix, k, seed, n_init, silhouette_sample) for k in ks]
+    elbow = Elbow.validate(pd.DataFrame(rows))
+    log.info("Elbow sweep over k=%d..%d on %d customers", ks[0], ks[-1], len(matrix))
+    return elbow
+
+
+def _count_distinct(matrix: np.ndarray, cap: int = 1_000) -> int:
+    """Number of distinct rows, counted exactly up to ``cap`` (enough to bound k)."""
+    head = matrix[: cap * 100]
+    distinct = len(np.unique(head, axis=0))
+    if distinct >= cap or len(head) == len(matrix):
+        return distinct
+    return len(np.unique(matrix, axis=0))
+
+
+def _metrics_for_k(
+    matrix: np.ndarray, k: int, seed: int, n_init: int, silhouette_sample: int
+) -> dict[str, float]:
+    model = KMeans(n_clusters=k, init="k-means++", n_init=n_init, random_state=seed).fit(matrix)
+    labels = model.labels_
+    counts = np.bincount(labels, minlength=k)
+    row = {
+        "k": k,
+        "inertia": float(model.inertia_),
+        "silhouette": np.nan,
+        "calinski_harabasz": np.nan,
+        "davies_bouldin": np.nan,
+        "min_share": float(counts.min() / len(labels)),
+    }
+    if 2 <= len(np.unique(labels)) < len(matrix):
+        sample = min(silhouette_sample, len(matrix))
+        row["silhouette"] = float(
+            silhouette_score(matrix, labels, sample_size=sample, random_state=seed)
+        )
+        row["calinski_harabasz"] = float(calinski_harabasz_score(matrix, labels))
+        row["davies_bouldin"] = float(davies_bouldin_score(matrix, labels))
+    return row
+
+
+def find_knee(elbow: pd.DataFrame) -> int | None:
+    """The knee of the inertia curve by Kneedle (convex, decreasing), or None if there is none."""
+    if len(elbow) < 3:
+        return None
+    locator = KneeLocator(
+        elbow["k"].to_numpy(),
+        elbow["inertia"].to_numpy(dtype="float64"),
+        curve="convex",
+        direction="decreasing",
+        interp_method="interp1d",
+    )
+    return None if locator.knee is None else int(locator.knee)
+
+
+def choose_k(
+    elbow: pd.DataFrame,
+    *,
+    fixed_k: int | None = None,
+    k_min: int | None = None,
+    k_max: int | None = None,
+    min_segment_share: float = 0.0,
+) -> KChoice:
+    """Pick k: a fixed k if set; else the knee if it is allowed; else the best allowed silhouette.
+
+    Allowed k: 2 <= k_min <= k <= k_max, with every segment at least ``min_segment_share``
+    of the customers at that k.
+    """
+    knee = find_knee(elbow)
+    if fixed_k is not None:
+        if fixed_k not in set(elbow["k"]):
+            raise InputError(
+                f"k={fixed_k} cannot be fitted: the sweep covered k={_span(elbow['k'])} "
+                "(k must not exceed the number of distinct customers)"
+            )
+        return KChoice(fixed_k, "fixed", f"k={fixed_k} fixed by settings", knee)
+
+    low = max(2, k_min or 2)
+    high = k_max if k_max is not None else int(elbow["k"].max())
+    allowed = elbow[
+        (elbow["k"] >= low) & (elbow["k"] <= high) & (elbow["min_share"] >= min_segment_share)
+    ]
+    limits = f"k in {low}..{high} with every segment >= {min_segment_share:.0%} of customers"
+    if allowed.empty:
+        raise InputError(f"no k satisfies the settings ({limits}); swept k={_span(elbow['k'])}")
+    if knee is not None and knee in set(allowed["k"]):
+        return KChoice(knee, "elbow", f"Kneedle knee of the inertia curve at k={knee}", knee)
+
+    scored = allowed.dropna(subset=["silhouette"])
+    if scored.empty:
+        k = int(allowed["k"].min())
+        return KChoice(
+            k, "smallest-allowed", f"no knee or silhouette; smallest allowed k={k}", knee
+        )
+    best = scored.loc[scored["silhouette"].idxmax()]
+    k = int(best["k"])
+    why = "no knee in the inertia curve" if knee is None else f"knee k={knee} is outside {limits}"
+    return KChoice(
+        k, "silhouette", f"{why}; best silhouette {best['silhouette']:.3f} at k={k}", knee
+    )
+
+
+def _span(ks: pd.Series) -> str:
+    return f"{int(ks.min())}..{int(ks.max())}" if len(ks) else "(none)"

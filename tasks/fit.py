@@ -1,0 +1,56 @@
+"""Final K-Means fit with segment numbers that do not depend on the algorithm's label order."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.cluster import KMeans
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """Segment per row (1..k), centroids in the scaled space (row i = segment i + 1)."""
+
+    labels: np.ndarray
+    centroids: np.ndarray
+    distances: np.ndarray
+    inertia: float
+    n_iter: int
+
+    @property
+    def k(self) -> int:
+        return len(self.centroids)
+
+
+def fit_segments(
+    matrix: np.ndarray, k: int, *, seed: int = 42, n_init: int = 10, max_iter: int = 300
+) -> Segmentation:
+    """K-Means (k-means++, ``n_init`` restarts, fixed seed), segments numbered canonically."""
+    if k > len(matrix):
+        raise ValueError(f"n_samples={len(matrix)} should be >= n_clusters={k}.")
+    model = KMeans(
+        n_clusters=k, init="k-means++", n_init=n_init, max_iter=max_iter, random_state=seed
+    ).fit(matrix)
+    order = canonical_order(model.cluster_centers_)
+    rank = np.empty(k, dtype="int64")
+    rank[order] = np.arange(k)
+    labels = rank[model.labels_] + 1
+    centroids = model.cluster_centers_[order]
+    distances = np.linalg.norm(matrix - centroids[labels - 1], axis=1)
+    log.info(
+        "Fitted K-Means with k=%d: inertia %.4g after %d iterations",
+        k,
+        model.inertia_,
+        model.n_iter_,
+    )
+    return Segmentation(labels, centroids, distances, float(model.inertia_), int(model.n_iter_))
+
+
+def canonical_order(centroids: np.ndarray, decimals: int = 6) -> np.ndarray:
+    """Centroid indices sorted by first feature, then the next (rounded, so ties are stable)."""
+    rounded = np.round(centroids, decimals)
+    return np.lexsort(rounded.T[::-1])

@@ -1,0 +1,64 @@
+"""The run's manifest: what went in, what came out, and how the rows add up."""
+
+from __future__ import annotations
+
+import platform
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from importlib import metadata
+
+PACKAGES = (
+    "prefect",
+    "pandas",
+    "pandera",
+    "scikit-learn",
+    "numpy",
+    "matplotlib",
+    "pyarrow",
+    "kneed",
+)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the packages that shape a run's results."""
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def new_run_id(suffix: str) -> str:
+    """A sortable, unique run folder name: UTC time then a short unique suffix."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{suffix[:8]}"
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class StepTimer:
+    """Wall-clock seconds per named step; ``total`` covers the first start to the last end."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._first: float | None = None
+        self._last: float | None = None
+
+    @contextmanager
+    def __call__(self, step: str):
+        start = time.perf_counter()
+        self._first = start if self._first is None else self._first
+        try:
+            yield
+        finally:
+            end = time.perf_counter()
+            self.seconds[step] = round(self.seconds.get(step, 0.0) + end - start, 4)
+            self._last = end
+
+    def as_dict(self) -> dict[str, float]:
+        total = 0.0 if self._first is None else self._last - self._first
+        return {**self.seconds, "total": round(total, 4)}

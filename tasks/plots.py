@@ -1,0 +1,378 @@
+"""Plots for the segmentation report: pure functions that return ``matplotlib.figure.Figure``.
+
+Only the object API is used (no ``pyplot``): no global figure registry, no GUI backend, and
+figures built in different threads do not share state. A figure is freed like any other Python
+object once the last reference to it is dropped; there is nothing to ``close``.
+
+The only I/O is :func:`figure_to_png`, which renders at a fixed ``PNG_DPI`` without tight
+cropping, so a PNG is exactly ``figsize * PNG_DPI`` pixels (e.g. ``ELBOW_SIZE`` -> 1100 x 450).
+
+Segment ids are ints ``1..k``; segment ``i`` is drawn in ``tab10[(i - 1) % 10]`` in every plot
+(see :func:`segment_color`).
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Mapping
+from io import BytesIO
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator, StrMethodFormatter
+from sklearn.decomposition import PCA
+
+from schemas.customers import AGE, ANNUAL_INCOME, CUSTOMER_ID, GENDER, GENDERS, SPENDING_SCORE
+
+PNG_DPI = 100
+
+# Figure sizes in inches; pixels = inches * PNG_DPI.
+ELBOW_SIZE = (11, 4.5)  # 1100 x 450 px
+SEGMENTS_SIZE = (11, 7)  # 1100 x 700 px
+PROFILES_SIZE = (16, 6)  # 1600 x 600 px
+EDA_SIZE = (10, 8)  # 1000 x 800 px
+
+# Human-readable names (original units) for column names; anything else falls back to itself.
+LABELS = {
+    CUSTOMER_ID: "Customer id",
+    GENDER: "Gender",
+    AGE: "Age (years)",
+    ANNUAL_INCOME: "Annual income (k$)",
+    SPENDING_SCORE: "Spending score (1-100)",
+}
+GENDER_PREFIX = f"{GENDER}_"  # one-hot columns look like ``gender_Female``
+
+_SEGMENT_COLORS = matplotlib.colormaps["tab10"].colors
+_NEUTRAL = "slategray"  # for plots that are not about segments
+_LEGEND_WRAP = 40  # characters per line of a legend entry
+HIST_BINS = 30
+
+
+def label_for(column: str) -> str:
+    """Human label for a column: ``LABELS``, one-hot gender columns, else the name itself."""
+    if column in LABELS:
+        return LABELS[column]
+    if column.startswith(GENDER_PREFIX):
+        return f"Gender: {column[len(GENDER_PREFIX):]} (0/1)"
+    return column
+
+
+def segment_color(segment_id: int) -> tuple[float, float, float]:
+    """Colour of a segment (ids are 1-based), the same in every plot: ``tab10[(id - 1) % 10]``."""
+    return _SEGMENT_COLORS[(int(segment_id) - 1) % len(_SEGMENT_COLORS)]
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, _LEGEND_WRAP)
+
+
+def figure_to_png(fig: Figure) -> bytes:
+    """Render ``fig`` as PNG bytes at ``PNG_DPI``; the image is exactly figsize * dpi pixels."""
+    buffer = BytesIO()
+    fig.savefig(buffer, format="png", dpi=PNG_DPI)
+    return buffer.getvalue()
+
+
+def _new_figure(size: tuple[float, float]) -> Figure:
+    return Figure(figsize=size, dpi=PNG_DPI, layout="constrained")
+
+
+# --------------------------------------------------------------------------------------------
+# Elbow
+# --------------------------------------------------------------------------------------------
+
+
+def _mark_chosen(ax: Axes, ks: np.ndarray, values: np.ndarray, chosen_k: int) -> None:
+    """Red star + "chosen k=…" label at ``chosen_k``, or a dotted line if it has no value."""
+    text = f"chosen k={chosen_k}"
+    hit = np.flatnonzero((ks == chosen_k) & np.isfinite(values))
+    if hit.size:
+        y = values[hit[0]]
+        ax.plot([chosen_k], [y], linestyle="none", marker="*", markersize=18, color="tab:red",
+                markeredgecolor="black", zorder=5, label=text)
+        at_right_end = chosen_k >= ks.max()  # put the label left of the star, inside the axes
+        ax.annotate(text, xy=(chosen_k, y), xytext=(-10 if at_right_end else 10, 10),
+                    textcoords="offset points", ha="right" if at_right_end else "left",
+                    color="tab:red", fontweight="bold")
+    else:
+        ax.axvline(chosen_k, linestyle=":", color="tab:red", label=text)
+        ax.annotate(text, xy=(chosen_k, 0.5), xycoords=("data", "axes fraction"),
+                    xytext=(5, 0), textcoords="offset points", color="tab:red")
+
+
+def plot_elbow(elbow: pd.DataFrame, chosen_k: int, knee: int | None) -> Figure:
+    """Inertia (with knee and chosen k) and silhouette by k. Size ``ELBOW_SIZE`` (1100 x 450 px).
+
+    ``elbow`` has columns ``k``, ``inertia``, ``silhouette``, ``calinski_harabasz``,
+    ``davies_bouldin`` and ``min_share`` (the scores are NaN for k=1). The knee, when given, is
+    a vertical dashed line labelled "knee k=…"; the chosen k is a red star labelled "chosen k=…".
+    """
+    table = elbow.sort_values("k")
+    ks = table["k"].to_numpy(dtype=int)
+    inertia = table["inertia"].to_numpy(dtype=float)
+    silhouette = table["silhouette"].to_numpy(dtype=float)
+
+    fig = _new_figure(ELBOW_SIZE)
+    ax_inertia, ax_silhouette = fig.subplots(1, 2)
+
+    ax_inertia.plot(ks, inertia, marker="o", color=_NEUTRAL)
+    if knee is not None:
+        ax_inertia.axvline(knee, linestyle="--", color="black", linewidth=1, label=f"knee k={knee}")
+        ax_inertia.annotate(f"knee k={knee}", xy=(knee, 0.97), xycoords=("data", "axes fraction"),
+                            xytext=(5, 0), textcoords="offset points", va="top")
+    _mark_chosen(ax_inertia, ks, inertia, chosen_k)
+    ax_inertia.set_title("Elbow: inertia by k")
+    ax_inertia.set_ylabel("Inertia (within-cluster sum of squares)")
+
+    scored = (ks >= 2) & np.isfinite(silhouette)
+    if scored.any():
+        ax_silhouette.plot(ks[scored], silhouette[scored], marker="o", color=_NEUTRAL)
+        _mark_chosen(ax_silhouette, ks, silhouette, chosen_k)
+    else:
+        ax_silhouette.text(0.5, 0.5, "no silhouette (needs k >= 2)", ha="center",
+                           transform=ax_silhouette.transAxes)
+    ax_silhouette.set_title("Silhouette by k (higher is better)")
+    ax_silhouette.set_ylabel("Mean silhouette")
+
+    for ax in (ax_inertia, ax_silhouette):
+        ax.set_xlabel("Number of segments k")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.margins(y=0.12)  # room for the labels above the markers
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Segments scatter
+# --------------------------------------------------------------------------------------------
+
+
+def plot_segments(
+    points: pd.DataFrame,
+    labels: np.ndarray,
+    centroids: pd.DataFrame,
+    names: Mapping[int, str],
+    *,
+    scaled: np.ndarray | None = None,
+    scaled_centroids: np.ndarray | None = None,
+    max_points: int = 20_000,
+    seed: int = 0,
+) -> Figure:
+    """Customers coloured by segment, centroids as X. Size ``SEGMENTS_SIZE`` (1100 x 700 px).
+
+    ``points`` holds the feature columns in original units (one row per customer), ``labels``
+    the segment id (1..k) of each row and ``centroids`` the centres, indexed by segment id, with
+    the same columns. With two features the axes are those features; with more, ``scaled`` (same
+    rows) and ``scaled_centroids`` (row i = segment i + 1) are projected on a 2-D PCA fitted on
+    the plotted rows. At most ``max_points`` rows are drawn, a seeded sample without replacement;
+    the title then says "showing m of n customers". Legend counts (n=…) are over all customers.
+    Customers are one scatter collection per segment; centroids are lines (markers only).
+    """
+    columns = list(points.columns)
+    n_total = len(points)
+    labels = np.asarray(labels).astype(int, copy=False)
+    if len(columns) < 2:
+        raise ValueError(f"plot_segments needs at least 2 feature columns, got {columns}")
+    if len(labels) != n_total:
+        raise ValueError(f"{len(labels)} labels for {n_total} points")
+    use_pca = len(columns) > 2
+    if use_pca:
+        if scaled is None or scaled_centroids is None:
+            raise ValueError("more than 2 features: pass scaled and scaled_centroids for PCA")
+        scaled = np.asarray(scaled, dtype=float)
+        scaled_centroids = np.asarray(scaled_centroids, dtype=float)
+        if len(scaled) != n_total:
+            raise ValueError(f"scaled has {len(scaled)} rows, points has {n_total}")
+
+    if n_total > max_points:
+        rows = np.sort(np.random.default_rng(seed).choice(n_total, size=max_points, replace=False))
+    else:
+        rows = np.arange(n_total)
+    shown_labels = labels[rows]
+
+    if use_pca:
+        pca = PCA(n_components=2, random_state=seed).fit(scaled[rows])
+        xy = pca.transform(scaled[rows])
+        centre_xy = pca.transform(scaled_centroids)  # row i = segment i + 1
+        ratios = pca.explained_variance_ratio_
+        x_label = f"PC1 ({ratios[0]:.0%} of variance)"
+        y_label = f"PC2 ({ratios[1]:.0%} of variance)"
+        view = f"PCA view of {len(columns)} scaled features"
+    else:
+        xy = points.iloc[rows, :2].to_numpy(dtype=float)
+        x_label, y_label = label_for(columns[0]), label_for(columns[1])
+        view = None
+
+    segment_ids = sorted({int(s) for s in np.unique(labels)} | {int(s) for s in centroids.index})
+    counts = pd.Series(labels).value_counts()
+    marker_size = 24 if len(rows) <= 2_000 else 8 if len(rows) <= 20_000 else 3
+    alpha = 0.8 if len(rows) <= 2_000 else 0.5
+
+    fig = _new_figure(SEGMENTS_SIZE)
+    ax = fig.subplots()
+    handles = []
+    for segment in segment_ids:
+        color = segment_color(segment)
+        mine = shown_labels == segment
+        ax.scatter(xy[mine, 0], xy[mine, 1], s=marker_size, color=color, alpha=alpha,
+                   linewidths=0)
+        if use_pca:
+            centre = centre_xy[segment - 1] if segment - 1 < len(centre_xy) else None
+        else:
+            centre = centroids.loc[segment, columns[:2]].to_numpy(dtype=float) \
+                if segment in centroids.index else None
+        if centre is not None:
+            ax.plot([centre[0]], [centre[1]], linestyle="none", marker="X", markersize=16,
+                    markerfacecolor=color, markeredgecolor="black", markeredgewidth=1.5,
+                    zorder=5)
+        name = names.get(segment, f"Segment {segment}")
+        entry = _wrap(f"{segment}: {name} (n={int(counts.get(segment, 0)):,})")
+        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=8, color=color,
+                              label=entry))
+    handles.append(Line2D([], [], linestyle="none", marker="X", markersize=12,
+                          markerfacecolor="white", markeredgecolor="black",
+                          label="segment centre"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0,
+              title="Segment", alignment="left")
+
+    title = "Customer segments"
+    if view:
+        title += f" ({view})"
+    if len(rows) < n_total:
+        title += f"\nshowing {len(rows):,} of {n_total:,} customers"
+    else:
+        title += f"\n{n_total:,} customers"
+    ax.set_title(title)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Segment profiles
+# --------------------------------------------------------------------------------------------
+
+_PROFILE_PANELS = (
+    ("size", "Segment size (share of customers)", "Customers"),
+    (f"{AGE}_mean", "Mean age", LABELS[AGE]),
+    (f"{ANNUAL_INCOME}_mean", "Mean annual income", LABELS[ANNUAL_INCOME]),
+    (f"{SPENDING_SCORE}_mean", "Mean spending score", LABELS[SPENDING_SCORE]),
+)
+
+
+def plot_profiles(profiles: pd.DataFrame) -> Figure:
+    """Size and mean age / income / spending per segment. Size ``PROFILES_SIZE`` (1600 x 600 px).
+
+    Four bar panels in one row, one bar per segment (x = segment id, coloured by segment); the
+    size bars are labelled with the share, the others with the value. A legend below maps
+    segment id -> name. ``profiles`` has one row per segment with ``segment_id``,
+    ``segment_name``, ``size``, ``share`` and ``<feature>_mean`` / ``_median`` columns.
+    """
+    needed = ["segment_id", "segment_name", "share"] + [column for column, _, _ in _PROFILE_PANELS]
+    missing = [column for column in needed if column not in profiles.columns]
+    if missing:
+        raise ValueError(f"profiles is missing columns {missing}")
+    table = profiles.sort_values("segment_id")
+    ids = table["segment_id"].astype(int).tolist()
+    colors = [segment_color(segment) for segment in ids]
+    positions = np.arange(len(ids))
+
+    fig = _new_figure(PROFILES_SIZE)
+    axes = fig.subplots(1, len(_PROFILE_PANELS))
+    for ax, (column, title, unit) in zip(axes, _PROFILE_PANELS, strict=True):
+        values = table[column].to_numpy(dtype=float)
+        bars = ax.bar(positions, values, color=colors, edgecolor="black", linewidth=0.5)
+        if column == "size":
+            bar_text = [f"{share:.0%}" for share in table["share"]]
+            ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+        else:
+            bar_text = [f"{value:.0f}" for value in values]
+        ax.bar_label(bars, labels=bar_text, padding=2, fontsize=9 if len(ids) <= 6 else 7)
+        ax.set_xticks(positions, [str(segment) for segment in ids])
+        ax.set_xlabel("Segment")
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+        ax.margins(y=0.12)
+        ax.grid(axis="y", alpha=0.3)
+
+    entries = [_wrap(f"{segment}: {name}") for segment, name in zip(ids, table["segment_name"],
+                                                                     strict=True)]
+    handles = [
+        Patch(facecolor=color, edgecolor="black", linewidth=0.5, label=entry)
+        for entry, color in zip(entries, colors, strict=True)
+    ]
+    # As many columns as fit the width (about 8 px per character plus the patch).
+    widest = max((len(line) for entry in entries for line in entry.splitlines()), default=1)
+    fits = int(PROFILES_SIZE[0] * PNG_DPI * 0.95) // (8 * widest + 50)
+    fig.legend(handles=handles, loc="outside lower center", ncols=max(1, min(len(ids), fits)),
+               frameon=False)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Exploratory view of the clean customers
+# --------------------------------------------------------------------------------------------
+
+
+def _bin_edges(data: np.ndarray) -> np.ndarray | int:
+    """``HIST_BINS`` bins; whole-number data get integer-aligned bins (at most ``HIST_BINS``).
+
+    Plain 30 bins over, say, ages 18-70 put two ages in some bins and one in others, which
+    draws a comb of fake dips; bins of a whole number of units centred on integers do not.
+    """
+    low, high = data.min(), data.max()
+    if high > low and np.array_equal(data, np.round(data)):
+        width = max(1, math.ceil((high - low + 1) / HIST_BINS))
+        edges = np.arange(low - 0.5, high + 0.5 + width, width)
+        edges[-1] = high + 0.5  # a last, partial bin is drawn narrower, not as a fake dip
+        return edges
+    return HIST_BINS
+
+
+def _histogram(ax: Axes, values: pd.Series, column: str) -> None:
+    data = values.dropna().to_numpy(dtype=float)
+    if data.size:
+        counts, edges = np.histogram(data, bins=_bin_edges(data))
+        ax.stairs(counts, edges, fill=True, color=_NEUTRAL, alpha=0.85)
+    else:
+        ax.text(0.5, 0.5, "no data", ha="center", transform=ax.transAxes)
+    ax.set_title(label_for(column))
+    ax.set_xlabel(label_for(column))
+    ax.set_ylabel("Customers")
+    ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+
+
+def plot_eda(customers: pd.DataFrame) -> Figure:
+    """Histograms of age, income and spending, bars of gender. Size ``EDA_SIZE`` (1000 x 800 px).
+
+    ``customers`` are clean rows (``customer_id``, ``gender``, ``age``, ``annual_income``,
+    ``spending_score``). Histograms have ``HIST_BINS`` (30) bins, or at most 30 integer-aligned
+    bins for whole-number data (see ``_bin_edges``), computed with numpy: millions of rows are
+    fine and nothing is downsampled.
+    """
+    fig = _new_figure(EDA_SIZE)
+    axes = fig.subplots(2, 2)
+    for ax, column in zip(axes.flat, (AGE, ANNUAL_INCOME, SPENDING_SCORE), strict=False):
+        _histogram(ax, customers[column], column)
+
+    ax_gender = axes[1, 1]
+    counts = customers[GENDER].value_counts()
+    order = [g for g in GENDERS if g in counts.index]
+    order += sorted((g for g in counts.index if g not in GENDERS), key=str)
+    heights = [int(counts[g]) for g in order]
+    bars = ax_gender.bar(order, heights, color=_NEUTRAL, edgecolor="black", linewidth=0.5)
+    ax_gender.bar_label(bars, labels=[f"{h:,}" for h in heights], padding=2)
+    ax_gender.set_title(LABELS[GENDER])
+    ax_gender.set_ylabel("Customers")
+    ax_gender.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    ax_gender.margins(y=0.12)
+
+    fig.suptitle(f"Customer features (n={len(customers):,})", fontsize="x-large")
+    return fig

@@ -1,0 +1,241 @@
+"""`segment`: the command line. `segment run` segments a customer file; `segment sample-data`
+writes the embedded default customers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from flows.settings import DEFAULT_INPUT, SegmentationSettings
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1  # a bug or an environment problem: the traceback is in the log
+EXIT_USAGE = 2  # bad command-line arguments (argparse's convention)
+EXIT_BAD_INPUT = 3  # the input data cannot be segmented: the message says why
+
+log = logging.getLogger("flows.cli")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    return args.handler(args, parser)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segment",
+        description="Customer segmentation with K-Means, run as a Prefect flow.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="segment a customer file (default: the embedded sample customers)",
+        description="Ingest, validate and clean, scale, sweep k, fit K-Means, and write a run "
+        "folder of Parquet tables and PNG plots under OUTPUT/runs/<run-id>/ "
+        "(OUTPUT/latest points at the newest complete run). Uses Prefect's temporary local "
+        "server unless PREFECT_API_URL is set. Exit codes: 0 ok, 1 internal error, "
+        "2 usage error, 3 bad input data.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    defaults = SegmentationSettings()
+    run.add_argument("--input", type=Path, default=defaults.input, help="CSV or Parquet file")
+    run.add_argument("--output", type=Path, default=defaults.output_dir, help="output folder")
+    run.add_argument(
+        "--features",
+        nargs="+",
+        default=defaults.features,
+        choices=["annual_income", "spending_score", "age", "gender"],
+        help="features to cluster on",
+    )
+    run.add_argument(
+        "--scaler",
+        default=defaults.scaler,
+        choices=["standard", "robust", "minmax", "log-standard"],
+    )
+    run.add_argument(
+        "--k", type=int, default=None, help="fix k instead of choosing it by the elbow"
+    )
+    run.add_argument("--k-min", type=int, default=None, help="smallest k the elbow rule may choose")
+    run.add_argument("--k-max", type=int, default=None, help="largest k the elbow rule may choose")
+    run.add_argument(
+        "--sweep",
+        type=_k_range,
+        default=(defaults.k_sweep_min, defaults.k_sweep_max),
+        metavar="LOW-HIGH",
+        help="k values of the elbow sweep, e.g. 1-10",
+    )
+    run.add_argument(
+        "--min-segment-share",
+        type=float,
+        default=defaults.min_segment_share,
+        help="each segment must hold at least this share of customers (0-1)",
+    )
+    run.add_argument("--n-init", type=int, default=defaults.n_init, help="K-Means restarts")
+    run.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
+    run.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        metavar="NAME=HEADER",
+        help="map a canonical column to a header in the file, e.g. annual_income=Income "
+        "(canonical: customer_id, gender, age, annual_income, spending_score)",
+    )
+    run.add_argument("--sep", default=None, help="field separator (sniffed when unset)")
+    run.add_argument(
+        "--max-quarantine-share",
+        type=float,
+        default=defaults.max_quarantine_share,
+        help="fail when more than this share of rows is quarantined (0-1)",
+    )
+    run.add_argument(
+        "--n-jobs",
+        type=int,
+        default=defaults.n_jobs,
+        help="parallel k fits in the sweep (-1: all cores)",
+    )
+    run.add_argument("--run-id", default=None, help="name of the run folder (default: time-id)")
+    run.add_argument("--quiet", action="store_true", help="only warnings and the summary")
+    run.set_defaults(handler=_run)
+
+    sample = commands.add_parser(
+        "sample-data",
+        help="write the seeded sample customers (the embedded default data)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sample.add_argument("--output", type=Path, default=DEFAULT_INPUT, help="CSV file to write")
+    sample.add_argument("--rows", type=int, default=3000, help="number of customers")
+    sample.add_argument("--seed", type=int, default=20261126, help="random seed")
+    sample.set_defaults(handler=_sample_data)
+    return parser
+
+
+def _k_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition("-")
+    try:
+        return int(low), int(high if sep else low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW-HIGH such as 1-10, got {text!r}") from None
+
+
+def _settings(args: argparse.Namespace) -> SegmentationSettings:
+    columns = {}
+    for item in args.column:
+        name, sep, header = item.partition("=")
+        if not sep:
+            raise ValueError(f"--column expects NAME=HEADER, got {item!r}")
+        columns[name.strip()] = header
+    return SegmentationSettings(
+        input=args.input.expanduser().resolve(),
+        output_dir=args.output.expanduser().resolve(),
+        columns=columns,
+        sep=args.sep,
+        features=args.features,
+        scaler=args.scaler,
+        k=args.k,
+        k_min=args.k_min,
+        k_max=args.k_max,
+        k_sweep_min=args.sweep[0],
+        k_sweep_max=args.sweep[1],
+        min_segment_share=args.min_segment_share,
+        n_init=args.n_init,
+        seed=args.seed,
+        n_jobs=args.n_jobs,
+        max_quarantine_share=args.max_quarantine_share,
+        run_id=args.run_id,
+    )
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        settings = _settings(args)
+    except (ValidationError, ValueError) as error:
+        parser.error(_one_line(error))
+    if not settings.input.exists():  # fail fast, before Prefect starts a server
+        print(f"segment: error: {settings.input}: no such file", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    _configure_prefect(quiet=args.quiet)
+    from flows.segmentation import segment_customers  # Prefect is imported only when needed
+    from tasks.errors import InputError
+
+    try:
+        manifest = segment_customers(settings)
+    except InputError as error:
+        print(f"segment: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as error:  # noqa: BLE001 - a last-resort message; Prefect logged the traceback
+        print(f"segment: internal error: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_INTERNAL
+    print(format_summary(manifest))
+    return EXIT_OK
+
+
+def _configure_prefect(quiet: bool) -> None:
+    """Defaults for a local run, before Prefect is imported (the user's settings win)."""
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    if quiet:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def format_summary(manifest: dict) -> str:
+    """The terminal summary: segments, sizes, names, row accounting, output folder."""
+    rows, choice = manifest["rows"], manifest["k"]
+    total = sum(s["size"] for s in manifest["segments"])
+    lines = [
+        f"Segmented {total:,} customers from {manifest['input']['path']}",
+        f"k = {choice['chosen']} ({choice['rule']}: {choice['reason']})",
+        "",
+        f"  {'id':>3}  {'customers':>9}  {'share':>6}  name",
+    ]
+    for segment in manifest["segments"]:
+        share = segment["size"] / total
+        lines.append(
+            f"  {segment['id']:>3}  {segment['size']:>9,}  {share:>6.1%}  {segment['name']}"
+        )
+    lines += [
+        "",
+        f"Rows: {rows['rows_read']:,} read = {rows['rows_kept']:,} segmented + "
+        f"{rows['rows_quarantined']:,} quarantined + {rows['duplicates_dropped']:,} duplicates",
+        f"Output: {manifest['output_folder']}",
+    ]
+    return "\n".join(lines)
+
+
+def _sample_data(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from tasks.sample_data import generate_customers, write_sample_csv
+
+    if args.rows < 10:
+        parser.error("--rows must be at least 10")
+    sample = generate_customers(n=args.rows, seed=args.seed)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    write_sample_csv(sample, args.output)
+    print(
+        f"Wrote {len(sample.frame):,} rows ({args.rows:,} customers and planted dirt) "
+        f"to {args.output}"
+    )
+    return EXIT_OK
+
+
+def _one_line(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
+            for e in error.errors()
+        )
+    return str(error)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

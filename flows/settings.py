@@ -1,0 +1,74 @@
+"""Typed settings of a segmentation run: the flow's one parameter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_INPUT = PROJECT_ROOT / "data" / "customers.csv"
+DEFAULT_OUTPUT = PROJECT_ROOT / "outputs"
+
+Feature = Literal["annual_income", "spending_score", "age", "gender"]
+Scaler = Literal["standard", "robust", "minmax", "log-standard"]
+
+
+class SegmentationSettings(BaseModel):
+    """Everything a run depends on. Defaults reproduce the classic Mall-customers recipe."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input: Path = Field(
+        DEFAULT_INPUT, description="customer file: CSV (any common dialect) or Parquet"
+    )
+    output_dir: Path = Field(DEFAULT_OUTPUT, description="runs go to <output_dir>/runs/<run-id>/")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="canonical column -> header in the file, e.g. {'annual_income': 'Income'}; "
+        "unset columns are found by their common spellings",
+    )
+    sep: str | None = Field(None, description="field separator; sniffed when unset")
+    features: list[Feature] = Field(
+        default_factory=lambda: ["annual_income", "spending_score"],
+        min_length=1,
+        description="features to cluster on; gender is one-hot encoded",
+    )
+    scaler: Scaler = Field("standard", description="feature scaling before K-Means")
+    k: int | None = Field(
+        None, ge=1, description="fix the number of segments (skips the elbow rule)"
+    )
+    k_sweep_min: int = Field(1, ge=1, description="smallest k of the elbow sweep")
+    k_sweep_max: int = Field(10, ge=2, description="largest k of the elbow sweep")
+    k_min: int | None = Field(None, ge=2, description="smallest k the elbow rule may choose")
+    k_max: int | None = Field(None, ge=2, description="largest k the elbow rule may choose")
+    min_segment_share: float = Field(
+        0.0, ge=0, lt=1, description="each segment must hold at least this share of customers"
+    )
+    n_init: int = Field(10, ge=1, description="K-Means restarts (final fit and sweep)")
+    seed: int = Field(42, description="random seed of every random step")
+    n_jobs: int = Field(-1, description="parallel k fits in the sweep (-1: all cores, 1: serial)")
+    silhouette_sample: int = Field(10_000, ge=100, description="rows sampled for silhouette")
+    max_quarantine_share: float = Field(
+        0.2, ge=0, le=1, description="fail the run when more rows than this share are quarantined"
+    )
+    run_id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="name of the run folder"
+    )
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> SegmentationSettings:
+        if self.k_sweep_min > self.k_sweep_max:
+            raise ValueError(f"k_sweep_min={self.k_sweep_min} > k_sweep_max={self.k_sweep_max}")
+        if self.k_min is not None and self.k_max is not None and self.k_min > self.k_max:
+            raise ValueError(f"k_min={self.k_min} > k_max={self.k_max}")
+        if len(set(self.features)) != len(self.features):
+            raise ValueError(f"features listed twice: {self.features}")
+        return self
+
+    @property
+    def k_values(self) -> range:
+        """The k values of the sweep, widened to include a fixed k."""
+        high = max(self.k_sweep_max, self.k or 0)
+        return range(self.k_sweep_min, high + 1)

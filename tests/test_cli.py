@@ -1,0 +1,134 @@
+"""The `segment` command: arguments, exit codes, the summary, and real runs as users start it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, format_summary, main
+from flows.settings import DEFAULT_INPUT
+
+SEGMENT = Path(sys.executable).with_name("segment")
+
+
+def test_no_command_prints_help_and_exits_with_usage_code(capsys):
+    assert main([]) == EXIT_USAGE
+    assert "segment" in capsys.readouterr().out
+
+
+def test_help_lists_the_main_options(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--input", "--k", "--features", "--output", "--scaler", "--sweep"):
+        assert option in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--k", "0"],
+        ["--sweep", "ten"],
+        ["--features", "height"],
+        ["--column", "no-equals-sign"],
+        ["--k-min", "6", "--k-max", "3"],
+    ],
+    ids=["k-zero", "bad-sweep", "unknown-feature", "bad-column-mapping", "k-min-above-k-max"],
+)
+def test_bad_arguments_exit_with_usage_code(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", *args])
+    assert exit_info.value.code == EXIT_USAGE
+    assert "error" in capsys.readouterr().err
+
+
+def test_missing_input_file_exits_with_bad_input_code_before_prefect_starts(tmp_path, capsys):
+    missing = tmp_path / "nope.csv"
+    assert main(["run", "--input", str(missing), "--output", str(tmp_path)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err == f"segment: error: {missing}: no such file"
+
+
+def test_sample_data_command_writes_the_committed_default_file(tmp_path, capsys):
+    target = tmp_path / "customers.csv"
+    assert main(["sample-data", "--output", str(target)]) == EXIT_OK
+    assert target.read_bytes() == DEFAULT_INPUT.read_bytes()
+    assert "Wrote 3,036 rows" in capsys.readouterr().out
+
+
+def test_summary_lists_segments_rows_and_output_folder():
+    manifest = {
+        "input": {"path": "in.csv"},
+        "k": {"chosen": 2, "rule": "elbow", "reason": "knee at k=2"},
+        "segments": [
+            {"id": 1, "name": "Low income, low spending", "size": 30},
+            {"id": 2, "name": "High income, high spending", "size": 10},
+        ],
+        "rows": {"rows_read": 45, "rows_kept": 40, "rows_quarantined": 3, "duplicates_dropped": 2},
+        "output_folder": "outputs/runs/x",
+    }
+    text = format_summary(manifest)
+    assert "Segmented 40 customers from in.csv" in text
+    assert "k = 2 (elbow: knee at k=2)" in text
+    assert "    1         30   75.0%  Low income, low spending" in text
+    assert "Rows: 45 read = 40 segmented + 3 quarantined + 2 duplicates" in text
+    assert text.endswith("Output: outputs/runs/x")
+
+
+def _segment(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(SEGMENT), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.flow
+def test_segment_run_on_the_mall_file_with_a_temporary_server(tmp_path, shared_data):
+    # as a user runs it: no server running, Prefect starts its temporary one
+    assert shutil.which(str(SEGMENT)), "the console script is installed"
+    result = _segment(
+        "run",
+        "--input",
+        str(shared_data / "mall_customers.csv"),
+        "--output",
+        str(tmp_path),
+        "--quiet",
+    )
+    assert result.returncode == EXIT_OK, result.stderr
+    assert "Segmented 200 customers" in result.stdout
+    assert "k = 5 (elbow" in result.stdout
+    for size, name in [(22, "Low income, high spending"), (81, "Average income, average spending")]:
+        assert any(str(size) in line and name in line for line in result.stdout.splitlines())
+    assert (tmp_path / "latest" / "manifest.json").is_file()
+
+
+@pytest.mark.flow
+def test_segment_run_against_a_running_server_reports_bad_input_in_one_line(
+    tmp_path, shared_data, prefect_server
+):
+    from prefect.settings import PREFECT_API_URL
+
+    conflict = shared_data / "dirty" / "mall_customers_merge_conflict.csv"
+    result = _segment(
+        "run",
+        "--input",
+        str(conflict),
+        "--output",
+        str(tmp_path),
+        "--quiet",
+        env={"PREFECT_API_URL": PREFECT_API_URL.value()},
+    )
+    assert result.returncode == EXIT_BAD_INPUT
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"segment: error: {conflict}")
+    assert "merge-conflict markers at lines 1, 203, 405" in last
+    assert not (tmp_path / "latest").exists()

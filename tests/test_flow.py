@@ -1,0 +1,145 @@
+"""The whole flow under a throw-away Prefect server (prefect_test_harness)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from flows.segmentation import segment_customers
+from flows.settings import DEFAULT_INPUT, SegmentationSettings
+from schemas.outputs import Elbow, Profiles, Quarantine, Segments
+from tasks.errors import InputError
+from tasks.report import file_checksums, latest_run
+from tasks.sample_data import generate_customers
+
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
+
+RUN_FILES = {
+    "raw.parquet",
+    "segments.parquet",
+    "profiles.parquet",
+    "elbow.parquet",
+    "quarantine.parquet",
+    "model.json",
+    "manifest.json",
+    "elbow.png",
+    "segments.png",
+    "profiles.png",
+    "eda.png",
+}
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """One flow run on the embedded default customers, shared by the tests below."""
+    output = tmp_path_factory.mktemp("outputs")
+    manifest = segment_customers(SegmentationSettings(output_dir=output))
+    return manifest, output
+
+
+def test_default_run_writes_every_file_and_points_latest_at_it(default_run):
+    manifest, output = default_run
+    folder = latest_run(output)
+    assert folder is not None and folder.name == manifest["run_id"]
+    assert {p.name for p in folder.iterdir()} == RUN_FILES
+    assert not [p for p in (output / "runs").iterdir() if p.name.startswith(".")]
+
+
+def test_default_run_tables_read_back_and_validate(default_run):
+    _, output = default_run
+    folder = latest_run(output)
+    Segments.validate(pd.read_parquet(folder / "segments.parquet"))
+    Profiles.validate(pd.read_parquet(folder / "profiles.parquet"))
+    Elbow.validate(pd.read_parquet(folder / "elbow.parquet"))
+    Quarantine.validate(pd.read_parquet(folder / "quarantine.parquet"))
+
+
+def test_default_run_recovers_the_planted_segments(default_run):
+    _, output = default_run
+    segments = pd.read_parquet(latest_run(output) / "segments.parquet")
+    truth = generate_customers().truth.set_index("customer_id")["planted_segment"]
+    planted = truth.loc[segments["customer_id"]].to_numpy()
+    assert adjusted_rand_score(planted, segments["segment_id"]) >= 0.9
+
+
+def test_default_run_accounts_for_every_input_row(default_run):
+    manifest, output = default_run
+    folder = latest_run(output)
+    rows = manifest["rows"]
+    # every row of the committed file is segmented, quarantined or a dropped duplicate
+    assert rows["rows_read"] == len(pd.read_csv(DEFAULT_INPUT, dtype=str))
+    assert rows["rows_read"] == (
+        rows["rows_kept"] + rows["rows_quarantined"] + rows["duplicates_dropped"]
+    )
+    assert rows["rows_kept"] == len(pd.read_parquet(folder / "segments.parquet"))
+    assert rows["rows_quarantined"] == len(pd.read_parquet(folder / "quarantine.parquet"))
+    assert rows["rows_quarantined"] > 0 and rows["duplicates_dropped"] > 0  # the planted dirt
+
+
+def test_manifest_on_disk_matches_files_and_records_the_run(default_run):
+    manifest, output = default_run
+    folder = latest_run(output)
+    on_disk = json.loads((folder / "manifest.json").read_text())
+    # the manifest lists every other file with its checksum, and they still match
+    others = {name: v for name, v in file_checksums(folder).items() if name != "manifest.json"}
+    assert on_disk["files"] == others
+    assert set(on_disk["files"]) == RUN_FILES - {"manifest.json"}
+    assert on_disk["k"]["chosen"] == len(on_disk["segments"]) == 5
+    assert on_disk["k"]["rule"] == "elbow"
+    assert set(on_disk["timings"]) >= {
+        "ingest",
+        "clean",
+        "scale",
+        "elbow",
+        "fit",
+        "report",
+        "total",
+    }
+    assert on_disk["input"]["sha256"] and on_disk["versions"]["prefect"].startswith("3.")
+    assert on_disk["settings"]["features"] == ["annual_income", "spending_score"]
+
+
+def test_bad_input_fails_the_flow_and_leaves_no_run_folder(tmp_path, shared_data):
+    output = tmp_path / "outputs"
+    settings = SegmentationSettings(
+        input=shared_data / "dirty" / "mall_customers_merge_conflict.csv", output_dir=output
+    )
+    with pytest.raises(InputError, match="merge-conflict"):
+        segment_customers(settings)
+    assert list((output / "runs").iterdir()) == []
+    assert latest_run(output) is None
+
+
+def test_mall_file_reproduces_the_tutorial_segments(tmp_path, shared_data):
+    manifest = segment_customers(
+        SegmentationSettings(input=shared_data / "mall_customers.csv", output_dir=tmp_path)
+    )
+    assert manifest["k"]["chosen"] == 5
+    assert [s["size"] for s in manifest["segments"]] == [22, 23, 81, 39, 35]
+    profiles = pd.read_parquet(latest_run(tmp_path) / "profiles.parquet")
+    expected = [(25.7, 79.4), (26.3, 20.9), (55.3, 49.5), (86.5, 82.1), (88.2, 17.1)]
+    for row, (income, score) in zip(profiles.itertuples(), expected, strict=True):
+        assert row.annual_income_mean == pytest.approx(income, abs=0.5)
+        assert row.spending_score_mean == pytest.approx(score, abs=0.5)
+
+
+def test_run_publishes_summary_and_profile_artifacts(default_run):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    manifest, _ = default_run
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[manifest["flow_run_id"]])
+            )
+        )
+    by_key = {a.key: a for a in artifacts}
+    assert {"segmentation-summary", "segment-profiles"} <= set(by_key)
+    summary = by_key["segmentation-summary"].data
+    assert manifest["run_id"] in summary and "5 segments" in summary
+    for segment in manifest["segments"]:
+        assert segment["name"] in summary

@@ -1,0 +1,324 @@
+"""Tests for tasks.clean: every raw row is kept, quarantined with a reason, or a duplicate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from schemas.customers import (
+    AGE,
+    ANNUAL_INCOME,
+    COLUMNS,
+    CUSTOMER_ID,
+    GENDER,
+    NUMERIC_COLUMNS,
+    SOURCE_ROW,
+    SPENDING_SCORE,
+    Customers,
+)
+from schemas.outputs import Quarantine
+from tasks.clean import clean_customers
+from tasks.errors import InputError
+from tasks.ingest import read_customers
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# Four valid customers, as text the way read_customers returns them.
+GOOD = [
+    ("1", "Female", "30", "40", "50"),
+    ("2", "Male", "40", "60", "70"),
+    ("3", "Female", "25", "20", "10"),
+    ("4", "Male", "50", "80", "90"),
+]
+
+
+def raw_frame(rows, **extra_columns) -> pd.DataFrame:
+    """A frame shaped like read_customers output: source_row 1..n, then text columns with NA."""
+    data = {SOURCE_ROW: pd.Series(np.arange(1, len(rows) + 1), dtype="int64")}
+    for position, column in enumerate(COLUMNS):
+        data[column] = pd.Series([row[position] for row in rows], dtype="str")
+    for name, values in extra_columns.items():
+        data[name] = pd.Series(values, dtype="str")
+    return pd.DataFrame(data)
+
+
+def clean(rows, **kwargs):
+    kwargs.setdefault("max_quarantine_share", 1.0)
+    return clean_customers(raw_frame(rows), **kwargs)
+
+
+def _shared(relative: str) -> Path:
+    path = SHARED_DATA / relative
+    if not path.is_file():
+        pytest.skip(f"shared data file {path} is not present on this machine")
+    return path
+
+
+# --- valid rows -------------------------------------------------------------------------------
+
+
+def test_valid_rows_pass_through_with_float64_numbers():
+    result = clean(GOOD)
+    customers = result.customers
+    assert list(customers.columns) == list(COLUMNS)
+    for column in NUMERIC_COLUMNS:
+        assert customers[column].dtype == "float64", column
+    assert customers[CUSTOMER_ID].tolist() == ["1", "2", "3", "4"]
+    assert customers[AGE].tolist() == [30.0, 40.0, 25.0, 50.0]
+    assert customers[ANNUAL_INCOME].tolist() == [40.0, 60.0, 20.0, 80.0]
+    assert customers[SPENDING_SCORE].tolist() == [50.0, 70.0, 10.0, 90.0]
+    assert result.accounting() == {
+        "rows_read": 4,
+        "rows_kept": 4,
+        "rows_quarantined": 0,
+        "duplicates_dropped": 0,
+    }
+
+
+def test_gender_spellings_are_normalised_to_female_and_male():
+    rows = [
+        ("1", "f", "30", "40", "50"),
+        ("2", "female ", "31", "41", "51"),
+        ("3", "M", "32", "42", "52"),
+        ("4", "male", "33", "43", "53"),
+    ]
+    result = clean(rows)
+    assert result.customers[GENDER].tolist() == ["Female", "Female", "Male", "Male"]
+    assert result.rows_quarantined == 0
+
+
+def test_clean_customers_validate_against_customers_schema():
+    customers = clean(GOOD + [("5", "m", "22.5", "33.3", "44")]).customers
+    validated = Customers.validate(customers)
+    pd.testing.assert_frame_equal(validated, customers)
+
+
+def test_extra_raw_columns_are_not_carried_into_clean_customers():
+    raw = raw_frame(GOOD, notes=["a", "b", "c", "d"], region=["x", "y", "z", "w"])
+    customers = clean_customers(raw).customers
+    assert list(customers.columns) == list(COLUMNS)
+
+
+# --- duplicates and conflicting ids ------------------------------------------------------------
+
+
+def test_exact_duplicate_rows_are_dropped_and_counted():
+    result = clean(GOOD + [GOOD[1], GOOD[1], GOOD[3]])
+    assert result.duplicates_dropped == 3
+    assert result.rows_kept == 4
+    assert result.rows_quarantined == 0
+    assert result.customers[CUSTOMER_ID].tolist() == ["1", "2", "3", "4"]
+
+
+def test_numbers_are_compared_as_numbers_when_finding_duplicates():
+    # "40" and "40.0" are the same income, so the second row is an exact duplicate.
+    result = clean(GOOD + [("1", "Female", "30", "40.0", "50")])
+    assert result.duplicates_dropped == 1
+    assert result.rows_quarantined == 0
+    assert result.rows_kept == 4
+
+
+def test_conflicting_ids_quarantine_both_rows_naming_the_id_and_both_rows():
+    result = clean(GOOD + [("2", "Male", "41", "60", "70")])
+    quarantine = result.quarantine
+    assert quarantine[SOURCE_ROW].tolist() == [2, 5]
+    assert quarantine[CUSTOMER_ID].tolist() == ["2", "2"]
+    expected = "customer_id='2': id appears in rows 2, 5 with different values"
+    assert quarantine["reason"].tolist() == [expected, expected]
+    assert "2" not in result.customers[CUSTOMER_ID].tolist()
+    assert result.rows_kept == 3
+
+
+# --- invalid values: exact reasons --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        (("5", "Female", None, "40", "50"), "age: missing value"),
+        (("5", None, "30", "40", "50"), "gender: missing value"),
+        ((None, "Female", "30", "40", "50"), "customer_id: missing value"),
+        (("5", "Female", "30", None, "50"), "annual_income: missing value"),
+        (("5", "Female", "30", "40", None), "spending_score: missing value"),
+        (("5", "Female", "abc", "40", "50"), "age='abc': not a number"),
+        (("5", "Female", "150", "40", "50"), "age=150: must be <= 120"),
+        (("5", "Female", "-3", "40", "50"), "age=-3: must be >= 0"),
+        (("5", "Female", "30", "40", "0"), "spending_score=0: must be >= 1"),
+        (("5", "Female", "30", "40", "140"), "spending_score=140: must be <= 100"),
+        (("5", "Female", "30", "-5", "50"), "annual_income=-5: must be >= 0"),
+        (("5", "Female", "30", "inf", "50"), "annual_income=inf: not a finite number"),
+        (("5", "U", "30", "40", "50"), "gender='U': unknown code, expected one of Female, Male"),
+    ],
+)
+def test_invalid_value_is_quarantined_with_exact_reason(row, reason):
+    result = clean(GOOD + [row])
+    assert result.quarantine[SOURCE_ROW].tolist() == [5]
+    assert result.quarantine["reason"].tolist() == [reason]
+    assert result.rows_kept == 4
+
+
+def test_text_in_a_number_column_is_reported_once_not_also_as_missing():
+    result = clean(GOOD + [("5", "Female", "abc", "40", "50")])
+    reason = result.quarantine["reason"].iloc[0]
+    assert reason.count("age") == 1
+    assert "missing" not in reason
+
+
+def test_several_problems_in_one_row_are_listed_in_column_order():
+    result = clean(GOOD + [("5", "U", "abc", "-5", "140")])
+    assert result.quarantine["reason"].tolist() == [
+        "gender='U': unknown code, expected one of Female, Male; "
+        "age='abc': not a number; "
+        "annual_income=-5: must be >= 0; "
+        "spending_score=140: must be <= 100"
+    ]
+
+
+def test_quarantine_keeps_values_as_read():
+    # gender "f" would be normalised and "150.0" parsed if the cleaned values leaked through.
+    result = clean(GOOD + [("0005", "f", "150.0", " 40 ", "x")])
+    row = result.quarantine.iloc[0]
+    assert row[[CUSTOMER_ID, GENDER, AGE, ANNUAL_INCOME, SPENDING_SCORE]].tolist() == [
+        "0005",
+        "f",
+        "150.0",
+        " 40 ",
+        "x",
+    ]
+    assert row["reason"] == "age=150: must be <= 120; spending_score='x': not a number"
+
+
+def test_quarantine_validates_against_quarantine_schema():
+    result = clean(GOOD + [("5", "U", "abc", "-5", "140"), ("2", "Male", "41", "60", "70")])
+    assert list(result.quarantine.columns) == [SOURCE_ROW, *COLUMNS, "reason"]
+    pd.testing.assert_frame_equal(Quarantine.validate(result.quarantine), result.quarantine)
+    assert result.quarantine[SOURCE_ROW].tolist() == [2, 5, 6]
+
+
+def test_empty_quarantine_still_has_the_quarantine_columns():
+    result = clean(GOOD)
+    assert result.quarantine.empty
+    assert list(result.quarantine.columns) == [SOURCE_ROW, *COLUMNS, "reason"]
+    Quarantine.validate(result.quarantine)
+
+
+# --- row accounting ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rows", "kept", "quarantined", "duplicates"),
+    [
+        pytest.param(GOOD, 4, 0, 0, id="all-valid"),
+        pytest.param(GOOD + [GOOD[0], GOOD[0]], 4, 0, 2, id="duplicates"),
+        pytest.param(GOOD + [("1", "Female", "31", "40", "50")], 3, 2, 0, id="conflicting-id"),
+        pytest.param(GOOD + [("5", "U", "30", "40", "50")], 4, 1, 0, id="invalid"),
+        # the repeated invalid row is a duplicate, its first copy is quarantined
+        pytest.param(GOOD + [("5", "U", "30", "40", "50")] * 2, 4, 1, 1, id="duplicate-invalid"),
+        pytest.param(
+            GOOD + [GOOD[2], ("1", "Male", "30", "40", "50"), (None, None, None, None, None)],
+            3,
+            3,
+            1,
+            id="mixed",
+        ),
+    ],
+)
+def test_rows_read_equal_kept_plus_quarantined_plus_duplicates(rows, kept, quarantined, duplicates):
+    result = clean(rows)
+    assert (result.rows_kept, result.rows_quarantined, result.duplicates_dropped) == (
+        kept,
+        quarantined,
+        duplicates,
+    )
+    assert result.rows_read == len(rows)
+    accounted = result.rows_kept + result.rows_quarantined + result.duplicates_dropped
+    assert result.rows_read == accounted
+
+
+# --- too little left --------------------------------------------------------------------------
+
+
+def test_no_valid_row_left_raises_input_error():
+    rows = [("1", "U", "30", "40", "50"), ("2", "Male", "abc", "40", "50")]
+    with pytest.raises(InputError, match="no valid customer rows remain") as info:
+        clean(rows, source="customers.csv")
+    assert info.value.path == "customers.csv"
+
+
+def test_quarantined_share_above_limit_raises_naming_share_and_setting():
+    rows = GOOD[:3] + [("5", "U", "30", "40", "50"), ("6", "Male", "abc", "40", "50")]
+    with pytest.raises(InputError) as info:
+        clean(rows, max_quarantine_share=0.2)
+    message = str(info.value)
+    assert "40.0% of rows quarantined (2 of 5)" in message
+    assert "limit of 20.0%" in message
+    assert "max_quarantine_share" in message
+
+
+def test_quarantined_share_exactly_at_limit_passes():
+    result = clean(GOOD + [("5", "U", "30", "40", "50")], max_quarantine_share=0.2)
+    assert result.rows_quarantined == 1
+    assert result.rows_kept == 4
+
+
+# --- real files -------------------------------------------------------------------------------
+
+
+def test_canonical_mall_file_is_clean():
+    result = clean_customers(read_customers(_shared("mall_customers.csv")))
+    assert result.accounting() == {
+        "rows_read": 200,
+        "rows_kept": 200,
+        "rows_quarantined": 0,
+        "duplicates_dropped": 0,
+    }
+
+
+def test_dirty_812_row_file_accounting_and_reasons():
+    raw = read_customers(_shared("dirty/mall_customers_qmarks_dupes_812rows.csv"))
+    result = clean_customers(raw)
+    assert result.accounting() == {
+        "rows_read": 812,
+        "rows_kept": 700,
+        "rows_quarantined": 100,
+        "duplicates_dropped": 12,
+    }
+    reasons = result.quarantine["reason"].value_counts().to_dict()
+    assert reasons == {
+        "age: missing value": 10,
+        "annual_income: missing value": 30,
+        "spending_score: missing value": 60,
+    }
+    ids_by_reason = result.quarantine.groupby("reason")[CUSTOMER_ID].agg(
+        lambda ids: sorted(int(i) for i in ids)
+    )
+    assert ids_by_reason["age: missing value"] == list(range(701, 711))
+    assert ids_by_reason["annual_income: missing value"] == list(range(711, 741))
+    assert ids_by_reason["spending_score: missing value"] == list(range(741, 801))
+
+
+def test_dirty_812_row_file_first_200_ids_equal_the_canonical_customers():
+    dirty = clean_customers(
+        read_customers(_shared("dirty/mall_customers_qmarks_dupes_812rows.csv"))
+    ).customers
+    canonical = clean_customers(read_customers(_shared("mall_customers.csv"))).customers
+
+    def by_number(frame: pd.DataFrame) -> pd.DataFrame:
+        # canonical ids are zero-padded ("0001"), the dirty copy's are not ("1")
+        frame = frame.assign(**{CUSTOMER_ID: frame[CUSTOMER_ID].astype(int)})
+        return frame.sort_values(CUSTOMER_ID).reset_index(drop=True)
+
+    dirty = by_number(dirty)
+    first = dirty[dirty[CUSTOMER_ID] <= 200].reset_index(drop=True)
+    assert first[CUSTOMER_ID].tolist() == list(range(1, 201))
+    pd.testing.assert_frame_equal(first, by_number(canonical))
+
+
+def test_merge_conflict_file_is_refused_naming_the_marker_lines():
+    path = _shared("dirty/mall_customers_merge_conflict.csv")
+    with pytest.raises(InputError, match=r"merge-conflict markers at lines 1, 203, 405"):
+        read_customers(path)

@@ -1,0 +1,97 @@
+"""Tests for tasks.fit: deterministic K-Means with canonical segment numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+from tasks.clean import clean_customers
+from tasks.fit import canonical_order, fit_segments
+from tasks.ingest import read_customers
+from tasks.scale import scale_features
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, truth = make_blobs(n_samples=200, centers=4, cluster_std=0.6, random_state=42)
+    return X, truth
+
+
+def test_same_data_and_seed_give_identical_labels_and_centroids(blobs):
+    X, _ = blobs
+    first, second = fit_segments(X, 4, seed=7), fit_segments(X, 4, seed=7)
+    np.testing.assert_array_equal(first.labels, second.labels)
+    np.testing.assert_array_equal(first.centroids, second.centroids)
+    np.testing.assert_array_equal(first.distances, second.distances)
+    assert first.inertia == second.inertia
+
+
+def test_segments_recover_the_blobs(blobs):
+    X, truth = blobs
+    assert adjusted_rand_score(truth, fit_segments(X, 4).labels) == pytest.approx(1.0)
+
+
+def test_shuffled_rows_keep_each_points_segment_and_the_centroids(blobs):
+    X, _ = blobs
+    original = fit_segments(X, 4)
+    permutation = np.random.default_rng(0).permutation(len(X))
+    shuffled = fit_segments(X[permutation], 4)
+    # the segment id of a point does not depend on where it sits in the input
+    np.testing.assert_array_equal(shuffled.labels, original.labels[permutation])
+    np.testing.assert_allclose(shuffled.centroids, original.centroids, atol=1e-9)
+    np.testing.assert_allclose(shuffled.distances, original.distances[permutation], atol=1e-9)
+
+
+def test_segment_ids_are_1_to_k_ordered_by_first_feature_centroid(blobs):
+    X, _ = blobs
+    segmentation = fit_segments(X, 4)
+    assert segmentation.k == 4
+    assert sorted(np.unique(segmentation.labels)) == [1, 2, 3, 4]
+    assert (np.diff(segmentation.centroids[:, 0]) > 0).all()
+    # centroid i is the mean of the points of segment i + 1
+    for i in range(4):
+        members = X[segmentation.labels == i + 1]
+        np.testing.assert_allclose(segmentation.centroids[i], members.mean(axis=0), atol=1e-9)
+
+
+def test_canonical_order_sorts_by_first_then_second_feature():
+    centroids = np.array([[2.0, 0.0], [1.0, 5.0], [1.0, -5.0], [0.0, 9.0]])
+    assert canonical_order(centroids).tolist() == [3, 2, 1, 0]
+
+
+def test_distances_are_euclidean_to_own_centroid_which_is_the_nearest(blobs):
+    X, _ = blobs
+    segmentation = fit_segments(X, 4)
+    own = segmentation.centroids[segmentation.labels - 1]
+    np.testing.assert_allclose(segmentation.distances, np.sqrt(((X - own) ** 2).sum(axis=1)))
+    to_all = np.linalg.norm(X[:, None, :] - segmentation.centroids[None, :, :], axis=2)
+    np.testing.assert_array_equal(to_all.argmin(axis=1) + 1, segmentation.labels)
+    assert segmentation.inertia == pytest.approx((segmentation.distances**2).sum())
+
+
+def test_k_above_number_of_rows_raises_value_error():
+    with pytest.raises(ValueError, match="n_samples=3 should be >= n_clusters=4"):
+        fit_segments(np.arange(6.0).reshape(3, 2), 4)
+
+
+def test_mall_customers_k5_golden_sizes_and_centroids():
+    path = SHARED_DATA / "mall_customers.csv"
+    if not path.is_file():
+        pytest.skip(f"shared data file {path} is not present on this machine")
+    scaled = scale_features(clean_customers(read_customers(path)).customers)
+    assert scaled.columns == ("annual_income", "spending_score")
+    segmentation = fit_segments(scaled.matrix, 5)
+    sizes = np.bincount(segmentation.labels, minlength=6)[1:]
+    assert sizes.tolist() == [22, 23, 81, 39, 35]
+    original = np.column_stack(
+        [t.invert(segmentation.centroids[:, j]) for j, t in enumerate(scaled.transforms)]
+    )
+    expected = [(25.7, 79.4), (26.3, 20.9), (55.3, 49.5), (86.5, 82.1), (88.2, 17.1)]
+    np.testing.assert_allclose(original, expected, atol=0.5)

@@ -1,0 +1,247 @@
+"""Tests for tasks.profile (names, profiles, segment table) and tasks.model (JSON model)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_blobs
+
+from schemas.customers import AGE, ANNUAL_INCOME, COLUMNS, GENDER, SPENDING_SCORE
+from schemas.outputs import Profiles, Segments
+from tasks.fit import fit_segments
+from tasks.model import MODEL_FORMAT, build_model, load_model, model_to_json, score_customers
+from tasks.profile import name_segments, profile_segments, segment_table
+from tasks.scale import feature_frame, scale_features
+
+FEATURES = [ANNUAL_INCOME, SPENDING_SCORE]
+# income, score: low/high, mid/mid, high/low
+CENTERS = [[20.0, 80.0], [60.0, 50.0], [100.0, 20.0]]
+
+
+def make_customers(n: int = 90) -> pd.DataFrame:
+    X, _ = make_blobs(n_samples=n, centers=CENTERS, cluster_std=3.0, random_state=42)
+    rng = np.random.default_rng(42)
+    return pd.DataFrame(
+        {
+            "customer_id": pd.Series([f"C{i:03d}" for i in range(n)], dtype="str"),
+            GENDER: pd.Series(rng.choice(["Female", "Male"], size=n), dtype="str"),
+            AGE: rng.integers(18, 70, size=n).astype("float64"),
+            ANNUAL_INCOME: X[:, 0],
+            SPENDING_SCORE: X[:, 1],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    customers = make_customers()
+    scaled = scale_features(customers, FEATURES)
+    segmentation = fit_segments(scaled.matrix, 3)
+    centroids = pd.DataFrame(
+        {t.column: t.invert(segmentation.centroids[:, j]) for j, t in enumerate(scaled.transforms)},
+        index=pd.RangeIndex(1, 4, name="segment_id"),
+    )
+    names = name_segments(centroids, feature_frame(customers, FEATURES))
+    return customers, scaled, segmentation, names
+
+
+# --- name_segments ----------------------------------------------------------------------------
+
+POPULATION = pd.DataFrame(
+    {
+        ANNUAL_INCOME: [20.0, 20.0, 60.0, 60.0, 100.0, 100.0],
+        SPENDING_SCORE: [80.0, 80.0, 50.0, 50.0, 20.0, 20.0],
+    }
+)
+
+
+def test_names_describe_centroid_levels_against_the_population():
+    centroids = pd.DataFrame(
+        {ANNUAL_INCOME: [20.0, 60.0, 100.0], SPENDING_SCORE: [80.0, 50.0, 20.0]}, index=[1, 2, 3]
+    )
+    assert name_segments(centroids, POPULATION) == {
+        1: "Low income, high spending",
+        2: "Average income, average spending",
+        3: "High income, low spending",
+    }
+
+
+def test_age_level_words_follow_income_and_spending():
+    population = POPULATION.assign(**{AGE: [20.0, 20.0, 40.0, 40.0, 60.0, 60.0]})
+    centroids = pd.DataFrame(
+        {ANNUAL_INCOME: [100.0], SPENDING_SCORE: [80.0], AGE: [21.0]}, index=[1]
+    )
+    assert name_segments(centroids, population) == {1: "High income, high spending, younger"}
+
+
+def test_colliding_names_get_a_numbered_suffix():
+    centroids = pd.DataFrame(
+        {ANNUAL_INCOME: [100.0, 98.0, 99.0], SPENDING_SCORE: [20.0, 22.0, 21.0]}, index=[1, 2, 3]
+    )
+    names = name_segments(centroids, POPULATION)
+    assert names == {
+        1: "High income, low spending",
+        2: "High income, low spending #2",
+        3: "High income, low spending #3",
+    }
+    assert len(set(names.values())) == 3
+
+
+def test_gender_share_columns_add_mostly_female_or_male():
+    population = pd.DataFrame(
+        {"gender_Female": [1.0, 1.0, 0.0, 0.0], "gender_Male": [0.0, 0.0, 1.0, 1.0]}
+    )
+    centroids = pd.DataFrame(
+        {"gender_Female": [0.9, 0.2, 0.5], "gender_Male": [0.1, 0.8, 0.5]}, index=[1, 2, 3]
+    )
+    names = name_segments(centroids, population)
+    assert names[1] == "Mostly female"
+    assert names[2] == "Mostly male"
+    # a 50/50 segment has no known words: it falls back to its number
+    assert names[3] == "Segment 3"
+
+
+def test_segment_without_known_features_is_named_by_its_number():
+    centroids = pd.DataFrame({"other": [1.0, 2.0]}, index=[4, 7])
+    names = name_segments(centroids, pd.DataFrame({"other": [1.0, 2.0]}))
+    assert names == {4: "Segment 4", 7: "Segment 7"}
+
+
+# --- profile_segments and segment_table ------------------------------------------------------
+
+
+def test_profile_sizes_and_shares_add_up(fitted):
+    customers, _, segmentation, names = fitted
+    profiles = profile_segments(customers, segmentation.labels, names)
+    assert profiles["segment_id"].tolist() == [1, 2, 3]
+    assert profiles["size"].sum() == len(customers)
+    assert profiles["share"].sum() == pytest.approx(1.0)
+    assert profiles["segment_name"].tolist() == [names[1], names[2], names[3]]
+    Profiles.validate(profiles)
+
+
+def test_profile_means_medians_and_gender_shares_match_a_groupby(fitted):
+    customers, _, segmentation, names = fitted
+    profiles = profile_segments(customers, segmentation.labels, names).set_index("segment_id")
+    grouped = customers.assign(segment=segmentation.labels).groupby("segment")
+    for column in (AGE, ANNUAL_INCOME, SPENDING_SCORE):
+        np.testing.assert_allclose(profiles[f"{column}_mean"], grouped[column].mean())
+        np.testing.assert_allclose(profiles[f"{column}_median"], grouped[column].median())
+    females = grouped[GENDER].apply(lambda g: (g == "Female").sum()) / grouped.size()
+    np.testing.assert_allclose(profiles["female_share"], females)
+    np.testing.assert_allclose(profiles["female_share"] + profiles["male_share"], 1.0)
+    # original units: the income means sit near the blob centres 20, 60, 100
+    np.testing.assert_allclose(profiles[f"{ANNUAL_INCOME}_mean"], [20, 60, 100], atol=2.0)
+
+
+def test_blob_segments_get_the_expected_names(fitted):
+    *_, names = fitted
+    assert names == {
+        1: "Low income, high spending",
+        2: "Average income, average spending",
+        3: "High income, low spending",
+    }
+
+
+def test_segment_table_has_one_row_per_customer_and_validates(fitted):
+    customers, _, segmentation, names = fitted
+    table = segment_table(customers, segmentation.labels, segmentation.distances, names)
+    assert len(table) == len(customers)
+    assert list(table.columns) == [
+        *COLUMNS,
+        "segment_id",
+        "segment_name",
+        "distance_to_centroid",
+    ]
+    assert table["customer_id"].tolist() == customers["customer_id"].tolist()
+    assert table["segment_id"].tolist() == segmentation.labels.tolist()
+    assert table["segment_name"].tolist() == [names[i] for i in segmentation.labels]
+    pd.testing.assert_frame_equal(Segments.validate(table), table)
+
+
+# --- model JSON -------------------------------------------------------------------------------
+
+
+def _no_constants(name: str):
+    raise AssertionError(f"JSON contains {name}")
+
+
+def test_model_round_trips_through_a_json_file(fitted, tmp_path):
+    _, scaled, segmentation, names = fitted
+    model = build_model(scaled, segmentation, names, FEATURES)
+    path = tmp_path / "model.json"
+    path.write_text(model_to_json(model), encoding="utf-8")
+    loaded = load_model(path)
+    assert loaded == model
+    assert loaded["format"] == MODEL_FORMAT
+    assert [s["id"] for s in loaded["segments"]] == [1, 2, 3]
+    assert [s["name"] for s in loaded["segments"]] == [names[1], names[2], names[3]]
+
+
+def test_model_json_has_no_nan_and_is_plain_json_text(fitted, tmp_path):
+    _, scaled, segmentation, names = fitted
+    path = tmp_path / "model.json"
+    path.write_text(model_to_json(build_model(scaled, segmentation, names, FEATURES)))
+    data = path.read_bytes()
+    assert not data.startswith(b"\x80")  # pickle protocol 2+ header
+    text = data.decode("utf-8")
+    json.loads(text, parse_constant=_no_constants)  # NaN / Infinity would raise
+    assert "NaN" not in text
+
+
+def test_model_to_json_refuses_nan():
+    with pytest.raises(ValueError):
+        model_to_json({"format": MODEL_FORMAT, "x": float("nan")})
+
+
+def test_model_centroids_are_in_original_units(fitted):
+    _, scaled, segmentation, names = fitted
+    model = build_model(scaled, segmentation, names, FEATURES)
+    incomes = [s["centroid"][ANNUAL_INCOME] for s in model["segments"]]
+    scores = [s["centroid"][SPENDING_SCORE] for s in model["segments"]]
+    np.testing.assert_allclose(incomes, [20, 60, 100], atol=2.0)
+    np.testing.assert_allclose(scores, [80, 50, 20], atol=2.0)
+
+
+def test_scoring_the_training_customers_reproduces_the_fitted_labels(fitted, tmp_path):
+    customers, scaled, segmentation, names = fitted
+    path = tmp_path / "model.json"
+    path.write_text(model_to_json(build_model(scaled, segmentation, names, FEATURES)))
+    np.testing.assert_array_equal(score_customers(load_model(path), customers), segmentation.labels)
+
+
+def test_new_customer_is_assigned_to_the_nearest_centroid(fitted):
+    customers, scaled, segmentation, names = fitted
+    model = build_model(scaled, segmentation, names, FEATURES)
+    new = customers.head(3).assign(
+        customer_id=pd.Series(["N1", "N2", "N3"], dtype="str"),
+        annual_income=[97.0, 24.0, 58.0],
+        spending_score=[25.0, 75.0, 47.0],
+    )
+    assert score_customers(model, new).tolist() == [3, 1, 2]
+
+
+def test_model_with_gender_feature_scores_the_training_customers():
+    customers = make_customers()
+    features = [ANNUAL_INCOME, SPENDING_SCORE, GENDER]
+    scaled = scale_features(customers, features)
+    segmentation = fit_segments(scaled.matrix, 3)
+    names = {1: "a", 2: "b", 3: "c"}
+    model = json.loads(model_to_json(build_model(scaled, segmentation, names, features)))
+    assert model["columns"] == [ANNUAL_INCOME, SPENDING_SCORE, "gender_Female", "gender_Male"]
+    np.testing.assert_array_equal(score_customers(model, customers), segmentation.labels)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [{"format": "customer-segmentation-model/0"}, {"features": []}],
+    ids=["wrong-marker", "no-marker"],
+)
+def test_load_model_rejects_a_wrong_format_marker(tmp_path, content):
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(ValueError, match="not a customer-segmentation-model/1 model"):
+        load_model(path)

@@ -1,0 +1,258 @@
+"""Tests for tasks.report (run folders, atomic writes), tasks.manifest and tasks.artifacts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+
+import numpy as np
+import pandas as pd
+import pandera.errors
+import pyarrow.parquet as pq
+import pytest
+from matplotlib.figure import Figure
+
+from schemas.outputs import Elbow, Profiles
+from tasks.artifacts import summary_markdown
+from tasks.manifest import StepTimer, new_run_id, package_versions
+from tasks.profile import profile_segments
+from tasks.report import (
+    abandon_run,
+    finish_run,
+    latest_run,
+    start_run,
+    write_png,
+    write_table,
+    write_text,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def elbow_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "k": [1, 2, 3],
+            "inertia": [10.0, 4.0, 2.0],
+            "silhouette": [np.nan, 0.6, 0.5],
+            "calinski_harabasz": [np.nan, 12.0, 9.0],
+            "davies_bouldin": [np.nan, 0.4, 0.5],
+            "min_share": [1.0, 0.5, 0.25],
+        }
+    )
+
+
+def tiny_figure() -> Figure:
+    figure = Figure(figsize=(1, 1))
+    figure.add_subplot().plot([0, 1], [1, 0])
+    return figure
+
+
+def all_names(folder) -> set[str]:
+    return {path.name for path in folder.iterdir()}
+
+
+# --- staging and writing ----------------------------------------------------------------------
+
+
+def test_start_run_creates_a_hidden_partial_staging_folder(tmp_path):
+    staging = start_run(tmp_path, "r1")
+    assert staging == tmp_path / "runs" / ".r1.partial"
+    assert staging.is_dir()
+    assert not (tmp_path / "runs" / "r1").exists()
+
+
+def test_start_run_for_an_existing_run_id_raises(tmp_path):
+    finish_run(start_run(tmp_path, "r1"), {"run_id": "r1"})
+    with pytest.raises(FileExistsError, match="run r1 already exists"):
+        start_run(tmp_path, "r1")
+
+
+def test_write_table_writes_parquet_that_reads_back_equal(tmp_path):
+    staging = start_run(tmp_path, "r1")
+    frame = elbow_frame()
+    path = write_table(frame, staging / "elbow.parquet", Elbow)
+    assert path == staging / "elbow.parquet"
+    pd.testing.assert_frame_equal(pd.read_parquet(path), frame)
+    assert pq.read_table(path).column_names == list(frame.columns)
+
+
+def test_write_table_round_trips_text_columns(tmp_path):
+    frame = pd.DataFrame({"id": pd.Series(["0001", None, "x"], dtype="str"), "n": [1, 2, 3]})
+    path = write_table(frame, tmp_path / "t.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(path), frame)
+
+
+def test_write_table_schema_violation_raises_and_leaves_no_file(tmp_path):
+    staging = start_run(tmp_path, "r1")
+    bad = elbow_frame().assign(k=[1, 1, 2])  # k must be unique
+    with pytest.raises(pandera.errors.SchemaError):
+        write_table(bad, staging / "elbow.parquet", Elbow)
+    assert all_names(staging) == set()
+
+
+def test_write_png_gives_a_png_file(tmp_path):
+    path = write_png(tiny_figure(), tmp_path / "plot.png")
+    assert path.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_writes_leave_no_temporary_files(tmp_path):
+    staging = start_run(tmp_path, "r1")
+    write_table(elbow_frame(), staging / "elbow.parquet", Elbow)
+    write_png(tiny_figure(), staging / "elbow.png")
+    write_text("hello\n", staging / "notes.txt")
+    assert all_names(staging) == {"elbow.parquet", "elbow.png", "notes.txt"}
+
+
+# --- finishing a run --------------------------------------------------------------------------
+
+
+def test_finish_run_writes_manifest_with_checksums_of_every_other_file(tmp_path):
+    staging = start_run(tmp_path, "r1")
+    write_table(elbow_frame(), staging / "elbow.parquet", Elbow)
+    write_png(tiny_figure(), staging / "elbow.png")
+    write_text("hello\n", staging / "notes.txt")
+    final = finish_run(staging, {"run_id": "r1", "status": "complete"})
+
+    manifest = json.loads((final / "manifest.json").read_text())
+    assert manifest["run_id"] == "r1"
+    assert manifest["status"] == "complete"
+    others = sorted(all_names(final) - {"manifest.json"})
+    assert sorted(manifest["files"]) == others == ["elbow.parquet", "elbow.png", "notes.txt"]
+    for name in others:
+        data = (final / name).read_bytes()
+        assert manifest["files"][name] == {
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "bytes": len(data),
+        }
+    # written last: no other file is newer than the manifest
+    manifest_time = (final / "manifest.json").stat().st_mtime_ns
+    assert all((final / name).stat().st_mtime_ns <= manifest_time for name in others)
+    assert not any(name.endswith(".tmp") for name in all_names(final))
+
+
+def test_finish_run_publishes_the_folder_and_points_latest_at_it(tmp_path):
+    staging = start_run(tmp_path, "r1")
+    write_text("x\n", staging / "a.txt")
+    final = finish_run(staging, {"run_id": "r1"})
+    assert final == tmp_path / "runs" / "r1"
+    assert not staging.exists()
+    assert (tmp_path / "latest").resolve() == final.resolve()
+    assert os.readlink(tmp_path / "latest") == os.path.join("runs", "r1")  # relative link
+    assert latest_run(tmp_path) == final.resolve()
+    assert not any(name.endswith(".tmp") for name in all_names(tmp_path))
+
+
+def test_second_finished_run_moves_latest(tmp_path):
+    first = finish_run(start_run(tmp_path, "r1"), {"run_id": "r1"})
+    second = finish_run(start_run(tmp_path, "r2"), {"run_id": "r2"})
+    assert latest_run(tmp_path) == second.resolve()
+    assert (first / "manifest.json").is_file()  # the older run stays as it was
+    assert all_names(tmp_path / "runs") == {"r1", "r2"}
+
+
+def test_latest_run_ignores_a_folder_without_manifest(tmp_path):
+    incomplete = tmp_path / "runs" / "broken"
+    incomplete.mkdir(parents=True)
+    (incomplete / "segments.parquet").write_bytes(b"not finished")
+    os.symlink(os.path.join("runs", "broken"), tmp_path / "latest")
+    assert latest_run(tmp_path) is None
+
+
+def test_latest_run_is_none_before_any_run(tmp_path):
+    assert latest_run(tmp_path) is None
+
+
+def test_abandon_run_removes_the_staging_folder(tmp_path):
+    staging = start_run(tmp_path, "r1")
+    write_text("x\n", staging / "a.txt")
+    abandon_run(staging)
+    assert not staging.exists()
+    assert latest_run(tmp_path) is None
+    assert all_names(tmp_path / "runs") == set()
+
+
+# --- tasks.manifest ---------------------------------------------------------------------------
+
+
+def test_step_timer_sums_repeated_steps_and_total_spans_all_steps():
+    timer = StepTimer()
+    outer_start = time.perf_counter()
+    with timer("a"):
+        time.sleep(0.003)
+    with timer("b"):
+        time.sleep(0.003)
+    with timer("a"):
+        time.sleep(0.003)
+    outer = time.perf_counter() - outer_start
+    times = timer.as_dict()
+    assert set(times) == {"a", "b", "total"}
+    assert times["a"] >= 0.006 - 1e-4  # two sleeps of 3 ms, rounded to 0.1 ms
+    assert times["b"] >= 0.003 - 1e-4
+    assert times["a"] > times["b"]
+    assert times["total"] >= times["a"] + times["b"] - 2e-4
+    assert times["total"] <= outer + 1e-4
+
+
+def test_step_timer_records_a_step_that_raises():
+    timer = StepTimer()
+    with pytest.raises(RuntimeError), timer("boom"):
+        raise RuntimeError("x")
+    assert "boom" in timer.as_dict()
+
+
+def test_step_timer_without_steps_has_zero_total():
+    assert StepTimer().as_dict() == {"total": 0.0}
+
+
+def test_new_run_id_is_utc_timestamp_then_short_suffix():
+    run_id = new_run_id("0123456789abcdef")
+    assert re.fullmatch(r"\d{8}T\d{6}Z-01234567", run_id)
+    assert re.fullmatch(r"\d{8}T\d{6}Z-local", new_run_id("local"))
+
+
+def test_package_versions_include_python_and_pandas():
+    versions = package_versions()
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", versions["python"])
+    assert versions["pandas"] == pd.__version__
+
+
+# --- tasks.artifacts --------------------------------------------------------------------------
+
+
+def test_summary_markdown_names_run_k_rule_segments_and_row_accounting():
+    customers = pd.DataFrame(
+        {
+            "customer_id": pd.Series(["1", "2", "3", "4"], dtype="str"),
+            "gender": pd.Series(["Female", "Male", "Female", "Male"], dtype="str"),
+            "age": [20.0, 30.0, 40.0, 50.0],
+            "annual_income": [20.0, 22.0, 90.0, 94.0],
+            "spending_score": [80.0, 82.0, 10.0, 14.0],
+        }
+    )
+    names = {1: "Low income, high spending", 2: "High income, low spending"}
+    profiles = Profiles.validate(profile_segments(customers, np.array([1, 1, 2, 2]), names))
+    manifest = {
+        "run_id": "20250101T000000Z-abcdef12",
+        "input": {"path": "data/customers.csv"},
+        "k": {"chosen": 2, "rule": "elbow", "reason": "Kneedle knee at k=2", "knee": 2},
+        "rows": {
+            "rows_read": 1234,
+            "rows_kept": 1100,
+            "rows_quarantined": 101,
+            "duplicates_dropped": 33,
+        },
+        "output_folder": "outputs/runs/20250101T000000Z-abcdef12",
+    }
+    text = summary_markdown(manifest, profiles)
+    assert "20250101T000000Z-abcdef12" in text
+    assert "**2 segments**" in text
+    assert "rule: elbow" in text
+    for name in names.values():
+        assert f"| {name} |" in text
+    assert "1,234 read = 1,100 segmented + 101 quarantined + 33 exact duplicates dropped" in text
+    # segment rows carry size, share and the income / score means
+    assert "| 1 | Low income, high spending | 2 | 50.0% | 21.0 | 81.0 |" in text

@@ -1,0 +1,134 @@
+"""Tests for tasks.scale: feature selection, the four scalers and their inverses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from schemas.customers import AGE, ANNUAL_INCOME, GENDER, SPENDING_SCORE
+from tasks.scale import FeatureTransform, feature_frame, fit_transforms, scale_features
+
+
+def customers(**overrides) -> pd.DataFrame:
+    """Five clean customers with hand-checkable numbers."""
+    data = {
+        "customer_id": pd.Series(["1", "2", "3", "4", "5"], dtype="str"),
+        GENDER: pd.Series(["Female", "Male", "Female", "Female", "Male"], dtype="str"),
+        AGE: [20.0, 30.0, 40.0, 50.0, 60.0],
+        # log1p of these is log(1), log(2), log(4), log(8), log(16): equally spaced
+        ANNUAL_INCOME: [0.0, 1.0, 3.0, 7.0, 15.0],
+        SPENDING_SCORE: [1.0, 2.0, 3.0, 4.0, 100.0],
+    }
+    data.update(overrides)
+    return pd.DataFrame(data)
+
+
+NUMERIC = [ANNUAL_INCOME, SPENDING_SCORE, AGE]
+
+
+def test_standard_scaler_gives_mean_zero_and_std_one():
+    scaled = scale_features(customers(), [AGE], "standard")
+    # age 20..60: mean 40, population std sqrt(200)
+    assert scaled.transforms[0].center == pytest.approx(40.0)
+    assert scaled.transforms[0].scale == pytest.approx(np.sqrt(200.0))
+    expected = np.array([-2, -1, 0, 1, 2]) * 10 / np.sqrt(200.0)
+    np.testing.assert_allclose(scaled.matrix[:, 0], expected, atol=1e-12)
+    full = scale_features(customers(), NUMERIC, "standard").matrix
+    np.testing.assert_allclose(full.mean(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(full.std(axis=0), 1.0)
+
+
+def test_robust_scaler_gives_median_zero_and_iqr_one():
+    scaled = scale_features(customers(), [SPENDING_SCORE], "robust")
+    # score 1, 2, 3, 4, 100: median 3, quartiles 2 and 4; the outlier does not move them
+    assert (scaled.transforms[0].center, scaled.transforms[0].scale) == (3.0, 2.0)
+    np.testing.assert_allclose(scaled.matrix[:, 0], [-1.0, -0.5, 0.0, 0.5, 48.5])
+    full = scale_features(customers(), NUMERIC, "robust").matrix
+    np.testing.assert_allclose(np.median(full, axis=0), 0.0, atol=1e-12)
+    q1, q3 = np.percentile(full, [25, 75], axis=0)
+    np.testing.assert_allclose(q3 - q1, 1.0)
+
+
+def test_minmax_scaler_maps_to_zero_one():
+    scaled = scale_features(customers(), [ANNUAL_INCOME, AGE], "minmax")
+    np.testing.assert_allclose(scaled.matrix[:, 0], np.array([0, 1, 3, 7, 15]) / 15)
+    np.testing.assert_allclose(scaled.matrix[:, 1], [0.0, 0.25, 0.5, 0.75, 1.0])
+    assert scaled.matrix.min(axis=0).tolist() == [0.0, 0.0]
+    assert scaled.matrix.max(axis=0).tolist() == [1.0, 1.0]
+
+
+def test_log_standard_logs_annual_income_only_then_standardises():
+    scaled = scale_features(customers(), NUMERIC, "log-standard")
+    income, score, age = scaled.transforms
+    assert (income.log, score.log, age.log) == (True, False, False)
+    # log1p(income) is equally spaced, so its z-scores equal those of 0, 1, 2, 3, 4
+    expected = (np.arange(5) - 2) / np.sqrt(2.0)
+    np.testing.assert_allclose(scaled.matrix[:, 0], expected, atol=1e-12)
+    assert income.center == pytest.approx(2 * np.log(2))
+    # the other columns are scaled exactly as the standard scaler does
+    standard = scale_features(customers(), NUMERIC, "standard").matrix
+    np.testing.assert_allclose(scaled.matrix[:, 1:], standard[:, 1:])
+
+
+@pytest.mark.parametrize("scaler", ["standard", "robust", "minmax", "log-standard"])
+def test_invert_undoes_apply(scaler):
+    values = customers()[NUMERIC]
+    for transform in fit_transforms(values, scaler):
+        x = values[transform.column].to_numpy()
+        np.testing.assert_allclose(transform.invert(transform.apply(x)), x, atol=1e-12)
+
+
+def test_feature_transform_formula_with_log():
+    transform = FeatureTransform("annual_income", log=True, center=1.0, scale=2.0)
+    x = np.array([0.0, np.e - 1])  # log1p: 0 and 1
+    np.testing.assert_allclose(transform.apply(x), [-0.5, 0.0])
+    np.testing.assert_allclose(transform.invert(np.array([-0.5, 0.0])), x)
+
+
+@pytest.mark.parametrize("scaler", ["standard", "robust", "minmax", "log-standard"])
+def test_constant_column_does_not_divide_by_zero(scaler):
+    frame = customers(**{AGE: [33.0] * 5, ANNUAL_INCOME: [7.0] * 5})
+    with np.errstate(all="raise"):
+        scaled = scale_features(frame, [AGE, ANNUAL_INCOME], scaler)
+    assert np.isfinite(scaled.matrix).all()
+    np.testing.assert_array_equal(scaled.matrix, 0.0)
+    assert [t.scale for t in scaled.transforms] == [1.0, 1.0]
+
+
+def test_gender_becomes_female_and_male_zero_one_columns():
+    frame = feature_frame(customers(), [GENDER])
+    assert list(frame.columns) == ["gender_Female", "gender_Male"]
+    assert frame["gender_Female"].tolist() == [1.0, 0.0, 1.0, 1.0, 0.0]
+    assert frame["gender_Male"].tolist() == [0.0, 1.0, 0.0, 0.0, 1.0]
+    scaled = scale_features(customers(), [GENDER, AGE], "minmax")
+    assert scaled.columns == ("gender_Female", "gender_Male", AGE)
+    np.testing.assert_array_equal(scaled.matrix[:, :2], frame.to_numpy())
+
+
+def test_unknown_feature_raises_value_error():
+    with pytest.raises(ValueError, match="unknown features"):
+        scale_features(customers(), [AGE, "height"])
+
+
+def test_no_feature_raises_value_error():
+    with pytest.raises(ValueError, match="at least one feature"):
+        scale_features(customers(), [])
+
+
+def test_unknown_scaler_raises_value_error():
+    with pytest.raises(ValueError, match="unknown scaler 'zscore'"):
+        scale_features(customers(), [AGE], "zscore")
+
+
+def test_matrix_is_c_contiguous_float64_in_requested_column_order():
+    features = [SPENDING_SCORE, AGE, ANNUAL_INCOME]
+    scaled = scale_features(customers(), features, "minmax")
+    assert scaled.matrix.dtype == np.float64
+    assert scaled.matrix.flags["C_CONTIGUOUS"]
+    assert scaled.matrix.shape == (5, 3)
+    assert scaled.columns == tuple(features)
+    assert [t.column for t in scaled.transforms] == features
+    assert scaled.scaler == "minmax"
+    # the first column really is the spending score: 1..4 then 100
+    np.testing.assert_allclose(scaled.matrix[:, 0], np.array([0, 1, 2, 3, 99]) / 99)

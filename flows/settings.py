@@ -49,7 +49,9 @@ class SegmentationSettings(BaseModel):
     n_init: int = Field(10, ge=1, description="K-Means restarts (final fit and sweep)")
     seed: int = Field(42, description="random seed of every random step")
     n_jobs: int = Field(-1, description="parallel k fits in the sweep (-1: all cores, 1: serial)")
-    silhouette_sample: int = Field(10_000, ge=100, description="rows sampled for silhouette")
+    silhouette_sample: int = Field(
+        1_000, ge=100, description="rows sampled (seeded) for the silhouette score"
+    )
     max_quarantine_share: float = Field(
         0.2, ge=0, le=1, description="fail the run when more rows than this share are quarantined"
     )

@@ -244,8 +244,8 @@ def _check_enough_left(result: CleanResult, source: str, max_share: float) -> No
     share = result.rows_quarantined / result.rows_read
     if share > max_share:
         raise InputError(
-            f"{share:.0%} of rows quarantined ({result.rows_quarantined} of {result.rows_read}), "
-            f"above the limit of {max_share:.0%} (setting max_quarantine_share); "
+            f"{share:.1%} of rows quarantined ({result.rows_quarantined} of {result.rows_read}), "
+            f"above the limit of {max_share:.1%} (setting max_quarantine_share); "
             f"first problems: {_top_reasons(result.quarantine)}",
             path=source,
         )

@@ -38,7 +38,7 @@ def sweep_k(
     *,
     seed: int = 42,
     n_init: int = 10,
-    silhouette_sample: int = 10_000,
+    silhouette_sample: int = 1_000,
     n_jobs: int = 1,
 ) -> pd.DataFrame:
     """Fit K-Means for each k and record inertia and cluster-quality metrics.
@@ -99,17 +99,29 @@ def _metrics_for_k(
 
 
 def find_knee(elbow: pd.DataFrame) -> int | None:
-    """The knee of the inertia curve by Kneedle (convex, decreasing), or None if there is none."""
+    """The knee of the inertia curve by Kneedle, or None if there is none.
+
+    Kneedle runs on log(inertia): the knee is where the *relative* drop in within-segment
+    variance levels off. On raw inertia Kneedle favours small k whenever the first splits are
+    large (make_blobs with 4 or 5 centres gives 3); on the log curve it finds them, and the Mall
+    data and the default customers still give 5. A "knee" at either end of the swept range is
+    no knee (a curve with no bend, like a straight line, puts it there).
+    """
     if len(elbow) < 3:
         return None
+    inertia = elbow["inertia"].to_numpy(dtype="float64")
+    floor = max(float(inertia.max()) * 1e-12, np.finfo("float64").tiny)
     locator = KneeLocator(
         elbow["k"].to_numpy(),
-        elbow["inertia"].to_numpy(dtype="float64"),
+        np.log(np.maximum(inertia, floor)),
         curve="convex",
         direction="decreasing",
         interp_method="interp1d",
     )
-    return None if locator.knee is None else int(locator.knee)
+    ks = elbow["k"].to_numpy()
+    if locator.knee is None or locator.knee in (ks.min(), ks.max()):
+        return None
+    return int(locator.knee)
 
 
 def choose_k(
@@ -153,10 +165,18 @@ def choose_k(
         )
     best = scored.loc[scored["silhouette"].idxmax()]
     k = int(best["k"])
-    why = "no knee in the inertia curve" if knee is None else f"knee k={knee} is outside {limits}"
+    why = "no knee in the inertia curve" if knee is None else _why_not(knee, elbow, low, high)
     return KChoice(
         k, "silhouette", f"{why}; best silhouette {best['silhouette']:.3f} at k={k}", knee
     )
+
+
+def _why_not(knee: int, elbow: pd.DataFrame, low: int, high: int) -> str:
+    """Why the knee is not an allowed k: outside the bounds, or a segment too small."""
+    if not low <= knee <= high:
+        return f"knee k={knee} is outside k={low}..{high}"
+    share = float(elbow.loc[elbow["k"] == knee, "min_share"].iloc[0])
+    return f"knee k={knee} has a segment of {share:.1%} of customers, below min_segment_share"
 
 
 def _span(ks: pd.Series) -> str:

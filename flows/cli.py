@@ -135,8 +135,8 @@ def _settings(args: argparse.Namespace) -> SegmentationSettings:
             raise ValueError(f"--column expects NAME=HEADER, got {item!r}")
         columns[name.strip()] = header
     return SegmentationSettings(
-        input=args.input.expanduser().resolve(),
-        output_dir=args.output.expanduser().resolve(),
+        input=args.input.expanduser().absolute(),
+        output_dir=args.output.expanduser().absolute(),
         columns=columns,
         sep=args.sep,
         features=args.features,

@@ -143,3 +143,18 @@ def test_run_publishes_summary_and_profile_artifacts(default_run):
     assert manifest["run_id"] in summary and "5 segments" in summary
     for segment in manifest["segments"]:
         assert segment["name"] in summary
+
+
+def test_dirty_mall_copy_runs_with_its_bad_rows_quarantined(tmp_path, shared_data):
+    settings = SegmentationSettings(
+        input=shared_data / "dirty" / "mall_customers_qmarks_dupes_812rows.csv", output_dir=tmp_path
+    )
+    manifest = segment_customers(settings)
+    assert manifest["rows"] == {
+        "rows_read": 812,
+        "rows_kept": 700,
+        "rows_quarantined": 100,
+        "duplicates_dropped": 12,
+    }
+    quarantine = pd.read_parquet(latest_run(tmp_path) / "quarantine.parquet")
+    assert quarantine["reason"].str.endswith("missing value").all()

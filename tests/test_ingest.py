@@ -449,3 +449,10 @@ def test_real_wholesale_file_raises_missing_columns():
     path = _shared("wholesale_customers.csv")
     with pytest.raises(InputError, match="missing required column.*headers found: Channel"):
         read_customers(path)
+
+
+def test_real_online_retail_transactions_raise_missing_customer_columns():
+    # transactions, not customers: the message lists what is missing and what was found
+    path = _shared("online_retail_sample.csv")
+    with pytest.raises(InputError, match="missing required column.*headers found: InvoiceNo"):
+        read_customers(path)

@@ -35,6 +35,9 @@ def start_run(output_dir: str | Path, run_id: str) -> Path:
     staging = Path(output_dir) / RUNS / f".{run_id}{PARTIAL_SUFFIX}"
     if (Path(output_dir) / RUNS / run_id).exists():
         raise FileExistsError(f"run {run_id} already exists in {output_dir}")
+    latest = Path(output_dir) / LATEST
+    if latest.exists() and not latest.is_symlink():  # found now, not after the run is published
+        raise FileExistsError(f"{latest} is not a link to a run; move it away and re-run")
     staging.mkdir(parents=True, exist_ok=False)
     return staging
 
@@ -64,11 +67,28 @@ def write_json(data: dict, path: Path) -> Path:
 
 def _atomic_write(path: Path, write) -> Path:
     tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (best effort: not every OS allows it)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def file_checksums(folder: Path) -> dict[str, dict[str, int | str]]:
@@ -96,6 +116,7 @@ def finish_run(staging: Path, manifest: dict) -> Path:
     run_id = staging.name.removeprefix(".").removesuffix(PARTIAL_SUFFIX)
     final = runs / run_id
     os.replace(staging, final)
+    _fsync_dir(runs)
     _point_latest(runs.parent, final)
     log.info("Run %s complete: %s", run_id, final)
     return final
@@ -109,6 +130,7 @@ def _point_latest(output_dir: Path, final: Path) -> None:
         tmp.unlink()
     os.symlink(Path(RUNS) / final.name, tmp, target_is_directory=True)
     os.replace(tmp, link)
+    _fsync_dir(output_dir)
 
 
 def abandon_run(staging: Path) -> None:

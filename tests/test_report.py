@@ -20,6 +20,7 @@ from tasks.artifacts import summary_markdown
 from tasks.manifest import StepTimer, new_run_id, package_versions
 from tasks.profile import profile_segments
 from tasks.report import (
+    _atomic_write,
     abandon_run,
     finish_run,
     latest_run,
@@ -256,3 +257,21 @@ def test_summary_markdown_names_run_k_rule_segments_and_row_accounting():
     assert "1,234 read = 1,100 segmented + 101 quarantined + 33 exact duplicates dropped" in text
     # segment rows carry size, share and the income / score means
     assert "| 1 | Low income, high spending | 2 | 50.0% | 21.0 | 81.0 |" in text
+
+
+def test_start_run_refuses_a_latest_that_is_not_a_link(tmp_path):
+    # caught before any work, not after the run folder has been published
+    (tmp_path / "latest").mkdir()
+    with pytest.raises(FileExistsError, match="not a link to a run"):
+        start_run(tmp_path, "r1")
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+def test_failed_write_leaves_no_temporary_file(tmp_path):
+    def explode(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        _atomic_write(tmp_path / "table.parquet", explode)
+    assert list(tmp_path.iterdir()) == []

@@ -11,6 +11,7 @@ from sklearn.metrics import adjusted_rand_score
 from flows.segmentation import segment_customers
 from flows.settings import DEFAULT_INPUT, SegmentationSettings
 from schemas.outputs import Elbow, Profiles, Quarantine, Segments
+from tasks import plots
 from tasks.errors import InputError
 from tasks.report import file_checksums, latest_run
 from tasks.sample_data import generate_customers
@@ -46,6 +47,23 @@ def test_default_run_writes_every_file_and_points_latest_at_it(default_run):
     assert folder is not None and folder.name == manifest["run_id"]
     assert {p.name for p in folder.iterdir()} == RUN_FILES
     assert not [p for p in (output / "runs").iterdir() if p.name.startswith(".")]
+
+
+def test_default_run_plots_are_pngs_of_the_documented_size(default_run):
+    from PIL import Image
+
+    _, output = default_run
+    folder = latest_run(output)
+    sizes = {
+        "elbow.png": plots.ELBOW_SIZE,
+        "segments.png": plots.SEGMENTS_SIZE,
+        "profiles.png": plots.PROFILES_SIZE,
+        "eda.png": plots.EDA_SIZE,
+    }
+    for name, (width, height) in sizes.items():
+        with Image.open(folder / name) as image:
+            assert image.format == "PNG"
+            assert image.size == (round(width * plots.PNG_DPI), round(height * plots.PNG_DPI))
 
 
 def test_default_run_tables_read_back_and_validate(default_run):

@@ -16,6 +16,11 @@ file alone:
 
 Harmless gender spellings (``female``, ``F``, ``M``, ``male ``) are also planted on some clean rows;
 cleaning normalises them, so they are not counted as dirt.
+
+``generate_snapshots`` makes a series of daily snapshots of one drifting customer base (customers
+join and leave, values move a little, a few switch segment, one segment grows); each snapshot is a
+``SampleData`` with its own dirt, and ``write_snapshots`` writes them as
+``customers_YYYY-MM-DD.csv``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import csv
 import logging
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +75,15 @@ _UNKNOWN_GENDER_SHARE = 0.0025
 _CONFLICTING_ID_SHARE = 0.002  # ids; each gives two rows
 _GENDER_VARIANT_SHARE = 0.010  # harmless spellings, not dirt
 
+# Daily drift of a snapshot series, as fractions of the customers.
+_LEAVE_RATE = 0.015  # of yesterday's customers leave
+_JOIN_RATE = 0.025  # of yesterday's count join (new ids)
+_GROWING_JOINER_SHARE = 0.6  # of the joiners go to the growing segment
+_DRIFT_RATE = 0.05  # of the continuing customers move a little in income and score
+_DRIFT_SD = 2.0  # k$ and score points
+_SWITCH_RATE = 0.005  # of the continuing customers switch to another segment
+
+_SEGMENT = "segment"  # 0-based planted segment column of a population frame
 _MISSING_TOKENS = ("", "NA", "?")
 _GENDER_VARIANTS = {"Female": ("female", "F"), "Male": ("M", "male ")}
 
@@ -88,21 +103,135 @@ class SampleData:
     dirt: dict[str, int]
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """One day of a snapshot series: the customers as they stood that day."""
+
+    day: date
+    sample: SampleData
+
+
 def generate_customers(n: int = 3000, seed: int = 20261126) -> SampleData:
     """Generate ``n`` customers in five planted segments, plus a small counted amount of dirt.
 
     Deterministic for a given ``(n, seed)``: all randomness comes from
     ``numpy.random.default_rng(seed)``.
     """
+    _check_size(n)
+    rng = np.random.default_rng(seed)
+    sample = _with_dirt(rng, _draw_population(rng, n))
+    logger.info(
+        "generated %d customers in %d rows (seed %d), dirt %s",
+        n,
+        len(sample.frame),
+        seed,
+        sample.dirt,
+    )
+    return sample
+
+
+def generate_snapshots(
+    days: int = 7,
+    start: date = date(2026, 11, 20),
+    n: int = 3000,
+    seed: int = 20261126,
+    growing_segment: int = 4,
+) -> list[Snapshot]:
+    """Generate ``days`` daily snapshots of a drifting customer base, starting with ``n`` customers.
+
+    Day 0 is exactly ``generate_customers(n, seed)``. Each later day, from the same random stream:
+    about 1.5 % of yesterday's customers leave; about 2.5 % (of yesterday's count) join with fresh
+    ids continuing the numbering (a leaver's id is never reused), 60 % of them in
+    ``growing_segment`` (1-based; default 4, high income and high spending), so its share rises
+    from 18 % to about 25 % over a week; 5 % of the continuing customers move a little in income
+    and score (Gaussian, sd 2, clipped); 0.5 % switch to another segment (drawn like a joiner) and
+    take a fresh income and score around its centre. Ids, gender and age of continuing customers
+    never change, nor do the segment centres. Every snapshot gets its own counted dirt, as in
+    ``generate_customers``. Deterministic for the same arguments.
+    """
+    _check_size(n)
+    if days < 1:
+        raise ValueError(f"days={days} should be at least 1.")
+    if not 1 <= growing_segment <= len(SEGMENTS):
+        raise ValueError(
+            f"growing_segment={growing_segment} should be between 1 and {len(SEGMENTS)}."
+        )
+    rng = np.random.default_rng(seed)
+    mix = _joiner_mix(growing_segment - 1)
+    population = _draw_population(rng, n)
+    next_id = n + 1
+    snapshots = []
+    for offset in range(days):
+        if offset:
+            stayers = _stay_and_move(rng, population, mix)
+            joining = rng.choice(
+                len(SEGMENTS), size=rng.binomial(len(population), _JOIN_RATE), p=mix
+            )
+            joiners = _new_customers(rng, joining, next_id)
+            next_id += len(joiners)
+            population = pd.concat([stayers, joiners], ignore_index=True)
+        snapshots.append(Snapshot(start + timedelta(days=offset), _with_dirt(rng, population)))
+    logger.info(
+        "generated %d snapshots from %s: %d -> %d customers", days, start, n, len(population)
+    )
+    return snapshots
+
+
+def write_sample_csv(sample: SampleData, path: str | Path) -> None:
+    """Write ``sample.frame`` as CSV: UTF-8, LF line ends, header line, minimal quoting."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+        writer.writerow(MALL_HEADER)
+        writer.writerows(sample.frame.itertuples(index=False, name=None))
+    logger.info("wrote %d rows to %s", len(sample.frame), path)
+
+
+def write_snapshots(snapshots: list[Snapshot], folder: str | Path) -> list[Path]:
+    """Write each snapshot to ``folder/customers_YYYY-MM-DD.csv``; return the paths in order."""
+    paths = [Path(folder) / f"customers_{snapshot.day.isoformat()}.csv" for snapshot in snapshots]
+    for snapshot, path in zip(snapshots, paths, strict=True):
+        write_sample_csv(snapshot.sample, path)
+    return paths
+
+
+def _check_size(n: int) -> None:
+    """Reject a customer count the 5-digit ids cannot hold."""
     if not 1 <= n < 10**ID_WIDTH:
         raise ValueError(f"n={n} should be between 1 and {10**ID_WIDTH - 1}.")
-    rng = np.random.default_rng(seed)
 
-    segment = rng.permutation(_segment_sizes(n))  # 0-based segment index per customer
-    ids = np.array([f"{i:0{ID_WIDTH}d}" for i in range(1, n + 1)])
+
+def _draw_population(rng: np.random.Generator, n: int) -> pd.DataFrame:
+    """``n`` clean customers (ids from 1) in the exact planted shares, in a random order."""
+    return _new_customers(rng, rng.permutation(_segment_sizes(n)), first_id=1)
+
+
+def _new_customers(rng: np.random.Generator, segment: np.ndarray, first_id: int) -> pd.DataFrame:
+    """Clean customers of the given 0-based segments, numbered from ``first_id``: a population."""
+    last_id = first_id + segment.size - 1
+    if last_id >= 10**ID_WIDTH:
+        raise ValueError(f"customer id {last_id} does not fit in {ID_WIDTH} digits.")
+    ids = [f"{i:0{ID_WIDTH}d}" for i in range(first_id, last_id + 1)]
     values = _draw_values(rng, segment)
-    columns = (ids, values["gender"], values["age"], values["income"], values["score"])
-    rows = [[str(value) for value in row] for row in zip(*columns, strict=True)]
+    return pd.DataFrame(
+        {
+            _ID: pd.Series(ids, dtype="str"),
+            _GENDER: values["gender"],
+            _AGE: values["age"],
+            _INCOME: values["income"],
+            _SCORE: values["score"],
+            _SEGMENT: segment,
+        }
+    )
+
+
+def _with_dirt(rng: np.random.Generator, population: pd.DataFrame) -> SampleData:
+    """The population as file rows with counted dirt added, and its planted truth."""
+    n = len(population)
+    segment = population[_SEGMENT].to_numpy()
+    columns = population[list(MALL_HEADER)].itertuples(index=False, name=None)
+    rows = [[str(value) for value in row] for row in columns]
 
     counts = {
         "missing": _count(n, _MISSING_SHARE),
@@ -138,7 +267,7 @@ def generate_customers(n: int = 3000, seed: int = 20261126) -> SampleData:
     frame = pd.DataFrame(rows, columns=list(MALL_HEADER), dtype="str")
     truth = pd.DataFrame(
         {
-            "customer_id": pd.Series(ids, dtype="str"),
+            "customer_id": population[_ID].reset_index(drop=True),
             "planted_segment": (segment + 1).astype("int64"),
             "segment_name": pd.Series([SEGMENTS[s].name for s in segment], dtype="str"),
         }
@@ -150,19 +279,41 @@ def generate_customers(n: int = 3000, seed: int = 20261126) -> SampleData:
         "unknown_gender_rows": len(picked["unknown_gender"]),
         "conflicting_id_rows": 2 * len(conflicts),
     }
-    logger.info("generated %d customers in %d rows (seed %d), dirt %s", n, len(frame), seed, dirt)
     return SampleData(frame=frame, truth=truth, dirt=dirt)
 
 
-def write_sample_csv(sample: SampleData, path: str | Path) -> None:
-    """Write ``sample.frame`` as CSV: UTF-8, LF line ends, header line, minimal quoting."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-        writer.writerow(MALL_HEADER)
-        writer.writerows(sample.frame.itertuples(index=False, name=None))
-    logger.info("wrote %d rows to %s", len(sample.frame), path)
+def _stay_and_move(
+    rng: np.random.Generator, population: pd.DataFrame, mix: np.ndarray
+) -> pd.DataFrame:
+    """Yesterday's customers minus the leavers; a few drift a little, a few switch segment."""
+    stayers = population[rng.random(len(population)) >= _LEAVE_RATE].reset_index(drop=True)
+    drift = np.flatnonzero(rng.random(len(stayers)) < _DRIFT_RATE)
+    moves = np.rint(rng.normal(0.0, _DRIFT_SD, size=(2, drift.size)))
+    stayers.loc[drift, _INCOME] = _clip_income(stayers.loc[drift, _INCOME] + moves[0])
+    stayers.loc[drift, _SCORE] = _clip_score(stayers.loc[drift, _SCORE] + moves[1])
+    switch = np.flatnonzero(rng.random(len(stayers)) < _SWITCH_RATE)
+    segment = np.array(
+        [_other_segment(rng, s, mix) for s in stayers.loc[switch, _SEGMENT]], dtype=int
+    )
+    income, score = _draw_money(rng, segment)
+    stayers.loc[switch, [_SEGMENT, _INCOME, _SCORE]] = np.column_stack([segment, income, score])
+    return stayers
+
+
+def _joiner_mix(growing: int) -> np.ndarray:
+    """Segment probabilities of a joiner: the growing segment's share, the rest as planted."""
+    shares = np.array([s.share for s in SEGMENTS])
+    shares[growing] = 0.0
+    mix = shares / shares.sum() * (1 - _GROWING_JOINER_SHARE)
+    mix[growing] = _GROWING_JOINER_SHARE
+    return mix
+
+
+def _other_segment(rng: np.random.Generator, segment: int, mix: np.ndarray) -> int:
+    """A segment other than ``segment``, drawn with the joiner mix."""
+    weights = mix.copy()
+    weights[segment] = 0.0
+    return int(rng.choice(len(SEGMENTS), p=weights / weights.sum()))
 
 
 def _count(n: int, share: float) -> int:
@@ -181,19 +332,35 @@ def _segment_sizes(n: int) -> np.ndarray:
 
 def _draw_values(rng: np.random.Generator, segment: np.ndarray) -> dict[str, np.ndarray]:
     """Gender, age, income and score for each customer, as in-range integers / labels."""
-    income_mean, income_sd = _params(segment, "income")
-    score_mean, score_sd = _params(segment, "score")
+    income, score = _draw_money(rng, segment)
     age_mean, age_sd = _params(segment, "age")
-    income = np.maximum(np.rint(rng.normal(income_mean, income_sd)), MIN_INCOME)
-    score = np.clip(np.rint(rng.normal(score_mean, score_sd)), *SCORE_RANGE)
     age = np.clip(np.rint(rng.normal(age_mean, age_sd)), *AGE_RANGE)
     female = rng.random(segment.size) < FEMALE_SHARE
     return {
         "gender": np.where(female, "Female", "Male"),
         "age": age.astype(int),
-        "income": income.astype(int),
-        "score": score.astype(int),
+        "income": income,
+        "score": score,
     }
+
+
+def _draw_money(rng: np.random.Generator, segment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Income and score around each customer's segment centre, as in-range integers."""
+    income_mean, income_sd = _params(segment, "income")
+    score_mean, score_sd = _params(segment, "score")
+    income = _clip_income(np.rint(rng.normal(income_mean, income_sd)))
+    score = _clip_score(np.rint(rng.normal(score_mean, score_sd)))
+    return income, score
+
+
+def _clip_income(income: np.ndarray | pd.Series) -> np.ndarray:
+    """Incomes raised to ``MIN_INCOME``, as integers."""
+    return np.maximum(np.asarray(income), MIN_INCOME).astype(int)
+
+
+def _clip_score(score: np.ndarray | pd.Series) -> np.ndarray:
+    """Scores clipped to ``SCORE_RANGE``, as integers."""
+    return np.clip(np.asarray(score), *SCORE_RANGE).astype(int)
 
 
 def _params(segment: np.ndarray, field: str) -> tuple[np.ndarray, np.ndarray]:

@@ -7,16 +7,18 @@ import argparse
 import logging
 import os
 import sys
+from datetime import date
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from flows.settings import DEFAULT_INPUT, SegmentationSettings
+from flows.settings import DEFAULT_INPUT, DEFAULT_SNAPSHOTS, SegmentationSettings
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1  # a bug or an environment problem: the traceback is in the log
 EXIT_USAGE = 2  # bad command-line arguments (argparse's convention)
 EXIT_BAD_INPUT = 3  # the input data cannot be segmented: the message says why
+EXIT_GATE = 4  # the run breached a quality gate; outputs/latest still names the previous run
 
 log = logging.getLogger("flows.cli")
 
@@ -44,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
         "folder of Parquet tables and PNG plots under OUTPUT/runs/<run-id>/ "
         "(OUTPUT/latest points at the newest complete run). Uses Prefect's temporary local "
         "server unless PREFECT_API_URL is set. Exit codes: 0 ok, 1 internal error, "
-        "2 usage error, 3 bad input data.",
+        "2 usage error, 3 bad input data, 4 quality gate failed.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     defaults = SegmentationSettings()
@@ -103,6 +105,31 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults.n_jobs,
         help="parallel k fits in the sweep (-1: all cores)",
     )
+    run.add_argument(
+        "--as-of",
+        type=date.fromisoformat,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="with a snapshot folder as --input: use the newest snapshot on or before this date",
+    )
+    run.add_argument(
+        "--k-margin",
+        type=float,
+        default=defaults.k_margin,
+        help="keep the previous run's k unless another k's silhouette is higher by this",
+    )
+    for gate, value, what in [
+        ("min-segment-share", defaults.gate_min_segment_share, "smallest segment share"),
+        ("silhouette-floor", defaults.gate_silhouette_floor, "silhouette"),
+        ("max-moved-share", defaults.gate_max_moved_share, "share of returning customers moved"),
+    ]:
+        run.add_argument(
+            f"--gate-{gate}",
+            type=_gate_value,
+            default=value,
+            metavar="X|off",
+            help=f"quality gate on the {what} ('off' to disable)",
+        )
     run.add_argument("--run-id", default=None, help="name of the run folder (default: time-id)")
     run.add_argument("--quiet", action="store_true", help="only warnings and the summary")
     run.set_defaults(handler=_run)
@@ -112,11 +139,41 @@ def _parser() -> argparse.ArgumentParser:
         help="write the seeded sample customers (the embedded default data)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    sample.add_argument("--output", type=Path, default=DEFAULT_INPUT, help="CSV file to write")
+    sample.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help=f"CSV file to write (default {DEFAULT_INPUT}); with --snapshots, a folder "
+        f"(default {DEFAULT_SNAPSHOTS})",
+    )
+    sample.add_argument(
+        "--snapshots",
+        type=int,
+        default=None,
+        metavar="DAYS",
+        help="write DAYS dated daily snapshots with drift (customers join and leave, one "
+        "segment grows) as customers_YYYY-MM-DD.csv, for nightly runs",
+    )
+    sample.add_argument(
+        "--start",
+        type=date.fromisoformat,
+        default=date(2026, 11, 20),
+        metavar="YYYY-MM-DD",
+        help="date of the first snapshot",
+    )
     sample.add_argument("--rows", type=int, default=3000, help="number of customers")
     sample.add_argument("--seed", type=int, default=20261126, help="random seed")
     sample.set_defaults(handler=_sample_data)
     return parser
+
+
+def _gate_value(text: str) -> float | None:
+    if text.strip().lower() in {"off", "none"}:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'off', got {text!r}") from None
 
 
 def _k_range(text: str) -> tuple[int, int]:
@@ -151,6 +208,11 @@ def _settings(args: argparse.Namespace) -> SegmentationSettings:
         seed=args.seed,
         n_jobs=args.n_jobs,
         max_quarantine_share=args.max_quarantine_share,
+        as_of=args.as_of,
+        k_margin=args.k_margin,
+        gate_min_segment_share=args.gate_min_segment_share,
+        gate_silhouette_floor=args.gate_silhouette_floor,
+        gate_max_moved_share=args.gate_max_moved_share,
         run_id=args.run_id,
     )
 
@@ -167,12 +229,16 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     _configure_prefect(quiet=args.quiet)
     from flows.segmentation import segment_customers  # Prefect is imported only when needed
     from tasks.errors import InputError
+    from tasks.gates import GateError
 
     try:
         manifest = segment_customers(settings)
     except InputError as error:
         print(f"segment: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except GateError as error:
+        print(f"segment: {error}; outputs/latest is unchanged", file=sys.stderr)
+        return EXIT_GATE
     except Exception as error:  # noqa: BLE001 - a last-resort message; Prefect logged the traceback
         print(f"segment: internal error: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_INTERNAL
@@ -208,22 +274,45 @@ def format_summary(manifest: dict) -> str:
         "",
         f"Rows: {rows['rows_read']:,} read = {rows['rows_kept']:,} segmented + "
         f"{rows['rows_quarantined']:,} quarantined + {rows['duplicates_dropped']:,} duplicates",
-        f"Output: {manifest['output_folder']}",
     ]
+    changes = manifest.get("changes")
+    if changes:
+        lines.append(
+            f"Since {changes['previous_run_id']}: {changes['customers_moved']:,} of "
+            f"{changes['customers_in_both']:,} returning customers moved "
+            f"({changes['moved_share']:.1%}), {changes['customers_joined']:,} joined, "
+            f"{changes['customers_left']:,} left"
+        )
+    lines.append(f"Output: {manifest['output_folder']}")
     return "\n".join(lines)
 
 
 def _sample_data(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from tasks.sample_data import generate_customers, write_sample_csv
+    from tasks.sample_data import (
+        generate_customers,
+        generate_snapshots,
+        write_sample_csv,
+        write_snapshots,
+    )
 
     if args.rows < 10:
         parser.error("--rows must be at least 10")
+    if args.snapshots is not None:
+        if args.snapshots < 1:
+            parser.error("--snapshots must be at least 1")
+        folder = args.output or DEFAULT_SNAPSHOTS
+        snapshots = generate_snapshots(args.snapshots, args.start, n=args.rows, seed=args.seed)
+        paths = write_snapshots(snapshots, folder)
+        print(
+            f"Wrote {len(paths)} daily snapshots to {folder}: {paths[0].name} .. {paths[-1].name}"
+        )
+        return EXIT_OK
+    output = args.output or DEFAULT_INPUT
     sample = generate_customers(n=args.rows, seed=args.seed)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    write_sample_csv(sample, args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_sample_csv(sample, output)
     print(
-        f"Wrote {len(sample.frame):,} rows ({args.rows:,} customers and planted dirt) "
-        f"to {args.output}"
+        f"Wrote {len(sample.frame):,} rows ({args.rows:,} customers and planted dirt) to {output}"
     )
     return EXIT_OK
 

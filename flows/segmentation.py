@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -11,19 +13,23 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from flows.settings import SegmentationSettings
-from schemas.outputs import Elbow, Profiles, Quarantine, Segments
+from schemas.outputs import Elbow, Profiles, Quarantine, Segments, Transitions
 from tasks import plots
 from tasks.artifacts import profiles_records, summary_markdown
 from tasks.clean import CleanResult, clean_customers
+from tasks.describe import Described, describe_segments
 from tasks.elbow import KChoice, choose_k, sweep_k
 from tasks.errors import InputError
 from tasks.fit import Segmentation, fit_segments
-from tasks.ingest import file_sha256, read_customers
-from tasks.manifest import StepTimer, new_run_id, package_versions, utc_now
-from tasks.model import build_model, model_to_json
-from tasks.profile import name_segments, profile_segments, segment_table
+from tasks.gates import GateError, check_gates
+from tasks.history import load_previous_run
+from tasks.identity import PreviousRun
+from tasks.ingest import read_customers
+from tasks.manifest import StepTimer, build_manifest, new_run_id, utc_now
+from tasks.model import model_to_json
 from tasks.report import abandon_run, finish_run, start_run, write_png, write_table, write_text
 from tasks.scale import ScaledFeatures, feature_frame, scale_features
+from tasks.snapshots import resolve_input
 
 # The task modules log with the standard library; with PREFECT_LOGGING_EXTRA_LOGGERS=tasks
 # (set by the CLI and prefect.toml) their INFO lines reach the run's log in the Prefect UI.
@@ -31,10 +37,10 @@ logging.getLogger("tasks").setLevel(logging.INFO)
 
 
 class _NoTracebackForBadInput(logging.Filter):
-    """Bad input is the user's to fix, not a bug: log its one-line message, not a traceback."""
+    """Bad input and breached gates are not bugs: log their one-line message, no traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], InputError):
+        if record.exc_info and isinstance(record.exc_info[1], (InputError, GateError)):
             record.exc_info = None
             record.exc_text = None
         return True
@@ -47,19 +53,31 @@ for _name in ("prefect.flow_runs", "prefect.task_runs"):
 _TASK = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
+@task(name="load-previous-run", **_TASK)
+def load_previous(settings: SegmentationSettings) -> PreviousRun | None:
+    """The previous complete run (segment ids and names to keep), if there is one."""
+    return load_previous_run(settings.output_dir)
+
+
+@task(name="resolve-input", **_TASK)
+def resolve(settings: SegmentationSettings) -> Path:
+    """The input file: the path itself, or the newest dated snapshot in a folder (up to as_of)."""
+    return resolve_input(settings.input, settings.as_of)
+
+
 @task(name="ingest", **_TASK)
-def ingest(settings: SegmentationSettings, staging) -> pd.DataFrame:
+def ingest(source: Path, settings: SegmentationSettings, staging: Path) -> pd.DataFrame:
     """Read the customer file and keep a raw Parquet copy in the run folder."""
-    raw = read_customers(settings.input, settings.columns or None, settings.sep)
+    raw = read_customers(source, settings.columns or None, settings.sep)
     write_table(raw, staging / "raw.parquet")
     return raw
 
 
 @task(name="validate-and-clean", **_TASK)
-def clean(raw: pd.DataFrame, settings: SegmentationSettings) -> CleanResult:
+def clean(raw: pd.DataFrame, source: Path, settings: SegmentationSettings) -> CleanResult:
     """Drop duplicates, quarantine invalid rows with reasons, return typed customers."""
     return clean_customers(
-        raw, source=str(settings.input), max_quarantine_share=settings.max_quarantine_share
+        raw, source=str(source), max_quarantine_share=settings.max_quarantine_share
     )
 
 
@@ -83,14 +101,19 @@ def elbow_sweep(scaled: ScaledFeatures, settings: SegmentationSettings) -> pd.Da
 
 
 @task(name="choose-k", **_TASK)
-def pick_k(elbow: pd.DataFrame, settings: SegmentationSettings) -> KChoice:
-    """Apply the k rule: fixed k, Kneedle knee within bounds, or best silhouette."""
+def pick_k(
+    elbow: pd.DataFrame, previous: PreviousRun | None, settings: SegmentationSettings
+) -> KChoice:
+    """Apply the k rule: fixed k, Kneedle knee within bounds, or best silhouette; keep the
+    previous run's k unless another is clearly better."""
     choice = choose_k(
         elbow,
         fixed_k=settings.k,
         k_min=settings.k_min,
         k_max=settings.k_max,
         min_segment_share=settings.min_segment_share,
+        previous_k=None if previous is None else previous.k,
+        k_margin=settings.k_margin,
     )
     get_run_logger().info("Chose k=%d by rule %r: %s", choice.k, choice.rule, choice.reason)
     return choice
@@ -104,63 +127,89 @@ def final_fit(
     return fit_segments(scaled.matrix, choice.k, seed=settings.seed, n_init=settings.n_init)
 
 
+@task(name="identify-segments", **_TASK)
+def identify(
+    cleaned: CleanResult,
+    scaled: ScaledFeatures,
+    segmentation: Segmentation,
+    previous: PreviousRun | None,
+    settings: SegmentationSettings,
+) -> Described:
+    """Stable ids and names (matched to the previous run), profiles, transitions, model."""
+    return describe_segments(
+        cleaned.customers,
+        scaled,
+        segmentation,
+        previous,
+        settings.features,
+        max_shift=settings.identity_max_shift,
+    )
+
+
+@task(name="quality-gates", **_TASK)
+def quality_gates(
+    described: Described, elbow: pd.DataFrame, choice: KChoice, settings: SegmentationSettings
+) -> None:
+    """Fail the run, naming the gate and its figures, if a quality gate is breached."""
+    silhouette = elbow.set_index("k")["silhouette"].get(choice.k)
+    changes = described.changes or {}
+    check_gates(
+        settings.gates,
+        smallest_share=float(described.profiles["share"].min()),
+        silhouette=None if pd.isna(silhouette) else float(silhouette),
+        moved_share=changes.get("moved_share"),
+    )
+
+
 @task(name="write-report", **_TASK)
 def write_report(
-    staging,
+    staging: Path,
     cleaned: CleanResult,
     scaled: ScaledFeatures,
     elbow: pd.DataFrame,
     choice: KChoice,
     segmentation: Segmentation,
+    described: Described,
     settings: SegmentationSettings,
-) -> pd.DataFrame:
-    """Name and profile the segments; write tables, model and plots; return the profiles."""
-    customers = cleaned.customers
-    values = feature_frame(customers, settings.features)
-    centroids = pd.DataFrame(
-        {t.column: t.invert(segmentation.centroids[:, j]) for j, t in enumerate(scaled.transforms)},
-        index=pd.RangeIndex(1, segmentation.k + 1, name="segment_id"),
-    )
-    names = name_segments(centroids, values)
-    profiles = profile_segments(customers, segmentation.labels, names)
-    segments = segment_table(customers, segmentation.labels, segmentation.distances, names)
-
-    write_table(segments, staging / "segments.parquet", Segments)
-    write_table(profiles, staging / "profiles.parquet", Profiles)
+) -> None:
+    """Write the tables (each validated), the model and the plots into the run folder."""
+    write_table(described.segments, staging / "segments.parquet", Segments)
+    write_table(described.profiles, staging / "profiles.parquet", Profiles)
     write_table(elbow, staging / "elbow.parquet", Elbow)
     write_table(cleaned.quarantine, staging / "quarantine.parquet", Quarantine)
-    write_text(
-        model_to_json(build_model(scaled, segmentation, names, settings.features)),
-        staging / "model.json",
-    )
+    write_table(described.transitions, staging / "transitions.parquet", Transitions)
+    write_text(model_to_json(described.model), staging / "model.json")
+    values = feature_frame(cleaned.customers, settings.features)
+    labels = described.segments["segment_id"].to_numpy()
+    order = np.argsort(described.identity.ids)  # scaled centroids in the same id order
     figures = {
         "elbow.png": plots.plot_elbow(elbow, choice.k, choice.knee),
         "segments.png": plots.plot_segments(
             values,
-            segmentation.labels,
-            centroids,
-            names,
+            labels,
+            described.centroids,
+            described.names,
             scaled=scaled.matrix,
-            scaled_centroids=segmentation.centroids,
+            scaled_centroids=segmentation.centroids[order],
             seed=settings.seed,
         ),
-        "profiles.png": plots.plot_profiles(profiles),
-        "eda.png": plots.plot_eda(customers),
+        "profiles.png": plots.plot_profiles(described.profiles),
+        "eda.png": plots.plot_eda(cleaned.customers),
+        "transitions.png": plots.plot_transitions(described.transitions, described.names),
     }
     for name, figure in figures.items():
         write_png(figure, staging / name)
-    return profiles
 
 
 @task(name="publish-run", **_TASK)
-def publish(staging, manifest: dict, profiles: pd.DataFrame) -> dict:
+def publish(staging: Path, manifest: dict, profiles: pd.DataFrame) -> dict:
     """Write the manifest last, publish the run folder, point `latest` at it, add UI artifacts."""
     final = finish_run(staging, manifest)
     manifest = {**manifest, "output_folder": str(final)}
     create_markdown_artifact(
         key="segmentation-summary",
         markdown=summary_markdown(manifest, profiles),
-        description="Segments, chosen k, row accounting, output folder",
+        description="Segments, chosen k, row accounting, changes since the previous run",
     )
     create_table_artifact(
         key="segment-profiles",
@@ -175,52 +224,43 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
     """Segment the customers in ``settings.input``; returns the run's manifest."""
     settings = settings or SegmentationSettings()
     run_id = settings.run_id or new_run_id(str(flow_run.get_id() or "local"))
+    source = resolve(settings)
     staging = start_run(settings.output_dir, run_id)
     started, step = utc_now(), StepTimer()
     try:
+        previous = load_previous(settings)
         with step("ingest"):
-            raw = ingest(settings, staging)
+            raw = ingest(source, settings, staging)
         with step("clean"):
-            cleaned = clean(raw, settings)
+            cleaned = clean(raw, source, settings)
         with step("scale"):
             scaled = scale(cleaned.customers, settings)
         with step("elbow"):
             elbow = elbow_sweep(scaled, settings)
-            choice = pick_k(elbow, settings)
+            choice = pick_k(elbow, previous, settings)
         with step("fit"):
             segmentation = final_fit(scaled, choice, settings)
+        with step("identify"):
+            described = identify(cleaned, scaled, segmentation, previous, settings)
+            quality_gates(described, elbow, choice, settings)
         with step("report"):
-            profiles = write_report(staging, cleaned, scaled, elbow, choice, segmentation, settings)
-        manifest = {
-            "run_id": run_id,
-            "flow_run_id": str(flow_run.get_id()),
-            "status": "complete",
-            "started_at": started,
-            "finished_at": utc_now(),
-            "output_folder": str(settings.output_dir / "runs" / run_id),
-            "input": {
-                "path": str(settings.input),
-                "sha256": file_sha256(settings.input),
-                "bytes": settings.input.stat().st_size,
-            },
-            "rows": cleaned.accounting(),
-            "k": {
-                "chosen": choice.k,
-                "rule": choice.rule,
-                "reason": choice.reason,
-                "knee": choice.knee,
-            },
-            "inertia": segmentation.inertia,
-            "segments": [
-                {"id": int(p.segment_id), "name": p.segment_name, "size": int(p.size)}
-                for p in profiles.itertuples()
-            ],
-            "features": list(scaled.columns),
-            "timings": step.as_dict(),
-            "settings": settings.model_dump(mode="json"),
-            "versions": package_versions(),
-        }
-        return publish(staging, manifest, profiles)
+            write_report(staging, cleaned, scaled, elbow, choice, segmentation, described, settings)
+        manifest = build_manifest(
+            run_id=run_id,
+            flow_run_id=str(flow_run.get_id()),
+            started_at=started,
+            output_folder=settings.output_dir / "runs" / run_id,
+            source=source,
+            rows=cleaned.accounting(),
+            choice=choice,
+            inertia=segmentation.inertia,
+            profiles=described.profiles,
+            features=list(scaled.columns),
+            changes=described.changes,
+            timings=step.as_dict(),
+            settings=settings.model_dump(mode="json"),
+        )
+        return publish(staging, manifest, described.profiles)
     except BaseException:
         abandon_run(staging)
         raise

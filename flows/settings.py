@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tasks.gates import Gates
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = PROJECT_ROOT / "data" / "customers.csv"
 DEFAULT_OUTPUT = PROJECT_ROOT / "outputs"
+DEFAULT_SNAPSHOTS = (
+    PROJECT_ROOT / "data" / "snapshots"
+)  # written by `segment sample-data --snapshots`
 
 Feature = Literal["annual_income", "spending_score", "age", "gender"]
 Scaler = Literal["standard", "robust", "minmax", "log-standard"]
@@ -21,7 +27,12 @@ class SegmentationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     input: Path = Field(
-        DEFAULT_INPUT, description="customer file: CSV (any common dialect) or Parquet"
+        DEFAULT_INPUT,
+        description="customer file (CSV or Parquet), or a folder of dated snapshots "
+        "(customers_YYYY-MM-DD.csv): the newest one up to as_of is used",
+    )
+    as_of: date | None = Field(
+        None, description="with a snapshot folder: use the newest snapshot on or before this date"
     )
     output_dir: Path = Field(DEFAULT_OUTPUT, description="runs go to <output_dir>/runs/<run-id>/")
     columns: dict[str, str] = Field(
@@ -52,6 +63,29 @@ class SegmentationSettings(BaseModel):
     silhouette_sample: int = Field(
         1_000, ge=100, description="rows sampled (seeded) for the silhouette score"
     )
+    k_margin: float = Field(
+        0.05,
+        ge=0,
+        description="keep the previous run's k unless another k's silhouette is higher by this",
+    )
+    identity_max_shift: float = Field(
+        0.5,
+        gt=0,
+        description="a centroid within this distance (scaled units) of a previous run's keeps "
+        "that segment's id and name",
+    )
+    gate_min_segment_share: float | None = Field(
+        0.01, ge=0, lt=1, description="quality gate: fail if a segment is smaller (None: off)"
+    )
+    gate_silhouette_floor: float | None = Field(
+        0.2, ge=-1, le=1, description="quality gate: fail if silhouette is lower (None: off)"
+    )
+    gate_max_moved_share: float | None = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="quality gate: fail if more returning customers changed segment (None: off)",
+    )
     max_quarantine_share: float = Field(
         0.2, ge=0, le=1, description="fail the run when more rows than this share are quarantined"
     )
@@ -68,6 +102,14 @@ class SegmentationSettings(BaseModel):
         if len(set(self.features)) != len(self.features):
             raise ValueError(f"features listed twice: {self.features}")
         return self
+
+    @property
+    def gates(self) -> Gates:
+        return Gates(
+            min_segment_share=self.gate_min_segment_share,
+            silhouette_floor=self.gate_silhouette_floor,
+            max_moved_share=self.gate_max_moved_share,
+        )
 
     @property
     def k_values(self) -> range:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
@@ -30,13 +31,29 @@ class Quarantine(pa.DataFrameModel):
 class Segments(Customers):
     """One row per clean customer with the segment it belongs to."""
 
-    segment_id: Series[int] = pa.Field(ge=1, description="segment number, 1..k")
+    segment_id: Series[int] = pa.Field(ge=1, description="stable segment id")
+    previous_segment_id: Series[pd.Int64Dtype] = pa.Field(
+        ge=1, nullable=True, description="segment in the previous run; missing if new"
+    )
     segment_name: Series[str] = pa.Field(description="readable segment name")
     distance_to_centroid: Series[float] = pa.Field(ge=0, description="in the scaled feature space")
 
     class Config:
         strict = True
         coerce = True
+
+
+class Transitions(pa.DataFrameModel):
+    """Customers present in both runs, counted by previous and current segment."""
+
+    previous_segment_id: Series[int] = pa.Field(ge=1)
+    segment_id: Series[int] = pa.Field(ge=1)
+    customers: Series[int] = pa.Field(ge=1)
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["previous_segment_id", "segment_id"]
 
 
 class Profiles(pa.DataFrameModel):

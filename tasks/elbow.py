@@ -131,12 +131,79 @@ def choose_k(
     k_min: int | None = None,
     k_max: int | None = None,
     min_segment_share: float = 0.0,
+    previous_k: int | None = None,
+    k_margin: float = 0.05,
 ) -> KChoice:
     """Pick k: a fixed k if set; else the knee if it is allowed; else the best allowed silhouette.
 
     Allowed k: 2 <= k_min <= k <= k_max, with every segment at least ``min_segment_share``
-    of the customers at that k.
+    of the customers at that k. With ``previous_k`` (the previous run's k) the rule's k
+    replaces it only when its silhouette is higher by at least ``k_margin``, so k does not
+    flip from night to night on noise.
     """
+    choice = _rule_choice(elbow, fixed_k, k_min, k_max, min_segment_share)
+    if choice.rule == "fixed" or previous_k is None or previous_k == choice.k:
+        return choice
+    return _keep_previous_unless_better(
+        elbow, choice, previous_k, k_min, k_max, min_segment_share, k_margin
+    )
+
+
+def _keep_previous_unless_better(
+    elbow: pd.DataFrame,
+    choice: KChoice,
+    previous_k: int,
+    k_min: int | None,
+    k_max: int | None,
+    min_segment_share: float,
+    k_margin: float,
+) -> KChoice:
+    allowed = _allowed(elbow, k_min, k_max, min_segment_share)
+    if previous_k not in set(allowed["k"]):
+        return choice
+    silhouette = elbow.set_index("k")["silhouette"]
+    new, old = silhouette.get(choice.k), silhouette.get(previous_k)
+    if pd.notna(new) and pd.notna(old) and new >= old + k_margin:
+        return KChoice(
+            choice.k,
+            choice.rule,
+            f"{choice.reason}; replaces the previous k={previous_k} (silhouette {new:.3f} vs "
+            f"{old:.3f}, margin {k_margin})",
+            choice.knee,
+        )
+    return KChoice(
+        previous_k,
+        "previous-k",
+        f"{choice.rule} rule suggests k={choice.k}, but its silhouette ({_fmt(new)}) does not "
+        f"beat the previous k={previous_k} ({_fmt(old)}) by the margin {k_margin}",
+        choice.knee,
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{value:.3f}"
+
+
+def _allowed(
+    elbow: pd.DataFrame, k_min: int | None, k_max: int | None, min_segment_share: float
+) -> pd.DataFrame:
+    low, high = _bounds(elbow, k_min, k_max)
+    return elbow[
+        (elbow["k"] >= low) & (elbow["k"] <= high) & (elbow["min_share"] >= min_segment_share)
+    ]
+
+
+def _bounds(elbow: pd.DataFrame, k_min: int | None, k_max: int | None) -> tuple[int, int]:
+    return max(2, k_min or 2), (k_max if k_max is not None else int(elbow["k"].max()))
+
+
+def _rule_choice(
+    elbow: pd.DataFrame,
+    fixed_k: int | None,
+    k_min: int | None,
+    k_max: int | None,
+    min_segment_share: float,
+) -> KChoice:
     knee = find_knee(elbow)
     if fixed_k is not None:
         if fixed_k not in set(elbow["k"]):
@@ -146,11 +213,8 @@ def choose_k(
             )
         return KChoice(fixed_k, "fixed", f"k={fixed_k} fixed by settings", knee)
 
-    low = max(2, k_min or 2)
-    high = k_max if k_max is not None else int(elbow["k"].max())
-    allowed = elbow[
-        (elbow["k"] >= low) & (elbow["k"] <= high) & (elbow["min_share"] >= min_segment_share)
-    ]
+    low, high = _bounds(elbow, k_min, k_max)
+    allowed = _allowed(elbow, k_min, k_max, min_segment_share)
     limits = f"k in {low}..{high} with every segment >= {min_segment_share:.0%} of customers"
     if allowed.empty:
         raise InputError(f"no k satisfies the settings ({limits}); swept k={_span(elbow['k'])}")

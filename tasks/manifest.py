@@ -7,6 +7,12 @@ import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from tasks.elbow import KChoice
+from tasks.report import sha256_of
 
 PACKAGES = (
     "prefect",
@@ -29,6 +35,51 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def build_manifest(
+    *,
+    run_id: str,
+    flow_run_id: str,
+    started_at: str,
+    output_folder: Path,
+    source: Path,
+    rows: dict[str, int],
+    choice: KChoice,
+    inertia: float,
+    profiles: pd.DataFrame,
+    features: list[str],
+    changes: dict | None,
+    timings: dict[str, float],
+    settings: dict,
+) -> dict:
+    """Everything a run records about itself; file checksums are added when it is published."""
+    return {
+        "run_id": run_id,
+        "flow_run_id": flow_run_id,
+        "status": "complete",
+        "started_at": started_at,
+        "finished_at": utc_now(),
+        "output_folder": str(output_folder),
+        "input": {"path": str(source), "sha256": sha256_of(source), "bytes": source.stat().st_size},
+        "rows": rows,
+        "k": {
+            "chosen": choice.k,
+            "rule": choice.rule,
+            "reason": choice.reason,
+            "knee": choice.knee,
+        },
+        "inertia": inertia,
+        "segments": [
+            {"id": int(p.segment_id), "name": p.segment_name, "size": int(p.size)}
+            for p in profiles.itertuples()
+        ],
+        "features": features,
+        "changes": changes,
+        "timings": timings,
+        "settings": settings,
+        "versions": package_versions(),
+    }
 
 
 def new_run_id(suffix: str) -> str:

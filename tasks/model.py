@@ -10,15 +10,24 @@ import pandas as pd
 from sklearn.metrics import pairwise_distances_argmin
 
 from tasks.fit import Segmentation
+from tasks.identity import Identity, first_identity
 from tasks.scale import FeatureTransform, ScaledFeatures, apply_transforms, feature_frame
 
 MODEL_FORMAT = "customer-segmentation-model/1"
 
 
 def build_model(
-    scaled: ScaledFeatures, segmentation: Segmentation, names: dict[int, str], features: list[str]
+    scaled: ScaledFeatures,
+    segmentation: Segmentation,
+    identity: Identity | None,
+    names: dict[int, str],
+    features: list[str],
 ) -> dict:
-    """A JSON-ready description: features, scaler parameters, centroids and segment names."""
+    """A JSON-ready description: features, scaler parameters, centroids, segment ids and names.
+
+    Also carries the segment-id registry (next free id, retired ids) for the next run.
+    """
+    identity = identity or first_identity(segmentation.k)
     transforms = scaled.transforms
     original = np.column_stack(
         [t.invert(segmentation.centroids[:, j]) for j, t in enumerate(transforms)]
@@ -29,15 +38,20 @@ def build_model(
         "columns": list(scaled.columns),
         "scaler": scaled.scaler,
         "transforms": [t.to_dict() for t in transforms],
-        "segments": [
-            {
-                "id": i + 1,
-                "name": names[i + 1],
-                "centroid_scaled": segmentation.centroids[i].tolist(),
-                "centroid": dict(zip(scaled.columns, original[i].tolist(), strict=True)),
-            }
-            for i in range(segmentation.k)
-        ],
+        "segments": sorted(
+            (
+                {
+                    "id": stable_id,
+                    "name": names[stable_id],
+                    "centroid_scaled": segmentation.centroids[i].tolist(),
+                    "centroid": dict(zip(scaled.columns, original[i].tolist(), strict=True)),
+                }
+                for i, stable_id in enumerate(identity.ids)
+            ),
+            key=lambda segment: segment["id"],
+        ),
+        "next_segment_id": identity.next_id,
+        "retired_segment_ids": list(identity.retired_ids),
     }
 
 

@@ -37,6 +37,7 @@ ELBOW_SIZE = (11, 4.5)  # 1100 x 450 px
 SEGMENTS_SIZE = (11, 7)  # 1100 x 700 px
 PROFILES_SIZE = (16, 6)  # 1600 x 600 px
 EDA_SIZE = (10, 8)  # 1000 x 800 px
+TRANSITIONS_SIZE = (9, 7)  # 900 x 700 px
 
 # Human-readable names (original units) for column names; anything else falls back to itself.
 LABELS = {
@@ -59,7 +60,7 @@ def label_for(column: str) -> str:
     if column in LABELS:
         return LABELS[column]
     if column.startswith(GENDER_PREFIX):
-        return f"Gender: {column[len(GENDER_PREFIX):]} (0/1)"
+        return f"Gender: {column[len(GENDER_PREFIX) :]} (0/1)"
     return column
 
 
@@ -94,16 +95,37 @@ def _mark_chosen(ax: Axes, ks: np.ndarray, values: np.ndarray, chosen_k: int) ->
     hit = np.flatnonzero((ks == chosen_k) & np.isfinite(values))
     if hit.size:
         y = values[hit[0]]
-        ax.plot([chosen_k], [y], linestyle="none", marker="*", markersize=18, color="tab:red",
-                markeredgecolor="black", zorder=5, label=text)
+        ax.plot(
+            [chosen_k],
+            [y],
+            linestyle="none",
+            marker="*",
+            markersize=18,
+            color="tab:red",
+            markeredgecolor="black",
+            zorder=5,
+            label=text,
+        )
         at_right_end = chosen_k >= ks.max()  # put the label left of the star, inside the axes
-        ax.annotate(text, xy=(chosen_k, y), xytext=(-10 if at_right_end else 10, 10),
-                    textcoords="offset points", ha="right" if at_right_end else "left",
-                    color="tab:red", fontweight="bold")
+        ax.annotate(
+            text,
+            xy=(chosen_k, y),
+            xytext=(-10 if at_right_end else 10, 10),
+            textcoords="offset points",
+            ha="right" if at_right_end else "left",
+            color="tab:red",
+            fontweight="bold",
+        )
     else:
         ax.axvline(chosen_k, linestyle=":", color="tab:red", label=text)
-        ax.annotate(text, xy=(chosen_k, 0.5), xycoords=("data", "axes fraction"),
-                    xytext=(5, 0), textcoords="offset points", color="tab:red")
+        ax.annotate(
+            text,
+            xy=(chosen_k, 0.5),
+            xycoords=("data", "axes fraction"),
+            xytext=(5, 0),
+            textcoords="offset points",
+            color="tab:red",
+        )
 
 
 def plot_elbow(elbow: pd.DataFrame, chosen_k: int, knee: int | None) -> Figure:
@@ -124,8 +146,14 @@ def plot_elbow(elbow: pd.DataFrame, chosen_k: int, knee: int | None) -> Figure:
     ax_inertia.plot(ks, inertia, marker="o", color=_NEUTRAL)
     if knee is not None:
         ax_inertia.axvline(knee, linestyle="--", color="black", linewidth=1, label=f"knee k={knee}")
-        ax_inertia.annotate(f"knee k={knee}", xy=(knee, 0.97), xycoords=("data", "axes fraction"),
-                            xytext=(5, 0), textcoords="offset points", va="top")
+        ax_inertia.annotate(
+            f"knee k={knee}",
+            xy=(knee, 0.97),
+            xycoords=("data", "axes fraction"),
+            xytext=(5, 0),
+            textcoords="offset points",
+            va="top",
+        )
     _mark_chosen(ax_inertia, ks, inertia, chosen_k)
     ax_inertia.set_title("Elbow: inertia by k")
     ax_inertia.set_ylabel("Inertia (within-cluster sum of squares)")
@@ -135,8 +163,9 @@ def plot_elbow(elbow: pd.DataFrame, chosen_k: int, knee: int | None) -> Figure:
         ax_silhouette.plot(ks[scored], silhouette[scored], marker="o", color=_NEUTRAL)
         _mark_chosen(ax_silhouette, ks, silhouette, chosen_k)
     else:
-        ax_silhouette.text(0.5, 0.5, "no silhouette (needs k >= 2)", ha="center",
-                           transform=ax_silhouette.transAxes)
+        ax_silhouette.text(
+            0.5, 0.5, "no silhouette (needs k >= 2)", ha="center", transform=ax_silhouette.transAxes
+        )
     ax_silhouette.set_title("Silhouette by k (higher is better)")
     ax_silhouette.set_ylabel("Mean silhouette")
 
@@ -167,9 +196,9 @@ def plot_segments(
     """Customers coloured by segment, centroids as X. Size ``SEGMENTS_SIZE`` (1100 x 700 px).
 
     ``points`` holds the feature columns in original units (one row per customer), ``labels``
-    the segment id (1..k) of each row and ``centroids`` the centres, indexed by segment id, with
-    the same columns. With two features the axes are those features; with more, ``scaled`` (same
-    rows) and ``scaled_centroids`` (row i = segment i + 1) are projected on a 2-D PCA fitted on
+    the segment id of each row and ``centroids`` the centres, indexed by segment id, with the
+    same columns. With two features the axes are those features; with more, ``scaled`` (same
+    rows) and ``scaled_centroids`` (rows in ``centroids.index`` order) go through a PCA fitted on
     the plotted rows. At most ``max_points`` rows are drawn, a seeded sample without replacement;
     the title then says "showing m of n customers". Legend counts (n=…) are over all customers.
     Customers are one scatter collection per segment; centroids are lines (markers only).
@@ -199,7 +228,9 @@ def plot_segments(
     if use_pca:
         pca = PCA(n_components=2, random_state=seed).fit(scaled[rows])
         xy = pca.transform(scaled[rows])
-        centre_xy = pca.transform(scaled_centroids)  # row i = segment i + 1
+        centre_xy = dict(
+            zip(centroids.index.astype(int), pca.transform(scaled_centroids), strict=True)
+        )
         ratios = pca.explained_variance_ratio_
         x_label = f"PC1 ({ratios[0]:.0%} of variance)"
         y_label = f"PC2 ({ratios[1]:.0%} of variance)"
@@ -220,26 +251,52 @@ def plot_segments(
     for segment in segment_ids:
         color = segment_color(segment)
         mine = shown_labels == segment
-        ax.scatter(xy[mine, 0], xy[mine, 1], s=marker_size, color=color, alpha=alpha,
-                   linewidths=0)
+        ax.scatter(xy[mine, 0], xy[mine, 1], s=marker_size, color=color, alpha=alpha, linewidths=0)
         if use_pca:
-            centre = centre_xy[segment - 1] if segment - 1 < len(centre_xy) else None
+            centre = centre_xy.get(segment)
         else:
-            centre = centroids.loc[segment, columns[:2]].to_numpy(dtype=float) \
-                if segment in centroids.index else None
+            centre = (
+                centroids.loc[segment, columns[:2]].to_numpy(dtype=float)
+                if segment in centroids.index
+                else None
+            )
         if centre is not None:
-            ax.plot([centre[0]], [centre[1]], linestyle="none", marker="X", markersize=16,
-                    markerfacecolor=color, markeredgecolor="black", markeredgewidth=1.5,
-                    zorder=5)
+            ax.plot(
+                [centre[0]],
+                [centre[1]],
+                linestyle="none",
+                marker="X",
+                markersize=16,
+                markerfacecolor=color,
+                markeredgecolor="black",
+                markeredgewidth=1.5,
+                zorder=5,
+            )
         name = names.get(segment, f"Segment {segment}")
         entry = _wrap(f"{segment}: {name} (n={int(counts.get(segment, 0)):,})")
-        handles.append(Line2D([], [], linestyle="none", marker="o", markersize=8, color=color,
-                              label=entry))
-    handles.append(Line2D([], [], linestyle="none", marker="X", markersize=12,
-                          markerfacecolor="white", markeredgecolor="black",
-                          label="segment centre"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0,
-              title="Segment", alignment="left")
+        handles.append(
+            Line2D([], [], linestyle="none", marker="o", markersize=8, color=color, label=entry)
+        )
+    handles.append(
+        Line2D(
+            [],
+            [],
+            linestyle="none",
+            marker="X",
+            markersize=12,
+            markerfacecolor="white",
+            markeredgecolor="black",
+            label="segment centre",
+        )
+    )
+    ax.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0,
+        title="Segment",
+        alignment="left",
+    )
 
     title = "Customer segments"
     if view:
@@ -302,8 +359,10 @@ def plot_profiles(profiles: pd.DataFrame) -> Figure:
         ax.margins(y=0.12)
         ax.grid(axis="y", alpha=0.3)
 
-    entries = [_wrap(f"{segment}: {name}") for segment, name in zip(ids, table["segment_name"],
-                                                                     strict=True)]
+    entries = [
+        _wrap(f"{segment}: {name}")
+        for segment, name in zip(ids, table["segment_name"], strict=True)
+    ]
     handles = [
         Patch(facecolor=color, edgecolor="black", linewidth=0.5, label=entry)
         for entry, color in zip(entries, colors, strict=True)
@@ -311,8 +370,12 @@ def plot_profiles(profiles: pd.DataFrame) -> Figure:
     # As many columns as fit the width (about 8 px per character plus the patch).
     widest = max((len(line) for entry in entries for line in entry.splitlines()), default=1)
     fits = int(PROFILES_SIZE[0] * PNG_DPI * 0.95) // (8 * widest + 50)
-    fig.legend(handles=handles, loc="outside lower center", ncols=max(1, min(len(ids), fits)),
-               frameon=False)
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=max(1, min(len(ids), fits)),
+        frameon=False,
+    )
     return fig
 
 
@@ -375,4 +438,69 @@ def plot_eda(customers: pd.DataFrame) -> Figure:
     ax_gender.margins(y=0.12)
 
     fig.suptitle(f"Customer features (n={len(customers):,})", fontsize="x-large")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Transitions
+# --------------------------------------------------------------------------------------------
+
+
+def plot_transitions(table: pd.DataFrame, names: Mapping[int, str]) -> Figure:
+    """Heatmap of customers by previous segment (rows) and current segment (columns).
+
+    ``table`` has columns ``previous_segment_id``, ``segment_id``, ``customers``; cells show the
+    count and the share of the previous segment's customers. With no previous run the figure
+    says so. Size ``TRANSITIONS_SIZE`` (900 x 700 px).
+    """
+    fig = _new_figure(TRANSITIONS_SIZE)
+    ax = fig.add_subplot()
+    if table.empty:
+        ax.set_axis_off()
+        ax.text(
+            0.5,
+            0.5,
+            "First run: no previous run to compare with",
+            ha="center",
+            va="center",
+            fontsize=14,
+            transform=ax.transAxes,
+        )
+        return fig
+    matrix = table.pivot_table(
+        index="previous_segment_id",
+        columns="segment_id",
+        values="customers",
+        aggfunc="sum",
+        fill_value=0,
+    )
+    counts = matrix.to_numpy()
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    for (i, j), count in np.ndenumerate(counts):
+        if count:
+            ax.text(
+                j,
+                i,
+                f"{count:,}\n{shares[i, j]:.0%}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if shares[i, j] > 0.6 else "black",
+            )
+    ax.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns])
+    ax.set_yticks(
+        range(len(matrix.index)),
+        [textwrap.fill(f"{r}: {names.get(int(r), f'Segment {r}')}", 26) for r in matrix.index],
+    )
+    ax.set_xlabel("Segment now (id)")
+    ax.set_ylabel("Segment in the previous run")
+    stayed = sum(
+        counts[i, j]
+        for i, r in enumerate(matrix.index)
+        for j, c in enumerate(matrix.columns)
+        if r == c
+    )
+    ax.set_title(f"Where customers went ({counts.sum() - stayed:,} of {counts.sum():,} moved)")
+    fig.colorbar(image, ax=ax, label="share of the previous segment")
     return fig

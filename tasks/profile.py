@@ -75,11 +75,19 @@ def profile_segments(
 
 
 def segment_table(
-    customers: pd.DataFrame, labels: np.ndarray, distances: np.ndarray, names: dict[int, str]
+    customers: pd.DataFrame,
+    labels: np.ndarray,
+    distances: np.ndarray,
+    names: dict[int, str],
+    previous_ids: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Each clean customer with its segment id and name and its distance to the centroid."""
+    """Each clean customer with its segment id, previous segment id (if any), name and distance
+    to the centroid."""
+    if previous_ids is None:
+        previous_ids = pd.Series(pd.NA, index=customers.index, dtype="Int64")
     table = customers.assign(
         segment_id=np.asarray(labels, dtype="int64"),
+        previous_segment_id=previous_ids.astype("Int64"),
         segment_name=pd.Series(labels, index=customers.index).map(names).astype("str"),
         distance_to_centroid=np.asarray(distances, dtype="float64"),
     )

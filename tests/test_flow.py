@@ -30,6 +30,8 @@ RUN_FILES = {
     "segments.png",
     "profiles.png",
     "eda.png",
+    "transitions.parquet",
+    "transitions.png",
 }
 
 

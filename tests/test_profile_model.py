@@ -153,9 +153,11 @@ def test_segment_table_has_one_row_per_customer_and_validates(fitted):
     assert list(table.columns) == [
         *COLUMNS,
         "segment_id",
+        "previous_segment_id",
         "segment_name",
         "distance_to_centroid",
     ]
+    assert table["previous_segment_id"].isna().all()  # no previous run given
     assert table["customer_id"].tolist() == customers["customer_id"].tolist()
     assert table["segment_id"].tolist() == segmentation.labels.tolist()
     assert table["segment_name"].tolist() == [names[i] for i in segmentation.labels]
@@ -171,7 +173,7 @@ def _no_constants(name: str):
 
 def test_model_round_trips_through_a_json_file(fitted, tmp_path):
     _, scaled, segmentation, names = fitted
-    model = build_model(scaled, segmentation, names, FEATURES)
+    model = build_model(scaled, segmentation, None, names, FEATURES)
     path = tmp_path / "model.json"
     path.write_text(model_to_json(model), encoding="utf-8")
     loaded = load_model(path)
@@ -184,7 +186,7 @@ def test_model_round_trips_through_a_json_file(fitted, tmp_path):
 def test_model_json_has_no_nan_and_is_plain_json_text(fitted, tmp_path):
     _, scaled, segmentation, names = fitted
     path = tmp_path / "model.json"
-    path.write_text(model_to_json(build_model(scaled, segmentation, names, FEATURES)))
+    path.write_text(model_to_json(build_model(scaled, segmentation, None, names, FEATURES)))
     data = path.read_bytes()
     assert not data.startswith(b"\x80")  # pickle protocol 2+ header
     text = data.decode("utf-8")
@@ -199,7 +201,7 @@ def test_model_to_json_refuses_nan():
 
 def test_model_centroids_are_in_original_units(fitted):
     _, scaled, segmentation, names = fitted
-    model = build_model(scaled, segmentation, names, FEATURES)
+    model = build_model(scaled, segmentation, None, names, FEATURES)
     incomes = [s["centroid"][ANNUAL_INCOME] for s in model["segments"]]
     scores = [s["centroid"][SPENDING_SCORE] for s in model["segments"]]
     np.testing.assert_allclose(incomes, [20, 60, 100], atol=2.0)
@@ -209,13 +211,13 @@ def test_model_centroids_are_in_original_units(fitted):
 def test_scoring_the_training_customers_reproduces_the_fitted_labels(fitted, tmp_path):
     customers, scaled, segmentation, names = fitted
     path = tmp_path / "model.json"
-    path.write_text(model_to_json(build_model(scaled, segmentation, names, FEATURES)))
+    path.write_text(model_to_json(build_model(scaled, segmentation, None, names, FEATURES)))
     np.testing.assert_array_equal(score_customers(load_model(path), customers), segmentation.labels)
 
 
 def test_new_customer_is_assigned_to_the_nearest_centroid(fitted):
     customers, scaled, segmentation, names = fitted
-    model = build_model(scaled, segmentation, names, FEATURES)
+    model = build_model(scaled, segmentation, None, names, FEATURES)
     new = customers.head(3).assign(
         customer_id=pd.Series(["N1", "N2", "N3"], dtype="str"),
         annual_income=[97.0, 24.0, 58.0],
@@ -230,7 +232,7 @@ def test_model_with_gender_feature_scores_the_training_customers():
     scaled = scale_features(customers, features)
     segmentation = fit_segments(scaled.matrix, 3)
     names = {1: "a", 2: "b", 3: "c"}
-    model = json.loads(model_to_json(build_model(scaled, segmentation, names, features)))
+    model = json.loads(model_to_json(build_model(scaled, segmentation, None, names, features)))
     assert model["columns"] == [ANNUAL_INCOME, SPENDING_SCORE, "gender_Female", "gender_Male"]
     np.testing.assert_array_equal(score_customers(model, customers), segmentation.labels)
 

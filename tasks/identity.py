@@ -1,0 +1,190 @@
+"""Stable segment identity from run to run, and what changed since the previous run.
+
+K-Means numbers its clusters arbitrarily on every fit. To let "segment 3" mean the same group
+tomorrow as today, each run matches its centroids to the previous complete run's: both are put
+in *today's* scaled feature space (the previous centroids are stored in original units in its
+model.json), an optimal one-to-one assignment (Hungarian algorithm) pairs them, and a pair
+closer than ``max_shift`` keeps the previous id and name. Unmatched centroids get fresh ids
+(never reused); previous ids left unmatched are retired.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score
+
+from schemas.customers import CUSTOMER_ID
+from tasks.scale import FeatureTransform
+
+log = logging.getLogger(__name__)
+
+SEGMENT_ID = "segment_id"
+PREVIOUS_SEGMENT_ID = "previous_segment_id"
+
+
+@dataclass(frozen=True)
+class PreviousRun:
+    """What a run needs of the previous complete run: its model and its customers' segments."""
+
+    run_id: str
+    model: dict
+    assignments: pd.DataFrame  # customer_id, segment_id
+
+    @property
+    def k(self) -> int:
+        return len(self.model["segments"])
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Stable ids for the provisional segments 1..k of a fit, and the id registry after it."""
+
+    ids: tuple[int, ...]  # ids[i] is the stable id of provisional segment i + 1
+    kept_names: dict[int, str]  # stable id -> name carried over from the previous run
+    new_ids: tuple[int, ...]
+    retired_ids: tuple[int, ...]  # every id ever retired, this run's included
+    next_id: int
+    shift: dict[int, float] = field(default_factory=dict)  # matched id -> centroid move (scaled)
+
+    def relabel(self, provisional: np.ndarray) -> np.ndarray:
+        """Stable id of each row, from provisional labels 1..k."""
+        return np.asarray(self.ids, dtype="int64")[np.asarray(provisional) - 1]
+
+
+def first_identity(k: int) -> Identity:
+    """Ids 1..k for a run with no previous run."""
+    return Identity(tuple(range(1, k + 1)), {}, tuple(range(1, k + 1)), (), k + 1)
+
+
+def match_segments(
+    centroids: np.ndarray,
+    columns: tuple[str, ...],
+    transforms: tuple[FeatureTransform, ...],
+    previous: PreviousRun | None,
+    *,
+    max_shift: float = 0.5,
+) -> Identity:
+    """Give each current centroid (scaled, row i = provisional segment i + 1) a stable id.
+
+    ``max_shift`` is the largest distance, in today's scaled units, at which a current centroid
+    still counts as the same segment as a previous one.
+    """
+    k = len(centroids)
+    if previous is None:
+        return first_identity(k)
+    model = previous.model
+    registry_next = int(model.get("next_segment_id", 1 + max(s["id"] for s in model["segments"])))
+    retired = tuple(model.get("retired_segment_ids", ()))
+    if list(model["columns"]) != list(columns):
+        log.warning(
+            "Features changed since run %s (%s -> %s): every segment gets a new id",
+            previous.run_id,
+            model["columns"],
+            list(columns),
+        )
+        pairs = []
+    else:
+        old = _previous_centroids_scaled(model, transforms)
+        distance = np.linalg.norm(centroids[:, None, :] - old[None, :, :], axis=2)
+        rows, cols = linear_sum_assignment(distance)
+        pairs = [(i, j, distance[i, j]) for i, j in zip(rows, cols, strict=True)]
+        pairs = [(i, j, d) for i, j, d in pairs if d <= max_shift]
+
+    old_segments = model["segments"]
+    ids = [0] * k
+    kept_names, shift = {}, {}
+    for i, j, d in pairs:
+        ids[i] = int(old_segments[j]["id"])
+        kept_names[ids[i]] = old_segments[j]["name"]
+        shift[ids[i]] = float(d)
+    new_ids = []
+    for i in [i for i, stable in enumerate(ids) if stable == 0]:  # in canonical centroid order
+        ids[i] = registry_next
+        new_ids.append(registry_next)
+        registry_next += 1
+    matched_old = {int(s["id"]) for s in old_segments} & set(ids)
+    newly_retired = sorted(int(s["id"]) for s in old_segments if int(s["id"]) not in matched_old)
+    if newly_retired or new_ids:
+        log.info("Segments retired: %s; new segments: %s", newly_retired, new_ids)
+    return Identity(
+        tuple(ids),
+        kept_names,
+        tuple(new_ids),
+        tuple(sorted(set(retired) | set(newly_retired))),
+        registry_next,
+        shift,
+    )
+
+
+def _previous_centroids_scaled(model: dict, transforms: tuple[FeatureTransform, ...]) -> np.ndarray:
+    return np.array(
+        [
+            [t.apply(np.array([s["centroid"][t.column]]))[0] for t in transforms]
+            for s in model["segments"]
+        ],
+        dtype="float64",
+    )
+
+
+def transitions(previous: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
+    """Counts of customers present in both runs, by previous and current segment id."""
+    both = previous[[CUSTOMER_ID, SEGMENT_ID]].merge(
+        current[[CUSTOMER_ID, SEGMENT_ID]], on=CUSTOMER_ID, suffixes=("_previous", "")
+    )
+    table = (
+        both.groupby([f"{SEGMENT_ID}_previous", SEGMENT_ID])
+        .size()
+        .rename("customers")
+        .reset_index()
+        .rename(columns={f"{SEGMENT_ID}_previous": PREVIOUS_SEGMENT_ID})
+    )
+    return table.astype("int64")
+
+
+def previous_segments(previous: PreviousRun | None, customer_ids: pd.Series) -> pd.Series:
+    """Each customer's segment in the previous run (missing for new customers)."""
+    if previous is None:
+        return pd.Series(pd.NA, index=customer_ids.index, dtype="Int64")
+    lookup = previous.assignments.set_index(CUSTOMER_ID)[SEGMENT_ID]
+    return customer_ids.map(lookup).astype("Int64")
+
+
+def change_summary(
+    previous: PreviousRun | None, current: pd.DataFrame, identity: Identity
+) -> dict | None:
+    """Figures of what changed since the previous run (None for a first run)."""
+    if previous is None:
+        return None
+    both = previous.assignments[[CUSTOMER_ID, SEGMENT_ID]].merge(
+        current[[CUSTOMER_ID, SEGMENT_ID]], on=CUSTOMER_ID, suffixes=("_previous", "")
+    )
+    moved = int((both[f"{SEGMENT_ID}_previous"] != both[SEGMENT_ID]).sum())
+    previous_sizes = previous.assignments[SEGMENT_ID].value_counts()
+    current_sizes = current[SEGMENT_ID].value_counts()
+    ids = sorted(set(previous_sizes.index) | set(current_sizes.index))
+    return {
+        "previous_run_id": previous.run_id,
+        "customers_in_both": len(both),
+        "customers_joined": int((~current[CUSTOMER_ID].isin(both[CUSTOMER_ID])).sum()),
+        "customers_left": int((~previous.assignments[CUSTOMER_ID].isin(both[CUSTOMER_ID])).sum()),
+        "customers_moved": moved,
+        "moved_share": moved / len(both) if len(both) else 0.0,
+        "adjusted_rand_index": (
+            float(adjusted_rand_score(both[f"{SEGMENT_ID}_previous"], both[SEGMENT_ID]))
+            if len(both)
+            else None
+        ),
+        "size_change": {
+            int(i): int(current_sizes.get(i, 0)) - int(previous_sizes.get(i, 0)) for i in ids
+        },
+        "centroid_shift": {int(i): round(d, 6) for i, d in identity.shift.items()},
+        "new_segment_ids": list(identity.new_ids),
+        "retired_segment_ids": sorted(
+            set(int(s["id"]) for s in previous.model["segments"]) - set(identity.ids)
+        ),
+    }

@@ -118,6 +118,12 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults.k_margin,
         help="keep the previous run's k unless another k's silhouette is higher by this",
     )
+    run.add_argument(
+        "--identity-max-shift",
+        type=float,
+        default=defaults.identity_max_shift,
+        help="a centroid this close (scaled units) to a previous run's keeps its id and name",
+    )
     for gate, value, what in [
         ("min-segment-share", defaults.gate_min_segment_share, "smallest segment share"),
         ("silhouette-floor", defaults.gate_silhouette_floor, "silhouette"),
@@ -130,7 +136,9 @@ def _parser() -> argparse.ArgumentParser:
             metavar="X|off",
             help=f"quality gate on the {what} ('off' to disable)",
         )
-    run.add_argument("--run-id", default=None, help="name of the run folder (default: time-id)")
+    run.add_argument(
+        "--run-id", default=None, help="name of the run folder; by default <UTC time>-<flow run id>"
+    )
     run.add_argument("--quiet", action="store_true", help="only warnings and the summary")
     run.set_defaults(handler=_run)
 
@@ -210,6 +218,7 @@ def _settings(args: argparse.Namespace) -> SegmentationSettings:
         max_quarantine_share=args.max_quarantine_share,
         as_of=args.as_of,
         k_margin=args.k_margin,
+        identity_max_shift=args.identity_max_shift,
         gate_min_segment_share=args.gate_min_segment_share,
         gate_silhouette_floor=args.gate_silhouette_floor,
         gate_max_moved_share=args.gate_max_moved_share,

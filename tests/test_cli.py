@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, format_summary, main
+from flows.cli import EXIT_BAD_INPUT, EXIT_GATE, EXIT_OK, EXIT_USAGE, format_summary, main
 from flows.settings import DEFAULT_INPUT
 
 SEGMENT = Path(sys.executable).with_name("segment")
@@ -131,4 +131,24 @@ def test_segment_run_against_a_running_server_reports_bad_input_in_one_line(
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"segment: error: {conflict}")
     assert "merge-conflict markers at lines 1, 203, 405" in last
+    assert not (tmp_path / "latest").exists()
+
+
+@pytest.mark.flow
+def test_breached_quality_gate_exits_with_gate_code_and_keeps_no_run(tmp_path, prefect_server):
+    from prefect.settings import PREFECT_API_URL
+
+    result = _segment(
+        "run",
+        "--output",
+        str(tmp_path),
+        "--quiet",
+        "--gate-silhouette-floor",
+        "0.99",
+        env={"PREFECT_API_URL": PREFECT_API_URL.value()},
+    )
+    assert result.returncode == EXIT_GATE
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("segment: quality gate failed: silhouette_floor: silhouette 0.")
+    assert last.endswith("is below 0.99; outputs/latest is unchanged")
     assert not (tmp_path / "latest").exists()

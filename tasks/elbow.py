@@ -163,7 +163,7 @@ def _keep_previous_unless_better(
         return choice
     silhouette = elbow.set_index("k")["silhouette"]
     new, old = silhouette.get(choice.k), silhouette.get(previous_k)
-    if pd.notna(new) and pd.notna(old) and new >= old + k_margin:
+    if pd.notna(new) and pd.notna(old) and new - old >= k_margin - 1e-9:
         return KChoice(
             choice.k,
             choice.rule,

@@ -32,8 +32,8 @@ def gate_breaches(
     breaches = []
     if gates.min_segment_share is not None and smallest_share < gates.min_segment_share:
         breaches.append(
-            f"min_segment_share: the smallest segment holds {smallest_share:.1%} of customers, "
-            f"below {gates.min_segment_share:.1%}"
+            f"min_segment_share: the smallest segment holds {smallest_share:.2%} of customers, "
+            f"below {gates.min_segment_share:.2%}"
         )
     if gates.silhouette_floor is not None and silhouette is not None:
         if silhouette < gates.silhouette_floor:
@@ -43,8 +43,8 @@ def gate_breaches(
     if gates.max_moved_share is not None and moved_share is not None:
         if moved_share > gates.max_moved_share:
             breaches.append(
-                f"max_moved_share: {moved_share:.1%} of returning customers changed segment, "
-                f"above {gates.max_moved_share:.1%}"
+                f"max_moved_share: {moved_share:.2%} of returning customers changed segment, "
+                f"above {gates.max_moved_share:.2%}"
             )
     return breaches
 

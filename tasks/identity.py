@@ -78,9 +78,10 @@ def match_segments(
     if previous is None:
         return first_identity(k)
     model = previous.model
-    registry_next = int(model.get("next_segment_id", 1 + max(s["id"] for s in model["segments"])))
     retired = tuple(model.get("retired_segment_ids", ()))
-    if list(model["columns"]) != list(columns):
+    ever_used = [int(s["id"]) for s in model["segments"]] + list(retired)
+    registry_next = int(model.get("next_segment_id", 1 + max(ever_used)))
+    if set(model["columns"]) != set(columns):  # the order of features does not matter
         log.warning(
             "Features changed since run %s (%s -> %s): every segment gets a new id",
             previous.run_id,

@@ -1,0 +1,265 @@
+"""Tests for the quality gates (tasks.gates), k stability (choose_k with previous_k) and the
+changes section of the run summary (tasks.artifacts)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from schemas.outputs import Profiles
+from tasks.artifacts import summary_markdown
+from tasks.elbow import choose_k
+from tasks.gates import GateError, Gates, check_gates, gate_breaches
+from tasks.profile import profile_segments
+
+# Figures that pass every default gate.
+GOOD = {"smallest_share": 0.2, "silhouette": 0.6, "moved_share": 0.05}
+
+# --- gates ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("gates", "figure", "at_limit", "beyond", "message"),
+    [
+        (
+            Gates(min_segment_share=0.05),
+            "smallest_share",
+            0.05,
+            0.049,
+            "min_segment_share: the smallest segment holds 4.90% of customers, below 5.00%",
+        ),
+        (
+            Gates(silhouette_floor=0.2),
+            "silhouette",
+            0.2,
+            0.15,
+            "silhouette_floor: silhouette 0.150 is below 0.2",
+        ),
+        (
+            Gates(max_moved_share=0.25),
+            "moved_share",
+            0.25,
+            0.3,
+            "max_moved_share: 30.00% of returning customers changed segment, above 25.00%",
+        ),
+    ],
+    ids=["min-segment-share", "silhouette-floor", "max-moved-share"],
+)
+def test_gate_passes_at_its_limit_and_fails_beyond_it(gates, figure, at_limit, beyond, message):
+    check_gates(gates, **{**GOOD, figure: at_limit})  # does not raise
+    assert gate_breaches(gates, **{**GOOD, figure: at_limit}) == []
+    with pytest.raises(GateError) as raised:
+        check_gates(gates, **{**GOOD, figure: beyond})
+    assert raised.value.breaches == [message]
+    assert str(raised.value) == f"quality gate failed: {message}"
+
+
+def test_every_breached_gate_is_listed():
+    with pytest.raises(GateError) as raised:
+        check_gates(Gates(), smallest_share=0.001, silhouette=0.1, moved_share=0.9)
+    breaches = raised.value.breaches
+    assert len(breaches) == 3
+    assert [b.split(":")[0] for b in breaches] == [
+        "min_segment_share",
+        "silhouette_floor",
+        "max_moved_share",
+    ]
+    for breach in breaches:
+        assert breach in str(raised.value)
+
+
+def test_a_gate_set_to_none_is_off():
+    off = Gates(min_segment_share=None, silhouette_floor=None, max_moved_share=None)
+    check_gates(off, smallest_share=0.0, silhouette=-1.0, moved_share=1.0)
+    # only the gate turned off stops failing
+    only_silhouette_off = Gates(silhouette_floor=None)
+    breaches = gate_breaches(
+        only_silhouette_off, smallest_share=0.0, silhouette=-1.0, moved_share=1.0
+    )
+    assert [b.split(":")[0] for b in breaches] == ["min_segment_share", "max_moved_share"]
+
+
+def test_first_run_without_moved_share_never_fails_the_moved_gate():
+    strict = Gates(max_moved_share=0.0)
+    assert gate_breaches(strict, smallest_share=0.2, silhouette=0.6, moved_share=None) == []
+    check_gates(strict, smallest_share=0.2, silhouette=0.6, moved_share=None)
+
+
+def test_missing_silhouette_does_not_fail_the_silhouette_gate():
+    # k=1 has no silhouette; the gate cannot judge it
+    assert gate_breaches(Gates(), smallest_share=1.0, silhouette=None, moved_share=None) == []
+
+
+def test_gate_error_survives_pickling_with_its_breaches():
+    error = GateError(["silhouette_floor: silhouette 0.150 is below 0.2", "other: x"])
+    copy = pickle.loads(pickle.dumps(error))
+    assert isinstance(copy, GateError)
+    assert copy.breaches == error.breaches
+    assert str(copy) == str(error)
+
+
+# --- choose_k with the previous run's k -------------------------------------------------------
+
+
+def elbow_table(silhouette, min_share) -> pd.DataFrame:
+    """k = 1..8 with a knee at k=3 (the curve of tests/test_elbow.py)."""
+    n = len(silhouette)
+    return pd.DataFrame(
+        {
+            "k": range(1, n + 1),
+            "inertia": [100.0, 40.0, 12.0, 10.0, 8.5, 7.5, 6.8, 6.2][:n],
+            "silhouette": silhouette,
+            "calinski_harabasz": [np.nan] + [1.0] * (n - 1),
+            "davies_bouldin": [np.nan] + [1.0] * (n - 1),
+            "min_share": min_share,
+        }
+    )
+
+
+# silhouettes chosen exactly representable so the margin comparisons are not float-fragile
+CURVE = elbow_table(
+    silhouette=[np.nan, 0.5, 0.75, 0.5, 0.625, 0.375, 0.25, 0.125],
+    min_share=[1.0, 0.5, 0.3, 0.2, 0.15, 0.1, 0.1, 0.05],
+)
+
+
+def test_without_previous_k_the_elbow_picks_the_knee():
+    assert (choose_k(CURVE).k, choose_k(CURVE).rule) == (3, "elbow")
+
+
+def test_previous_k_is_kept_when_the_rule_k_is_not_better_by_the_margin():
+    # knee k=3 has silhouette 0.75, previous k=5 has 0.625: better by 0.125 < 0.25
+    choice = choose_k(CURVE, previous_k=5, k_margin=0.25)
+    assert (choice.k, choice.rule, choice.knee) == (5, "previous-k", 3)
+    assert "k=3" in choice.reason
+    assert "previous k=5" in choice.reason
+
+
+def test_previous_k_is_replaced_when_the_rule_k_is_clearly_better():
+    choice = choose_k(CURVE, previous_k=5, k_margin=0.125)  # exactly the margin: replaced
+    assert (choice.k, choice.rule, choice.knee) == (3, "elbow", 3)
+    assert "replaces the previous k=5" in choice.reason
+    assert "0.750 vs 0.625" in choice.reason
+
+
+def test_previous_k_equal_to_the_rule_k_is_the_rule_choice():
+    assert choose_k(CURVE, previous_k=3) == choose_k(CURVE)
+
+
+def test_fixed_k_ignores_previous_k():
+    choice = choose_k(CURVE, fixed_k=6, previous_k=5, k_margin=1.0)
+    assert (choice.k, choice.rule) == (6, "fixed")
+
+
+@pytest.mark.parametrize(
+    ("settings", "previous_k"),
+    [
+        ({"k_max": 6}, 8),
+        ({"k_min": 3}, 2),
+        ({"min_segment_share": 0.2}, 5),  # k=5 has a 15% segment
+        ({}, 1),  # k=1 is never allowed
+        ({}, 12),  # not even in the sweep
+    ],
+    ids=["above-k_max", "below-k_min", "segment-too-small", "k1", "not-swept"],
+)
+def test_previous_k_that_is_not_allowed_does_not_block_the_rule(settings, previous_k):
+    choice = choose_k(CURVE, previous_k=previous_k, k_margin=1.0, **settings)
+    assert choice == choose_k(CURVE, **settings)
+    assert (choice.k, choice.rule) == (3, "elbow")
+
+
+def test_previous_k_is_kept_when_the_rule_k_has_no_silhouette():
+    # no silhouette anywhere: the rule falls back to the smallest allowed k, which cannot be
+    # shown to beat the previous k
+    curve = CURVE.assign(silhouette=np.nan)
+    choice = choose_k(curve, k_min=4, previous_k=6)
+    assert (choice.k, choice.rule) == (6, "previous-k")
+    assert "n/a" in choice.reason
+
+
+# --- summary_markdown: changes since the previous run -----------------------------------------
+
+
+def profiles() -> pd.DataFrame:
+    customers = pd.DataFrame(
+        {
+            "customer_id": pd.Series(["1", "2", "3", "4"], dtype="str"),
+            "gender": pd.Series(["Female", "Male", "Female", "Male"], dtype="str"),
+            "age": [20.0, 30.0, 40.0, 50.0],
+            "annual_income": [20.0, 22.0, 90.0, 94.0],
+            "spending_score": [80.0, 82.0, 10.0, 14.0],
+        }
+    )
+    names = {1: "Low income, high spending", 4: "High income, low spending"}
+    return Profiles.validate(profile_segments(customers, np.array([1, 1, 4, 4]), names))
+
+
+def manifest(changes: dict | None) -> dict:
+    return {
+        "run_id": "20250102T000000Z-second00",
+        "input": {"path": "data/customers.csv"},
+        "k": {"chosen": 2, "rule": "previous-k", "reason": "kept", "knee": 2},
+        "rows": {
+            "rows_read": 1100,
+            "rows_kept": 1100,
+            "rows_quarantined": 0,
+            "duplicates_dropped": 0,
+        },
+        "output_folder": "outputs/runs/20250102T000000Z-second00",
+        "changes": changes,
+    }
+
+
+CHANGES = {
+    "previous_run_id": "20250101T000000Z-first000",
+    "customers_in_both": 1000,
+    "customers_joined": 100,
+    "customers_left": 12,
+    "customers_moved": 37,
+    "moved_share": 0.037,
+    "adjusted_rand_index": 0.912,
+    "size_change": {1: 5, 2: -400, 3: -12, 4: 407},
+    "centroid_shift": {1: 0.0123},
+    "new_segment_ids": [4],
+    "retired_segment_ids": [2, 3],
+}
+
+
+@pytest.mark.parametrize("via_json", [False, True], ids=["dict", "manifest-json"])
+def test_summary_lists_what_changed_since_the_previous_run(via_json):
+    # the manifest's JSON turns integer keys into strings; the summary reads both
+    changes = json.loads(json.dumps(CHANGES)) if via_json else CHANGES
+    text = summary_markdown(manifest(changes), profiles())
+    assert "`20250101T000000Z-first000`" in text
+    assert "37 of 1,000 returning customers changed segment (3.7%)" in text
+    assert "adjusted Rand index 0.912" in text
+    assert "100 joined, 12 left" in text
+    assert "New segments: 4." in text
+    assert "Retired segments: 2, 3." in text
+    assert "| 1 | +5 | 0.012 |" in text
+    assert "| 2 | -400 | retired |" in text
+    assert "| 3 | -12 | retired |" in text
+    assert "| 4 | +407 | new |" in text
+    assert "first run" not in text
+
+
+def test_summary_of_a_first_run_says_so():
+    text = summary_markdown(manifest(None), profiles())
+    assert "this is the first run" in text
+    assert "returning customers" not in text
+    assert "| size change |" not in text
+
+
+def test_summary_without_returning_customers_shows_no_rand_index():
+    changes = {
+        **CHANGES,
+        "customers_in_both": 0,
+        "customers_moved": 0,
+        "moved_share": 0.0,
+        "adjusted_rand_index": None,
+    }
+    assert "adjusted Rand index n/a" in summary_markdown(manifest(changes), profiles())

@@ -1,0 +1,476 @@
+"""Tests for stable segment identity: tasks.identity, ids and names in tasks.describe,
+the id registry in tasks.model, and tasks.history (reading the previous run)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from schemas.customers import AGE, ANNUAL_INCOME, SPENDING_SCORE
+from schemas.outputs import Profiles, Segments, Transitions
+from tasks.describe import Described, describe_segments
+from tasks.fit import fit_segments
+from tasks.history import load_previous_run
+from tasks.identity import (
+    Identity,
+    PreviousRun,
+    change_summary,
+    first_identity,
+    match_segments,
+    previous_segments,
+    transitions,
+)
+from tasks.model import build_model, load_model, model_to_json, score_customers
+from tasks.report import finish_run, start_run, write_table, write_text
+from tasks.scale import FeatureTransform, scale_features
+
+FEATURES = [ANNUAL_INCOME, SPENDING_SCORE]
+# Blob centres (income k$, spending score), far apart in the scaled space.
+A = (40.0, 80.0)  # low income, high spending
+B = (70.0, 50.0)  # average / average
+C = (100.0, 20.0)  # high income, low spending
+D = (10.0, 40.0)  # lowest income of all: sorts first in the canonical centroid order
+E = (15.0, 88.0)  # named like A, but more than max_shift away from it
+
+
+def blob(tag: str, center: tuple[float, float], n: int = 30) -> pd.DataFrame:
+    """n customers around ``center``; ids and values depend only on the tag (stable per run)."""
+    rng = np.random.default_rng(int.from_bytes(tag.encode(), "little"))
+    points = np.asarray(center) + rng.normal(0.0, 3.0, size=(n, 2))
+    return pd.DataFrame(
+        {
+            "customer_id": pd.Series([f"{tag}{i:03d}" for i in range(n)], dtype="str"),
+            "gender": pd.Series(rng.choice(["Female", "Male"], size=n), dtype="str"),
+            AGE: rng.integers(18, 70, size=n).astype("float64"),
+            ANNUAL_INCOME: np.clip(points[:, 0], 0.0, None),
+            SPENDING_SCORE: np.clip(points[:, 1], 1.0, 100.0),
+        }
+    )
+
+
+def population(**blobs: tuple[float, float]) -> pd.DataFrame:
+    return pd.concat([blob(tag, center) for tag, center in blobs.items()], ignore_index=True)
+
+
+def run(
+    customers: pd.DataFrame,
+    k: int,
+    previous: PreviousRun | None = None,
+    *,
+    seed: int = 42,
+    features: list[str] = FEATURES,
+    scaler: str = "standard",
+    max_shift: float = 0.5,
+) -> Described:
+    scaled = scale_features(customers, features, scaler)
+    segmentation = fit_segments(scaled.matrix, k, seed=seed, n_init=5)
+    return describe_segments(
+        customers, scaled, segmentation, previous, features, max_shift=max_shift
+    )
+
+
+def as_previous(described: Described, run_id: str = "run-1") -> PreviousRun:
+    return PreviousRun(run_id, described.model, described.segments[["customer_id", "segment_id"]])
+
+
+def ids_by_customer(described: Described) -> pd.Series:
+    return described.segments.set_index("customer_id")["segment_id"]
+
+
+def ids_by_tag(described: Described) -> dict[str, int]:
+    """The one segment id of each blob's customers (fails if a blob is split)."""
+    tags = described.segments["customer_id"].str[0]
+    per_tag = described.segments.groupby(tags)["segment_id"].unique()
+    assert all(len(ids) == 1 for ids in per_tag), per_tag
+    return {tag: int(ids[0]) for tag, ids in per_tag.items()}
+
+
+@pytest.fixture(scope="module")
+def abc_run() -> Described:
+    return run(population(A=A, B=B, C=C), 3)
+
+
+# --- first run and same data twice -------------------------------------------------------------
+
+
+def test_first_run_numbers_segments_1_to_k_with_nothing_retired(abc_run):
+    identity = abc_run.identity
+    assert identity.ids == (1, 2, 3)
+    assert identity.new_ids == (1, 2, 3)
+    assert identity.next_id == 4
+    assert identity.retired_ids == ()
+    assert identity.kept_names == {}
+    assert abc_run.model["next_segment_id"] == 4
+    assert abc_run.model["retired_segment_ids"] == []
+    assert first_identity(5) == Identity((1, 2, 3, 4, 5), {}, (1, 2, 3, 4, 5), (), 6)
+
+
+def test_same_data_twice_keeps_every_id_and_name_with_zero_shift(abc_run):
+    again = run(population(A=A, B=B, C=C), 3, as_previous(abc_run))
+    identity = again.identity
+    assert identity.ids == (1, 2, 3)
+    assert identity.new_ids == ()
+    assert identity.retired_ids == ()
+    assert identity.next_id == 4
+    assert identity.kept_names == abc_run.names
+    assert again.names == abc_run.names
+    assert set(identity.shift) == {1, 2, 3}
+    assert max(identity.shift.values()) == pytest.approx(0.0, abs=1e-9)
+    pd.testing.assert_series_equal(ids_by_customer(again), ids_by_customer(abc_run))
+
+
+def test_shuffled_rows_and_another_seed_give_each_customer_the_same_id(abc_run):
+    shuffled = population(A=A, B=B, C=C).sample(frac=1.0, random_state=7).reset_index(drop=True)
+    again = run(shuffled, 3, as_previous(abc_run), seed=7)
+    assert again.identity.new_ids == ()
+    assert again.identity.retired_ids == ()
+    before = ids_by_customer(abc_run)
+    after = ids_by_customer(again)
+    pd.testing.assert_series_equal(after.loc[before.index], before)
+
+
+# --- ids that are not 1..k, registry ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def registry_previous() -> PreviousRun:
+    """A previous run on blobs A, B, C whose ids are 9, 2, 5 (not in canonical order), with
+    ids 1 and 3 retired long ago and 12 the next free id."""
+    customers = population(A=A, B=B, C=C)
+    scaled = scale_features(customers, FEATURES)
+    segmentation = fit_segments(scaled.matrix, 3, n_init=5)
+    identity = Identity((9, 2, 5), {}, (), (1, 3), 12)  # provisional 1, 2, 3 = A, B, C
+    names = {9: "nine", 2: "two", 5: "five"}
+    model = build_model(scaled, segmentation, identity, names, FEATURES)
+    assignments = pd.DataFrame(
+        {
+            "customer_id": customers["customer_id"],
+            "segment_id": identity.relabel(segmentation.labels),
+        }
+    )
+    return PreviousRun("run-9-2-5", model, assignments)
+
+
+def test_matched_segments_keep_non_sequential_ids_and_a_new_one_gets_the_next_free_id(
+    registry_previous,
+):
+    # D sorts first, so provisional numbering is D, A, B, C: the matching must undo that
+    customers = population(A=A, B=B, C=C, D=D).sample(frac=1.0, random_state=3)
+    described = run(customers, 4, registry_previous, seed=11)
+    assert ids_by_tag(described) == {"A": 9, "B": 2, "C": 5, "D": 12}
+    identity = described.identity
+    assert identity.new_ids == (12,)
+    assert identity.next_id == 13
+    assert identity.retired_ids == (1, 3)
+    assert identity.kept_names == {9: "nine", 2: "two", 5: "five"}
+    assert described.model["next_segment_id"] == 13
+    assert described.model["retired_segment_ids"] == [1, 3]
+
+
+def test_unmatched_previous_id_is_retired_and_a_retired_id_is_never_reused(registry_previous):
+    second = run(population(A=A, B=B, D=D), 3, registry_previous)  # C left, D arrived
+    assert ids_by_tag(second) == {"A": 9, "B": 2, "D": 12}
+    assert second.identity.retired_ids == (1, 3, 5)
+    assert second.identity.next_id == 13
+    # C comes back: its old id 5 is retired, so it gets a fresh id
+    third = run(population(A=A, B=B, C=C, D=D), 4, as_previous(second, "run-2"))
+    assert ids_by_tag(third) == {"A": 9, "B": 2, "C": 13, "D": 12}
+    assert third.identity.new_ids == (13,)
+    assert third.identity.retired_ids == (1, 3, 5)
+    assert third.identity.next_id == 14
+
+
+# --- k grows and shrinks ----------------------------------------------------------------------
+
+
+def test_k_grows_three_segments_keep_their_ids_and_the_new_blob_gets_a_new_id(abc_run):
+    grown = run(population(A=A, B=B, C=C, D=D), 4, as_previous(abc_run))
+    before = ids_by_tag(abc_run)
+    after = ids_by_tag(grown)
+    assert {tag: after[tag] for tag in "ABC"} == before
+    assert after["D"] == 4
+    assert grown.identity.new_ids == (4,)
+    assert grown.identity.retired_ids == ()
+    assert grown.identity.next_id == 5
+
+
+def test_k_shrinks_the_dropped_segment_is_retired():
+    four = run(population(A=A, B=B, C=C, D=D), 4)
+    three = run(population(A=A, B=B, C=C), 3, as_previous(four))
+    before = ids_by_tag(four)
+    assert {tag: before[tag] for tag in "ABC"} == ids_by_tag(three)
+    assert three.identity.retired_ids == (before["D"],)
+    assert three.identity.new_ids == ()
+    assert three.identity.next_id == 5
+
+
+# --- max_shift --------------------------------------------------------------------------------
+
+
+def unit_transforms(columns: list[str]) -> tuple[FeatureTransform, ...]:
+    return tuple(FeatureTransform(column, False, 0.0, 1.0) for column in columns)
+
+
+def hand_made_previous(centroids: list[tuple[float, float]], ids: list[int]) -> PreviousRun:
+    model = {
+        "columns": FEATURES,
+        "segments": [
+            {"id": i, "name": f"name {i}", "centroid": dict(zip(FEATURES, c, strict=True))}
+            for i, c in zip(ids, centroids, strict=True)
+        ],
+        "next_segment_id": max(ids) + 1,
+        "retired_segment_ids": [],
+    }
+    assignments = pd.DataFrame({"customer_id": pd.Series([], dtype="str"), "segment_id": []})
+    return PreviousRun("hand-made", model, assignments)
+
+
+@pytest.mark.parametrize(("max_shift", "third_id"), [(0.5, 4), (1.5, 3)])
+def test_centroid_farther_than_max_shift_gets_a_new_id_even_when_paired(max_shift, third_id):
+    previous = hand_made_previous([(0.0, 0.0), (10.0, 0.0), (0.0, 10.0)], [1, 2, 3])
+    # the third centroid moved by 1.0; the Hungarian assignment still pairs it with id 3
+    current = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 11.0]])
+    identity = match_segments(
+        current, tuple(FEATURES), unit_transforms(FEATURES), previous, max_shift=max_shift
+    )
+    assert identity.ids == (1, 2, third_id)
+    if third_id == 4:
+        assert identity.new_ids == (4,)
+        assert identity.retired_ids == (3,)
+        assert 3 not in identity.shift
+    else:
+        assert identity.new_ids == ()
+        assert identity.shift[3] == pytest.approx(1.0)
+
+
+def test_hungarian_matching_is_optimal_not_greedy():
+    # greedy nearest-first would pair x=0.9 with id 1 (0.9 away) and leave x=-1.1 3.1 away
+    # from id 2; the optimal pairing moves each by 1.1 (total 2.2 instead of 4.0)
+    previous = hand_made_previous([(0.0, 0.0), (2.0, 0.0)], [1, 2])
+    current = np.array([[0.9, 0.0], [-1.1, 0.0]])
+    identity = match_segments(
+        current, tuple(FEATURES), unit_transforms(FEATURES), previous, max_shift=1.5
+    )
+    assert identity.ids == (2, 1)
+    assert identity.shift == pytest.approx({1: 1.1, 2: 1.1})
+
+
+# --- matching in today's scaled space ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "scaler"),
+    [({"c": C, "d": C, "e": C, "f": C, "g": C}, "standard"), ({}, "minmax")],
+    ids=["population-shift", "scaler-change"],
+)
+def test_matching_works_in_todays_scaled_space_when_the_scaler_changed(abc_run, extra, scaler):
+    customers = pd.concat(
+        [population(A=A, B=B, C=C), *(blob(tag, center) for tag, center in extra.items())],
+        ignore_index=True,
+    )
+    today = run(customers, 3, as_previous(abc_run), scaler=scaler)
+    # the set-up matters: yesterday's stored scaled centroids are far from today's
+    stored = np.array([s["centroid_scaled"] for s in abc_run.model["segments"]])
+    current = np.array([s["centroid_scaled"] for s in today.model["segments"]])
+    assert np.linalg.norm(stored - current, axis=1).max() > 0.5
+    # but in today's space each group sits where it was
+    assert today.identity.ids == (1, 2, 3)
+    assert today.identity.new_ids == ()
+    assert max(today.identity.shift.values()) < 0.1
+    before = ids_by_customer(abc_run)
+    pd.testing.assert_series_equal(ids_by_customer(today).loc[before.index], before)
+
+
+def test_changed_features_give_every_segment_a_new_id_and_retire_the_old_ones(abc_run):
+    today = run(population(A=A, B=B, C=C), 3, as_previous(abc_run), features=[*FEATURES, AGE])
+    assert today.identity.ids == (4, 5, 6)
+    assert today.identity.new_ids == (4, 5, 6)
+    assert today.identity.retired_ids == (1, 2, 3)
+    assert today.identity.kept_names == {}
+    assert today.identity.next_id == 7
+    assert today.changes["retired_segment_ids"] == [1, 2, 3]
+
+
+def test_listing_the_same_features_in_another_order_keeps_every_id(abc_run):
+    today = run(population(A=A, B=B, C=C), 3, as_previous(abc_run), features=FEATURES[::-1])
+    assert ids_by_tag(today) == ids_by_tag(abc_run)
+    assert today.identity.new_ids == ()
+
+
+def test_a_model_without_a_registry_never_reuses_a_retired_id(abc_run):
+    model = {k: v for k, v in abc_run.model.items() if k != "next_segment_id"}
+    model["retired_segment_ids"] = [7]
+    previous = PreviousRun("old", model, abc_run.segments[["customer_id", "segment_id"]])
+    today = run(population(A=A, B=B, C=C, D=(80.0, 20.0)), 4, previous)
+    assert today.identity.new_ids == (8,)
+
+
+# --- transitions, previous_segments, change_summary -------------------------------------------
+
+
+def assignments(pairs: dict[str, int]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "customer_id": pd.Series(list(pairs), dtype="str"),
+            "segment_id": np.array(list(pairs.values()), dtype="int64"),
+        }
+    )
+
+
+PREVIOUS = assignments({"a": 1, "b": 1, "c": 2, "d": 2, "e": 3, "gone": 3})
+CURRENT = assignments({"a": 1, "b": 2, "c": 2, "d": 2, "e": 4, "new1": 1, "new2": 4})
+
+
+def test_transitions_count_customers_present_in_both_runs():
+    table = transitions(PREVIOUS, CURRENT)
+    Transitions.validate(table)
+    got = {(r.previous_segment_id, r.segment_id): r.customers for r in table.itertuples()}
+    assert got == {(1, 1): 1, (1, 2): 1, (2, 2): 2, (3, 4): 1}
+    assert table["customers"].sum() == 5  # a, b, c, d, e: not "gone", "new1", "new2"
+    assert not table.duplicated(["previous_segment_id", "segment_id"]).any()
+
+
+def test_previous_segments_are_the_previous_ids_and_na_for_new_customers():
+    previous = PreviousRun("r", {"segments": []}, PREVIOUS)
+    customer_ids = pd.Series(["new1", "c", "a", "e"], index=[10, 11, 12, 13], dtype="str")
+    result = previous_segments(previous, customer_ids)
+    assert result.dtype == "Int64"
+    assert result.index.tolist() == [10, 11, 12, 13]
+    assert result.isna().tolist() == [True, False, False, False]
+    assert result.iloc[1:].tolist() == [2, 1, 3]
+
+
+def test_previous_segments_without_a_previous_run_are_all_na():
+    result = previous_segments(None, pd.Series(["a", "b"], dtype="str"))
+    assert result.dtype == "Int64"
+    assert result.isna().all()
+
+
+def summary_previous() -> PreviousRun:
+    model = {"segments": [{"id": i} for i in (1, 2, 3)]}
+    return PreviousRun("run-prev", model, PREVIOUS)
+
+
+def test_change_summary_counts_moves_arrivals_departures_and_sizes():
+    identity = Identity((1, 2, 4), {}, (4,), (3,), 5, {1: 0.1234567, 2: 0.0})
+    changes = change_summary(summary_previous(), CURRENT, identity)
+    assert changes["previous_run_id"] == "run-prev"
+    assert changes["customers_in_both"] == 5
+    assert changes["customers_moved"] == 2  # b 1->2, e 3->4
+    assert changes["moved_share"] == pytest.approx(0.4)
+    assert changes["customers_joined"] == 2
+    assert changes["customers_left"] == 1
+    assert 0.0 <= changes["adjusted_rand_index"] < 1.0
+    # previous sizes 1:2 2:2 3:2; current 1:2 2:3 4:2; retired 3 and new 4 included
+    assert changes["size_change"] == {1: 0, 2: 1, 3: -2, 4: 2}
+    assert changes["centroid_shift"] == {1: 0.123457, 2: 0.0}
+    assert changes["new_segment_ids"] == [4]
+    assert changes["retired_segment_ids"] == [3]
+    json.dumps(changes, allow_nan=False)  # goes into the manifest as is
+
+
+def test_change_summary_when_nothing_moved_has_ari_one_and_zero_moves():
+    same = PREVIOUS[PREVIOUS["customer_id"] != "gone"]
+    identity = Identity((1, 2, 3), {}, (), (), 4, {1: 0.0, 2: 0.0, 3: 0.0})
+    changes = change_summary(summary_previous(), same, identity)
+    assert changes["customers_moved"] == 0
+    assert changes["moved_share"] == 0.0
+    assert changes["adjusted_rand_index"] == pytest.approx(1.0)
+    assert changes["customers_left"] == 1
+    assert changes["customers_joined"] == 0
+    assert changes["size_change"] == {1: 0, 2: 0, 3: -1}
+    assert changes["new_segment_ids"] == []
+    assert changes["retired_segment_ids"] == []
+
+
+def test_change_summary_is_none_for_a_first_run(abc_run):
+    assert change_summary(None, CURRENT, first_identity(3)) is None
+    assert abc_run.changes is None
+    assert abc_run.transitions.empty
+    assert abc_run.segments["previous_segment_id"].isna().all()
+
+
+# --- describe_segments end to end -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def second_run(abc_run) -> Described:
+    """Run 2: A, B, C again plus a new blob E whose computed name is A's name."""
+    return run(population(A=A, B=B, C=C, E=E), 4, as_previous(abc_run))
+
+
+def test_matched_segments_keep_their_names_and_a_colliding_new_name_is_made_unique(
+    abc_run, second_run
+):
+    before, after = ids_by_tag(abc_run), ids_by_tag(second_run)
+    assert {tag: after[tag] for tag in "ABC"} == before
+    for tag in "ABC":
+        assert second_run.names[after[tag]] == abc_run.names[before[tag]]
+    a_name = abc_run.names[before["A"]]
+    assert a_name == "Low income, high spending"
+    new_name = second_run.names[after["E"]]
+    assert new_name != a_name
+    assert new_name.startswith(a_name)  # the computed name, suffixed
+    assert len(set(second_run.names.values())) == 4
+    Profiles.validate(second_run.profiles)
+
+
+def test_second_run_segment_table_carries_previous_ids_and_transitions(abc_run, second_run):
+    segments = Segments.validate(second_run.segments)
+    returning = segments["customer_id"].str[0].isin(list("ABC"))
+    assert segments.loc[~returning, "previous_segment_id"].isna().all()
+    previous = ids_by_customer(abc_run)
+    got = segments.loc[returning].set_index("customer_id")["previous_segment_id"]
+    assert got.astype("int64").loc[previous.index].tolist() == previous.tolist()
+    table = Transitions.validate(second_run.transitions)
+    assert (table["previous_segment_id"] == table["segment_id"]).all()  # nobody moved
+    assert table["customers"].sum() == 90
+    assert second_run.changes["customers_moved"] == 0
+    assert second_run.changes["customers_joined"] == 30
+    assert second_run.changes["new_segment_ids"] == [ids_by_tag(second_run)["E"]]
+
+
+def test_second_model_json_round_trips_and_scores_customers_with_stable_ids(second_run, tmp_path):
+    path = tmp_path / "model.json"
+    path.write_text(model_to_json(second_run.model), encoding="utf-8")
+    loaded = load_model(path)
+    assert loaded == second_run.model
+    assert loaded["next_segment_id"] == 5
+    assert loaded["retired_segment_ids"] == []
+    assert [s["id"] for s in loaded["segments"]] == [1, 2, 3, 4]
+    customers = population(A=A, B=B, C=C, E=E)
+    scored = pd.Series(score_customers(loaded, customers), index=customers["customer_id"])
+    expected = ids_by_customer(second_run)
+    assert scored.loc[expected.index].tolist() == expected.tolist()
+
+
+# --- tasks.history ----------------------------------------------------------------------------
+
+
+def test_load_previous_run_is_none_without_a_complete_run(tmp_path):
+    assert load_previous_run(tmp_path) is None
+    assert load_previous_run(tmp_path / "missing") is None
+    start_run(tmp_path, "unfinished")  # a staging folder is never a previous run
+    assert load_previous_run(tmp_path) is None
+
+
+def test_load_previous_run_reads_the_run_latest_names(abc_run, tmp_path):
+    staging = start_run(tmp_path, "20250101T000000Z-first")
+    write_table(abc_run.segments, staging / "segments.parquet", Segments)
+    write_text(model_to_json(abc_run.model), staging / "model.json")
+    finish_run(staging, {"run_id": "20250101T000000Z-first"})
+    previous = load_previous_run(tmp_path)
+    assert previous.run_id == "20250101T000000Z-first"
+    assert previous.model == abc_run.model
+    assert previous.k == 3
+    assert list(previous.assignments.columns) == ["customer_id", "segment_id"]
+    expected = abc_run.segments[["customer_id", "segment_id"]]
+    assert previous.assignments["customer_id"].tolist() == expected["customer_id"].tolist()
+    assert previous.assignments["segment_id"].tolist() == expected["segment_id"].tolist()
+    # and it drives the next run's identity
+    again = run(population(A=A, B=B, C=C), 3, previous)
+    assert again.changes["previous_run_id"] == "20250101T000000Z-first"
+    assert again.changes["customers_moved"] == 0

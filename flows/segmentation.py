@@ -8,20 +8,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from flows.settings import SegmentationSettings
 from schemas.outputs import Elbow, Profiles, Quarantine, Segments, Transitions
 from tasks import plots
-from tasks.artifacts import profiles_records, summary_markdown
+from tasks.artifacts import (
+    SUMMARY_PLOTS,
+    gate_failure_markdown,
+    profiles_records,
+    summary_markdown,
+    transitions_records,
+)
 from tasks.clean import CleanResult, clean_customers
 from tasks.describe import Described, describe_segments
 from tasks.elbow import KChoice, choose_k, sweep_k
 from tasks.errors import InputError
 from tasks.fit import Segmentation, fit_segments
-from tasks.gates import GateError, check_gates
+from tasks.gates import GateError, gate_breaches
 from tasks.history import load_previous_run
 from tasks.identity import PreviousRun
 from tasks.ingest import read_customers
@@ -89,7 +100,14 @@ def scale(customers: pd.DataFrame, settings: SegmentationSettings) -> ScaledFeat
 
 @task(name="elbow-sweep", **_TASK)
 def elbow_sweep(scaled: ScaledFeatures, settings: SegmentationSettings) -> pd.DataFrame:
-    """Inertia and quality metrics for each k of the sweep."""
+    """Inertia and quality metrics for each k of the sweep, with a progress artifact."""
+    tracker = create_progress_artifact(
+        progress=0.0, key="elbow-sweep-progress", description="k values fitted in the sweep"
+    )
+
+    def report(done: int, total: int) -> None:
+        update_progress_artifact(tracker, progress=100.0 * done / total)
+
     return sweep_k(
         scaled.matrix,
         settings.k_values,
@@ -97,6 +115,7 @@ def elbow_sweep(scaled: ScaledFeatures, settings: SegmentationSettings) -> pd.Da
         n_init=settings.n_init,
         silhouette_sample=settings.silhouette_sample,
         n_jobs=settings.n_jobs,
+        progress=report,
     )
 
 
@@ -148,17 +167,27 @@ def identify(
 
 @task(name="quality-gates", **_TASK)
 def quality_gates(
-    described: Described, elbow: pd.DataFrame, choice: KChoice, settings: SegmentationSettings
+    described: Described,
+    elbow: pd.DataFrame,
+    choice: KChoice,
+    run_id: str,
+    settings: SegmentationSettings,
 ) -> None:
     """Fail the run, naming the gate and its figures, if a quality gate is breached."""
     silhouette = elbow.set_index("k")["silhouette"].get(choice.k)
-    changes = described.changes or {}
-    check_gates(
+    breaches = gate_breaches(
         settings.gates,
         smallest_share=float(described.profiles["share"].min()),
         silhouette=None if pd.isna(silhouette) else float(silhouette),
-        moved_share=changes.get("moved_share"),
+        moved_share=(described.changes or {}).get("moved_share"),
     )
+    if breaches:
+        create_markdown_artifact(
+            key="segmentation-summary",
+            markdown=gate_failure_markdown(run_id, breaches),
+            description="This run was stopped by a quality gate",
+        )
+        raise GateError(breaches)
 
 
 @task(name="write-report", **_TASK)
@@ -202,20 +231,27 @@ def write_report(
 
 
 @task(name="publish-run", **_TASK)
-def publish(staging: Path, manifest: dict, profiles: pd.DataFrame) -> dict:
+def publish(staging: Path, manifest: dict, described: Described) -> dict:
     """Write the manifest last, publish the run folder, point `latest` at it, add UI artifacts."""
     final = finish_run(staging, manifest)
     manifest = {**manifest, "output_folder": str(final)}
+    images = {name: (final / name).read_bytes() for name in SUMMARY_PLOTS}
     create_markdown_artifact(
         key="segmentation-summary",
-        markdown=summary_markdown(manifest, profiles),
-        description="Segments, chosen k, row accounting, changes since the previous run",
+        markdown=summary_markdown(manifest, described.profiles, images),
+        description="Segments, chosen k, row accounting, changes since the previous run, plots",
     )
     create_table_artifact(
         key="segment-profiles",
-        table=profiles_records(profiles),
+        table=profiles_records(described.profiles),
         description="Per-segment size, share and feature means/medians (original units)",
     )
+    if not described.transitions.empty:
+        create_table_artifact(
+            key="segment-transitions",
+            table=transitions_records(described.transitions, described.names),
+            description="Customers in both runs by previous and current segment",
+        )
     return manifest
 
 
@@ -242,7 +278,7 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
             segmentation = final_fit(scaled, choice, settings)
         with step("identify"):
             described = identify(cleaned, scaled, segmentation, previous, settings)
-            quality_gates(described, elbow, choice, settings)
+            quality_gates(described, elbow, choice, run_id, settings)
         with step("report"):
             write_report(staging, cleaned, scaled, elbow, choice, segmentation, described, settings)
         manifest = build_manifest(
@@ -260,7 +296,7 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
             timings=step.as_dict(),
             settings=settings.model_dump(mode="json"),
         )
-        return publish(staging, manifest, described.profiles)
+        return publish(staging, manifest, described)
     except BaseException:
         abandon_run(staging)
         raise

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Mapping
+
 import pandas as pd
 
+# Plots shown in the run's summary in the Prefect UI, in this order, with their captions.
+SUMMARY_PLOTS = {
+    "elbow.png": "Elbow: inertia and silhouette by k",
+    "segments.png": "Customers by segment",
+    "transitions.png": "Where customers went since the previous run",
+}
 
-def summary_markdown(manifest: dict, profiles: pd.DataFrame) -> str:
-    """A run summary: chosen k and why, segments, row accounting, where the files are."""
+
+def summary_markdown(
+    manifest: dict, profiles: pd.DataFrame, images: Mapping[str, bytes] | None = None
+) -> str:
+    """A run summary: chosen k and why, segments, row accounting, changes, files, and plots.
+
+    ``images`` (PNG bytes by file name) are embedded as data URIs: the Prefect UI renders them
+    with no file server and no network (checked in headless Chromium), unlike image artifacts,
+    which only hold a URL.
+    """
     rows = manifest["rows"]
     choice = manifest["k"]
     lines = [
@@ -32,7 +49,26 @@ def summary_markdown(manifest: dict, profiles: pd.DataFrame) -> str:
     ]
     lines += _changes_lines(manifest.get("changes"))
     lines += ["", f"**Files**: `{manifest['output_folder']}`"]
+    for name, caption in SUMMARY_PLOTS.items():
+        if images and name in images:
+            lines += ["", f"## {caption}", "", f"![{caption}]({png_data_uri(images[name])})"]
     return "\n".join(lines) + "\n"
+
+
+def png_data_uri(png: bytes) -> str:
+    """A PNG as a ``data:`` URI for markdown."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def gate_failure_markdown(run_id: str, breaches: list[str]) -> str:
+    """What the UI shows for a run stopped by a quality gate."""
+    lines = [
+        f"# Customer segmentation: {run_id} failed a quality gate",
+        "",
+        "Nothing was published; `outputs/latest` still names the previous good run.",
+        "",
+    ]
+    return "\n".join(lines + [f"- {breach}" for breach in breaches]) + "\n"
 
 
 def _changes_lines(changes: dict | None) -> list[str]:
@@ -68,6 +104,19 @@ def _changes_lines(changes: dict | None) -> list[str]:
             moved = f"{shift[segment_id]:.3f}"
         lines.append(f"| {segment_id} | {delta:+,} | {moved} |")
     return lines
+
+
+def transitions_records(transitions: pd.DataFrame, names: Mapping[int, str]) -> list[dict]:
+    """The transition counts as rows with the current segment's name, for a table artifact."""
+    return [
+        {
+            "previous_segment_id": int(row.previous_segment_id),
+            "segment_id": int(row.segment_id),
+            "segment_name": names[int(row.segment_id)],
+            "customers": int(row.customers),
+        }
+        for row in transitions.itertuples()
+    ]
 
 
 def profiles_records(profiles: pd.DataFrame) -> list[dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -40,12 +41,14 @@ def sweep_k(
     n_init: int = 10,
     silhouette_sample: int = 1_000,
     n_jobs: int = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Fit K-Means for each k and record inertia and cluster-quality metrics.
 
     k values above the number of distinct points are skipped (K-Means cannot fit them).
     Silhouette is computed on a seeded sample of at most ``silhouette_sample`` rows.
     ``n_jobs != 1`` fits k values in parallel threads (-1: all cores), one OpenMP thread each.
+    ``progress(done, total)`` is called after each k is fitted.
     """
     distinct = _count_distinct(matrix)
     ks = [k for k in k_values if 1 <= k <= distinct]
@@ -53,13 +56,13 @@ def sweep_k(
         raise InputError(
             f"cannot sweep k in {list(k_values)}: only {distinct} distinct customer point(s)"
         )
-    if n_jobs != 1:
-        with threadpool_limits(1):
-            rows = Parallel(n_jobs=n_jobs, prefer="threads")(
-                delayed(_metrics_for_k)(matrix, k, seed, n_init, silhouette_sample) for k in ks
-            )
-    else:
-        rows = [_metrics_for_k(matrix, k, seed, n_init, silhouette_sample) for k in ks]
+    fits = (delayed(_metrics_for_k)(matrix, k, seed, n_init, silhouette_sample) for k in ks)
+    rows = []
+    with threadpool_limits(1 if n_jobs != 1 else None):
+        for row in Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(fits):
+            rows.append(row)
+            if progress is not None:
+                progress(len(rows), len(ks))
     elbow = Elbow.validate(pd.DataFrame(rows))
     log.info("Elbow sweep over k=%d..%d on %d customers", ks[0], ks[-1], len(matrix))
     return elbow

@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install lock sample-data bench lint clean
+.PHONY: run test install lock sample-data bench lint clean server
 
 install: $(STAMP)
 
@@ -32,6 +32,15 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# A Prefect server for scheduled runs (`segment serve`, prefect.yaml + `prefect worker`): the
+# temporary server of a single `segment run` cannot schedule. Stop it with Ctrl-C.
+SERVER_HOST ?= 127.0.0.1
+SERVER_PORT ?= 4200
+server: $(STAMP)
+	@echo "In the shell where you run segment or prefect:"
+	@echo "export PREFECT_API_URL=http://$(SERVER_HOST):$(SERVER_PORT)/api"
+	$(BIN)/prefect server start --host $(SERVER_HOST) --port $(SERVER_PORT)
 
 # Regenerate the lock after changing dependencies in pyproject.toml.
 lock:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from datetime import date
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from flows.environment import configure_prefect, one_line
 from flows.settings import DEFAULT_INPUT, DEFAULT_SNAPSHOTS, SegmentationSettings
 
 EXIT_OK = 0
@@ -24,6 +24,9 @@ log = logging.getLogger("flows.cli")
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:  # its own parser (flows.deployment), options passed through
+        return _serve(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -142,6 +145,31 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="only warnings and the summary")
     run.set_defaults(handler=_run)
 
+    commands.add_parser(
+        "serve",
+        help="serve the nightly-resegmentation deployment (cron 0 2 * * *; needs a running "
+        "Prefect server: make server); `segment serve --help` for its options",
+        add_help=False,
+    )
+
+    backfill = commands.add_parser(
+        "backfill",
+        help="run the nightly deployment once for an earlier date (its stored settings, "
+        "with as_of changed); needs PREFECT_API_URL",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    backfill.add_argument(
+        "--as-of",
+        type=date.fromisoformat,
+        required=True,
+        metavar="YYYY-MM-DD",
+        help="use the newest snapshot on or before this date",
+    )
+    backfill.add_argument(
+        "--no-wait", action="store_true", help="create the run and return without waiting"
+    )
+    backfill.set_defaults(handler=_backfill)
+
     sample = commands.add_parser(
         "sample-data",
         help="write the seeded sample customers (the embedded default data)",
@@ -230,12 +258,12 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         settings = _settings(args)
     except (ValidationError, ValueError) as error:
-        parser.error(_one_line(error))
+        parser.error(one_line(error))
     if not settings.input.exists():  # fail fast, before Prefect starts a server
         print(f"segment: error: {settings.input}: no such file", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    _configure_prefect(quiet=args.quiet)
+    configure_prefect(quiet=args.quiet)
     from flows.segmentation import segment_customers  # Prefect is imported only when needed
     from tasks.errors import InputError
     from tasks.gates import GateError
@@ -253,15 +281,6 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return EXIT_INTERNAL
     print(format_summary(manifest))
     return EXIT_OK
-
-
-def _configure_prefect(quiet: bool) -> None:
-    """Defaults for a local run, before Prefect is imported (the user's settings win)."""
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
-    if quiet:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
 def format_summary(manifest: dict) -> str:
@@ -296,6 +315,26 @@ def format_summary(manifest: dict) -> str:
     return "\n".join(lines)
 
 
+def _serve(options: list[str]) -> int:
+    from flows.deployment import main as serve_main
+
+    return serve_main(options, prog="segment serve")
+
+
+def _backfill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    configure_prefect()
+    from flows.deployment import backfill
+
+    try:
+        run = backfill(args.as_of, timeout=0 if args.no_wait else None)
+    except RuntimeError as error:  # no server
+        print(f"segment: error: {error}", file=sys.stderr)
+        return EXIT_INTERNAL
+    state = run.state.name if run.state else "unknown"
+    print(f"Flow run {run.name} ({run.id}) for as_of {args.as_of}: {state}")
+    return EXIT_OK if args.no_wait or (run.state and run.state.is_completed()) else EXIT_INTERNAL
+
+
 def _sample_data(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from tasks.sample_data import (
         generate_customers,
@@ -324,15 +363,6 @@ def _sample_data(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         f"Wrote {len(sample.frame):,} rows ({args.rows:,} customers and planted dirt) to {output}"
     )
     return EXIT_OK
-
-
-def _one_line(error: Exception) -> str:
-    if isinstance(error, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
-            for e in error.errors()
-        )
-    return str(error)
 
 
 if __name__ == "__main__":

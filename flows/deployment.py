@@ -5,50 +5,53 @@ scheduled deployment needs a real one, started once in another terminal::
 
     make server                                    # prefect server start --host 127.0.0.1
     export PREFECT_API_URL=http://127.0.0.1:4200/api
-    .venv/bin/segment serve --input data/customers.csv --timezone Europe/Berlin
-    # or, equivalently: .venv/bin/python -m flows.deployment --input data/customers.csv ...
+    .venv/bin/python -m flows.deployment --input data/snapshots --timezone Europe/Berlin
+    # (`segment serve` takes the same options)
 
 The deployment ``customer-segmentation/nightly-resegmentation`` runs ``segment_customers`` on
 the cron schedule ``0 2 * * *`` (in ``--timezone``) with the flow's one parameter, ``settings``,
 set to the settings given here (``SegmentationSettings`` as JSON). Runs execute in subprocesses
-of the serving process; when it stops, Prefect pauses the schedule (``pause_on_shutdown``).
+of the serving process, which must keep running; when it stops, Prefect pauses the deployment
+(``pause_on_shutdown``). ``prefect.yaml`` deploys the same name onto a work pool instead: use one
+or the other on a server (the last one registered owns the name, and a stopping ``serve``
+pauses it).
 
-Backfills and other one-off runs: pass ``settings`` again. Prefect merges run parameters with
-the deployment's **one level deep only**: a run's ``{"settings": {...}}`` replaces the whole
-stored ``settings`` object, and every field it leaves out takes the model's default (input
-``data/customers.csv``, output ``outputs/``), not the deployment's value. So repeat ``input``
-and ``output_dir`` next to ``as_of``::
+**Backfills** (``as_of``: the newest snapshot on or before that date). Prefect merges a run's
+parameters with the deployment's **one level deep only**: a run's ``{"settings": {...}}``
+replaces the whole stored ``settings``, and every field it leaves out takes the model's
+default (input ``data/customers.csv``, output ``outputs/``), not the deployment's value. So from
+the command line repeat ``input`` and ``output_dir`` next to ``as_of``::
 
-    .venv/bin/prefect deployment run 'customer-segmentation/nightly-resegmentation' \\
+    .venv/bin/prefect deployment run customer-segmentation/nightly-resegmentation --watch \\
         --param 'settings={"input": "/abs/data/snapshots", "output_dir": "/abs/outputs",
-                           "as_of": "2026-11-01"}' --watch
-    # the same with --params (a JSON object of all parameters):
-    .venv/bin/prefect deployment run 'customer-segmentation/nightly-resegmentation' \\
-        --params '{"settings": {"input": "/abs/data/snapshots", "as_of": "2026-11-01"}}'
+        "as_of": "2026-11-01"}'
 
-``--param`` takes ``NAME=JSON`` for a top-level parameter only (``settings.as_of=...`` is
-rejected as an unknown parameter). From Python::
+``--param NAME=JSON`` sets one top-level parameter (``--param settings.as_of=...`` is rejected:
+the deployment has no parameter of that name); ``--params '{"settings": {...}}'`` takes all
+of them as one JSON object, with the same replace-not-merge rule. Unknown settings fields are
+rejected when the run is created; a malformed date only when the run starts. From Python,
+``backfill`` keeps the deployment's settings and changes only ``as_of`` (and what you pass)::
 
-    from prefect.deployments import run_deployment
-    run_deployment(FULL_NAME, parameters={"settings": {**current, "as_of": "2026-11-01"}})
-
-Unknown settings fields are rejected by the server (the parameter schema is enforced).
+    from flows.deployment import backfill
+    backfill("2026-11-01")                       # waits for the run; timeout=0 returns at once
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import zoneinfo
+from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from flows.environment import configure_prefect, one_line
 from flows.settings import SegmentationSettings
 
 if TYPE_CHECKING:
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments.runner import RunnerDeployment
 
 FLOW_NAME = "customer-segmentation"  # the @flow name of flows.segmentation.segment_customers
@@ -112,6 +115,48 @@ def serve_nightly(
     start its temporary server, on which schedules never fire.
     """
     from prefect import serve
+
+    require_server()
+    deployment = nightly_deployment(settings, cron=cron, timezone=timezone, name=name)
+    serve(deployment, limit=limit)
+
+
+def backfill(
+    as_of: date | str,
+    *,
+    name: str = FULL_NAME,
+    timeout: float | None = None,
+    scheduled_time: datetime | None = None,
+    **overrides: Any,
+) -> FlowRun:
+    """One run of the deployment with its stored settings, ``as_of`` and ``overrides`` applied.
+
+    Prefect would replace the whole ``settings`` object with a run's partial one; this reads
+    the deployment's settings first, so only ``as_of`` (and any ``overrides``, e.g.
+    ``output_dir=...``) change. Validated locally before the run is created. ``timeout`` and
+    ``scheduled_time`` are those of ``run_deployment``: None waits for the run to finish, 0
+    returns at once.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    require_server()
+    with get_client(sync_client=True) as client:
+        stored = client.read_deployment_by_name(name).parameters.get("settings") or {}
+    settings = SegmentationSettings.model_validate({**stored, **overrides, "as_of": as_of})
+    return run_deployment(
+        name,
+        parameters={"settings": settings.model_dump(mode="json")},
+        timeout=timeout,
+        scheduled_time=scheduled_time,
+        poll_interval=2,
+        as_subflow=False,
+    )
+
+
+def require_server() -> str:
+    """The configured PREFECT_API_URL if a server answers there, else a RuntimeError saying how."""
+    from prefect.client.orchestration import get_client
     from prefect.settings import get_current_settings
 
     api_url = get_current_settings().api.url
@@ -120,21 +165,14 @@ def serve_nightly(
             "PREFECT_API_URL is not set: scheduled deployments need a running Prefect server, "
             f"not the temporary one Prefect starts for a single run; {SERVER_HINT}"
         )
-    _check_api(api_url)
-    deployment = nightly_deployment(settings, cron=cron, timezone=timezone, name=name)
-    serve(deployment, limit=limit)
-
-
-def _check_api(api_url: str) -> None:
-    from prefect.client.orchestration import get_client
-
     with get_client(sync_client=True) as client:
         error = client.api_healthcheck()
     if error is not None:
         raise RuntimeError(
-            f"the Prefect server at PREFECT_API_URL={api_url} does not answer "
+            f"no Prefect server answers at PREFECT_API_URL={api_url} "
             f"({type(error).__name__}: {error}); {SERVER_HINT}"
         )
+    return api_url
 
 
 def check_timezone(timezone: str) -> str:
@@ -187,7 +225,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None, *, prog: str = "segment serve") -> int:
     """`segment serve`: parse the options and serve the deployment until interrupted."""
-    _configure_prefect()
+    configure_prefect()
     parser = _parser(prog)
     args = parser.parse_args(argv)
     try:
@@ -198,7 +236,7 @@ def main(argv: list[str] | None = None, *, prog: str = "segment serve") -> int:
         # Build once to report a bad cron or deployment name as a usage error.
         nightly_deployment(settings, cron=args.cron, timezone=args.timezone, name=args.name)
     except (ValidationError, ValueError) as error:
-        parser.error(_one_line(error))
+        parser.error(one_line(error))
     if not settings.input.exists():
         print(
             f"{prog}: warning: {settings.input} does not exist yet; runs fail until it does",
@@ -212,19 +250,6 @@ def main(argv: list[str] | None = None, *, prog: str = "segment serve") -> int:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 1
     return 0
-
-
-def _one_line(error: Exception) -> str:
-    if isinstance(error, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-    return str(error)
-
-
-def _configure_prefect() -> None:
-    """Same defaults as `segment run`, before Prefect is imported (the user's settings win)."""
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 
 if __name__ == "__main__":

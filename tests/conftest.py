@@ -34,3 +34,12 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory):
+    """A real `prefect server start` (API and UI) on a free 127.0.0.1 port, for the session."""
+    from live_server import running_server
+
+    with running_server(tmp_path_factory.mktemp("prefect-server-home")) as server:
+        yield server

@@ -30,14 +30,16 @@ def make_elbow(max_k: int = 8) -> pd.DataFrame:
     ks = np.arange(1, max_k + 1)
     silhouette = np.linspace(0.3, 0.6, max_k)
     silhouette[0] = np.nan
-    return pd.DataFrame({
-        "k": ks,
-        "inertia": 1000.0 / ks,
-        "silhouette": silhouette,
-        "calinski_harabasz": np.where(ks == 1, np.nan, 100.0 * ks),
-        "davies_bouldin": np.where(ks == 1, np.nan, 1.0 / ks),
-        "min_share": 1.0 / ks,
-    })
+    return pd.DataFrame(
+        {
+            "k": ks,
+            "inertia": 1000.0 / ks,
+            "silhouette": silhouette,
+            "calinski_harabasz": np.where(ks == 1, np.nan, 100.0 * ks),
+            "davies_bouldin": np.where(ks == 1, np.nan, 1.0 / ks),
+            "min_share": 1.0 / ks,
+        }
+    )
 
 
 def make_segments(n: int = 300, n_features: int = 2, k: int = 3):
@@ -56,33 +58,42 @@ def make_segments(n: int = 300, n_features: int = 2, k: int = 3):
 def make_profiles(k: int = 3) -> pd.DataFrame:
     ids = np.arange(1, k + 1)
     size = 100 * ids
-    return pd.DataFrame({
-        "segment_id": ids,
-        "segment_name": [NAMES.get(i, f"Segment {i}") for i in ids],
-        "size": size,
-        "share": size / size.sum(),
-        "age_mean": 20.0 + ids, "age_median": 20.0 + ids,
-        "annual_income_mean": 40.0 + ids, "annual_income_median": 40.0 + ids,
-        "spending_score_mean": 50.0 + ids, "spending_score_median": 50.0 + ids,
-        "female_share": np.full(k, 0.5), "male_share": np.full(k, 0.5),
-    })
+    return pd.DataFrame(
+        {
+            "segment_id": ids,
+            "segment_name": [NAMES.get(i, f"Segment {i}") for i in ids],
+            "size": size,
+            "share": size / size.sum(),
+            "age_mean": 20.0 + ids,
+            "age_median": 20.0 + ids,
+            "annual_income_mean": 40.0 + ids,
+            "annual_income_median": 40.0 + ids,
+            "spending_score_mean": 50.0 + ids,
+            "spending_score_median": 50.0 + ids,
+            "female_share": np.full(k, 0.5),
+            "male_share": np.full(k, 0.5),
+        }
+    )
 
 
 def make_customers(n: int = 500) -> pd.DataFrame:
     rng = np.random.default_rng(42)
-    return pd.DataFrame({
-        "customer_id": [f"C{i}" for i in range(n)],
-        GENDER: rng.choice(["Female", "Male"], size=n),
-        AGE: rng.integers(18, 71, size=n).astype(float),
-        ANNUAL_INCOME: rng.gamma(4.0, 15.0, size=n),
-        SPENDING_SCORE: rng.integers(1, 101, size=n).astype(float),
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(n)],
+            GENDER: rng.choice(["Female", "Male"], size=n),
+            AGE: rng.integers(18, 71, size=n).astype(float),
+            ANNUAL_INCOME: rng.gamma(4.0, 15.0, size=n),
+            SPENDING_SCORE: rng.integers(1, 101, size=n).astype(float),
+        }
+    )
 
 
 def segments_figure(n_features: int) -> Figure:
     points, labels, centroids, scaled, scaled_centroids = make_segments(n_features=n_features)
-    return plots.plot_segments(points, labels, centroids, NAMES, scaled=scaled,
-                               scaled_centroids=scaled_centroids)
+    return plots.plot_segments(
+        points, labels, centroids, NAMES, scaled=scaled, scaled_centroids=scaled_centroids
+    )
 
 
 FIGURES = {
@@ -104,7 +115,8 @@ def legend_texts(legend) -> list[str]:
 
 def vertical_lines_at(ax, x: float) -> list:
     return [
-        line for line in ax.get_lines()
+        line
+        for line in ax.get_lines()
         if len(line.get_xdata()) == 2 and np.allclose(np.asarray(line.get_xdata(), float), x)
     ]
 
@@ -211,8 +223,7 @@ def test_segments_two_features_uses_human_axis_labels_and_names():
     assert sum(len(c.get_offsets()) for c in ax.collections) == 300
     for segment, collection in zip(sorted(NAMES), ax.collections, strict=True):
         assert len(collection.get_offsets()) == int((labels == segment).sum())
-        assert to_rgb(collection.get_facecolor()[0]) == pytest.approx(
-            plots.segment_color(segment))
+        assert to_rgb(collection.get_facecolor()[0]) == pytest.approx(plots.segment_color(segment))
 
     # Centroids are X markers at the given centres (original units).
     crosses = [line for line in ax.get_lines() if line.get_marker() == "X"]
@@ -223,8 +234,9 @@ def test_segments_two_features_uses_human_axis_labels_and_names():
 
 def test_segments_more_than_two_features_uses_pca_axes():
     points, labels, centroids, scaled, scaled_centroids = make_segments(n=300, n_features=3)
-    fig = plots.plot_segments(points, labels, centroids, NAMES, scaled=scaled,
-                              scaled_centroids=scaled_centroids)
+    fig = plots.plot_segments(
+        points, labels, centroids, NAMES, scaled=scaled, scaled_centroids=scaled_centroids
+    )
     (ax,) = fig.axes
     assert ax.get_xlabel().startswith("PC1 (") and "% of variance" in ax.get_xlabel()
     assert ax.get_ylabel().startswith("PC2 (")
@@ -241,11 +253,20 @@ def test_segments_more_than_two_features_needs_scaled_data():
 @pytest.mark.parametrize("n_features", [2, 3])
 def test_segments_downsamples_with_a_seed(n_features):
     points, labels, centroids, scaled, scaled_centroids = make_segments(
-        n=1000, n_features=n_features)
+        n=1000, n_features=n_features
+    )
 
     def draw(seed):
-        fig = plots.plot_segments(points, labels, centroids, NAMES, scaled=scaled,
-                                  scaled_centroids=scaled_centroids, max_points=100, seed=seed)
+        fig = plots.plot_segments(
+            points,
+            labels,
+            centroids,
+            NAMES,
+            scaled=scaled,
+            scaled_centroids=scaled_centroids,
+            max_points=100,
+            seed=seed,
+        )
         return fig.axes[0]
 
     ax = draw(seed=0)
@@ -322,5 +343,4 @@ def test_eda_has_four_panels_that_count_every_customer():
     gender_ax = fig.axes[3]
     expected = customers[GENDER].value_counts()
     assert [t.get_text() for t in gender_ax.get_xticklabels()] == ["Female", "Male"]
-    assert [bar.get_height() for bar in gender_ax.patches] == [
-        expected["Female"], expected["Male"]]
+    assert [bar.get_height() for bar in gender_ax.patches] == [expected["Female"], expected["Male"]]

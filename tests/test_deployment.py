@@ -1,0 +1,279 @@
+"""The nightly deployment against a real `prefect server start`: served by `python -m
+flows.deployment`, and deployed from prefect.yaml onto a process work pool run by a worker.
+
+Everything runs in subprocesses with their own environment (conftest.py gives this process a
+temporary PREFECT_HOME and no PREFECT_API_URL); each is stopped with its process group. The
+tests that need no server are not marked `flow`: they also run with `-m 'not flow'`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+from flows.deployment import (
+    DEFAULT_CRON,
+    DEPLOYMENT_NAME,
+    FULL_NAME,
+    backfill,
+    main,
+    serve_nightly,
+)
+from flows.settings import SegmentationSettings
+from live_server import BIN, ROOT, RUN_TIMEOUT, Server, start, stop, wait_for
+
+CUSTOMERS = ROOT / "data" / "customers.csv"
+
+TIMEZONE = "Asia/Kolkata"  # UTC+05:30 all year: 02:00 there is 20:30 UTC
+ARTIFACT_KEYS = {"segmentation-summary", "segment-profiles"}
+
+
+def _artifact_keys(server: Server, flow_run_id) -> set[str]:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    only_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+    with server.client() as client:
+        return {a.key for a in client.read_artifacts(artifact_filter=only_run)}
+
+
+def _scheduled_starts(server: Server, deployment_id) -> list[datetime]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
+
+    of_deployment = FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment_id]))
+    with server.client() as client:
+        runs = client.read_flow_runs(flow_run_filter=of_deployment)
+    return [r.expected_start_time for r in runs if r.state and r.state.is_scheduled()]
+
+
+def _snapshots(folder: Path) -> Path:
+    """A snapshot folder: the default customers as of 2026-10-01 and 2026-11-01."""
+    folder.mkdir(parents=True)
+    for day in ("2026-10-01", "2026-11-01"):
+        shutil.copyfile(CUSTOMERS, folder / f"customers_{day}.csv")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(live_server: Server) -> Server:
+    """The session's real Prefect server (tests/conftest.py)."""
+    return live_server
+
+
+@dataclass
+class Served:
+    deployment: object
+    output: Path
+    settings: SegmentationSettings
+
+
+@pytest.fixture(scope="module")
+def served(server, tmp_path_factory):
+    """`python -m flows.deployment` serving the nightly deployment until the module ends."""
+    output = tmp_path_factory.mktemp("served-output")
+    log = output.parent / "serve.log"
+    process = start(
+        [sys.executable, "-m", "flows.deployment", "--input", str(CUSTOMERS)]
+        + ["--output", str(output), "--timezone", TIMEZONE],
+        server.env(PREFECT_RUNNER_POLL_FREQUENCY="1"),  # default 10 s between polls
+        log,
+    )
+
+    def registered():
+        from prefect.exceptions import ObjectNotFound
+
+        with server.client() as client:
+            try:
+                return client.read_deployment_by_name(FULL_NAME)
+            except ObjectNotFound:
+                return None
+
+    try:
+        deployment = wait_for("the served deployment", registered, process, log, timeout=60)
+        settings = SegmentationSettings(input=CUSTOMERS, output_dir=output)
+        yield Served(deployment=deployment, output=output, settings=settings)
+    finally:
+        stop(process)
+
+
+@pytest.mark.flow
+def test_served_deployment_is_scheduled_in_its_timezone_and_runs(server, served):
+    deployment = served.deployment
+    assert deployment.name == DEPLOYMENT_NAME
+    assert [(s.schedule.cron, s.schedule.timezone) for s in deployment.schedules] == [
+        (DEFAULT_CRON, TIMEZONE)
+    ]
+    assert deployment.parameters == {"settings": served.settings.model_dump(mode="json")}
+
+    run = server.run_deployment(FULL_NAME)
+    assert run.state.is_completed(), run.state
+    assert ARTIFACT_KEYS <= _artifact_keys(server, run.id)
+    manifest = json.loads((served.output / "latest" / "manifest.json").read_text())
+    assert manifest["flow_run_id"] == str(run.id)
+    assert manifest["input"]["path"] == str(CUSTOMERS)
+
+    # The server's scheduler queues the next nights at 02:00 in the deployment's timezone.
+    deadline = time.monotonic() + 30
+    while not (starts := _scheduled_starts(server, deployment.id)):
+        assert time.monotonic() < deadline, "the server scheduled no runs"
+        time.sleep(0.5)
+    assert {s.astimezone(ZoneInfo(TIMEZONE)).strftime("%H:%M") for s in starts} == {"02:00"}
+
+
+@pytest.mark.flow
+def test_run_settings_replace_the_deployments_settings(server, served, tmp_path):
+    """A run's `settings` (here a backfill on a snapshot folder) replaces the stored object."""
+    other = tmp_path / "other-output"
+    settings = {
+        "input": str(_snapshots(tmp_path / "snapshots")),
+        "output_dir": str(other),
+        "as_of": "2026-10-15",
+    }
+    run = server.run_deployment(FULL_NAME, parameters={"settings": settings})
+    assert run.state.is_completed(), run.state
+    assert run.parameters == {"settings": settings}  # not merged with the deployment's
+    manifest = json.loads((other / "latest" / "manifest.json").read_text())
+    assert manifest["flow_run_id"] == str(run.id)
+    assert Path(manifest["input"]["path"]).name == "customers_2026-10-01.csv"
+    assert manifest["settings"]["as_of"] == "2026-10-15"
+    assert ARTIFACT_KEYS <= _artifact_keys(server, run.id)
+    assert str(run.id)[:8] not in " ".join(p.name for p in (served.output / "runs").iterdir())
+
+
+@pytest.mark.flow
+def test_backfill_keeps_the_deployments_settings(server, served):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    later = datetime.now(UTC) + timedelta(hours=1)  # not picked up by the served runner
+    with temporary_settings({PREFECT_API_URL: server.url}):
+        run = backfill("2026-10-15", timeout=0, scheduled_time=later, n_init=3)
+    try:
+        stored = served.deployment.parameters["settings"]
+        assert run.parameters == {"settings": {**stored, "as_of": "2026-10-15", "n_init": 3}}
+        assert run.state.is_scheduled()
+    finally:
+        with server.client() as client:
+            client.delete_flow_run(run.id)
+
+
+@pytest.mark.flow
+def test_segment_backfill_command_runs_the_deployment_with_as_of(server, served):
+    done = subprocess.run(
+        [str(BIN / "segment"), "backfill", "--as-of", "2026-10-15"],
+        env=server.env(), capture_output=True, text=True, timeout=RUN_TIMEOUT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "for as_of 2026-10-15: Completed" in done.stdout
+    run_id = UUID(done.stdout.split("(")[1].split(")")[0])
+    with server.client() as client:
+        run = client.read_flow_run(run_id)
+    assert run.parameters["settings"]["as_of"] == "2026-10-15"
+    assert run.parameters["settings"]["output_dir"] == str(served.output)
+
+
+@pytest.mark.flow
+def test_prefect_yaml_deploys_onto_a_process_worker(server, tmp_path):
+    """prefect.yaml as the README uses it: work pool, `prefect deploy`, CLI run, worker.
+
+    The deployment is renamed in a copy so it does not take over the served one."""
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    spec["deployments"][0]["name"] = name = "nightly-from-prefect-yaml"
+    prefect_file = tmp_path / "prefect.yaml"
+    prefect_file.write_text(yaml.safe_dump(spec))
+    pool = spec["deployments"][0]["work_pool"]["name"]
+
+    server.prefect("work-pool", "create", pool, "--type", "process")
+    server.prefect(
+        "--no-prompt", "deploy", "--prefect-file", str(prefect_file), "--name", name,
+        "--timezone", TIMEZONE,
+    )  # fmt: skip
+    with server.client() as client:
+        deployment = client.read_deployment_by_name(f"customer-segmentation/{name}")
+    assert deployment.work_pool_name == pool
+    assert deployment.entrypoint == "flows/segmentation.py:segment_customers"
+    assert deployment.pull_steps == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}
+    ]
+    assert [(s.schedule.cron, s.schedule.timezone) for s in deployment.schedules] == [
+        (DEFAULT_CRON, TIMEZONE)
+    ]
+    assert deployment.parameters["settings"]["input"] == str(CUSTOMERS)
+
+    # The backfill command of the README, then a worker started outside the checkout.
+    output = tmp_path / "worker-output"
+    settings = {
+        "input": str(_snapshots(tmp_path / "snapshots")),
+        "output_dir": str(output),
+        "as_of": "2026-10-15",
+    }
+    created = server.prefect(
+        "deployment", "run", f"customer-segmentation/{name}",
+        "--param", f"settings={json.dumps(settings)}",
+    )  # fmt: skip
+    run_id = UUID(created.split("UUID:")[1].split()[0])
+    server.prefect(
+        "worker", "start", "--pool", pool, "--run-once", "--install-policy", "never",
+        cwd=tmp_path, timeout=RUN_TIMEOUT,
+    )  # fmt: skip
+
+    with server.client() as client:
+        run = client.read_flow_run(run_id)
+    assert run.state.is_completed(), run.state
+    assert run.parameters == {"settings": settings}
+    assert ARTIFACT_KEYS <= _artifact_keys(server, run.id)
+    manifest = json.loads((output / "latest" / "manifest.json").read_text())
+    assert Path(manifest["input"]["path"]).name == "customers_2026-10-01.csv"
+
+
+def test_serving_without_a_server_says_how_to_start_one(monkeypatch, capsys):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        with pytest.raises(RuntimeError, match="PREFECT_API_URL is not set.*make server"):
+            serve_nightly(SegmentationSettings())
+        assert main(["--input", str(CUSTOMERS)]) == 1
+    assert "make server" in capsys.readouterr().err
+
+
+def test_serve_rejects_an_unknown_timezone_or_cron(capsys):
+    for bad in (["--timezone", "Mars/Olympus"], ["--cron", "every night"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(bad)
+        assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown timezone 'Mars/Olympus'" in err and "Invalid cron string" in err
+
+
+def test_prefect_yaml_names_the_deployment_and_its_flow():
+    from prefect.flows import load_flow_from_entrypoint
+
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    (deployment,) = spec["deployments"]
+    assert deployment["name"] == DEPLOYMENT_NAME
+    assert deployment["entrypoint"] == "flows/segmentation.py:segment_customers"
+    assert deployment["work_pool"]["name"] == "segmentation-pool"
+    (schedule,) = deployment["schedules"]
+    assert schedule["cron"] == DEFAULT_CRON
+    ZoneInfo(schedule["timezone"])
+    # The build step records the checkout; the pull step and the paths use it.
+    checkout = str(ROOT)
+    assert spec["pull"] == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": "{{ checkout.stdout }}"}}
+    ]
+    settings = json.loads(
+        json.dumps(deployment["parameters"]["settings"]).replace("{{ checkout.stdout }}", checkout)
+    )
+    assert SegmentationSettings.model_validate(settings).input == CUSTOMERS
+
+    flow = load_flow_from_entrypoint(str(ROOT / deployment["entrypoint"]))
+    assert flow.name == FULL_NAME.split("/")[0]

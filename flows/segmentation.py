@@ -31,7 +31,7 @@ from tasks.clean import CleanResult, clean_customers
 from tasks.describe import Described, describe_segments
 from tasks.elbow import KChoice, choose_k, sweep_k
 from tasks.errors import InputError
-from tasks.fit import Segmentation, fit_segments
+from tasks.fit import Segmentation, fit_segments, sample_rows
 from tasks.gates import GateError, gate_breaches
 from tasks.history import load_previous_run
 from tasks.identity import PreviousRun
@@ -109,7 +109,7 @@ def elbow_sweep(scaled: ScaledFeatures, settings: SegmentationSettings) -> pd.Da
         update_progress_artifact(tracker, progress=100.0 * done / total)
 
     return sweep_k(
-        scaled.matrix,
+        _sweep_rows(scaled, settings),
         settings.k_values,
         seed=settings.seed,
         n_init=settings.n_init,
@@ -142,8 +142,23 @@ def pick_k(
 def final_fit(
     scaled: ScaledFeatures, choice: KChoice, settings: SegmentationSettings
 ) -> Segmentation:
-    """K-Means with k-means++ and n_init restarts, segments numbered canonically."""
-    return fit_segments(scaled.matrix, choice.k, seed=settings.seed, n_init=settings.n_init)
+    """K-Means with k-means++ and n_init restarts, segments numbered canonically; above the
+    sample threshold, n_init restarts on the sweep's sample, then one fit on all rows from
+    the sample's centroids."""
+    rows = _sweep_rows(scaled, settings)
+    init = None
+    if len(rows) < len(scaled.matrix):
+        init = fit_segments(rows, choice.k, seed=settings.seed, n_init=settings.n_init).centroids
+    return fit_segments(
+        scaled.matrix, choice.k, seed=settings.seed, n_init=settings.n_init, init=init
+    )
+
+
+def _sweep_rows(scaled: ScaledFeatures, settings: SegmentationSettings) -> np.ndarray:
+    """All rows, or above ``sample_threshold`` a seeded sample of ``sample_size`` rows."""
+    if len(scaled.matrix) <= settings.sample_threshold:
+        return scaled.matrix
+    return sample_rows(scaled.matrix, settings.sample_size, settings.seed)
 
 
 @task(name="identify-segments", **_TASK)

@@ -60,6 +60,13 @@ class SegmentationSettings(BaseModel):
     n_init: int = Field(10, ge=1, description="K-Means restarts (final fit and sweep)")
     seed: int = Field(42, description="random seed of every random step")
     n_jobs: int = Field(-1, description="parallel k fits in the sweep (-1: all cores, 1: serial)")
+    sample_threshold: int = Field(
+        200_000,
+        ge=1_000,
+        description="above this many customers the elbow sweep runs on a seeded sample and the "
+        "final K-Means on all rows starts from the sample's centroids",
+    )
+    sample_size: int = Field(100_000, ge=1_000, description="rows in that sample")
     silhouette_sample: int = Field(
         1_000, ge=100, description="rows sampled (seeded) for the silhouette score"
     )
@@ -99,6 +106,10 @@ class SegmentationSettings(BaseModel):
             raise ValueError(f"k_sweep_min={self.k_sweep_min} > k_sweep_max={self.k_sweep_max}")
         if self.k_min is not None and self.k_max is not None and self.k_min > self.k_max:
             raise ValueError(f"k_min={self.k_min} > k_max={self.k_max}")
+        if self.sample_size > self.sample_threshold:
+            raise ValueError(
+                f"sample_size={self.sample_size} > sample_threshold={self.sample_threshold}"
+            )
         if len(set(self.features)) != len(self.features):
             raise ValueError(f"features listed twice: {self.features}")
         return self

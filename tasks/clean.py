@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow as pa_arrow
+import pyarrow.compute as pc
 
 from schemas.customers import (
     COLUMNS,
@@ -17,7 +19,6 @@ from schemas.customers import (
     NUMERIC_COLUMNS,
     SOURCE_ROW,
     Customers,
-    RawCustomers,
 )
 from schemas.outputs import Quarantine
 from tasks.errors import InputError
@@ -36,6 +37,7 @@ GENDER_ALIASES = {
 }
 
 REASON = "reason"
+NOT_A_NUMBER = "not a number"  # the same words as RawCustomers' check, the contract of ingest
 
 
 @dataclass(frozen=True)
@@ -76,16 +78,28 @@ def clean_customers(
     """
     frame = raw.loc[:, [SOURCE_ROW, *COLUMNS]].copy()
     frame[GENDER] = normalise_gender(frame[GENDER])
+    typed = _parse_numbers(frame)  # numbers parsed once; text kept in `frame` for reasons
+    # Hashing 10M text ids costs ~1 s a time: do it once, then work on integer codes.
+    id_codes = pd.Series(pd.factorize(frame[CUSTOMER_ID])[0], index=frame.index)
 
-    duplicated = _exact_duplicates(frame)
-    frame = frame.loc[~duplicated]
+    duplicated = _exact_duplicates(frame, typed, id_codes)
+    if duplicated.any():  # filtering 10M rows copies them: only when there is something to drop
+        frame, typed, id_codes = (
+            frame.loc[~duplicated],
+            typed.loc[~duplicated],
+            id_codes[~duplicated],
+        )
 
-    reasons = _conflicting_ids(frame)
-    reasons = reasons.combine_first(_invalid_values(frame.drop(index=reasons.index)))
+    reasons = _conflicting_ids(frame, id_codes)
+    if reasons.empty:
+        reasons = _invalid_values(frame, typed)
+    else:
+        rest = frame.index.difference(reasons.index)
+        reasons = reasons.combine_first(_invalid_values(frame.loc[rest], typed.loc[rest]))
 
     quarantine = _quarantine_table(raw.loc[reasons.index], reasons)
-    kept = frame.drop(index=reasons.index)
-    customers = Customers.validate(_parse_numbers(kept)).reset_index(drop=True)
+    kept = typed.drop(index=reasons.index) if len(reasons) else typed
+    customers = Customers.validate(kept).reset_index(drop=True)
 
     result = CleanResult(
         customers=customers,
@@ -108,23 +122,33 @@ def clean_customers(
 
 def normalise_gender(values: pd.Series) -> pd.Series:
     """Fold known spellings (``f``, ``female``, ``M`` ...) to Female/Male; keep the others."""
-    folded = values.str.strip().str.lower().map(GENDER_ALIASES)
-    return folded.fillna(values).astype(values.dtype)
+    codes, spellings = pd.factorize(values)  # a handful of distinct spellings, many rows
+    folded = [GENDER_ALIASES.get(str(s).strip().lower(), s) for s in spellings]
+    result = pd.Series(
+        pd.array(folded, dtype=values.dtype).take(codes, allow_fill=True),
+        index=values.index,
+        name=values.name,
+    )
+    return result
 
 
-def _exact_duplicates(frame: pd.DataFrame) -> pd.Series:
-    """True for each row that repeats an earlier row exactly (numbers compared as numbers)."""
-    key = frame.loc[:, list(COLUMNS)].copy()
+def _exact_duplicates(frame: pd.DataFrame, typed: pd.DataFrame, id_codes: pd.Series) -> pd.Series:
+    """True for each row that repeats an earlier row exactly (numbers compared as numbers,
+    text that is not a number compared as text)."""
+    key = typed.loc[:, list(NUMERIC_COLUMNS)].copy()
+    key[CUSTOMER_ID] = id_codes
+    key[GENDER] = pd.factorize(frame[GENDER])[0]
     for column in NUMERIC_COLUMNS:
-        parsed = pd.to_numeric(key[column], errors="coerce")
-        key[column] = parsed.astype("str").where(parsed.notna(), key[column])
+        text = frame[column].where(typed[column].isna())
+        if text.notna().any():
+            key[f"{column}_text"] = text
     return key.duplicated(keep="first")
 
 
-def _conflicting_ids(frame: pd.DataFrame) -> pd.Series:
+def _conflicting_ids(frame: pd.DataFrame, id_codes: pd.Series) -> pd.Series:
     """Reasons for rows whose customer id appears again with different values."""
     ids = frame[CUSTOMER_ID]
-    repeated = ids.notna() & ids.duplicated(keep=False)
+    repeated = (id_codes >= 0) & id_codes.duplicated(keep=False)
     if not repeated.any():
         return pd.Series(dtype="str", name=REASON)
     rows_by_id = frame.loc[repeated].groupby(CUSTOMER_ID)[SOURCE_ROW].agg(list)
@@ -138,17 +162,51 @@ def _conflicting_ids(frame: pd.DataFrame) -> pd.Series:
 
 
 def _parse_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with its numeric columns as float64 (text that is not a number -> NaN)."""
     parsed = frame.copy()
     for column in NUMERIC_COLUMNS:
-        parsed[column] = pd.to_numeric(parsed[column], errors="coerce").astype("float64")
+        parsed[column] = _to_float(parsed[column])
     return parsed
 
 
-def _invalid_values(frame: pd.DataFrame) -> pd.Series:
+def _to_float(values: pd.Series) -> pd.Series:
+    """float64 values; text that is not a number becomes NaN.
+
+    Arrow's cast parses a clean text column ~30x faster than ``pd.to_numeric``; a column with
+    any non-number in it takes the slower, forgiving path.
+    """
+    if pd.api.types.is_float_dtype(values):
+        return values.astype("float64")
+    try:
+        cast = pc.cast(pa_arrow.array(values, from_pandas=True), pa_arrow.float64())
+        return pd.Series(cast.to_numpy(zero_copy_only=False), index=values.index, name=values.name)
+    except (pa_arrow.ArrowInvalid, pa_arrow.ArrowTypeError):
+        return pd.to_numeric(values, errors="coerce").astype("float64")
+
+
+def _not_numbers(frame: pd.DataFrame, typed: pd.DataFrame) -> pd.DataFrame:
+    """Failure cases for values present as text that did not parse as numbers."""
+    cases = []
+    for column in NUMERIC_COLUMNS:
+        bad = frame[column].notna() & typed[column].isna()
+        cases.append(
+            pd.DataFrame(
+                {
+                    "index": frame.index[bad],
+                    "column": column,
+                    "check": NOT_A_NUMBER,
+                    "failure_case": frame.loc[bad, column].astype(object),
+                }
+            )
+        )
+    return pd.concat(cases, ignore_index=True).astype({"index": "int64"})
+
+
+def _invalid_values(frame: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
     """One reason string per invalid row, listing every failed check (lazy validation)."""
-    failures = [_failure_cases(RawCustomers, frame)]
-    not_numbers = failures[0]
-    typed_failures = _failure_cases(Customers, _parse_numbers(frame))
+    not_numbers = _not_numbers(frame, typed)
+    failures = [not_numbers]
+    typed_failures = _failure_cases(_ROW_CHECKS, typed)
     # A value that is not a number is also missing after parsing: report it once.
     already = set(zip(not_numbers["index"], not_numbers["column"], strict=True))
     keep = [
@@ -172,7 +230,12 @@ def _invalid_values(frame: pd.DataFrame) -> pd.Series:
     return cases.groupby("index")["text"].agg("; ".join).rename(REASON)
 
 
-def _failure_cases(schema: type[pa.DataFrameModel], frame: pd.DataFrame) -> pd.DataFrame:
+# Customers' row-level checks. Ids are unique here by construction (conflicts are already
+# quarantined), so the costly uniqueness check runs once, on the clean result.
+_ROW_CHECKS = Customers.to_schema().update_column(CUSTOMER_ID, unique=False)
+
+
+def _failure_cases(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:
     """Row-level failure cases of a lazy validation (empty when the frame is valid)."""
     columns = ["index", "column", "check", "failure_case"]
     try:

@@ -27,13 +27,28 @@ class Segmentation:
 
 
 def fit_segments(
-    matrix: np.ndarray, k: int, *, seed: int = 42, n_init: int = 10, max_iter: int = 300
+    matrix: np.ndarray,
+    k: int,
+    *,
+    seed: int = 42,
+    n_init: int = 10,
+    max_iter: int = 300,
+    init: np.ndarray | None = None,
 ) -> Segmentation:
-    """K-Means (k-means++, ``n_init`` restarts, fixed seed), segments numbered canonically."""
+    """K-Means (k-means++, ``n_init`` restarts, fixed seed), segments numbered canonically.
+
+    With ``init`` (k x p centroids, e.g. from a fit on a sample) Lloyd's iterations start
+    there, once: the way a large customer base is fitted on all rows after a sampled sweep.
+    """
     if k > len(matrix):
         raise ValueError(f"n_samples={len(matrix)} should be >= n_clusters={k}.")
+    start = "k-means++" if init is None else np.asarray(init, dtype="float64")
     model = KMeans(
-        n_clusters=k, init="k-means++", n_init=n_init, max_iter=max_iter, random_state=seed
+        n_clusters=k,
+        init=start,
+        n_init=n_init if init is None else 1,
+        max_iter=max_iter,
+        random_state=seed,
     ).fit(matrix)
     order = canonical_order(model.cluster_centers_)
     rank = np.empty(k, dtype="int64")
@@ -54,3 +69,11 @@ def canonical_order(centroids: np.ndarray, decimals: int = 6) -> np.ndarray:
     """Centroid indices sorted by first feature, then the next (rounded, so ties are stable)."""
     rounded = np.round(centroids, decimals)
     return np.lexsort(rounded.T[::-1])
+
+
+def sample_rows(matrix: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """A seeded random sample of at most ``size`` rows (all rows, in order, if fewer)."""
+    if len(matrix) <= size:
+        return matrix
+    rows = np.random.default_rng(seed).choice(len(matrix), size=size, replace=False)
+    return matrix[np.sort(rows)]

@@ -284,6 +284,7 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
             raw = ingest(source, settings, staging)
         with step("clean"):
             cleaned = clean(raw, source, settings)
+            del raw  # the input as text is not needed again: free it before the fit
         with step("scale"):
             scaled = scale(cleaned.customers, settings)
         with step("elbow"):

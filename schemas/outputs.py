@@ -35,7 +35,9 @@ class Segments(Customers):
     previous_segment_id: Series[pd.Int64Dtype] = pa.Field(
         ge=1, nullable=True, description="segment in the previous run; missing if new"
     )
-    segment_name: Series[str] = pa.Field(description="readable segment name")
+    segment_name: Series[pd.CategoricalDtype] = pa.Field(
+        description="readable segment name (categorical: one copy of each name, not one per row)"
+    )
     distance_to_centroid: Series[float] = pa.Field(ge=0, description="in the scaled feature space")
 
     class Config:

@@ -88,7 +88,9 @@ def segment_table(
     table = customers.assign(
         segment_id=np.asarray(labels, dtype="int64"),
         previous_segment_id=previous_ids.astype("Int64"),
-        segment_name=pd.Series(labels, index=customers.index).map(names).astype("str"),
+        segment_name=pd.Categorical.from_codes(
+            np.searchsorted(sorted(names), labels), categories=[names[i] for i in sorted(names)]
+        ),
         distance_to_centroid=np.asarray(distances, dtype="float64"),
     )
     return Segments.validate(table)

@@ -3,18 +3,14 @@ changes section of the run summary (tasks.artifacts)."""
 
 from __future__ import annotations
 
-import json
 import pickle
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from schemas.outputs import Profiles
-from tasks.artifacts import summary_markdown
 from tasks.elbow import choose_k
 from tasks.gates import GateError, Gates, check_gates, gate_breaches
-from tasks.profile import profile_segments
 
 # Figures that pass every default gate.
 GOOD = {"smallest_share": 0.2, "silhouette": 0.6, "moved_share": 0.05}
@@ -179,87 +175,3 @@ def test_previous_k_is_kept_when_the_rule_k_has_no_silhouette():
     choice = choose_k(curve, k_min=4, previous_k=6)
     assert (choice.k, choice.rule) == (6, "previous-k")
     assert "n/a" in choice.reason
-
-
-# --- summary_markdown: changes since the previous run -----------------------------------------
-
-
-def profiles() -> pd.DataFrame:
-    customers = pd.DataFrame(
-        {
-            "customer_id": pd.Series(["1", "2", "3", "4"], dtype="str"),
-            "gender": pd.Series(["Female", "Male", "Female", "Male"], dtype="str"),
-            "age": [20.0, 30.0, 40.0, 50.0],
-            "annual_income": [20.0, 22.0, 90.0, 94.0],
-            "spending_score": [80.0, 82.0, 10.0, 14.0],
-        }
-    )
-    names = {1: "Low income, high spending", 4: "High income, low spending"}
-    return Profiles.validate(profile_segments(customers, np.array([1, 1, 4, 4]), names))
-
-
-def manifest(changes: dict | None) -> dict:
-    return {
-        "run_id": "20250102T000000Z-second00",
-        "input": {"path": "data/customers.csv"},
-        "k": {"chosen": 2, "rule": "previous-k", "reason": "kept", "knee": 2},
-        "rows": {
-            "rows_read": 1100,
-            "rows_kept": 1100,
-            "rows_quarantined": 0,
-            "duplicates_dropped": 0,
-        },
-        "output_folder": "outputs/runs/20250102T000000Z-second00",
-        "changes": changes,
-    }
-
-
-CHANGES = {
-    "previous_run_id": "20250101T000000Z-first000",
-    "customers_in_both": 1000,
-    "customers_joined": 100,
-    "customers_left": 12,
-    "customers_moved": 37,
-    "moved_share": 0.037,
-    "adjusted_rand_index": 0.912,
-    "size_change": {1: 5, 2: -400, 3: -12, 4: 407},
-    "centroid_shift": {1: 0.0123},
-    "new_segment_ids": [4],
-    "retired_segment_ids": [2, 3],
-}
-
-
-@pytest.mark.parametrize("via_json", [False, True], ids=["dict", "manifest-json"])
-def test_summary_lists_what_changed_since_the_previous_run(via_json):
-    # the manifest's JSON turns integer keys into strings; the summary reads both
-    changes = json.loads(json.dumps(CHANGES)) if via_json else CHANGES
-    text = summary_markdown(manifest(changes), profiles())
-    assert "`20250101T000000Z-first000`" in text
-    assert "37 of 1,000 returning customers changed segment (3.7%)" in text
-    assert "adjusted Rand index 0.912" in text
-    assert "100 joined, 12 left" in text
-    assert "New segments: 4." in text
-    assert "Retired segments: 2, 3." in text
-    assert "| 1 | +5 | 0.012 |" in text
-    assert "| 2 | -400 | retired |" in text
-    assert "| 3 | -12 | retired |" in text
-    assert "| 4 | +407 | new |" in text
-    assert "first run" not in text
-
-
-def test_summary_of_a_first_run_says_so():
-    text = summary_markdown(manifest(None), profiles())
-    assert "this is the first run" in text
-    assert "returning customers" not in text
-    assert "| size change |" not in text
-
-
-def test_summary_without_returning_customers_shows_no_rand_index():
-    changes = {
-        **CHANGES,
-        "customers_in_both": 0,
-        "customers_moved": 0,
-        "moved_share": 0.0,
-        "adjusted_rand_index": None,
-    }
-    assert "adjusted Rand index n/a" in summary_markdown(manifest(changes), profiles())

@@ -15,10 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 from matplotlib.figure import Figure
 
-from schemas.outputs import Elbow, Profiles
-from tasks.artifacts import summary_markdown
+from schemas.outputs import Elbow
 from tasks.manifest import StepTimer, new_run_id, package_versions
-from tasks.profile import profile_segments
 from tasks.report import (
     _atomic_write,
     abandon_run,
@@ -219,44 +217,6 @@ def test_package_versions_include_python_and_pandas():
     versions = package_versions()
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", versions["python"])
     assert versions["pandas"] == pd.__version__
-
-
-# --- tasks.artifacts --------------------------------------------------------------------------
-
-
-def test_summary_markdown_names_run_k_rule_segments_and_row_accounting():
-    customers = pd.DataFrame(
-        {
-            "customer_id": pd.Series(["1", "2", "3", "4"], dtype="str"),
-            "gender": pd.Series(["Female", "Male", "Female", "Male"], dtype="str"),
-            "age": [20.0, 30.0, 40.0, 50.0],
-            "annual_income": [20.0, 22.0, 90.0, 94.0],
-            "spending_score": [80.0, 82.0, 10.0, 14.0],
-        }
-    )
-    names = {1: "Low income, high spending", 2: "High income, low spending"}
-    profiles = Profiles.validate(profile_segments(customers, np.array([1, 1, 2, 2]), names))
-    manifest = {
-        "run_id": "20250101T000000Z-abcdef12",
-        "input": {"path": "data/customers.csv"},
-        "k": {"chosen": 2, "rule": "elbow", "reason": "Kneedle knee at k=2", "knee": 2},
-        "rows": {
-            "rows_read": 1234,
-            "rows_kept": 1100,
-            "rows_quarantined": 101,
-            "duplicates_dropped": 33,
-        },
-        "output_folder": "outputs/runs/20250101T000000Z-abcdef12",
-    }
-    text = summary_markdown(manifest, profiles)
-    assert "20250101T000000Z-abcdef12" in text
-    assert "**2 segments**" in text
-    assert "rule: elbow" in text
-    for name in names.values():
-        assert f"| {name} |" in text
-    assert "1,234 read = 1,100 segmented + 101 quarantined + 33 exact duplicates dropped" in text
-    # segment rows carry size, share and the income / score means
-    assert "| 1 | Low income, high spending | 2 | 50.0% | 21.0 | 81.0 |" in text
 
 
 def test_start_run_refuses_a_latest_that_is_not_a_link(tmp_path):

@@ -1,0 +1,134 @@
+"""The run summary and tables shown in the Prefect UI (tasks/artifacts.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from schemas.outputs import Profiles
+from tasks.artifacts import gate_failure_markdown, summary_markdown, transitions_records
+from tasks.profile import profile_segments
+
+# --- the summary and what changed since the previous run -----------------------------------------
+
+
+def profiles() -> pd.DataFrame:
+    customers = pd.DataFrame(
+        {
+            "customer_id": pd.Series(["1", "2", "3", "4"], dtype="str"),
+            "gender": pd.Series(["Female", "Male", "Female", "Male"], dtype="str"),
+            "age": [20.0, 30.0, 40.0, 50.0],
+            "annual_income": [20.0, 22.0, 90.0, 94.0],
+            "spending_score": [80.0, 82.0, 10.0, 14.0],
+        }
+    )
+    names = {1: "Low income, high spending", 4: "High income, low spending"}
+    return Profiles.validate(profile_segments(customers, np.array([1, 1, 4, 4]), names))
+
+
+def manifest(changes: dict | None) -> dict:
+    return {
+        "run_id": "20250102T000000Z-second00",
+        "input": {"path": "data/customers.csv"},
+        "k": {"chosen": 2, "rule": "previous-k", "reason": "kept", "knee": 2},
+        "rows": {
+            "rows_read": 1100,
+            "rows_kept": 1100,
+            "rows_quarantined": 0,
+            "duplicates_dropped": 0,
+        },
+        "output_folder": "outputs/runs/20250102T000000Z-second00",
+        "changes": changes,
+    }
+
+
+CHANGES = {
+    "previous_run_id": "20250101T000000Z-first000",
+    "customers_in_both": 1000,
+    "customers_joined": 100,
+    "customers_left": 12,
+    "customers_moved": 37,
+    "moved_share": 0.037,
+    "adjusted_rand_index": 0.912,
+    "size_change": {1: 5, 2: -400, 3: -12, 4: 407},
+    "centroid_shift": {1: 0.0123},
+    "new_segment_ids": [4],
+    "retired_segment_ids": [2, 3],
+}
+
+
+@pytest.mark.parametrize("via_json", [False, True], ids=["dict", "manifest-json"])
+def test_summary_lists_what_changed_since_the_previous_run(via_json):
+    # the manifest's JSON turns integer keys into strings; the summary reads both
+    changes = json.loads(json.dumps(CHANGES)) if via_json else CHANGES
+    text = summary_markdown(manifest(changes), profiles())
+    assert "`20250101T000000Z-first000`" in text
+    assert "37 of 1,000 returning customers changed segment (3.7%)" in text
+    assert "adjusted Rand index 0.912" in text
+    assert "100 joined, 12 left" in text
+    assert "New segments: 4." in text
+    assert "Retired segments: 2, 3." in text
+    assert "| 1 | +5 | 0.012 |" in text
+    assert "| 2 | -400 | retired |" in text
+    assert "| 3 | -12 | retired |" in text
+    assert "| 4 | +407 | new |" in text
+    assert "first run" not in text
+
+
+def test_summary_of_a_first_run_says_so():
+    text = summary_markdown(manifest(None), profiles())
+    assert "this is the first run" in text
+    assert "returning customers" not in text
+    assert "| size change |" not in text
+
+
+def test_summary_without_returning_customers_shows_no_rand_index():
+    changes = {
+        **CHANGES,
+        "customers_in_both": 0,
+        "customers_moved": 0,
+        "moved_share": 0.0,
+        "adjusted_rand_index": None,
+    }
+    assert "adjusted Rand index n/a" in summary_markdown(manifest(changes), profiles())
+
+
+def test_summary_names_run_k_rule_segments_and_row_accounting():
+    rows = {"rows_read": 1234, "rows_kept": 1100, "rows_quarantined": 101, "duplicates_dropped": 33}
+    text = summary_markdown({**manifest(None), "rows": rows}, profiles())
+    assert "20250102T000000Z-second00" in text
+    assert "**2 segments**" in text
+    assert "rule: previous-k" in text
+    assert "1,234 read = 1,100 segmented + 101 quarantined + 33 exact duplicates dropped" in text
+    # segment rows carry size, share and the income / score means
+    assert "| 1 | Low income, high spending | 2 | 50.0% | 21.0 | 81.0 |" in text
+    assert "| 4 | High income, low spending | 2 | 50.0% | 92.0 | 12.0 |" in text
+
+
+def test_summary_embeds_the_key_plots_as_data_uris_in_a_fixed_order():
+    images = {"transitions.png": b"T", "elbow.png": b"E", "segments.png": b"S", "eda.png": b"X"}
+    text = summary_markdown(manifest(None), profiles(), images)
+    uris = [f"data:image/png;base64,{base64.b64encode(b).decode()}" for b in (b"E", b"S", b"T")]
+    positions = [text.index(f"]({uri})") for uri in uris]
+    assert positions == sorted(positions)  # elbow, segments, transitions
+    assert base64.b64encode(b"X").decode() not in text  # only the three key plots
+
+
+def test_gate_failure_summary_lists_every_breach():
+    text = gate_failure_markdown("run-1", ["silhouette_floor: 0.1 is below 0.2", "max_moved: x"])
+    assert "run-1 failed a quality gate" in text
+    assert "- silhouette_floor: 0.1 is below 0.2" in text and "- max_moved: x" in text
+    assert "latest` still names the previous good run" in text
+
+
+def test_transitions_records_name_the_current_segment():
+    table = pd.DataFrame({"previous_segment_id": [1, 2], "segment_id": [1, 3], "customers": [5, 2]})
+    records = transitions_records(table, {1: "One", 3: "Three"})
+    assert records == [
+        {"previous_segment_id": 1, "segment_id": 1, "segment_name": "One", "customers": 5},
+        {"previous_segment_id": 2, "segment_id": 3, "segment_name": "Three", "customers": 2},
+    ]

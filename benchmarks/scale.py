@@ -11,8 +11,9 @@ fresh processes and alternately ``--repeat`` times:
   benchmark (a warm-up run on 200 customers creates its database first, uncounted).
 
 Per process: wall time, peak RSS (``ru_maxrss`` via ``/usr/bin/time``: the largest single process
-of the tree) and, for ``segment run``, the peak of the summed RSS of
-the whole process tree (the flow process and Prefect's temporary server, sampled every 0.2 s).
+of the tree), the peak of the summed RSS of the whole tree (for ``segment run``: the flow process
+and Prefect's temporary server; sampled every 0.2 s), and the CPU time other processes used
+meanwhile (``/proc/stat`` minus ours), so that a run disturbed by someone else shows.
 From the run folder: ``timings`` (flow work), the chosen k, the inertia on all rows and the
 adjusted Rand index of ``segments.parquet`` against the planted labels. From the plain script: its
 JSON line. Both scale income and score with the population mean and standard deviation, so their

@@ -49,7 +49,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +57,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # `tasks` when the project is not installed
     sys.path.insert(0, str(REPO_ROOT))
 
+from tasks.manifest import package_versions  # noqa: E402
 from tasks.sample_data import (  # noqa: E402  (the planted segments, reused as they are)
     AGE_RANGE,
     FEMALE_SHARE,
@@ -736,12 +736,7 @@ def machine_info() -> dict:
             pass
         return None
 
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
+    versions = package_versions(PACKAGES)
     pools = [
         {k: info.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
         for info in threadpoolctl.threadpool_info()

@@ -26,10 +26,10 @@ PACKAGES = (
 )
 
 
-def package_versions() -> dict[str, str]:
+def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     """Versions of Python and the packages that shape a run's results."""
     versions = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in packages:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -42,7 +42,7 @@ class Segments(Customers):
 
     class Config:
         strict = True
-        coerce = True
+        coerce = False  # built with the right dtypes: coercing 10M rows would copy them
 
 
 class Transitions(pa.DataFrameModel):

@@ -50,12 +50,7 @@ def sweep_k(
     ``n_jobs != 1`` fits k values in parallel threads (-1: all cores), one OpenMP thread each.
     ``progress(done, total)`` is called after each k is fitted.
     """
-    distinct = _count_distinct(matrix)
-    ks = [k for k in k_values if 1 <= k <= distinct]
-    if not ks:
-        raise InputError(
-            f"cannot sweep k in {list(k_values)}: only {distinct} distinct customer point(s)"
-        )
+    ks = sweepable_k_values(matrix, k_values)
     fits = (delayed(_metrics_for_k)(matrix, k, seed, n_init, silhouette_sample) for k in ks)
     rows = []
     with threadpool_limits(1 if n_jobs != 1 else None):
@@ -218,9 +213,13 @@ def _rule_choice(
 
     low, high = _bounds(elbow, k_min, k_max)
     allowed = _allowed(elbow, k_min, k_max, min_segment_share)
-    limits = f"k in {low}..{high} with every segment >= {min_segment_share:.0%} of customers"
+    span = f"k >= {low}" if k_max is None else f"k in {low}..{high}"
+    limits = f"{span} with every segment >= {min_segment_share:.0%} of customers"
     if allowed.empty:
-        raise InputError(f"no k satisfies the settings ({limits}); swept k={_span(elbow['k'])}")
+        raise InputError(
+            f"no k satisfies the settings ({limits}); the sweep could fit only "
+            f"k={_span(elbow['k'])} (k cannot exceed the number of distinct customers)"
+        )
     if knee is not None and knee in set(allowed["k"]):
         return KChoice(knee, "elbow", f"Kneedle knee of the inertia curve at k={knee}", knee)
 
@@ -248,3 +247,27 @@ def _why_not(knee: int, elbow: pd.DataFrame, low: int, high: int) -> str:
 
 def _span(ks: pd.Series) -> str:
     return f"{int(ks.min())}..{int(ks.max())}" if len(ks) else "(none)"
+
+
+def sweepable_k_values(matrix: np.ndarray, k_values: range | list[int]) -> list[int]:
+    """The k values K-Means can fit on ``matrix`` (at most its number of distinct points)."""
+    distinct = _count_distinct(matrix)
+    ks = [k for k in k_values if 1 <= k <= distinct]
+    if not ks:
+        raise InputError(
+            f"cannot sweep k={_span(pd.Series(list(k_values)))}: the customers have only "
+            f"{distinct} distinct point(s) in the features, and k cannot exceed that"
+        )
+    return ks
+
+
+def elbow_table(rows: list[dict[str, float]]) -> pd.DataFrame:
+    """The sweep's rows (one per k, from fits run anywhere) as a validated Elbow table."""
+    return Elbow.validate(pd.DataFrame(rows).sort_values("k", ignore_index=True))
+
+
+def metrics_for_k(
+    matrix: np.ndarray, k: int, *, seed: int, n_init: int, silhouette_sample: int
+) -> dict[str, float]:
+    """One k of the sweep: K-Means inertia, silhouette (on a sample) and the other scores."""
+    return _metrics_for_k(matrix, k, seed, n_init, silhouette_sample)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
 
 
 class InputError(ValueError):
     """The input data is unusable: names the file and, where known, the row and column.
 
     ``row`` is the 1-based data row (the first row after the header is row 1).
-    The CLI prints ``str(error)`` as its one-line reason and exits with ``EXIT_BAD_INPUT``.
+    The CLI prints ``str(error)`` as its one-line reason and exits with ``EXIT_BAD_INPUT``:
+    line breaks in the message (e.g. quoted from a parser) become spaces.
     """
 
     def __init__(
@@ -34,7 +38,15 @@ class InputError(ValueError):
             where.append(f"row {self.row}")
         if self.column is not None:
             where.append(f"column {self.column!r}")
-        return f"{': '.join([', '.join(where), self.message]) if where else self.message}"
+        text = ": ".join([", ".join(where), self.message]) if where else self.message
+        return _LINE_BREAKS.sub(" ", text.strip())
+
+    def with_path(self, path: str | Path) -> InputError:
+        """This error, naming ``path`` if it names no file yet (for errors found after reading,
+        such as too few distinct customers for k, re-raised by the flow that knows the file)."""
+        if self.path is not None:
+            return self
+        return InputError(self.message, path=path, row=self.row, column=self.column)
 
     def __reduce__(self):  # keep the keyword arguments when Prefect pickles the exception
         return (_rebuild_input_error, (self.message, self.path, self.row, self.column))

@@ -30,6 +30,7 @@ from schemas.customers import (
     COLUMNS,
     CUSTOMER_ID,
     GENDER,
+    NUMERIC_COLUMNS,
     SOURCE_ROW,
     SPENDING_SCORE,
 )
@@ -65,24 +66,37 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 
 _MERGE_MARKER = re.compile(r"^(?:<<<<<<< |=======\r?$|>>>>>>> )", re.MULTILINE)
 _PARSER_LINE = re.compile(r"line (\d+)")
+_UNCLOSED_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
 
 
 def read_customers(
     path: str | Path, columns: Mapping[str, str] | None = None, sep: str | None = None
 ) -> pd.DataFrame:
-    """Read a customer CSV or Parquet file into ``source_row`` plus canonical text columns."""
+    """Read a customer CSV or Parquet file into ``source_row`` plus the canonical columns.
+
+    Values are text as read (stripped, NA tokens missing), except the numeric columns of a
+    Parquet file stored as numbers: those stay numbers (float64), so ten million rows are not
+    printed as text here to be parsed back in the cleaning.
+    """
     path = Path(path)
     _check_is_file(path)
-    if path.suffix.lower() in PARQUET_SUFFIXES:
-        header, frame = _read_parquet(path)
+    parquet = path.suffix.lower() in PARQUET_SUFFIXES
+    if parquet:
+        header, table = _read_parquet(path)
     else:
         header, frame = _read_text(path, sep)
     duplicates = sorted(name for name, count in Counter(header).items() if count > 1)
     if duplicates:
         raise InputError(f"duplicate column names in the header: {duplicates}", path=path)
-    frame.columns = header
     mapping = _resolve_columns(path, header, columns)
-    result = _canonical_frame(frame, mapping)
+    if parquet:
+        _check_parquet_types(path, mapping, dict(zip(header, table.schema.types, strict=True)))
+        columns = _parquet_columns(table, header, {mapping[c] for c in NUMERIC_COLUMNS})
+        del table
+    else:
+        frame.columns = header
+        columns = {name: frame[name] for name in header}
+    result = _canonical_frame(columns, mapping)
     logger.info("read %d rows and %d columns from %s", len(result), len(header), path)
     return result
 
@@ -117,13 +131,34 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _decode(path: Path, raw: bytes) -> str:
-    """Decode UTF-8 (BOM optional), falling back to cp1252 with a warning."""
+    """Decode UTF-16 with a BOM, or UTF-8 (BOM optional) falling back to cp1252 with a warning.
+
+    Text with NUL bytes that is not UTF-16 is refused as binary.
+    """
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return raw.decode("utf-16")  # the codec reads and drops the BOM
+        except UnicodeDecodeError as error:
+            raise InputError(
+                f"starts with a UTF-16 byte-order mark but is not valid UTF-16: {error.reason}",
+                path=path,
+            ) from error
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        line = raw.count(b"\n", 0, nul) + 1
+        raise InputError(
+            f"NUL byte at line {line}: looks like a binary file, not CSV text", path=path
+        )
     raw = raw.removeprefix(codecs.BOM_UTF8)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
         logger.warning(
-            "%s is not valid UTF-8 (%s); decoding it as cp1252 instead", path, error.reason
+            "%s is not valid UTF-8 (%s at line %d); decoding it as cp1252 instead",
+            path,
+            error.reason,
+            line,
         )
         return raw.decode("cp1252", errors="replace")
 
@@ -167,10 +202,7 @@ def _sniff_sep(header_line: str) -> str:
 
 def _read_text(path: Path, sep: str | None) -> tuple[list[str], pd.DataFrame]:
     """Read delimited text into (header names, all-text data frame)."""
-    raw = _read_bytes(path)
-    if b"\x00" in raw:
-        raise InputError("looks like a binary file, not CSV (it contains NUL bytes)", path=path)
-    text = _decode(path, raw)
+    text = _decode(path, _read_bytes(path))
     if "\n" not in text:
         text = text.replace("\r", "\n")  # old Mac line endings: CR only
     _check_merge_markers(path, text)
@@ -178,6 +210,7 @@ def _read_text(path: Path, sep: str | None) -> tuple[list[str], pd.DataFrame]:
     if offset < 0:
         raise InputError("is empty (no header line)", path=path)
     sep = sep or _sniff_sep(header_line)
+    _check_header_splits(path, header_line, sep)
     logger.debug("%s: header on line %d, separator %r", path, header_line_no, sep)
     try:
         frame = pd.read_csv(
@@ -194,18 +227,56 @@ def _read_text(path: Path, sep: str | None) -> tuple[list[str], pd.DataFrame]:
     if len(frame) < 2:
         raise InputError("has a header but no data rows", path=path)
     header = [_header_name(value, position) for position, value in enumerate(frame.iloc[0], 1)]
-    return header, frame.iloc[1:].reset_index(drop=True)
+    data = frame.iloc[1:].reset_index(drop=True)
+    _check_rows_split(path, data, sep)
+    return header, data
+
+
+def _other_separator(text: str, sep: str) -> str | None:
+    """The first candidate separator other than ``sep`` that occurs in ``text``, if any."""
+    return next((other for other in SEPARATORS if other != sep and other in text), None)
+
+
+def _check_header_splits(path: Path, header_line: str, sep: str) -> None:
+    """Refuse a header that ``sep`` leaves whole while another separator would split it."""
+    other = _other_separator(header_line, sep)
+    if other is not None and sep not in header_line:
+        raise InputError(
+            f"the header is one field when split by {sep!r} but contains {other!r}: "
+            f"set the separator to {other!r} (or leave it unset to sniff it)",
+            path=path,
+        )
+
+
+def _check_rows_split(path: Path, data: pd.DataFrame, sep: str) -> None:
+    """Refuse mixed separators: a data row left whole by ``sep`` that another one would split."""
+    if data.shape[1] < 2:
+        return
+    short = data.loc[data.iloc[:, -1].eq("")]  # the parser pads short rows with ""
+    single = short.loc[short.iloc[:, 1:].eq("").all(axis=1)]  # rows of a single field
+    for position, value in zip(single.index, single.iloc[:, 0], strict=True):
+        other = _other_separator(str(value), sep)
+        if other is not None:
+            raise InputError(
+                f"mixed separators: the header is split by {sep!r}, this row by {other!r}",
+                path=path,
+                row=int(position) + 1,
+            )
 
 
 def _parser_message(error: Exception, header_line_no: int) -> str:
     """Describe a pandas tokenizing error with line numbers counted from the top of the file."""
     reason = str(error).removeprefix("Error tokenizing data. C error: ").strip()
+    quote = _UNCLOSED_QUOTE.search(reason)
+    if quote is not None:  # the parser counts lines from 0 here
+        line = int(quote.group(1)) + header_line_no
+        return f"unclosed quote: the quoted field starting at line {line} never ends"
     match = _PARSER_LINE.search(reason)
     if match is None:
         return f"cannot be parsed as delimited text: {reason}"
     line = int(match.group(1)) + header_line_no - 1
-    reason = _PARSER_LINE.sub(f"line {line}", reason, count=1)
-    return f"malformed row at line {line}: {reason}"
+    detail = re.sub(r",? (?:in|at) line \d+", "", reason, count=1)  # the line is said once
+    return f"malformed row at line {line}: {detail[:1].lower()}{detail[1:]}"
 
 
 def _header_name(value: object, position: int) -> str:
@@ -214,30 +285,81 @@ def _header_name(value: object, position: int) -> str:
     return name or f"unnamed_{position}"
 
 
-def _read_parquet(path: Path) -> tuple[list[str], pd.DataFrame]:
-    """Read a Parquet file into (header names, all-text data frame)."""
+def _read_parquet(path: Path) -> tuple[list[str], pa.Table]:
+    """Read a Parquet file into (header names, Arrow table)."""
     if path.stat().st_size == 0:
         raise InputError("is empty", path=path)
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as error:
-        raise InputError(f"not a readable Parquet file: {error}", path=path) from error
+        reason = re.sub(r"^Could not open Parquet input source '.*?': ", "", str(error))
+        raise InputError(f"not a readable Parquet file: {reason}", path=path) from error
     if table.num_rows == 0:
         raise InputError("has columns but no data rows", path=path)
     header = [_header_name(name, position) for position, name in enumerate(table.column_names, 1)]
-    frame = pd.DataFrame(
-        {position: _arrow_to_text(column) for position, column in enumerate(table.columns)}
-    )
-    return header, frame
+    return header, table
+
+
+def _parquet_columns(
+    table: pa.Table, header: list[str], numeric: set[str]
+) -> dict[str, pd.Series]:
+    """The table's columns by name as pandas: those named in ``numeric`` and stored as numbers
+    become float64 (missing: NaN); every other column becomes text. (Not yet one frame: that
+    would copy the numbers once more.)"""
+    columns = {}
+    for name, column in zip(header, table.columns, strict=True):
+        if name in numeric and _is_number(column.type):
+            values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+            columns[name] = pd.Series(values, dtype="float64")
+        else:
+            columns[name] = _arrow_to_text(column)
+    return columns
 
 
 def _arrow_to_text(column: pa.ChunkedArray) -> pd.Series:
     """Convert an Arrow column to pandas text; ints print without ``.0``, NaN/None become NA."""
     try:
         text = pc.cast(column, pa.string())
-    except pa.ArrowNotImplementedError:
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):  # e.g. lists, bytes that are not UTF-8
         text = pa.array([None if value is None else str(value) for value in column.to_pylist()])
     return text.to_pandas().astype("str")
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return (
+        pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+    )
+
+
+def _is_number(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+
+
+# The Parquet types each canonical column may have (text is cleaned like a CSV's values).
+PARQUET_TYPES = {
+    CUSTOMER_ID: ("text or integers", lambda kind: _is_text(kind) or pa.types.is_integer(kind)),
+    GENDER: ("text", _is_text),
+    AGE: ("numbers or text", lambda kind: _is_number(kind) or _is_text(kind)),
+    ANNUAL_INCOME: ("numbers or text", lambda kind: _is_number(kind) or _is_text(kind)),
+    SPENDING_SCORE: ("numbers or text", lambda kind: _is_number(kind) or _is_text(kind)),
+}
+
+
+def _check_parquet_types(
+    path: Path, mapping: Mapping[str, str], types: Mapping[str, pa.DataType]
+) -> None:
+    """Refuse a canonical column whose Parquet type cannot hold its values (dates, booleans...)."""
+    for canon, name in mapping.items():
+        kind = types[name]
+        if pa.types.is_dictionary(kind):  # e.g. a pandas categorical
+            kind = kind.value_type
+        expected, accepts = PARQUET_TYPES[canon]
+        if not (pa.types.is_null(kind) or accepts(kind)):
+            raise InputError(
+                f"Parquet type {kind} cannot hold {canon}: expected {expected}",
+                path=path,
+                column=name,
+            )
 
 
 def _resolve_columns(
@@ -288,13 +410,15 @@ def _clean_text(values: pd.Series) -> pd.Series:
     return text.mask(text.isin(NA_TOKENS))
 
 
-def _canonical_frame(frame: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
+def _canonical_frame(frame: Mapping[str, pd.Series], mapping: dict[str, str]) -> pd.DataFrame:
     """Build ``source_row``, the canonical columns, then the extra columns, all cleaned."""
-    data = {SOURCE_ROW: pd.Series(np.arange(1, len(frame) + 1, dtype="int64"), index=frame.index)}
+    rows = len(next(iter(frame.values())))
+    data = {SOURCE_ROW: pd.Series(np.arange(1, rows + 1, dtype="int64"))}
     for canon in COLUMNS:
-        data[canon] = _clean_text(frame[mapping[canon]])
+        values = frame[mapping[canon]]
+        data[canon] = values if pd.api.types.is_float_dtype(values) else _clean_text(values)
     used = set(mapping.values())
-    for name in frame.columns:
+    for name in frame:
         if name not in used:
             data[_unique_name(name, data)] = _clean_text(frame[name])
     return pd.DataFrame(data)

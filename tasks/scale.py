@@ -88,7 +88,11 @@ def _center_and_scale(x: np.ndarray, scaler: str) -> tuple[float, float]:
     elif scaler == "minmax":
         center, scale = x.min(), x.max() - x.min()
     else:  # standard, log-standard
-        center, scale = x.mean(), x.std()
+        size = float(np.abs(x).max()) if len(x) else 0.0
+        if size > 1e150:  # squares of values >= 1e155 overflow: compute on x / size
+            center, scale = (x / size).mean() * size, (x / size).std() * size
+        else:
+            center, scale = x.mean(), x.std()
     if not np.isfinite(scale) or scale <= 0:  # a constant column: leave it centred, unscaled
         scale = 1.0
     return float(center), float(scale)

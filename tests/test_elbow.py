@@ -118,13 +118,21 @@ def test_sweep_skips_k_above_the_number_of_distinct_points():
 def test_all_identical_rows_give_only_k1_and_no_choice():
     elbow = sweep_k(np.ones((10, 2)), K_RANGE)
     assert elbow["k"].tolist() == [1]
-    with pytest.raises(InputError, match="no k satisfies"):
+    with pytest.raises(InputError) as caught:
         choose_k(elbow)
+    assert str(caught.value) == (
+        "no k satisfies the settings (k >= 2 with every segment >= 0% of customers); the sweep "
+        "could fit only k=1..1 (k cannot exceed the number of distinct customers)"
+    )
 
 
 def test_sweep_without_any_fittable_k_raises_input_error():
-    with pytest.raises(InputError, match="only 3 distinct"):
+    with pytest.raises(InputError) as caught:
         sweep_k(np.array([[0.0], [1.0], [2.0]]), range(5, 8))
+    assert str(caught.value) == (
+        "cannot sweep k=5..7: the customers have only 3 distinct point(s) in the features, "
+        "and k cannot exceed that"
+    )
 
 
 def test_parallel_sweep_equals_serial_sweep(four_blob_sweep):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -17,6 +17,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from flows.run_folder import staged_run
 from flows.settings import SegmentationSettings
 from schemas.outputs import Elbow, Profiles, Quarantine, Segments, Transitions
 from tasks import plots
@@ -29,7 +30,14 @@ from tasks.artifacts import (
 )
 from tasks.clean import CleanResult, clean_customers
 from tasks.describe import Described, describe_segments
-from tasks.elbow import KChoice, choose_k, sweep_k
+from tasks.elbow import (
+    KChoice,
+    choose_k,
+    elbow_table,
+    metrics_for_k,
+    sweep_k,
+    sweepable_k_values,
+)
 from tasks.errors import InputError
 from tasks.fit import Segmentation, fit_segments, sample_rows
 from tasks.gates import GateError, gate_breaches
@@ -37,8 +45,10 @@ from tasks.history import load_previous_run
 from tasks.identity import PreviousRun
 from tasks.ingest import read_customers
 from tasks.manifest import StepTimer, build_manifest, new_run_id, utc_now
+from tasks.memory import release_unused_memory
 from tasks.model import model_to_json
-from tasks.report import abandon_run, finish_run, start_run, write_png, write_table, write_text
+from tasks.report import finish_run, write_png, write_table, write_text
+from tasks.retry import retry_delays, retry_on_transient
 from tasks.scale import ScaledFeatures, feature_frame, scale_features
 from tasks.snapshots import resolve_input
 
@@ -76,9 +86,10 @@ def resolve(settings: SegmentationSettings) -> Path:
     return resolve_input(settings.input, settings.as_of)
 
 
-@task(name="ingest", **_TASK)
+@task(name="ingest", retry_condition_fn=retry_on_transient, **_TASK)
 def ingest(source: Path, settings: SegmentationSettings, staging: Path) -> pd.DataFrame:
-    """Read the customer file and keep a raw Parquet copy in the run folder."""
+    """Read the customer file and keep a raw Parquet copy in the run folder. Retried with
+    exponential backoff on transient I/O errors (settings.read_retries), never on bad data."""
     raw = read_customers(source, settings.columns or None, settings.sep)
     write_table(raw, staging / "raw.parquet")
     return raw
@@ -117,6 +128,25 @@ def elbow_sweep(scaled: ScaledFeatures, settings: SegmentationSettings) -> pd.Da
         n_jobs=settings.n_jobs,
         progress=report,
     )
+
+
+@task(name="fit-k", **_TASK)
+def fit_k(rows: np.ndarray, k: int, settings: SegmentationSettings) -> dict[str, float]:
+    """One k of the elbow sweep (with runner=dask, one task per k on the Dask workers)."""
+    return metrics_for_k(
+        rows,
+        k,
+        seed=settings.seed,
+        n_init=settings.n_init,
+        silhouette_sample=settings.silhouette_sample,
+    )
+
+
+def sweep_on_workers(rows: np.ndarray, settings: SegmentationSettings) -> pd.DataFrame:
+    """The elbow sweep fanned out: one fit-k task per k, run by the flow's task runner."""
+    ks = sweepable_k_values(rows, settings.k_values)
+    futures = fit_k.map(unmapped(rows), ks, unmapped(settings))
+    return elbow_table([future.result() for future in futures])
 
 
 @task(name="choose-k", **_TASK)
@@ -276,19 +306,25 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
     settings = settings or SegmentationSettings()
     run_id = settings.run_id or new_run_id(str(flow_run.get_id() or "local"))
     source = resolve(settings)
-    staging = start_run(settings.output_dir, run_id)
     started, step = utc_now(), StepTimer()
-    try:
+    with staged_run(settings.output_dir, run_id, source) as staging:
         previous = load_previous(settings)
         with step("ingest"):
-            raw = ingest(source, settings, staging)
+            raw = ingest.with_options(
+                retries=settings.read_retries,
+                retry_delay_seconds=retry_delays(settings.read_retries, settings.read_retry_delay),
+            )(source, settings, staging)
         with step("clean"):
             cleaned = clean(raw, source, settings)
-            del raw  # the input as text is not needed again: free it before the fit
+            del raw  # the input as read is not needed again: free it before the fit
+            release_unused_memory()
         with step("scale"):
             scaled = scale(cleaned.customers, settings)
         with step("elbow"):
-            elbow = elbow_sweep(scaled, settings)
+            if settings.runner == "dask":
+                elbow = sweep_on_workers(_sweep_rows(scaled, settings), settings)
+            else:
+                elbow = elbow_sweep(scaled, settings)
             choice = pick_k(elbow, previous, settings)
         with step("fit"):
             segmentation = final_fit(scaled, choice, settings)
@@ -313,6 +349,3 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
             settings=settings.model_dump(mode="json"),
         )
         return publish(staging, manifest, described)
-    except BaseException:
-        abandon_run(staging)
-        raise

@@ -6,7 +6,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tasks.gates import Gates
 
@@ -19,6 +19,7 @@ DEFAULT_SNAPSHOTS = (
 
 Feature = Literal["annual_income", "spending_score", "age", "gender"]
 Scaler = Literal["standard", "robust", "minmax", "log-standard"]
+Runner = Literal["local", "dask"]
 
 
 class SegmentationSettings(BaseModel):
@@ -96,9 +97,51 @@ class SegmentationSettings(BaseModel):
     max_quarantine_share: float = Field(
         0.2, ge=0, le=1, description="fail the run when more rows than this share are quarantined"
     )
+    runner: Runner = Field(
+        "local",
+        description="local: this process (threads for the elbow sweep); dask: Prefect's "
+        "DaskTaskRunner, the sweep's k values fanned out over Dask workers, and a folder of "
+        "Parquet files cleaned and fitted partition by partition (dask-ml K-Means)",
+    )
+    dask_address: str | None = Field(
+        None,
+        description="with runner=dask: scheduler address of an existing Dask cluster, e.g. "
+        "tcp://10.0.0.5:8786 (unset: a temporary LocalCluster on 127.0.0.1)",
+    )
+    dask_workers: int = Field(
+        2, ge=1, description="with runner=dask and no address: worker processes of the LocalCluster"
+    )
     run_id: str | None = Field(
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="name of the run folder"
     )
+    read_retries: int = Field(
+        3,
+        ge=0,
+        le=10,
+        description="retries of reading the input after a transient I/O error (timeout, "
+        "EIO, EAGAIN, ...); bad data is never retried",
+    )
+    read_retry_delay: float = Field(
+        1.0,
+        ge=0,
+        le=300,
+        description="seconds before the first retry of reading the input; doubles each retry",
+    )
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id_stays_in_runs(cls, run_id: str | None) -> str | None:
+        """The run folder is exactly <output_dir>/runs/<run_id>: one plain path component."""
+        if run_id is not None and (
+            len(run_id) > 200
+            or run_id in {".", ".."}
+            or Path(run_id).is_absolute()
+            or Path(run_id).name != run_id
+            or "/" in run_id
+            or "\\" in run_id
+        ):
+            raise ValueError(f"run_id {run_id!r} must be a plain folder name, not a path")
+        return run_id
 
     @model_validator(mode="after")
     def _check_ranges(self) -> SegmentationSettings:

@@ -6,6 +6,9 @@ import hashlib
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -22,6 +25,7 @@ from tasks.report import (
     abandon_run,
     finish_run,
     latest_run,
+    remove_debris,
     start_run,
     write_png,
     write_table,
@@ -235,3 +239,140 @@ def test_failed_write_leaves_no_temporary_file(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         _atomic_write(tmp_path / "table.parquet", explode)
     assert list(tmp_path.iterdir()) == []
+
+
+# --- crashed runs' debris, run ids, published files -------------------------------------------
+
+
+def _run_in_child(output, run_id: str, *, stay_alive: bool):
+    """Fork a process that starts run ``run_id`` and writes a file, then dies (SIGKILL, no
+    cleanup) or, with ``stay_alive``, waits until the returned pipe is closed."""
+    ready_read, ready_write = os.pipe()
+    hold_read, hold_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        try:
+            os.close(ready_read)
+            os.close(hold_write)
+            staging = start_run(output, run_id)
+            (staging / "segments.parquet").write_bytes(b"half-written")
+            os.write(ready_write, b"x")
+            if stay_alive:
+                os.read(hold_read, 1)  # until the parent closes its end
+                os._exit(0)
+            os.kill(os.getpid(), signal.SIGKILL)
+        finally:
+            os._exit(1)
+    os.close(ready_write)
+    os.close(hold_read)
+    assert os.read(ready_read, 1) == b"x", "child did not start its run"
+    os.close(ready_read)
+    if not stay_alive:
+        os.waitpid(pid, 0)
+    return pid, hold_write
+
+
+def test_start_run_removes_the_debris_of_a_killed_run(tmp_path):
+    _run_in_child(tmp_path, "killed", stay_alive=False)
+    runs = tmp_path / "runs"
+    assert all_names(runs) == {".killed.partial", ".killed.owner"}  # what a SIGKILL leaves
+    os.symlink(os.path.join("runs", "killed"), tmp_path / ".latest.killed.tmp")  # mid-switch
+    assert latest_run(tmp_path) is None  # debris is never taken as a run
+
+    staging = start_run(tmp_path, "next")
+    assert all_names(runs) == {".next.partial", ".next.owner"}
+    assert ".latest.killed.tmp" not in all_names(tmp_path)
+    finish_run(staging, {"run_id": "next"})
+    assert all_names(runs) == {"next"}
+
+
+def test_start_run_keeps_the_staging_folder_of_a_run_still_in_progress(tmp_path):
+    pid, hold = _run_in_child(tmp_path, "alive", stay_alive=True)
+    try:
+        finish_run(start_run(tmp_path, "other"), {"run_id": "other"})
+        assert remove_debris(tmp_path) == []
+        assert (tmp_path / "runs" / ".alive.partial" / "segments.parquet").is_file()
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(hold)
+    removed = {path.name for path in remove_debris(tmp_path)}  # its owner is gone now
+    assert removed == {".alive.partial", ".alive.owner"}
+    assert all_names(tmp_path / "runs") == {"other"}
+
+
+def test_the_same_run_id_cannot_be_built_twice_at_once(tmp_path):
+    staging = start_run(tmp_path, "r1")
+    with pytest.raises(FileExistsError, match="being built by another process"):
+        start_run(tmp_path, "r1")
+    assert staging.is_dir()  # the first one's folder and owner lock are untouched
+    assert (tmp_path / "runs" / ".r1.owner").is_file()
+    assert remove_debris(tmp_path) == []
+    finish_run(staging, {"run_id": "r1"})
+    assert all_names(tmp_path / "runs") == {"r1"}
+
+
+def test_a_partial_folder_without_owner_file_is_ignored_not_deleted(tmp_path, caplog):
+    legacy = tmp_path / "runs" / ".old.partial"
+    legacy.mkdir(parents=True)
+    with caplog.at_level("WARNING", logger="tasks.report"):
+        finish_run(start_run(tmp_path, "r1"), {"run_id": "r1"})
+    assert legacy.is_dir()
+    assert latest_run(tmp_path) == (tmp_path / "runs" / "r1").resolve()
+    assert ".old.partial" in caplog.text
+
+
+@pytest.mark.parametrize("run_id", ["../x", "..", ".", "/tmp/x", "a/b", "a\\b", ".hidden", ""])
+def test_start_run_refuses_a_run_id_that_is_not_a_plain_folder_name(tmp_path, run_id):
+    with pytest.raises(ValueError, match="not a plain folder name"):
+        start_run(tmp_path / "out", run_id)
+    assert list(tmp_path.iterdir()) == []  # refused before anything is created
+
+
+def test_load_previous_run_refuses_a_run_changed_after_publishing(tmp_path):
+    from tasks.history import CorruptRunError, load_previous_run
+
+    staging = start_run(tmp_path, "r1")
+    write_text('{"format": "x"}\n', staging / "model.json")
+    write_text("not parquet\n", staging / "segments.parquet")
+    final = finish_run(staging, {"run_id": "r1"})
+    (final / "segments.parquet").write_text("tampered\n")
+    with pytest.raises(CorruptRunError, match="does not match the checksum"):
+        load_previous_run(tmp_path)
+
+
+def test_remove_debris_removes_claims_of_dead_processes_only(tmp_path):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    dead_claim = runs / f".r1.owner.{int(dead.stdout)}-00aa11bb.tmp"
+    live_claim = runs / f".r2.owner.{os.getpid()}-00aa11bb.tmp"
+    dead_claim.touch()
+    live_claim.touch()
+    assert remove_debris(tmp_path) == [dead_claim]
+    assert live_claim.exists()
+
+
+def test_write_table_writes_compressed_row_groups_that_read_back_whole(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from tasks import report
+
+    monkeypatch.setattr(report, "ROW_GROUP", 4)
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"{i:04d}" for i in range(10)],
+            "segment_name": pd.Categorical(list("abcabcabca")),
+            "distance": [float(i) / 3 for i in range(10)],
+        }
+    )
+    path = report.write_table(frame, tmp_path / "t.parquet")
+    metadata = pq.ParquetFile(path).metadata
+    assert metadata.num_row_groups == 3  # 4 + 4 + 2 rows
+    assert metadata.row_group(0).column(0).compression == "ZSTD"
+    pd.testing.assert_frame_equal(pd.read_parquet(path), frame)

@@ -1,0 +1,217 @@
+"""Reading the input is retried with exponential backoff on transient I/O errors, never on bad data.
+
+Unit tests of the classification (tasks.retry) and the settings, then flow runs (throw-away
+Prefect server) whose source fails the first tries: through the ingest task's Prefect retries.
+"""
+
+from __future__ import annotations
+
+import errno
+import pathlib
+import time
+
+import pytest
+from prefect.states import Completed, Failed
+from pydantic import ValidationError
+
+from flows.settings import SegmentationSettings
+from tasks.errors import InputError
+from tasks.report import latest_run
+from tasks.retry import is_transient, retry_delays, retry_on_transient
+from tasks.runlock import RunLock
+from tasks.sample_data import generate_customers, write_sample_csv
+
+
+def _raised_from(error: InputError, cause: BaseException) -> InputError:
+    try:
+        raise error from cause
+    except InputError as raised:
+        return raised
+
+
+TRANSIENT = {
+    "timeout": TimeoutError("read timed out"),
+    "connection reset": ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
+    "blocking": BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable"),
+    "EIO": OSError(errno.EIO, "Input/output error"),
+    "EAGAIN": OSError(errno.EAGAIN, "Resource temporarily unavailable"),
+    "stale NFS handle": OSError(errno.ESTALE, "Stale file handle"),
+    "EIO wrapped by ingest": _raised_from(
+        InputError("cannot be read: Input/output error", path="x.csv"),
+        OSError(errno.EIO, "Input/output error"),
+    ),
+}
+NOT_TRANSIENT = {
+    "bad data": InputError("missing required column(s): ['age']", path="x.csv"),
+    "bad data at a row": InputError("could not parse", path="x.csv", row=3),
+    "missing file": FileNotFoundError(errno.ENOENT, "No such file or directory"),
+    "a folder": IsADirectoryError(errno.EISDIR, "Is a directory"),
+    "no permission": PermissionError(errno.EACCES, "Permission denied"),
+    "OSError without errno": OSError("Couldn't deserialize thrift"),
+    "disk full": OSError(errno.ENOSPC, "No space left on device"),
+    "value error": ValueError("could not convert string to float"),
+    "missing file wrapped by ingest": _raised_from(
+        InputError("cannot be read: No such file or directory", path="x.csv"),
+        FileNotFoundError(errno.ENOENT, "No such file or directory"),
+    ),
+    "permission wrapped by ingest": _raised_from(
+        InputError("cannot be read: Permission denied", path="x.csv"),
+        PermissionError(errno.EACCES, "Permission denied"),
+    ),
+}
+
+
+@pytest.mark.parametrize("error", TRANSIENT.values(), ids=TRANSIENT.keys())
+def test_transient_io_errors_are_retried(error):
+    assert is_transient(error)
+    assert retry_on_transient(None, None, Failed(data=error))
+
+
+@pytest.mark.parametrize("error", NOT_TRANSIENT.values(), ids=NOT_TRANSIENT.keys())
+def test_bad_data_and_other_errors_are_not_retried(error):
+    assert not is_transient(error)
+    assert not retry_on_transient(None, None, Failed(data=error))
+
+
+def test_a_completed_state_is_not_retried():
+    assert not retry_on_transient(None, None, Completed(data=1))
+
+
+def test_backoff_doubles_from_the_first_delay():
+    assert retry_delays(4, 0.5) == [0.5, 1.0, 2.0, 4.0]
+    assert retry_delays(0, 1.0) == []
+
+
+def test_retry_settings_have_safe_defaults_and_bounds():
+    settings = SegmentationSettings()
+    assert settings.read_retries == 3
+    assert settings.read_retry_delay == 1.0
+    for bad in ({"read_retries": -1}, {"read_retries": 11}, {"read_retry_delay": -0.1}):
+        with pytest.raises(ValidationError):
+            SegmentationSettings(**bad)
+
+
+# --- flow runs -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def customers_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("input") / "customers.csv"
+    write_sample_csv(generate_customers(n=400, seed=7), path)
+    return path
+
+
+@pytest.fixture
+def read_calls(monkeypatch):
+    """Replace the flow's reader with one that fails the first ``fail_first`` calls with
+    ``error`` (then reads the file for real); ``calls`` records the time of every call."""
+    import flows.segmentation as flow_module
+
+    real = flow_module.read_customers
+    plan = {"calls": [], "fail_first": 0, "error": None}
+
+    def flaky(*args, **kwargs):
+        plan["calls"].append(time.monotonic())
+        if len(plan["calls"]) <= plan["fail_first"]:
+            raise plan["error"]
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(flow_module, "read_customers", flaky)
+    return plan
+
+
+def _settings(source, output, **extra) -> SegmentationSettings:
+    return SegmentationSettings(
+        **{
+            "input": source,
+            "output_dir": output,
+            "n_jobs": 1,
+            "read_retries": 3,
+            "read_retry_delay": 0.2,
+            **extra,
+        }
+    )
+
+
+def _lock_is_free(output) -> bool:
+    lock = RunLock(output)
+    try:
+        lock.acquire("probe", timeout=0)
+    except TimeoutError:
+        return False
+    lock.release()
+    return True
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
+def test_a_source_that_times_out_twice_succeeds_on_the_third_try_after_backoff(
+    customers_csv, tmp_path, read_calls
+):
+    from flows.segmentation import segment_customers
+
+    read_calls.update(fail_first=2, error=TimeoutError("share did not answer"))
+    manifest = segment_customers(_settings(customers_csv, tmp_path))
+
+    calls = read_calls["calls"]
+    assert len(calls) == 3  # two failures, then success: two retries
+    gaps = [later - earlier for earlier, later in zip(calls, calls[1:], strict=False)]
+    assert gaps[0] >= 0.2 * 0.9  # first delay
+    assert gaps[1] >= 0.4 * 0.9  # doubled
+    data_rows = len(customers_csv.read_text(encoding="utf-8").splitlines()) - 1
+    assert manifest["rows"]["rows_read"] == data_rows  # the whole file, read once it worked
+    assert latest_run(tmp_path).name == manifest["run_id"]
+    assert _lock_is_free(tmp_path)
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
+def test_an_io_error_of_the_real_reader_is_retried(customers_csv, tmp_path, monkeypatch):
+    """EIO from the file system, wrapped in InputError by tasks.ingest, is still transient."""
+    from flows.segmentation import segment_customers
+
+    real_read_bytes = pathlib.Path.read_bytes
+    failures = []
+
+    def read_bytes(self):
+        if self == customers_csv and not failures:
+            failures.append(self)
+            raise OSError(errno.EIO, "Input/output error")
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", read_bytes)
+    manifest = segment_customers(_settings(customers_csv, tmp_path))
+    assert failures == [customers_csv]
+    assert latest_run(tmp_path).name == manifest["run_id"]
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
+def test_bad_data_is_read_exactly_once(tmp_path, read_calls):
+    from flows.segmentation import segment_customers
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("CustomerID,Gender\n1,Male\n2,Female\n", encoding="utf-8")
+    output = tmp_path / "out"
+    with pytest.raises(InputError, match="bad.csv"):
+        segment_customers(_settings(bad, output))
+    assert len(read_calls["calls"]) == 1
+    assert latest_run(output) is None
+    assert not any((output / "runs").iterdir())  # no run folder, no debris
+    assert _lock_is_free(output)
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
+def test_a_source_that_keeps_failing_fails_the_run_after_the_last_retry(
+    customers_csv, tmp_path, read_calls
+):
+    from flows.segmentation import segment_customers
+
+    read_calls.update(fail_first=99, error=OSError(errno.EIO, "Input/output error"))
+    settings = _settings(customers_csv, tmp_path, read_retry_delay=0.05)
+    with pytest.raises(OSError, match="Input/output error"):
+        segment_customers(settings)
+    assert len(read_calls["calls"]) == settings.read_retries + 1
+    assert latest_run(tmp_path) is None
+    assert _lock_is_free(tmp_path)

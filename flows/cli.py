@@ -73,6 +73,39 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--k-min", type=int, default=None, help="smallest k the elbow rule may choose")
     run.add_argument("--k-max", type=int, default=None, help="largest k the elbow rule may choose")
     run.add_argument(
+        "--read-retries",
+        type=int,
+        default=defaults.read_retries,
+        help="retries of reading the input after a transient I/O error (never on bad data)",
+    )
+    run.add_argument(
+        "--read-retry-delay",
+        type=float,
+        default=defaults.read_retry_delay,
+        metavar="SECONDS",
+        help="wait before the first retry; doubles each retry",
+    )
+    run.add_argument(
+        "--runner",
+        default=defaults.runner,
+        choices=["local", "dask"],
+        help="where tasks run: this process, or Dask (the sweep's k values on the workers; "
+        "a folder of Parquet partition files cleaned and fitted partition by partition)",
+    )
+    run.add_argument(
+        "--dask-address",
+        default=None,
+        metavar="ADDRESS",
+        help="with --runner dask: an existing scheduler, e.g. tcp://10.0.0.5:8786 "
+        "(default: a temporary LocalCluster on 127.0.0.1)",
+    )
+    run.add_argument(
+        "--dask-workers",
+        type=int,
+        default=defaults.dask_workers,
+        help="with --runner dask and no address: LocalCluster worker processes",
+    )
+    run.add_argument(
         "--sweep",
         type=_k_range,
         default=(defaults.k_sweep_min, defaults.k_sweep_max),
@@ -251,6 +284,11 @@ def _settings(args: argparse.Namespace) -> SegmentationSettings:
         gate_silhouette_floor=args.gate_silhouette_floor,
         gate_max_moved_share=args.gate_max_moved_share,
         run_id=args.run_id,
+        read_retries=args.read_retries,
+        read_retry_delay=args.read_retry_delay,
+        runner=args.runner,
+        dask_address=args.dask_address,
+        dask_workers=args.dask_workers,
     )
 
 
@@ -264,12 +302,13 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return EXIT_BAD_INPUT
 
     configure_prefect(quiet=args.quiet)
-    from flows.segmentation import segment_customers  # Prefect is imported only when needed
+    from flows.runners import flow_for, prefect_api_for_workers  # Prefect imported when needed
     from tasks.errors import InputError
     from tasks.gates import GateError
 
     try:
-        manifest = segment_customers(settings)
+        with prefect_api_for_workers(settings):
+            manifest = flow_for(settings)(settings)
     except InputError as error:
         print(f"segment: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -61,7 +61,7 @@ def build_manifest(
         "started_at": started_at,
         "finished_at": utc_now(),
         "output_folder": str(output_folder),
-        "input": {"path": str(source), "sha256": sha256_of(source), "bytes": source.stat().st_size},
+        "input": input_record(source),
         "rows": rows,
         "k": {
             "chosen": choice.k,
@@ -80,6 +80,19 @@ def build_manifest(
         "settings": settings,
         "versions": package_versions(),
     }
+
+
+def input_record(source: Path) -> dict:
+    """Path, sha256 and size of the input file; for a folder of partition files, each file's."""
+    if source.is_dir():
+        files = {
+            path.name: {"sha256": sha256_of(path), "bytes": path.stat().st_size}
+            for path in sorted(source.iterdir())
+            if path.is_file() and not path.name.startswith(".")
+        }
+        total = sum(f["bytes"] for f in files.values())
+        return {"path": str(source), "files": files, "bytes": total}
+    return {"path": str(source), "sha256": sha256_of(source), "bytes": source.stat().st_size}
 
 
 def new_run_id(suffix: str) -> str:

@@ -1,0 +1,107 @@
+"""Where a run's tasks execute: this process (the default) or a Dask cluster."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prefect import Flow
+
+from flows.settings import SegmentationSettings
+from tasks.errors import InputError
+
+
+def dask_task_runner(settings: SegmentationSettings):
+    """Prefect's DaskTaskRunner on an existing cluster (``dask_address``) or, by default, on a
+    temporary LocalCluster of ``dask_workers`` single-threaded worker processes on 127.0.0.1."""
+    from prefect_dask import DaskTaskRunner
+
+    if settings.dask_address:
+        return DaskTaskRunner(address=settings.dask_address)
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "n_workers": settings.dask_workers,
+            "threads_per_worker": 1,
+            "processes": True,
+            "host": "127.0.0.1",
+            "dashboard_address": None,
+        },
+    )
+
+
+def flow_for(settings: SegmentationSettings) -> Flow:
+    """The flow that segments ``settings.input`` with the task runner ``settings.runner`` asks for.
+
+    runner=local: the in-memory flow in this process. runner=dask: the same flow with the elbow
+    sweep's k values fanned out over Dask workers; for a folder of Parquet partition files, the
+    partitioned flow (cleaned, scaled and fitted partition by partition on the cluster).
+    """
+    from flows.segmentation import segment_customers
+    from tasks.partitioned import is_partitioned_input
+
+    partitioned = is_partitioned_input(settings.input)
+    if settings.runner == "local":
+        if partitioned:
+            raise InputError(
+                "a folder of Parquet partition files is segmented on Dask: add --runner dask",
+                path=settings.input,
+            )
+        return segment_customers
+    if partitioned:
+        from flows.partitioned import segment_partitioned
+
+        return segment_partitioned.with_options(task_runner=dask_task_runner(settings))
+    return segment_customers.with_options(task_runner=dask_task_runner(settings))
+
+
+@contextmanager
+def prefect_api_for_workers(settings: SegmentationSettings) -> Iterator[None]:
+    """With runner=dask, one Prefect API for this process and every Dask worker it starts.
+
+    Worker processes report their task runs to the API named by ``PREFECT_API_URL`` in their
+    environment; without one, each would start its own temporary server. So: use the API this
+    process is configured with, or start one temporary server, and export its URL while the
+    flow runs (restored afterwards). A no-op for runner=local.
+    """
+    if settings.runner != "dask":
+        yield
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        server = SubprocessASGIServer()  # stopped at exit, as Prefect's own temporary server
+        server.start()
+        url = server.api_url
+    before = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = url
+    import distributed  # noqa: F401 - its import sets its loggers' levels: quieten them after
+
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # the in-process scheduler's chatter
+    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield
+    finally:
+        if before is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = before
+
+
+@contextmanager
+def flow_dask_client() -> Iterator[None]:
+    """Inside a task of a flow run by the DaskTaskRunner: its cluster (started on first use)
+    as the current Dask client, so Dask collections are computed on the cluster's workers."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None or not hasattr(context.task_runner, "client"):
+        raise RuntimeError("flow_dask_client() needs a flow run with the DaskTaskRunner")
+    with context.task_runner.client.as_current():
+        yield

@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install lock sample-data bench lint clean server
+.PHONY: run test install lock sample-data bench bench-scale lint clean server
 
 install: $(STAMP)
 
@@ -29,6 +29,13 @@ sample-data: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/compare.py $(ARGS)
+
+# The scale table of benchmarks/RESULTS.md: plain script vs segment run at 200 (and the Mall
+# file), 100k, 1M and 10M customers, medians of 3, plus the 10M Lloyd section (~30 minutes).
+BENCH_DIR ?= /tmp/segmentation-scale-bench
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/scale.py --sizes 200,100000,1000000,10000000 --mall --repeat 3 \
+		--workdir $(BENCH_DIR) $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

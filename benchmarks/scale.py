@@ -118,6 +118,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--skip-plain", action="store_true", help="run only `segment run` (e.g. extra 10M runs)"
     )
     parser.add_argument(
+        "--prefect-api-url",
+        default=None,
+        metavar="URL",
+        help="run `segment run` against this running Prefect server (e.g. started by `make "
+        "server`) instead of a temporary one per process; the tree RSS then excludes the server",
+    )
+    parser.add_argument(
         "--workdir",
         type=Path,
         default=None,
@@ -557,11 +564,16 @@ def adjusted_rand(segments_path: Path, labels_path: Path, n: int) -> float:
     return float(adjusted_rand_score(planted[ids - 1], segments["segment_id"].to_numpy()))
 
 
-def child_env(prefect_home: Path) -> dict[str, str]:
+def child_env(prefect_home: Path, api_url: str | None = None) -> dict[str, str]:
+    """The environment of both programs: a throw-away PREFECT_HOME, and for `segment run`
+    Prefect's temporary server (its start is part of the figures) unless ``api_url`` names a
+    running server (the nightly deployment's case)."""
     env = dict(os.environ)
     env["PREFECT_HOME"] = str(prefect_home)
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    env.pop("PREFECT_API_URL", None)  # always the temporary server: the figures include it
+    env.pop("PREFECT_API_URL", None)
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
     return env
 
 
@@ -927,7 +939,7 @@ def _log(message: str) -> None:
 
 def benchmark(args: argparse.Namespace, workdir: Path) -> list:
     data_dir, out_dir = workdir / "data", workdir / "out"
-    env = child_env(workdir / "prefect-home")
+    env = child_env(workdir / "prefect-home", args.prefect_api_url)
     datasets = []
     if args.mall and MALL_CSV.is_file():
         datasets.append(Dataset(200, MALL_CSV, MALL_CSV, None))

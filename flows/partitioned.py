@@ -21,7 +21,7 @@ from prefect.runtime import flow_run
 
 from flows.run_folder import staged_run
 from flows.runners import flow_dask_client
-from flows.segmentation import pick_k, sweep_on_workers
+from flows.segmentation import pick_k, quality_gates, sweep_on_workers
 from flows.settings import SegmentationSettings
 from schemas.outputs import Elbow, Profiles, Quarantine
 from tasks import partitioned, plots
@@ -63,7 +63,12 @@ def sample(
     """A seeded sample of ``sample_size`` customers, scaled: what the elbow sweep sees."""
     with flow_dask_client():
         return partitioned.sample_scaled(
-            parts.customers, settings.features, transforms, settings.sample_size, settings.seed
+            parts.customers,
+            settings.features,
+            transforms,
+            settings.sample_size,
+            settings.seed,
+            settings.scaler,
         )
 
 
@@ -169,6 +174,7 @@ def segment_partitioned(settings: SegmentationSettings) -> dict:
             segmentation = final_fit(parts, rows, choice, settings)
         with step("report"):
             profiles = write_report(staging, parts, rows, elbow, choice, segmentation, settings)
+            quality_gates(profiles, None, elbow, choice, run_id, settings)
         manifest = build_manifest(
             run_id=run_id,
             flow_run_id=str(flow_run.get_id()),

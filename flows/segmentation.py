@@ -212,7 +212,8 @@ def identify(
 
 @task(name="quality-gates", **_TASK)
 def quality_gates(
-    described: Described,
+    profiles: pd.DataFrame,
+    moved_share: float | None,
     elbow: pd.DataFrame,
     choice: KChoice,
     run_id: str,
@@ -222,9 +223,9 @@ def quality_gates(
     silhouette = elbow.set_index("k")["silhouette"].get(choice.k)
     breaches = gate_breaches(
         settings.gates,
-        smallest_share=float(described.profiles["share"].min()),
+        smallest_share=float(profiles["share"].min()),
         silhouette=None if pd.isna(silhouette) else float(silhouette),
-        moved_share=(described.changes or {}).get("moved_share"),
+        moved_share=moved_share,
     )
     if breaches:
         create_markdown_artifact(
@@ -330,7 +331,8 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
             segmentation = final_fit(scaled, choice, settings)
         with step("identify"):
             described = identify(cleaned, scaled, segmentation, previous, settings)
-            quality_gates(described, elbow, choice, run_id, settings)
+            moved_share = (described.changes or {}).get("moved_share")
+            quality_gates(described.profiles, moved_share, elbow, choice, run_id, settings)
         with step("report"):
             write_report(staging, cleaned, scaled, elbow, choice, segmentation, described, settings)
         manifest = build_manifest(

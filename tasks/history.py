@@ -22,6 +22,13 @@ def load_previous_run(output_dir: str | Path) -> PreviousRun | None:
     if folder is None:
         log.info("No previous complete run in %s: segment ids start at 1", output_dir)
         return None
+    if not (folder / "segments.parquet").exists() and any(folder.glob("segments-*.parquet")):
+        log.warning(
+            "Previous run %s segmented a partitioned input on Dask: its segment ids are not "
+            "carried over (ids start again at 1)",
+            folder.name,
+        )
+        return None
     verify_files(folder, ("segments.parquet", "model.json"))
     assignments = pd.read_parquet(folder / "segments.parquet", columns=[CUSTOMER_ID, SEGMENT_ID])
     log.info("Previous run %s: %d customers", folder.name, len(assignments))

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from tasks.elbow import KChoice
+from tasks.ingest import PARQUET_SUFFIXES
 from tasks.report import sha256_of
 
 PACKAGES = (
@@ -83,12 +84,15 @@ def build_manifest(
 
 
 def input_record(source: Path) -> dict:
-    """Path, sha256 and size of the input file; for a folder of partition files, each file's."""
+    """Path, sha256 and size of the input file; for a folder of Parquet partition files, each
+    file's."""
     if source.is_dir():
         files = {
             path.name: {"sha256": sha256_of(path), "bytes": path.stat().st_size}
             for path in sorted(source.iterdir())
-            if path.is_file() and not path.name.startswith(".")
+            if path.is_file()
+            and not path.name.startswith(".")
+            and path.suffix.lower() in PARQUET_SUFFIXES
         }
         total = sum(f["bytes"] for f in files.values())
         return {"path": str(source), "files": files, "bytes": total}

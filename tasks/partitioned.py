@@ -23,9 +23,11 @@ import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+import pyarrow as pa_arrow
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from schemas.customers import CUSTOMER_ID, GENDER, GENDERS, NUMERIC_COLUMNS, Customers
+from schemas.customers import COLUMNS, CUSTOMER_ID, GENDER, GENDERS, NUMERIC_COLUMNS, Customers
 from schemas.outputs import Profiles, Quarantine
 from tasks.clean import SOURCE_ROW, CleanResult, RowAccounting, clean_customers
 from tasks.errors import InputError
@@ -93,14 +95,16 @@ def clean_partitions(
     customer id before cleaning, so duplicates and conflicting ids are found across files: the
     result is the same as cleaning the concatenated file.
     """
-    offsets = np.cumsum([0, *(pq.ParquetFile(path).metadata.num_rows for path in files[:-1])])
-    meta = read_customers(files[0], columns or None).iloc[:0]
+    counts = [_row_count(path) for path in files]
+    offsets = np.cumsum([0, *counts[:-1]])
+    # Files with no rows (writers such as Spark and Dask leave them) hold nothing to read.
+    readable = [(path, int(o)) for path, o, n in zip(files, offsets, counts, strict=True) if n]
+    if not readable:
+        raise InputError("every Parquet file in the folder has no data rows", path=files[0].parent)
+    first, _ = readable[0]
     raw = dd.from_delayed(
-        [
-            dask.delayed(_read_file)(path, columns, int(offset))
-            for path, offset in zip(files, offsets, strict=True)
-        ],
-        meta=meta,
+        [dask.delayed(_read_file)(path, columns, offset) for path, offset in readable],
+        meta=_read_file(first, columns, 0).iloc[:0],
         verify_meta=False,
     )
     by_id = raw.shuffle(on=CUSTOMER_ID, npartitions=len(files))
@@ -141,10 +145,27 @@ def clean_partitions(
     return result
 
 
+def _row_count(path: Path) -> int:
+    """Rows in a Parquet file, from its footer; a file that is not Parquet is bad input."""
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except (pa_arrow.ArrowException, OSError) as error:
+        raise InputError(f"not a readable Parquet file: {error}", path=path) from error
+
+
 def _read_file(path: Path, columns: dict[str, str] | None, offset: int) -> pd.DataFrame:
-    raw = read_customers(path, columns or None)
-    raw[SOURCE_ROW] += offset
-    return raw
+    """One file's canonical columns, every value as text: files that store a column as
+    numbers and files that store it as text (or all-null) then shuffle into one frame."""
+    raw = read_customers(path, columns or None).loc[:, [SOURCE_ROW, *COLUMNS]]
+    text = {column: _as_text(raw[column]) for column in NUMERIC_COLUMNS}
+    return raw.assign(**text, **{SOURCE_ROW: raw[SOURCE_ROW] + offset})
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    if pd.api.types.is_string_dtype(values):
+        return values
+    text = pc.cast(pa_arrow.array(values, from_pandas=True), pa_arrow.string())
+    return pd.Series(text.to_pylist(), index=values.index, dtype="str")
 
 
 def _clean_part(part: pd.DataFrame, source: str) -> CleanResult | None:
@@ -184,13 +205,23 @@ def _customers_meta() -> pd.DataFrame:
 
 
 def _check_enough_left(result: Partitions, folder: Path, max_share: float) -> None:
-    if result.rows_kept == 0:
-        raise InputError("no valid customer rows in any partition", path=folder)
+    if result.rows_kept < 2:
+        raise InputError(
+            f"only {result.rows_kept} valid customer row(s) remain of {result.rows_read} read: "
+            "at least 2 different customers are needed to segment",
+            path=folder,
+        )
     share = result.rows_quarantined / max(result.rows_read, 1)
     if share > max_share:
+        first = result.quarantine.head(3)
+        reasons = "; ".join(
+            f"row {row}: {reason}"
+            for row, reason in zip(first[SOURCE_ROW], first["reason"], strict=True)
+        )
         raise InputError(
-            f"{share:.1%} of the rows were quarantined (more than max_quarantine_share="
-            f"{max_share:.0%}): see the quarantine files",
+            f"{share:.1%} of rows quarantined ({result.rows_quarantined} of {result.rows_read}), "
+            f"above the limit of {max_share:.1%} (setting max_quarantine_share); "
+            f"first problems: {reasons}",
             path=folder,
         )
 
@@ -229,6 +260,7 @@ def sample_scaled(
     transforms: tuple[FeatureTransform, ...],
     size: int,
     seed: int,
+    scaler: str,
 ) -> ScaledFeatures:
     """A seeded random sample of about ``size`` customers, scaled: the sweep's input."""
     total = len(customers)
@@ -240,7 +272,7 @@ def sample_scaled(
     )
     values = feature_frame(sample.reset_index(drop=True), tuple(features))
     matrix = apply_transforms(values, transforms)
-    return ScaledFeatures(matrix, tuple(values.columns), transforms, "from-partitions")
+    return ScaledFeatures(matrix, tuple(values.columns), transforms, scaler)
 
 
 def fit_partitions(
@@ -264,14 +296,38 @@ def fit_partitions(
         matrix
     )
     centroids = np.asarray(model.cluster_centers_)[canonical_order(model.cluster_centers_)]
+    # Not model.inertia_: dask-ml sometimes reports the sum of plain (not squared) distances.
+    inertia = sum(
+        dask.compute(
+            *[
+                dask.delayed(_squared_distances)(part, tuple(features), transforms, centroids)
+                for part in customers.to_delayed()
+            ]
+        )
+    )
     log.info(
         "Fitted dask-ml K-Means with k=%d on %d partitions: inertia %.4g after %d iterations",
         k,
         customers.npartitions,
-        model.inertia_,
+        inertia,
         model.n_iter_,
     )
-    return centroids, float(model.inertia_), int(model.n_iter_)
+    return centroids, float(inertia), int(model.n_iter_)
+
+
+def _squared_distances(
+    part: pd.DataFrame,
+    features: tuple[str, ...],
+    transforms: tuple[FeatureTransform, ...],
+    centroids: np.ndarray,
+) -> float:
+    """Sum of squared distances of a partition's customers to their nearest centroid."""
+    if part.empty:
+        return 0.0
+    _, distances = nearest_centroid(
+        apply_transforms(feature_frame(part, features), transforms), centroids
+    )
+    return float((distances**2).sum())
 
 
 def _scaled_array(

@@ -19,6 +19,7 @@ from schemas.outputs import Quarantine, Segments
 from tasks import partitioned
 from tasks.clean import clean_customers
 from tasks.errors import InputError
+from tasks.gates import GateError
 from tasks.ingest import read_customers
 from tasks.report import latest_run
 from tasks.sample_data import generate_customers, write_sample_csv
@@ -83,6 +84,18 @@ def test_partitioned_parquet_on_a_local_cluster_gives_the_local_segments(custome
     manifest = json.loads((dask_folder / "manifest.json").read_text())
     assert sum(name.startswith("segments-") for name in manifest["files"]) == N_PARTS
     assert set(manifest["input"]["files"]) == {p.name for p in parts.iterdir()}
+    # The inertia is the sum of squared distances over all customers (recomputed here).
+    squared = (mine["distance_to_centroid"] ** 2).sum()
+    assert distributed["inertia"] == pytest.approx(squared, rel=1e-9)
+
+    # Quality gates hold on this path too: a breached gate fails the run, latest unchanged.
+    gated = on_dask.model_copy(update={"gate_min_segment_share": 0.5})
+    with prefect_api_for_workers(gated), pytest.raises(GateError, match="min_segment_share"):
+        flow_for(gated)(gated)
+    assert latest_run(tmp_path / "dask") == dask_folder
+    # An in-memory run after a partitioned one into the same folder starts ids afresh.
+    after = segment_customers(_settings(input=csv, output_dir=tmp_path / "dask"))
+    assert after["rows"] == local["rows"] and after["changes"] is None
 
 
 @pytest.mark.flow
@@ -136,6 +149,46 @@ def test_cleaning_partitions_finds_duplicates_and_conflicts_across_files(tmp_pat
         "rows_quarantined": 3,
         "duplicates_dropped": 1,
     }
+
+
+def test_partitions_with_numbers_as_text_extra_columns_and_empty_files_clean_as_one_file(
+    tmp_path,
+):
+    header = ["CustomerID", "Gender", "Age", "Annual Income (k$)", "Spending Score (1-100)"]
+    rows = [
+        ["1", "Female", "30", "50", "60"],
+        ["2", "Male", "40", "70", "20"],
+        ["3", "Female", "abc", "15", "80"],  # age not a number: this file stores ages as text
+        ["4", "Male", "22", "20", "30"],
+        ["2", "Male", "41", "70", "20"],  # conflicts with row 2, in another file
+        ["5", "Female", "35", "", "44"],  # missing income
+    ]
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    numbers = pd.DataFrame(rows[:2], columns=header).astype({h: "int64" for h in header[2:]})
+    numbers.to_parquet(folder / "a.parquet", index=False)  # numeric columns stored as numbers
+    pd.DataFrame(rows[2:4], columns=header).to_parquet(folder / "b.parquet", index=False)
+    numbers.iloc[:0].to_parquet(folder / "c.parquet", index=False)  # a file with no rows
+    extra = pd.DataFrame(rows[4:], columns=header).assign(notes=["vip", None])
+    extra.to_parquet(folder / "d.parquet", index=False)  # an extra column
+
+    whole = tmp_path / "whole.csv"
+    whole.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
+    with dask.config.set(scheduler="sync"):
+        parts = partitioned.clean_partitions(partitioned.partition_files(folder), None, 0.9)
+    expected = clean_customers(read_customers(whole), max_quarantine_share=0.9)
+    assert parts.accounting() == expected.accounting()
+    pd.testing.assert_frame_equal(parts.quarantine, expected.quarantine)
+
+
+def test_a_partition_file_that_is_not_parquet_is_bad_input_naming_it(tmp_path):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    (folder / "a.parquet").write_bytes(b"")  # first in name order
+    pd.DataFrame({"CustomerID": ["1"]}).to_parquet(folder / "b.parquet", index=False)
+    with pytest.raises(InputError, match="not a readable Parquet file") as caught:
+        partitioned.clean_partitions(partitioned.partition_files(folder), None, 0.2)
+    assert caught.value.path == str(folder / "a.parquet")
 
 
 def test_cleaning_partitions_equals_cleaning_the_concatenated_file(customers):

@@ -6,7 +6,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.gates import Gates
 
@@ -112,7 +112,10 @@ class SegmentationSettings(BaseModel):
         2, ge=1, description="with runner=dask and no address: worker processes of the LocalCluster"
     )
     run_id: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="name of the run folder"
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",  # one plain folder name: never leaves runs/
+        max_length=200,
+        description="name of the run folder",
     )
     read_retries: int = Field(
         3,
@@ -127,21 +130,6 @@ class SegmentationSettings(BaseModel):
         le=300,
         description="seconds before the first retry of reading the input; doubles each retry",
     )
-
-    @field_validator("run_id")
-    @classmethod
-    def _run_id_stays_in_runs(cls, run_id: str | None) -> str | None:
-        """The run folder is exactly <output_dir>/runs/<run_id>: one plain path component."""
-        if run_id is not None and (
-            len(run_id) > 200
-            or run_id in {".", ".."}
-            or Path(run_id).is_absolute()
-            or Path(run_id).name != run_id
-            or "/" in run_id
-            or "\\" in run_id
-        ):
-            raise ValueError(f"run_id {run_id!r} must be a plain folder name, not a path")
-        return run_id
 
     @model_validator(mode="after")
     def _check_ranges(self) -> SegmentationSettings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import pandera.pandas as pa
@@ -22,6 +23,7 @@ from schemas.customers import (
 )
 from schemas.outputs import Quarantine
 from tasks.errors import InputError
+from tasks.ingest import numbers_as_text
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +129,7 @@ def clean_customers(
         rows_read=len(raw),
         duplicates_dropped=int(duplicated.sum()),
     )
-    _check_accounting(result)
+    check_accounting(result)
     if max_quarantine_share is not None:
         _check_enough_left(result, source, max_quarantine_share)
     log.info(
@@ -311,17 +313,15 @@ def _format_number(value: object) -> str:
 def _quarantine_table(raw_rows: pd.DataFrame, reasons: pd.Series) -> pd.DataFrame:
     """The quarantined rows with their values as read (numbers read as numbers shown as text,
     as the file's own text would be) and their reasons."""
-    table = raw_rows.loc[:, [SOURCE_ROW, *COLUMNS]].copy()
-    for column in NUMERIC_COLUMNS:
-        if not pd.api.types.is_string_dtype(table[column]):
-            text = pc.cast(pa_arrow.array(table[column], from_pandas=True), pa_arrow.string())
-            table[column] = pd.Series(text.to_pylist(), index=table.index, dtype="str")
+    table = raw_rows.loc[:, [SOURCE_ROW, *COLUMNS]]
+    table = table.assign(**{c: numbers_as_text(table[c]) for c in NUMERIC_COLUMNS})
     table[REASON] = reasons.reindex(table.index)
     table = table.sort_values(SOURCE_ROW).reset_index(drop=True)
     return Quarantine.validate(table)
 
 
-def _check_accounting(result: CleanResult) -> None:
+def check_accounting(result: RowAccounting) -> None:
+    """Every row read is kept, quarantined or a dropped duplicate: a bug if not."""
     accounted = result.rows_kept + result.rows_quarantined + result.duplicates_dropped
     if accounted != result.rows_read:
         raise RuntimeError(
@@ -350,7 +350,12 @@ def _check_enough_left(result: CleanResult, source: str, max_share: float) -> No
             "score: at least 2 different customers are needed to segment",
             path=source,
         )
-    share = result.rows_quarantined / result.rows_read
+    check_quarantine_share(result, source, max_share)
+
+
+def check_quarantine_share(result: RowAccounting, source: str | Path, max_share: float) -> None:
+    """Refuse the input when more than ``max_share`` of its rows were quarantined."""
+    share = result.rows_quarantined / max(result.rows_read, 1)
     if share > max_share:
         raise InputError(
             f"{share:.1%} of rows quarantined ({result.rows_quarantined} of {result.rows_read}), "

@@ -51,14 +51,19 @@ def sweep_k(
     ``progress(done, total)`` is called after each k is fitted.
     """
     ks = sweepable_k_values(matrix, k_values)
-    fits = (delayed(_metrics_for_k)(matrix, k, seed, n_init, silhouette_sample) for k in ks)
+    fits = (
+        delayed(metrics_for_k)(
+            matrix, k, seed=seed, n_init=n_init, silhouette_sample=silhouette_sample
+        )
+        for k in ks
+    )
     rows = []
     with threadpool_limits(1 if n_jobs != 1 else None):
         for row in Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(fits):
             rows.append(row)
             if progress is not None:
                 progress(len(rows), len(ks))
-    elbow = Elbow.validate(pd.DataFrame(rows))
+    elbow = elbow_table(rows)
     log.info("Elbow sweep over k=%d..%d on %d customers", ks[0], ks[-1], len(matrix))
     return elbow
 
@@ -72,9 +77,10 @@ def _count_distinct(matrix: np.ndarray, cap: int = 1_000) -> int:
     return len(np.unique(matrix, axis=0))
 
 
-def _metrics_for_k(
-    matrix: np.ndarray, k: int, seed: int, n_init: int, silhouette_sample: int
+def metrics_for_k(
+    matrix: np.ndarray, k: int, *, seed: int, n_init: int, silhouette_sample: int
 ) -> dict[str, float]:
+    """One k of the sweep: K-Means inertia, silhouette (on a sample) and the other scores."""
     model = KMeans(n_clusters=k, init="k-means++", n_init=n_init, random_state=seed).fit(matrix)
     labels = model.labels_
     counts = np.bincount(labels, minlength=k)
@@ -264,10 +270,3 @@ def sweepable_k_values(matrix: np.ndarray, k_values: range | list[int]) -> list[
 def elbow_table(rows: list[dict[str, float]]) -> pd.DataFrame:
     """The sweep's rows (one per k, from fits run anywhere) as a validated Elbow table."""
     return Elbow.validate(pd.DataFrame(rows).sort_values("k", ignore_index=True))
-
-
-def metrics_for_k(
-    matrix: np.ndarray, k: int, *, seed: int, n_init: int, silhouette_sample: int
-) -> dict[str, float]:
-    """One k of the sweep: K-Means inertia, silhouette (on a sample) and the other scores."""
-    return _metrics_for_k(matrix, k, seed, n_init, silhouette_sample)

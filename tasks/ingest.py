@@ -300,9 +300,7 @@ def _read_parquet(path: Path) -> tuple[list[str], pa.Table]:
     return header, table
 
 
-def _parquet_columns(
-    table: pa.Table, header: list[str], numeric: set[str]
-) -> dict[str, pd.Series]:
+def _parquet_columns(table: pa.Table, header: list[str], numeric: set[str]) -> dict[str, pd.Series]:
     """The table's columns by name as pandas: those named in ``numeric`` and stored as numbers
     become float64 (missing: NaN); every other column becomes text. (Not yet one frame: that
     would copy the numbers once more.)"""
@@ -323,6 +321,15 @@ def _arrow_to_text(column: pa.ChunkedArray) -> pd.Series:
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid):  # e.g. lists, bytes that are not UTF-8
         text = pa.array([None if value is None else str(value) for value in column.to_pylist()])
     return text.to_pandas().astype("str")
+
+
+def numbers_as_text(values: pd.Series) -> pd.Series:
+    """A column read as numbers, as the file's own text would show it (``30.0`` -> ``"30"``,
+    NaN -> missing); a text column as it is."""
+    if pd.api.types.is_string_dtype(values):
+        return values
+    text = pc.cast(pa.array(values, from_pandas=True), pa.string())
+    return pd.Series(text.to_pylist(), index=values.index, dtype="str")
 
 
 def _is_text(kind: pa.DataType) -> bool:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from tasks.elbow import KChoice
 from tasks.ingest import PARQUET_SUFFIXES
-from tasks.report import sha256_of
+from tasks.report import file_checksums, sha256_of
 
 PACKAGES = (
     "prefect",
@@ -87,13 +87,7 @@ def input_record(source: Path) -> dict:
     """Path, sha256 and size of the input file; for a folder of Parquet partition files, each
     file's."""
     if source.is_dir():
-        files = {
-            path.name: {"sha256": sha256_of(path), "bytes": path.stat().st_size}
-            for path in sorted(source.iterdir())
-            if path.is_file()
-            and not path.name.startswith(".")
-            and path.suffix.lower() in PARQUET_SUFFIXES
-        }
+        files = file_checksums(source, PARQUET_SUFFIXES)
         total = sum(f["bytes"] for f in files.values())
         return {"path": str(source), "files": files, "bytes": total}
     return {"path": str(source), "sha256": sha256_of(source), "bytes": source.stat().st_size}

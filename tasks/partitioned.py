@@ -24,15 +24,22 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pyarrow as pa_arrow
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from sklearn.metrics import pairwise_distances_argmin_min
 
 from schemas.customers import COLUMNS, CUSTOMER_ID, GENDER, GENDERS, NUMERIC_COLUMNS, Customers
 from schemas.outputs import Profiles, Quarantine
-from tasks.clean import SOURCE_ROW, CleanResult, RowAccounting, clean_customers
+from tasks.clean import (
+    SOURCE_ROW,
+    CleanResult,
+    RowAccounting,
+    check_accounting,
+    check_quarantine_share,
+    clean_customers,
+)
 from tasks.errors import InputError
 from tasks.fit import Segmentation, canonical_order, fit_segments
-from tasks.ingest import PARQUET_SUFFIXES, read_customers
+from tasks.ingest import PARQUET_SUFFIXES, numbers_as_text, read_customers
 from tasks.profile import segment_table
 from tasks.report import write_table
 from tasks.scale import (
@@ -129,9 +136,7 @@ def clean_partitions(
         duplicates_dropped=sum(dropped for _, _, dropped, _ in tallies),
         sizes=tuple(kept for _, _, _, kept in tallies),
     )
-    accounted = result.rows_kept + result.rows_quarantined + result.duplicates_dropped
-    if result.rows_read != accounted:
-        raise RuntimeError(f"row accounting does not add up: {result.accounting()}")
+    check_accounting(result)
     _check_enough_left(result, files[0].parent, max_quarantine_share)
     log.info(
         "Cleaned %d partition files: %d rows read, %d kept, %d quarantined, "
@@ -157,15 +162,8 @@ def _read_file(path: Path, columns: dict[str, str] | None, offset: int) -> pd.Da
     """One file's canonical columns, every value as text: files that store a column as
     numbers and files that store it as text (or all-null) then shuffle into one frame."""
     raw = read_customers(path, columns or None).loc[:, [SOURCE_ROW, *COLUMNS]]
-    text = {column: _as_text(raw[column]) for column in NUMERIC_COLUMNS}
+    text = {column: numbers_as_text(raw[column]) for column in NUMERIC_COLUMNS}
     return raw.assign(**text, **{SOURCE_ROW: raw[SOURCE_ROW] + offset})
-
-
-def _as_text(values: pd.Series) -> pd.Series:
-    if pd.api.types.is_string_dtype(values):
-        return values
-    text = pc.cast(pa_arrow.array(values, from_pandas=True), pa_arrow.string())
-    return pd.Series(text.to_pylist(), index=values.index, dtype="str")
 
 
 def _clean_part(part: pd.DataFrame, source: str) -> CleanResult | None:
@@ -211,19 +209,7 @@ def _check_enough_left(result: Partitions, folder: Path, max_share: float) -> No
             "at least 2 different customers are needed to segment",
             path=folder,
         )
-    share = result.rows_quarantined / max(result.rows_read, 1)
-    if share > max_share:
-        first = result.quarantine.head(3)
-        reasons = "; ".join(
-            f"row {row}: {reason}"
-            for row, reason in zip(first[SOURCE_ROW], first["reason"], strict=True)
-        )
-        raise InputError(
-            f"{share:.1%} of rows quarantined ({result.rows_quarantined} of {result.rows_read}), "
-            f"above the limit of {max_share:.1%} (setting max_quarantine_share); "
-            f"first problems: {reasons}",
-            path=folder,
-        )
+    check_quarantine_share(result, folder, max_share)
 
 
 def fit_transforms_dask(
@@ -265,14 +251,11 @@ def sample_scaled(
     """A seeded random sample of about ``size`` customers, scaled: the sweep's input."""
     total = len(customers)
     frac = min(1.0, size / max(total, 1))
-    sample = (
-        customers.sample(frac=frac, random_state=seed).compute()
-        if frac < 1
-        else (customers.compute())
+    sample = customers.sample(frac=frac, random_state=seed) if frac < 1 else customers
+    values = feature_frame(sample.compute().reset_index(drop=True), tuple(features))
+    return ScaledFeatures(
+        apply_transforms(values, transforms), tuple(values.columns), transforms, scaler
     )
-    values = feature_frame(sample.reset_index(drop=True), tuple(features))
-    matrix = apply_transforms(values, transforms)
-    return ScaledFeatures(matrix, tuple(values.columns), transforms, scaler)
 
 
 def fit_partitions(
@@ -324,9 +307,7 @@ def _squared_distances(
     """Sum of squared distances of a partition's customers to their nearest centroid."""
     if part.empty:
         return 0.0
-    _, distances = nearest_centroid(
-        apply_transforms(feature_frame(part, features), transforms), centroids
-    )
+    _, distances = nearest_centroid(_scaled(part, features, transforms), centroids)
     return float((distances**2).sum())
 
 
@@ -342,18 +323,20 @@ def _scaled_array(
     return scaled.to_dask_array(lengths=list(sizes))
 
 
+def _scaled(part: pd.DataFrame, features: tuple[str, ...], transforms) -> np.ndarray:
+    """A partition's clustering matrix (the transforms fitted over all partitions)."""
+    return apply_transforms(feature_frame(part, features), transforms)
+
+
 def _scaled_frame(part: pd.DataFrame, features: tuple[str, ...], transforms) -> pd.DataFrame:
-    matrix = apply_transforms(feature_frame(part, features), transforms)
+    matrix = _scaled(part, features, transforms)
     return pd.DataFrame(matrix, columns=[t.column for t in transforms], index=part.index)
 
 
 def nearest_centroid(matrix: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Segment (1..k) of each row and its distance to that centroid."""
-    squared = np.empty((len(matrix), len(centroids)))
-    for j, centroid in enumerate(centroids):
-        squared[:, j] = ((matrix - centroid) ** 2).sum(axis=1)
-    nearest = squared.argmin(axis=1)
-    return nearest + 1, np.sqrt(squared[np.arange(len(matrix)), nearest])
+    nearest, distances = pairwise_distances_argmin_min(matrix, centroids)
+    return nearest + 1, distances
 
 
 def assign_partition(
@@ -363,9 +346,7 @@ def assign_partition(
     centroids: np.ndarray,
 ) -> pd.DataFrame:
     """One partition's customers with ``segment_id`` (1..k)."""
-    labels, _ = nearest_centroid(
-        apply_transforms(feature_frame(part, features), transforms), centroids
-    )
+    labels, _ = nearest_centroid(_scaled(part, features, transforms), centroids)
     return part.assign(segment_id=labels.astype("int64"))
 
 
@@ -413,7 +394,6 @@ def write_segments(
     names: dict[int, str],
     folder: Path,
 ) -> list[Path]:
-    features = tuple(features)
     """Each partition's segments table, written by its worker as ``segments-NNNNN.parquet``
     (the folder must be reachable from every worker: on a multi-machine cluster, shared)."""
     writes = [
@@ -438,8 +418,7 @@ def _write_segments_part(
     centroids: np.ndarray,
     names: dict[int, str],
 ) -> Path:
-    matrix = apply_transforms(feature_frame(part, features), transforms)
-    labels, distances = nearest_centroid(matrix, centroids)
+    labels, distances = nearest_centroid(_scaled(part, features, transforms), centroids)
     return write_table(segment_table(part, labels, distances, names), path)
 
 

@@ -33,6 +33,8 @@ import pyarrow as pa_arrow
 import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
+from tasks.runlock import try_lock
+
 log = logging.getLogger(__name__)
 
 RUNS = "runs"
@@ -106,14 +108,6 @@ def _owner_path(runs: Path, run_id: str) -> Path:
     return runs / f".{run_id}{OWNER_SUFFIX}"
 
 
-def _try_flock(descriptor: int) -> bool:
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
 def _same_file(descriptor: int, path: Path) -> bool:
     try:
         return os.path.samestat(os.fstat(descriptor), os.stat(path))
@@ -163,7 +157,7 @@ def remove_debris(output_dir: str | Path) -> list[Path]:
         except FileNotFoundError:  # its run just finished
             continue
         try:
-            if not _try_flock(descriptor) or not _same_file(descriptor, owner):
+            if not try_lock(descriptor) or not _same_file(descriptor, owner):
                 continue  # a run in progress, or its file was just replaced
             staging = runs / f".{run_id}{PARTIAL_SUFFIX}"
             if staging.exists():
@@ -262,12 +256,17 @@ def _fsync_dir(folder: Path) -> None:
         os.close(descriptor)
 
 
-def file_checksums(folder: Path) -> dict[str, dict[str, int | str]]:
-    """sha256 and size of every file in a run folder, by name."""
+def file_checksums(
+    folder: Path, suffixes: tuple[str, ...] | None = None
+) -> dict[str, dict[str, int | str]]:
+    """sha256 and size of every (non-hidden) file in a folder, by name; only those ending in
+    one of ``suffixes`` if given."""
     return {
         path.name: {"sha256": sha256_of(path), "bytes": path.stat().st_size}
         for path in sorted(folder.iterdir())
-        if path.is_file() and not path.name.startswith(".")
+        if path.is_file()
+        and not path.name.startswith(".")
+        and (suffixes is None or path.suffix.lower() in suffixes)
     }
 
 

@@ -53,7 +53,7 @@ class RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children
         try:
-            if not _try_lock(fd):
+            if not try_lock(fd):
                 started = time.monotonic()
                 log.info(
                     "Run %s waits: %s is locked by %s; it continues when that run has "
@@ -65,7 +65,7 @@ class RunLock:
                 if timeout is None:
                     fcntl.flock(fd, fcntl.LOCK_EX)
                 else:
-                    while not _try_lock(fd):
+                    while not try_lock(fd):
                         if time.monotonic() - started > timeout:
                             raise TimeoutError(
                                 f"{self.path} still locked by {_describe_holder(fd)} "
@@ -104,7 +104,8 @@ class RunLock:
         self.release()
 
 
-def _try_lock(fd: int) -> bool:
+def try_lock(fd: int) -> bool:
+    """Take an exclusive ``flock`` on ``fd`` if it is free; False if another holds it."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

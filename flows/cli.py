@@ -58,9 +58,47 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--features",
         nargs="+",
-        default=defaults.features,
-        choices=["annual_income", "spending_score", "age", "gender"],
-        help="features to cluster on",
+        default=None,
+        metavar="COL",
+        help="columns to cluster on, by their header in the file ('numeric': every numeric "
+        "column except the id and the profile columns); default: the spec's, the Mall preset's "
+        "(annual_income spending_score) for a Mall-like file, else numeric",
+    )
+    run.add_argument(
+        "--profile",
+        nargs="+",
+        default=None,
+        metavar="COL",
+        help="columns described per segment but not clustered on",
+    )
+    run.add_argument(
+        "--id-column",
+        default=None,
+        metavar="NAME",
+        help="the customer id's header ('none': the file has no id, customers are numbered "
+        "by data row); default: found by common spellings (CustomerID, Customer ID, CUST_ID, "
+        "ID, ...)",
+    )
+    run.add_argument(
+        "--missing",
+        default=None,
+        choices=["quarantine", "median"],
+        help="a missing feature value quarantines the row (default) or is filled with the "
+        "column median",
+    )
+    run.add_argument(
+        "--pca",
+        type=float,
+        default=None,
+        metavar="N|SHARE",
+        help="PCA before K-Means: N components, or the share of variance to keep (e.g. 0.9)",
+    )
+    run.add_argument(
+        "--spec",
+        type=Path,
+        default=None,
+        metavar="FILE.toml",
+        help="a segmentation spec (see `segment init`); options given here override it",
     )
     run.add_argument(
         "--scaler",
@@ -203,6 +241,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     backfill.set_defaults(handler=_backfill)
 
+    init = commands.add_parser(
+        "init",
+        help="write a starter segmentation spec for a file (edit it, then segment run --spec)",
+        description="Read FILE and write a spec: every column with its inferred kind and role "
+        "(id, feature, profile, unused), the id guess, the observed range as checks, log1p "
+        "suggested for strongly right-skewed amounts, and a comment on each key.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    init.add_argument("--input", type=Path, required=True, help="CSV or Parquet file")
+    init.add_argument("--output", type=Path, required=True, help="the spec file to write (.toml)")
+    init.add_argument("--sep", default=None, help="field separator (sniffed when unset)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing spec file")
+    init.set_defaults(handler=_init)
+
     sample = commands.add_parser(
         "sample-data",
         help="write the seeded sample customers (the embedded default data)",
@@ -265,7 +317,12 @@ def _settings(args: argparse.Namespace) -> SegmentationSettings:
         output_dir=args.output.expanduser().absolute(),
         columns=columns,
         sep=args.sep,
+        spec=None if args.spec is None else args.spec.expanduser().absolute(),
         features=args.features,
+        profile=args.profile,
+        id_column=args.id_column,
+        missing=args.missing,
+        pca=args.pca,
         scaler=args.scaler,
         k=args.k,
         k_min=args.k_min,
@@ -300,6 +357,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not settings.input.exists():  # fail fast, before Prefect starts a server
         print(f"segment: error: {settings.input}: no such file", file=sys.stderr)
         return EXIT_BAD_INPUT
+    problem = check_columns(settings)  # wrong column names etc.: before any slow work
+    if problem is not None:
+        print(f"segment: error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
     configure_prefect(quiet=args.quiet)
     from flows.runners import flow_for, prefect_api_for_workers  # Prefect imported when needed
@@ -322,6 +383,37 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return EXIT_OK
 
 
+def check_columns(settings: SegmentationSettings) -> str | None:
+    """Resolve the input's columns from its header and first rows, as the flow will: the
+    one-line reason when they cannot work (a column not in the file, a text column as a
+    numeric feature, a feature with one value ...), else None. A partitioned Dask input is
+    checked by its flow."""
+    from schemas.spec import load_spec
+    from tasks.errors import InputError
+    from tasks.ingest import table_for_file
+    from tasks.snapshots import resolve_input
+
+    if settings.runner == "dask" and settings.input.is_dir():
+        return None
+    quiet = logging.getLogger("tasks")  # the flow logs the same warnings again, in its run log
+    level, quiet.level = quiet.level, logging.ERROR
+    try:
+        source = resolve_input(settings.input, settings.as_of)
+        spec = load_spec(settings.spec) if settings.spec else None
+        table_for_file(
+            source,
+            sep=settings.sep,
+            spec=spec,
+            columns=settings.columns,
+            **settings.column_choices(),
+        )
+    except InputError as error:
+        return str(error)
+    finally:
+        quiet.setLevel(level)
+    return None
+
+
 def format_summary(manifest: dict) -> str:
     """The terminal summary: segments, sizes, names, row accounting, output folder."""
     rows, choice = manifest["rows"], manifest["k"]
@@ -342,6 +434,15 @@ def format_summary(manifest: dict) -> str:
         f"Rows: {rows['rows_read']:,} read = {rows['rows_kept']:,} segmented + "
         f"{rows['rows_quarantined']:,} quarantined + {rows['duplicates_dropped']:,} duplicates",
     ]
+    filled = manifest.get("missing_filled") or {}
+    if filled:
+        listed = ", ".join(f"{name} {count:,}" for name, count in filled.items())
+        lines.append(f"Missing feature values filled with the column median: {listed}")
+    columns = manifest.get("columns") or {}
+    if columns and columns.get("id_header") is None:
+        lines.append(
+            "Ids: data row numbers (no id column), so identity across runs follows row positions"
+        )
     changes = manifest.get("changes")
     if changes:
         lines.append(
@@ -372,6 +473,27 @@ def _backfill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     state = run.state.name if run.state else "unknown"
     print(f"Flow run {run.name} ({run.id}) for as_of {args.as_of}: {state}")
     return EXIT_OK if args.no_wait or (run.state and run.state.is_completed()) else EXIT_INTERNAL
+
+
+def _init(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from tasks.errors import InputError
+    from tasks.ingest import read_file
+    from tasks.spec_init import starter_spec
+
+    if args.output.exists() and not args.force:
+        print(f"segment: error: {args.output}: exists (use --force to overwrite)", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        text = starter_spec(read_file(args.input, args.sep), str(args.input))
+    except InputError as error:
+        print(f"segment: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text, encoding="utf-8")
+    print(
+        f"Wrote {args.output}: edit it, then segment run --input {args.input} --spec {args.output}"
+    )
+    return EXIT_OK
 
 
 def _sample_data(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -33,7 +33,7 @@ from tasks.model import build_model, model_to_json
 from tasks.partitioned import Partitions
 from tasks.profile import name_segments
 from tasks.report import finish_run, write_png, write_table, write_text
-from tasks.scale import FeatureTransform, ScaledFeatures
+from tasks.scale import DEFAULT_FEATURES, FeatureTransform, ScaledFeatures
 
 # Results stay in memory (Dask collections on the cluster): nothing hashed, nothing pickled.
 _TASK = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -53,7 +53,9 @@ def clean(settings: SegmentationSettings) -> Partitions:
 def scale(parts: Partitions, settings: SegmentationSettings) -> tuple[FeatureTransform, ...]:
     """The scaler's parameters over all rows of all partitions."""
     with flow_dask_client():
-        return partitioned.fit_transforms_dask(parts.customers, settings.features, settings.scaler)
+        return partitioned.fit_transforms_dask(
+            parts.customers, _features(settings), settings.scaler
+        )
 
 
 @task(name="sample-for-sweep", **_TASK)
@@ -64,7 +66,7 @@ def sample(
     with flow_dask_client():
         return partitioned.sample_scaled(
             parts.customers,
-            settings.features,
+            _features(settings),
             transforms,
             settings.sample_size,
             settings.seed,
@@ -80,7 +82,7 @@ def final_fit(
     with flow_dask_client():
         centroids, inertia, n_iter = partitioned.fit_partitions(
             parts,
-            settings.features,
+            _features(settings),
             rows.transforms,
             rows.matrix,
             choice.k,
@@ -114,15 +116,15 @@ def write_report(
     names = name_segments(centroids, sample_values)
     with flow_dask_client():
         partitioned.write_segments(
-            parts, settings.features, transforms, segmentation.centroids, names, staging
+            parts, _features(settings), transforms, segmentation.centroids, names, staging
         )
         profiles = partitioned.profile_partitions(
-            parts, settings.features, transforms, segmentation.centroids, names
+            parts, _features(settings), transforms, segmentation.centroids, names
         )
     write_table(profiles, staging / "profiles.parquet", Profiles)
     write_table(parts.quarantine, staging / "quarantine.parquet", Quarantine)
     write_table(elbow, staging / "elbow.parquet", Elbow)
-    model = build_model(rows, segmentation, None, names, settings.features)
+    model = build_model(rows, segmentation, None, names, _features(settings))
     write_text(model_to_json(model), staging / "model.json")
     figures = {
         "elbow.png": plots.plot_elbow(elbow, choice.k, choice.knee),
@@ -191,3 +193,8 @@ def segment_partitioned(settings: SegmentationSettings) -> dict:
             settings=settings.model_dump(mode="json"),
         )
         return publish(staging, manifest, profiles)
+
+
+def _features(settings: SegmentationSettings) -> list[str]:
+    """The partitioned path segments Mall-like files: the canonical feature names."""
+    return list(settings.features or DEFAULT_FEATURES)

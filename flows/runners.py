@@ -40,7 +40,7 @@ def flow_for(settings: SegmentationSettings) -> Flow:
     partitioned flow (cleaned, scaled and fitted partition by partition on the cluster).
     """
     from flows.segmentation import segment_customers
-    from tasks.partitioned import is_partitioned_input
+    from tasks.snapshots import is_partitioned_input
 
     partitioned = is_partitioned_input(settings.input)
     if settings.runner == "local":

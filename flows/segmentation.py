@@ -19,13 +19,15 @@ from prefect.runtime import flow_run
 
 from flows.run_folder import staged_run
 from flows.settings import SegmentationSettings
-from schemas.outputs import Elbow, Profiles, Quarantine, Segments, Transitions
+from schemas.outputs import Elbow, Transitions, segments_schema
+from schemas.spec import load_spec
 from tasks import plots
 from tasks.artifacts import (
     SUMMARY_PLOTS,
     gate_failure_markdown,
     profiles_records,
     summary_markdown,
+    summary_means,
     transitions_records,
 )
 from tasks.clean import CleanResult, clean_customers
@@ -43,14 +45,15 @@ from tasks.fit import Segmentation, fit_segments, sample_rows
 from tasks.gates import GateError, gate_breaches
 from tasks.history import load_previous_run
 from tasks.identity import PreviousRun
-from tasks.ingest import read_customers
+from tasks.ingest import canonical_frame, expected_types, read_file, table_for_file
 from tasks.manifest import StepTimer, build_manifest, new_run_id, utc_now
 from tasks.memory import release_unused_memory
 from tasks.model import model_to_json
 from tasks.report import finish_run, write_png, write_table, write_text
 from tasks.retry import retry_delays, retry_on_transient
-from tasks.scale import ScaledFeatures, feature_frame, scale_features
+from tasks.scale import ScaledFeatures, check_features_vary, feature_frame, scale_features
 from tasks.snapshots import resolve_input
+from tasks.table import Table, describe_table
 
 # The task modules log with the standard library; with PREFECT_LOGGING_EXTRA_LOGGERS=tasks
 # (set by the CLI and prefect.toml) their INFO lines reach the run's log in the Prefect UI.
@@ -86,27 +89,54 @@ def resolve(settings: SegmentationSettings) -> Path:
     return resolve_input(settings.input, settings.as_of)
 
 
+@task(name="resolve-columns", **_TASK)
+def resolve_columns(source: Path, settings: SegmentationSettings) -> Table:
+    """Which columns are the id, the features and the profile columns (from the header and
+    the first rows; the spec file, else the Mall preset for a Mall-like file, else every
+    numeric column), each column's kind, label and checks."""
+    spec = load_spec(settings.spec) if settings.spec else None
+    table = table_for_file(
+        source, sep=settings.sep, spec=spec, columns=settings.columns, **settings.column_choices()
+    )
+    get_run_logger().info(
+        "Features: %s; profile columns: %s; id: %s",
+        ", ".join(c.header for c in table.features),
+        ", ".join(c.header for c in table.profile) or "none",
+        table.id_header or "none (data row numbers)",
+    )
+    return table
+
+
 @task(name="ingest", retry_condition_fn=retry_on_transient, **_TASK)
-def ingest(source: Path, settings: SegmentationSettings, staging: Path) -> pd.DataFrame:
-    """Read the customer file and keep a raw Parquet copy in the run folder. Retried with
-    exponential backoff on transient I/O errors (settings.read_retries), never on bad data."""
-    raw = read_customers(source, settings.columns or None, settings.sep)
+def ingest(
+    source: Path, table: Table, settings: SegmentationSettings, staging: Path
+) -> pd.DataFrame:
+    """Read the customer file and keep a raw Parquet copy (the file's own headers) in the run
+    folder. Retried with exponential backoff on transient I/O errors (settings.read_retries),
+    never on bad data."""
+    raw = read_file(source, settings.sep, expected=expected_types(table))
     write_table(raw, staging / "raw.parquet")
     return raw
 
 
 @task(name="validate-and-clean", **_TASK)
-def clean(raw: pd.DataFrame, source: Path, settings: SegmentationSettings) -> CleanResult:
+def clean(
+    raw: pd.DataFrame, table: Table, source: Path, settings: SegmentationSettings
+) -> CleanResult:
     """Drop duplicates, quarantine invalid rows with reasons, return typed customers."""
     return clean_customers(
-        raw, source=str(source), max_quarantine_share=settings.max_quarantine_share
+        canonical_frame(raw, table),
+        source=str(source),
+        max_quarantine_share=settings.max_quarantine_share,
+        table=table,
     )
 
 
 @task(name="scale-features", **_TASK)
-def scale(customers: pd.DataFrame, settings: SegmentationSettings) -> ScaledFeatures:
-    """Select and scale the clustering features."""
-    return scale_features(customers, settings.features, settings.scaler)
+def scale(customers: pd.DataFrame, table: Table, settings: SegmentationSettings) -> ScaledFeatures:
+    """Select, transform and scale the clustering features (then PCA, if asked)."""
+    check_features_vary(customers, table)
+    return scale_features(customers, None, settings.scaler, table, seed=settings.seed)
 
 
 @task(name="elbow-sweep", **_TASK)
@@ -160,7 +190,7 @@ def pick_k(
         fixed_k=settings.k,
         k_min=settings.k_min,
         k_max=settings.k_max,
-        min_segment_share=settings.min_segment_share,
+        min_segment_share=settings.rule_min_segment_share,
         previous_k=None if previous is None else previous.k,
         k_margin=settings.k_margin,
     )
@@ -197,6 +227,7 @@ def identify(
     scaled: ScaledFeatures,
     segmentation: Segmentation,
     previous: PreviousRun | None,
+    table: Table,
     settings: SegmentationSettings,
 ) -> Described:
     """Stable ids and names (matched to the previous run), profiles, transitions, model."""
@@ -205,8 +236,8 @@ def identify(
         scaled,
         segmentation,
         previous,
-        settings.features,
         max_shift=settings.identity_max_shift,
+        table=table,
     )
 
 
@@ -245,16 +276,18 @@ def write_report(
     choice: KChoice,
     segmentation: Segmentation,
     described: Described,
+    table: Table,
     settings: SegmentationSettings,
 ) -> None:
     """Write the tables (each validated), the model and the plots into the run folder."""
-    write_table(described.segments, staging / "segments.parquet", Segments)
-    write_table(described.profiles, staging / "profiles.parquet", Profiles)
+    write_table(described.segments, staging / "segments.parquet", segments_schema(table))
+    write_table(described.profiles, staging / "profiles.parquet")  # validated when built
     write_table(elbow, staging / "elbow.parquet", Elbow)
-    write_table(cleaned.quarantine, staging / "quarantine.parquet", Quarantine)
+    write_table(cleaned.quarantine, staging / "quarantine.parquet")  # validated when built
     write_table(described.transitions, staging / "transitions.parquet", Transitions)
     write_text(model_to_json(described.model), staging / "model.json")
-    values = feature_frame(cleaned.customers, settings.features)
+    values = feature_frame(cleaned.customers, None, table, _categories(scaled))
+    labels_of = plots.column_labels(table, values.columns)
     labels = described.segments["segment_id"].to_numpy()
     order = np.argsort(described.identity.ids)  # scaled centroids in the same id order
     figures = {
@@ -267,24 +300,36 @@ def write_report(
             scaled=scaled.matrix,
             scaled_centroids=segmentation.centroids[order],
             seed=settings.seed,
+            column_names=labels_of,
         ),
-        "profiles.png": plots.plot_profiles(described.profiles),
-        "eda.png": plots.plot_eda(cleaned.customers),
+        "profiles.png": plots.plot_profiles(
+            described.profiles, plots.profile_panels(table), labels_of
+        ),
+        "eda.png": plots.plot_eda(cleaned.customers, table),
         "transitions.png": plots.plot_transitions(described.transitions, described.names),
     }
     for name, figure in figures.items():
         write_png(figure, staging / name)
 
 
+def _categories(scaled: ScaledFeatures) -> dict[str, list[str]]:
+    """The values of each categorical feature as the scaling saw them (one-hot columns)."""
+    categories: dict[str, list[str]] = {}
+    for t in scaled.transforms:
+        if t.source is not None and t.category is not None:
+            categories.setdefault(t.source, []).append(t.category)
+    return categories
+
+
 @task(name="publish-run", **_TASK)
-def publish(staging: Path, manifest: dict, described: Described) -> dict:
+def publish(staging: Path, manifest: dict, described: Described, table: Table) -> dict:
     """Write the manifest last, publish the run folder, point `latest` at it, add UI artifacts."""
     final = finish_run(staging, manifest)
     manifest = {**manifest, "output_folder": str(final)}
     images = {name: (final / name).read_bytes() for name in SUMMARY_PLOTS}
     create_markdown_artifact(
         key="segmentation-summary",
-        markdown=summary_markdown(manifest, described.profiles, images),
+        markdown=summary_markdown(manifest, described.profiles, images, summary_means(table)),
         description="Segments, chosen k, row accounting, changes since the previous run, plots",
     )
     create_table_artifact(
@@ -307,6 +352,7 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
     settings = settings or SegmentationSettings()
     run_id = settings.run_id or new_run_id(str(flow_run.get_id() or "local"))
     source = resolve(settings)
+    table = resolve_columns(source, settings)
     started, step = utc_now(), StepTimer()
     with staged_run(settings.output_dir, run_id, source) as staging:
         previous = load_previous(settings)
@@ -314,13 +360,13 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
             raw = ingest.with_options(
                 retries=settings.read_retries,
                 retry_delay_seconds=retry_delays(settings.read_retries, settings.read_retry_delay),
-            )(source, settings, staging)
+            )(source, table, settings, staging)
         with step("clean"):
-            cleaned = clean(raw, source, settings)
+            cleaned = clean(raw, table, source, settings)
             del raw  # the input as read is not needed again: free it before the fit
             release_unused_memory()
         with step("scale"):
-            scaled = scale(cleaned.customers, settings)
+            scaled = scale(cleaned.customers, table, settings)
         with step("elbow"):
             if settings.runner == "dask":
                 elbow = sweep_on_workers(_sweep_rows(scaled, settings), settings)
@@ -330,11 +376,13 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
         with step("fit"):
             segmentation = final_fit(scaled, choice, settings)
         with step("identify"):
-            described = identify(cleaned, scaled, segmentation, previous, settings)
+            described = identify(cleaned, scaled, segmentation, previous, table, settings)
             moved_share = (described.changes or {}).get("moved_share")
             quality_gates(described.profiles, moved_share, elbow, choice, run_id, settings)
         with step("report"):
-            write_report(staging, cleaned, scaled, elbow, choice, segmentation, described, settings)
+            write_report(
+                staging, cleaned, scaled, elbow, choice, segmentation, described, table, settings
+            )
         manifest = build_manifest(
             run_id=run_id,
             flow_run_id=str(flow_run.get_id()),
@@ -349,5 +397,8 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
             changes=described.changes,
             timings=step.as_dict(),
             settings=settings.model_dump(mode="json"),
+            table=describe_table(table),
+            missing_filled=cleaned.missing_filled,
+            projection=scaled.projection,
         )
-        return publish(staging, manifest, described)
+        return publish(staging, manifest, described, table)

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.spec import Missing
 from tasks.gates import Gates
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -17,7 +18,6 @@ DEFAULT_SNAPSHOTS = (
     PROJECT_ROOT / "data" / "snapshots"
 )  # written by `segment sample-data --snapshots`
 
-Feature = Literal["annual_income", "spending_score", "age", "gender"]
 Scaler = Literal["standard", "robust", "minmax", "log-standard"]
 Runner = Literal["local", "dask"]
 
@@ -42,10 +42,33 @@ class SegmentationSettings(BaseModel):
         "unset columns are found by their common spellings",
     )
     sep: str | None = Field(None, description="field separator; sniffed when unset")
-    features: list[Feature] = Field(
-        default_factory=lambda: ["annual_income", "spending_score"],
+    spec: Path | None = Field(
+        None,
+        description="segmentation spec (TOML): roles, kinds, labels, checks and transforms of "
+        "the columns; unset: the Mall preset for a Mall-like file, else every numeric column",
+    )
+    features: list[str] | None = Field(
+        None,
         min_length=1,
-        description="features to cluster on; gender is one-hot encoded",
+        description="columns to cluster on, by their header ('numeric': every numeric column "
+        "except the id and profile columns); unset: the spec's",
+    )
+    profile: list[str] | None = Field(
+        None, description="columns described per segment but not clustered on"
+    )
+    id_column: str | None = Field(
+        None,
+        description="header of the customer id ('none': no id, customers are numbered by row); "
+        "unset: found by common spellings",
+    )
+    missing: Missing | None = Field(
+        None,
+        description="a missing feature value: quarantine the row, or fill the column median",
+    )
+    pca: float | None = Field(
+        None,
+        gt=0,
+        description="PCA before K-Means: N components (N >= 1) or the share of variance (< 1)",
     )
     scaler: Scaler = Field("standard", description="feature scaling before K-Means")
     k: int | None = Field(
@@ -141,9 +164,20 @@ class SegmentationSettings(BaseModel):
             raise ValueError(
                 f"sample_size={self.sample_size} > sample_threshold={self.sample_threshold}"
             )
-        if len(set(self.features)) != len(self.features):
+        if self.features and len(set(self.features)) != len(self.features):
             raise ValueError(f"features listed twice: {self.features}")
         return self
+
+    def column_choices(self) -> dict:
+        """The column choices given on the command line (None: not given), for
+        ``tasks.ingest.table_for_file``."""
+        return {
+            "features": self.features,
+            "profile": self.profile,
+            "id_column": self.id_column,
+            "missing": self.missing,
+            "pca": self.pca,
+        }
 
     @property
     def gates(self) -> Gates:
@@ -152,6 +186,12 @@ class SegmentationSettings(BaseModel):
             silhouette_floor=self.gate_silhouette_floor,
             max_moved_share=self.gate_max_moved_share,
         )
+
+    @property
+    def rule_min_segment_share(self) -> float:
+        """The smallest segment share the k rule must respect: the rule's own bound, and the
+        quality gate's, so the rule never picks a k that the gate then rejects."""
+        return max(self.min_segment_share, self.gate_min_segment_share or 0.0)
 
     @property
     def k_values(self) -> range:

@@ -71,8 +71,8 @@ class Profiles(pa.DataFrameModel):
     annual_income_median: Series[float]
     spending_score_mean: Series[float]
     spending_score_median: Series[float]
-    female_share: Series[float] = pa.Field(ge=0, le=1)
-    male_share: Series[float] = pa.Field(ge=0, le=1)
+    gender_Female_share: Series[float] = pa.Field(ge=0, le=1)  # noqa: N815 - <column>_<value>_share
+    gender_Male_share: Series[float] = pa.Field(ge=0, le=1)  # noqa: N815
 
     class Config:
         strict = True
@@ -92,3 +92,20 @@ class Elbow(pa.DataFrameModel):
     class Config:
         strict = True
         coerce = True
+
+
+def segments_schema(table) -> pa.DataFrameSchema:
+    """The segments table of a run on ``table`` (``tasks.table.Table``): the clean customers'
+    columns, then the segment columns (built at run time; ``Segments`` is the Mall case)."""
+    from schemas.customers import customers_schema
+
+    schema = customers_schema(table)
+    segment_columns = {
+        "segment_id": pa.Column(int, pa.Check.ge(1)),
+        "previous_segment_id": pa.Column(pd.Int64Dtype(), pa.Check.ge(1), nullable=True),
+        "segment_name": pa.Column(pd.CategoricalDtype()),
+        "distance_to_centroid": pa.Column(float, pa.Check.ge(0)),
+    }
+    return pa.DataFrameSchema(
+        {**schema.columns, **segment_columns}, strict=True, coerce=False, name="Segments"
+    )

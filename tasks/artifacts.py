@@ -15,15 +15,24 @@ SUMMARY_PLOTS = {
 }
 
 
+MALL_MEANS = {"annual_income": "income (k$)", "spending_score": "spending score"}
+MAX_MEAN_COLUMNS = 4  # feature means shown in the summary's segment table
+
+
 def summary_markdown(
-    manifest: dict, profiles: pd.DataFrame, images: Mapping[str, bytes] | None = None
+    manifest: dict,
+    profiles: pd.DataFrame,
+    images: Mapping[str, bytes] | None = None,
+    means: Mapping[str, str] | None = None,
 ) -> str:
     """A run summary: chosen k and why, segments, row accounting, changes, files, and plots.
 
     ``images`` (PNG bytes by file name) are embedded as data URIs: the Prefect UI renders them
     with no file server and no network (checked in headless Chromium), unlike image artifacts,
-    which only hold a URL.
+    which only hold a URL. ``means``: column -> label of the feature means shown per segment
+    (default: the Mall's income and spending score).
     """
+    means = dict(list((means or MALL_MEANS).items())[:MAX_MEAN_COLUMNS])
     rows = manifest["rows"]
     choice = manifest["k"]
     lines = [
@@ -32,13 +41,15 @@ def summary_markdown(
         f"**{choice['chosen']} segments** from `{manifest['input']['path']}` "
         f"(rule: {choice['rule']}; {choice['reason']}).",
         "",
-        "| segment | name | customers | share | mean income (k$) | mean spending score |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| segment | name | customers | share | "
+        + "".join(f"mean {label} | " for label in means.values()),
+        "|---:|---|---:|---:|" + "---:|" * len(means),
     ]
-    for p in profiles.itertuples():
+    for p in profiles.to_dict(orient="records"):
+        cells = "".join(f"{_number(p[f'{column}_mean'])} | " for column in means)
         lines.append(
-            f"| {p.segment_id} | {p.segment_name} | {p.size:,} | {p.share:.1%} | "
-            f"{p.annual_income_mean:.1f} | {p.spending_score_mean:.1f} |"
+            f"| {p['segment_id']} | {p['segment_name']} | {p['size']:,} | {p['share']:.1%} | "
+            + cells
         )
     lines += [
         "",
@@ -53,6 +64,18 @@ def summary_markdown(
         if images and name in images:
             lines += ["", f"## {caption}", "", f"![{caption}]({png_data_uri(images[name])})"]
     return "\n".join(lines) + "\n"
+
+
+def summary_means(table) -> dict[str, str]:
+    """Feature means the summary shows: numeric features with their labels and units."""
+    return {c.name: c.titled().lower() for c in table.features if c.numeric}
+
+
+def _number(value: float) -> str:
+    """A mean for reading: one decimal, thousands separated; more digits for small values."""
+    if pd.isna(value):
+        return "n/a"
+    return f"{value:,.1f}" if abs(value) >= 1 or value == 0 else f"{value:.3g}"
 
 
 def png_data_uri(png: bytes) -> str:

@@ -4,43 +4,25 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pyarrow as pa_arrow
 import pyarrow.compute as pc
 
-from schemas.customers import (
-    COLUMNS,
-    CUSTOMER_ID,
-    GENDER,
-    GENDERS,
-    NUMERIC_COLUMNS,
-    SOURCE_ROW,
-    Customers,
-)
-from schemas.outputs import Quarantine
+from schemas.customers import NOT_FINITE, customers_schema, quarantine_schema
 from tasks.errors import InputError
 from tasks.ingest import numbers_as_text
+from tasks.table import CUSTOMER_ID, SOURCE_ROW, Table, mall_table
 
 log = logging.getLogger(__name__)
 
-# Gender spellings seen in customer files, folded to the fixed set in schemas.customers.GENDERS.
-GENDER_ALIASES = {
-    "female": "Female",
-    "f": "Female",
-    "woman": "Female",
-    "w": "Female",
-    "male": "Male",
-    "m": "Male",
-    "man": "Male",
-}
-
 REASON = "reason"
 NOT_A_NUMBER = "not a number"  # the same words as RawCustomers' check, the contract of ingest
-NOT_FINITE = "not a finite number"  # the error of Customers' is_finite check
 
 
 class RowAccounting:
@@ -76,6 +58,7 @@ class CleanResult(RowAccounting):
     quarantine: pd.DataFrame
     rows_read: int
     duplicates_dropped: int
+    missing_filled: dict[str, int] = field(default_factory=dict)  # column -> values filled
 
     @property
     def rows_kept(self) -> int:
@@ -83,55 +66,74 @@ class CleanResult(RowAccounting):
 
 
 def clean_customers(
-    raw: pd.DataFrame, *, source: str = "input", max_quarantine_share: float | None = 0.2
+    raw: pd.DataFrame,
+    *,
+    source: str = "input",
+    max_quarantine_share: float | None = 0.2,
+    table: Table | None = None,
 ) -> CleanResult:
     """Drop exact duplicates, quarantine invalid or conflicting rows, return typed clean rows.
 
-    ``raw`` is the output of ``tasks.ingest.read_customers`` (text values, ``source_row``).
-    Raises ``InputError`` when no valid row remains or more than ``max_quarantine_share`` of
-    the rows are quarantined (``None``: no such check, for one part of a partitioned input).
+    ``raw`` is the output of ``tasks.ingest.read_customers`` (text values, ``source_row``,
+    ``customer_id`` and the columns of ``table`` under their names; default: the Mall preset).
+    Missing feature values of a column whose policy is ``median`` are filled with the median
+    of the column (a categorical one: its most frequent value) and counted in
+    ``missing_filled``. Raises ``InputError`` when no valid row remains or more than
+    ``max_quarantine_share`` of the rows are quarantined (``None``: no such check, for one
+    part of a partitioned input).
     """
+    table = table or mall_table()
+    names = [CUSTOMER_ID, *table.names]
     # No copies of the raw rows (copy-on-write): new columns are set on new frames.
-    frame = raw.loc[:, [SOURCE_ROW, *COLUMNS]]
-    frame[GENDER] = normalise_gender(frame[GENDER])
-    typed = _parse_numbers(frame)  # numbers parsed once; text kept in `frame` for reasons
+    frame = raw.loc[:, [SOURCE_ROW, *names]]
+    for column in table.columns:
+        if column.spec.recode:
+            frame[column.name] = recode(frame[column.name], column.spec.recode)
+    typed = _parse_numbers(frame, table)  # numbers parsed once; text kept in `frame` for reasons
     # Hashing 10M text ids costs seconds: do it once, then work on integer codes.
     id_codes = pd.Series(pd.factorize(frame[CUSTOMER_ID])[0], index=frame.index)
 
-    duplicated = _exact_duplicates(frame, typed, id_codes)
+    duplicated = _exact_duplicates(frame, typed, id_codes, table)
     if duplicated.any():  # filtering 10M rows copies them: only when there is something to drop
         frame, typed, id_codes = (
             frame.loc[~duplicated],
             typed.loc[~duplicated],
             id_codes[~duplicated],
         )
+    typed, filled = _fill_missing(frame, typed, table)
 
     # Every failed check of a row: a conflicting id first, then each invalid value.
-    conflicts, invalid = _conflicting_ids(frame, id_codes), _invalid_values(frame, typed)
+    schema = _row_checks(table)
+    conflicts = _conflicting_ids(frame, id_codes)
+    invalid = _invalid_values(frame, typed, table, schema)
     if conflicts.empty or invalid.empty:
         reasons = invalid if conflicts.empty else conflicts
     else:
         reasons = pd.concat([conflicts, invalid]).groupby(level=0, sort=True).agg("; ".join)
         reasons = reasons.rename(REASON)
 
-    quarantine = _quarantine_table(raw.loc[reasons.index], reasons)
+    quarantine = _quarantine_table(raw.loc[reasons.index], reasons, table)
     kept = typed.drop(index=reasons.index) if len(reasons) else typed
     # Ids are unique by construction (exact repeats dropped, conflicting ones quarantined):
     # checked on the integer codes, ~40x cheaper than the schema's check on 10M text ids.
     if id_codes.reindex(kept.index).duplicated().any():
         raise RuntimeError("clean customers with a repeated id: a bug in the cleaning")
-    customers = _ROW_CHECKS.validate(kept.loc[:, list(COLUMNS)], inplace=True)
+    customers = schema.validate(kept.loc[:, names], inplace=True)
     customers = customers.reset_index(drop=True)
+    filled_counts = {
+        name: int(mask.reindex(kept.index, fill_value=False).sum()) for name, mask in filled.items()
+    }
 
     result = CleanResult(
         customers=customers,
         quarantine=quarantine,
         rows_read=len(raw),
         duplicates_dropped=int(duplicated.sum()),
+        missing_filled={name: n for name, n in filled_counts.items() if n},
     )
     check_accounting(result)
     if max_quarantine_share is not None:
-        _check_enough_left(result, source, max_quarantine_share)
+        _check_enough_left(result, source, max_quarantine_share, table)
     log.info(
         "Cleaned %s: %d rows read, %d kept, %d quarantined, %d exact duplicates dropped",
         source,
@@ -140,22 +142,61 @@ def clean_customers(
         result.rows_quarantined,
         result.duplicates_dropped,
     )
+    if result.missing_filled:
+        log.info("Missing feature values filled with the column median: %s", result.missing_filled)
     return result
 
 
-def normalise_gender(values: pd.Series) -> pd.Series:
-    """Fold known spellings (``f``, ``female``, ``M`` ...) to Female/Male; keep the others."""
-    codes, spellings = pd.factorize(values)  # a handful of distinct spellings, many rows
-    folded = [GENDER_ALIASES.get(str(s).strip().lower(), s) for s in spellings]
-    result = pd.Series(
+def recode(values: pd.Series, spellings: Mapping[str, str]) -> pd.Series:
+    """Fold known spellings (compared without case or surrounding spaces) to their value;
+    keep the others."""
+    folded_map = {key.strip().lower(): value for key, value in spellings.items()}
+    codes, found = pd.factorize(values)  # a handful of distinct spellings, many rows
+    folded = [folded_map.get(str(s).strip().lower(), s) for s in found]
+    return pd.Series(
         pd.array(folded, dtype=values.dtype).take(codes, allow_fill=True),
         index=values.index,
         name=values.name,
     )
-    return result
 
 
-def _exact_duplicates(frame: pd.DataFrame, typed: pd.DataFrame, id_codes: pd.Series) -> pd.Series:
+def normalise_gender(values: pd.Series) -> pd.Series:
+    """Fold known gender spellings (``f``, ``female``, ``M`` ...) to Female/Male (the Mall
+    preset's recode table); keep the others."""
+    return recode(values, mall_table().column("gender").spec.recode)
+
+
+def _fill_missing(
+    frame: pd.DataFrame, typed: pd.DataFrame, table: Table
+) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
+    """Fill missing values of features whose policy is ``median``; the filled cells per column.
+
+    Only values that are missing are filled, never text that is not a number (that row is
+    quarantined naming the value)."""
+    filled = {}
+    for column in table.features:
+        if column.missing != "median":
+            continue
+        values = typed[column.name]
+        missing = frame[column.name].isna()  # as read: text that is not a number stays
+        if not missing.any():
+            continue
+        if column.numeric:
+            present = values[np.isfinite(values.to_numpy(dtype="float64"))]
+            fill = float(present.median()) if len(present) else np.nan
+        else:
+            modes = values.dropna().mode()
+            fill = modes.iloc[0] if len(modes) else None
+        if fill is None or (isinstance(fill, float) and np.isnan(fill)):
+            continue
+        typed = typed.assign(**{column.name: values.mask(missing, fill)})
+        filled[column.name] = missing
+    return typed, filled
+
+
+def _exact_duplicates(
+    frame: pd.DataFrame, typed: pd.DataFrame, id_codes: pd.Series, table: Table
+) -> pd.Series:
     """True for each row that repeats an earlier row exactly (numbers compared as numbers,
     text that is not a number compared as text)."""
     # Only rows whose id repeats (or is missing) can repeat another row: compare just those.
@@ -164,12 +205,15 @@ def _exact_duplicates(frame: pd.DataFrame, typed: pd.DataFrame, id_codes: pd.Ser
     if not candidates.any():
         return duplicated
     frame, typed = frame.loc[candidates], typed.loc[candidates]
-    key = typed.loc[:, list(NUMERIC_COLUMNS)]
-    key = key.assign(**{CUSTOMER_ID: id_codes[candidates], GENDER: pd.factorize(frame[GENDER])[0]})
-    for column in NUMERIC_COLUMNS:
+    numeric = list(table.numeric_names)
+    key = typed.loc[:, numeric].assign(**{CUSTOMER_ID: id_codes[candidates]})
+    for column in table.columns:
+        if not column.numeric:
+            key[column.name] = pd.factorize(frame[column.name])[0]
+    for column in numeric:
         text = frame[column].where(typed[column].isna())
         if text.notna().any():
-            key[f"{column}_text"] = text
+            key[f"{column}\0text"] = text
     duplicated[key.index] = key.duplicated(keep="first")
     return duplicated
 
@@ -190,9 +234,9 @@ def _conflicting_ids(frame: pd.DataFrame, id_codes: pd.Series) -> pd.Series:
     return pd.Series(reasons, dtype="str", name=REASON)
 
 
-def _parse_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+def _parse_numbers(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
     """The frame with its numeric columns as float64 (text that is not a number -> NaN)."""
-    return frame.assign(**{column: _to_float(frame[column]) for column in NUMERIC_COLUMNS})
+    return frame.assign(**{column: _to_float(frame[column]) for column in table.numeric_names})
 
 
 def _to_float(values: pd.Series) -> pd.Series:
@@ -210,11 +254,13 @@ def _to_float(values: pd.Series) -> pd.Series:
         return pd.to_numeric(values, errors="coerce").astype("float64")
 
 
-def _not_numbers(frame: pd.DataFrame, typed: pd.DataFrame) -> pd.DataFrame:
+def _not_numbers(frame: pd.DataFrame, typed: pd.DataFrame, table: Table) -> pd.DataFrame:
     """Failure cases for values present as text that did not parse as numbers."""
-    cases = []
-    for column in NUMERIC_COLUMNS:
+    cases = [pd.DataFrame(columns=["index", "column", "check", "failure_case"])]
+    for column in table.numeric_names:
         bad = frame[column].notna() & typed[column].isna()
+        if not bad.any():
+            continue
         cases.append(
             pd.DataFrame(
                 {
@@ -228,22 +274,26 @@ def _not_numbers(frame: pd.DataFrame, typed: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(cases, ignore_index=True).astype({"index": "int64"})
 
 
-def _invalid_values(frame: pd.DataFrame, typed: pd.DataFrame) -> pd.Series:
+def _invalid_values(
+    frame: pd.DataFrame, typed: pd.DataFrame, table: Table, schema: pa.DataFrameSchema
+) -> pd.Series:
     """One reason string per invalid row, listing every failed check (lazy validation)."""
+    names = [CUSTOMER_ID, *table.names]
     cases = pd.concat(
-        [_not_numbers(frame, typed), _failure_cases(_ROW_CHECKS, typed.loc[:, list(COLUMNS)])],
+        [_not_numbers(frame, typed, table), _failure_cases(schema, typed.loc[:, names])],
         ignore_index=True,
     )
     if cases.empty:
         return pd.Series(dtype="str", name=REASON)
     cases = _one_reason_per_value(cases)
+    allowed = {c.name: c.spec.allowed for c in table.columns if c.spec.allowed}
     cases["text"] = [
-        _describe(column, check, value)
+        _describe(column, check, value, allowed.get(column))
         for column, check, value in zip(
             cases["column"], cases["check"], cases["failure_case"], strict=True
         )
     ]
-    cases["order"] = cases["column"].map({c: i for i, c in enumerate(COLUMNS)})
+    cases["order"] = cases["column"].map({c: i for i, c in enumerate(names)})
     cases = cases.sort_values(["index", "order"], kind="stable")
     return cases.groupby("index")["text"].agg("; ".join).rename(REASON)
 
@@ -258,11 +308,14 @@ def _one_reason_per_value(cases: pd.DataFrame) -> pd.DataFrame:
     return cases.loc[primary.to_numpy() | ~cells.isin(cells[primary.to_numpy()])]
 
 
-# Customers' row-level checks. Ids are unique here by construction (conflicts are already
-# quarantined): that is checked on integer codes, not by the schema's costly check on text.
-_ROW_CHECKS = Customers.to_schema().update_column(CUSTOMER_ID, unique=False)
-# Given exactly Customers' columns, validated in place: a 10M-row frame is not copied.
-_ROW_CHECKS.strict = True
+def _row_checks(table: Table) -> pa.DataFrameSchema:
+    """The clean customers' row-level checks. Ids are unique here by construction (conflicts
+    are already quarantined): that is checked on integer codes, not by the schema's costly
+    check on text. Given exactly these columns, a frame is validated in place (10M rows are
+    not copied)."""
+    schema = customers_schema(table).update_column(CUSTOMER_ID, unique=False)
+    schema.strict = True
+    return schema
 
 
 def _failure_cases(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFrame:
@@ -284,7 +337,9 @@ def _failure_cases(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFr
 _BOUND = re.compile(r"(greater|less)_than_or_equal_to\((.+)\)")
 
 
-def _describe(column: str, check: str, value: object) -> str:
+def _describe(
+    column: str, check: str, value: object, allowed: tuple[str, ...] | None = None
+) -> str:
     """A reason readable by a person, naming the column, the check and the offending value."""
     if check == "not_nullable":
         return f"{column}: missing value"
@@ -296,7 +351,7 @@ def _describe(column: str, check: str, value: object) -> str:
         relation = ">=" if bound.group(1) == "greater" else "<="
         return f"{column}={shown}: must be {relation} {_format_number(bound.group(2))}"
     if check.startswith("isin("):
-        return f"{column}={shown}: unknown code, expected one of {', '.join(GENDERS)}"
+        return f"{column}={shown}: unknown code, expected one of {', '.join(allowed or ())}"
     if check.startswith("str_length"):
         return f"{column}: empty value"
     return f"{column}={shown}: {check}"
@@ -310,14 +365,15 @@ def _format_number(value: object) -> str:
     return f"{number:g}"
 
 
-def _quarantine_table(raw_rows: pd.DataFrame, reasons: pd.Series) -> pd.DataFrame:
+def _quarantine_table(raw_rows: pd.DataFrame, reasons: pd.Series, table: Table) -> pd.DataFrame:
     """The quarantined rows with their values as read (numbers read as numbers shown as text,
     as the file's own text would be) and their reasons."""
-    table = raw_rows.loc[:, [SOURCE_ROW, *COLUMNS]]
-    table = table.assign(**{c: numbers_as_text(table[c]) for c in NUMERIC_COLUMNS})
-    table[REASON] = reasons.reindex(table.index)
-    table = table.sort_values(SOURCE_ROW).reset_index(drop=True)
-    return Quarantine.validate(table)
+    names = [CUSTOMER_ID, *table.names]
+    quarantine = raw_rows.loc[:, [SOURCE_ROW, *names]]
+    quarantine = quarantine.assign(**{c: numbers_as_text(quarantine[c]) for c in names})
+    quarantine[REASON] = reasons.reindex(quarantine.index)
+    quarantine = quarantine.sort_values(SOURCE_ROW).reset_index(drop=True)
+    return quarantine_schema(table).validate(quarantine)
 
 
 def check_accounting(result: RowAccounting) -> None:
@@ -331,7 +387,7 @@ def check_accounting(result: RowAccounting) -> None:
         )
 
 
-def _check_enough_left(result: CleanResult, source: str, max_share: float) -> None:
+def _check_enough_left(result: CleanResult, source: str, max_share: float, table: Table) -> None:
     if result.rows_kept == 0:
         raise InputError(
             f"no valid customer rows remain: {result.rows_quarantined} quarantined "
@@ -344,13 +400,18 @@ def _check_enough_left(result: CleanResult, source: str, max_share: float) -> No
             "at least 2 different customers are needed to segment",
             path=source,
         )
-    if _all_alike(result.customers):
+    if _all_alike(result.customers, table):
         raise InputError(
-            f"all {result.rows_kept} valid customers have the same gender, age, income and "
-            "score: at least 2 different customers are needed to segment",
+            f"all {result.rows_kept} valid customers have the same {_listing(table)}: "
+            "at least 2 different customers are needed to segment",
             path=source,
         )
     check_quarantine_share(result, source, max_share)
+
+
+def _listing(table: Table) -> str:
+    labels = [c.label for c in table.columns]
+    return ", ".join(labels[:-1]) + f" and {labels[-1]}" if len(labels) > 1 else labels[0]
 
 
 def check_quarantine_share(result: RowAccounting, source: str | Path, max_share: float) -> None:
@@ -365,12 +426,12 @@ def check_quarantine_share(result: RowAccounting, source: str | Path, max_share:
         )
 
 
-def _all_alike(customers: pd.DataFrame) -> bool:
+def _all_alike(customers: pd.DataFrame, table: Table) -> bool:
     """True when every customer has the same values (ids aside); cheap checks first."""
-    numbers = customers.loc[:, list(NUMERIC_COLUMNS)]
+    numbers = customers.loc[:, list(table.numeric_names)]
     if (numbers.max() != numbers.min()).any():
         return False
-    return customers[GENDER].nunique() == 1
+    return all(customers[c.name].nunique() <= 1 for c in table.columns if not c.numeric)
 
 
 def _top_reasons(quarantine: pd.DataFrame, limit: int = 3) -> str:

@@ -19,6 +19,7 @@ from tasks.identity import (
 from tasks.model import build_model
 from tasks.profile import name_segments, profile_segments, segment_table
 from tasks.scale import ScaledFeatures, feature_frame
+from tasks.table import Table, mall_table
 
 
 @dataclass(frozen=True)
@@ -40,20 +41,24 @@ def describe_segments(
     scaled: ScaledFeatures,
     segmentation: Segmentation,
     previous: PreviousRun | None,
-    features: list[str],
+    features: list[str] | tuple[str, ...] | None = None,
     *,
     max_shift: float = 0.5,
+    table: Table | None = None,
 ) -> Described:
     """Stable ids (matched to the previous run), names, profiles, transitions and the model."""
-    identity = match_segments(
-        segmentation.centroids, scaled.columns, scaled.transforms, previous, max_shift=max_shift
-    )
+    table = table or mall_table()
+    features = list(table.feature_names if features is None else features)
+    identity = match_segments(segmentation.centroids, scaled, previous, max_shift=max_shift)
     labels = identity.relabel(segmentation.labels)
+    in_features = scaled.to_feature_space(segmentation.centroids)
     centroids = pd.DataFrame(
-        {t.column: t.invert(segmentation.centroids[:, j]) for j, t in enumerate(scaled.transforms)},
+        {t.column: t.invert(in_features[:, j]) for j, t in enumerate(scaled.transforms)},
         index=pd.Index(identity.ids, name="segment_id"),
     )
-    computed = name_segments(centroids, feature_frame(customers, features))
+    values = feature_frame(customers, features, table)
+    z = transformed_z(values, in_features, scaled, centroids.index)
+    computed = name_segments(centroids, values.loc[:, list(centroids.columns)], table, z)
     names = _names(identity, computed)
     segments = segment_table(
         customers,
@@ -69,8 +74,8 @@ def describe_segments(
             {"previous_segment_id": [], "segment_id": [], "customers": []}, dtype="int64"
         )
     )
-    profiles = profile_segments(customers, labels, names)
-    model = build_model(scaled, segmentation, identity, names, features)
+    profiles = profile_segments(customers, labels, names, table)
+    model = build_model(scaled, segmentation, identity, names, features, table)
     return Described(
         identity,
         names,
@@ -81,6 +86,23 @@ def describe_segments(
         change_summary(previous, segments, identity),
         model,
     )
+
+
+def transformed_z(
+    values: pd.DataFrame, in_features: np.ndarray, scaled: ScaledFeatures, ids: pd.Index
+) -> pd.DataFrame:
+    """z-scores of the centroids for columns with a non-linear transform (log1p, Yeo-Johnson,
+    clip), measured on the transformed scale the clustering saw; other columns are left to
+    the names' comparison in original units (the same z for a linear scaling)."""
+    z = {}
+    for j, t in enumerate(scaled.transforms):
+        if t.category is not None or (t.kind == "none" and not t.log):
+            continue
+        y = t.prepare(values[t.column].to_numpy(dtype="float64"))
+        std = float(y.std())
+        centre = in_features[:, j] * t.scale + t.center  # back on the transformed scale
+        z[t.column] = (centre - float(y.mean())) / std if std > 0 else np.zeros(len(centre))
+    return pd.DataFrame(z, index=ids)
 
 
 def _names(identity: Identity, computed: dict[int, str]) -> dict[int, str]:
@@ -94,9 +116,3 @@ def _names(identity: Identity, computed: dict[int, str]) -> dict[int, str]:
             name, n = f"{computed[stable_id]} #{n}", n + 1
         names[stable_id] = name
     return dict(sorted(names.items()))
-
-
-def smallest_share(labels: np.ndarray) -> float:
-    """Share of customers in the smallest segment."""
-    counts = np.unique(labels, return_counts=True)[1]
-    return float(counts.min() / counts.sum())

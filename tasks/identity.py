@@ -19,7 +19,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
 from schemas.customers import CUSTOMER_ID
-from tasks.scale import FeatureTransform
+from tasks.scale import FeatureTransform, ScaledFeatures
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +63,18 @@ def first_identity(k: int) -> Identity:
 
 def match_segments(
     centroids: np.ndarray,
-    columns: tuple[str, ...],
-    transforms: tuple[FeatureTransform, ...],
+    scaled: ScaledFeatures,
     previous: PreviousRun | None,
     *,
     max_shift: float = 0.5,
 ) -> Identity:
-    """Give each current centroid (scaled, row i = provisional segment i + 1) a stable id.
+    """Give each current centroid (in the space K-Means works in, row i = provisional segment
+    i + 1) a stable id.
 
     ``max_shift`` is the largest distance, in today's scaled units, at which a current centroid
     still counts as the same segment as a previous one.
     """
+    columns, transforms = scaled.columns, scaled.transforms
     k = len(centroids)
     if previous is None:
         return first_identity(k)
@@ -90,7 +91,7 @@ def match_segments(
         )
         pairs = []
     else:
-        old = _previous_centroids_scaled(model, transforms)
+        old = scaled.to_cluster_space(_previous_centroids_scaled(model, transforms))
         distance = np.linalg.norm(centroids[:, None, :] - old[None, :, :], axis=2)
         rows, cols = linear_sum_assignment(distance)
         pairs = [(i, j, distance[i, j]) for i, j in zip(rows, cols, strict=True)]

@@ -1,9 +1,9 @@
-"""Read a raw customer CSV or Parquet file into canonical text columns; fail only on file problems.
+"""Read a raw customer CSV or Parquet file as text columns; fail only on file problems.
 
-Values are kept as text (``0001`` stays ``0001``); cleaning and typing happen later. The result has
-``source_row`` first, then the canonical columns, then any extra columns of the file. It is not
-validated against ``RawCustomers`` here, because that schema rejects non-numeric text such as
-``abc`` in ``age``, and bad values are the cleaning step's job, not a reason to refuse the file.
+Values are kept as text (``0001`` stays ``0001``); cleaning and typing happen later.
+``read_file`` gives ``source_row`` then every column under the file's own header (the audit copy,
+``raw.parquet``); ``canonical_frame`` renames the columns a ``tasks.table.Table`` uses to their
+names. Bad values are the cleaning step's job, not a reason to refuse the file.
 """
 
 from __future__ import annotations
@@ -24,39 +24,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from schemas.customers import (
-    AGE,
-    ANNUAL_INCOME,
-    COLUMNS,
-    CUSTOMER_ID,
-    GENDER,
-    NUMERIC_COLUMNS,
-    SOURCE_ROW,
-    SPENDING_SCORE,
-)
+from schemas.spec import ID_SPELLINGS, TableSpec, mall_spec
 from tasks.errors import InputError
+from tasks.table import CUSTOMER_ID, SOURCE_ROW, Table, choose_spec, resolve_table
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ALIASES: dict[str, tuple[str, ...]] = {
-    CUSTOMER_ID: ("CustomerID", "Customer ID", "customer_id", "Cust ID", "Client ID", "ID"),
-    GENDER: ("Genre", "Gender", "Sex"),
-    AGE: ("Age", "Age (years)"),
-    ANNUAL_INCOME: (
-        "Annual Income (k$)",
-        "Annual Income",
-        "Annual_Income",
-        "Annual Income k$",
-        "Income (k$)",
-        "Income",
-    ),
-    SPENDING_SCORE: (
-        "Spending Score (1-100)",
-        "Spending Score",
-        "Spending_Score",
-        "Score",
-    ),
-}
+SAMPLE_ROWS = 10_000  # rows read before the run to resolve and check the columns
+SAMPLE_BYTES = 8 * 2**20  # at most this much of a text file is read for that sample
+
+
+def default_aliases() -> dict[str, tuple[str, ...]]:
+    """The Mall preset's accepted headers per canonical column, the id first."""
+    spec = mall_spec()
+    return {CUSTOMER_ID: ID_SPELLINGS} | {n: c.aliases for n, c in spec.columns.items()}
+
 
 # Whole-field tokens read as missing, compared after stripping whitespace. A lone "-" is a common
 # placeholder; it never matches a negative number such as "-5", because matching is whole-field.
@@ -70,35 +52,103 @@ _UNCLOSED_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
 
 
 def read_customers(
-    path: str | Path, columns: Mapping[str, str] | None = None, sep: str | None = None
+    path: str | Path,
+    columns: Mapping[str, str] | None = None,
+    sep: str | None = None,
+    table: Table | None = None,
 ) -> pd.DataFrame:
-    """Read a customer CSV or Parquet file into ``source_row`` plus the canonical columns.
+    """Read a customer file into ``source_row``, ``customer_id``, the table's columns under
+    their names (the Mall preset's canonical names by default), then the file's other columns.
 
-    Values are text as read (stripped, NA tokens missing), except the numeric columns of a
+    Values are text as read (stripped, NA tokens missing), except numeric columns of a
     Parquet file stored as numbers: those stay numbers (float64), so ten million rows are not
     printed as text here to be parsed back in the cleaning.
     """
     path = Path(path)
+    header = read_header(path, sep)
+    if table is None:
+        spec = mall_spec()
+        table = _resolve_or_locate(path, lambda: resolve_table(header, None, spec, columns))
+    raw = read_file(path, sep, expected=expected_types(table))
+    return canonical_frame(raw, table)
+
+
+def _resolve_or_locate(path: Path, resolve):
+    try:
+        return resolve()
+    except InputError as error:
+        raise error if error.path is not None else error.with_path(path) from error
+
+
+def read_header(path: str | Path, sep: str | None = None) -> list[str]:
+    """The file's header as written (cheap: the Parquet schema, or the first lines of text)."""
+    return list(read_file(path, sep, nrows=1).columns[1:])
+
+
+def read_sample(path: str | Path, sep: str | None = None, rows: int = SAMPLE_ROWS) -> pd.DataFrame:
+    """The first ``rows`` data rows, as ``read_file`` gives them: to resolve the columns and
+    check them before the whole file is read."""
+    return read_file(path, sep, nrows=rows)
+
+
+def read_file(
+    path: str | Path,
+    sep: str | None = None,
+    *,
+    expected: Mapping[str, tuple[str, str]] | None = None,
+    nrows: int | None = None,
+) -> pd.DataFrame:
+    """Read a CSV or Parquet file into ``source_row`` plus every column under its own header.
+
+    Values are text (stripped, NA tokens missing); a Parquet column named in ``numeric`` and
+    stored as numbers is float64. ``expected`` (from ``expected_types``): what each used column
+    may be stored as in Parquet, numbers kept as numbers. ``nrows``: only the first rows.
+    """
+    path = Path(path)
     _check_is_file(path)
-    parquet = path.suffix.lower() in PARQUET_SUFFIXES
-    if parquet:
-        header, table = _read_parquet(path)
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        header, table = _read_parquet(path, nrows)
+        _check_unique(path, header)
+        if expected is None:  # no table yet (a sample): every column stored as numbers stays so
+            numeric = set(header)
+        else:
+            types = dict(zip(header, table.schema.types, strict=True))
+            _check_parquet_types(path, types, expected)
+            numeric = {h for h, (_, what) in expected.items() if what == "numbers or text"}
+        columns = _parquet_columns(table, header, numeric)
+        del table
     else:
-        header, frame = _read_text(path, sep)
+        header, frame = _read_text(path, sep, nrows)
+        _check_unique(path, header)
+        frame.columns = header
+        columns = {name: frame[name] for name in header}
+    result = _file_frame(columns)
+    if nrows is None:
+        logger.info("read %d rows and %d columns from %s", len(result), len(header), path)
+    return result
+
+
+def _check_unique(path: Path, header: list[str]) -> None:
     duplicates = sorted(name for name, count in Counter(header).items() if count > 1)
     if duplicates:
         raise InputError(f"duplicate column names in the header: {duplicates}", path=path)
-    mapping = _resolve_columns(path, header, columns)
-    if parquet:
-        _check_parquet_types(path, mapping, dict(zip(header, table.schema.types, strict=True)))
-        columns = _parquet_columns(table, header, {mapping[c] for c in NUMERIC_COLUMNS})
-        del table
+
+
+def canonical_frame(raw: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """``source_row``, ``customer_id`` (the data row number when the file has no id), the
+    table's columns renamed to their names, then the other columns of the file."""
+    data = {SOURCE_ROW: raw[SOURCE_ROW]}
+    if table.id_header is None:
+        data[CUSTOMER_ID] = raw[SOURCE_ROW].astype("str")
     else:
-        frame.columns = header
-        columns = {name: frame[name] for name in header}
-    result = _canonical_frame(columns, mapping)
-    logger.info("read %d rows and %d columns from %s", len(result), len(header), path)
-    return result
+        data[CUSTOMER_ID] = raw[table.id_header]
+    for column in table.columns:
+        data[column.name] = raw[column.header]
+    used = {table.id_header, *(c.header for c in table.columns)}
+    for name in raw.columns[1:]:
+        if name not in used:
+            data[_unique_name(name, data)] = raw[name]
+    return pd.DataFrame(data)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -122,12 +172,19 @@ def _check_is_file(path: Path) -> None:
         raise InputError("is a directory, expected a CSV or Parquet file", path=path)
 
 
-def _read_bytes(path: Path) -> bytes:
-    """Read the whole file once, turning OS errors into InputError."""
+def _read_bytes(path: Path, limit: int | None = None) -> bytes:
+    """Read the whole file once (or its first ``limit`` bytes, cut after the last whole line),
+    turning OS errors into InputError."""
     try:
-        return path.read_bytes()
+        if limit is None:
+            return path.read_bytes()
+        with path.open("rb") as handle:
+            raw = handle.read(limit + 1)
     except OSError as error:
         raise InputError(f"cannot be read: {error.strerror or error}", path=path) from error
+    if len(raw) <= limit or raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return raw if len(raw) <= limit else path.read_bytes()
+    return raw[: raw.rfind(b"\n") + 1] or raw
 
 
 def _decode(path: Path, raw: bytes) -> str:
@@ -200,9 +257,12 @@ def _sniff_sep(header_line: str) -> str:
     return SEPARATORS[counts.index(max(counts))]
 
 
-def _read_text(path: Path, sep: str | None) -> tuple[list[str], pd.DataFrame]:
-    """Read delimited text into (header names, all-text data frame)."""
-    text = _decode(path, _read_bytes(path))
+def _read_text(
+    path: Path, sep: str | None, nrows: int | None = None
+) -> tuple[list[str], pd.DataFrame]:
+    """Read delimited text into (header names, all-text data frame); with ``nrows``, only the
+    first rows, from the start of the file."""
+    text = _decode(path, _read_bytes(path, None if nrows is None else SAMPLE_BYTES))
     if "\n" not in text:
         text = text.replace("\r", "\n")  # old Mac line endings: CR only
     _check_merge_markers(path, text)
@@ -221,6 +281,7 @@ def _read_text(path: Path, sep: str | None) -> tuple[list[str], pd.DataFrame]:
             na_filter=False,
             skip_blank_lines=True,
             engine="c" if len(sep) == 1 else "python",
+            nrows=None if nrows is None else nrows + 1,
         )
     except pd.errors.ParserError as error:
         raise InputError(_parser_message(error, header_line_no), path=path) from error
@@ -285,12 +346,21 @@ def _header_name(value: object, position: int) -> str:
     return name or f"unnamed_{position}"
 
 
-def _read_parquet(path: Path) -> tuple[list[str], pa.Table]:
-    """Read a Parquet file into (header names, Arrow table)."""
+def _read_parquet(path: Path, nrows: int | None = None) -> tuple[list[str], pa.Table]:
+    """Read a Parquet file (or its first ``nrows`` rows) into (header names, Arrow table)."""
     if path.stat().st_size == 0:
         raise InputError("is empty", path=path)
     try:
-        table = pq.read_table(path)
+        if nrows is None:
+            table = pq.read_table(path)
+        else:
+            parquet = pq.ParquetFile(path)
+            batch = next(parquet.iter_batches(batch_size=nrows), None)
+            table = (
+                pa.Table.from_batches([batch])
+                if batch is not None
+                else parquet.schema_arrow.empty_table()
+            )
     except (pa.ArrowException, OSError) as error:
         reason = re.sub(r"^Could not open Parquet input source '.*?': ", "", str(error))
         raise InputError(f"not a readable Parquet file: {reason}", path=path) from error
@@ -342,73 +412,45 @@ def _is_number(kind: pa.DataType) -> bool:
     return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
 
 
-# The Parquet types each canonical column may have (text is cleaned like a CSV's values).
+def _check_parquet_types(
+    path: Path, types: Mapping[str, pa.DataType], expected: Mapping[str, tuple[str, str]]
+) -> None:
+    """Refuse a used column whose Parquet type cannot hold its values (dates, booleans...).
+    ``expected``: header -> (column name, one of PARQUET_TYPES)."""
+    for header, (name, what) in expected.items():
+        kind = types.get(header)
+        if kind is None:
+            continue
+        if pa.types.is_dictionary(kind):  # e.g. a pandas categorical
+            kind = kind.value_type
+        if not (pa.types.is_null(kind) or PARQUET_TYPES[what](kind)):
+            raise InputError(
+                f"Parquet type {kind} cannot hold {name}: expected {what}", path=path, column=header
+            )
+
+
+# The Parquet types a used column may have (text is cleaned like a CSV's values).
 PARQUET_TYPES = {
-    CUSTOMER_ID: ("text or integers", lambda kind: _is_text(kind) or pa.types.is_integer(kind)),
-    GENDER: ("text", _is_text),
-    AGE: ("numbers or text", lambda kind: _is_number(kind) or _is_text(kind)),
-    ANNUAL_INCOME: ("numbers or text", lambda kind: _is_number(kind) or _is_text(kind)),
-    SPENDING_SCORE: ("numbers or text", lambda kind: _is_number(kind) or _is_text(kind)),
+    "numbers or text": lambda kind: _is_number(kind) or _is_text(kind),
+    "text or integers": lambda kind: _is_text(kind) or pa.types.is_integer(kind),
+    "text": lambda kind: _is_text(kind),
 }
 
 
-def _check_parquet_types(
-    path: Path, mapping: Mapping[str, str], types: Mapping[str, pa.DataType]
-) -> None:
-    """Refuse a canonical column whose Parquet type cannot hold its values (dates, booleans...)."""
-    for canon, name in mapping.items():
-        kind = types[name]
-        if pa.types.is_dictionary(kind):  # e.g. a pandas categorical
-            kind = kind.value_type
-        expected, accepts = PARQUET_TYPES[canon]
-        if not (pa.types.is_null(kind) or accepts(kind)):
-            raise InputError(
-                f"Parquet type {kind} cannot hold {canon}: expected {expected}",
-                path=path,
-                column=name,
-            )
-
-
-def _resolve_columns(
-    path: Path, header: list[str], columns: Mapping[str, str] | None
-) -> dict[str, str]:
-    """Map each canonical column to a header of the file: explicit mapping first, then aliases."""
-    explicit = dict(columns or {})
-    unknown = sorted(set(explicit) - set(COLUMNS))
-    if unknown:
-        raise InputError(f"unknown canonical column(s) in the mapping: {unknown}", path=path)
-    absent = {canon: name for canon, name in explicit.items() if name not in header}
-    if absent:
-        raise InputError(
-            f"mapped header(s) not in the file: {absent}; headers found: {header}", path=path
-        )
-    mapping = dict(explicit)
-    missing = []
-    for canon in COLUMNS:
-        if canon in mapping:
-            continue
-        accepted = {_normalise(alias) for alias in DEFAULT_ALIASES[canon]}
-        taken = set(mapping.values())
-        found = [name for name in header if name not in taken and _normalise(name) in accepted]
-        if len(found) > 1:
-            raise InputError(
-                f"several headers match {canon!r}: {found}; pass an explicit column mapping",
-                path=path,
-            )
-        if found:
-            mapping[canon] = found[0]
+def expected_types(table: Table) -> dict[str, tuple[str, str]]:
+    """What each used column of ``table`` may be stored as in Parquet: header -> (name, types)."""
+    expected = {}
+    if table.id_header is not None:
+        expected[table.id_header] = (CUSTOMER_ID, "text or integers")
+    for column in table.columns:
+        if column.numeric:
+            what = "numbers or text"
         else:
-            missing.append(canon)
-    if missing:
-        wanted = "; ".join(
-            f"{canon} (accepted: {', '.join(DEFAULT_ALIASES[canon])})" for canon in missing
-        )
-        raise InputError(
-            f"missing required column(s): {wanted}; headers found: {', '.join(header)}",
-            path=path,
-        )
-    logger.debug("%s: column mapping %s", path, mapping)
-    return mapping
+            allowed = column.spec.allowed or ()
+            codes = all(v.lstrip("-").isdigit() for v in allowed)  # e.g. region codes 1, 2, 3
+            what = "text" if allowed and not codes else "text or integers"
+        expected[column.header] = (column.name, what)
+    return expected
 
 
 def _clean_text(values: pd.Series) -> pd.Series:
@@ -417,17 +459,13 @@ def _clean_text(values: pd.Series) -> pd.Series:
     return text.mask(text.isin(NA_TOKENS))
 
 
-def _canonical_frame(frame: Mapping[str, pd.Series], mapping: dict[str, str]) -> pd.DataFrame:
-    """Build ``source_row``, the canonical columns, then the extra columns, all cleaned."""
-    rows = len(next(iter(frame.values())))
+def _file_frame(columns: Mapping[str, pd.Series]) -> pd.DataFrame:
+    """``source_row`` then every column under its header: text cleaned, numbers as they are."""
+    rows = len(next(iter(columns.values())))
     data = {SOURCE_ROW: pd.Series(np.arange(1, rows + 1, dtype="int64"))}
-    for canon in COLUMNS:
-        values = frame[mapping[canon]]
-        data[canon] = values if pd.api.types.is_float_dtype(values) else _clean_text(values)
-    used = set(mapping.values())
-    for name in frame:
-        if name not in used:
-            data[_unique_name(name, data)] = _clean_text(frame[name])
+    for name, values in columns.items():
+        column = values if pd.api.types.is_float_dtype(values) else _clean_text(values)
+        data[_unique_name(name, data)] = column
     return pd.DataFrame(data)
 
 
@@ -438,3 +476,32 @@ def _unique_name(name: str, taken: Mapping[str, object]) -> str:
         candidate = f"{name}_extra" + (str(number) if number > 1 else "")
         number += 1
     return candidate
+
+
+def table_for_file(
+    path: str | Path,
+    *,
+    sep: str | None = None,
+    spec: TableSpec | None = None,
+    columns: Mapping[str, str] | None = None,
+    **choices: object,
+) -> Table:
+    """Resolve the columns of a customer file from its header and first rows: ``spec`` (else
+    the Mall preset for a Mall-like file, else every numeric column a feature) with the command
+    line's ``choices`` (features, profile, id_column, missing, pca) on top. Cheap: run before
+    the flow so that a wrong column name fails at once, and again inside it."""
+    path = Path(path)
+    sample = read_sample(path, sep)
+    header = list(sample.columns[1:])
+
+    def resolve() -> Table:
+        chosen = choose_spec(header, spec, columns, **choices)
+        numeric_stored = [name for name in header if pd.api.types.is_float_dtype(sample[name])]
+        return resolve_table(header, sample, chosen, columns, numeric_headers=numeric_stored)
+
+    table = _resolve_or_locate(path, resolve)
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        schema = pq.read_schema(path)
+        types = dict(zip(schema.names, schema.types, strict=True))
+        _check_parquet_types(path, types, expected_types(table))
+    return table

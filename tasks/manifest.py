@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -53,8 +54,16 @@ def build_manifest(
     changes: dict | None,
     timings: dict[str, float],
     settings: dict,
+    table: dict | None = None,
+    missing_filled: dict[str, int] | None = None,
+    projection: Any = None,
 ) -> dict:
-    """Everything a run records about itself; file checksums are added when it is published."""
+    """Everything a run records about itself; file checksums are added when it is published.
+
+    ``table``: the resolved columns (id, features, profile columns, kinds, specs);
+    ``missing_filled``: feature values filled with the median, per column; ``projection``: the
+    PCA projection, if any (its explained variance is recorded).
+    """
     return {
         "run_id": run_id,
         "flow_run_id": flow_run_id,
@@ -76,6 +85,17 @@ def build_manifest(
             for p in profiles.itertuples()
         ],
         "features": features,
+        "columns": table,
+        "missing_filled": dict(missing_filled or {}),
+        "pca": None
+        if projection is None
+        else {
+            "components": len(projection.components),
+            "explained_variance_ratio": [
+                round(float(v), 6) for v in projection.explained_variance_ratio
+            ],
+            "explained_variance": round(float(projection.explained_variance_ratio.sum()), 6),
+        },
         "changes": changes,
         "timings": timings,
         "settings": settings,

@@ -27,7 +27,15 @@ import pyarrow as pa_arrow
 import pyarrow.parquet as pq
 from sklearn.metrics import pairwise_distances_argmin_min
 
-from schemas.customers import COLUMNS, CUSTOMER_ID, GENDER, GENDERS, NUMERIC_COLUMNS, Customers
+from schemas.customers import (
+    ANNUAL_INCOME,
+    COLUMNS,
+    CUSTOMER_ID,
+    GENDER,
+    GENDERS,
+    NUMERIC_COLUMNS,
+    Customers,
+)
 from schemas.outputs import Profiles, Quarantine
 from tasks.clean import (
     SOURCE_ROW,
@@ -39,17 +47,16 @@ from tasks.clean import (
 )
 from tasks.errors import InputError
 from tasks.fit import Segmentation, canonical_order, fit_segments
-from tasks.ingest import PARQUET_SUFFIXES, numbers_as_text, read_customers
+from tasks.ingest import numbers_as_text, read_customers
 from tasks.profile import segment_table
 from tasks.report import write_table
 from tasks.scale import (
-    MONEY_COLUMNS,
     FeatureTransform,
     ScaledFeatures,
     apply_transforms,
     feature_frame,
 )
-from tasks.snapshots import snapshot_date
+from tasks.snapshots import parquet_files
 
 log = logging.getLogger(__name__)
 
@@ -67,28 +74,13 @@ class Partitions(RowAccounting):
     sizes: tuple[int, ...]  # clean customers in each partition of ``customers``
 
 
-def is_partitioned_input(path: Path) -> bool:
-    """A folder of Parquet files none of which is a dated snapshot (``*_YYYY-MM-DD.parquet``)."""
-    if not path.is_dir():
-        return False
-    files = list(_parquet_files(path))
-    return bool(files) and all(snapshot_date(f) is None for f in files)
-
-
 def partition_files(folder: Path) -> tuple[Path, ...]:
     """The folder's Parquet files in name order; an error naming the folder if there are none."""
-    files = tuple(sorted(_parquet_files(folder)))
+    files = tuple(sorted(parquet_files(folder)))
     if not files:
         raise InputError("no Parquet files (*.parquet) in the folder", path=folder)
     return files
 
-
-def _parquet_files(folder: Path):
-    return (
-        p
-        for p in folder.iterdir()
-        if p.is_file() and p.suffix.lower() in PARQUET_SUFFIXES and not p.name.startswith(".")
-    )
 
 
 def clean_partitions(
@@ -219,7 +211,7 @@ def fit_transforms_dask(
     values = customers.map_partitions(
         feature_frame, tuple(features), meta=feature_frame(customers._meta, tuple(features))
     )
-    logged = {c: scaler == "log-standard" and c in MONEY_COLUMNS for c in values.columns}
+    logged = {c: scaler == "log-standard" and c == ANNUAL_INCOME for c in values.columns}
     for column, log_it in logged.items():
         if log_it:
             values[column] = np.log1p(values[column])
@@ -380,7 +372,7 @@ def profile_partitions(
         profiles[f"{column}_mean"] = means[column]
         profiles[f"{column}_median"] = medians[column]
     for gender in GENDERS:
-        profiles[f"{gender.lower()}_share"] = shares[f"is_{gender.lower()}"]
+        profiles[f"{GENDER}_{gender}_share"] = shares[f"is_{gender.lower()}"]
     profiles = profiles.rename_axis("segment_id").reset_index()
     profiles.insert(1, "segment_name", profiles["segment_id"].map(names))
     return Profiles.validate(profiles)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from io import BytesIO
 
 import matplotlib
@@ -28,7 +28,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, StrMethodFormatter
 from sklearn.decomposition import PCA
 
-from schemas.customers import AGE, ANNUAL_INCOME, CUSTOMER_ID, GENDER, GENDERS, SPENDING_SCORE
+from schemas.customers import AGE, ANNUAL_INCOME, CUSTOMER_ID, GENDER, SPENDING_SCORE
+from tasks.table import Table, mall_table
 
 PNG_DPI = 100
 
@@ -55,13 +56,28 @@ _LEGEND_WRAP = 40  # characters per line of a legend entry
 HIST_BINS = 30
 
 
-def label_for(column: str) -> str:
-    """Human label for a column: ``LABELS``, one-hot gender columns, else the name itself."""
+def label_for(column: str, labels: Mapping[str, str] | None = None) -> str:
+    """Human label for a column: ``labels`` (see ``column_labels``), else ``LABELS``, one-hot
+    gender columns, else the name itself."""
+    if labels and column in labels:
+        return labels[column]
     if column in LABELS:
         return LABELS[column]
     if column.startswith(GENDER_PREFIX):
         return f"Gender: {column[len(GENDER_PREFIX) :]} (0/1)"
     return column
+
+
+def column_labels(table: Table, matrix_columns: Sequence[str] = ()) -> dict[str, str]:
+    """Labels with units for the table's columns (``Annual income (k$)``) and for one-hot
+    columns of its categorical features (``Gender: Female (0/1)``)."""
+    labels = {CUSTOMER_ID: "Customer id"} | {c.name: c.titled() for c in table.columns}
+    for name in matrix_columns:
+        for column in table.columns:
+            prefix = f"{column.name}_"
+            if not column.numeric and name.startswith(prefix):
+                labels[name] = f"{column.titled()}: {name[len(prefix) :]} (0/1)"
+    return labels
 
 
 def segment_color(segment_id: int) -> tuple[float, float, float]:
@@ -192,6 +208,7 @@ def plot_segments(
     scaled_centroids: np.ndarray | None = None,
     max_points: int = 20_000,
     seed: int = 0,
+    column_names: Mapping[str, str] | None = None,
 ) -> Figure:
     """Customers coloured by segment, centroids as X. Size ``SEGMENTS_SIZE`` (1100 x 700 px).
 
@@ -237,7 +254,8 @@ def plot_segments(
         view = f"PCA view of {len(columns)} scaled features"
     else:
         xy = points.iloc[rows, :2].to_numpy(dtype=float)
-        x_label, y_label = label_for(columns[0]), label_for(columns[1])
+        x_label = label_for(columns[0], column_names)
+        y_label = label_for(columns[1], column_names)
         view = None
 
     segment_ids = sorted({int(s) for s in np.unique(labels)} | {int(s) for s in centroids.index})
@@ -316,23 +334,36 @@ def plot_segments(
 # Segment profiles
 # --------------------------------------------------------------------------------------------
 
-_PROFILE_PANELS = (
-    ("size", "Segment size (share of customers)", "Customers"),
-    (f"{AGE}_mean", "Mean age", LABELS[AGE]),
-    (f"{ANNUAL_INCOME}_mean", "Mean annual income", LABELS[ANNUAL_INCOME]),
-    (f"{SPENDING_SCORE}_mean", "Mean spending score", LABELS[SPENDING_SCORE]),
-)
+_MALL_PANELS = (AGE, ANNUAL_INCOME, SPENDING_SCORE)
+MAX_PROFILE_PANELS = 5  # mean panels besides the size panel
 
 
-def plot_profiles(profiles: pd.DataFrame) -> Figure:
-    """Size and mean age / income / spending per segment. Size ``PROFILES_SIZE`` (1600 x 600 px).
+def profile_panels(table: Table) -> list[str]:
+    """Columns whose per-segment means ``plot_profiles`` draws: numeric features first, then
+    numeric profile columns, at most ``MAX_PROFILE_PANELS``."""
+    numeric = [c.name for c in table.features if c.numeric]
+    numeric += [c.name for c in table.profile if c.numeric]
+    return numeric[:MAX_PROFILE_PANELS]
 
-    Four bar panels in one row, one bar per segment (x = segment id, coloured by segment); the
+
+def plot_profiles(
+    profiles: pd.DataFrame,
+    columns: Sequence[str] = _MALL_PANELS,
+    labels: Mapping[str, str] | None = None,
+) -> Figure:
+    """Size and the mean of each of ``columns`` per segment (default: the Mall's age, income
+    and spending). Size ``PROFILES_SIZE`` (1600 x 600 px).
+
+    Bar panels in one row, one bar per segment (x = segment id, coloured by segment); the
     size bars are labelled with the share, the others with the value. A legend below maps
     segment id -> name. ``profiles`` has one row per segment with ``segment_id``,
     ``segment_name``, ``size``, ``share`` and ``<feature>_mean`` / ``_median`` columns.
     """
-    needed = ["segment_id", "segment_name", "share"] + [column for column, _, _ in _PROFILE_PANELS]
+    panels = [("size", "Segment size (share of customers)", "Customers")]
+    for column in columns:
+        label = label_for(column, labels)
+        panels.append((f"{column}_mean", f"Mean {label[:1].lower()}{label[1:]}", label))
+    needed = ["segment_id", "segment_name", "share"] + [column for column, _, _ in panels]
     missing = [column for column in needed if column not in profiles.columns]
     if missing:
         raise ValueError(f"profiles is missing columns {missing}")
@@ -342,20 +373,20 @@ def plot_profiles(profiles: pd.DataFrame) -> Figure:
     positions = np.arange(len(ids))
 
     fig = _new_figure(PROFILES_SIZE)
-    axes = fig.subplots(1, len(_PROFILE_PANELS))
-    for ax, (column, title, unit) in zip(axes, _PROFILE_PANELS, strict=True):
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (column, title, unit) in zip(axes, panels, strict=True):
         values = table[column].to_numpy(dtype=float)
         bars = ax.bar(positions, values, color=colors, edgecolor="black", linewidth=0.5)
         if column == "size":
             bar_text = [f"{share:.0%}" for share in table["share"]]
             ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
         else:
-            bar_text = [f"{value:.0f}" for value in values]
+            bar_text = [_short_number(value) for value in values]
         ax.bar_label(bars, labels=bar_text, padding=2, fontsize=9 if len(ids) <= 6 else 7)
         ax.set_xticks(positions, [str(segment) for segment in ids])
         ax.set_xlabel("Segment")
         ax.set_ylabel(unit)
-        ax.set_title(title)
+        ax.set_title(_wrap_title(title))
         ax.margins(y=0.12)
         ax.grid(axis="y", alpha=0.3)
 
@@ -399,46 +430,88 @@ def _bin_edges(data: np.ndarray) -> np.ndarray | int:
     return HIST_BINS
 
 
-def _histogram(ax: Axes, values: pd.Series, column: str) -> None:
+def _histogram(
+    ax: Axes, values: pd.Series, column: str, labels: Mapping[str, str] | None = None
+) -> None:
     data = values.dropna().to_numpy(dtype=float)
+    data = data[np.isfinite(data)]
     if data.size:
         counts, edges = np.histogram(data, bins=_bin_edges(data))
         ax.stairs(counts, edges, fill=True, color=_NEUTRAL, alpha=0.85)
     else:
         ax.text(0.5, 0.5, "no data", ha="center", transform=ax.transAxes)
-    ax.set_title(label_for(column))
-    ax.set_xlabel(label_for(column))
+    ax.set_title(_wrap_title(label_for(column, labels)))
+    ax.set_xlabel(label_for(column, labels))
     ax.set_ylabel("Customers")
     ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
 
 
-def plot_eda(customers: pd.DataFrame) -> Figure:
-    """Histograms of age, income and spending, bars of gender. Size ``EDA_SIZE`` (1000 x 800 px).
+def _bars(ax: Axes, values: pd.Series, column: str, labels: Mapping[str, str] | None) -> None:
+    counts = values.astype("str").value_counts()
+    order = sorted(counts.index, key=lambda v: (-counts[v], v))[:MAX_BARS]
+    heights = [int(counts[v]) for v in order]
+    bars = ax.bar(order, heights, color=_NEUTRAL, edgecolor="black", linewidth=0.5)
+    ax.bar_label(bars, labels=[f"{h:,}" for h in heights], padding=2, fontsize=8)
+    ax.set_title(_wrap_title(label_for(column, labels)))
+    ax.set_ylabel("Customers")
+    ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    ax.tick_params(axis="x", labelrotation=30 if len(order) > 4 else 0, labelsize=8)
+    ax.margins(y=0.12)
 
-    ``customers`` are clean rows (``customer_id``, ``gender``, ``age``, ``annual_income``,
-    ``spending_score``). Histograms have ``HIST_BINS`` (30) bins, or at most 30 integer-aligned
-    bins for whole-number data (see ``_bin_edges``), computed with numpy: millions of rows are
-    fine and nothing is downsampled.
+
+MAX_EDA_PANELS = 9
+MAX_BARS = 12
+
+
+def plot_eda(customers: pd.DataFrame, table: Table | None = None) -> Figure:
+    """One panel per column of ``table`` (features first, then profile columns; at most
+    ``MAX_EDA_PANELS``): histograms of numeric columns, bars of categorical ones (the
+    ``MAX_BARS`` most frequent values). Size ``EDA_SIZE`` (1000 x 800 px).
+
+    Histograms have ``HIST_BINS`` (30) bins, or at most 30 integer-aligned bins for
+    whole-number data (see ``_bin_edges``), computed with numpy: millions of rows are fine and
+    nothing is downsampled. Default table: the Mall preset (age, income, spending, gender).
     """
+    table = table or mall_table()
+    labels = column_labels(table)
+    ordered = list(table.features) + list(table.profile)
+    if table.preset == "mall":  # the tutorial's order: the three numbers, then gender
+        ordered = sorted(table.columns, key=lambda c: not c.numeric)
+    shown = ordered[:MAX_EDA_PANELS]
+    n_cols = 2 if len(shown) <= 4 else 3
+    n_rows = max(1, math.ceil(len(shown) / n_cols))
     fig = _new_figure(EDA_SIZE)
-    axes = fig.subplots(2, 2)
-    for ax, column in zip(axes.flat, (AGE, ANNUAL_INCOME, SPENDING_SCORE), strict=False):
-        _histogram(ax, customers[column], column)
-
-    ax_gender = axes[1, 1]
-    counts = customers[GENDER].value_counts()
-    order = [g for g in GENDERS if g in counts.index]
-    order += sorted((g for g in counts.index if g not in GENDERS), key=str)
-    heights = [int(counts[g]) for g in order]
-    bars = ax_gender.bar(order, heights, color=_NEUTRAL, edgecolor="black", linewidth=0.5)
-    ax_gender.bar_label(bars, labels=[f"{h:,}" for h in heights], padding=2)
-    ax_gender.set_title(LABELS[GENDER])
-    ax_gender.set_ylabel("Customers")
-    ax_gender.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
-    ax_gender.margins(y=0.12)
-
-    fig.suptitle(f"Customer features (n={len(customers):,})", fontsize="x-large")
+    axes = np.atleast_1d(fig.subplots(n_rows, n_cols)).ravel()
+    for ax, column in zip(axes, shown, strict=False):
+        if column.numeric:
+            _histogram(ax, customers[column.name], column.name, labels)
+        else:
+            _bars(ax, customers[column.name], column.name, labels)
+    for ax in axes[len(shown) :]:
+        ax.set_visible(False)
+    more = len(ordered) - len(shown)
+    title = f"Customer features (n={len(customers):,})"
+    if more:
+        title += f"; {more} more columns not shown"
+    fig.suptitle(title, fontsize="x-large")
     return fig
+
+
+def _wrap_title(text: str) -> str:
+    return "\n".join(textwrap.wrap(text, 28)) or text
+
+
+def _short_number(value: float) -> str:
+    if not np.isfinite(value):
+        return ""
+    magnitude = abs(value)
+    if magnitude >= 1e6:
+        return f"{value / 1e6:.1f}M"
+    if magnitude >= 1e4:
+        return f"{value / 1e3:.0f}k"
+    if magnitude >= 10 or value == round(value):
+        return f"{value:.0f}"
+    return f"{value:.2f}"
 
 
 # --------------------------------------------------------------------------------------------

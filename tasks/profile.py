@@ -1,53 +1,110 @@
-"""Readable segment names and per-segment profiles in original units."""
+"""Readable segment names and per-segment profiles in original units, for any table."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
 
-from schemas.customers import AGE, ANNUAL_INCOME, GENDER, GENDERS, NUMERIC_COLUMNS, SPENDING_SCORE
-from schemas.outputs import Profiles
+from tasks.table import Column, Table, mall_table
 
-# Words for a centroid below / near / above the population mean of a feature.
-LEVEL_WORDS = {
-    ANNUAL_INCOME: ("low income", "average income", "high income"),
-    SPENDING_SCORE: ("low spending", "average spending", "high spending"),
-    AGE: ("younger", "middle-aged", "older"),
-}
 LEVEL_CUTOFF = 0.5  # in population standard deviations
-GENDER_MAJORITY = 0.65  # share of one gender in a segment to call it "mostly ..."
+MAJORITY = 0.65  # share of one value of a categorical feature to call a segment "mostly ..."
+MAX_NAMED = 3  # with more numeric features, a name says only the most distinctive ones
 
 
-def name_segments(centroids: pd.DataFrame, population: pd.DataFrame) -> dict[int, str]:
+def level_words(column: Column) -> tuple[str, str, str]:
+    """Words for a centroid below / near / above the population mean of a feature."""
+    if column.spec.words:
+        return column.spec.words
+    label = column.label
+    return (f"low {label}", f"average {label}", f"high {label}")
+
+
+def name_segments(
+    centroids: pd.DataFrame,
+    population: pd.DataFrame,
+    table: Table | None = None,
+    z: pd.DataFrame | None = None,
+) -> dict[int, str]:
     """Name each segment by where its centroid sits relative to the whole population.
 
-    ``centroids``: one row per segment id, feature columns in original units (gender as 0/1
-    share columns ``gender_Female`` ...). ``population``: the same columns, one row per customer.
-    Names are unique; a repeated name gets a ``#2`` suffix.
+    ``centroids``: one row per segment id, feature columns in original units (a categorical
+    feature as 0/1 share columns ``<column>_<value>``). ``population``: the same columns, one
+    row per customer. With up to three numeric features every one is named (``Low income, high
+    spending``); with more, the (at most three) that differ most from the average. A
+    categorical feature adds ``mostly <value>`` when one value holds 65 % of the segment.
+    Names are unique; a repeated name gets a ``#2`` suffix. ``z`` (segment id x column): the
+    centroids' z-scores where they are better measured after a transform (a log-scaled amount
+    is compared on the log scale, where the clustering saw it).
     """
+    table = table or mall_table()
+    ordered = [*table.features, *table.profile]
+    numeric = [c for c in ordered if c.numeric and c.name in centroids.columns]
+    given = z if z is not None else pd.DataFrame(index=centroids.index)
+    stats = {
+        c.name: _mean_and_std(population[c.name]) for c in numeric if c.name not in given.columns
+    }
     names: dict[int, str] = {}
     for segment_id, centroid in centroids.iterrows():
-        parts = []
-        for column, words in LEVEL_WORDS.items():
-            if column in centroid.index:
-                parts.append(words[_level(centroid[column], population[column])])
-        for gender in GENDERS:
-            share_column = f"{GENDER}_{gender}"
-            if share_column in centroid.index and centroid[share_column] >= GENDER_MAJORITY:
-                parts.append(f"mostly {gender.lower()}")
+        z = {
+            c.name: float(given.at[segment_id, c.name])
+            if c.name in given.columns
+            else _z(centroid[c.name], *stats[c.name])
+            for c in numeric
+        }
+        if len(numeric) <= MAX_NAMED:
+            chosen = numeric
+        else:
+            ranked = sorted(numeric, key=lambda c: -abs(z[c.name]))
+            chosen = [c for c in ranked[:MAX_NAMED] if abs(z[c.name]) > LEVEL_CUTOFF]
+        parts = [level_words(c)[_level(z[c.name])] for c in chosen]
+        if not parts and numeric:
+            parts = ["close to average on every feature"]
+        parts += _majorities(centroid, table)
         name = ", ".join(parts) if parts else f"segment {segment_id}"
         name = name[0].upper() + name[1:]
         names[int(segment_id)] = _unique(name, set(names.values()))
     return names
 
 
-def _level(value: float, values: pd.Series) -> int:
+def _majorities(centroid: pd.Series, table: Table) -> list[str]:
+    parts = []
+    for column in table.columns:
+        if column.numeric:
+            continue
+        prefix = f"{column.name}_"
+        shares = {k[len(prefix) :]: v for k, v in centroid.items() if str(k).startswith(prefix)}
+        if not shares:
+            continue
+        value, share = max(shares.items(), key=lambda item: item[1])
+        if share >= MAJORITY:
+            shown = value.lower() if not _is_number(value) else f"{column.label} {value}"
+            parts.append(f"mostly {shown}")
+    return parts
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _mean_and_std(values: pd.Series) -> tuple[float, float, float]:
     x = values.to_numpy(dtype="float64")
     size = float(np.abs(x).max()) if len(x) else 0.0
-    if size > 1e150:  # squares of values >= 1e155 overflow: compare on x / size
-        x, value = x / size, value / size
-    std = float(x.std())
-    z = 0.0 if std == 0 else (value - float(x.mean())) / std
+    size = size if size > 1e150 else 1.0  # squares of values >= 1e155 overflow: use x / size
+    x = x / size
+    return float(x.mean()), float(x.std()), size
+
+
+def _z(value: float, mean: float, std: float, size: float) -> float:
+    return 0.0 if std == 0 else (value / size - mean) / std
+
+
+def _level(z: float) -> int:
     return 0 if z < -LEVEL_CUTOFF else 2 if z > LEVEL_CUTOFF else 1
 
 
@@ -58,24 +115,77 @@ def _unique(name: str, taken: set[str]) -> str:
     return candidate
 
 
+def share_values(customers: pd.DataFrame, column: Column) -> list[str] | None:
+    """The values whose shares a profile reports for ``column``: every value of a
+    categorical column; of a numeric profile column only when it is a 0/1 flag (and its spec
+    allows nothing above 1); else None."""
+    values = customers[column.name].dropna()
+    if not column.numeric:
+        allowed = list(column.spec.allowed or ())
+        present = sorted({str(v) for v in values.unique()} - set(allowed))
+        return allowed + present
+    if column.role != "profile" or (column.spec.max is not None and column.spec.max > 1):
+        return None  # a feature, or a column whose spec allows more than 0/1
+    x = values.to_numpy(dtype="float64")
+    if len(x) and ((x == 0) | (x == 1)).all():
+        return ["0", "1"]
+    return None
+
+
+def _whole(value: float) -> str:
+    return str(int(value))
+
+
 def profile_segments(
-    customers: pd.DataFrame, labels: np.ndarray, names: dict[int, str]
+    customers: pd.DataFrame, labels: np.ndarray, names: dict[int, str], table: Table | None = None
 ) -> pd.DataFrame:
-    """Size, share, mean and median of each numeric column, and gender mix, per segment."""
+    """Per segment: size and share; mean and median of each numeric column (features and
+    profile columns, under their own names: ``<column>_mean``); and the share of each value of
+    a categorical or few-valued column (``<column>_<value>_share``)."""
+    table = table or mall_table()
     frame = customers.assign(segment_id=labels)
     grouped = frame.groupby("segment_id", sort=True)
-    profiles = pd.DataFrame({"size": grouped.size()})
-    profiles["share"] = profiles["size"] / len(frame)
-    for column in NUMERIC_COLUMNS:
-        profiles[f"{column}_mean"] = grouped[column].mean()
-        profiles[f"{column}_median"] = grouped[column].median()
-    for gender in GENDERS:
-        profiles[f"{gender.lower()}_share"] = grouped[GENDER].agg(
-            lambda g, v=gender: (g == v).mean()
-        )
-    profiles = profiles.reset_index()
+    columns: dict[str, pd.Series] = {"size": grouped.size()}
+    columns["share"] = columns["size"] / len(frame)
+    for column in table.columns:
+        if column.numeric:
+            columns[f"{column.name}_mean"] = grouped[column.name].mean()
+            columns[f"{column.name}_median"] = grouped[column.name].median()
+        values = share_values(customers, column)
+        if values is None:
+            continue
+        text = frame[column.name] if not column.numeric else _as_codes(frame[column.name])
+        for value in values:
+            columns[f"{column.name}_{value}_share"] = (
+                (text == value).groupby(frame["segment_id"], sort=True).mean()
+            )
+    profiles = pd.DataFrame(columns).reset_index()
     profiles.insert(1, "segment_name", profiles["segment_id"].map(names))
-    return Profiles.validate(profiles)
+    return profiles_schema(profiles.columns).validate(profiles)
+
+
+def _as_codes(values: pd.Series) -> pd.Series:
+    x = values.to_numpy(dtype="float64")
+    whole = pd.array(np.where(np.isfinite(x), x, np.nan)).astype("Int64")
+    return pd.Series(whole, index=values.index).astype("str")
+
+
+def profiles_schema(columns) -> pa.DataFrameSchema:
+    """The contract of a profiles table with these columns (built at run time)."""
+    checks: dict[str, pa.Column] = {
+        "segment_id": pa.Column(int, pa.Check.ge(1), unique=True),
+        "segment_name": pa.Column(str, unique=True),
+        "size": pa.Column(int, pa.Check.ge(1)),
+        "share": pa.Column(float, [pa.Check.gt(0), pa.Check.le(1)]),
+    }
+    for name in columns:
+        if name in checks:
+            continue
+        if name.endswith("_share"):
+            checks[name] = pa.Column(float, pa.Check.in_range(0, 1))
+        else:
+            checks[name] = pa.Column(float, nullable=True)
+    return pa.DataFrameSchema(checks, strict=True, coerce=True, name="Profiles")
 
 
 def segment_table(
@@ -97,6 +207,6 @@ def segment_table(
         ),
         distance_to_centroid=np.asarray(distances, dtype="float64"),
     )
-    # Validated against schemas.outputs.Segments once, right before it is written: checking
+    # Validated against the segments contract once, right before it is written: checking
     # 10M ids for uniqueness hashes them all (~2 s, ~0.9 GiB), so it is not done twice.
     return table

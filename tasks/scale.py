@@ -1,42 +1,105 @@
-"""Turn clean customers into a scaled feature matrix, keeping the scaler's parameters."""
+"""Turn clean customers into the matrix K-Means sees, keeping every parameter to redo it.
+
+Per feature: an optional transform from the spec (``log1p``, Yeo-Johnson, clip at quantiles;
+``log1p`` also on money columns under the ``log-standard`` scaler), then centring and scaling
+(standard, robust or min-max), then the column's weight. A categorical feature becomes one 0/1
+column per value, centred and scaled together so that the feature as a whole has variance 1: one
+categorical feature counts as much as one standard-scaled numeric feature, however many values
+it has. Optionally a PCA projection follows (``pca``: components or share of variance).
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from schemas.customers import AGE, ANNUAL_INCOME, GENDER, GENDERS, SPENDING_SCORE
+from tasks.errors import InputError
+from tasks.table import Table, mall_table
 
 log = logging.getLogger(__name__)
 
-FEATURES = (ANNUAL_INCOME, SPENDING_SCORE, AGE, GENDER)
-DEFAULT_FEATURES = (ANNUAL_INCOME, SPENDING_SCORE)
+DEFAULT_FEATURES = ("annual_income", "spending_score")
 SCALERS = ("standard", "robust", "minmax", "log-standard")
-MONEY_COLUMNS = (ANNUAL_INCOME,)  # right-skewed amounts: log1p first under "log-standard"
+CURRENCY_SIGNS = ("$", "€", "£", "¥")  # a unit with one of these marks a money column
+FIT_SAMPLE = 200_000  # rows a Yeo-Johnson lambda is estimated on (seeded sample above that)
 
 
 @dataclass(frozen=True)
 class FeatureTransform:
-    """z = (f(x) - center) / scale, with f = log1p when ``log`` else identity."""
+    """z = (f(x) - center) / scale for one matrix column.
+
+    f is the identity, ``log1p`` (``log``), Yeo-Johnson with ``lmbda``, or a clip to
+    [``low``, ``high``]. A one-hot column of a categorical feature has ``source`` (the table
+    column) and ``category`` (the value it is 1 for).
+    """
 
     column: str
     log: bool
     center: float
     scale: float
+    source: str | None = None
+    category: str | None = None
+    kind: str = "none"  # none, log1p, yeo-johnson, clip
+    lmbda: float | None = None
+    low: float | None = None
+    high: float | None = None
+
+    def prepare(self, values: np.ndarray) -> np.ndarray:
+        x = values
+        if self.kind == "clip":
+            x = np.clip(x, self.low, self.high)
+        if self.log:
+            x = np.log1p(x)
+        if self.kind == "yeo-johnson":
+            x = stats.yeojohnson(x, lmbda=self.lmbda)
+        return x
 
     def apply(self, values: np.ndarray) -> np.ndarray:
-        x = np.log1p(values) if self.log else values
-        return (x - self.center) / self.scale
+        return (self.prepare(values) - self.center) / self.scale
 
     def invert(self, z: np.ndarray) -> np.ndarray:
         x = z * self.scale + self.center
+        if self.kind == "yeo-johnson":
+            x = _yeojohnson_inverse(x, float(self.lmbda or 0.0))
         return np.expm1(x) if self.log else x
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A PCA projection of the scaled columns: rows -> (rows - mean) @ components.T."""
+
+    mean: np.ndarray
+    components: np.ndarray  # n_components x n_columns
+    explained_variance_ratio: np.ndarray
+
+    def project(self, matrix: np.ndarray) -> np.ndarray:
+        return (matrix - self.mean) @ self.components.T
+
+    def restore(self, projected: np.ndarray) -> np.ndarray:
+        return projected @ self.components + self.mean
+
+    def to_dict(self) -> dict:
+        return {
+            "mean": self.mean.tolist(),
+            "components": self.components.tolist(),
+            "explained_variance_ratio": self.explained_variance_ratio.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Projection:
+        return cls(
+            np.asarray(data["mean"], dtype="float64"),
+            np.asarray(data["components"], dtype="float64"),
+            np.asarray(data["explained_variance_ratio"], dtype="float64"),
+        )
 
 
 @dataclass(frozen=True)
@@ -47,38 +110,152 @@ class ScaledFeatures:
     columns: tuple[str, ...]
     transforms: tuple[FeatureTransform, ...]
     scaler: str
+    projection: Projection | None = field(default=None)
+
+    def to_cluster_space(self, scaled: np.ndarray) -> np.ndarray:
+        """Rows in the scaled feature columns -> the space K-Means works in."""
+        return scaled if self.projection is None else self.projection.project(scaled)
+
+    def to_feature_space(self, rows: np.ndarray) -> np.ndarray:
+        """Rows in the space K-Means works in -> the scaled feature columns."""
+        return rows if self.projection is None else self.projection.restore(rows)
 
 
-def feature_frame(customers: pd.DataFrame, features: tuple[str, ...] | list[str]) -> pd.DataFrame:
-    """Numeric feature columns in original units; ``gender`` becomes one 0/1 column per gender."""
-    unknown = [f for f in features if f not in FEATURES]
-    if unknown:
-        raise ValueError(f"unknown features {unknown}; choose from {list(FEATURES)}")
+def feature_frame(
+    customers: pd.DataFrame,
+    features: tuple[str, ...] | list[str] | None = None,
+    table: Table | None = None,
+    categories: dict[str, list[str]] | None = None,
+) -> pd.DataFrame:
+    """Feature columns in original units; a categorical feature becomes one 0/1 column per
+    value, named ``<column>_<value>`` (values: ``categories``, else the spec's allowed values,
+    else the sorted values present)."""
+    table = table or mall_table()
+    features = table.feature_names if features is None else tuple(features)
     if not features:
         raise ValueError("at least one feature is needed")
+    known = set(table.names)
+    unknown = [f for f in features if f not in known]
+    if unknown:
+        raise ValueError(f"unknown features {unknown}; choose from {sorted(known)}")
     columns = {}
     for feature in features:
-        if feature == GENDER:
-            for gender in GENDERS:
-                columns[f"{GENDER}_{gender}"] = (customers[GENDER] == gender).astype("float64")
-        else:
+        column = table.column(feature)
+        if column.numeric:
             columns[feature] = customers[feature].astype("float64")
+            continue
+        values = (categories or {}).get(feature) or list(column.spec.allowed or ())
+        if not values:
+            values = sorted(str(v) for v in customers[feature].dropna().unique())
+        for value in values:
+            columns[f"{feature}_{value}"] = (customers[feature] == value).astype("float64")
     return pd.DataFrame(columns, index=customers.index)
 
 
-def fit_transforms(values: pd.DataFrame, scaler: str) -> tuple[FeatureTransform, ...]:
-    """Fit one transform per column for the chosen scaler."""
+def fit_transforms(
+    values: pd.DataFrame, scaler: str, table: Table | None = None, *, seed: int = 0
+) -> tuple[FeatureTransform, ...]:
+    """Fit one transform per column of ``feature_frame``'s output for the chosen scaler."""
     if scaler not in SCALERS:
         raise ValueError(f"unknown scaler {scaler!r}; choose from {list(SCALERS)}")
+    table = table or mall_table()
+    sources = _sources(values.columns, table)
     transforms = []
-    for column in values.columns:
-        log_it = scaler == "log-standard" and column in MONEY_COLUMNS
-        x = values[column].to_numpy(dtype="float64")
+    for name in values.columns:
+        source, category = sources[name]
+        column = table.column(source)
+        x = values[name].to_numpy(dtype="float64")
+        if category is not None:
+            group = [c for c in values.columns if sources[c][0] == source]
+            shares = values.loc[:, group].to_numpy(dtype="float64").mean(axis=0)
+            spread = float(np.sqrt(np.sum(shares * (1 - shares))))
+            scale = (spread if spread > 0 else 1.0) / column.spec.weight
+            transforms.append(
+                FeatureTransform(name, False, float(x.mean()), scale, source, category)
+            )
+            continue
+        kind = column.spec.transform
+        log_it = kind == "log1p" or (scaler == "log-standard" and _is_money(column))
+        low = high = lmbda = None
+        if kind == "clip":
+            low, high = (float(q) for q in np.quantile(x, column.spec.clip))
+            x = np.clip(x, low, high)
         if log_it:
-            x = np.log1p(x)
+            x = _log1p_checked(x, column.header)
+        if kind == "yeo-johnson":
+            lmbda = float(stats.yeojohnson_normmax(_sample(x, seed)))
+            x = stats.yeojohnson(x, lmbda=lmbda)
         center, scale = _center_and_scale(x, scaler)
-        transforms.append(FeatureTransform(column, log_it, center, scale))
+        transforms.append(
+            FeatureTransform(
+                name,
+                log_it,
+                center,
+                scale / column.spec.weight,
+                source if source != name else None,
+                None,
+                "log1p" if log_it and kind == "none" else kind,
+                lmbda,
+                low,
+                high,
+            )
+        )
     return tuple(transforms)
+
+
+def _sources(columns: pd.Index, table: Table) -> dict[str, tuple[str, str | None]]:
+    """Each matrix column -> (its table column, the category of a one-hot column)."""
+    names = set(table.names)
+    result: dict[str, tuple[str, str | None]] = {}
+    for name in columns:
+        if name in names:
+            result[name] = (name, None)
+            continue
+        for column in table.columns:
+            prefix = f"{column.name}_"
+            if not column.numeric and name.startswith(prefix):
+                result[name] = (column.name, name[len(prefix) :])
+                break
+        else:
+            raise ValueError(f"column {name!r} is not a feature of the table")
+    return result
+
+
+def _is_money(column: Any) -> bool:
+    unit = column.unit or ""
+    return any(sign in unit for sign in CURRENCY_SIGNS)
+
+
+def _log1p_checked(x: np.ndarray, header: str) -> np.ndarray:
+    if len(x) and np.nanmin(x) <= -1:
+        raise InputError(
+            f"log1p needs values above -1, but {header!r} has {np.nanmin(x):g}: "
+            "use another transform for this column",
+            column=header,
+        )
+    return np.log1p(x)
+
+
+def _sample(x: np.ndarray, seed: int) -> np.ndarray:
+    if len(x) <= FIT_SAMPLE:
+        return x
+    return np.random.default_rng(seed).choice(x, FIT_SAMPLE, replace=False)
+
+
+def _yeojohnson_inverse(y: np.ndarray, lmbda: float) -> np.ndarray:
+    """The inverse of scipy's Yeo-Johnson transform with ``lmbda``."""
+    y = np.asarray(y, dtype="float64")
+    x = np.empty_like(y)
+    positive = y >= 0
+    if abs(lmbda) < 1e-12:
+        x[positive] = np.expm1(y[positive])
+    else:
+        x[positive] = np.power(y[positive] * lmbda + 1, 1 / lmbda) - 1
+    if abs(lmbda - 2) < 1e-12:
+        x[~positive] = 1 - np.exp(-y[~positive])
+    else:
+        x[~positive] = 1 - np.power(-(2 - lmbda) * y[~positive] + 1, 1 / (2 - lmbda))
+    return x
 
 
 def _center_and_scale(x: np.ndarray, scaler: str) -> tuple[float, float]:
@@ -106,16 +283,63 @@ def apply_transforms(values: pd.DataFrame, transforms: tuple[FeatureTransform, .
     return matrix
 
 
+def fit_projection(matrix: np.ndarray, pca: float, seed: int) -> Projection:
+    """PCA of the scaled matrix: ``pca`` >= 1 components, or the fewest components that
+    explain at least that share of the variance (fitted on a seeded sample above 200,000)."""
+    from sklearn.decomposition import PCA  # only runs with --pca
+
+    rows = matrix if len(matrix) <= FIT_SAMPLE else _sample_rows(matrix, seed)
+    n_components: float | int = int(pca) if pca >= 1 else float(pca)
+    if isinstance(n_components, int) and n_components > matrix.shape[1]:
+        raise InputError(
+            f"--pca {n_components}: more components than the {matrix.shape[1]} scaled columns"
+        )
+    model = PCA(n_components=n_components, svd_solver="full", random_state=seed).fit(rows)
+    return Projection(model.mean_, model.components_, model.explained_variance_ratio_)
+
+
+def _sample_rows(matrix: np.ndarray, seed: int) -> np.ndarray:
+    chosen = np.random.default_rng(seed).choice(len(matrix), FIT_SAMPLE, replace=False)
+    return matrix[np.sort(chosen)]
+
+
+def check_features_vary(customers: pd.DataFrame, table: Table) -> None:
+    """Refuse a feature with one value for every clean customer: it cannot separate segments."""
+    for column in table.features:
+        values = customers[column.name]
+        if len(values) > 1 and values.nunique() == 1:
+            raise InputError(
+                f"feature {column.header!r} has one value ({values.iloc[0]!r}) for all "
+                f"{len(values)} valid customers: it cannot separate segments; leave it out of "
+                "the features",
+                column=column.header,
+            )
+
+
 def scale_features(
     customers: pd.DataFrame,
-    features: tuple[str, ...] | list[str] = DEFAULT_FEATURES,
+    features: tuple[str, ...] | list[str] | None = DEFAULT_FEATURES,
     scaler: str = "standard",
+    table: Table | None = None,
+    *,
+    seed: int = 0,
 ) -> ScaledFeatures:
-    """Select the features and scale them; returns the matrix and the fitted parameters."""
-    values = feature_frame(customers, tuple(features))
-    transforms = fit_transforms(values, scaler)
+    """Select the features and scale them (then project them, with the table's ``pca``);
+    returns the matrix and the fitted parameters."""
+    table = table or mall_table()
+    values = feature_frame(customers, features, table)
+    transforms = fit_transforms(values, scaler, table, seed=seed)
     matrix = apply_transforms(values, transforms)
+    projection = None
+    if table.pca is not None:
+        projection = fit_projection(matrix, table.pca, seed)
+        matrix = np.ascontiguousarray(projection.project(matrix))
+        log.info(
+            "PCA: %d components explain %.1f%% of the variance",
+            len(projection.components),
+            100 * projection.explained_variance_ratio.sum(),
+        )
     log.info(
         "Scaled %d customers on %s with the %s scaler", len(matrix), list(values.columns), scaler
     )
-    return ScaledFeatures(matrix, tuple(values.columns), transforms, scaler)
+    return ScaledFeatures(matrix, tuple(values.columns), transforms, scaler, projection)

@@ -75,3 +75,21 @@ def _none_found(days: list[date], as_of: date | None) -> str:
         )
     found = f"{len(days)} snapshot date(s) found, from {min(days)} to {max(days)}"
     return f"no snapshot on or before as_of {as_of}; {found}"
+
+
+def is_partitioned_input(path: Path) -> bool:
+    """A folder of Parquet files none of which is a dated snapshot (``*_YYYY-MM-DD.parquet``):
+    the partitioned input of the Dask runner."""
+    if not path.is_dir():
+        return False
+    files = list(parquet_files(path))
+    return bool(files) and all(snapshot_date(f) is None for f in files)
+
+
+def parquet_files(folder: Path):
+    """The Parquet files of a folder (hidden ones left out), in no particular order."""
+    return (
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in (".parquet", ".pq") and not p.name.startswith(".")
+    )

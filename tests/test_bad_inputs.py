@@ -209,7 +209,7 @@ BAD_INPUTS = {
     ),
     "all-customers-alike": BadInput(
         lambda tmp: write(tmp, csv_bytes(*[f"{i},Male,30,40,50" for i in range(1, 21)])),
-        "all 20 valid customers have the same gender, age, income and score: "
+        "all 20 valid customers have the same gender, age, annual income and spending score: "
         "at least 2 different customers are needed to segment",
     ),
     "fewer-distinct-customers-than-k": BadInput(

@@ -264,7 +264,10 @@ def test_a_single_valid_row_is_refused_naming_the_rows_read():
 
 def test_customers_alike_but_for_their_ids_are_refused():
     rows = [(str(i), "Male", "30", "40", "50") for i in range(1, 6)]
-    with pytest.raises(InputError, match="all 5 valid customers have the same gender, age, income"):
+    with pytest.raises(
+        InputError,
+        match="all 5 valid customers have the same gender, age, annual income and spending score",
+    ):
         clean(rows, source="customers.csv")
 
 

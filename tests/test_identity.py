@@ -25,7 +25,7 @@ from tasks.identity import (
 )
 from tasks.model import build_model, load_model, model_to_json, score_customers
 from tasks.report import finish_run, start_run, write_table, write_text
-from tasks.scale import FeatureTransform, scale_features
+from tasks.scale import FeatureTransform, ScaledFeatures, scale_features
 
 FEATURES = [ANNUAL_INCOME, SPENDING_SCORE]
 # Blob centres (income k$, spending score), far apart in the scaled space.
@@ -228,14 +228,18 @@ def hand_made_previous(centroids: list[tuple[float, float]], ids: list[int]) -> 
     return PreviousRun("hand-made", model, assignments)
 
 
+def unit_scaled(features) -> ScaledFeatures:
+    """How a hand-made fit was scaled: identity transforms, no projection."""
+    transforms = unit_transforms(features)
+    return ScaledFeatures(np.empty((0, len(features))), tuple(features), transforms, "standard")
+
+
 @pytest.mark.parametrize(("max_shift", "third_id"), [(0.5, 4), (1.5, 3)])
 def test_centroid_farther_than_max_shift_gets_a_new_id_even_when_paired(max_shift, third_id):
     previous = hand_made_previous([(0.0, 0.0), (10.0, 0.0), (0.0, 10.0)], [1, 2, 3])
     # the third centroid moved by 1.0; the Hungarian assignment still pairs it with id 3
     current = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 11.0]])
-    identity = match_segments(
-        current, tuple(FEATURES), unit_transforms(FEATURES), previous, max_shift=max_shift
-    )
+    identity = match_segments(current, unit_scaled(FEATURES), previous, max_shift=max_shift)
     assert identity.ids == (1, 2, third_id)
     if third_id == 4:
         assert identity.new_ids == (4,)
@@ -251,9 +255,7 @@ def test_hungarian_matching_is_optimal_not_greedy():
     # from id 2; the optimal pairing moves each by 1.1 (total 2.2 instead of 4.0)
     previous = hand_made_previous([(0.0, 0.0), (2.0, 0.0)], [1, 2])
     current = np.array([[0.9, 0.0], [-1.1, 0.0]])
-    identity = match_segments(
-        current, tuple(FEATURES), unit_transforms(FEATURES), previous, max_shift=1.5
-    )
+    identity = match_segments(current, unit_scaled(FEATURES), previous, max_shift=1.5)
     assert identity.ids == (2, 1)
     assert identity.shift == pytest.approx({1: 1.1, 2: 1.1})
 

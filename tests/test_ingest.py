@@ -21,7 +21,9 @@ from schemas.customers import (
     RawCustomers,
 )
 from tasks.errors import InputError
-from tasks.ingest import DEFAULT_ALIASES, file_sha256, read_customers
+from tasks.ingest import default_aliases, file_sha256, read_customers
+
+DEFAULT_ALIASES = default_aliases()
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MALL_HEADER = b"CustomerID,Genre,Age,Annual Income (k$),Spending Score (1-100)"

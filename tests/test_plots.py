@@ -70,8 +70,8 @@ def make_profiles(k: int = 3) -> pd.DataFrame:
             "annual_income_median": 40.0 + ids,
             "spending_score_mean": 50.0 + ids,
             "spending_score_median": 50.0 + ids,
-            "female_share": np.full(k, 0.5),
-            "male_share": np.full(k, 0.5),
+            "gender_Female_share": np.full(k, 0.5),
+            "gender_Male_share": np.full(k, 0.5),
         }
     )
 

@@ -131,8 +131,8 @@ def test_profile_means_medians_and_gender_shares_match_a_groupby(fitted):
         np.testing.assert_allclose(profiles[f"{column}_mean"], grouped[column].mean())
         np.testing.assert_allclose(profiles[f"{column}_median"], grouped[column].median())
     females = grouped[GENDER].apply(lambda g: (g == "Female").sum()) / grouped.size()
-    np.testing.assert_allclose(profiles["female_share"], females)
-    np.testing.assert_allclose(profiles["female_share"] + profiles["male_share"], 1.0)
+    np.testing.assert_allclose(profiles["gender_Female_share"], females)
+    np.testing.assert_allclose(profiles["gender_Female_share"] + profiles["gender_Male_share"], 1.0)
     # original units: the income means sit near the blob centres 20, 60, 100
     np.testing.assert_allclose(profiles[f"{ANNUAL_INCOME}_mean"], [20, 60, 100], atol=2.0)
 

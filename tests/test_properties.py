@@ -56,7 +56,9 @@ from tasks.errors import InputError
 from tasks.fit import fit_segments
 from tasks.ingest import NA_TOKENS, read_customers
 from tasks.model import model_to_json
-from tasks.scale import FEATURES, SCALERS, feature_frame, scale_features
+from tasks.scale import SCALERS, feature_frame, scale_features
+
+FEATURES = (ANNUAL_INCOME, SPENDING_SCORE, AGE, GENDER)  # every Mall column one can cluster on
 
 # pandera wraps its strategy in a filter for checks it cannot synthesise (Customers' custom
 # ``is_finite``); the bounded float strategies never produce what it filters out.
@@ -606,10 +608,14 @@ def check_pipeline(case: Case, chosen: PipelineSettings) -> None:
     assert np.isfinite(scaled.matrix).all(), scaled.transforms
     if chosen.scaler in ("standard", "log-standard"):
         features = feature_frame(customers, chosen.features)
+        one_hot = [j for j, t in enumerate(scaled.transforms) if t.category is not None]
         for j, transform in enumerate(scaled.transforms):
-            if features[transform.column].nunique() > 1:
+            if transform.category is None and features[transform.column].nunique() > 1:
                 std = np.std(scaled.matrix[:, j])
                 assert std == pytest.approx(1.0, rel=1e-6), (transform, features[transform.column])
+        if one_hot and customers["gender"].nunique() > 1:  # gender as a whole: variance 1
+            variance = scaled.matrix[:, one_hot].var(axis=0).sum()
+            assert variance == pytest.approx(1.0, rel=1e-6)
     # the segments table validates, with one row per kept customer, in order
     pd.testing.assert_frame_equal(Segments.validate(segments, lazy=True), segments)
     assert len(segments) == len(customers) == cleaned.rows_kept

@@ -103,7 +103,31 @@ def test_gender_becomes_female_and_male_zero_one_columns():
     assert frame["gender_Male"].tolist() == [0.0, 1.0, 0.0, 0.0, 1.0]
     scaled = scale_features(customers(), [GENDER, AGE], "minmax")
     assert scaled.columns == ("gender_Female", "gender_Male", AGE)
-    np.testing.assert_array_equal(scaled.matrix[:, :2], frame.to_numpy())
+    # centred on the shares (3/5 female) and scaled together: whatever the scaler, the two
+    # columns of one categorical feature have a total variance of 1
+    shares = np.array([0.6, 0.4])
+    expected = (frame.to_numpy() - shares) / np.sqrt(np.sum(shares * (1 - shares)))
+    np.testing.assert_allclose(scaled.matrix[:, :2], expected)
+    assert scaled.matrix[:, :2].var(axis=0).sum() == pytest.approx(1.0)
+
+
+def test_a_categorical_feature_weighs_as_much_as_one_numeric_feature_however_many_values():
+    rng = np.random.default_rng(0)
+    data = customers()
+    many = pd.DataFrame(
+        {
+            "customer_id": [str(i) for i in range(600)],
+            GENDER: rng.choice(["Female", "Male"], 600),
+            AGE: rng.normal(40, 10, 600),
+            ANNUAL_INCOME: rng.normal(60, 20, 600),
+            SPENDING_SCORE: rng.uniform(1, 100, 600),
+        }
+    ).astype({"customer_id": "str", GENDER: "str"})
+    scaled = scale_features(many, [GENDER, AGE], "standard")
+    variances = scaled.matrix.var(axis=0)
+    assert variances[:2].sum() == pytest.approx(1.0)  # gender as a whole
+    assert variances[2] == pytest.approx(1.0)  # age
+    assert len(data) == 5
 
 
 def test_unknown_feature_raises_value_error():

@@ -1,0 +1,470 @@
+"""Resolve a segmentation spec against a file: which header is the id, which columns are
+features and profile columns, and each column's kind.
+
+``resolve_table`` is pure: it takes the file's header and some of its values (a sample before
+the run starts, for early errors; all rows inside the flow) and returns a ``Table``, the one
+description every later step works from. Bad choices raise ``InputError`` with one line that
+names the column and lists what the file has.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from functools import cache
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from schemas.spec import (
+    ID_SPELLINGS,
+    NO_ID,
+    NUMERIC,
+    ColumnSpec,
+    Kind,
+    Missing,
+    Role,
+    TableSpec,
+    mall_spec,
+)
+from tasks.errors import InputError
+
+log = logging.getLogger(__name__)
+
+CUSTOMER_ID = "customer_id"  # the id's name in every table a run writes
+SOURCE_ROW = "source_row"
+RESERVED = (CUSTOMER_ID, SOURCE_ROW, "segment_id", "previous_segment_id", "segment_name")
+MAX_CATEGORIES = 50  # a categorical feature with more values is refused (suggest --profile)
+NUMERIC_SHARE = 0.95  # a column is numeric when this share of its present values are numbers
+
+
+class Column(BaseModel):
+    """One used column of the table, resolved."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str  # in the cleaned tables (a preset's canonical name, else the file's header)
+    header: str  # as written in the file
+    role: Role
+    kind: Kind
+    spec: ColumnSpec = ColumnSpec()
+    missing: Missing = "quarantine"  # for features: quarantine the row or fill with the median
+
+    @property
+    def label(self) -> str:
+        return self.spec.label or self.name
+
+    @property
+    def unit(self) -> str | None:
+        return self.spec.unit
+
+    @property
+    def nullable(self) -> bool:
+        """May the value be missing in a clean row (a filled feature is never missing)?"""
+        if self.spec.nullable is not None:
+            return self.spec.nullable and self.role == "profile"
+        return self.role == "profile"
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind == "numeric"
+
+    def titled(self) -> str:
+        """The label with its unit, for axes and table headers: ``income (k$)``."""
+        label = self.label[:1].upper() + self.label[1:]
+        return f"{label} ({self.unit})" if self.unit else label
+
+
+class Table(BaseModel):
+    """A customer table as a run sees it: id, features and profile columns in output order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id_header: str | None  # None: no id in the file; ids are the data row numbers
+    id_found: bool = True  # False: no id was named or found, row numbers used
+    columns: tuple[Column, ...]
+    pca: float | None = None
+    preset: str | None = None
+
+    @property
+    def features(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if c.role == "feature")
+
+    @property
+    def profile(self) -> tuple[Column, ...]:
+        return tuple(c for c in self.columns if c.role == "profile")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def numeric_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.numeric)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.features)
+
+    def column(self, name: str) -> Column:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Name in the cleaned tables -> header in the file, the id included."""
+        mapping = {CUSTOMER_ID: self.id_header} if self.id_header is not None else {}
+        return mapping | {c.name: c.header for c in self.columns}
+
+
+def normalise(header: str) -> str:
+    """A header without case and punctuation: ``Annual Income (k$)`` -> ``annualincomek``."""
+    return "".join(char for char in str(header).lower() if char.isalnum())
+
+
+def looks_like(spec: TableSpec, header: Sequence[str], explicit: Mapping[str, str]) -> bool:
+    """True when every feature of ``spec`` is found in ``header`` (by name or alias)."""
+    for name in spec.features:
+        if name == NUMERIC:
+            continue
+        try:
+            found = _find_spec_column(name, spec, header, explicit, "feature")
+        except InputError:
+            return False
+        if found is None:
+            return False
+    return True
+
+
+def choose_spec(
+    header: Sequence[str],
+    spec: TableSpec | None = None,
+    explicit: Mapping[str, str] | None = None,
+    **overrides: object,
+) -> TableSpec:
+    """The spec for a file: the one given, else the Mall preset when the file has the Mall
+    columns, else the general default (every numeric column a feature); then the command
+    line's choices (``features``, ``profile``, ``id_column``, ``missing``, ``pca``) on top."""
+    if spec is None:
+        mall = mall_spec()
+        spec = mall if looks_like(mall, header, explicit or {}) else TableSpec()
+    if spec.preset and overrides.get("features") and not overrides.get("profile"):
+        # new features of a preset: its profile columns among them are no longer profile ones
+        chosen = {_spec_key_for_alias(name, spec) or name for name in overrides["features"]}
+        overrides["profile"] = tuple(name for name in spec.profile if name not in chosen)
+    return spec.with_overrides(**overrides)
+
+
+def resolve_table(
+    header: Sequence[str],
+    values: pd.DataFrame | None,
+    spec: TableSpec,
+    explicit: Mapping[str, str] | None = None,
+    *,
+    numeric_headers: Sequence[str] = (),
+) -> Table:
+    """Match ``spec`` against a file: ``header`` as written; ``values``: rows of the file as
+    text (missing as NA), columns named by header, or None to trust the spec's kinds;
+    ``explicit``: spec column name -> header given with ``--column``; ``numeric_headers``:
+    columns stored as numbers (Parquet)."""
+    explicit = dict(explicit or {})
+    header = list(header)
+    absent = {name: h for name, h in explicit.items() if h not in header}
+    if absent:
+        raise InputError(f"mapped header(s) not in the file: {absent}; {_found(header)}")
+    unknown = sorted(set(explicit) - set(spec.columns) - {CUSTOMER_ID})
+    if unknown and spec.preset:
+        raise InputError(f"unknown canonical column(s) in the mapping: {unknown}")
+
+    id_header, id_found = _resolve_id(spec, header, explicit)
+    if spec.preset:
+        _check_preset_columns(spec, header, explicit, id_found)
+    roles: dict[str, tuple[str, Role]] = {}  # header -> (name, role)
+
+    def take(name: str, role: Role) -> None:
+        found = _find_spec_column(name, spec, header, explicit, role)
+        if found is None:
+            raise InputError(
+                f"{role} column {name!r} is not in the file; {_found(header)}", column=name
+            )
+        canonical, column_header = found
+        if column_header == id_header:
+            raise InputError(
+                f"column {column_header!r} is the customer id and cannot also be a {role}",
+                column=column_header,
+            )
+        if column_header in roles:
+            other = roles[column_header][1]
+            if other == role:
+                raise InputError(f"column {column_header!r} is listed twice as a {role}")
+            raise InputError(
+                f"column {column_header!r} is given two roles: {other} and {role}",
+                column=column_header,
+            )
+        roles[column_header] = (canonical, role)
+
+    wants_numeric = NUMERIC in spec.features
+    for name in spec.features:
+        if name != NUMERIC:
+            take(name, "feature")
+    for name in spec.profile:
+        take(name, "profile")
+    if spec.preset:  # a preset keeps all its columns: those not clustered on are profile ones
+        for name in spec.columns:
+            found = _find_spec_column(name, spec, header, explicit, "profile")
+            if found is None:
+                raise InputError(_missing_message([name], spec, header))
+            if found[1] not in roles and found[1] != id_header:
+                roles[found[1]] = (found[0], "profile")
+
+    kinds = {h: _kind(h, roles.get(h, (h, None))[0], spec, values, numeric_headers) for h in header}
+    if wants_numeric:
+        for column_header in header:
+            if column_header in roles or column_header == id_header:
+                continue
+            if kinds[column_header] == "numeric" and not _constant(values, column_header):
+                roles[column_header] = (column_header, "feature")
+    columns = []
+    for column_header in _ordered(header, roles, spec):
+        name, role = roles[column_header]
+        column_spec = _spec_for(name, column_header, spec)
+        columns.append(
+            Column(
+                name=_safe_name(name),
+                header=column_header,
+                role=role,
+                kind=kinds[column_header],
+                spec=column_spec,
+                missing=column_spec.missing or spec.missing,
+            )
+        )
+    table = Table(
+        id_header=id_header,
+        id_found=id_found,
+        columns=tuple(columns),
+        pca=spec.pca,
+        preset=spec.preset,
+    )
+    _check_features(table, values)
+    return table
+
+
+@cache
+def mall_table() -> Table:
+    """The Mall preset resolved against its own canonical names (the classic default)."""
+    spec = mall_spec()
+    header = [CUSTOMER_ID, *spec.columns]
+    return resolve_table(header, None, spec)
+
+
+def _found(header: Sequence[str]) -> str:
+    return f"headers found: {', '.join(header)}"
+
+
+def _missing_message(names: Sequence[str], spec: TableSpec, header: Sequence[str]) -> str:
+    def accepted(name: str) -> str:
+        if name == CUSTOMER_ID:
+            return ", ".join(ID_SPELLINGS)
+        return ", ".join(spec.columns[name].aliases or (name,))
+
+    wanted = "; ".join(f"{name} (accepted: {accepted(name)})" for name in names)
+    return f"missing required column(s): {wanted}; {_found(header)}"
+
+
+def _check_preset_columns(
+    spec: TableSpec, header: Sequence[str], explicit: Mapping[str, str], id_found: bool
+) -> None:
+    """Every column of a preset is required: list all the missing ones at once."""
+    missing = [] if id_found else [CUSTOMER_ID]
+    for name in spec.columns:
+        if _find_spec_column(name, spec, header, explicit, "column") is None:
+            missing.append(name)
+    if missing:
+        raise InputError(_missing_message(missing, spec, header))
+
+
+def _resolve_id(
+    spec: TableSpec, header: Sequence[str], explicit: Mapping[str, str]
+) -> tuple[str | None, bool]:
+    """The id's header (None: no id) and whether the file has one."""
+    if CUSTOMER_ID in explicit:
+        return explicit[CUSTOMER_ID], True
+    if spec.id_column is not None:
+        if spec.id_column.strip().lower() == NO_ID:
+            return None, True
+        matches = _matching(spec.id_column, header)
+        if len(matches) != 1:
+            raise InputError(
+                f"id column {spec.id_column!r} is not in the file; {_found(header)}",
+                column=spec.id_column,
+            )
+        return matches[0], True
+    accepted = {normalise(s) for s in ID_SPELLINGS}
+    found = [h for h in header if normalise(h) in accepted]
+    if len(found) > 1:
+        exact = [h for h in found if h == CUSTOMER_ID]
+        if len(exact) != 1:
+            raise InputError(
+                f"several headers match {CUSTOMER_ID!r}: {found}; name one with --id-column "
+                f"(or --column {CUSTOMER_ID}=HEADER)"
+            )
+        found = exact
+    if found:
+        return found[0], True
+    if spec.preset:
+        return None, False  # reported with the preset's other missing columns
+    log.warning(
+        "No customer id column found (tried %s): customers are numbered by their data row; "
+        "name the id with --id-column, or --id-column none to silence this",
+        ", ".join(ID_SPELLINGS),
+    )
+    return None, False
+
+
+def _matching(name: str, header: Sequence[str]) -> list[str]:
+    """Headers equal to ``name``, else equal without case and punctuation."""
+    if name in header:
+        return [name]
+    return [h for h in header if normalise(h) == normalise(name)]
+
+
+def _find_spec_column(
+    name: str,
+    spec: TableSpec,
+    header: Sequence[str],
+    explicit: Mapping[str, str],
+    role: str,
+) -> tuple[str, str] | None:
+    """(name in the cleaned tables, header in the file) of a column named in the spec or on
+    the command line: a spec column by its name or aliases, else a header of the file."""
+    if name in explicit:
+        return name, explicit[name]
+    key = name if name in spec.columns else _spec_key_for_alias(name, spec)
+    if key is not None:
+        if key in explicit:
+            return key, explicit[key]
+        candidates = (key, *spec.columns[key].aliases)
+        accepted = {normalise(c) for c in candidates}
+        found = [h for h in header if h == key] or [h for h in header if normalise(h) in accepted]
+        if len(found) > 1:
+            raise InputError(
+                f"several headers match {key!r}: {found}; pass an explicit column mapping"
+            )
+        if found:
+            return (key if spec.preset else found[0]), found[0]
+        return None
+    matches = _matching(name, header)
+    if len(matches) > 1:
+        raise InputError(f"several headers match {role} {name!r}: {matches}; use the exact header")
+    return (matches[0], matches[0]) if matches else None
+
+
+def _spec_key_for_alias(name: str, spec: TableSpec) -> str | None:
+    wanted = normalise(name)
+    for key, column in spec.columns.items():
+        if wanted in {normalise(a) for a in column.aliases}:
+            return key
+    return None
+
+
+def _spec_for(name: str, header: str, spec: TableSpec) -> ColumnSpec:
+    if name in spec.columns:
+        return spec.columns[name]
+    if header in spec.columns:
+        return spec.columns[header]
+    key = _spec_key_for_alias(header, spec)
+    return spec.columns[key] if key is not None else ColumnSpec()
+
+
+def _ordered(header: Sequence[str], roles: Mapping[str, tuple[str, Role]], spec: TableSpec):
+    """Columns named in the spec's column table first (in its order), then the file's order."""
+    by_name = {name: h for h, (name, _) in roles.items()}
+    first = [by_name[name] for name in spec.columns if name in by_name]
+    return first + [h for h in header if h in roles and h not in first]
+
+
+def _safe_name(name: str) -> str:
+    return f"{name}_column" if name in RESERVED else name
+
+
+def _kind(
+    column_header: str,
+    name: str,
+    spec: TableSpec,
+    values: pd.DataFrame | None,
+    numeric_headers: Sequence[str],
+) -> Kind:
+    """The spec's kind; else numeric when stored as numbers or when nearly every present value
+    parses as a number; else categorical."""
+    declared = _spec_for(name, column_header, spec).kind
+    if declared is not None:
+        return declared
+    if column_header in numeric_headers:
+        return "numeric"
+    if values is None or column_header not in values:
+        return "numeric"
+    present = values[column_header].dropna()
+    if present.empty:
+        return "numeric"
+    parsed = pd.to_numeric(present, errors="coerce")
+    return "numeric" if parsed.notna().mean() >= NUMERIC_SHARE else "categorical"
+
+
+def _constant(values: pd.DataFrame | None, column_header: str) -> bool:
+    if values is None or column_header not in values:
+        return False
+    return values[column_header].dropna().nunique() <= 1
+
+
+def _check_features(table: Table, values: pd.DataFrame | None) -> None:
+    """Refuse features that cannot work, before any clustering: none at all, text given as
+    numeric, one distinct value, or a categorical one with too many values."""
+    if not table.features:
+        raise InputError(
+            "no feature columns: the file has no numeric column besides the id and the "
+            "profile columns; name the features with --features"
+        )
+    if values is None:
+        return
+    for column in table.features:
+        if column.header not in values:
+            continue
+        present = values[column.header].dropna()
+        if column.numeric and not pd.api.types.is_numeric_dtype(present):
+            parsed = pd.to_numeric(present, errors="coerce")
+            if len(present) and parsed.notna().mean() < 0.5:
+                example = present[parsed.isna()].iloc[0]
+                raise InputError(
+                    f"feature {column.header!r} is declared numeric but holds text "
+                    f"(e.g. {example!r}); make it categorical or a profile column",
+                    column=column.header,
+                )
+        distinct = present.nunique()
+        if distinct == 1 and len(values) > 1:
+            raise InputError(
+                f"feature {column.header!r} has one value ({present.iloc[0]!r}) in every row: "
+                "it cannot separate segments; leave it out of --features",
+                column=column.header,
+            )
+        if not column.numeric and distinct > MAX_CATEGORIES:
+            raise InputError(
+                f"categorical feature {column.header!r} has {distinct} different values "
+                f"(more than {MAX_CATEGORIES}); describe it with --profile instead",
+                column=column.header,
+            )
+
+
+def describe_table(table: Table) -> dict:
+    """The resolved table for the manifest and the model (JSON-ready)."""
+    return table.model_dump(mode="json")
+
+
+def table_from_dict(data: Mapping) -> Table:
+    return Table.model_validate(dict(data))
+
+
+def as_float(values: pd.Series) -> np.ndarray:
+    return values.to_numpy(dtype="float64")

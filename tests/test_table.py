@@ -1,0 +1,157 @@
+"""Tests for tasks.table and schemas.spec: which columns are the id, features and profile
+columns of any customer table, and the one-line errors for choices that cannot work."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from schemas.spec import TableSpec, mall_spec, parse_spec
+from tasks.errors import InputError
+from tasks.ingest import read_file, table_for_file
+from tasks.table import choose_spec, mall_table, resolve_table
+
+CARDS = pd.DataFrame(
+    {
+        "CUST_ID": ["C10001", "C10002", "C10003", "C10004"],
+        "BALANCE": ["40.9", "3202.5", "2495.1", None],
+        "PURCHASES": ["95.4", "0", "773.2", "1499"],
+        "TENURE": ["12", "12", "12", "12"],
+        "SEGMENT_HINT": ["a", "b", "a", "c"],
+    }
+)
+HEADER = list(CARDS.columns)
+
+
+def resolve(values=CARDS, **choices):
+    header = list(values.columns)
+    return resolve_table(header, values, choose_spec(header, None, None, **choices))
+
+
+def test_numeric_features_are_every_numeric_column_but_the_id_and_constant_ones():
+    table = resolve()
+    assert table.id_header == "CUST_ID"
+    assert table.feature_names == ("BALANCE", "PURCHASES")  # TENURE is constant: left out
+    assert all(c.kind == "numeric" for c in table.features)
+    assert table.profile == ()
+
+
+def test_profile_columns_are_described_not_clustered_and_keep_the_file_order():
+    table = resolve(profile=["SEGMENT_HINT"], features=["PURCHASES", "BALANCE"])
+    assert [(c.name, c.role, c.kind) for c in table.columns] == [
+        ("BALANCE", "feature", "numeric"),
+        ("PURCHASES", "feature", "numeric"),
+        ("SEGMENT_HINT", "profile", "categorical"),
+    ]
+
+
+def test_headers_match_without_case_or_punctuation():
+    table = resolve(features=["balance", "Purchases"])
+    assert [c.header for c in table.features] == ["BALANCE", "PURCHASES"]
+
+
+def test_mall_file_gets_the_mall_preset_and_its_canonical_names():
+    header = ["CustomerID", "Genre", "Age", "Annual Income (k$)", "Spending Score (1-100)"]
+    spec = choose_spec(header)
+    assert spec.preset == "mall"
+    table = resolve_table(header, None, spec)
+    assert table.feature_names == ("annual_income", "spending_score")
+    assert {c.name: c.role for c in table.profile} == {"gender": "profile", "age": "profile"}
+    assert table.column("annual_income").header == "Annual Income (k$)"
+    assert table.column("annual_income").titled() == "Annual income (k$)"
+
+
+def test_mall_preset_features_may_be_named_by_their_headers_or_canonical_names():
+    header = ["CustomerID", "Gender", "Age", "Annual Income (k$)", "Spending Score (1-100)"]
+    table = resolve_table(header, None, choose_spec(header, features=["Annual Income (k$)", "age"]))
+    assert table.feature_names == ("age", "annual_income")
+    assert {c.name for c in table.profile} == {"gender", "spending_score"}  # all kept
+
+
+def test_mall_table_is_the_preset_on_canonical_names():
+    assert mall_table().feature_names == tuple(mall_spec().features)
+
+
+def test_no_id_column_numbers_customers_by_row_with_a_warning(caplog):
+    values = CARDS.drop(columns="CUST_ID")
+    table = resolve(values)
+    assert table.id_header is None and not table.id_found
+    assert "No customer id column found" in caplog.text
+    explicit = resolve(values, id_column="none")
+    assert explicit.id_header is None and explicit.id_found
+
+
+@pytest.mark.parametrize(
+    ("choices", "message"),
+    [
+        (
+            {"features": ["INCOME"]},
+            "feature column 'INCOME' is not in the file; headers found: CUST_ID, BALANCE",
+        ),
+        ({"profile": ["NOPE"]}, "profile column 'NOPE' is not in the file; headers found"),
+        (
+            {"features": ["BALANCE"], "profile": ["BALANCE"]},
+            "column 'BALANCE' is given two roles: feature and profile",
+        ),
+        ({"features": ["CUST_ID"]}, "column 'CUST_ID' is the customer id"),
+        ({"features": ["TENURE", "BALANCE"]}, "feature 'TENURE' has one value ('12') in every row"),
+        ({"id_column": "ACCOUNT"}, "id column 'ACCOUNT' is not in the file"),
+    ],
+    ids=["unknown-feature", "unknown-profile", "two-roles", "id-as-feature", "constant", "no-id"],
+)
+def test_choices_that_cannot_work_are_refused_in_one_line(choices, message):
+    with pytest.raises(InputError) as caught:
+        resolve(**choices)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_text_column_declared_numeric_is_refused_with_an_example():
+    spec = parse_spec('features = ["SEGMENT_HINT"]\n[columns.SEGMENT_HINT]\nkind = "numeric"\n')
+    with pytest.raises(InputError, match="declared numeric but holds text \\(e.g. 'a'\\)"):
+        resolve_table(HEADER, CARDS, spec)
+
+
+def test_categorical_feature_with_many_values_suggests_profile():
+    values = pd.DataFrame(
+        {"id": [str(i) for i in range(60)], "city": [f"town {i}" for i in range(60)]}
+    )
+    with pytest.raises(InputError) as caught:
+        resolve(values, features=["city"])
+    assert str(caught.value) == (
+        "column 'city': categorical feature 'city' has 60 different values (more than 50); "
+        "describe it with --profile instead"
+    )
+
+
+def test_invalid_spec_names_the_key_and_its_line():
+    text = 'features = ["a"]\n\n[columns.a]\nkind = "numeric"\ntransform = "sqrt"\n'
+    with pytest.raises(InputError) as caught:
+        parse_spec(text, "my.toml")
+    message = str(caught.value)
+    assert message.startswith("my.toml: line 5, key columns.a.transform:")
+    unknown = 'featurs = ["a"]\n'
+    with pytest.raises(InputError, match="line 1, key featurs: Extra inputs are not permitted"):
+        parse_spec(unknown)
+    with pytest.raises(InputError, match="not valid TOML"):
+        parse_spec("features = [\n")
+
+
+def test_command_line_choices_override_the_spec():
+    spec = parse_spec('features = ["BALANCE"]\nmissing = "quarantine"\n')
+    chosen = choose_spec(HEADER, spec, None, features=["PURCHASES"], missing="median")
+    assert chosen.features == ("PURCHASES",) and chosen.missing == "median"
+    assert choose_spec(HEADER, spec, None, features=None).features == ("BALANCE",)
+
+
+def test_general_default_spec_clusters_on_every_numeric_column():
+    assert TableSpec().features == ("numeric",)
+
+
+def test_table_for_file_reads_only_a_sample_and_finds_parquet_numbers(tmp_path):
+    path = tmp_path / "cards.parquet"
+    CARDS.assign(BALANCE=[40.9, 3202.5, 2495.1, None]).to_parquet(path)
+    table = table_for_file(path, features=["BALANCE", "PURCHASES"])
+    assert table.column("BALANCE").kind == "numeric"
+    raw = read_file(path)
+    assert list(raw.columns) == ["source_row", *HEADER]  # the file's own headers

@@ -73,11 +73,12 @@ def infer_columns(raw: pd.DataFrame) -> list[Inferred]:
 
 
 def _guess_id(typed: pd.DataFrame) -> str | None:
+    """The first header spelled like an id (repeats are the cleaning's business), preferring
+    one with unique values."""
     accepted = {normalise(s) for s in ID_SPELLINGS}
-    for header in typed.columns:
-        if normalise(header) in accepted and typed[header].dropna().is_unique:
-            return header
-    return None
+    named = [h for h in typed.columns if normalise(h) in accepted]
+    unique = [h for h in named if typed[h].dropna().is_unique]
+    return (unique or named or [None])[0]
 
 
 def _infer(header: str, values: pd.Series, column: pa.Column, is_id: bool) -> Inferred:

@@ -429,6 +429,8 @@ def _check_features(table: Table, values: pd.DataFrame | None) -> None:
         )
     if values is None:
         return
+    used = [c.header for c in table.columns if c.header in values]
+    alike = all(values[h].dropna().nunique() <= 1 for h in used)  # the cleaning says it better
     for column in table.features:
         if column.header not in values:
             continue
@@ -443,7 +445,7 @@ def _check_features(table: Table, values: pd.DataFrame | None) -> None:
                     column=column.header,
                 )
         distinct = present.nunique()
-        if distinct == 1 and len(values) > 1:
+        if distinct == 1 and len(values) > 1 and not alike:
             raise InputError(
                 f"feature {column.header!r} has one value ({present.iloc[0]!r}) in every row: "
                 "it cannot separate segments; leave it out of --features",

@@ -35,11 +35,12 @@ def test_help_lists_the_main_options(capsys):
     [
         ["--k", "0"],
         ["--sweep", "ten"],
-        ["--features", "height"],
         ["--column", "no-equals-sign"],
         ["--k-min", "6", "--k-max", "3"],
+        ["--missing", "mean"],
+        ["--pca", "0"],
     ],
-    ids=["k-zero", "bad-sweep", "unknown-feature", "bad-column-mapping", "k-min-above-k-max"],
+    ids=["k-zero", "bad-sweep", "bad-column-mapping", "k-min-above-k-max", "bad-missing", "pca-0"],
 )
 def test_bad_arguments_exit_with_usage_code(args, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -53,6 +54,50 @@ def test_missing_input_file_exits_with_bad_input_code_before_prefect_starts(tmp_
     assert main(["run", "--input", str(missing), "--output", str(tmp_path)]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip()
     assert err == f"segment: error: {missing}: no such file"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--features", "height"],
+            "feature column 'height' is not in the file; headers found: CustomerID, Gender, Age, "
+            "Annual Income (k$), Spending Score (1-100)",
+        ),
+        (["--features", "Age", "--profile", "age"], "column 'Age' is given two roles"),
+        (["--id-column", "Account"], "id column 'Account' is not in the file"),
+        (["--features", "Gender", "--spec", "/no/such/spec.toml"], "no such spec file"),
+    ],
+    ids=["unknown-feature", "two-roles", "unknown-id", "missing-spec"],
+)
+def test_column_errors_exit_with_bad_input_code_before_prefect_starts(
+    args, message, capsys, monkeypatch
+):
+    def no_prefect(**_):
+        raise AssertionError("Prefect was configured: the error came after slow work")
+
+    monkeypatch.setattr("flows.cli.configure_prefect", no_prefect)
+    assert main(["run", *args]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("segment: error: ") and message in err
+    assert "\n" not in err
+
+
+def test_invalid_spec_file_names_its_key_and_line_before_prefect_starts(tmp_path, capsys):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('features = ["numeric"]\nmissing = "mean"\n')
+    assert main(["run", "--spec", str(spec), "--output", str(tmp_path)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"segment: error: {spec}: line 2, key missing: Input should be")
+
+
+def test_init_writes_a_spec_that_reads_back_and_refuses_to_overwrite(tmp_path, capsys):
+    spec = tmp_path / "spec.toml"
+    assert main(["init", "--input", str(DEFAULT_INPUT), "--output", str(spec)]) == EXIT_OK
+    text = spec.read_text()
+    assert 'id_column = "CustomerID"' in text and "[columns." in text
+    assert main(["init", "--input", str(DEFAULT_INPUT), "--output", str(spec)]) == EXIT_USAGE
+    assert "exists" in capsys.readouterr().err
 
 
 def test_sample_data_command_writes_the_committed_default_file(tmp_path, capsys):

@@ -119,7 +119,11 @@ def test_manifest_on_disk_matches_files_and_records_the_run(default_run):
         "total",
     }
     assert on_disk["input"]["sha256"] and on_disk["versions"]["prefect"].startswith("3.")
-    assert on_disk["settings"]["features"] == ["annual_income", "spending_score"]
+    assert on_disk["settings"]["features"] is None  # not given: the Mall preset's
+    columns = on_disk["columns"]
+    assert columns["preset"] == "mall" and columns["id_header"] == "CustomerID"
+    features = [c["name"] for c in columns["columns"] if c["role"] == "feature"]
+    assert features == ["annual_income", "spending_score"] == on_disk["features"]
 
 
 def test_bad_input_fails_the_flow_and_leaves_no_run_folder(tmp_path, shared_data):
@@ -129,7 +133,8 @@ def test_bad_input_fails_the_flow_and_leaves_no_run_folder(tmp_path, shared_data
     )
     with pytest.raises(InputError, match="merge-conflict"):
         segment_customers(settings)
-    assert list((output / "runs").iterdir()) == []
+    runs = output / "runs"
+    assert not runs.exists() or list(runs.iterdir()) == []  # refused before a run folder
     assert latest_run(output) is None
 
 

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from flows.settings import SegmentationSettings
 from tasks.errors import InputError
+from tasks.ingest import SAMPLE_ROWS
 from tasks.report import latest_run
 from tasks.retry import is_transient, retry_delays, retry_on_transient
 from tasks.runlock import RunLock
@@ -107,7 +108,7 @@ def read_calls(monkeypatch):
     ``error`` (then reads the file for real); ``calls`` records the time of every call."""
     import flows.segmentation as flow_module
 
-    real = flow_module.read_customers
+    real = flow_module.read_file
     plan = {"calls": [], "fail_first": 0, "error": None}
 
     def flaky(*args, **kwargs):
@@ -116,7 +117,7 @@ def read_calls(monkeypatch):
             raise plan["error"]
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(flow_module, "read_customers", flaky)
+    monkeypatch.setattr(flow_module, "read_file", flaky)
     return plan
 
 
@@ -190,10 +191,14 @@ def test_an_io_error_of_the_real_reader_is_retried(customers_csv, tmp_path, monk
 def test_bad_data_is_read_exactly_once(tmp_path, read_calls):
     from flows.segmentation import segment_customers
 
+    # valid beyond the first rows (which are read, once and never retried, to resolve the
+    # columns before the run), then a row the reader refuses: an unclosed quote
     bad = tmp_path / "bad.csv"
-    bad.write_text("CustomerID,Gender\n1,Male\n2,Female\n", encoding="utf-8")
+    write_sample_csv(generate_customers(n=SAMPLE_ROWS + 100, seed=3), bad)
+    with bad.open("a", encoding="utf-8") as handle:
+        handle.write('99999,"Male,20,30,40\n')
     output = tmp_path / "out"
-    with pytest.raises(InputError, match="bad.csv"):
+    with pytest.raises(InputError, match="bad.csv: unclosed quote"):
         segment_customers(_settings(bad, output))
     assert len(read_calls["calls"]) == 1
     assert latest_run(output) is None

@@ -21,7 +21,8 @@ SOURCE_DIRS = ("flows", "tasks", "schemas")
 PICKLE_MODULES = {"pickle", "_pickle", "cPickle", "cloudpickle", "dill", "shelve", "marshal"}
 PICKLE_LOADERS = {"joblib", "pickle", "cloudpickle", "dill", "torch", "shelve", "marshal"}
 SPREADSHEET_MODULES = {"openpyxl", "xlsxwriter", "xlwt", "odf", "pyexcel"}
-CSV_WRITER_ALLOWED = {"tasks/sample_data.py"}  # `segment sample-data`: synthetic input files
+# Writers of synthetic input files: `segment sample-data`, and the planted test tables.
+CSV_WRITER_ALLOWED = {"tasks/sample_data.py", "tasks/sample_tables.py"}
 
 
 def _sources() -> dict[str, ast.Module]:
@@ -284,7 +285,14 @@ def test_sample_data_csv_holds_no_cell_a_spreadsheet_would_run_as_a_formula():
     negative number (planted dirt), never a formula; none starts with '=', '+' or '@'."""
     from tasks.sample_data import generate_customers, generate_snapshots
 
+    from tasks.sample_tables import (
+        mixed_marketing_table,
+        wholesale_like_table,
+        wide_behaviour_table,
+    )
+
     frames = [generate_customers(n=3000).frame] + [s.sample.frame for s in generate_snapshots(3)]
+    frames += [t().frame for t in (wide_behaviour_table, mixed_marketing_table, wholesale_like_table)]
     for frame in frames:
         for column in frame.columns:
             cells = frame[column].dropna().astype(str)

@@ -17,7 +17,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from flows.run_folder import staged_run
+from flows.run_folder import fails_without_persisting, staged_run
 from flows.settings import SegmentationSettings
 from schemas.outputs import Elbow, Profiles, Quarantine, Segments, Transitions
 from tasks import plots
@@ -301,7 +301,8 @@ def publish(staging: Path, manifest: dict, described: Described) -> dict:
     return manifest
 
 
-@flow(name="customer-segmentation", log_prints=True)
+@flow(name="customer-segmentation", log_prints=True, persist_result=False)
+@fails_without_persisting  # a failed run writes no pickle of its exception either
 def segment_customers(settings: SegmentationSettings | None = None) -> dict:
     """Segment the customers in ``settings.input``; returns the run's manifest."""
     settings = settings or SegmentationSettings()

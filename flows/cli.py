@@ -300,6 +300,13 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not settings.input.exists():  # fail fast, before Prefect starts a server
         print(f"segment: error: {settings.input}: no such file", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if settings.as_of is not None and not settings.input.is_dir():  # refused, not ignored
+        print(
+            "segment: error: --as-of picks a dated snapshot from a folder of snapshots, "
+            f"but --input {settings.input} is a single file",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
 
     configure_prefect(quiet=args.quiet)
     from flows.runners import flow_for, prefect_api_for_workers  # Prefect imported when needed
@@ -369,6 +376,9 @@ def _backfill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except RuntimeError as error:  # no server
         print(f"segment: error: {error}", file=sys.stderr)
         return EXIT_INTERNAL
+    except ValueError as error:  # settings that cannot run, e.g. as_of with a single file
+        print(f"segment: error: {one_line(error)}", file=sys.stderr)
+        return EXIT_USAGE
     state = run.state.name if run.state else "unknown"
     print(f"Flow run {run.name} ({run.id}) for as_of {args.as_of}: {state}")
     return EXIT_OK if args.no_wait or (run.state and run.state.is_completed()) else EXIT_INTERNAL

@@ -16,7 +16,9 @@ of the serving process, which must keep running; when it stops, Prefect pauses t
 or the other on a server (the last one registered owns the name, and a stopping ``serve``
 pauses it).
 
-**Backfills** (``as_of``: the newest snapshot on or before that date). Prefect merges a run's
+**Backfills** (``as_of``: the newest snapshot on or before that date; the deployment's input
+must be a snapshot folder: with a single file ``as_of`` is refused, not ignored).
+Prefect merges a run's
 parameters with the deployment's **one level deep only**: a run's ``{"settings": {...}}``
 replaces the whole stored ``settings``, and every field it leaves out takes the model's
 default (input ``data/customers.csv``, output ``outputs/``), not the deployment's value. So from
@@ -49,6 +51,7 @@ from pydantic import ValidationError
 
 from flows.environment import configure_prefect, one_line
 from flows.settings import SegmentationSettings
+from tasks.snapshots import AS_OF_NEEDS_A_FOLDER
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
@@ -133,9 +136,10 @@ def backfill(
 
     Prefect would replace the whole ``settings`` object with a run's partial one; this reads
     the deployment's settings first, so only ``as_of`` (and any ``overrides``, e.g.
-    ``output_dir=...``) change. Validated locally before the run is created. ``timeout`` and
-    ``scheduled_time`` are those of ``run_deployment``: None waits for the run to finish, 0
-    returns at once.
+    ``output_dir=...``) change. Validated locally before the run is created: ValueError when
+    the settings are invalid or the input is a single file (``as_of`` needs a snapshot folder).
+    ``timeout`` and ``scheduled_time`` are those of ``run_deployment``: None waits for the run
+    to finish, 0 returns at once.
     """
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
@@ -144,6 +148,11 @@ def backfill(
     with get_client(sync_client=True) as client:
         stored = client.read_deployment_by_name(name).parameters.get("settings") or {}
     settings = SegmentationSettings.model_validate({**stored, **overrides, "as_of": as_of})
+    if settings.input.is_file():  # the run would refuse it: say so before creating one
+        raise ValueError(
+            f"{AS_OF_NEEDS_A_FOLDER}, but the input of {name} is a single file "
+            f"({settings.input}): serve it with --input on a snapshot folder"
+        )
     return run_deployment(
         name,
         parameters={"settings": settings.model_dump(mode="json")},

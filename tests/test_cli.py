@@ -55,6 +55,24 @@ def test_missing_input_file_exits_with_bad_input_code_before_prefect_starts(tmp_
     assert err == f"segment: error: {missing}: no such file"
 
 
+def test_as_of_with_a_single_input_file_is_refused_before_prefect_is_imported(tmp_path):
+    """--as-of picks a snapshot from a folder: with a single file it would be ignored."""
+    code = (
+        "import sys; from flows.cli import main; "
+        f"code = main(['run', '--input', {str(DEFAULT_INPUT)!r}, '--as-of', '2026-11-20', "
+        f"'--output', {str(tmp_path)!r}]); "
+        "print('prefect' in sys.modules); sys.exit(code)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert done.stdout == "False\n"  # refused before Prefect (and its server) started
+    assert done.stderr == (
+        "segment: error: --as-of picks a dated snapshot from a folder of snapshots, "
+        f"but --input {DEFAULT_INPUT} is a single file\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_sample_data_command_writes_the_committed_default_file(tmp_path, capsys):
     target = tmp_path / "customers.csv"
     assert main(["sample-data", "--output", str(target)]) == EXIT_OK

@@ -150,15 +150,20 @@ def test_run_settings_replace_the_deployments_settings(server, served, tmp_path)
 
 
 @pytest.mark.flow
-def test_backfill_keeps_the_deployments_settings(server, served):
+def test_backfill_keeps_the_deployments_settings(server, served, tmp_path):
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    folder = str(_snapshots(tmp_path / "snapshots"))
     later = datetime.now(UTC) + timedelta(hours=1)  # not picked up by the served runner
     with temporary_settings({PREFECT_API_URL: server.url}):
-        run = backfill("2026-10-15", timeout=0, scheduled_time=later, n_init=3)
+        with pytest.raises(ValueError, match="is a single file"):  # the stored input
+            backfill("2026-10-15", timeout=0, scheduled_time=later)
+        run = backfill("2026-10-15", timeout=0, scheduled_time=later, n_init=3, input=folder)
     try:
         stored = served.deployment.parameters["settings"]
-        assert run.parameters == {"settings": {**stored, "as_of": "2026-10-15", "n_init": 3}}
+        assert run.parameters == {
+            "settings": {**stored, "input": folder, "as_of": "2026-10-15", "n_init": 3}
+        }
         assert run.state.is_scheduled()
     finally:
         with server.client() as client:
@@ -166,18 +171,25 @@ def test_backfill_keeps_the_deployments_settings(server, served):
 
 
 @pytest.mark.flow
-def test_segment_backfill_command_runs_the_deployment_with_as_of(server, served):
+def test_segment_backfill_refuses_as_of_when_the_input_is_a_single_file(server, served):
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
+
     done = subprocess.run(
-        [str(BIN / "segment"), "backfill", "--as-of", "2026-10-15"],
+        [str(BIN / "segment"), "backfill", "--as-of", "2026-10-17"],
         env=server.env(), capture_output=True, text=True, timeout=RUN_TIMEOUT,
     )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "for as_of 2026-10-15: Completed" in done.stdout
-    run_id = UUID(done.stdout.split("(")[1].split(")")[0])
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "segment: error: as_of picks a dated snapshot from a folder of snapshots, but the input "
+        f"of {FULL_NAME} is a single file ({CUSTOMERS}): serve it with --input on a snapshot "
+        "folder"
+    ]
+    of_deployment = FlowRunFilter(
+        deployment_id=FlowRunFilterDeploymentId(any_=[served.deployment.id])
+    )
     with server.client() as client:
-        run = client.read_flow_run(run_id)
-    assert run.parameters["settings"]["as_of"] == "2026-10-15"
-    assert run.parameters["settings"]["output_dir"] == str(served.output)
+        runs = client.read_flow_runs(flow_run_filter=of_deployment)
+    assert [r for r in runs if r.parameters["settings"].get("as_of") == "2026-10-17"] == []
 
 
 @pytest.mark.flow

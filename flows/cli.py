@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from flows.environment import configure_prefect, one_line
+from flows.environment import configure_prefect, internal_error_line, one_line
 from flows.settings import DEFAULT_INPUT, DEFAULT_SNAPSHOTS, SegmentationSettings
 
 EXIT_OK = 0
@@ -323,7 +323,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"segment: {error}; outputs/latest is unchanged", file=sys.stderr)
         return EXIT_GATE
     except Exception as error:  # noqa: BLE001 - a last-resort message; Prefect logged the traceback
-        print(f"segment: internal error: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"segment: internal error: {internal_error_line(error)}", file=sys.stderr)
         return EXIT_INTERNAL
     print(format_summary(manifest))
     return EXIT_OK

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from flows.environment import configure_prefect, one_line
+from flows.environment import configure_prefect, internal_error_line, one_line
 from flows.settings import DEFAULT_INPUT, DEFAULT_SNAPSHOTS, SegmentationSettings
 
 EXIT_OK = 0
@@ -357,6 +357,13 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not settings.input.exists():  # fail fast, before Prefect starts a server
         print(f"segment: error: {settings.input}: no such file", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if settings.as_of is not None and not settings.input.is_dir():  # refused, not ignored
+        print(
+            "segment: error: --as-of picks a dated snapshot from a folder of snapshots, "
+            f"but --input {settings.input} is a single file",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     problem = check_columns(settings)  # wrong column names etc.: before any slow work
     if problem is not None:
         print(f"segment: error: {problem}", file=sys.stderr)
@@ -377,7 +384,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"segment: {error}; outputs/latest is unchanged", file=sys.stderr)
         return EXIT_GATE
     except Exception as error:  # noqa: BLE001 - a last-resort message; Prefect logged the traceback
-        print(f"segment: internal error: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"segment: internal error: {internal_error_line(error)}", file=sys.stderr)
         return EXIT_INTERNAL
     print(format_summary(manifest))
     return EXIT_OK
@@ -470,6 +477,9 @@ def _backfill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except RuntimeError as error:  # no server
         print(f"segment: error: {error}", file=sys.stderr)
         return EXIT_INTERNAL
+    except ValueError as error:  # settings that cannot run, e.g. as_of with a single file
+        print(f"segment: error: {one_line(error)}", file=sys.stderr)
+        return EXIT_USAGE
     state = run.state.name if run.state else "unknown"
     print(f"Flow run {run.name} ({run.id}) for as_of {args.as_of}: {state}")
     return EXIT_OK if args.no_wait or (run.state and run.state.is_completed()) else EXIT_INTERNAL

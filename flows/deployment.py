@@ -16,21 +16,29 @@ of the serving process, which must keep running; when it stops, Prefect pauses t
 or the other on a server (the last one registered owns the name, and a stopping ``serve``
 pauses it).
 
-**Backfills** (``as_of``: the newest snapshot on or before that date). Prefect merges a run's
-parameters with the deployment's **one level deep only**: a run's ``{"settings": {...}}``
-replaces the whole stored ``settings``, and every field it leaves out takes the model's
-default (input ``data/customers.csv``, output ``outputs/``), not the deployment's value. So from
-the command line repeat ``input`` and ``output_dir`` next to ``as_of``::
+**Partial settings.** Prefect merges a run's parameters with the deployment's **one level deep
+only**: a run's ``{"settings": {...}}`` replaces the whole stored ``settings``. So the flow
+merges them again itself (``settings_for_run``, first thing in ``segment_customers``): in a run
+of a deployment, the fields the run gives (its ``settings`` as stored with the run) are
+deep-merged over the deployment's stored ``settings``, read from the API. A run that gives
+``{"k": 4}`` keeps the deployment's ``input``, ``output_dir`` and every other field; the
+model's defaults apply only to fields neither gives. The run is refused (it fails before
+reading or writing anything, the reason in its state message and log) when the stored settings
+cannot be read or the merged settings are invalid: never the defaults in their place. A partial
+object is still validated on its own first (against the defaults), so a field that is only
+valid together with a stored one must be given with it.
+
+**Backfills** (``as_of``: the newest snapshot on or before that date; only for a deployment
+whose ``input`` is a snapshot folder: with a single file, ``as_of`` is refused, not ignored)::
 
     .venv/bin/prefect deployment run customer-segmentation/nightly-resegmentation --watch \\
-        --param 'settings={"input": "/abs/data/snapshots", "output_dir": "/abs/outputs",
-        "as_of": "2026-11-01"}'
+        --param 'settings={"as_of": "2026-11-01"}'
 
 ``--param NAME=JSON`` sets one top-level parameter (``--param settings.as_of=...`` is rejected:
 the deployment has no parameter of that name); ``--params '{"settings": {...}}'`` takes all
-of them as one JSON object, with the same replace-not-merge rule. Unknown settings fields are
-rejected when the run is created; a malformed date only when the run starts. From Python,
-``backfill`` keeps the deployment's settings and changes only ``as_of`` (and what you pass)::
+of them as one JSON object. Unknown settings fields are rejected when the run is created; a
+malformed date only when the run starts. From Python, ``backfill`` sends the deployment's
+settings with ``as_of`` (and what you pass) changed, validated before the run is created::
 
     from flows.deployment import backfill
     backfill("2026-11-01")                       # waits for the run; timeout=0 returns at once
@@ -41,14 +49,17 @@ from __future__ import annotations
 import argparse
 import sys
 import zoneinfo
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from pydantic import ValidationError
 
 from flows.environment import configure_prefect, one_line
 from flows.settings import SegmentationSettings
+from tasks.snapshots import AS_OF_NEEDS_A_FOLDER
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
@@ -131,11 +142,11 @@ def backfill(
 ) -> FlowRun:
     """One run of the deployment with its stored settings, ``as_of`` and ``overrides`` applied.
 
-    Prefect would replace the whole ``settings`` object with a run's partial one; this reads
-    the deployment's settings first, so only ``as_of`` (and any ``overrides``, e.g.
-    ``output_dir=...``) change. Validated locally before the run is created. ``timeout`` and
-    ``scheduled_time`` are those of ``run_deployment``: None waits for the run to finish, 0
-    returns at once.
+    Sends the deployment's settings in full with only ``as_of`` (and any ``overrides``, e.g.
+    ``output_dir=...``) changed. Validated locally before the run is created: ValueError when
+    the settings are invalid or the input is a single file (``as_of`` needs a snapshot folder).
+    ``timeout`` and ``scheduled_time`` are those of ``run_deployment``: None waits for the run
+    to finish, 0 returns at once.
     """
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
@@ -144,6 +155,11 @@ def backfill(
     with get_client(sync_client=True) as client:
         stored = client.read_deployment_by_name(name).parameters.get("settings") or {}
     settings = SegmentationSettings.model_validate({**stored, **overrides, "as_of": as_of})
+    if settings.input.is_file():  # the run would refuse it: say so before creating one
+        raise ValueError(
+            f"{AS_OF_NEEDS_A_FOLDER}, but the input of {name} is a single file "
+            f"({settings.input}): serve it with --input on a snapshot folder"
+        )
     return run_deployment(
         name,
         parameters={"settings": settings.model_dump(mode="json")},
@@ -152,6 +168,76 @@ def backfill(
         poll_interval=2,
         as_subflow=False,
     )
+
+
+def settings_for_run(settings: SegmentationSettings | None) -> SegmentationSettings:
+    """The settings a run of ``segment_customers`` uses: ``settings`` (the defaults if None)
+    outside a deployment run; in a run of a deployment, the fields the run gives deep-merged
+    over the deployment's stored settings (see "Partial settings" above). ValueError when the
+    run gives only some fields and the stored ones cannot be read, or the merge is invalid."""
+    from prefect import get_run_logger
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    run = None if context is None else context.flow_run
+    if run is None or run.deployment_id is None:
+        return settings or SegmentationSettings()
+    given = (run.parameters or {}).get("settings")
+    if not isinstance(given, dict):  # none given, or not as JSON: the fields set on the model
+        given = {} if settings is None else settings.model_dump(mode="json", exclude_unset=True)
+    merged = merge_over_deployment(given, lambda: _stored_settings(run.deployment_id))
+    if set(given) != set(SegmentationSettings.model_fields):
+        get_run_logger().info(
+            "Settings: the deployment's stored settings, with the fields this run gives "
+            "merged over them: %s",
+            ", ".join(sorted(given)) or "none",
+        )
+    return merged
+
+
+def merge_over_deployment(
+    given: dict[str, Any], read_stored: Callable[[], dict[str, Any] | None]
+) -> SegmentationSettings:
+    """``given`` (a run's settings fields, as JSON) deep-merged over ``read_stored()`` (the
+    deployment's). Reads nothing when ``given`` has every field. ValueError, naming the fields
+    given, when the stored settings cannot be read or the merged settings are invalid."""
+    fields = ", ".join(sorted(given)) or "none"
+    if set(given) >= set(SegmentationSettings.model_fields):
+        stored: dict[str, Any] | None = {}
+    else:
+        try:
+            stored = read_stored()
+        except Exception as error:  # noqa: BLE001 - any failure refuses the run, with its reason
+            raise ValueError(
+                f"this run gives only some settings ({fields}) and the deployment's stored "
+                f"settings could not be read ({type(error).__name__}: {error}): refusing to run "
+                "with the defaults for the others"
+            ) from error
+    try:
+        return SegmentationSettings.model_validate(_deep_merge(stored or {}, given))
+    except ValidationError as error:
+        raise ValueError(
+            f"this run's settings ({fields}) merged over the deployment's are invalid: "
+            f"{one_line(error)}"
+        ) from None
+
+
+def _stored_settings(deployment_id: UUID) -> dict[str, Any] | None:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_deployment(deployment_id).parameters.get("settings")
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``over``'s keys: nested dicts merged key by key, anything else replaced."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def require_server() -> str:

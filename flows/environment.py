@@ -6,12 +6,21 @@ import os
 
 from pydantic import ValidationError
 
+STARTUP_TIMEOUT_VARIABLE = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+STARTUP_TIMEOUT_SECONDS = 90  # also in prefect.toml
+# The error Prefect raises when its temporary server does not answer in time.
+STARTUP_TIMEOUT_ERROR = "Timed out while attempting to connect to ephemeral Prefect API server"
+
 
 def configure_prefect(*, quiet: bool = False) -> None:
-    """Defaults for our processes, set before Prefect is imported (the user's settings win)."""
+    """Defaults for our processes, set before Prefect is imported (the user's environment
+    variables win)."""
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")  # task modules' logs
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    # As prefect.toml, for runs started outside the project folder: the temporary server gets
+    # 90 s to start instead of 20 (missed on a loaded machine).
+    os.environ.setdefault(STARTUP_TIMEOUT_VARIABLE, str(STARTUP_TIMEOUT_SECONDS))
     if quiet:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
@@ -24,3 +33,18 @@ def one_line(error: Exception) -> str:
             for e in error.errors()
         )
     return str(error)
+
+
+def internal_error_line(error: Exception) -> str:
+    """The one line ``segment`` prints for an unexpected error; for a temporary server that
+    did not start in time, what to do about it."""
+    if STARTUP_TIMEOUT_ERROR not in str(error):
+        return f"{type(error).__name__}: {error}"
+    from prefect.settings import get_current_settings
+
+    limit = get_current_settings().server.ephemeral.startup_timeout_seconds
+    return (
+        f"Prefect's temporary server did not start within {limit} s ({STARTUP_TIMEOUT_VARIABLE})."
+        " Start a server once with `make server`, then `export "
+        "PREFECT_API_URL=http://127.0.0.1:4200/api` in this shell and run again"
+    )

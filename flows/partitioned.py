@@ -19,7 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from flows.run_folder import staged_run
+from flows.run_folder import fails_without_persisting, staged_run
 from flows.runners import flow_dask_client
 from flows.segmentation import pick_k, quality_gates, sweep_on_workers
 from flows.settings import SegmentationSettings
@@ -158,7 +158,8 @@ def publish(staging: Path, manifest: dict, profiles: pd.DataFrame) -> dict:
     return manifest
 
 
-@flow(name="customer-segmentation-partitioned", log_prints=True)
+@flow(name="customer-segmentation-partitioned", log_prints=True, persist_result=False)
+@fails_without_persisting  # a failed run writes no pickle of its exception either
 def segment_partitioned(settings: SegmentationSettings) -> dict:
     """Segment a folder of Parquet partition files on Dask; returns the run's manifest."""
     run_id = settings.run_id or new_run_id(str(flow_run.get_id() or "local"))

@@ -1,10 +1,14 @@
-"""What every segmentation flow does around its steps: a staging folder and the output lock."""
+"""What every segmentation flow does around its steps: a staging folder and the output lock,
+and failing without writing the exception to Prefect's result storage."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import inspect
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tasks.errors import InputError
 from tasks.report import abandon_run, start_run
@@ -34,3 +38,37 @@ def staged_run(output_dir: Path, run_id: str, source: Path) -> Iterator[Path]:
         raise
     finally:
         lock.release()
+
+
+def fails_without_persisting(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a flow function (below ``@flow(..., persist_result=False)``) so that an
+    exception ends the run in a returned ``Failed`` state instead of a raised exception.
+
+    Prefect 3.9's flow engine writes a raised exception to result storage whatever
+    ``persist_result`` says (a cloudpickle in ``$PREFECT_HOME/storage`` and an unnamed result
+    artifact pointing at it); a returned ``Failed`` state is written only when results are
+    persisted, which they never are here. The state keeps the exception in memory, so calling
+    the flow still raises it (the CLI maps its type to an exit code); the run's log and state
+    message show it as before. BaseExceptions (interrupts) still crash the run: Prefect writes
+    nothing for those.
+    """
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from prefect import get_run_logger
+        from prefect.states import Failed
+
+        try:
+            return fn(*args, **kwargs)
+        except Exception as error:
+            reason = f"{type(error).__name__}: {error}"
+            # The traceback, as Prefect logs it (dropped for bad input and breached gates).
+            logger = get_run_logger()
+            logger.error("Encountered exception during execution: %s", reason, exc_info=True)
+            return Failed(message=f"Flow run encountered an exception: {reason}", data=error)
+
+    # The signature with its annotations as types, not strings: Prefect validates parameters
+    # with it, and would look strings up in this module instead of the flow's.
+    run.__signature__ = inspect.signature(fn, eval_str=True)
+    run.__annotations__ = inspect.get_annotations(fn, eval_str=True)
+    return run

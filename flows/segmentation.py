@@ -17,7 +17,8 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from flows.run_folder import staged_run
+from flows.deployment import settings_for_run
+from flows.run_folder import fails_without_persisting, staged_run
 from flows.settings import SegmentationSettings
 from schemas.outputs import Elbow, Transitions, segments_schema
 from schemas.spec import load_spec
@@ -346,10 +347,11 @@ def publish(staging: Path, manifest: dict, described: Described, table: Table) -
     return manifest
 
 
-@flow(name="customer-segmentation", log_prints=True)
+@flow(name="customer-segmentation", log_prints=True, persist_result=False)
+@fails_without_persisting  # a failed run writes no pickle of its exception either
 def segment_customers(settings: SegmentationSettings | None = None) -> dict:
     """Segment the customers in ``settings.input``; returns the run's manifest."""
-    settings = settings or SegmentationSettings()
+    settings = settings_for_run(settings)  # in a deployment run: merged over its stored ones
     run_id = settings.run_id or new_run_id(str(flow_run.get_id() or "local"))
     source = resolve(settings)
     table = resolve_columns(source, settings)

@@ -82,7 +82,6 @@ def partition_files(folder: Path) -> tuple[Path, ...]:
     return files
 
 
-
 def clean_partitions(
     files: tuple[Path, ...],
     columns: dict[str, str] | None,

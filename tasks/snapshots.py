@@ -33,12 +33,20 @@ def snapshot_date(path: str | Path) -> date | None:
         return None
 
 
+# Why an as_of is refused for a single file (it would be ignored): the callers add where.
+AS_OF_NEEDS_A_FOLDER = "as_of picks a dated snapshot from a folder of snapshots"
+
+
 def resolve_input(path: str | Path, as_of: date | None = None) -> Path:
-    """Return ``path`` if it is a file, else its newest snapshot on or before ``as_of`` (if set)."""
+    """Return ``path`` if it is a file, else its newest snapshot on or before ``as_of`` (if set).
+
+    An ``as_of`` with a single file is refused (InputError), not ignored."""
     path = Path(path)
     if not path.exists():
         raise InputError("no such file or folder", path=path)
     if not path.is_dir():
+        if as_of is not None:
+            raise InputError(f"{AS_OF_NEEDS_A_FOLDER}, but this is a single file", path=path)
         return path
     by_day = _snapshots(path)
     eligible = [day for day in by_day if as_of is None or day <= as_of]

@@ -187,7 +187,7 @@ def render_spec(columns: list[Inferred], source: str, rows: int) -> str:
         f"profile = {_list(profile)}",
         "",
         '# A missing feature value: "quarantine" the row, or fill the column "median".',
-        '# (a column\'s own `missing` key overrides this)',
+        "# (a column's own `missing` key overrides this)",
         'missing = "quarantine"',
         "",
         "# PCA before K-Means: a number of components (3) or a share of variance (0.9).",

@@ -10,8 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import EXIT_BAD_INPUT, EXIT_GATE, EXIT_OK, EXIT_USAGE, format_summary, main
-from flows.settings import DEFAULT_INPUT
+from flows.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_GATE,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_USAGE,
+    format_summary,
+    main,
+)
+from flows.environment import STARTUP_TIMEOUT_ERROR, STARTUP_TIMEOUT_VARIABLE
+from flows.settings import DEFAULT_INPUT, PROJECT_ROOT
 
 SEGMENT = Path(sys.executable).with_name("segment")
 
@@ -98,6 +107,93 @@ def test_init_writes_a_spec_that_reads_back_and_refuses_to_overwrite(tmp_path, c
     assert 'id_column = "CustomerID"' in text and "[columns." in text
     assert main(["init", "--input", str(DEFAULT_INPUT), "--output", str(spec)]) == EXIT_USAGE
     assert "exists" in capsys.readouterr().err
+
+
+def test_as_of_with_a_single_input_file_is_refused_before_prefect_is_imported(tmp_path):
+    """--as-of picks a snapshot from a folder: with a single file it would be ignored."""
+    code = (
+        "import sys; from flows.cli import main; "
+        f"code = main(['run', '--input', {str(DEFAULT_INPUT)!r}, '--as-of', '2026-11-20', "
+        f"'--output', {str(tmp_path)!r}]); "
+        "print('prefect' in sys.modules); sys.exit(code)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert done.stdout == "False\n"  # refused before Prefect (and its server) started
+    assert done.stderr == (
+        "segment: error: --as-of picks a dated snapshot from a folder of snapshots, "
+        f"but --input {DEFAULT_INPUT} is a single file\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def _startup_timeout(cwd: Path, *, configure: bool, **env: str) -> int:
+    """The temporary server's start-up limit as Prefect reads it in a fresh process started in
+    ``cwd`` (with the caller's PREFECT_* variables removed), after the CLI's defaults or not."""
+    code = (
+        ("from flows.environment import configure_prefect; configure_prefect(); " if configure
+         else "")
+        + "from prefect.settings import get_current_settings as g; "
+        "print(g().server.ephemeral.startup_timeout_seconds)"
+    )  # fmt: skip
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env={**clean, "PREFECT_HOME": str(cwd / ".prefect-home"), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout)
+
+
+def test_the_temporary_server_gets_90_seconds_to_start(tmp_path):
+    """prefect.toml in the project folder, and the CLI's default anywhere; a user's variable
+    wins; Prefect's own default (20 s) elsewhere shows that the setting is what changes it."""
+    assert _startup_timeout(PROJECT_ROOT, configure=False) == 90
+    assert _startup_timeout(tmp_path, configure=True) == 90
+    assert _startup_timeout(tmp_path, configure=True, **{STARTUP_TIMEOUT_VARIABLE: "150"}) == 150
+    assert _startup_timeout(tmp_path, configure=False) == 20
+
+
+STARTUP_HINT = (
+    f"({STARTUP_TIMEOUT_VARIABLE}). Start a server once with `make server`, then `export "
+    "PREFECT_API_URL=http://127.0.0.1:4200/api` in this shell and run again"
+)
+
+
+def test_a_temporary_server_that_does_not_start_in_time_says_what_to_do(
+    tmp_path, capsys, monkeypatch
+):
+    import flows.runners
+
+    def timed_out(settings):
+        raise RuntimeError(f"{STARTUP_TIMEOUT_ERROR}. stdout: b''\nstderr: b'a\nb'")
+
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as LIMIT
+    from prefect.settings import temporary_settings
+
+    monkeypatch.setattr(flows.runners, "flow_for", lambda settings: timed_out)
+    monkeypatch.setenv(STARTUP_TIMEOUT_VARIABLE, "90")  # what the CLI sets (kept in this process)
+    with temporary_settings({LIMIT: 90}):  # whatever folder the tests run from
+        assert main(["run", "--output", str(tmp_path), "--quiet"]) == EXIT_INTERNAL
+    assert capsys.readouterr().err == (
+        f"segment: internal error: Prefect's temporary server did not start within 90 s "
+        f"{STARTUP_HINT}\n"
+    )
+
+
+def test_other_internal_errors_keep_their_type_and_message(tmp_path, capsys, monkeypatch):
+    import flows.runners
+
+    def broken(settings):
+        raise KeyError("no such thing")
+
+    monkeypatch.setattr(flows.runners, "flow_for", lambda settings: broken)
+    assert main(["run", "--output", str(tmp_path), "--quiet"]) == EXIT_INTERNAL
+    assert capsys.readouterr().err == "segment: internal error: KeyError: 'no such thing'\n"
 
 
 def test_sample_data_command_writes_the_committed_default_file(tmp_path, capsys):
@@ -197,3 +293,18 @@ def test_breached_quality_gate_exits_with_gate_code_and_keeps_no_run(tmp_path, p
     assert last.startswith("segment: quality gate failed: silhouette_floor: silhouette 0.")
     assert last.endswith("is below 0.99; outputs/latest is unchanged")
     assert not (tmp_path / "latest").exists()
+
+
+@pytest.mark.flow
+def test_segment_run_names_what_to_do_when_prefects_server_times_out(tmp_path):
+    """Prefect's real time-out error: a limit of 0 s fails the first health check (no timing)."""
+    result = _segment(
+        "run", "--output", str(tmp_path / "out"), "--quiet",
+        env={"PREFECT_HOME": str(tmp_path / "home"), STARTUP_TIMEOUT_VARIABLE: "0"},
+    )  # fmt: skip
+    assert result.returncode == EXIT_INTERNAL, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"segment: internal error: Prefect's temporary server did not start within 0 s "
+        f"{STARTUP_HINT}"
+    )

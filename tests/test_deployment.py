@@ -8,6 +8,7 @@ tests that need no server are not marked `flow`: they also run with `-m 'not flo
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,9 @@ from flows.deployment import (
     FULL_NAME,
     backfill,
     main,
+    merge_over_deployment,
     serve_nightly,
+    settings_for_run,
 )
 from flows.settings import SegmentationSettings
 from live_server import BIN, ROOT, RUN_TIMEOUT, Server, start, stop, wait_for
@@ -53,6 +56,10 @@ def _scheduled_starts(server: Server, deployment_id) -> list[datetime]:
     with server.client() as client:
         runs = client.read_flow_runs(flow_run_filter=of_deployment)
     return [r.expected_start_time for r in runs if r.state and r.state.is_scheduled()]
+
+
+def _entries(folder: Path) -> set[str]:
+    return set(os.listdir(folder)) if folder.exists() else set()
 
 
 def _snapshots(folder: Path) -> Path:
@@ -130,8 +137,44 @@ def test_served_deployment_is_scheduled_in_its_timezone_and_runs(server, served)
 
 
 @pytest.mark.flow
-def test_run_settings_replace_the_deployments_settings(server, served, tmp_path):
-    """A run's `settings` (here a backfill on a snapshot folder) replaces the stored object."""
+def test_a_partial_settings_override_keeps_the_deployments_other_settings(server, served):
+    """The issue's command, `prefect deployment run ... --param 'settings={"k": 4}'`: Prefect
+    stores only the fields given; the flow merges them over the deployment's settings, so the
+    run reads the deployment's input and writes to its output, not the demo defaults."""
+    override = {"k": 4, "gate_max_moved_share": None}  # a k change moves many customers
+    created = server.prefect(
+        "deployment", "run", FULL_NAME, "--param", f"settings={json.dumps(override)}", "--watch",
+        timeout=RUN_TIMEOUT,
+    )  # fmt: skip
+    run_id = UUID(created.split("UUID:")[1].split()[0])
+    with server.client() as client:
+        run = client.read_flow_run(run_id)
+    assert run.state.is_completed(), run.state
+    assert run.parameters == {"settings": override}  # Prefect's one-level merge: not merged
+    manifest = json.loads((served.output / "latest" / "manifest.json").read_text())
+    assert manifest["flow_run_id"] == str(run_id)
+    assert manifest["input"]["path"] == str(CUSTOMERS)
+    assert (manifest["k"]["chosen"], manifest["k"]["rule"]) == (4, "fixed")
+    assert manifest["settings"] == {**served.deployment.parameters["settings"], **override}
+    assert str(run_id)[:8] not in " ".join(_entries(ROOT / "outputs" / "runs"))  # the defaults
+
+
+@pytest.mark.flow
+def test_as_of_on_a_deployment_of_a_single_file_is_refused_not_ignored(server, served):
+    before = _entries(served.output), _entries(served.output / "runs")
+    run = server.run_deployment(FULL_NAME, parameters={"settings": {"as_of": "2026-10-15"}})
+    assert run.state.is_failed(), run.state
+    assert (
+        f"InputError: {CUSTOMERS}: as_of picks a dated snapshot from a folder of snapshots, "
+        "but this is a single file"
+    ) in run.state.message
+    assert (_entries(served.output), _entries(served.output / "runs")) == before
+
+
+@pytest.mark.flow
+def test_run_settings_override_the_deployments_settings_field_by_field(server, served, tmp_path):
+    """A run's `settings` (here a backfill on another snapshot folder and output) override the
+    stored fields they name; the stored ones fill in the rest."""
     other = tmp_path / "other-output"
     settings = {
         "input": str(_snapshots(tmp_path / "snapshots")),
@@ -140,25 +183,30 @@ def test_run_settings_replace_the_deployments_settings(server, served, tmp_path)
     }
     run = server.run_deployment(FULL_NAME, parameters={"settings": settings})
     assert run.state.is_completed(), run.state
-    assert run.parameters == {"settings": settings}  # not merged with the deployment's
+    assert run.parameters == {"settings": settings}  # what the run gave; the flow merges
     manifest = json.loads((other / "latest" / "manifest.json").read_text())
     assert manifest["flow_run_id"] == str(run.id)
     assert Path(manifest["input"]["path"]).name == "customers_2026-10-01.csv"
-    assert manifest["settings"]["as_of"] == "2026-10-15"
+    assert manifest["settings"] == {**served.deployment.parameters["settings"], **settings}
     assert ARTIFACT_KEYS <= _artifact_keys(server, run.id)
-    assert str(run.id)[:8] not in " ".join(p.name for p in (served.output / "runs").iterdir())
+    assert str(run.id)[:8] not in " ".join(_entries(served.output / "runs"))
 
 
 @pytest.mark.flow
-def test_backfill_keeps_the_deployments_settings(server, served):
+def test_backfill_keeps_the_deployments_settings(server, served, tmp_path):
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    folder = str(_snapshots(tmp_path / "snapshots"))
     later = datetime.now(UTC) + timedelta(hours=1)  # not picked up by the served runner
     with temporary_settings({PREFECT_API_URL: server.url}):
-        run = backfill("2026-10-15", timeout=0, scheduled_time=later, n_init=3)
+        with pytest.raises(ValueError, match="is a single file"):  # the stored input
+            backfill("2026-10-15", timeout=0, scheduled_time=later)
+        run = backfill("2026-10-15", timeout=0, scheduled_time=later, n_init=3, input=folder)
     try:
         stored = served.deployment.parameters["settings"]
-        assert run.parameters == {"settings": {**stored, "as_of": "2026-10-15", "n_init": 3}}
+        assert run.parameters == {
+            "settings": {**stored, "input": folder, "as_of": "2026-10-15", "n_init": 3}
+        }
         assert run.state.is_scheduled()
     finally:
         with server.client() as client:
@@ -166,18 +214,25 @@ def test_backfill_keeps_the_deployments_settings(server, served):
 
 
 @pytest.mark.flow
-def test_segment_backfill_command_runs_the_deployment_with_as_of(server, served):
+def test_segment_backfill_refuses_as_of_when_the_input_is_a_single_file(server, served):
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
+
     done = subprocess.run(
-        [str(BIN / "segment"), "backfill", "--as-of", "2026-10-15"],
+        [str(BIN / "segment"), "backfill", "--as-of", "2026-10-17"],
         env=server.env(), capture_output=True, text=True, timeout=RUN_TIMEOUT,
     )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "for as_of 2026-10-15: Completed" in done.stdout
-    run_id = UUID(done.stdout.split("(")[1].split(")")[0])
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "segment: error: as_of picks a dated snapshot from a folder of snapshots, but the input "
+        f"of {FULL_NAME} is a single file ({CUSTOMERS}): serve it with --input on a snapshot "
+        "folder"
+    ]
+    of_deployment = FlowRunFilter(
+        deployment_id=FlowRunFilterDeploymentId(any_=[served.deployment.id])
+    )
     with server.client() as client:
-        run = client.read_flow_run(run_id)
-    assert run.parameters["settings"]["as_of"] == "2026-10-15"
-    assert run.parameters["settings"]["output_dir"] == str(served.output)
+        runs = client.read_flow_runs(flow_run_filter=of_deployment)
+    assert [r for r in runs if r.parameters["settings"].get("as_of") == "2026-10-17"] == []
 
 
 @pytest.mark.flow
@@ -277,3 +332,53 @@ def test_prefect_yaml_names_the_deployment_and_its_flow():
 
     flow = load_flow_from_entrypoint(str(ROOT / deployment["entrypoint"]))
     assert flow.name == FULL_NAME.split("/")[0]
+
+
+# --- a run's partial settings merged over the deployment's (no server needed) ----------------
+
+
+def _unreadable():
+    raise ConnectionError("the server is gone")
+
+
+def test_partial_run_settings_are_deep_merged_over_the_stored_ones():
+    stored = SegmentationSettings(
+        input=CUSTOMERS,
+        output_dir=Path("/srv/segments"),
+        columns={"annual_income": "Income", "age": "Years"},
+        k_min=3,
+    ).model_dump(mode="json")
+    merged = merge_over_deployment({"k": 4, "columns": {"age": "AgeYears"}}, lambda: stored)
+    assert (merged.input, merged.output_dir) == (CUSTOMERS, Path("/srv/segments"))
+    assert (merged.k, merged.k_min) == (4, 3)
+    assert merged.columns == {"annual_income": "Income", "age": "AgeYears"}
+    # A field given as null is given: it replaces the stored value.
+    assert merge_over_deployment({"k_min": None}, lambda: stored).k_min is None
+
+
+def test_run_settings_given_in_full_need_no_stored_settings():
+    full = SegmentationSettings(k=3, output_dir=Path("/srv/x")).model_dump(mode="json")
+    assert merge_over_deployment(full, _unreadable) == SegmentationSettings.model_validate(full)
+
+
+def test_partial_run_settings_are_refused_when_the_stored_ones_cannot_be_read():
+    with pytest.raises(ValueError) as refused:
+        merge_over_deployment({"as_of": "2026-10-15", "k": 4}, _unreadable)
+    assert str(refused.value) == (
+        "this run gives only some settings (as_of, k) and the deployment's stored settings "
+        "could not be read (ConnectionError: the server is gone): refusing to run with the "
+        "defaults for the others"
+    )
+
+
+def test_a_merge_that_does_not_validate_is_refused_naming_the_fields_given():
+    stored = SegmentationSettings(k_max=3).model_dump(mode="json")
+    with pytest.raises(ValueError, match=r"^this run's settings \(k_min\) merged over the "
+                       r"deployment's are invalid: .*k_min=6 > k_max=3"):  # fmt: skip
+        merge_over_deployment({"k_min": 6}, lambda: stored)
+
+
+def test_outside_a_deployment_run_the_settings_are_used_as_given():
+    settings = SegmentationSettings(k=3)
+    assert settings_for_run(settings) is settings
+    assert settings_for_run(None) == SegmentationSettings()

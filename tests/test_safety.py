@@ -1,5 +1,5 @@
-"""Safety: no pickle, run folders stay inside the output folder, servers on 127.0.0.1, and no
-spreadsheet exports that could carry formulas."""
+"""Safety: no pickle (none loaded, none written by a failed run), run folders stay inside the
+output folder, servers on 127.0.0.1, and no spreadsheet exports that could carry formulas."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import os
 import pickle
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 from pydantic import ValidationError
 
+import flows.segmentation  # noqa: F401 - Prefect sets up its log handlers on import: before capsys
+from flows.cli import EXIT_BAD_INPUT, EXIT_GATE, EXIT_INTERNAL, main
 from flows.settings import SegmentationSettings
 from live_server import ROOT, Server
 
@@ -114,6 +117,155 @@ def test_task_results_are_never_persisted_or_cached():
     assert module.segment_customers.persist_result is not True
     assert module.segment_customers.result_storage is None
     assert get_current_settings().results.persist_by_default is False
+
+
+def _project_flows() -> list:
+    """Every Prefect flow the project's modules define."""
+    import importlib
+
+    from prefect import Flow
+
+    found = {}
+    for path in sorted((ROOT / "flows").glob("*.py")):
+        module = importlib.import_module(f"flows.{path.stem}")
+        found.update({id(v): v for v in vars(module).values() if isinstance(v, Flow)})
+    return list(found.values())
+
+
+def test_every_flow_persists_nothing_and_fails_without_raising_into_prefect():
+    from flows.run_folder import fails_without_persisting
+
+    flows = _project_flows()
+    assert {f.name for f in flows} == {
+        "customer-segmentation",
+        "customer-segmentation-partitioned",
+    }
+    wrapper = fails_without_persisting(lambda: None).__code__
+    for flow in flows:
+        assert flow.persist_result is False, flow.name
+        assert flow.result_storage is None, flow.name
+        assert flow.fn.__code__ is wrapper, f"{flow.name} is not @fails_without_persisting"
+
+
+# A failed run (quality gate, bad input, internal error) writes nothing: Prefect 3.9 would
+# write a raised exception as a cloudpickle into $PREFECT_HOME/storage and add an unnamed result
+# artifact pointing at it, whatever persist_result says.
+
+
+def _storage_files() -> set[Path]:
+    """Files in Prefect's default result storage, $PREFECT_HOME/storage."""
+    from prefect.settings import get_current_settings
+
+    storage = Path(os.environ["PREFECT_HOME"]) / "storage"
+    assert Path(get_current_settings().results.local_storage_path) == storage
+    return {p for p in storage.rglob("*") if p.is_file()} if storage.exists() else set()
+
+
+def _run_and_its_artifacts(run_id: str):
+    """The flow run whose settings have ``run_id``, its flow's name, and the run's artifacts."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=50)
+        (run,) = [r for r in runs if (r.parameters.get("settings") or {}).get("run_id") == run_id]
+        only_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        flow_name = client.read_flow(run.flow_id).name
+        return run, flow_name, client.read_artifacts(artifact_filter=only_run)
+
+
+def _result_artifacts(artifacts) -> list:
+    """Result artifacts: Prefect's pointers at a stored result (type "result", or no key and a
+    storage_key in their data, as Prefect 3.9 writes them for a failed flow's exception)."""
+    return [
+        a
+        for a in artifacts
+        if a.type == "result"
+        or (a.key is None and isinstance(a.data, dict) and "storage_key" in a.data)
+    ]
+
+
+def _header_only(tmp_path: Path) -> list[str]:
+    path = tmp_path / "header-only.csv"
+    path.write_text("CustomerID,Genre,Age,Annual Income (k$),Spending Score (1-100)\n")
+    return ["--input", str(path)]
+
+
+def _inject_internal_error(monkeypatch) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected fault in scale_features")
+
+    monkeypatch.setattr("flows.segmentation.scale_features", broken)
+
+
+FAILURES = {
+    "quality-gate": (
+        lambda tmp_path, monkeypatch: ["--gate-silhouette-floor", "0.99"],
+        EXIT_GATE,
+        "segment: quality gate failed: silhouette_floor: silhouette 0.",
+    ),
+    "bad-input": (
+        lambda tmp_path, monkeypatch: _header_only(tmp_path),
+        EXIT_BAD_INPUT,
+        "segment: error: ",
+    ),
+    "internal-error": (
+        lambda tmp_path, monkeypatch: _inject_internal_error(monkeypatch) or [],
+        EXIT_INTERNAL,
+        "segment: internal error: RuntimeError: injected fault in scale_features",
+    ),
+}
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
+@pytest.mark.parametrize("failure", FAILURES.values(), ids=FAILURES.keys())
+def test_a_failed_run_writes_no_pickle_and_no_result_artifact(
+    failure, tmp_path, monkeypatch, capsys
+):
+    options, exit_code, message = failure
+    run_id = f"failed-{uuid.uuid4().hex[:8]}"
+    before = _storage_files()
+    code = main(
+        ["run", "--output", str(tmp_path / "out"), "--run-id", run_id, "--quiet"]
+        + options(tmp_path, monkeypatch)
+    )
+    err = capsys.readouterr().err
+    assert code == exit_code, err
+    assert err.strip().splitlines()[-1].startswith(message), err  # the CLI's one line
+
+    assert _storage_files() - before == set()
+    run, flow_name, artifacts = _run_and_its_artifacts(run_id)
+    assert flow_name == "customer-segmentation"
+    assert run.state.is_failed(), run.state
+    assert _result_artifacts(artifacts) == []
+    if exit_code == EXIT_GATE:  # the run's own artifacts are there: the query finds them
+        assert "segmentation-summary" in {a.key for a in artifacts}
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
+def test_a_failed_partitioned_run_writes_no_pickle_and_no_result_artifact(tmp_path, capsys):
+    pytest.importorskip("prefect_dask")
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / "part-0.parquet").write_bytes(b"not parquet at all")
+    run_id = f"failed-{uuid.uuid4().hex[:8]}"
+    before = _storage_files()
+    code = main(
+        ["run", "--input", str(parts), "--runner", "dask", "--dask-workers", "1"]
+        + ["--output", str(tmp_path / "out"), "--run-id", run_id, "--quiet"]
+    )
+    err = capsys.readouterr().err
+    assert code == EXIT_BAD_INPUT, err
+    assert "not a readable Parquet file" in err
+
+    assert _storage_files() - before == set()
+    run, flow_name, artifacts = _run_and_its_artifacts(run_id)
+    assert flow_name == "customer-segmentation-partitioned"
+    assert run.state.is_failed(), run.state
+    assert _result_artifacts(artifacts) == []
 
 
 def test_a_pickle_saved_as_model_is_refused_not_unpickled(tmp_path):
@@ -284,7 +436,6 @@ def test_sample_data_csv_holds_no_cell_a_spreadsheet_would_run_as_a_formula():
     """The generator writes only numbers, ids and gender codes: a cell starting with '-' is a
     negative number (planted dirt), never a formula; none starts with '=', '+' or '@'."""
     from tasks.sample_data import generate_customers, generate_snapshots
-
     from tasks.sample_tables import (
         mixed_marketing_table,
         wholesale_like_table,
@@ -292,7 +443,9 @@ def test_sample_data_csv_holds_no_cell_a_spreadsheet_would_run_as_a_formula():
     )
 
     frames = [generate_customers(n=3000).frame] + [s.sample.frame for s in generate_snapshots(3)]
-    frames += [t().frame for t in (wide_behaviour_table, mixed_marketing_table, wholesale_like_table)]
+    frames += [
+        t().frame for t in (wide_behaviour_table, mixed_marketing_table, wholesale_like_table)
+    ]
     for frame in frames:
         for column in frame.columns:
             cells = frame[column].dropna().astype(str)

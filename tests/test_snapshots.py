@@ -57,11 +57,22 @@ def _consecutive(week: list[Snapshot]) -> list[tuple[pd.Series, pd.Series]]:
 # --- resolve_input ---
 
 
-def test_a_file_is_returned_as_is_whatever_as_of(tmp_path: Path) -> None:
+def test_a_file_is_returned_as_is(tmp_path: Path) -> None:
     _touch(tmp_path, "customers_2026-11-20.csv")
     file = tmp_path / "customers_2026-11-20.csv"
     assert resolve_input(file) == file
-    assert resolve_input(str(file), as_of=date(2000, 1, 1)) == file
+    assert resolve_input(str(file)) == file
+
+
+def test_as_of_with_a_single_file_is_refused_not_ignored(tmp_path: Path) -> None:
+    _touch(tmp_path, "customers_2026-11-20.csv")
+    file = tmp_path / "customers_2026-11-20.csv"
+    with pytest.raises(InputError) as raised:
+        resolve_input(file, as_of=date(2026, 11, 20))
+    assert str(raised.value) == (
+        f"{file}: as_of picks a dated snapshot from a folder of snapshots, "
+        "but this is a single file"
+    )
 
 
 def test_a_folder_gives_its_newest_snapshot_ignoring_undated_files(tmp_path: Path) -> None:

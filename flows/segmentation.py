@@ -35,7 +35,7 @@ from tasks.clean import CleanResult, clean_customers
 from tasks.describe import Described, describe_segments
 from tasks.elbow import (
     KChoice,
-    choose_k,
+    choose_k_within_gate,
     elbow_table,
     metrics_for_k,
     sweep_k,
@@ -186,12 +186,13 @@ def pick_k(
 ) -> KChoice:
     """Apply the k rule: fixed k, Kneedle knee within bounds, or best silhouette; keep the
     previous run's k unless another is clearly better."""
-    choice = choose_k(
+    choice = choose_k_within_gate(
         elbow,
+        gate_min_segment_share=settings.gate_min_segment_share,
         fixed_k=settings.k,
         k_min=settings.k_min,
         k_max=settings.k_max,
-        min_segment_share=settings.rule_min_segment_share,
+        min_segment_share=settings.min_segment_share,
         previous_k=None if previous is None else previous.k,
         k_margin=settings.k_margin,
     )

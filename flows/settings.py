@@ -188,12 +188,6 @@ class SegmentationSettings(BaseModel):
         )
 
     @property
-    def rule_min_segment_share(self) -> float:
-        """The smallest segment share the k rule must respect: the rule's own bound, and the
-        quality gate's, so the rule never picks a k that the gate then rejects."""
-        return max(self.min_segment_share, self.gate_min_segment_share or 0.0)
-
-    @property
     def k_values(self) -> range:
         """The k values of the sweep, widened to include a fixed k."""
         high = max(self.k_sweep_max, self.k or 0)

@@ -153,6 +153,25 @@ def choose_k(
     )
 
 
+def choose_k_within_gate(
+    elbow: pd.DataFrame,
+    *,
+    gate_min_segment_share: float | None,
+    min_segment_share: float = 0.0,
+    **rule: object,
+) -> KChoice:
+    """``choose_k`` that also respects the smallest-segment quality gate, so the rule never
+    picks a k the gate then rejects. When no k meets the gate, the rule runs on its own bounds
+    and the gate reports the breach (exit 4, naming the gate) rather than the rule."""
+    share = max(min_segment_share, gate_min_segment_share or 0.0)
+    try:
+        return choose_k(elbow, min_segment_share=share, **rule)  # type: ignore[arg-type]
+    except InputError:
+        if share == min_segment_share:
+            raise
+    return choose_k(elbow, min_segment_share=min_segment_share, **rule)  # type: ignore[arg-type]
+
+
 def _keep_previous_unless_better(
     elbow: pd.DataFrame,
     choice: KChoice,

@@ -11,7 +11,7 @@ from sklearn.datasets import make_blobs
 
 from schemas.outputs import Elbow
 from tasks.clean import clean_customers
-from tasks.elbow import choose_k, find_knee, sweep_k
+from tasks.elbow import choose_k, choose_k_within_gate, find_knee, sweep_k
 from tasks.errors import InputError
 from tasks.ingest import read_customers
 from tasks.scale import scale_features
@@ -223,3 +223,16 @@ def test_mall_customers_default_recipe_picks_k5_by_elbow():
     scaled = scale_features(clean_customers(read_customers(path)).customers)
     choice = choose_k(sweep_k(scaled.matrix, K_RANGE))
     assert (choice.k, choice.rule, choice.knee) == (5, "elbow", 5)
+
+
+def test_the_rule_respects_the_smallest_segment_gate_and_leaves_an_unmeetable_one_to_the_gate():
+    # the knee k=3 has a segment of 0.5 %: the gate (1 %) would reject it, so the rule skips it
+    curve = CURVE.assign(min_share=[1.0, 0.5, 0.005, 0.2, 0.15, 0.1, 0.1, 0.05])
+    assert choose_k(curve).k == 3
+    choice = choose_k_within_gate(curve, gate_min_segment_share=0.01)
+    assert choice.k == 5 and choice.rule == "silhouette"  # best silhouette of the others
+    assert choose_k_within_gate(curve, gate_min_segment_share=None).k == 3
+    # no k >= 2 meets a 60 % gate: the rule ignores it, and the gate will report the breach
+    assert choose_k_within_gate(curve, gate_min_segment_share=0.6).k == 3
+    with pytest.raises(InputError):  # the rule's own bound still fails as before
+        choose_k_within_gate(curve, gate_min_segment_share=0.01, min_segment_share=0.6)

@@ -398,10 +398,12 @@ def check_columns(settings: SegmentationSettings) -> str | None:
     from schemas.spec import load_spec
     from tasks.errors import InputError
     from tasks.ingest import table_for_file
-    from tasks.snapshots import resolve_input
+    from tasks.snapshots import PARTITIONED_NEEDS_DASK, is_partitioned_input, resolve_input
 
-    if settings.runner == "dask" and settings.input.is_dir():
-        return None
+    if is_partitioned_input(settings.input):  # checked by its flow, part by part
+        if settings.runner == "dask":
+            return None
+        return f"{settings.input}: {PARTITIONED_NEEDS_DASK}"
     quiet = logging.getLogger("tasks")  # the flow logs the same warnings again, in its run log
     level, quiet.level = quiet.level, logging.ERROR
     try:

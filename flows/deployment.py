@@ -295,6 +295,14 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--output", type=Path, default=defaults.output_dir, help="output folder of the runs"
     )
+    parser.add_argument(
+        "--spec",
+        type=Path,
+        default=None,
+        metavar="FILE.toml",
+        help="segmentation spec of the customer table (see `segment init`); default: the Mall "
+        "preset for a Mall-like file, else every numeric column",
+    )
     parser.add_argument("--cron", default=DEFAULT_CRON, help="cron schedule")
     parser.add_argument(
         "--timezone",
@@ -318,6 +326,7 @@ def main(argv: list[str] | None = None, *, prog: str = "segment serve") -> int:
         settings = SegmentationSettings(
             input=args.input.expanduser().absolute(),
             output_dir=args.output.expanduser().absolute(),
+            spec=None if args.spec is None else args.spec.expanduser().absolute(),
         )
         # Build once to report a bad cron or deployment name as a usage error.
         nightly_deployment(settings, cron=args.cron, timezone=args.timezone, name=args.name)

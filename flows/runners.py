@@ -40,15 +40,12 @@ def flow_for(settings: SegmentationSettings) -> Flow:
     partitioned flow (cleaned, scaled and fitted partition by partition on the cluster).
     """
     from flows.segmentation import segment_customers
-    from tasks.snapshots import is_partitioned_input
+    from tasks.snapshots import PARTITIONED_NEEDS_DASK, is_partitioned_input
 
     partitioned = is_partitioned_input(settings.input)
     if settings.runner == "local":
         if partitioned:
-            raise InputError(
-                "a folder of Parquet partition files is segmented on Dask: add --runner dask",
-                path=settings.input,
-            )
+            raise InputError(PARTITIONED_NEEDS_DASK, path=settings.input)
         return segment_customers
     if partitioned:
         from flows.partitioned import segment_partitioned

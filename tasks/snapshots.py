@@ -85,6 +85,11 @@ def _none_found(days: list[date], as_of: date | None) -> str:
     return f"no snapshot on or before as_of {as_of}; {found}"
 
 
+PARTITIONED_NEEDS_DASK = (
+    "a folder of Parquet partition files is segmented on Dask: add --runner dask"
+)
+
+
 def is_partitioned_input(path: Path) -> bool:
     """A folder of Parquet files none of which is a dated snapshot (``*_YYYY-MM-DD.parquet``):
     the partitioned input of the Dask runner."""

@@ -23,6 +23,7 @@ from tasks.gates import GateError
 from tasks.ingest import read_customers
 from tasks.report import latest_run
 from tasks.sample_data import generate_customers, write_sample_csv
+from tasks.snapshots import is_partitioned_input
 
 N_PARTS = 4
 
@@ -214,14 +215,14 @@ def test_nearest_centroid_labels_from_one_and_measures_the_distance():
 
 
 def test_a_folder_is_partitioned_input_only_with_parquet_files_that_are_not_snapshots(tmp_path):
-    assert not partitioned.is_partitioned_input(tmp_path)  # empty
+    assert not is_partitioned_input(tmp_path)  # empty
     (tmp_path / "customers_2026-11-26.parquet").write_bytes(b"")
-    assert not partitioned.is_partitioned_input(tmp_path)  # dated snapshots
+    assert not is_partitioned_input(tmp_path)  # dated snapshots
     other = tmp_path / "parts"
     other.mkdir()
     (other / "part-0.parquet").write_bytes(b"")
-    assert partitioned.is_partitioned_input(other)
-    assert not partitioned.is_partitioned_input(other / "part-0.parquet")  # a file
+    assert is_partitioned_input(other)
+    assert not is_partitioned_input(other / "part-0.parquet")  # a file
 
 
 def test_partitioned_folder_without_the_dask_runner_is_a_clear_bad_input(customers, capsys):

@@ -32,7 +32,7 @@ from tasks.artifacts import (
     transitions_records,
 )
 from tasks.clean import CleanResult, clean_customers
-from tasks.describe import Described, describe_segments
+from tasks.describe import Described, describe_segments, same_features
 from tasks.elbow import (
     KChoice,
     choose_k_within_gate,
@@ -182,10 +182,16 @@ def sweep_on_workers(rows: np.ndarray, settings: SegmentationSettings) -> pd.Dat
 
 @task(name="choose-k", **_TASK)
 def pick_k(
-    elbow: pd.DataFrame, previous: PreviousRun | None, settings: SegmentationSettings
+    elbow: pd.DataFrame,
+    previous: PreviousRun | None,
+    settings: SegmentationSettings,
+    columns: tuple[str, ...] | None = None,
 ) -> KChoice:
     """Apply the k rule: fixed k, Kneedle knee within bounds, or best silhouette; keep the
-    previous run's k unless another is clearly better."""
+    previous run's k (when it clustered on the same ``columns``) unless another is clearly
+    better."""
+    if previous is not None and columns is not None and not same_features(previous, columns):
+        previous = None
     choice = choose_k_within_gate(
         elbow,
         gate_min_segment_share=settings.gate_min_segment_share,
@@ -375,7 +381,7 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
                 elbow = sweep_on_workers(_sweep_rows(scaled, settings), settings)
             else:
                 elbow = elbow_sweep(scaled, settings)
-            choice = pick_k(elbow, previous, settings)
+            choice = pick_k(elbow, previous, settings, scaled.columns)
         with step("fit"):
             segmentation = final_fit(scaled, choice, settings)
         with step("identify"):

@@ -133,7 +133,12 @@ class TableSpec(BaseModel):
     def with_overrides(self, **choices: object) -> TableSpec:
         """This spec with the choices given on the command line (None: not given) on top."""
         given = {key: value for key, value in choices.items() if value is not None}
-        return self.model_validate({**self.model_dump(), **given})
+        try:
+            return self.model_validate({**self.model_dump(), **given})
+        except ValidationError as error:
+            first = error.errors()[0]
+            key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+            raise InputError(f"{key}: {first['msg']}") from error
 
 
 def load_spec(path: str | Path) -> TableSpec:

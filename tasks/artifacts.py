@@ -68,7 +68,7 @@ def summary_markdown(
 
 def summary_means(table) -> dict[str, str]:
     """Feature means the summary shows: numeric features with their labels and units."""
-    return {c.name: c.titled().lower() for c in table.features if c.numeric}
+    return {c.name: c.titled() for c in table.features if c.numeric}
 
 
 def _number(value: float) -> str:

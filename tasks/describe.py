@@ -50,6 +50,8 @@ def describe_segments(
     table = table or mall_table()
     features = list(table.feature_names if features is None else features)
     identity = match_segments(segmentation.centroids, scaled, previous, max_shift=max_shift)
+    if previous is not None and not same_features(previous, scaled.columns):
+        previous = None  # another segmentation: new ids (from the registry), nothing "moved"
     labels = identity.relabel(segmentation.labels)
     in_features = scaled.to_feature_space(segmentation.centroids)
     centroids = pd.DataFrame(
@@ -86,6 +88,12 @@ def describe_segments(
         change_summary(previous, segments, identity),
         model,
     )
+
+
+def same_features(previous: PreviousRun, columns: tuple[str, ...]) -> bool:
+    """Did the previous run cluster on the same columns (in any order)? If not, its segments
+    are not comparable: no customer "moved", and its k is not kept."""
+    return set(previous.model["columns"]) == set(columns)
 
 
 def transformed_z(

@@ -84,7 +84,9 @@ def match_segments(
     registry_next = int(model.get("next_segment_id", 1 + max(ever_used)))
     if set(model["columns"]) != set(columns):  # the order of features does not matter
         log.warning(
-            "Features changed since run %s (%s -> %s): every segment gets a new id",
+            "Features changed since run %s (%s -> %s): every segment gets a new id, and this "
+            "run is not compared with that one (no transitions, no moved-customers gate, its "
+            "k is not kept)",
             previous.run_id,
             model["columns"],
             list(columns),

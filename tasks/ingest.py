@@ -434,6 +434,7 @@ PARQUET_TYPES = {
     "numbers or text": lambda kind: _is_number(kind) or _is_text(kind),
     "text or integers": lambda kind: _is_text(kind) or pa.types.is_integer(kind),
     "text": lambda kind: _is_text(kind),
+    "text or booleans": lambda kind: _is_text(kind) or pa.types.is_boolean(kind),
 }
 
 
@@ -447,8 +448,12 @@ def expected_types(table: Table) -> dict[str, tuple[str, str]]:
             what = "numbers or text"
         else:
             allowed = column.spec.allowed or ()
-            codes = all(v.lstrip("-").isdigit() for v in allowed)  # e.g. region codes 1, 2, 3
-            what = "text" if allowed and not codes else "text or integers"
+            if allowed and {v.lower() for v in allowed} <= {"true", "false"}:
+                what = "text or booleans"  # a 0/1 answer stored as a Parquet bool
+            elif allowed and not all(v.lstrip("-").isdigit() for v in allowed):
+                what = "text"
+            else:
+                what = "text or integers"  # e.g. region codes 1, 2, 3
         expected[column.header] = (column.name, what)
     return expected
 

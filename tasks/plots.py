@@ -362,7 +362,7 @@ def plot_profiles(
     panels = [("size", "Segment size (share of customers)", "Customers")]
     for column in columns:
         label = label_for(column, labels)
-        panels.append((f"{column}_mean", f"Mean {label[:1].lower()}{label[1:]}", label))
+        panels.append((f"{column}_mean", f"Mean {_lower_first(label)}", label))
     needed = ["segment_id", "segment_name", "share"] + [column for column, _, _ in panels]
     missing = [column for column in needed if column not in profiles.columns]
     if missing:
@@ -495,6 +495,18 @@ def plot_eda(customers: pd.DataFrame, table: Table | None = None) -> Figure:
         title += f"; {more} more columns not shown"
     fig.suptitle(title, fontsize="x-large")
     return fig
+
+
+def _lower_first(label: str) -> str:
+    """``Annual income (k$)`` -> ``annual income (k$)``; ``BALANCE``, ``MntWines`` unchanged."""
+    if (
+        len(label) > 1
+        and label[0].isupper()
+        and label[1].islower()
+        and not any(c.isupper() for c in label.split(" ")[0][1:])
+    ):
+        return label[:1].lower() + label[1:]
+    return label
 
 
 def _wrap_title(text: str) -> str:

@@ -168,3 +168,16 @@ def test_pca_records_the_explained_variance_and_keeps_names_in_original_columns(
     model = json.loads((folder / "model.json").read_text())
     assert len(model["segments"][0]["centroid_scaled"]) == pca["components"]
     assert set(model["segments"][0]["centroid"]) == set(model["columns"])  # original columns
+
+
+def test_changing_the_features_between_runs_starts_afresh_instead_of_failing_a_gate(
+    shared_data, tmp_path
+):
+    source = shared_data / "wholesale_customers.csv"
+    first, _ = run(tmp_path, source, profile=["Channel", "Region"], id_column="none")
+    # the same output folder, other features: not comparable, so no "moved" customers
+    second, folder = run(tmp_path, source, features=["Fresh", "Milk", "Grocery"], id_column="none")
+    assert second["changes"] is None
+    first_ids = {s["id"] for s in first["segments"]}
+    assert not first_ids & {s["id"] for s in second["segments"]}  # ids never reused
+    assert pd.read_parquet(folder / "transitions.parquet").empty

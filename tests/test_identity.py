@@ -293,7 +293,11 @@ def test_changed_features_give_every_segment_a_new_id_and_retire_the_old_ones(ab
     assert today.identity.retired_ids == (1, 2, 3)
     assert today.identity.kept_names == {}
     assert today.identity.next_id == 7
-    assert today.changes["retired_segment_ids"] == [1, 2, 3]
+    assert today.model["retired_segment_ids"] == [1, 2, 3]  # the registry carries on
+    # another segmentation: not compared with the previous run (nobody "moved", no gate)
+    assert today.changes is None
+    assert today.transitions.empty
+    assert today.segments["previous_segment_id"].isna().all()
 
 
 def test_listing_the_same_features_in_another_order_keeps_every_id(abc_run):

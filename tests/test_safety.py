@@ -186,9 +186,12 @@ def _result_artifacts(artifacts) -> list:
     ]
 
 
-def _header_only(tmp_path: Path) -> list[str]:
-    path = tmp_path / "header-only.csv"
-    path.write_text("CustomerID,Genre,Age,Annual Income (k$),Spending Score (1-100)\n")
+def _every_row_invalid(tmp_path: Path) -> list[str]:
+    """Bad data the run finds only once it reads every row (the columns themselves are fine,
+    so the CLI's check before the run lets it through): every age out of range."""
+    path = tmp_path / "all-invalid.csv"
+    rows = "".join(f"{i},Female,150,{20 + i},{30 + i}\n" for i in range(1, 6))
+    path.write_text("CustomerID,Genre,Age,Annual Income (k$),Spending Score (1-100)\n" + rows)
     return ["--input", str(path)]
 
 
@@ -206,7 +209,7 @@ FAILURES = {
         "segment: quality gate failed: silhouette_floor: silhouette 0.",
     ),
     "bad-input": (
-        lambda tmp_path, monkeypatch: _header_only(tmp_path),
+        lambda tmp_path, monkeypatch: _every_row_invalid(tmp_path),
         EXIT_BAD_INPUT,
         "segment: error: ",
     ),

@@ -453,7 +453,12 @@ def format_summary(manifest: dict) -> str:
             "Ids: data row numbers (no id column), so identity across runs follows row positions"
         )
     changes = manifest.get("changes")
-    if changes:
+    if changes and changes.get("features_changed"):
+        lines.append(
+            f"Since {changes['previous_run_id']}: other features, so segments start afresh "
+            f"(new ids {', '.join(map(str, changes['new_segment_ids']))})"
+        )
+    elif changes:
         lines.append(
             f"Since {changes['previous_run_id']}: {changes['customers_moved']:,} of "
             f"{changes['customers_in_both']:,} returning customers moved "

@@ -98,6 +98,13 @@ def _changes_lines(changes: dict | None) -> list[str]:
     """What changed since the previous run, or a note that this is the first run."""
     if changes is None:
         return ["", "**Since the previous run**: this is the first run; segment ids start at 1."]
+    if changes.get("features_changed"):
+        new = ", ".join(map(str, changes["new_segment_ids"]))
+        return [
+            "",
+            f"**Since the previous run** (`{changes['previous_run_id']}`): it clustered on other "
+            f"columns, so customers are not compared and segments start afresh (new ids {new}).",
+        ]
     ari = changes["adjusted_rand_index"]
     lines = [
         "",

@@ -50,7 +50,9 @@ def describe_segments(
     table = table or mall_table()
     features = list(table.feature_names if features is None else features)
     identity = match_segments(segmentation.centroids, scaled, previous, max_shift=max_shift)
+    restarted = None
     if previous is not None and not same_features(previous, scaled.columns):
+        restarted = restart_summary(previous, identity)
         previous = None  # another segmentation: new ids (from the registry), nothing "moved"
     labels = identity.relabel(segmentation.labels)
     in_features = scaled.to_feature_space(segmentation.centroids)
@@ -85,7 +87,7 @@ def describe_segments(
         segments,
         profiles,
         moved,
-        change_summary(previous, segments, identity),
+        restarted or change_summary(previous, segments, identity),
         model,
     )
 
@@ -94,6 +96,17 @@ def same_features(previous: PreviousRun, columns: tuple[str, ...]) -> bool:
     """Did the previous run cluster on the same columns (in any order)? If not, its segments
     are not comparable: no customer "moved", and its k is not kept."""
     return set(previous.model["columns"]) == set(columns)
+
+
+def restart_summary(previous: PreviousRun, identity: Identity) -> dict:
+    """What changed when the previous run clustered on other columns: only the ids (new ones
+    from the registry, the previous ones retired); customers are not compared."""
+    return {
+        "previous_run_id": previous.run_id,
+        "features_changed": True,
+        "new_segment_ids": list(identity.new_ids),
+        "retired_segment_ids": sorted(int(s["id"]) for s in previous.model["segments"]),
+    }
 
 
 def transformed_z(

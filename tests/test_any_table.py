@@ -177,7 +177,8 @@ def test_changing_the_features_between_runs_starts_afresh_instead_of_failing_a_g
     first, _ = run(tmp_path, source, profile=["Channel", "Region"], id_column="none")
     # the same output folder, other features: not comparable, so no "moved" customers
     second, folder = run(tmp_path, source, features=["Fresh", "Milk", "Grocery"], id_column="none")
-    assert second["changes"] is None
+    assert second["changes"]["features_changed"] is True
+    assert "moved_share" not in second["changes"]  # so the moved-customers gate cannot fire
     first_ids = {s["id"] for s in first["segments"]}
     assert not first_ids & {s["id"] for s in second["segments"]}  # ids never reused
     assert pd.read_parquet(folder / "transitions.parquet").empty

@@ -295,7 +295,12 @@ def test_changed_features_give_every_segment_a_new_id_and_retire_the_old_ones(ab
     assert today.identity.next_id == 7
     assert today.model["retired_segment_ids"] == [1, 2, 3]  # the registry carries on
     # another segmentation: not compared with the previous run (nobody "moved", no gate)
-    assert today.changes is None
+    assert today.changes == {
+        "previous_run_id": today.changes["previous_run_id"],
+        "features_changed": True,
+        "new_segment_ids": [4, 5, 6],
+        "retired_segment_ids": [1, 2, 3],
+    }
     assert today.transitions.empty
     assert today.segments["previous_segment_id"].isna().all()
 

@@ -20,6 +20,10 @@ NUMERIC_COLUMNS = (AGE, ANNUAL_INCOME, SPENDING_SCORE)
 GENDERS = ("Female", "Male")
 
 
+def _finite(values: pd.Series) -> pd.Series:
+    return pd.Series(np.isfinite(values.to_numpy(dtype="float64")), index=values.index)
+
+
 class RawCustomers(pa.DataFrameModel):
     """Customer rows as read from the input: text values, missing as NA, extra columns allowed."""
 
@@ -55,7 +59,7 @@ class Customers(pa.DataFrameModel):
     @pa.check(ANNUAL_INCOME, name="is_finite", error="not a finite number")
     @classmethod
     def _is_finite(cls, values: pd.Series) -> pd.Series:
-        return pd.Series(np.isfinite(values.to_numpy(dtype="float64")), index=values.index)
+        return _finite(values)
 
     class Config:
         strict = "filter"
@@ -67,10 +71,6 @@ class Customers(pa.DataFrameModel):
 # --------------------------------------------------------------------------------------------
 
 NOT_FINITE = "not a finite number"
-
-
-def _finite(values: pd.Series) -> pd.Series:
-    return pd.Series(np.isfinite(values.to_numpy(dtype="float64")), index=values.index)
 
 
 def column_checks(column) -> list[pa.Check]:

@@ -160,12 +160,6 @@ def recode(values: pd.Series, spellings: Mapping[str, str]) -> pd.Series:
     )
 
 
-def normalise_gender(values: pd.Series) -> pd.Series:
-    """Fold known gender spellings (``f``, ``female``, ``M`` ...) to Female/Male (the Mall
-    preset's recode table); keep the others."""
-    return recode(values, mall_table().column("gender").spec.recode)
-
-
 def _fill_missing(
     frame: pd.DataFrame, typed: pd.DataFrame, table: Table
 ) -> tuple[pd.DataFrame, dict[str, pd.Series]]:

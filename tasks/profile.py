@@ -132,10 +132,6 @@ def share_values(customers: pd.DataFrame, column: Column) -> list[str] | None:
     return None
 
 
-def _whole(value: float) -> str:
-    return str(int(value))
-
-
 def profile_segments(
     customers: pd.DataFrame, labels: np.ndarray, names: dict[int, str], table: Table | None = None
 ) -> pd.DataFrame:

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from functools import cache
 
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
@@ -462,11 +461,3 @@ def _check_features(table: Table, values: pd.DataFrame | None) -> None:
 def describe_table(table: Table) -> dict:
     """The resolved table for the manifest and the model (JSON-ready)."""
     return table.model_dump(mode="json")
-
-
-def table_from_dict(data: Mapping) -> Table:
-    return Table.model_validate(dict(data))
-
-
-def as_float(values: pd.Series) -> np.ndarray:
-    return values.to_numpy(dtype="float64")

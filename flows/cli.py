@@ -393,29 +393,40 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def check_columns(settings: SegmentationSettings) -> str | None:
     """Resolve the input's columns from its header and first rows, as the flow will: the
     one-line reason when they cannot work (a column not in the file, a text column as a
-    numeric feature, a feature with one value ...), else None. A partitioned Dask input is
-    checked by its flow."""
+    numeric feature, a feature with one value ...), else None. A partitioned Dask input's
+    columns come from its first file with data rows."""
     from schemas.spec import load_spec
     from tasks.errors import InputError
     from tasks.ingest import table_for_file
-    from tasks.snapshots import PARTITIONED_NEEDS_DASK, is_partitioned_input, resolve_input
+    from tasks.snapshots import (
+        PARTITIONED_NEEDS_DASK,
+        first_data_file,
+        is_partitioned_input,
+        partition_files,
+        resolve_input,
+    )
+    from tasks.table import check_partitioned_table
 
-    if is_partitioned_input(settings.input):  # checked by its flow, part by part
-        if settings.runner == "dask":
-            return None
+    partitioned = is_partitioned_input(settings.input)
+    if partitioned and settings.runner != "dask":
         return f"{settings.input}: {PARTITIONED_NEEDS_DASK}"
     quiet = logging.getLogger("tasks")  # the flow logs the same warnings again, in its run log
     level, quiet.level = quiet.level, logging.ERROR
     try:
-        source = resolve_input(settings.input, settings.as_of)
+        if partitioned:  # the columns come from the first file with data rows
+            source = first_data_file(partition_files(settings.input))
+        else:
+            source = resolve_input(settings.input, settings.as_of)
         spec = load_spec(settings.spec) if settings.spec else None
-        table_for_file(
+        table = table_for_file(
             source,
             sep=settings.sep,
             spec=spec,
             columns=settings.columns,
             **settings.column_choices(),
         )
+        if partitioned:
+            check_partitioned_table(table, settings.input)
     except InputError as error:
         return str(error)
     finally:

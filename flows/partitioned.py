@@ -1,89 +1,114 @@
 """The segmentation flow for a folder of Parquet partition files, run on a Dask cluster.
 
-Same steps and outputs as ``flows.segmentation`` where they carry over: clean (every row kept,
-quarantined or counted as a duplicate), scale over all rows, elbow sweep on a seeded sample
-(one task per k on the workers), the k rule, the final K-Means over all partitions (dask-ml),
-then a run folder with one ``segments-NNNNN.parquet`` per partition, ``profiles.parquet``,
-``quarantine.parquet``, ``elbow.parquet``, ``model.json``, plots and the manifest last.
-Segment ids are 1..k in canonical order: matching them to the previous run's is done by the
-in-memory flow only.
+The in-memory flow's steps and outputs, on the same core: the columns resolved from the first
+file with data (spec, presets and command-line choices as for one file), every partition
+cleaned by the same function (every row kept, quarantined or counted as a duplicate), scaling
+from statistics combined over all partitions, the elbow sweep on a seeded sample (one task per
+k on the workers), the k rule, the final K-Means over all partitions (dask-ml), stable segment
+ids matched to the previous run, transitions, the quality gates, then a run folder with one
+``segments-NNNNN.parquet`` per partition and the same tables, model, plots (drawn from the
+sample), manifest and Prefect artifacts as an in-memory run.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from flows.run_folder import fails_without_persisting, staged_run
 from flows.runners import flow_dask_client
-from flows.segmentation import pick_k, quality_gates, sweep_on_workers
+from flows.segmentation import pick_k, publish, quality_gates, sweep_on_workers
 from flows.settings import SegmentationSettings
-from schemas.outputs import Elbow, Profiles, Quarantine
+from schemas.spec import load_spec
 from tasks import partitioned, plots
-from tasks.artifacts import summary_markdown
+from tasks.describe import Described, compared_previous, named_centroids
 from tasks.elbow import KChoice
 from tasks.fit import Segmentation
+from tasks.history import load_previous_run
+from tasks.identity import PreviousRun, changes_since, match_segments
+from tasks.ingest import table_for_file
 from tasks.manifest import StepTimer, build_manifest, new_run_id, utc_now
-from tasks.model import build_model, model_to_json
-from tasks.partitioned import Partitions
-from tasks.profile import name_segments
-from tasks.report import finish_run, write_png, write_table, write_text
-from tasks.scale import DEFAULT_FEATURES, FeatureTransform, ScaledFeatures
+from tasks.model import build_model
+from tasks.partitioned import ClusterSpace, Partitions
+from tasks.report import write_run_files
+from tasks.scale import ScaledFeatures, feature_frame
+from tasks.snapshots import first_data_file, partition_files
+from tasks.table import Table, describe_table
 
 # Results stay in memory (Dask collections on the cluster): nothing hashed, nothing pickled.
 _TASK = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
+@task(name="resolve-columns", **_TASK)
+def resolve_columns(settings: SegmentationSettings) -> tuple[tuple[Path, ...], Table]:
+    """The partition files, and the columns resolved from the first file with data rows."""
+    files = partition_files(settings.input)
+    spec = load_spec(settings.spec) if settings.spec else None
+    table = table_for_file(
+        first_data_file(files),
+        spec=spec,
+        columns=settings.columns,
+        **settings.column_choices(),
+    )
+    get_run_logger().info(
+        "Features: %s; profile columns: %s; id: %s",
+        ", ".join(c.header for c in table.features),
+        ", ".join(c.header for c in table.profile) or "none",
+        table.id_header or "none (data row numbers)",
+    )
+    return files, table
+
+
+@task(name="load-previous-run", **_TASK)
+def load_previous(settings: SegmentationSettings) -> PreviousRun | None:
+    """The previous complete run's model; its segment files are read on the cluster."""
+    return load_previous_run(settings.output_dir, assignments=False)
+
+
 @task(name="clean-partitions", **_TASK)
-def clean(settings: SegmentationSettings) -> Partitions:
+def clean(files: tuple[Path, ...], table: Table, settings: SegmentationSettings) -> Partitions:
     """Read and clean each Parquet file on the workers; duplicates found across files."""
-    files = partitioned.partition_files(settings.input)
     with flow_dask_client():
-        return partitioned.clean_partitions(
-            files, settings.columns or None, settings.max_quarantine_share
-        )
+        parts = partitioned.clean_partitions(files, table, settings.max_quarantine_share)
+        partitioned.check_features_vary(parts.customers, table)
+        return parts
 
 
 @task(name="scale-features", **_TASK)
-def scale(parts: Partitions, settings: SegmentationSettings) -> tuple[FeatureTransform, ...]:
-    """The scaler's parameters over all rows of all partitions."""
+def scale(
+    parts: Partitions, table: Table, settings: SegmentationSettings
+) -> tuple[ClusterSpace, ScaledFeatures, pd.DataFrame]:
+    """Transforms from statistics over all partitions; the seeded sample, scaled, for the
+    sweep and the plots (and the sample's customers)."""
     with flow_dask_client():
-        return partitioned.fit_transforms_dask(
-            parts.customers, _features(settings), settings.scaler
+        categories = partitioned.categories_of(parts.customers, table)
+        sample = partitioned.draw_sample(parts.customers, settings.sample_size, settings.seed)
+        rows = partitioned.fit_space(
+            parts.customers, sample, table, categories, settings.scaler, settings.seed
         )
-
-
-@task(name="sample-for-sweep", **_TASK)
-def sample(
-    parts: Partitions, transforms: tuple[FeatureTransform, ...], settings: SegmentationSettings
-) -> ScaledFeatures:
-    """A seeded sample of ``sample_size`` customers, scaled: what the elbow sweep sees."""
-    with flow_dask_client():
-        return partitioned.sample_scaled(
-            parts.customers,
-            _features(settings),
-            transforms,
-            settings.sample_size,
-            settings.seed,
-            settings.scaler,
-        )
+    space = ClusterSpace(table, categories, rows.transforms, rows.projection)
+    return space, rows, sample
 
 
 @task(name="final-fit", **_TASK)
 def final_fit(
-    parts: Partitions, rows: ScaledFeatures, choice: KChoice, settings: SegmentationSettings
+    parts: Partitions,
+    space: ClusterSpace,
+    rows: ScaledFeatures,
+    choice: KChoice,
+    settings: SegmentationSettings,
 ) -> Segmentation:
     """dask-ml K-Means over all partitions from the sample's best centroids."""
     with flow_dask_client():
         centroids, inertia, n_iter = partitioned.fit_partitions(
-            parts,
-            _features(settings),
-            rows.transforms,
+            parts.customers,
+            parts.sizes,
+            space,
             rows.matrix,
             choice.k,
             seed=settings.seed,
@@ -93,69 +118,80 @@ def final_fit(
     return Segmentation(on_sample.labels, centroids, on_sample.distances, inertia, n_iter)
 
 
+@task(name="identify-segments", **_TASK)
+def identify(
+    staging: Path,
+    parts: Partitions,
+    space: ClusterSpace,
+    rows: ScaledFeatures,
+    sample: pd.DataFrame,
+    segmentation: Segmentation,
+    previous: PreviousRun | None,
+    settings: SegmentationSettings,
+) -> Described:
+    """Stable ids and names (matched to the previous run), every customer's segment written
+    per partition, profiles, transitions, the change summary and the model."""
+    table = space.table
+    identity = match_segments(
+        segmentation.centroids, rows, previous, max_shift=settings.identity_max_shift
+    )
+    previous, restarted = compared_previous(previous, identity, rows.columns)
+    values = feature_frame(sample, None, table, space.categories)
+    centroids, names = named_centroids(values, rows, segmentation.centroids, identity, table)
+    with flow_dask_client():
+        labelled = partitioned.label_customers(
+            parts.customers, space, segmentation.centroids, identity.ids, previous
+        )
+        partitioned.write_segments(labelled, names, table, staging)
+        profiles = partitioned.profile_labelled(labelled, names, table)
+        moves = partitioned.transitions_of(labelled)
+        changes = restarted
+        if previous is not None:
+            changes = changes_since(
+                previous.run_id,
+                previous.model,
+                partitioned.previous_sizes(previous),
+                profiles.set_index("segment_id")["size"],
+                moves,
+                identity,
+            )
+    model = build_model(rows, segmentation, identity, names, list(table.feature_names), table)
+    return Described(identity, names, centroids, None, profiles, moves, changes, model)
+
+
 @task(name="write-report", **_TASK)
 def write_report(
     staging: Path,
     parts: Partitions,
     rows: ScaledFeatures,
+    sample: pd.DataFrame,
     elbow: pd.DataFrame,
     choice: KChoice,
     segmentation: Segmentation,
+    described: Described,
+    space: ClusterSpace,
     settings: SegmentationSettings,
-) -> pd.DataFrame:
-    """Segments per partition (written by the workers), profiles, quarantine, elbow, model,
-    plots (drawn from the sample). Returns the profiles."""
-    transforms = rows.transforms
-    centroids = pd.DataFrame(
-        {t.column: t.invert(segmentation.centroids[:, j]) for j, t in enumerate(transforms)},
-        index=pd.Index(range(1, segmentation.k + 1), name="segment_id"),
+) -> None:
+    """Profiles, quarantine, elbow, transitions, model and plots (drawn from the sample)."""
+    identity = described.identity
+    order = np.argsort(identity.ids)  # scaled centroids in segment-id order
+    figures = plots.run_figures(
+        elbow=elbow,
+        chosen_k=choice.k,
+        knee=choice.knee,
+        values=space.values(sample),
+        labels=identity.relabel(segmentation.labels),
+        centroids=described.centroids,
+        names=described.names,
+        scaled=rows.matrix,
+        scaled_centroids=segmentation.centroids[order],
+        profiles=described.profiles,
+        customers=sample,
+        transitions=described.transitions,
+        table=space.table,
+        seed=settings.seed,
     )
-    sample_values = pd.DataFrame(
-        {t.column: t.invert(rows.matrix[:, j]) for j, t in enumerate(transforms)}
-    )
-    names = name_segments(centroids, sample_values)
-    with flow_dask_client():
-        partitioned.write_segments(
-            parts, _features(settings), transforms, segmentation.centroids, names, staging
-        )
-        profiles = partitioned.profile_partitions(
-            parts, _features(settings), transforms, segmentation.centroids, names
-        )
-    write_table(profiles, staging / "profiles.parquet", Profiles)
-    write_table(parts.quarantine, staging / "quarantine.parquet", Quarantine)
-    write_table(elbow, staging / "elbow.parquet", Elbow)
-    model = build_model(rows, segmentation, None, names, _features(settings))
-    write_text(model_to_json(model), staging / "model.json")
-    figures = {
-        "elbow.png": plots.plot_elbow(elbow, choice.k, choice.knee),
-        "segments.png": plots.plot_segments(
-            sample_values,
-            segmentation.labels,
-            centroids,
-            names,
-            scaled=rows.matrix,
-            scaled_centroids=segmentation.centroids,
-            seed=settings.seed,
-        ),
-        "profiles.png": plots.plot_profiles(profiles),
-    }
-    for name, figure in figures.items():
-        write_png(figure, staging / name)
-    return profiles
-
-
-@task(name="publish-run", **_TASK)
-def publish(staging: Path, manifest: dict, profiles: pd.DataFrame) -> dict:
-    """Write the manifest last, publish the run folder, point `latest` at it."""
-    final = finish_run(staging, manifest)
-    manifest = {**manifest, "output_folder": str(final)}
-    images = {name: (final / name).read_bytes() for name in ("elbow.png", "segments.png")}
-    create_markdown_artifact(
-        key="segmentation-summary",
-        markdown=summary_markdown(manifest, profiles, images),
-        description="Segments, chosen k, row accounting and plots (partitioned input on Dask)",
-    )
-    return manifest
+    write_run_files(staging, described, elbow, parts.quarantine, figures)
 
 
 @flow(name="customer-segmentation-partitioned", log_prints=True, persist_result=False)
@@ -163,21 +199,38 @@ def publish(staging: Path, manifest: dict, profiles: pd.DataFrame) -> dict:
 def segment_partitioned(settings: SegmentationSettings) -> dict:
     """Segment a folder of Parquet partition files on Dask; returns the run's manifest."""
     run_id = settings.run_id or new_run_id(str(flow_run.get_id() or "local"))
+    files, table = resolve_columns(settings)
     started, step = utc_now(), StepTimer()
     with staged_run(settings.output_dir, run_id, settings.input) as staging:
+        previous = load_previous(settings)
         with step("clean"):
-            parts = clean(settings)
+            parts = clean(files, table, settings)
         with step("scale"):
-            transforms = scale(parts, settings)
-            rows = sample(parts, transforms, settings)
+            space, rows, sample = scale(parts, table, settings)
         with step("elbow"):
             elbow = sweep_on_workers(rows.matrix, settings)
-            choice = pick_k(elbow, None, settings)
+            choice = pick_k(elbow, previous, settings, rows.columns)
         with step("fit"):
-            segmentation = final_fit(parts, rows, choice, settings)
+            segmentation = final_fit(parts, space, rows, choice, settings)
+        with step("identify"):
+            described = identify(
+                staging, parts, space, rows, sample, segmentation, previous, settings
+            )
+            moved_share = (described.changes or {}).get("moved_share")
+            quality_gates(described.profiles, moved_share, elbow, choice, run_id, settings)
         with step("report"):
-            profiles = write_report(staging, parts, rows, elbow, choice, segmentation, settings)
-            quality_gates(profiles, None, elbow, choice, run_id, settings)
+            write_report(
+                staging,
+                parts,
+                rows,
+                sample,
+                elbow,
+                choice,
+                segmentation,
+                described,
+                space,
+                settings,
+            )
         manifest = build_manifest(
             run_id=run_id,
             flow_run_id=str(flow_run.get_id()),
@@ -187,15 +240,20 @@ def segment_partitioned(settings: SegmentationSettings) -> dict:
             rows=parts.accounting(),
             choice=choice,
             inertia=segmentation.inertia,
-            profiles=profiles,
+            profiles=described.profiles,
             features=list(rows.columns),
-            changes=None,
+            changes=described.changes,
             timings=step.as_dict(),
             settings=settings.model_dump(mode="json"),
+            table=describe_table(table),
+            missing_filled={},
+            projection=rows.projection,
         )
-        return publish(staging, manifest, profiles)
-
-
-def _features(settings: SegmentationSettings) -> list[str]:
-    """The partitioned path segments Mall-like files: the canonical feature names."""
-    return list(settings.features or DEFAULT_FEATURES)
+        return publish(
+            staging,
+            manifest,
+            described.profiles,
+            described.transitions,
+            described.names,
+            table,
+        )

@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 from flows.deployment import settings_for_run
 from flows.run_folder import fails_without_persisting, staged_run
 from flows.settings import SegmentationSettings
-from schemas.outputs import Elbow, Transitions, segments_schema
+from schemas.outputs import segments_schema
 from schemas.spec import load_spec
 from tasks import plots
 from tasks.artifacts import (
@@ -49,8 +49,7 @@ from tasks.identity import PreviousRun
 from tasks.ingest import canonical_frame, expected_types, read_file, table_for_file
 from tasks.manifest import StepTimer, build_manifest, new_run_id, utc_now
 from tasks.memory import release_unused_memory
-from tasks.model import model_to_json
-from tasks.report import finish_run, write_png, write_table, write_text
+from tasks.report import finish_run, write_run_files, write_table
 from tasks.retry import retry_delays, retry_on_transient
 from tasks.scale import ScaledFeatures, check_features_vary, feature_frame, scale_features
 from tasks.snapshots import resolve_input
@@ -289,35 +288,24 @@ def write_report(
 ) -> None:
     """Write the tables (each validated), the model and the plots into the run folder."""
     write_table(described.segments, staging / "segments.parquet", segments_schema(table))
-    write_table(described.profiles, staging / "profiles.parquet")  # validated when built
-    write_table(elbow, staging / "elbow.parquet", Elbow)
-    write_table(cleaned.quarantine, staging / "quarantine.parquet")  # validated when built
-    write_table(described.transitions, staging / "transitions.parquet", Transitions)
-    write_text(model_to_json(described.model), staging / "model.json")
-    values = feature_frame(cleaned.customers, None, table, _categories(scaled))
-    labels_of = plots.column_labels(table, values.columns)
-    labels = described.segments["segment_id"].to_numpy()
     order = np.argsort(described.identity.ids)  # scaled centroids in the same id order
-    figures = {
-        "elbow.png": plots.plot_elbow(elbow, choice.k, choice.knee),
-        "segments.png": plots.plot_segments(
-            values,
-            labels,
-            described.centroids,
-            described.names,
-            scaled=scaled.matrix,
-            scaled_centroids=segmentation.centroids[order],
-            seed=settings.seed,
-            column_names=labels_of,
-        ),
-        "profiles.png": plots.plot_profiles(
-            described.profiles, plots.profile_panels(table), labels_of
-        ),
-        "eda.png": plots.plot_eda(cleaned.customers, table),
-        "transitions.png": plots.plot_transitions(described.transitions, described.names),
-    }
-    for name, figure in figures.items():
-        write_png(figure, staging / name)
+    figures = plots.run_figures(
+        elbow=elbow,
+        chosen_k=choice.k,
+        knee=choice.knee,
+        values=feature_frame(cleaned.customers, None, table, _categories(scaled)),
+        labels=described.segments["segment_id"].to_numpy(),
+        centroids=described.centroids,
+        names=described.names,
+        scaled=scaled.matrix,
+        scaled_centroids=segmentation.centroids[order],
+        profiles=described.profiles,
+        customers=cleaned.customers,
+        transitions=described.transitions,
+        table=table,
+        seed=settings.seed,
+    )
+    write_run_files(staging, described, elbow, cleaned.quarantine, figures)
 
 
 def _categories(scaled: ScaledFeatures) -> dict[str, list[str]]:
@@ -330,25 +318,32 @@ def _categories(scaled: ScaledFeatures) -> dict[str, list[str]]:
 
 
 @task(name="publish-run", **_TASK)
-def publish(staging: Path, manifest: dict, described: Described, table: Table) -> dict:
+def publish(
+    staging: Path,
+    manifest: dict,
+    profiles: pd.DataFrame,
+    moves: pd.DataFrame,
+    names: dict[int, str],
+    table: Table,
+) -> dict:
     """Write the manifest last, publish the run folder, point `latest` at it, add UI artifacts."""
     final = finish_run(staging, manifest)
     manifest = {**manifest, "output_folder": str(final)}
     images = {name: (final / name).read_bytes() for name in SUMMARY_PLOTS}
     create_markdown_artifact(
         key="segmentation-summary",
-        markdown=summary_markdown(manifest, described.profiles, images, summary_means(table)),
+        markdown=summary_markdown(manifest, profiles, images, summary_means(table)),
         description="Segments, chosen k, row accounting, changes since the previous run, plots",
     )
     create_table_artifact(
         key="segment-profiles",
-        table=profiles_records(described.profiles),
+        table=profiles_records(profiles),
         description="Per-segment size, share and feature means/medians (original units)",
     )
-    if not described.transitions.empty:
+    if not moves.empty:
         create_table_artifact(
             key="segment-transitions",
-            table=transitions_records(described.transitions, described.names),
+            table=transitions_records(moves, names),
             description="Customers in both runs by previous and current segment",
         )
     return manifest
@@ -410,4 +405,6 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
             missing_filled=cleaned.missing_filled,
             projection=scaled.projection,
         )
-        return publish(staging, manifest, described, table)
+        return publish(
+            staging, manifest, described.profiles, described.transitions, described.names, table
+        )

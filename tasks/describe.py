@@ -9,9 +9,10 @@ import pandas as pd
 
 from tasks.fit import Segmentation
 from tasks.identity import (
+    SEGMENT_ID,
     Identity,
     PreviousRun,
-    change_summary,
+    changes_since,
     match_segments,
     previous_segments,
     transitions,
@@ -29,7 +30,7 @@ class Described:
     identity: Identity
     names: dict[int, str]
     centroids: pd.DataFrame  # index: stable segment id; feature columns in original units
-    segments: pd.DataFrame
+    segments: pd.DataFrame | None  # None: written per partition by a partitioned run
     profiles: pd.DataFrame
     transitions: pd.DataFrame  # empty for a first run
     changes: dict | None
@@ -50,20 +51,10 @@ def describe_segments(
     table = table or mall_table()
     features = list(table.feature_names if features is None else features)
     identity = match_segments(segmentation.centroids, scaled, previous, max_shift=max_shift)
-    restarted = None
-    if previous is not None and not same_features(previous, scaled.columns):
-        restarted = restart_summary(previous, identity)
-        previous = None  # another segmentation: new ids (from the registry), nothing "moved"
+    previous, restarted = compared_previous(previous, identity, scaled.columns)
     labels = identity.relabel(segmentation.labels)
-    in_features = scaled.to_feature_space(segmentation.centroids)
-    centroids = pd.DataFrame(
-        {t.column: t.invert(in_features[:, j]) for j, t in enumerate(scaled.transforms)},
-        index=pd.Index(identity.ids, name="segment_id"),
-    )
     values = feature_frame(customers, features, table)
-    z = transformed_z(values, in_features, scaled, centroids.index)
-    computed = name_segments(centroids, values.loc[:, list(centroids.columns)], table, z)
-    names = _names(identity, computed)
+    centroids, names = named_centroids(values, scaled, segmentation.centroids, identity, table)
     segments = segment_table(
         customers,
         labels,
@@ -78,18 +69,49 @@ def describe_segments(
             {"previous_segment_id": [], "segment_id": [], "customers": []}, dtype="int64"
         )
     )
+    changes = restarted
+    if previous is not None:
+        changes = changes_since(
+            previous.run_id,
+            previous.model,
+            previous.assignments[SEGMENT_ID].value_counts(),
+            segments[SEGMENT_ID].value_counts(),
+            moved,
+            identity,
+        )
     profiles = profile_segments(customers, labels, names, table)
     model = build_model(scaled, segmentation, identity, names, features, table)
-    return Described(
-        identity,
-        names,
-        centroids.sort_index(),
-        segments,
-        profiles,
-        moved,
-        restarted or change_summary(previous, segments, identity),
-        model,
+    return Described(identity, names, centroids, segments, profiles, moved, changes, model)
+
+
+def named_centroids(
+    values: pd.DataFrame,
+    scaled: ScaledFeatures,
+    centroids: np.ndarray,
+    identity: Identity,
+    table: Table,
+) -> tuple[pd.DataFrame, dict[int, str]]:
+    """The centroids in original units (index: stable id) and the segments' names: kept for
+    matched segments, computed from where each centroid sits among ``values`` (the feature
+    frame of all customers, or of a partitioned run's sample) for new ones."""
+    in_features = scaled.to_feature_space(centroids)
+    frame = pd.DataFrame(
+        {t.column: t.invert(in_features[:, j]) for j, t in enumerate(scaled.transforms)},
+        index=pd.Index(identity.ids, name="segment_id"),
     )
+    z = transformed_z(values, in_features, scaled, frame.index)
+    computed = name_segments(frame, values.loc[:, list(frame.columns)], table, z)
+    return frame.sort_index(), _names(identity, computed)
+
+
+def compared_previous(
+    previous: PreviousRun | None, identity: Identity, columns: tuple[str, ...]
+) -> tuple[PreviousRun | None, dict | None]:
+    """The previous run to compare customers with, or, when it clustered on other columns,
+    None and the restart summary (new ids from the registry, nothing "moved")."""
+    if previous is not None and not same_features(previous, columns):
+        return None, restart_summary(previous, identity)
+    return previous, None
 
 
 def same_features(previous: PreviousRun, columns: tuple[str, ...]) -> bool:

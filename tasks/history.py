@@ -16,23 +16,29 @@ from tasks.report import MANIFEST, latest_run, sha256_of
 log = logging.getLogger(__name__)
 
 
-def load_previous_run(output_dir: str | Path) -> PreviousRun | None:
-    """The previous complete run's model and customer segments, or None before the first run."""
+def load_previous_run(output_dir: str | Path, *, assignments: bool = True) -> PreviousRun | None:
+    """The previous complete run's model and customer segments, or None before the first run.
+
+    Its segments are ``segments.parquet`` (an in-memory run) or ``segments-NNNNN.parquet`` (a
+    partitioned run), each checked against the manifest. ``assignments=False``: the customer
+    segments are left on disk (``PreviousRun.files``) for a partitioned run to read on Dask.
+    """
     folder = latest_run(output_dir)
     if folder is None:
         log.info("No previous complete run in %s: segment ids start at 1", output_dir)
         return None
-    if not (folder / "segments.parquet").exists() and any(folder.glob("segments-*.parquet")):
-        log.warning(
-            "Previous run %s segmented a partitioned input on Dask: its segment ids are not "
-            "carried over (ids start again at 1)",
-            folder.name,
-        )
-        return None
-    verify_files(folder, ("segments.parquet", "model.json"))
-    assignments = pd.read_parquet(folder / "segments.parquet", columns=[CUSTOMER_ID, SEGMENT_ID])
-    log.info("Previous run %s: %d customers", folder.name, len(assignments))
-    return PreviousRun(folder.name, load_model(folder / "model.json"), assignments)
+    files = tuple(sorted(folder.glob("segments-*.parquet")))
+    if (folder / "segments.parquet").exists() or not files:
+        files = (folder / "segments.parquet",)
+    verify_files(folder, (*(f.name for f in files), "model.json"))
+    model = load_model(folder / "model.json")
+    if not assignments:
+        return PreviousRun(folder.name, model, pd.DataFrame(), files)
+    table = pd.concat(
+        [pd.read_parquet(f, columns=[CUSTOMER_ID, SEGMENT_ID]) for f in files], ignore_index=True
+    )
+    log.info("Previous run %s: %d customers", folder.name, len(table))
+    return PreviousRun(folder.name, model, table, files)
 
 
 class CorruptRunError(RuntimeError):

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import adjusted_rand_score
 
 from schemas.customers import CUSTOMER_ID
 from tasks.scale import FeatureTransform, ScaledFeatures
@@ -33,7 +33,8 @@ class PreviousRun:
 
     run_id: str
     model: dict
-    assignments: pd.DataFrame  # customer_id, segment_id
+    assignments: pd.DataFrame  # customer_id, segment_id (empty when left on disk)
+    files: tuple[Path, ...] = ()  # its segments table(s)
 
     @property
     def k(self) -> int:
@@ -183,29 +184,64 @@ def change_summary(
     """Figures of what changed since the previous run (None for a first run)."""
     if previous is None:
         return None
-    both = _in_both(previous.assignments, current)
-    moved = int((both[PREVIOUS_SEGMENT_ID] != both[SEGMENT_ID]).sum())
-    previous_sizes = previous.assignments[SEGMENT_ID].value_counts()
-    current_sizes = current[SEGMENT_ID].value_counts()
+    return changes_since(
+        previous.run_id,
+        previous.model,
+        previous.assignments[SEGMENT_ID].value_counts(),
+        current[SEGMENT_ID].value_counts(),
+        transitions(previous.assignments, current),
+        identity,
+    )
+
+
+def changes_since(
+    previous_run_id: str,
+    previous_model: dict,
+    previous_sizes: pd.Series,
+    current_sizes: pd.Series,
+    moves: pd.DataFrame,
+    identity: Identity,
+) -> dict:
+    """What changed since the previous run, from the segment sizes of both runs and the
+    ``transitions`` table (customers in both runs by previous and current segment): the one
+    summary of the in-memory and the partitioned runs."""
+    both = int(moves["customers"].sum())
+    moved = int(moves.loc[moves[PREVIOUS_SEGMENT_ID] != moves[SEGMENT_ID], "customers"].sum())
     ids = sorted(set(previous_sizes.index) | set(current_sizes.index))
     return {
-        "previous_run_id": previous.run_id,
-        "customers_in_both": len(both),
-        "customers_joined": len(current) - len(both),
-        "customers_left": len(previous.assignments) - len(both),
+        "previous_run_id": previous_run_id,
+        "customers_in_both": both,
+        "customers_joined": int(current_sizes.sum()) - both,
+        "customers_left": int(previous_sizes.sum()) - both,
         "customers_moved": moved,
-        "moved_share": moved / len(both) if len(both) else 0.0,
-        "adjusted_rand_index": (
-            float(adjusted_rand_score(both[PREVIOUS_SEGMENT_ID], both[SEGMENT_ID]))
-            if len(both)
-            else None
-        ),
+        "moved_share": moved / both if both else 0.0,
+        "adjusted_rand_index": adjusted_rand_index(moves) if both else None,
         "size_change": {
             int(i): int(current_sizes.get(i, 0)) - int(previous_sizes.get(i, 0)) for i in ids
         },
         "centroid_shift": {int(i): round(d, 6) for i, d in identity.shift.items()},
         "new_segment_ids": list(identity.new_ids),
         "retired_segment_ids": sorted(
-            set(int(s["id"]) for s in previous.model["segments"]) - set(identity.ids)
+            set(int(s["id"]) for s in previous_model["segments"]) - set(identity.ids)
         ),
     }
+
+
+def adjusted_rand_index(moves: pd.DataFrame) -> float:
+    """scikit-learn's adjusted Rand index of the previous and current segments of the
+    customers in both runs, from their contingency table (``transitions``) rather than one
+    label per customer (the pair-confusion form of ``sklearn.metrics.adjusted_rand_score``)."""
+    table = moves.pivot_table(
+        index=PREVIOUS_SEGMENT_ID, columns=SEGMENT_ID, values="customers", aggfunc="sum"
+    ).fillna(0)
+    counts = table.to_numpy(dtype="float64")
+    n = counts.sum()
+    rows, cols = counts.sum(axis=1), counts.sum(axis=0)
+    sum_squares = float((counts**2).sum())
+    tp = sum_squares - n
+    fp = float(counts.dot(cols).sum()) - sum_squares
+    fn = float(counts.T.dot(rows).sum()) - sum_squares
+    tn = n * n - fp - fn - sum_squares
+    if fn == 0 and fp == 0:
+        return 1.0
+    return float(2.0 * (tp * tn - fn * fp) / ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn)))

@@ -1,13 +1,17 @@
 """Customers beyond one machine's memory: partitioned Parquet cleaned, scaled, fitted on Dask.
 
-Each Parquet file of the input folder is read on a worker by the same reader as a single file;
-rows are numbered as if the files were one file (in name order) and shuffled by customer id, and
-each part is cleaned by the same function as a single file: duplicates and conflicting ids are
-found across files, and the quarantine and row accounting are those of the concatenated file.
-Scaling parameters are computed over all rows. The elbow sweep runs on a seeded sample; the final
-K-Means is dask-ml's Lloyd iterations over all partitions, started from the centroids of
-``n_init`` k-means++ fits on that sample (dask-ml's own k-means|| start reached a 1.42x worse
-inertia than scikit-learn on these machines at 1M rows).
+Only what must differ from the in-memory run lives here: how the work is spread over the
+partitions. The statistics themselves are the in-memory run's functions, applied per partition
+and combined: each file is read and cleaned by the same reader and ``clean_customers`` (rows
+numbered as if the files were one file, in name order, and shuffled by customer id so that
+duplicates and conflicting ids are found across files); the scaling's moments come from
+``tasks.scale.Moments`` per partition, combined exactly (the shape of each transform, e.g. a
+Yeo-Johnson lambda or clip bounds, and the robust scaler's quartiles come from the seeded
+sample); the profiles from ``tasks.profile.segment_statistics``, written on operations pandas
+and Dask share; names, stable ids and the change summary from ``tasks.describe`` and
+``tasks.identity``. The final K-Means is dask-ml's Lloyd iterations over all partitions,
+started from the centroids of ``n_init`` k-means++ fits on the sample (dask-ml's own k-means||
+start reached a 1.42x worse inertia than scikit-learn on these machines at 1M rows).
 
 The functions here build and compute Dask collections; they run on whatever Dask client is
 current (the flow's ``DaskTaskRunner`` cluster).
@@ -23,20 +27,10 @@ import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-import pyarrow as pa_arrow
-import pyarrow.parquet as pq
 from sklearn.metrics import pairwise_distances_argmin_min
 
-from schemas.customers import (
-    ANNUAL_INCOME,
-    COLUMNS,
-    CUSTOMER_ID,
-    GENDER,
-    GENDERS,
-    NUMERIC_COLUMNS,
-    Customers,
-)
-from schemas.outputs import Profiles, Quarantine
+from schemas.customers import quarantine_schema
+from schemas.outputs import segments_schema
 from tasks.clean import (
     SOURCE_ROW,
     CleanResult,
@@ -47,18 +41,34 @@ from tasks.clean import (
 )
 from tasks.errors import InputError
 from tasks.fit import Segmentation, canonical_order, fit_segments
-from tasks.ingest import numbers_as_text, read_customers
-from tasks.profile import segment_table
+from tasks.identity import PREVIOUS_SEGMENT_ID, SEGMENT_ID, PreviousRun
+from tasks.ingest import canonical_frame, expected_types, numbers_as_text, read_file
+from tasks.profile import (
+    profiles_from_statistics,
+    segment_statistics,
+    segment_table,
+    shared_values,
+)
 from tasks.report import write_table
 from tasks.scale import (
     FeatureTransform,
+    Moments,
+    Projection,
     ScaledFeatures,
     apply_transforms,
     feature_frame,
+    finish_transforms,
+    fit_shapes,
+    prepare_frame,
+    project,
+    scaled_features,
 )
-from tasks.snapshots import parquet_files
+from tasks.snapshots import row_count
+from tasks.table import CUSTOMER_ID, Table, check_partitioned_table
 
 log = logging.getLogger(__name__)
+
+DISTANCE = "distance_to_centroid"
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,7 @@ class Partitions(RowAccounting):
     """Clean customers spread over the cluster, quarantine per partition, row accounting."""
 
     files: tuple[Path, ...]
-    customers: dd.DataFrame  # persisted on the cluster, one partition per file
+    customers: dd.DataFrame  # persisted on the cluster
     quarantine: pd.DataFrame  # rows numbered as if the files were one, in name order
     rows_read: int
     rows_kept: int
@@ -74,18 +84,26 @@ class Partitions(RowAccounting):
     sizes: tuple[int, ...]  # clean customers in each partition of ``customers``
 
 
-def partition_files(folder: Path) -> tuple[Path, ...]:
-    """The folder's Parquet files in name order; an error naming the folder if there are none."""
-    files = tuple(sorted(parquet_files(folder)))
-    if not files:
-        raise InputError("no Parquet files (*.parquet) in the folder", path=folder)
-    return files
+@dataclass(frozen=True)
+class ClusterSpace:
+    """How a partition's customers become rows of the matrix K-Means works in: the table, the
+    categorical features' values (the same one-hot columns in every partition), the fitted
+    transforms and the PCA projection, if any."""
+
+    table: Table
+    categories: dict[str, list[str]]
+    transforms: tuple[FeatureTransform, ...]
+    projection: Projection | None = None
+
+    def values(self, part: pd.DataFrame) -> pd.DataFrame:
+        return feature_frame(part, None, self.table, self.categories)
+
+    def matrix(self, part: pd.DataFrame) -> np.ndarray:
+        return project(apply_transforms(self.values(part), self.transforms), self.projection)
 
 
 def clean_partitions(
-    files: tuple[Path, ...],
-    columns: dict[str, str] | None,
-    max_quarantine_share: float,
+    files: tuple[Path, ...], table: Table, max_quarantine_share: float
 ) -> Partitions:
     """Read every file on the workers, bring each id's rows together, clean each part.
 
@@ -93,31 +111,36 @@ def clean_partitions(
     customer id before cleaning, so duplicates and conflicting ids are found across files: the
     result is the same as cleaning the concatenated file.
     """
-    counts = [_row_count(path) for path in files]
+    check_partitioned_table(table, files[0].parent)
+    counts = [row_count(path) for path in files]
     offsets = np.cumsum([0, *counts[:-1]])
-    # Files with no rows (writers such as Spark and Dask leave them) hold nothing to read.
     readable = [(path, int(o)) for path, o, n in zip(files, offsets, counts, strict=True) if n]
     if not readable:
         raise InputError("every Parquet file in the folder has no data rows", path=files[0].parent)
     first, _ = readable[0]
+    meta = _read_part(first, table, 0).iloc[:0]
     raw = dd.from_delayed(
-        [dask.delayed(_read_file)(path, columns, offset) for path, offset in readable],
-        meta=_read_file(first, columns, 0).iloc[:0],
+        [dask.delayed(_read_part)(path, table, offset) for path, offset in readable],
+        meta=meta,
         verify_meta=False,
     )
     by_id = raw.shuffle(on=CUSTOMER_ID, npartitions=len(files))
     source = str(files[0].parent)
     cleaned = dask.persist(
-        *[dask.delayed(_clean_part)(part, source) for part in by_id.to_delayed()]
+        *[dask.delayed(_clean_part)(part, source, table) for part in by_id.to_delayed()]
     )
+    customers_meta = clean_customers(meta, source=source, max_quarantine_share=None, table=table)
     customers = dd.from_delayed(
-        [dask.delayed(_customers_of)(result) for result in cleaned],
-        meta=_customers_meta(),
+        [dask.delayed(_customers_of)(result, customers_meta.customers) for result in cleaned],
+        meta=customers_meta.customers,
         verify_meta=False,
     ).persist()
-    tallies = dask.compute(*[dask.delayed(_tally)(result) for result in cleaned])
+    empty = customers_meta.quarantine
+    tallies = dask.compute(*[dask.delayed(_tally)(result, empty) for result in cleaned])
     quarantine = pd.concat([q for q, *_ in tallies], ignore_index=True)
-    quarantine = Quarantine.validate(quarantine.sort_values(SOURCE_ROW, ignore_index=True))
+    quarantine = quarantine_schema(table).validate(
+        quarantine.sort_values(SOURCE_ROW, ignore_index=True)
+    )
     result = Partitions(
         files=files,
         customers=customers,
@@ -141,56 +164,32 @@ def clean_partitions(
     return result
 
 
-def _row_count(path: Path) -> int:
-    """Rows in a Parquet file, from its footer; a file that is not Parquet is bad input."""
-    try:
-        return pq.ParquetFile(path).metadata.num_rows
-    except (pa_arrow.ArrowException, OSError) as error:
-        raise InputError(f"not a readable Parquet file: {error}", path=path) from error
+def _read_part(path: Path, table: Table, offset: int) -> pd.DataFrame:
+    """One file's used columns under their names, every value as text: files that store a
+    column as numbers and files that store it as text (or all-null) then shuffle into one
+    frame. Rows numbered from ``offset`` (ids from row numbers follow them)."""
+    raw = read_file(path, expected=expected_types(table))
+    raw[SOURCE_ROW] = raw[SOURCE_ROW] + offset
+    frame = canonical_frame(raw, table).loc[:, [SOURCE_ROW, CUSTOMER_ID, *table.names]]
+    text = {name: numbers_as_text(frame[name]) for name in [CUSTOMER_ID, *table.names]}
+    return frame.assign(**text)
 
 
-def _read_file(path: Path, columns: dict[str, str] | None, offset: int) -> pd.DataFrame:
-    """One file's canonical columns, every value as text: files that store a column as
-    numbers and files that store it as text (or all-null) then shuffle into one frame."""
-    raw = read_customers(path, columns or None).loc[:, [SOURCE_ROW, *COLUMNS]]
-    text = {column: numbers_as_text(raw[column]) for column in NUMERIC_COLUMNS}
-    return raw.assign(**text, **{SOURCE_ROW: raw[SOURCE_ROW] + offset})
-
-
-def _clean_part(part: pd.DataFrame, source: str) -> CleanResult | None:
+def _clean_part(part: pd.DataFrame, source: str, table: Table) -> CleanResult | None:
     if part.empty:
         return None
     part = part.sort_values(SOURCE_ROW, ignore_index=True)  # deterministic "first" rows
-    return clean_customers(part, source=source, max_quarantine_share=None)
+    return clean_customers(part, source=source, max_quarantine_share=None, table=table)
 
 
-def _customers_of(result: CleanResult | None) -> pd.DataFrame:
-    return _customers_meta() if result is None else result.customers
+def _customers_of(result: CleanResult | None, meta: pd.DataFrame) -> pd.DataFrame:
+    return meta if result is None else result.customers
 
 
-def _tally(result: CleanResult | None) -> tuple[pd.DataFrame, int, int, int]:
+def _tally(result: CleanResult | None, empty: pd.DataFrame) -> tuple[pd.DataFrame, int, int, int]:
     if result is None:
-        return Quarantine.validate(_empty_quarantine()), 0, 0, 0
+        return empty, 0, 0, 0
     return result.quarantine, result.rows_read, result.duplicates_dropped, result.rows_kept
-
-
-def _empty_quarantine() -> pd.DataFrame:
-    columns = {c: pd.Series(dtype="str") for c in Quarantine.to_schema().columns}
-    columns[SOURCE_ROW] = pd.Series(dtype="int64")
-    return pd.DataFrame(columns)
-
-
-def _customers_meta() -> pd.DataFrame:
-    sample = pd.DataFrame(
-        {
-            CUSTOMER_ID: ["x"],
-            "gender": ["Female"],
-            "age": [30.0],
-            "annual_income": [50.0],
-            "spending_score": [50.0],
-        }
-    )
-    return Customers.validate(sample).iloc[:0]
 
 
 def _check_enough_left(result: Partitions, folder: Path, max_share: float) -> None:
@@ -203,56 +202,77 @@ def _check_enough_left(result: Partitions, folder: Path, max_share: float) -> No
     check_quarantine_share(result, folder, max_share)
 
 
-def fit_transforms_dask(
-    customers: dd.DataFrame, features: list[str], scaler: str
-) -> tuple[FeatureTransform, ...]:
-    """The scaler's parameters over all rows (robust scaling uses Dask's approximate quantiles)."""
-    values = customers.map_partitions(
-        feature_frame, tuple(features), meta=feature_frame(customers._meta, tuple(features))
-    )
-    logged = {c: scaler == "log-standard" and c == ANNUAL_INCOME for c in values.columns}
-    for column, log_it in logged.items():
-        if log_it:
-            values[column] = np.log1p(values[column])
-    if scaler == "robust":
-        q = values.quantile([0.25, 0.5, 0.75]).compute()
-        stats = {c: (q.loc[0.5, c], q.loc[0.75, c] - q.loc[0.25, c]) for c in values.columns}
-    elif scaler == "minmax":
-        low, high = dask.compute(values.min(), values.max())
-        stats = {c: (low[c], high[c] - low[c]) for c in values.columns}
-    else:  # standard, log-standard
-        mean, std = dask.compute(values.mean(), values.std(ddof=0))
-        stats = {c: (mean[c], std[c]) for c in values.columns}
-    transforms = []
-    for column, (center, scale) in stats.items():
-        if not np.isfinite(scale) or scale <= 0:  # a constant column: centred, unscaled
-            scale = 1.0
-        transforms.append(FeatureTransform(column, logged[column], float(center), float(scale)))
-    return tuple(transforms)
+def check_features_vary(customers: dd.DataFrame, table: Table) -> None:
+    """Refuse a feature with one value for every clean customer (as the in-memory run does)."""
+    counts = dask.compute(*[customers[c.name].nunique() for c in table.features])
+    for column, count in zip(table.features, counts, strict=True):
+        if count <= 1:
+            raise InputError(
+                f"feature {column.header!r} has one value for all valid customers: it cannot "
+                "separate segments; leave it out of the features",
+                column=column.header,
+            )
 
 
-def sample_scaled(
-    customers: dd.DataFrame,
-    features: list[str],
-    transforms: tuple[FeatureTransform, ...],
-    size: int,
-    seed: int,
-    scaler: str,
-) -> ScaledFeatures:
-    """A seeded random sample of about ``size`` customers, scaled: the sweep's input."""
+def categories_of(customers: dd.DataFrame, table: Table) -> dict[str, list[str]]:
+    """The values of each categorical feature over all partitions (the spec's allowed values
+    first): every partition then has the same one-hot columns."""
+    categories = {}
+    for column in table.features:
+        if column.numeric:
+            continue
+        allowed = list(column.spec.allowed or ())
+        present = customers[column.name].dropna().unique().compute()
+        categories[column.name] = allowed + sorted({str(v) for v in present} - set(allowed))
+    return categories
+
+
+def draw_sample(customers: dd.DataFrame, size: int, seed: int) -> pd.DataFrame:
+    """A seeded random sample of about ``size`` clean customers, in memory."""
     total = len(customers)
     frac = min(1.0, size / max(total, 1))
     sample = customers.sample(frac=frac, random_state=seed) if frac < 1 else customers
-    values = feature_frame(sample.compute().reset_index(drop=True), tuple(features))
-    return ScaledFeatures(
-        apply_transforms(values, transforms), tuple(values.columns), transforms, scaler
+    return sample.compute().reset_index(drop=True)
+
+
+def fit_space(
+    customers: dd.DataFrame,
+    sample: pd.DataFrame,
+    table: Table,
+    categories: dict[str, list[str]],
+    scaler: str,
+    seed: int,
+) -> ScaledFeatures:
+    """The transforms (shapes from the sample, centre and scale from the moments of every
+    partition, combined) and, with ``pca``, the projection fitted on the sample; returns the
+    sample scaled: what the elbow sweep and the plots see."""
+    values = feature_frame(sample, None, table, categories)
+    shapes = fit_shapes(values, scaler, table, seed=seed)
+    parts = dask.compute(
+        *[
+            dask.delayed(_moments)(part, table, categories, shapes)
+            for part in customers.to_delayed()
+        ]
     )
+    transforms = finish_transforms(
+        shapes, Moments.combine(list(parts)), prepare_frame(values, shapes), scaler, table
+    )
+    return scaled_features(values, transforms, scaler, table, seed=seed)
+
+
+def _moments(
+    part: pd.DataFrame,
+    table: Table,
+    categories: dict[str, list[str]],
+    shapes: tuple[FeatureTransform, ...],
+) -> Moments:
+    return Moments.of(prepare_frame(feature_frame(part, None, table, categories), shapes))
 
 
 def fit_partitions(
-    partitions: Partitions,
-    features: list[str],
-    transforms: tuple[FeatureTransform, ...],
+    customers: dd.DataFrame,
+    sizes: tuple[int, ...],
+    space: ClusterSpace,
     sample: np.ndarray,
     k: int,
     *,
@@ -264,8 +284,11 @@ def fit_partitions(
     from dask_ml.cluster import KMeans
 
     start = fit_segments(sample, k, seed=seed, n_init=n_init).centroids
-    customers = partitions.customers
-    matrix = _scaled_array(customers, features, transforms, partitions.sizes)
+    width = start.shape[1]
+    matrix = customers.map_partitions(
+        lambda part: pd.DataFrame(space.matrix(part), index=part.index),
+        meta=pd.DataFrame({j: pd.Series(dtype="float64") for j in range(width)}),
+    ).to_dask_array(lengths=list(sizes))
     model = KMeans(n_clusters=k, init=start, max_iter=max_iter, tol=1e-4, random_state=seed).fit(
         matrix
     )
@@ -274,7 +297,7 @@ def fit_partitions(
     inertia = sum(
         dask.compute(
             *[
-                dask.delayed(_squared_distances)(part, tuple(features), transforms, centroids)
+                dask.delayed(_squared_distances)(part, space, centroids)
                 for part in customers.to_delayed()
             ]
         )
@@ -289,39 +312,12 @@ def fit_partitions(
     return centroids, float(inertia), int(model.n_iter_)
 
 
-def _squared_distances(
-    part: pd.DataFrame,
-    features: tuple[str, ...],
-    transforms: tuple[FeatureTransform, ...],
-    centroids: np.ndarray,
-) -> float:
+def _squared_distances(part: pd.DataFrame, space: ClusterSpace, centroids: np.ndarray) -> float:
     """Sum of squared distances of a partition's customers to their nearest centroid."""
     if part.empty:
         return 0.0
-    _, distances = nearest_centroid(_scaled(part, features, transforms), centroids)
+    _, distances = nearest_centroid(space.matrix(part), centroids)
     return float((distances**2).sum())
-
-
-def _scaled_array(
-    customers: dd.DataFrame,
-    features: list[str],
-    transforms: tuple[FeatureTransform, ...],
-    sizes: tuple[int, ...],
-):
-    columns = [t.column for t in transforms]
-    meta = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
-    scaled = customers.map_partitions(_scaled_frame, tuple(features), transforms, meta=meta)
-    return scaled.to_dask_array(lengths=list(sizes))
-
-
-def _scaled(part: pd.DataFrame, features: tuple[str, ...], transforms) -> np.ndarray:
-    """A partition's clustering matrix (the transforms fitted over all partitions)."""
-    return apply_transforms(feature_frame(part, features), transforms)
-
-
-def _scaled_frame(part: pd.DataFrame, features: tuple[str, ...], transforms) -> pd.DataFrame:
-    matrix = _scaled(part, features, transforms)
-    return pd.DataFrame(matrix, columns=[t.column for t in transforms], index=part.index)
 
 
 def nearest_centroid(matrix: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -330,90 +326,90 @@ def nearest_centroid(matrix: np.ndarray, centroids: np.ndarray) -> tuple[np.ndar
     return nearest + 1, distances
 
 
-def assign_partition(
-    part: pd.DataFrame,
-    features: tuple[str, ...],
-    transforms: tuple[FeatureTransform, ...],
-    centroids: np.ndarray,
-) -> pd.DataFrame:
-    """One partition's customers with ``segment_id`` (1..k)."""
-    labels, _ = nearest_centroid(_scaled(part, features, transforms), centroids)
-    return part.assign(segment_id=labels.astype("int64"))
+def segmentation_of_sample(sample: ScaledFeatures, centroids: np.ndarray) -> Segmentation:
+    """The sample's rows labelled by the final centroids (for the plots and the model)."""
+    labels, distances = nearest_centroid(sample.matrix, centroids)
+    return Segmentation(labels, centroids, distances, float((distances**2).sum()), 0)
 
 
-def profile_partitions(
-    partitions: Partitions,
-    features: list[str],
-    transforms: tuple[FeatureTransform, ...],
+def label_customers(
+    customers: dd.DataFrame,
+    space: ClusterSpace,
     centroids: np.ndarray,
-    names: dict[int, str],
+    ids: tuple[int, ...],
+    previous: PreviousRun | None,
+) -> dd.DataFrame:
+    """Every customer with its stable ``segment_id``, distance to the centroid and, when the
+    previous run is compared, its ``previous_segment_id`` (joined on the cluster by id)."""
+    meta = customers._meta.assign(
+        **{SEGMENT_ID: pd.Series(dtype="int64"), DISTANCE: pd.Series(dtype="float64")}
+    )
+    labelled = customers.map_partitions(
+        _label_part, space, centroids, np.asarray(ids, dtype="int64"), meta=meta
+    )
+    if previous is None:
+        return labelled.assign(**{PREVIOUS_SEGMENT_ID: np.nan}).persist()
+    before = dd.read_parquet(
+        [str(path) for path in previous.files], columns=[CUSTOMER_ID, SEGMENT_ID]
+    ).rename(columns={SEGMENT_ID: PREVIOUS_SEGMENT_ID})
+    before[CUSTOMER_ID] = before[CUSTOMER_ID].astype(customers[CUSTOMER_ID].dtype)
+    return labelled.merge(before, on=CUSTOMER_ID, how="left").persist()
+
+
+def _label_part(
+    part: pd.DataFrame, space: ClusterSpace, centroids: np.ndarray, ids: np.ndarray
 ) -> pd.DataFrame:
-    """Size, share, mean and median of each numeric column and gender mix per segment, over
-    all partitions (the columns of ``tasks.profile.profile_segments``)."""
-    meta = partitions.customers._meta.assign(segment_id=pd.Series(dtype="int64"))
-    labelled = partitions.customers.map_partitions(
-        assign_partition, tuple(features), transforms, centroids, meta=meta
-    )
-    labelled = labelled.assign(
-        **{f"is_{g.lower()}": (labelled[GENDER] == g).astype("float64") for g in GENDERS}
-    )
-    grouped = labelled.groupby("segment_id")
-    numeric = list(NUMERIC_COLUMNS)
-    size, means, medians, shares = dask.compute(
-        grouped.size(),
-        grouped[numeric].mean(),
-        grouped[numeric].median(),
-        grouped[[f"is_{g.lower()}" for g in GENDERS]].mean(),
-    )
-    profiles = pd.DataFrame({"size": size.sort_index()})
-    profiles["share"] = profiles["size"] / profiles["size"].sum()
-    for column in numeric:
-        profiles[f"{column}_mean"] = means[column]
-        profiles[f"{column}_median"] = medians[column]
-    for gender in GENDERS:
-        profiles[f"{GENDER}_{gender}_share"] = shares[f"is_{gender.lower()}"]
-    profiles = profiles.rename_axis("segment_id").reset_index()
-    profiles.insert(1, "segment_name", profiles["segment_id"].map(names))
-    return Profiles.validate(profiles)
+    if part.empty:
+        return part.assign(**{SEGMENT_ID: np.array([], "int64"), DISTANCE: np.array([])})
+    labels, distances = nearest_centroid(space.matrix(part), centroids)
+    return part.assign(**{SEGMENT_ID: ids[labels - 1], DISTANCE: distances})
+
+
+def previous_sizes(previous: PreviousRun) -> pd.Series:
+    """Customers per segment of the previous run (read from its segment files on Dask)."""
+    files = [str(path) for path in previous.files]
+    return dd.read_parquet(files, columns=[SEGMENT_ID])[SEGMENT_ID].value_counts().compute()
+
+
+def transitions_of(labelled: dd.DataFrame) -> pd.DataFrame:
+    """Customers in both runs by previous and current segment (``tasks.identity.transitions``'
+    table, counted on the cluster)."""
+    both = labelled[~labelled[PREVIOUS_SEGMENT_ID].isna()]
+    counts = both.groupby([PREVIOUS_SEGMENT_ID, SEGMENT_ID]).size().compute()
+    table = counts.rename("customers").reset_index()
+    return table.astype("int64").sort_values([PREVIOUS_SEGMENT_ID, SEGMENT_ID], ignore_index=True)
+
+
+def profile_labelled(labelled: dd.DataFrame, names: dict[int, str], table: Table) -> pd.DataFrame:
+    """The profiles table over all partitions, by the in-memory run's statistics."""
+    shares = shared_values(labelled, table)
+    statistics = dask.compute(*segment_statistics(labelled, table, shares))
+    return profiles_from_statistics(*statistics, names, table, shares)
 
 
 def write_segments(
-    partitions: Partitions,
-    features: list[str],
-    transforms: tuple[FeatureTransform, ...],
-    centroids: np.ndarray,
-    names: dict[int, str],
-    folder: Path,
+    labelled: dd.DataFrame, names: dict[int, str], table: Table, folder: Path
 ) -> list[Path]:
-    """Each partition's segments table, written by its worker as ``segments-NNNNN.parquet``
-    (the folder must be reachable from every worker: on a multi-machine cluster, shared)."""
+    """Each partition's segments table, validated and written by its worker as
+    ``segments-NNNNN.parquet`` (the folder must be reachable from every worker: on a
+    multi-machine cluster, shared)."""
     writes = [
-        dask.delayed(_write_segments_part)(
-            part,
-            folder / f"segments-{i:05d}.parquet",
-            tuple(features),
-            transforms,
-            centroids,
-            names,
-        )
-        for i, part in enumerate(partitions.customers.to_delayed())
+        dask.delayed(_write_segments_part)(part, folder / f"segments-{i:05d}.parquet", names, table)
+        for i, part in enumerate(labelled.to_delayed())
     ]
     return list(dask.compute(*writes))
 
 
 def _write_segments_part(
-    part: pd.DataFrame,
-    path: Path,
-    features: tuple[str, ...],
-    transforms: tuple[FeatureTransform, ...],
-    centroids: np.ndarray,
-    names: dict[int, str],
+    part: pd.DataFrame, path: Path, names: dict[int, str], table: Table
 ) -> Path:
-    labels, distances = nearest_centroid(_scaled(part, features, transforms), centroids)
-    return write_table(segment_table(part, labels, distances, names), path)
-
-
-def segmentation_of_sample(sample: ScaledFeatures, centroids: np.ndarray) -> Segmentation:
-    """The sample's rows labelled by the final centroids (for the plots)."""
-    labels, distances = nearest_centroid(sample.matrix, centroids)
-    return Segmentation(labels, centroids, distances, float((distances**2).sum()), 0)
+    customers = part.drop(columns=[SEGMENT_ID, DISTANCE, PREVIOUS_SEGMENT_ID])
+    previous = pd.Series(pd.array(part[PREVIOUS_SEGMENT_ID], dtype="Int64"), index=part.index)
+    segments = segment_table(
+        customers.reset_index(drop=True),
+        part[SEGMENT_ID].to_numpy(dtype="int64"),
+        part[DISTANCE].to_numpy(dtype="float64"),
+        names,
+        previous.reset_index(drop=True),
+    )
+    return write_table(segments, path, segments_schema(table))

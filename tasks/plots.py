@@ -589,3 +589,42 @@ def plot_transitions(table: pd.DataFrame, names: Mapping[int, str]) -> Figure:
     ax.set_title(f"Where customers went ({counts.sum() - stayed:,} of {counts.sum():,} moved)")
     fig.colorbar(image, ax=ax, label="share of the previous segment")
     return fig
+
+
+def run_figures(
+    *,
+    elbow: pd.DataFrame,
+    chosen_k: int,
+    knee: int | None,
+    values: pd.DataFrame,
+    labels: np.ndarray,
+    centroids: pd.DataFrame,
+    names: Mapping[int, str],
+    scaled: np.ndarray,
+    scaled_centroids: np.ndarray,
+    profiles: pd.DataFrame,
+    customers: pd.DataFrame,
+    transitions: pd.DataFrame,
+    table: Table,
+    seed: int,
+) -> dict[str, Figure]:
+    """The PNGs of a run, by file name. ``values``, ``labels``, ``scaled`` and ``customers``
+    are every customer of an in-memory run, a partitioned run's seeded sample; ``centroids``
+    (original units) and ``scaled_centroids`` are in segment-id order."""
+    labels_of = column_labels(table, values.columns)
+    return {
+        "elbow.png": plot_elbow(elbow, chosen_k, knee),
+        "segments.png": plot_segments(
+            values,
+            labels,
+            centroids,
+            names,
+            scaled=scaled,
+            scaled_centroids=scaled_centroids,
+            seed=seed,
+            column_names=labels_of,
+        ),
+        "profiles.png": plot_profiles(profiles, profile_panels(table), labels_of),
+        "eda.png": plot_eda(customers, table),
+        "transitions.png": plot_transitions(transitions, names),
+    }

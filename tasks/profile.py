@@ -115,21 +115,80 @@ def _unique(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def share_values(customers: pd.DataFrame, column: Column) -> list[str] | None:
-    """The values whose shares a profile reports for ``column``: every value of a
-    categorical column; of a numeric profile column only when it is a 0/1 flag (and its spec
-    allows nothing above 1); else None."""
-    values = customers[column.name].dropna()
+def share_values(column: Column, distinct) -> list[str] | None:
+    """The values whose shares a profile reports for ``column``, given its distinct non-missing
+    values: every value of a categorical column; of a numeric profile column only when it is a
+    0/1 flag (and its spec allows nothing above 1); else None."""
     if not column.numeric:
         allowed = list(column.spec.allowed or ())
-        present = sorted({str(v) for v in values.unique()} - set(allowed))
+        present = sorted({str(v) for v in distinct} - set(allowed))
         return allowed + present
     if column.role != "profile" or (column.spec.max is not None and column.spec.max > 1):
         return None  # a feature, or a column whose spec allows more than 0/1
-    x = values.to_numpy(dtype="float64")
+    x = np.asarray(distinct, dtype="float64")
     if len(x) and ((x == 0) | (x == 1)).all():
         return ["0", "1"]
     return None
+
+
+def distinct_values(frame, name: str) -> np.ndarray:
+    """The distinct non-missing values of a column of a pandas or Dask frame."""
+    values = frame[name].dropna().unique()
+    return np.asarray(values.compute() if hasattr(values, "compute") else values)
+
+
+def shared_values(frame, table: Table) -> dict[str, list[str]]:
+    """Column name -> the values its profile reports as shares (see ``share_values``)."""
+    shares = {}
+    for column in table.columns:
+        values = share_values(column, distinct_values(frame, column.name))
+        if values is not None:
+            shares[column.name] = values
+    return shares
+
+
+def segment_statistics(labelled, table: Table, shares: dict[str, list[str]]) -> tuple:
+    """Size, means and medians of the numeric columns, and shares of ``shares``' values, per
+    ``segment_id``: written once on the operations pandas and Dask frames share (a Dask frame
+    gives lazy results for one ``dask.compute``)."""
+    indicators = {}
+    for name, values in shares.items():
+        numeric = table.column(name).numeric
+        for value in values:
+            hit = labelled[name] == (float(value) if numeric else value)
+            indicators[f"{name}_{value}_share"] = hit.fillna(False).astype("float64")
+    grouped = labelled.assign(**indicators).groupby("segment_id")
+    numeric = [c.name for c in table.columns if c.numeric]
+    return (
+        grouped.size(),
+        grouped[numeric].mean(),
+        grouped[numeric].median(),
+        grouped[list(indicators)].mean(),
+    )
+
+
+def profiles_from_statistics(
+    size: pd.Series,
+    means: pd.DataFrame,
+    medians: pd.DataFrame,
+    shares: pd.DataFrame,
+    names: dict[int, str],
+    table: Table,
+    values: dict[str, list[str]],
+) -> pd.DataFrame:
+    """The profiles table (validated) from ``segment_statistics``' computed results
+    (``values``: the share values it was given)."""
+    size = size.sort_index()
+    columns: dict[str, pd.Series] = {"size": size, "share": size / size.sum()}
+    for column in table.columns:
+        if column.numeric:
+            columns[f"{column.name}_mean"] = means[column.name]
+            columns[f"{column.name}_median"] = medians[column.name]
+        for value in values.get(column.name, ()):
+            columns[f"{column.name}_{value}_share"] = shares[f"{column.name}_{value}_share"]
+    profiles = pd.DataFrame(columns).rename_axis("segment_id").reset_index()
+    profiles.insert(1, "segment_name", profiles["segment_id"].map(names))
+    return profiles_schema(profiles.columns).validate(profiles)
 
 
 def profile_segments(
@@ -139,31 +198,10 @@ def profile_segments(
     profile columns, under their own names: ``<column>_mean``); and the share of each value of
     a categorical or few-valued column (``<column>_<value>_share``)."""
     table = table or mall_table()
-    frame = customers.assign(segment_id=labels)
-    grouped = frame.groupby("segment_id", sort=True)
-    columns: dict[str, pd.Series] = {"size": grouped.size()}
-    columns["share"] = columns["size"] / len(frame)
-    for column in table.columns:
-        if column.numeric:
-            columns[f"{column.name}_mean"] = grouped[column.name].mean()
-            columns[f"{column.name}_median"] = grouped[column.name].median()
-        values = share_values(customers, column)
-        if values is None:
-            continue
-        text = frame[column.name] if not column.numeric else _as_codes(frame[column.name])
-        for value in values:
-            columns[f"{column.name}_{value}_share"] = (
-                (text == value).groupby(frame["segment_id"], sort=True).mean()
-            )
-    profiles = pd.DataFrame(columns).reset_index()
-    profiles.insert(1, "segment_name", profiles["segment_id"].map(names))
-    return profiles_schema(profiles.columns).validate(profiles)
-
-
-def _as_codes(values: pd.Series) -> pd.Series:
-    x = values.to_numpy(dtype="float64")
-    whole = pd.array(np.where(np.isfinite(x), x, np.nan)).astype("Int64")
-    return pd.Series(whole, index=values.index).astype("str")
+    shares = shared_values(customers, table)
+    labelled = customers.assign(segment_id=labels)
+    statistics = segment_statistics(labelled, table, shares)
+    return profiles_from_statistics(*statistics, names, table, shares)
 
 
 def profiles_schema(columns) -> pa.DataFrameSchema:

@@ -33,6 +33,9 @@ import pyarrow as pa_arrow
 import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
+from schemas.outputs import Elbow, Transitions
+from tasks.describe import Described
+from tasks.model import model_to_json
 from tasks.runlock import try_lock
 
 log = logging.getLogger(__name__)
@@ -317,3 +320,21 @@ def latest_run(output_dir: str | Path) -> Path | None:
         return None
     target = link.resolve()
     return target if (target / MANIFEST).is_file() else None
+
+
+def write_run_files(
+    staging: Path,
+    described: Described,
+    elbow: pd.DataFrame,
+    quarantine: pd.DataFrame,
+    figures: dict[str, Figure],
+) -> None:
+    """The tables (profiles and quarantine validated when built), model and plots every run
+    writes, whichever runner; the segments table(s) are written by the runner."""
+    write_table(described.profiles, staging / "profiles.parquet")
+    write_table(elbow, staging / "elbow.parquet", Elbow)
+    write_table(quarantine, staging / "quarantine.parquet")
+    write_table(described.transitions, staging / "transitions.parquet", Transitions)
+    write_text(model_to_json(described.model), staging / "model.json")
+    for name, figure in figures.items():
+        write_png(figure, staging / name)

@@ -11,7 +11,7 @@ it has. Optionally a PCA projection follows (``pca``: components or share of var
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -156,24 +156,92 @@ def fit_transforms(
     values: pd.DataFrame, scaler: str, table: Table | None = None, *, seed: int = 0
 ) -> tuple[FeatureTransform, ...]:
     """Fit one transform per column of ``feature_frame``'s output for the chosen scaler."""
+    shapes = fit_shapes(values, scaler, table, seed=seed)
+    ready = prepare_frame(values, shapes)
+    return finish_transforms(shapes, Moments.of(ready), ready, scaler, table)
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Per column: count, mean, sum of squared deviations, min and max, in units of ``unit``
+    (1, or the largest absolute value when squares would overflow). Computed per partition and
+    combined exactly (Chan et al.), so the in-memory and the partitioned runs scale alike."""
+
+    columns: tuple[str, ...]
+    count: np.ndarray
+    mean: np.ndarray
+    m2: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    unit: np.ndarray
+
+    @classmethod
+    def of(cls, values: pd.DataFrame) -> Moments:
+        stats = np.array([_column_moments(values[c].to_numpy(dtype="float64")) for c in values])
+        stats = stats.reshape(len(values.columns), 6)
+        return cls(tuple(values.columns), *(stats[:, i].copy() for i in range(6)))
+
+    @staticmethod
+    def combine(parts: list[Moments]) -> Moments:
+        parts = [p for p in parts if p.count.max(initial=0) > 0] or parts[:1]
+        unit = np.max([p.unit for p in parts], axis=0)
+        first = parts[0]
+        ratio = first.unit / unit
+        total = replace(first, mean=first.mean * ratio, m2=first.m2 * ratio**2, unit=unit)
+        for part in parts[1:]:
+            ratio = part.unit / unit
+            mean, m2 = part.mean * ratio, part.m2 * ratio**2
+            n = total.count + part.count
+            delta = mean - total.mean
+            total = Moments(
+                total.columns,
+                n,
+                total.mean + delta * part.count / n,
+                total.m2 + m2 + delta**2 * total.count * part.count / n,
+                np.minimum(total.low, part.low),
+                np.maximum(total.high, part.high),
+                unit,
+            )
+        return total
+
+    def center_and_scale(self, j: int) -> tuple[float, float]:
+        """Mean and (population) standard deviation of column ``j``."""
+        n = self.count[j]
+        return (
+            float(self.mean[j] * self.unit[j]),
+            float(np.sqrt(self.m2[j] / n) * self.unit[j]) if n else 0.0,
+        )
+
+
+def _column_moments(x: np.ndarray) -> tuple[float, ...]:
+    """count, mean, m2, min, max, unit of one column (in units of ``unit``)."""
+    if not len(x):
+        return (0.0, 0.0, 0.0, np.inf, -np.inf, 1.0)
+    size = float(np.abs(x).max())
+    unit = size if size > 1e150 else 1.0  # squares of values >= 1e155 overflow: use x / size
+    y = x / unit if unit != 1.0 else x
+    mean = float(y.mean())
+    return (float(len(x)), mean, float(((y - mean) ** 2).sum()), x.min(), x.max(), unit)
+
+
+def fit_shapes(
+    values: pd.DataFrame, scaler: str, table: Table | None = None, *, seed: int = 0
+) -> tuple[FeatureTransform, ...]:
+    """What happens to each matrix column before centring and scaling (clip bounds at the
+    spec's quantiles, ``log1p``, a Yeo-Johnson lambda), learnt from ``values`` (all customers,
+    or a partitioned run's seeded sample); centre 0 and scale 1 until ``finish_transforms``."""
     if scaler not in SCALERS:
         raise ValueError(f"unknown scaler {scaler!r}; choose from {list(SCALERS)}")
     table = table or mall_table()
     sources = _sources(values.columns, table)
-    transforms = []
+    shapes = []
     for name in values.columns:
         source, category = sources[name]
         column = table.column(source)
-        x = values[name].to_numpy(dtype="float64")
         if category is not None:
-            group = [c for c in values.columns if sources[c][0] == source]
-            shares = values.loc[:, group].to_numpy(dtype="float64").mean(axis=0)
-            spread = float(np.sqrt(np.sum(shares * (1 - shares))))
-            scale = (spread if spread > 0 else 1.0) / column.spec.weight
-            transforms.append(
-                FeatureTransform(name, False, float(x.mean()), scale, source, category)
-            )
+            shapes.append(FeatureTransform(name, False, 0.0, 1.0, source, category))
             continue
+        x = values[name].to_numpy(dtype="float64")
         kind = column.spec.transform
         log_it = kind == "log1p" or (scaler == "log-standard" and _is_money(column))
         low = high = lmbda = None
@@ -184,14 +252,12 @@ def fit_transforms(
             x = _log1p_checked(x, column.header)
         if kind == "yeo-johnson":
             lmbda = float(stats.yeojohnson_normmax(_sample(x, seed)))
-            x = stats.yeojohnson(x, lmbda=lmbda)
-        center, scale = _center_and_scale(x, scaler)
-        transforms.append(
+        shapes.append(
             FeatureTransform(
                 name,
                 log_it,
-                center,
-                scale / column.spec.weight,
+                0.0,
+                1.0,
                 source if source != name else None,
                 None,
                 "log1p" if log_it and kind == "none" else kind,
@@ -200,6 +266,58 @@ def fit_transforms(
                 high,
             )
         )
+    return tuple(shapes)
+
+
+def prepare_frame(values: pd.DataFrame, shapes: tuple[FeatureTransform, ...]) -> pd.DataFrame:
+    """Each column through its shape (clip, ``log1p``, Yeo-Johnson): what gets centred and
+    scaled. A value ``log1p`` cannot take is bad input naming the column."""
+    prepared = {}
+    for t in shapes:
+        if not t.log and t.kind in ("none", None):
+            prepared[t.column] = values[t.column]  # nothing to do: no copy
+            continue
+        x = values[t.column].to_numpy(dtype="float64")
+        if t.log:
+            _log1p_checked(np.clip(x, t.low, t.high) if t.kind == "clip" else x, t.column)
+        prepared[t.column] = pd.Series(t.prepare(x), index=values.index)
+    return pd.DataFrame(prepared, copy=False)
+
+
+def finish_transforms(
+    shapes: tuple[FeatureTransform, ...],
+    moments: Moments,
+    quantile_rows: pd.DataFrame,
+    scaler: str,
+    table: Table | None = None,
+) -> tuple[FeatureTransform, ...]:
+    """Centre and scale of each column from the moments over all customers (the robust
+    scaler's quartiles from ``quantile_rows``: all customers, or a partitioned run's sample);
+    the one-hot columns of a categorical feature scaled together to variance 1; weights."""
+    table = table or mall_table()
+    position = {name: j for j, name in enumerate(moments.columns)}
+    transforms = []
+    for t in shapes:
+        j = position[t.column]
+        weight = table.column(t.source or t.column).spec.weight
+        if t.category is not None:
+            group = [s for s in shapes if s.source == t.source and s.category is not None]
+            shares = np.array([moments.center_and_scale(position[s.column])[0] for s in group])
+            spread = float(np.sqrt(np.sum(shares * (1 - shares))))
+            scale = (spread if spread > 0 else 1.0) / weight
+            center = moments.center_and_scale(j)[0]
+            transforms.append(replace(t, center=center, scale=scale))
+            continue
+        if scaler == "robust":
+            q1, center, q3 = np.percentile(quantile_rows[t.column].to_numpy(), [25, 50, 75])
+            scale = q3 - q1
+        elif scaler == "minmax":
+            center, scale = moments.low[j], moments.high[j] - moments.low[j]
+        else:  # standard, log-standard
+            center, scale = moments.center_and_scale(j)
+        if not np.isfinite(scale) or scale <= 0:  # a constant column: centred, unscaled
+            scale = 1.0
+        transforms.append(replace(t, center=float(center), scale=float(scale) / weight))
     return tuple(transforms)
 
 
@@ -258,23 +376,6 @@ def _yeojohnson_inverse(y: np.ndarray, lmbda: float) -> np.ndarray:
     return x
 
 
-def _center_and_scale(x: np.ndarray, scaler: str) -> tuple[float, float]:
-    if scaler == "robust":
-        q1, median, q3 = np.percentile(x, [25, 50, 75])
-        center, scale = median, q3 - q1
-    elif scaler == "minmax":
-        center, scale = x.min(), x.max() - x.min()
-    else:  # standard, log-standard
-        size = float(np.abs(x).max()) if len(x) else 0.0
-        if size > 1e150:  # squares of values >= 1e155 overflow: compute on x / size
-            center, scale = (x / size).mean() * size, (x / size).std() * size
-        else:
-            center, scale = x.mean(), x.std()
-    if not np.isfinite(scale) or scale <= 0:  # a constant column: leave it centred, unscaled
-        scale = 1.0
-    return float(center), float(scale)
-
-
 def apply_transforms(values: pd.DataFrame, transforms: tuple[FeatureTransform, ...]) -> np.ndarray:
     """The scaled matrix, row-major float64, columns in the transforms' order."""
     matrix = np.empty((len(values), len(transforms)), dtype="float64")
@@ -329,11 +430,24 @@ def scale_features(
     table = table or mall_table()
     values = feature_frame(customers, features, table)
     transforms = fit_transforms(values, scaler, table, seed=seed)
+    return scaled_features(values, transforms, scaler, table, seed=seed)
+
+
+def scaled_features(
+    values: pd.DataFrame,
+    transforms: tuple[FeatureTransform, ...],
+    scaler: str,
+    table: Table,
+    *,
+    seed: int = 0,
+) -> ScaledFeatures:
+    """``values`` (``feature_frame``'s output) through fitted ``transforms``, then, with the
+    table's ``pca``, a projection fitted on the result."""
     matrix = apply_transforms(values, transforms)
     projection = None
     if table.pca is not None:
         projection = fit_projection(matrix, table.pca, seed)
-        matrix = np.ascontiguousarray(projection.project(matrix))
+        matrix = project(matrix, projection)
         log.info(
             "PCA: %d components explain %.1f%% of the variance",
             len(projection.components),
@@ -343,3 +457,10 @@ def scale_features(
         "Scaled %d customers on %s with the %s scaler", len(matrix), list(values.columns), scaler
     )
     return ScaledFeatures(matrix, tuple(values.columns), transforms, scaler, projection)
+
+
+def project(matrix: np.ndarray, projection: Projection | None) -> np.ndarray:
+    """The scaled matrix in the space K-Means works in (row-major)."""
+    if projection is None:
+        return matrix
+    return np.ascontiguousarray(projection.project(matrix))

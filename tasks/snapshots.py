@@ -12,6 +12,9 @@ import re
 from datetime import date
 from pathlib import Path
 
+import pyarrow as pa_arrow
+import pyarrow.parquet as pq
+
 from tasks.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -106,3 +109,28 @@ def parquet_files(folder: Path):
         for p in folder.iterdir()
         if p.is_file() and p.suffix.lower() in (".parquet", ".pq") and not p.name.startswith(".")
     )
+
+
+def partition_files(folder: Path) -> tuple[Path, ...]:
+    """The folder's Parquet files in name order; an error naming the folder if there are none."""
+    files = tuple(sorted(parquet_files(folder)))
+    if not files:
+        raise InputError("no Parquet files (*.parquet) in the folder", path=folder)
+    return files
+
+
+def first_data_file(files: tuple[Path, ...]) -> Path:
+    """The first file with data rows: the one whose header and first rows resolve the columns
+    (writers such as Spark and Dask leave empty files)."""
+    for path in files:
+        if row_count(path):
+            return path
+    raise InputError("every Parquet file in the folder has no data rows", path=files[0].parent)
+
+
+def row_count(path: Path) -> int:
+    """Rows in a Parquet file, from its footer; a file that is not Parquet is bad input."""
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except (pa_arrow.ArrowException, OSError) as error:
+        raise InputError(f"not a readable Parquet file: {error}", path=path) from error

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from functools import cache
+from pathlib import Path
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
@@ -461,3 +462,15 @@ def _check_features(table: Table, values: pd.DataFrame | None) -> None:
 def describe_table(table: Table) -> dict:
     """The resolved table for the manifest and the model (JSON-ready)."""
     return table.model_dump(mode="json")
+
+
+def check_partitioned_table(table: Table, folder: str | Path) -> None:
+    """What a partitioned input cannot do yet: fill missing values with the median (each
+    partition would fill with its own)."""
+    filled = [c.header for c in table.features if c.missing == "median"]
+    if filled:
+        raise InputError(
+            f"missing values filled with the median ({', '.join(filled)}) are not supported "
+            "for a partitioned input yet: use --missing quarantine (or fill them upstream)",
+            path=folder,
+        )

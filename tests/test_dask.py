@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import dask
+import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,10 +21,14 @@ from tasks import partitioned
 from tasks.clean import clean_customers
 from tasks.errors import InputError
 from tasks.gates import GateError
-from tasks.ingest import read_customers
+from tasks.ingest import read_customers, read_file, table_for_file
+from tasks.profile import profile_segments
 from tasks.report import latest_run
 from tasks.sample_data import generate_customers, write_sample_csv
-from tasks.snapshots import is_partitioned_input
+from tasks.sample_tables import mixed_marketing_table, write_planted_table
+from tasks.snapshots import first_data_file, is_partitioned_input, partition_files
+from tasks.spec_init import starter_spec
+from tasks.table import choose_spec, resolve_table
 
 N_PARTS = 4
 
@@ -47,6 +52,13 @@ def _settings(**overrides) -> SegmentationSettings:
     # Sample thresholds low enough that 20k customers take the sampled sweep on both paths.
     base = {"sample_threshold": 5_000, "sample_size": 5_000, "n_init": 4, "k_sweep_max": 8}
     return SegmentationSettings(**{**base, **overrides})
+
+
+def _clean(folder, max_quarantine_share: float) -> partitioned.Partitions:
+    """Clean a folder of partition files with the columns its first data file resolves to."""
+    files = partition_files(folder)
+    table = table_for_file(first_data_file(files))
+    return partitioned.clean_partitions(files, table, max_quarantine_share)
 
 
 def _segments(folder) -> pd.DataFrame:
@@ -94,9 +106,25 @@ def test_partitioned_parquet_on_a_local_cluster_gives_the_local_segments(custome
     with prefect_api_for_workers(gated), pytest.raises(GateError, match="min_segment_share"):
         flow_for(gated)(gated)
     assert latest_run(tmp_path / "dask") == dask_folder
-    # An in-memory run after a partitioned one into the same folder starts ids afresh.
+    # The next partitioned run keeps the segment ids: the same customers, nobody moved.
+    with prefect_api_for_workers(on_dask):
+        again = flow_for(on_dask)(on_dask)
+    assert again["changes"]["previous_run_id"] == distributed["run_id"]
+    assert again["changes"]["customers_in_both"] == local["rows"]["rows_kept"]
+    assert again["changes"]["customers_moved"] == 0
+    assert again["changes"]["adjusted_rand_index"] == pytest.approx(1.0)
+    again_folder = latest_run(tmp_path / "dask")
+    moves = pd.read_parquet(again_folder / "transitions.parquet")
+    assert (moves["previous_segment_id"] == moves["segment_id"]).all()
+    assert moves["customers"].sum() == local["rows"]["rows_kept"]
+    previous = _segments(dask_folder).set_index("customer_id")["segment_id"]
+    current = _segments(again_folder).set_index("customer_id")
+    assert (current["previous_segment_id"] == previous.loc[current.index]).all()
+    # An in-memory run after partitioned ones into the same folder keeps their ids too.
     after = segment_customers(_settings(input=csv, output_dir=tmp_path / "dask"))
-    assert after["rows"] == local["rows"] and after["changes"] is None
+    assert after["rows"] == local["rows"]
+    assert after["changes"]["previous_run_id"] == again["run_id"]
+    assert after["changes"]["adjusted_rand_index"] >= 0.99
 
 
 @pytest.mark.flow
@@ -131,7 +159,7 @@ def test_cleaning_partitions_finds_duplicates_and_conflicts_across_files(tmp_pat
         text.write_text(header + "\n".join(lines) + "\n")
         pd.read_csv(text, dtype=str).to_parquet(folder / name, index=False)
     with dask.config.set(scheduler="sync"):
-        parts = partitioned.clean_partitions(partitioned.partition_files(folder), None, 0.9)
+        parts = _clean(folder, 0.9)
         customers = parts.customers.compute()
 
     # Rows are numbered as in the concatenated file: a.parquet rows 1-3, b.parquet rows 4-6.
@@ -176,7 +204,7 @@ def test_partitions_with_numbers_as_text_extra_columns_and_empty_files_clean_as_
     whole = tmp_path / "whole.csv"
     whole.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
     with dask.config.set(scheduler="sync"):
-        parts = partitioned.clean_partitions(partitioned.partition_files(folder), None, 0.9)
+        parts = _clean(folder, 0.9)
     expected = clean_customers(read_customers(whole), max_quarantine_share=0.9)
     assert parts.accounting() == expected.accounting()
     pd.testing.assert_frame_equal(parts.quarantine, expected.quarantine)
@@ -188,14 +216,14 @@ def test_a_partition_file_that_is_not_parquet_is_bad_input_naming_it(tmp_path):
     (folder / "a.parquet").write_bytes(b"")  # first in name order
     pd.DataFrame({"CustomerID": ["1"]}).to_parquet(folder / "b.parquet", index=False)
     with pytest.raises(InputError, match="not a readable Parquet file") as caught:
-        partitioned.clean_partitions(partitioned.partition_files(folder), None, 0.2)
+        _clean(folder, 0.2)
     assert caught.value.path == str(folder / "a.parquet")
 
 
 def test_cleaning_partitions_equals_cleaning_the_concatenated_file(customers):
     csv, parts = customers
     with dask.config.set(scheduler="sync"):
-        result = partitioned.clean_partitions(partitioned.partition_files(parts), None, 0.2)
+        result = _clean(parts, 0.2)
         clean = result.customers.compute()
     whole = clean_customers(read_customers(csv))
     assert result.accounting() == whole.accounting()
@@ -242,3 +270,107 @@ def test_dask_runner_binds_its_local_cluster_to_loopback():
         SegmentationSettings(runner="dask", dask_address="tcp://10.0.0.5:8786")
     )
     assert remote.address == "tcp://10.0.0.5:8786"
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
+def test_partitioned_mixed_table_uses_the_spec_core_and_finds_the_planted_segments(tmp_path):
+    """A tab-separated marketing table (numbers, text categories, 0/1 flags) split into Parquet
+    files: the columns, spec, one-hot scaling, profiles and names of an in-memory run."""
+    planted = mixed_marketing_table(n=2000, seed=11)
+    source = write_planted_table(planted, tmp_path / "marketing.tsv")
+    spec = tmp_path / "marketing.toml"
+    starter = starter_spec(read_file(source), str(source))
+    spec.write_text(starter.replace('"median"', '"quarantine"'))  # no median fill on Dask
+    raw = pd.read_csv(source, sep="\t", dtype=str, keep_default_na=False)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for i, rows in enumerate(np.array_split(np.arange(len(raw)), 3)):
+        raw.iloc[rows].to_parquet(parts / f"part-{i}.parquet", index=False)
+    settings = _settings(
+        input=parts, output_dir=tmp_path / "out", runner="dask", spec=spec, k_sweep_max=6
+    )
+    local_settings = settings.model_copy(update={"input": source, "runner": "local"})
+    local = segment_customers(local_settings.model_copy(update={"output_dir": tmp_path / "mem"}))
+    with prefect_api_for_workers(settings):
+        manifest = flow_for(settings)(settings)
+
+    rows = manifest["rows"]
+    assert rows == local["rows"]
+    assert (
+        rows["rows_read"]
+        == rows["rows_kept"] + rows["rows_quarantined"] + rows["duplicates_dropped"]
+    )
+    assert manifest["columns"] == local["columns"]
+    folder = latest_run(tmp_path / "out")
+    segments = _segments(folder)
+    assert len(segments) == rows["rows_kept"] and segments["customer_id"].is_unique
+    truth = pd.Series(planted.labels, index=planted.frame["ID"].astype(str).to_numpy())
+    found = segments.set_index("customer_id")["segment_id"]
+    assert adjusted_rand_score(truth.loc[found.index], found) >= 0.9
+    # the same profile columns as the in-memory run, under the file's own names
+    profiles = pd.read_parquet(folder / "profiles.parquet")
+    mine = pd.read_parquet(latest_run(tmp_path / "mem") / "profiles.parquet")
+    assert list(profiles.columns) == list(mine.columns)
+    assert "Education_PhD_share" in profiles.columns and "Response_1_share" in profiles.columns
+    joined = segments.merge(profiles[["segment_id", "Response_1_share"]], on="segment_id")
+    rates = joined.groupby("segment_id")["Response"].mean()
+    pd.testing.assert_series_equal(
+        rates, profiles.set_index("segment_id")["Response_1_share"], check_names=False
+    )
+    model = json.loads((folder / "model.json").read_text())
+    assert model["table"] == local["columns"] or model["table"]["id_header"] == "ID"
+    for name in ("elbow.png", "segments.png", "profiles.png", "eda.png", "transitions.png"):
+        assert (folder / name).stat().st_size > 0
+
+
+def test_median_fill_is_refused_for_a_partitioned_input_with_a_clear_reason(tmp_path):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    frame = pd.DataFrame(
+        {"id": ["1", "2", "3"], "spend": ["1", "", "3"], "visits": ["4", "5", "7"]}
+    )
+    frame.to_parquet(folder / "a.parquet", index=False)
+    files = partition_files(folder)
+    table = table_for_file(files[0], missing="median")
+    with pytest.raises(InputError, match="median .* not supported for a partitioned input"):
+        partitioned.clean_partitions(files, table, 0.5)
+
+
+def test_profiles_on_dask_partitions_equal_the_in_memory_profiles():
+    rng = np.random.default_rng(4)
+    n = 500
+    frame = pd.DataFrame(
+        {
+            "customer_id": [str(i) for i in range(n)],
+            "spend": rng.gamma(2.0, 50.0, n),
+            "visits": rng.poisson(5, n).astype("float64"),
+            "tier": pd.array(rng.choice(["gold", "silver", "bronze"], n), dtype="str"),
+            "opted_in": rng.integers(0, 2, n).astype("float64"),
+        }
+    )
+    header = ["spend", "visits", "tier", "opted_in"]
+    spec = choose_spec(header, features=["spend", "visits"], profile=["tier", "opted_in"])
+    table = resolve_table(header, frame[header].astype("str"), spec)
+    assert table.names == ("spend", "visits", "tier", "opted_in")
+    labels = rng.integers(1, 5, n)
+    names = {i: f"segment {i}" for i in range(1, 5)}
+    expected = profile_segments(frame, labels, names, table)
+    assert {"tier_gold_share", "opted_in_1_share", "visits_median"} <= set(expected.columns)
+    on_dask = dd.from_pandas(frame.assign(segment_id=labels), npartitions=3)
+    with dask.config.set(scheduler="sync"):
+        got = partitioned.profile_labelled(on_dask, names, table)
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12)
+
+
+def test_a_partitioned_input_with_a_wrong_column_or_median_fill_exits_before_prefect(
+    customers, capsys
+):
+    _, parts = customers
+    args = ["run", "--input", str(parts), "--runner", "dask", "--quiet"]
+    assert cli.main([*args, "--features", "Nope"]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Nope" in err and "Gender" in err
+    assert cli.main([*args, "--missing", "median"]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert "not supported for a partitioned input" in err

@@ -485,3 +485,25 @@ def test_load_previous_run_reads_the_run_latest_names(abc_run, tmp_path):
     again = run(population(A=A, B=B, C=C), 3, previous)
     assert again.changes["previous_run_id"] == "20250101T000000Z-first"
     assert again.changes["customers_moved"] == 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_adjusted_rand_index_from_the_transitions_table_equals_scikit_learns(seed):
+    from sklearn.metrics import adjusted_rand_score
+
+    from tasks.identity import adjusted_rand_index
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 400))
+    before = rng.integers(1, int(rng.integers(2, 6)), n)
+    after = np.where(rng.random(n) < 0.7, before, rng.integers(1, 7, n))
+    if seed == 0:
+        after = before.copy()  # identical segments: 1.0
+    moves = (
+        pd.DataFrame({"previous_segment_id": before, "segment_id": after})
+        .groupby(["previous_segment_id", "segment_id"])
+        .size()
+        .rename("customers")
+        .reset_index()
+    )
+    assert adjusted_rand_index(moves) == pytest.approx(adjusted_rand_score(before, after))

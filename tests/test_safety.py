@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pandas as pd
 import pytest
 from pydantic import ValidationError
 
@@ -253,7 +254,11 @@ def test_a_failed_partitioned_run_writes_no_pickle_and_no_result_artifact(tmp_pa
     pytest.importorskip("prefect_dask")
     parts = tmp_path / "parts"
     parts.mkdir()
-    (parts / "part-0.parquet").write_bytes(b"not parquet at all")
+    # the first file resolves the columns before Prefect starts; the second fails in the flow
+    header = ["CustomerID", "Gender", "Age", "Annual Income (k$)", "Spending Score (1-100)"]
+    rows = [["1", "Female", "30", "50", "60"], ["2", "Male", "40", "70", "20"]]
+    pd.DataFrame(rows, columns=header).to_parquet(parts / "part-0.parquet", index=False)
+    (parts / "part-1.parquet").write_bytes(b"not parquet at all")
     run_id = f"failed-{uuid.uuid4().hex[:8]}"
     before = _storage_files()
     code = main(

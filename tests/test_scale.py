@@ -156,3 +156,41 @@ def test_matrix_is_c_contiguous_float64_in_requested_column_order():
     assert scaled.scaler == "minmax"
     # the first column really is the spending score: 1..4 then 100
     np.testing.assert_allclose(scaled.matrix[:, 0], np.array([0, 1, 2, 3, 99]) / 99)
+
+
+@pytest.mark.parametrize("magnitude", [1.0, 1e160])
+def test_moments_of_parts_combine_to_the_moments_of_the_whole(magnitude):
+    from tasks.scale import Moments
+
+    rng = np.random.default_rng(1)
+    whole = pd.DataFrame({"a": rng.normal(5, 2, 1000) * magnitude, "b": rng.gamma(2, 3, 1000)})
+    cuts = [0, 1, 400, 400, 1000]  # parts of one row and of none, too
+    parts = [Moments.of(whole.iloc[lo:hi]) for lo, hi in zip(cuts, cuts[1:], strict=False)]
+    combined, direct = Moments.combine(parts), Moments.of(whole)
+    for j, column in enumerate(whole.columns):
+        center, scale = combined.center_and_scale(j)
+        unit = magnitude if column == "a" else 1.0  # pandas' own std overflows at 1e160
+        assert center == pytest.approx((whole[column] / unit).mean() * unit, rel=1e-12)
+        assert scale == pytest.approx((whole[column] / unit).std(ddof=0) * unit, rel=1e-12)
+        assert direct.center_and_scale(j) == pytest.approx((center, scale), rel=1e-12)
+    assert combined.low.tolist() == whole.min().tolist()
+    assert combined.high.tolist() == whole.max().tolist()
+
+
+def test_transforms_from_partition_statistics_equal_the_in_memory_fit():
+    from tasks.scale import Moments, finish_transforms, fit_shapes, fit_transforms, prepare_frame
+
+    rng = np.random.default_rng(2)
+    customers = pd.DataFrame(
+        {"annual_income": rng.gamma(3, 20, 900), "spending_score": rng.uniform(1, 100, 900)}
+    )
+    for scaler in ("standard", "minmax", "log-standard"):
+        expected = fit_transforms(customers, scaler)
+        shapes = fit_shapes(customers, scaler)
+        parts = [customers.iloc[i : i + 300] for i in range(0, 900, 300)]
+        moments = Moments.combine([Moments.of(prepare_frame(p, shapes)) for p in parts])
+        got = finish_transforms(shapes, moments, prepare_frame(customers, shapes), scaler)
+        for mine, theirs in zip(got, expected, strict=True):
+            assert mine.column == theirs.column and mine.log == theirs.log
+            assert mine.center == pytest.approx(theirs.center, rel=1e-12)
+            assert mine.scale == pytest.approx(theirs.scale, rel=1e-12)

@@ -39,6 +39,29 @@ def test_help_lists_the_main_options(capsys):
         assert option in out
 
 
+def _subparsers() -> dict:
+    import argparse
+
+    from flows.cli import _parser
+    from flows.deployment import _parser as serve_parser
+
+    parser = _parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return {**commands.choices, "serve": serve_parser("segment serve")}
+
+
+@pytest.mark.parametrize("command", ["run", "init", "sample-data", "backfill", "serve"])
+def test_help_says_in_words_what_an_option_without_a_default_does(command):
+    parser = _subparsers()[command]
+    text = " ".join(parser.format_help().split())
+    for shown in ("(default: None)", "(default: [])", "(default: False)"):
+        assert shown not in text
+    for action in parser._actions:
+        if action.default is None and action.nargs != 0 and not action.required:
+            words = action.help.lower()
+            assert "default" in words or "unset" in words, (action.option_strings, action.help)
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -181,6 +181,8 @@ def resolve_table(
     id_header, id_found = _resolve_id(spec, header, explicit)
     if spec.preset:
         _check_preset_columns(spec, header, explicit, id_found)
+    else:
+        _check_spec_columns(spec, header, explicit)
     roles: dict[str, tuple[str, Role]] = {}  # header -> (name, role)
 
     def take(name: str, role: Role) -> None:
@@ -283,6 +285,20 @@ def _check_preset_columns(
             missing.append(name)
     if missing:
         raise InputError(_missing_message(missing, spec, header))
+
+
+def _check_spec_columns(
+    spec: TableSpec, header: Sequence[str], explicit: Mapping[str, str]
+) -> None:
+    """Refuse a ``[columns.X]`` section of a spec whose X (or alias) is no header of the file:
+    a typo or a renamed column would otherwise lose its checks and transform silently."""
+    for key in spec.columns:
+        if _find_spec_column(key, spec, header, explicit, "column") is None:
+            raise InputError(
+                f"spec section [columns.{key}] names a column that is not in the file; "
+                f"{_found(header)}",
+                column=key,
+            )
 
 
 def _resolve_id(

@@ -115,6 +115,22 @@ def test_column_errors_exit_with_bad_input_code_before_prefect_starts(
     assert "\n" not in err
 
 
+def test_a_spec_section_for_no_column_of_the_file_exits_3_before_prefect_starts(
+    tmp_path, capsys, monkeypatch
+):
+    def no_prefect(**_):
+        raise AssertionError("Prefect was configured: the error came after slow work")
+
+    monkeypatch.setattr("flows.cli.configure_prefect", no_prefect)
+    spec = tmp_path / "spec.toml"
+    spec.write_text('features = ["Age"]\n[columns.Income]\nmin = 0\n')
+    args = ["run", "--spec", str(spec), "--output", str(tmp_path)]
+    assert main(args) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert "spec section [columns.Income] names a column that is not in the file" in err
+    assert "headers found: CustomerID, Gender, Age" in err and "\n" not in err
+
+
 def test_invalid_spec_file_names_its_key_and_line_before_prefect_starts(tmp_path, capsys):
     spec = tmp_path / "spec.toml"
     spec.write_text('features = ["numeric"]\nmissing = "mean"\n')

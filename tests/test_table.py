@@ -137,6 +137,24 @@ def test_invalid_spec_names_the_key_and_its_line():
         parse_spec("features = [\n")
 
 
+def test_a_spec_section_for_a_column_the_file_does_not_have_is_refused():
+    spec = parse_spec(
+        'features = ["BALANCE"]\n[columns.BALANCE]\nmin = 0\n[columns.BALANSE]\nmin = 0\n'
+    )
+    with pytest.raises(InputError) as caught:
+        resolve_table(HEADER, CARDS, spec)
+    assert str(caught.value) == (
+        "column 'BALANSE': spec section [columns.BALANSE] names a column that is not in the "
+        "file; headers found: CUST_ID, BALANCE, PURCHASES, TENURE, SEGMENT_HINT"
+    )
+    # found by an alias, or mapped with --column, it is a column of the file
+    aliased = parse_spec('[columns.balance_usd]\naliases = ["BALANCE"]\n')
+    assert resolve_table(HEADER, CARDS, aliased).column("BALANCE").header == "BALANCE"
+    assert resolve_table(HEADER, CARDS, spec, {"BALANSE": "PURCHASES"}).feature_names == (
+        "BALANCE",
+    )
+
+
 def test_command_line_choices_override_the_spec():
     spec = parse_spec('features = ["BALANCE"]\nmissing = "quarantine"\n')
     chosen = choose_spec(HEADER, spec, None, features=["PURCHASES"], missing="median")

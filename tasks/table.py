@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from schemas.spec import (
     ID_SPELLINGS,
+    MALL_PRESET,
     NO_ID,
     NUMERIC,
     ColumnSpec,
@@ -125,17 +126,36 @@ def normalise(header: str) -> str:
 
 
 def looks_like(spec: TableSpec, header: Sequence[str], explicit: Mapping[str, str]) -> bool:
-    """True when every feature of ``spec`` is found in ``header`` (by name or alias)."""
-    for name in spec.features:
-        if name == NUMERIC:
-            continue
+    """True when every column of ``spec`` is found in ``header`` (by name, alias or an explicit
+    mapping); a header matched twice counts as not found."""
+    return not _unmatched(spec, header, explicit)
+
+
+def _unmatched(spec: TableSpec, header: Sequence[str], explicit: Mapping[str, str]) -> list[str]:
+    """The columns of ``spec`` not found (or found ambiguously) in ``header``."""
+    missing = []
+    for name in spec.columns:
         try:
-            found = _find_spec_column(name, spec, header, explicit, "feature")
+            found = _find_spec_column(name, spec, header, explicit, "column")
         except InputError:
-            return False
+            found = None
         if found is None:
-            return False
-    return True
+            missing.append(name)
+    return missing
+
+
+def _outside(spec: TableSpec, names: Sequence[str], explicit: Mapping[str, str]) -> list[str]:
+    """The ``names`` (``numeric`` included) that are no column of ``spec`` by name or alias."""
+    return [
+        name
+        for name in names
+        if name == NUMERIC
+        or (
+            name not in spec.columns
+            and name not in explicit
+            and not _spec_key_for_alias(name, spec)
+        )
+    ]
 
 
 def choose_spec(
@@ -144,17 +164,39 @@ def choose_spec(
     explicit: Mapping[str, str] | None = None,
     **overrides: object,
 ) -> TableSpec:
-    """The spec for a file: the one given, else the Mall preset when the file has the Mall
-    columns, else the general default (every numeric column a feature); then the command
-    line's choices (``features``, ``profile``, ``id_column``, ``missing``, ``pca``) on top."""
+    """The spec for a file: the one given; else the Mall preset when the file has every column
+    of the preset and ``features`` (if given) names only preset columns; else the general
+    default (every numeric column a feature). Then the command line's choices (``features``,
+    ``profile``, ``id_column``, ``missing``, ``pca``) on top.
+
+    So ``--spec FILE`` (any spec) or ``--features numeric`` (or any column outside the preset)
+    never gets the preset, and a file that only shares the income and score headers with the
+    Mall file (a credit score, other columns) is segmented on its own columns."""
     if spec is None:
-        mall = mall_spec()
-        spec = mall if looks_like(mall, header, explicit or {}) else TableSpec()
+        spec = _mall_or_general(header, explicit or {}, overrides.get("features"))
     if spec.preset and overrides.get("features") and not overrides.get("profile"):
         # new features of a preset: its profile columns among them are no longer profile ones
         chosen = {_spec_key_for_alias(name, spec) or name for name in overrides["features"]}
         overrides["profile"] = tuple(name for name in spec.profile if name not in chosen)
     return spec.with_overrides(**overrides)
+
+
+def _mall_or_general(
+    header: Sequence[str], explicit: Mapping[str, str], features: Sequence[str] | None
+) -> TableSpec:
+    mall = mall_spec()
+    missing = _unmatched(mall, header, explicit)
+    outside = _outside(mall, features or (), explicit)
+    if not missing and not outside:
+        return mall
+    if len(missing) < len(mall.columns):  # some Mall-like headers: say why it is not the preset
+        why = f"no {', '.join(missing)} column" if missing else f"--features {' '.join(outside)}"
+        log.info(
+            "Mall preset not used (%s): the general defaults apply; --spec %s forces it",
+            why,
+            MALL_PRESET,
+        )
+    return TableSpec()
 
 
 def resolve_table(

@@ -131,6 +131,32 @@ def test_a_spec_section_for_no_column_of_the_file_exits_3_before_prefect_starts(
     assert "headers found: CustomerID, Gender, Age" in err and "\n" not in err
 
 
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ({}, "Mall preset (opt out: --spec FILE or --features numeric). Features: Annual Income"),
+        ({"features": ["numeric"]}, "General defaults (no --spec, not the Mall preset). Features:"),
+    ],
+    ids=["mall-preset", "features-numeric"],
+)
+def test_the_resolve_columns_log_line_says_whether_the_mall_preset_is_used(
+    options, said, monkeypatch
+):
+    import logging
+
+    import flows.segmentation as segmentation
+
+    lines: list[str] = []
+    logger = logging.getLogger("test.resolve")
+    logger.setLevel(logging.INFO)
+    monkeypatch.setattr(logger, "info", lambda message, *args: lines.append(message % args))
+    monkeypatch.setattr(segmentation, "get_run_logger", lambda: logger)
+    settings = segmentation.SegmentationSettings(input=DEFAULT_INPUT, **options)
+    table = segmentation.resolve_columns.fn(DEFAULT_INPUT, settings)
+    assert (table.preset == "mall") == (not options)
+    assert any(said in line for line in lines), lines
+
+
 def test_invalid_spec_file_names_its_key_and_line_before_prefect_starts(tmp_path, capsys):
     spec = tmp_path / "spec.toml"
     spec.write_text('features = ["numeric"]\nmissing = "mean"\n')

@@ -68,6 +68,49 @@ def test_mall_preset_features_may_be_named_by_their_headers_or_canonical_names()
     assert {c.name for c in table.profile} == {"gender", "spending_score"}  # all kept
 
 
+MALL_HEADER = ["CustomerID", "Gender", "Age", "Annual Income (k$)", "Spending Score (1-100)"]
+
+
+def test_a_file_with_only_income_and_score_headers_is_not_taken_for_the_mall_file(caplog):
+    # a credit table: Income and Score (a credit score of 300-850) and other columns
+    values = pd.DataFrame(
+        {
+            "ID": ["1", "2", "3"],
+            "Income": ["52000", "61000", "38000"],
+            "Score": ["640", "812", "455"],
+            "Tenure": ["3", "9", "1"],
+        }
+    )
+    header = list(values.columns)
+    caplog.set_level("INFO", logger="tasks.table")
+    spec = choose_spec(header)
+    assert spec.preset is None
+    assert "Mall preset not used (no gender, age column)" in caplog.text
+    table = resolve_table(header, values, spec)
+    assert table.feature_names == ("Income", "Score", "Tenure")
+    assert table.column("Score").spec.max is None  # no Mall range (score <= 100) on it
+    # features named outside the preset: the general defaults, even with every Mall column
+    chosen = choose_spec(MALL_HEADER + ["Visits"], features=["Visits", "Annual Income (k$)"])
+    assert chosen.preset is None
+
+
+def test_the_mall_preset_needs_every_preset_column_and_features_within_it():
+    assert choose_spec(MALL_HEADER).preset == "mall"
+    assert choose_spec(MALL_HEADER, features=["age", "Spending Score (1-100)"]).preset == "mall"
+    assert choose_spec(MALL_HEADER + ["Visits"], profile=["Visits"]).preset == "mall"
+    # opt-outs: --features numeric, or any spec file
+    numeric = choose_spec(MALL_HEADER, features=["numeric"])
+    assert numeric.preset is None and numeric.features == ("numeric",)
+    assert choose_spec(MALL_HEADER, TableSpec()).preset is None
+    # a Mall file without its gender column gets the general defaults
+    assert choose_spec([h for h in MALL_HEADER if h != "Gender"]).preset is None
+    # --spec with the preset file itself forces the preset (and its required columns)
+    forced = choose_spec(MALL_HEADER[1:], mall_spec())
+    assert forced.preset == "mall"
+    with pytest.raises(InputError, match="missing required column"):
+        resolve_table(MALL_HEADER[:1] + MALL_HEADER[2:], None, mall_spec())
+
+
 def test_mall_table_is_the_preset_on_canonical_names():
     assert mall_table().feature_names == tuple(mall_spec().features)
 

@@ -66,8 +66,9 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="COL",
         help="columns to cluster on, by their header in the file ('numeric': every numeric "
-        "column except the id and the profile columns); default: the spec's, the Mall preset's "
-        "(annual_income spending_score) for a Mall-like file, else numeric",
+        "column except the id and the profile columns; 0/1 flags become profile columns, "
+        "constant and id-like columns are left out); default: the spec's, the Mall preset's "
+        "(annual_income spending_score) for a file with all the preset's columns, else numeric",
     )
     run.add_argument(
         "--profile",

@@ -265,11 +265,7 @@ def resolve_table(
 
     kinds = {h: _kind(h, roles.get(h, (h, None))[0], spec, values, numeric_headers) for h in header}
     if wants_numeric:
-        for column_header in header:
-            if column_header in roles or column_header == id_header:
-                continue
-            if kinds[column_header] == "numeric" and not _constant(values, column_header):
-                roles[column_header] = (column_header, "feature")
+        _add_numeric_features(header, kinds, roles, id_header, values)
     columns = []
     for column_header in _ordered(header, roles, spec):
         name, role = roles[column_header]
@@ -470,10 +466,65 @@ def _kind(
     return "numeric" if parsed.notna().mean() >= NUMERIC_SHARE else "categorical"
 
 
+def _add_numeric_features(
+    header: Sequence[str],
+    kinds: Mapping[str, Kind],
+    roles: dict[str, tuple[str, Role]],
+    id_header: str | None,
+    values: pd.DataFrame | None,
+) -> None:
+    """``features = numeric``: every numeric column without a role becomes a feature, except
+    (each said in the log) a column spelled like an id (with ``--id-column none`` or another
+    id: clustering on an id is meaningless), a constant one (it cannot separate segments) and a
+    0/1 flag (a profile column instead: its rate per segment is described)."""
+    id_like, constant, flags = [], [], []
+    accepted = {normalise(s) for s in ID_SPELLINGS}
+    for column_header in header:
+        if column_header in roles or column_header == id_header:
+            continue
+        if kinds[column_header] != "numeric":
+            continue
+        if normalise(column_header) in accepted:
+            id_like.append(column_header)
+        elif _constant(values, column_header):
+            constant.append(column_header)
+        elif _flag(values, column_header):
+            flags.append(column_header)
+            roles[column_header] = (column_header, "profile")
+        else:
+            roles[column_header] = (column_header, "feature")
+    if id_like:
+        log.warning(
+            "Left out of the numeric features: %s (spelled like a customer id; kept in "
+            "raw.parquet): name it in --features to cluster on it",
+            ", ".join(id_like),
+        )
+    if constant:
+        log.warning(
+            "Left out of the numeric features: %s (one value in every row, cannot separate "
+            "segments)",
+            ", ".join(constant),
+        )
+    if flags:
+        log.info(
+            "0/1 flag column(s) described per segment as profile columns, not clustered on: %s "
+            "(name them in --features to cluster on them)",
+            ", ".join(flags),
+        )
+
+
 def _constant(values: pd.DataFrame | None, column_header: str) -> bool:
     if values is None or column_header not in values:
         return False
     return values[column_header].dropna().nunique() <= 1
+
+
+def _flag(values: pd.DataFrame | None, column_header: str) -> bool:
+    """Only the numbers 0 and 1 (both) among the present values: a yes/no flag."""
+    if values is None or column_header not in values:
+        return False
+    present = pd.to_numeric(values[column_header].dropna(), errors="coerce")
+    return bool(present.notna().all()) and set(present.unique()) == {0, 1}
 
 
 def _check_features(table: Table, values: pd.DataFrame | None) -> None:

@@ -36,6 +36,45 @@ def test_numeric_features_are_every_numeric_column_but_the_id_and_constant_ones(
     assert table.profile == ()
 
 
+def test_numeric_leaves_out_flags_constants_and_id_like_columns_and_says_so(caplog):
+    values = CARDS.assign(
+        ACTIVE=["1", "0", "1", None],  # a 0/1 flag: a profile column, its rate described
+        CHURN_SCORE=["0", "1", "2", "1"],  # three values: a number like any other
+        ID=["7", "8", "9", "10"],  # spelled like an id while the id is CUST_ID
+    )
+    caplog.set_level("INFO", logger="tasks.table")
+    table = resolve(values, id_column="CUST_ID")
+    assert table.feature_names == ("BALANCE", "PURCHASES", "CHURN_SCORE")
+    assert [(c.name, c.role, c.kind) for c in table.profile] == [("ACTIVE", "profile", "numeric")]
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("TENURE (one value in every row" in line for line in warned)
+    assert any("numeric features: ID (spelled like a customer id" in line for line in warned)
+    said = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert any("0/1 flag column(s) described per segment" in line and "ACTIVE" in line
+               for line in said)  # fmt: skip
+    # named as a feature, a flag is clustered on
+    chosen = resolve(values, id_column="CUST_ID", features=["BALANCE", "ACTIVE"])
+    assert chosen.feature_names == ("BALANCE", "ACTIVE")
+
+
+def test_id_column_none_does_not_make_the_files_id_a_numeric_feature():
+    values = pd.DataFrame(
+        {
+            "CustomerID": ["1", "2", "3", "4"],
+            "Spend": ["10", "250", "40", "900"],
+            "Visits": ["1", "7", "3", "12"],
+        }
+    )
+    table = resolve(values, id_column="none")
+    assert table.id_header is None
+    assert table.feature_names == ("Spend", "Visits")  # not CustomerID
+    assert "CustomerID" not in table.names  # only in raw.parquet
+    assert resolve(values, id_column="none", features=["CustomerID", "Spend"]).feature_names == (
+        "CustomerID",
+        "Spend",
+    )  # named explicitly, it is used
+
+
 def test_profile_columns_are_described_not_clustered_and_keep_the_file_order():
     table = resolve(profile=["SEGMENT_HINT"], features=["PURCHASES", "BALANCE"])
     assert [(c.name, c.role, c.kind) for c in table.columns] == [

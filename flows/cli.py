@@ -261,7 +261,8 @@ def _parser() -> argparse.ArgumentParser:
         "init",
         help="write a starter segmentation spec for a file (edit it, then segment run --spec)",
         description="Read FILE and write a spec: every column with its inferred kind and role "
-        "(id, feature, profile, unused), the id guess, the observed range as checks, log1p "
+        "(id, feature, profile, unused), the id guess, the observed range and values as "
+        "comments (min = 0 checked where no value is negative), log1p "
         "suggested for strongly right-skewed amounts, and a comment on each key.",
         formatter_class=HelpFormatter,
     )

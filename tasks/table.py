@@ -37,6 +37,7 @@ SOURCE_ROW = "source_row"
 RESERVED = (CUSTOMER_ID, SOURCE_ROW, "segment_id", "previous_segment_id", "segment_name")
 MAX_CATEGORIES = 50  # a categorical feature with more values is refused (suggest --profile)
 NUMERIC_SHARE = 0.95  # a column is numeric when this share of its present values are numbers
+_DECIMAL_COMMA = r"[-+]?(?:\d{1,3}(?:\.\d{3})+|\d+),\d+"  # 1,5  -12,25  1.234,5
 
 
 class Column(BaseModel):
@@ -264,6 +265,7 @@ def resolve_table(
                 roles[found[1]] = (found[0], "profile")
 
     kinds = {h: _kind(h, roles.get(h, (h, None))[0], spec, values, numeric_headers) for h in header}
+    _check_decimal_commas(header, roles, id_header, values, spec, wants_numeric)
     if wants_numeric:
         _add_numeric_features(header, kinds, roles, id_header, values)
     columns = []
@@ -464,6 +466,56 @@ def _kind(
         return "numeric"
     parsed = pd.to_numeric(present, errors="coerce")
     return "numeric" if parsed.notna().mean() >= NUMERIC_SHARE else "categorical"
+
+
+def _check_decimal_commas(
+    header: Sequence[str],
+    roles: Mapping[str, tuple[str, Role]],
+    id_header: str | None,
+    values: pd.DataFrame | None,
+    spec: TableSpec,
+    wants_numeric: bool,
+) -> None:
+    """Refuse a feature (or, with ``numeric``, any candidate column) holding numbers written
+    with decimal commas (``1,5``, ``1.234,5``): read as text, it would be taken for a category
+    or left out of the features, and the error would blame something else."""
+    if values is None:
+        return
+    for column_header in header:
+        if column_header == id_header or column_header not in values:
+            continue
+        role = roles.get(column_header, (column_header, None))
+        if role[1] != "feature" and not (wants_numeric and role[1] is None):
+            continue
+        if _spec_for(role[0], column_header, spec).kind == "categorical":
+            continue
+        example = decimal_comma_example(values[column_header])
+        if example is not None:
+            raise InputError(
+                f"numbers with decimal commas (e.g. {example!r}) read as text, not numbers: "
+                "convert the file to decimal points first, e.g. "
+                "pandas.read_csv(path, sep=';', decimal=',', thousands='.').to_csv(new_path, "
+                "index=False)",
+                column=column_header,
+            )
+
+
+def decimal_comma_example(values: pd.Series) -> str | None:
+    """A value of ``values`` written with a decimal comma, when nearly every present value is
+    a number once commas are read as decimal points (and points as thousands separators) but
+    not as written; else None."""
+    if pd.api.types.is_numeric_dtype(values):
+        return None
+    present = values.dropna().astype("str")
+    commas = present[present.str.fullmatch(_DECIMAL_COMMA)]
+    if present.empty or commas.empty:
+        return None
+    if pd.to_numeric(present, errors="coerce").notna().mean() >= NUMERIC_SHARE:
+        return None
+    converted = present.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+    if pd.to_numeric(converted, errors="coerce").notna().mean() < NUMERIC_SHARE:
+        return None
+    return str(commas.iloc[0])
 
 
 def _add_numeric_features(

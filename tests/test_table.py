@@ -255,3 +255,29 @@ def test_table_for_file_reads_only_a_sample_and_finds_parquet_numbers(tmp_path):
     assert table.column("BALANCE").kind == "numeric"
     raw = read_file(path)
     assert list(raw.columns) == ["source_row", *HEADER]  # the file's own headers
+
+
+def test_numbers_with_decimal_commas_are_refused_with_a_message_that_says_so(tmp_path):
+    path = tmp_path / "cards.csv"
+    path.write_text(
+        "CUST_ID;BALANCE;PURCHASES;CITY\n"
+        'C1;40,9;1.095,40;"Lyon, Rhone"\n'
+        'C2;3202,5;0;"Paris, IDF"\n'
+        'C3;2495,1;773,2;"Nice, PACA"\n'
+        "C4;12;1499;Metz\n"
+    )
+    expected = (
+        "column 'BALANCE': numbers with decimal commas (e.g. '40,9') read as text, not numbers: "
+        "convert the file to decimal points first"
+    )
+    for choices in ({}, {"features": ["PURCHASES", "BALANCE"]}):
+        with pytest.raises(InputError) as caught:
+            table_for_file(path, **choices)
+        assert expected in str(caught.value)
+    with pytest.raises(
+        InputError, match=r"column 'PURCHASES': numbers with decimal commas \(e\.g\. '1\.095,40'\)"
+    ):
+        table_for_file(path, features=["PURCHASES"])
+    # a text column with commas is no number: as a feature it is a category, not refused
+    table = table_for_file(path, features=["CITY"])
+    assert table.column("CITY").kind == "categorical"

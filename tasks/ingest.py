@@ -41,11 +41,12 @@ def default_aliases() -> dict[str, tuple[str, ...]]:
 
 
 # Whole-field tokens read as missing, compared after stripping whitespace, in their lower,
-# upper and capitalised spellings (n/a, N/A, N/a; null, NULL, Null ...) and Excel's #N/A. A lone
+# upper and capitalised spellings (n/a, N/A, N/a; null, NULL, Null ...) and Excel's #N/A; NaN
+# only as NaN or nan (pandas' spellings: "NAN" stays text, not a number). A lone
 # "-" is a common placeholder; it never matches a negative number such as "-5", because matching
 # is whole-field. (A tuple of spellings, not a lower-cased comparison: no extra pass over the data.)
-_NA_WORDS = ("na", "n/a", "nan", "null", "none", "#n/a")
-NA_TOKENS = ("", "?", "-", "NaN") + tuple(
+_NA_WORDS = ("na", "n/a", "null", "none", "#n/a")
+NA_TOKENS = ("", "?", "-", "NaN", "nan") + tuple(
     dict.fromkeys(v for w in _NA_WORDS for v in (w, w.upper(), w.capitalize()))
 )
 SEPARATORS = (",", ";", "\t", "|")

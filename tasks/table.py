@@ -126,12 +126,6 @@ def normalise(header: str) -> str:
     return "".join(char for char in str(header).lower() if char.isalnum())
 
 
-def looks_like(spec: TableSpec, header: Sequence[str], explicit: Mapping[str, str]) -> bool:
-    """True when every column of ``spec`` is found in ``header`` (by name, alias or an explicit
-    mapping); a header matched twice counts as not found."""
-    return not _unmatched(spec, header, explicit)
-
-
 def _unmatched(spec: TableSpec, header: Sequence[str], explicit: Mapping[str, str]) -> list[str]:
     """The columns of ``spec`` not found (or found ambiguously) in ``header``."""
     missing = []
@@ -145,17 +139,12 @@ def _unmatched(spec: TableSpec, header: Sequence[str], explicit: Mapping[str, st
     return missing
 
 
-def _outside(spec: TableSpec, names: Sequence[str], explicit: Mapping[str, str]) -> list[str]:
+def _outside(spec: TableSpec, names: Sequence[str]) -> list[str]:
     """The ``names`` (``numeric`` included) that are no column of ``spec`` by name or alias."""
     return [
         name
         for name in names
-        if name == NUMERIC
-        or (
-            name not in spec.columns
-            and name not in explicit
-            and not _spec_key_for_alias(name, spec)
-        )
+        if name == NUMERIC or (name not in spec.columns and not _spec_key_for_alias(name, spec))
     ]
 
 
@@ -187,7 +176,7 @@ def _mall_or_general(
 ) -> TableSpec:
     mall = mall_spec()
     missing = _unmatched(mall, header, explicit)
-    outside = _outside(mall, features or (), explicit)
+    outside = _outside(mall, features or ())
     if not missing and not outside:
         return mall
     if len(missing) < len(mall.columns):  # some Mall-like headers: say why it is not the preset

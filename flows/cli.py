@@ -11,7 +11,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from flows.environment import configure_prefect, internal_error_line, one_line
+from flows.environment import (
+    HelpFormatter,
+    configure_prefect,
+    internal_error_line,
+    one_line,
+)
 from flows.settings import DEFAULT_INPUT, DEFAULT_SNAPSHOTS, SegmentationSettings
 
 EXIT_OK = 0
@@ -50,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         "(OUTPUT/latest points at the newest complete run). Uses Prefect's temporary local "
         "server unless PREFECT_API_URL is set. Exit codes: 0 ok, 1 internal error, "
         "2 usage error, 3 bad input data, 4 quality gate failed.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     defaults = SegmentationSettings()
     run.add_argument("--input", type=Path, default=defaults.input, help="CSV or Parquet file")
@@ -61,15 +66,17 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="COL",
         help="columns to cluster on, by their header in the file ('numeric': every numeric "
-        "column except the id and the profile columns); default: the spec's, the Mall preset's "
-        "(annual_income spending_score) for a Mall-like file, else numeric",
+        "column except the id and the profile columns; 0/1 flags become profile columns, "
+        "constant and id-like columns are left out); default: the spec's, the Mall preset's "
+        "(annual_income spending_score) for a file with all the preset's columns, else numeric",
     )
     run.add_argument(
         "--profile",
         nargs="+",
         default=None,
         metavar="COL",
-        help="columns described per segment but not clustered on",
+        help="columns described per segment but not clustered on; default: the spec's, the Mall "
+        "preset's (gender age) for a Mall-like file, else none",
     )
     run.add_argument(
         "--id-column",
@@ -91,25 +98,32 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="N|SHARE",
-        help="PCA before K-Means: N components, or the share of variance to keep (e.g. 0.9)",
+        help="PCA before K-Means: N components, or the share of variance to keep (e.g. 0.9); "
+        "default: off (the spec's, if it sets pca)",
     )
     run.add_argument(
         "--spec",
         type=Path,
         default=None,
         metavar="FILE.toml",
-        help="a segmentation spec (see `segment init`); options given here override it",
+        help="a segmentation spec (see `segment init`); options given here override it; "
+        "default: none (the Mall preset for a Mall-like file, else every numeric column)",
     )
     run.add_argument(
         "--scaler",
         default=defaults.scaler,
         choices=["standard", "robust", "minmax", "log-standard"],
     )
+    run.add_argument("--k", type=int, default=None, help="fix k; default: chosen by the elbow rule")
     run.add_argument(
-        "--k", type=int, default=None, help="fix k instead of choosing it by the elbow"
+        "--k-min", type=int, default=None, help="smallest k the elbow rule may choose; default: 2"
     )
-    run.add_argument("--k-min", type=int, default=None, help="smallest k the elbow rule may choose")
-    run.add_argument("--k-max", type=int, default=None, help="largest k the elbow rule may choose")
+    run.add_argument(
+        "--k-max",
+        type=int,
+        default=None,
+        help="largest k the elbow rule may choose; default: the sweep's largest",
+    )
     run.add_argument(
         "--read-retries",
         type=int,
@@ -164,7 +178,8 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=HEADER",
         help="map a canonical column to a header in the file, e.g. annual_income=Income "
-        "(canonical: customer_id, gender, age, annual_income, spending_score)",
+        "(canonical: customer_id, gender, age, annual_income, spending_score); repeatable; "
+        "default: none",
     )
     run.add_argument("--sep", default=None, help="field separator (sniffed when unset)")
     run.add_argument(
@@ -184,7 +199,8 @@ def _parser() -> argparse.ArgumentParser:
         type=date.fromisoformat,
         default=None,
         metavar="YYYY-MM-DD",
-        help="with a snapshot folder as --input: use the newest snapshot on or before this date",
+        help="with a snapshot folder as --input: use the newest snapshot on or before this date; "
+        "default: the newest snapshot",
     )
     run.add_argument(
         "--k-margin",
@@ -227,7 +243,7 @@ def _parser() -> argparse.ArgumentParser:
         "backfill",
         help="run the nightly deployment once for an earlier date (its stored settings, "
         "with as_of changed); needs PREFECT_API_URL",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     backfill.add_argument(
         "--as-of",
@@ -245,9 +261,10 @@ def _parser() -> argparse.ArgumentParser:
         "init",
         help="write a starter segmentation spec for a file (edit it, then segment run --spec)",
         description="Read FILE and write a spec: every column with its inferred kind and role "
-        "(id, feature, profile, unused), the id guess, the observed range as checks, log1p "
+        "(id, feature, profile, unused), the id guess, the observed range and values as "
+        "comments (min = 0 checked where no value is negative), log1p "
         "suggested for strongly right-skewed amounts, and a comment on each key.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     init.add_argument("--input", type=Path, required=True, help="CSV or Parquet file")
     init.add_argument("--output", type=Path, required=True, help="the spec file to write (.toml)")
@@ -258,7 +275,7 @@ def _parser() -> argparse.ArgumentParser:
     sample = commands.add_parser(
         "sample-data",
         help="write the seeded sample customers (the embedded default data)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     sample.add_argument(
         "--output",
@@ -273,7 +290,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DAYS",
         help="write DAYS dated daily snapshots with drift (customers join and leave, one "
-        "segment grows) as customers_YYYY-MM-DD.csv, for nightly runs",
+        "segment grows) as customers_YYYY-MM-DD.csv, for nightly runs; default: one CSV file",
     )
     sample.add_argument(
         "--start",

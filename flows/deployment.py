@@ -57,7 +57,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from flows.environment import configure_prefect, one_line
+from flows.environment import HelpFormatter, configure_prefect, one_line
 from flows.settings import SegmentationSettings
 from tasks.snapshots import AS_OF_NEEDS_A_FOLDER
 
@@ -283,7 +283,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "server at PREFECT_API_URL and run segment_customers on its cron schedule (and on "
         "demand: `prefect deployment run`) until interrupted. Needs a running server: "
         "`make server`, then `export PREFECT_API_URL=http://127.0.0.1:4200/api`.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument(
         "--input",
@@ -312,7 +312,10 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--name", default=DEPLOYMENT_NAME, help="deployment name")
     parser.add_argument(
-        "--limit", type=int, default=None, help="most runs executing at the same time"
+        "--limit",
+        type=int,
+        default=None,
+        help="most runs executing at the same time; default: no limit",
     )
     return parser
 

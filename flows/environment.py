@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 
 from pydantic import ValidationError
@@ -10,6 +11,17 @@ STARTUP_TIMEOUT_VARIABLE = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 STARTUP_TIMEOUT_SECONDS = 90  # also in prefect.toml
 # The error Prefect raises when its temporary server does not answer in time.
 STARTUP_TIMEOUT_ERROR = "Timed out while attempting to connect to ephemeral Prefect API server"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each option's default, except where there is none to show (None, an
+    empty list, an unset flag): there the help text says in words what happens by default,
+    instead of "(default: None)"."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def configure_prefect(*, quiet: bool = False) -> None:

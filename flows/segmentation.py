@@ -98,8 +98,17 @@ def resolve_columns(source: Path, settings: SegmentationSettings) -> Table:
     table = table_for_file(
         source, sep=settings.sep, spec=spec, columns=settings.columns, **settings.column_choices()
     )
+    if settings.spec:
+        source_of_columns = f"Spec {settings.spec}"
+    elif table.preset:
+        source_of_columns = (
+            f"{table.preset.capitalize()} preset (opt out: --spec FILE or --features numeric)"
+        )
+    else:
+        source_of_columns = "General defaults (no --spec, not the Mall preset)"
     get_run_logger().info(
-        "Features: %s; profile columns: %s; id: %s",
+        "%s. Features: %s; profile columns: %s; id: %s",
+        source_of_columns,
         ", ".join(c.header for c in table.features),
         ", ".join(c.header for c in table.profile) or "none",
         table.id_header or "none (data row numbers)",

@@ -137,15 +137,17 @@ def choose_k(
     min_segment_share: float = 0.0,
     previous_k: int | None = None,
     k_margin: float = 0.05,
+    share_name: str = "min_segment_share",
 ) -> KChoice:
     """Pick k: a fixed k if set; else the knee if it is allowed; else the best allowed silhouette.
 
     Allowed k: 2 <= k_min <= k <= k_max, with every segment at least ``min_segment_share``
     of the customers at that k. With ``previous_k`` (the previous run's k) the rule's k
     replaces it only when its silhouette is higher by at least ``k_margin``, so k does not
-    flip from night to night on noise.
+    flip from night to night on noise. ``share_name``: the setting ``min_segment_share``
+    comes from, named in the reason when it rules the knee out.
     """
-    choice = _rule_choice(elbow, fixed_k, k_min, k_max, min_segment_share)
+    choice = _rule_choice(elbow, fixed_k, k_min, k_max, min_segment_share, share_name)
     if choice.rule == "fixed" or previous_k is None or previous_k == choice.k:
         return choice
     return _keep_previous_unless_better(
@@ -162,10 +164,12 @@ def choose_k_within_gate(
 ) -> KChoice:
     """``choose_k`` that also respects the smallest-segment quality gate, so the rule never
     picks a k the gate then rejects. When no k meets the gate, the rule runs on its own bounds
-    and the gate reports the breach (exit 4, naming the gate) rather than the rule."""
+    and the gate reports the breach (exit 4, naming the gate) rather than the rule. The
+    reason names the gate when its threshold, not the rule's own, ruled the knee out."""
     share = max(min_segment_share, gate_min_segment_share or 0.0)
+    name = "gate_min_segment_share" if share > min_segment_share else "min_segment_share"
     try:
-        return choose_k(elbow, min_segment_share=share, **rule)  # type: ignore[arg-type]
+        return choose_k(elbow, min_segment_share=share, share_name=name, **rule)  # type: ignore[arg-type]
     except InputError:
         if share == min_segment_share:
             raise
@@ -226,6 +230,7 @@ def _rule_choice(
     k_min: int | None,
     k_max: int | None,
     min_segment_share: float,
+    share_name: str = "min_segment_share",
 ) -> KChoice:
     knee = find_knee(elbow)
     if fixed_k is not None:
@@ -256,18 +261,28 @@ def _rule_choice(
         )
     best = scored.loc[scored["silhouette"].idxmax()]
     k = int(best["k"])
-    why = "no knee in the inertia curve" if knee is None else _why_not(knee, elbow, low, high)
+    why = (
+        "no knee in the inertia curve"
+        if knee is None
+        else _why_not(knee, elbow, low, high, min_segment_share, share_name)
+    )
     return KChoice(
         k, "silhouette", f"{why}; best silhouette {best['silhouette']:.3f} at k={k}", knee
     )
 
 
-def _why_not(knee: int, elbow: pd.DataFrame, low: int, high: int) -> str:
-    """Why the knee is not an allowed k: outside the bounds, or a segment too small."""
+def _why_not(
+    knee: int, elbow: pd.DataFrame, low: int, high: int, threshold: float, share_name: str
+) -> str:
+    """Why the knee is not an allowed k: outside the bounds, or a segment too small (below
+    the setting ``share_name``, at ``threshold``)."""
     if not low <= knee <= high:
         return f"knee k={knee} is outside k={low}..{high}"
     share = float(elbow.loc[elbow["k"] == knee, "min_share"].iloc[0])
-    return f"knee k={knee} has a segment of {share:.1%} of customers, below min_segment_share"
+    return (
+        f"knee k={knee} has a segment of {share:.1%} of customers, below "
+        f"{share_name} ({threshold:.1%})"
+    )
 
 
 def _span(ks: pd.Series) -> str:

@@ -40,9 +40,15 @@ def default_aliases() -> dict[str, tuple[str, ...]]:
     return {CUSTOMER_ID: ID_SPELLINGS} | {n: c.aliases for n, c in spec.columns.items()}
 
 
-# Whole-field tokens read as missing, compared after stripping whitespace. A lone "-" is a common
-# placeholder; it never matches a negative number such as "-5", because matching is whole-field.
-NA_TOKENS = ("", "?", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "-")
+# Whole-field tokens read as missing, compared after stripping whitespace, in their lower,
+# upper and capitalised spellings (n/a, N/A, N/a; null, NULL, Null ...) and Excel's #N/A; NaN
+# only as NaN or nan (pandas' spellings: "NAN" stays text, not a number). A lone
+# "-" is a common placeholder; it never matches a negative number such as "-5", because matching
+# is whole-field. (A tuple of spellings, not a lower-cased comparison: no extra pass over the data.)
+_NA_WORDS = ("na", "n/a", "null", "none", "#n/a")
+NA_TOKENS = ("", "?", "-", "NaN", "nan") + tuple(
+    dict.fromkeys(v for w in _NA_WORDS for v in (w, w.upper(), w.capitalize()))
+)
 SEPARATORS = (",", ";", "\t", "|")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 

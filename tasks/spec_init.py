@@ -1,6 +1,7 @@
 """Write a starter segmentation spec for a file (``segment init``): every column with its
-inferred kind and role, the id guess, the observed range as checks, a suggested ``log1p`` for
-strongly right-skewed amounts, and a comment on each key.
+inferred kind and role, the id guess, the observed range and values as comments (the only check:
+``min = 0`` where no value is negative), a suggested ``log1p`` for strongly right-skewed
+amounts, and a comment on each key.
 
 Kinds and ranges come from ``pandera.infer_schema`` on the typed frame (the library that holds
 the project's contracts); the rest (roles, skew, labels) is decided here, in pure functions.
@@ -203,6 +204,10 @@ def render_spec(columns: list[Inferred], source: str, rows: int) -> str:
 
 
 def _column_lines(column: Inferred) -> list[str]:
+    """The keys of one column. What this one file holds is written as comments, not checks:
+    tomorrow's file may hold larger values or new codes, and a check would quarantine them.
+    The one check kept is the natural bound ``min = 0`` of a column with no negative value
+    (amounts, counts; ``log1p`` needs it)."""
     lines = [
         f"kind = {_q(column.kind)}  # numeric or categorical",
         f"label = {_q(column.label)}  # in segment names, plots and tables",
@@ -210,15 +215,20 @@ def _column_lines(column: Inferred) -> list[str]:
     if column.unit:
         lines.append(f"unit = {_q(column.unit)}")
     if column.kind == "numeric":
-        if column.minimum is not None:
-            lines.append(f"min = {_n(column.minimum)}  # check: smaller values are quarantined")
-        if column.maximum is not None:
+        if column.minimum is not None and column.maximum is not None:
             lines.append(
-                f"max = {_n(column.maximum)}  # check: the largest value seen; widen it for "
-                "future files"
+                f"# seen in this file: {_n(column.minimum)} to {_n(column.maximum)} (not checked; "
+                "add min/max to quarantine values outside a range)"
+            )
+        if column.minimum is not None and column.minimum >= 0:
+            lines.append(
+                "min = 0  # check: no value here is negative, so a negative one is quarantined"
             )
     elif column.allowed is not None:
-        lines.append(f"allowed = {_list(column.allowed)}  # check: other values are quarantined")
+        lines.append(
+            f"# allowed = {_list(column.allowed)}  # the values seen; uncomment to quarantine "
+            "any other value"
+        )
     may_miss = column.missing > 0 or column.role == "profile"
     lines.append(f"nullable = {_b(may_miss)}  # may the value be missing?")
     if column.role == "feature":

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from schemas.spec import (
     ID_SPELLINGS,
+    MALL_PRESET,
     NO_ID,
     NUMERIC,
     ColumnSpec,
@@ -37,6 +38,7 @@ SOURCE_ROW = "source_row"
 RESERVED = (CUSTOMER_ID, SOURCE_ROW, "segment_id", "previous_segment_id", "segment_name")
 MAX_CATEGORIES = 50  # a categorical feature with more values is refused (suggest --profile)
 NUMERIC_SHARE = 0.95  # a column is numeric when this share of its present values are numbers
+_DECIMAL_COMMA = r"[-+]?(?:\d{1,3}(?:\.\d{3})+|\d+),\d+"  # 1,5  -12,25  1.234,5
 
 
 class Column(BaseModel):
@@ -125,18 +127,26 @@ def normalise(header: str) -> str:
     return "".join(char for char in str(header).lower() if char.isalnum())
 
 
-def looks_like(spec: TableSpec, header: Sequence[str], explicit: Mapping[str, str]) -> bool:
-    """True when every feature of ``spec`` is found in ``header`` (by name or alias)."""
-    for name in spec.features:
-        if name == NUMERIC:
-            continue
+def _unmatched(spec: TableSpec, header: Sequence[str], explicit: Mapping[str, str]) -> list[str]:
+    """The columns of ``spec`` not found (or found ambiguously) in ``header``."""
+    missing = []
+    for name in spec.columns:
         try:
-            found = _find_spec_column(name, spec, header, explicit, "feature")
+            found = _find_spec_column(name, spec, header, explicit, "column")
         except InputError:
-            return False
+            found = None
         if found is None:
-            return False
-    return True
+            missing.append(name)
+    return missing
+
+
+def _outside(spec: TableSpec, names: Sequence[str]) -> list[str]:
+    """The ``names`` (``numeric`` included) that are no column of ``spec`` by name or alias."""
+    return [
+        name
+        for name in names
+        if name == NUMERIC or (name not in spec.columns and not _spec_key_for_alias(name, spec))
+    ]
 
 
 def choose_spec(
@@ -145,17 +155,39 @@ def choose_spec(
     explicit: Mapping[str, str] | None = None,
     **overrides: object,
 ) -> TableSpec:
-    """The spec for a file: the one given, else the Mall preset when the file has the Mall
-    columns, else the general default (every numeric column a feature); then the command
-    line's choices (``features``, ``profile``, ``id_column``, ``missing``, ``pca``) on top."""
+    """The spec for a file: the one given; else the Mall preset when the file has every column
+    of the preset and ``features`` (if given) names only preset columns; else the general
+    default (every numeric column a feature). Then the command line's choices (``features``,
+    ``profile``, ``id_column``, ``missing``, ``pca``) on top.
+
+    So ``--spec FILE`` (any spec) or ``--features numeric`` (or any column outside the preset)
+    never gets the preset, and a file that only shares the income and score headers with the
+    Mall file (a credit score, other columns) is segmented on its own columns."""
     if spec is None:
-        mall = mall_spec()
-        spec = mall if looks_like(mall, header, explicit or {}) else TableSpec()
+        spec = _mall_or_general(header, explicit or {}, overrides.get("features"))
     if spec.preset and overrides.get("features") and not overrides.get("profile"):
         # new features of a preset: its profile columns among them are no longer profile ones
         chosen = {_spec_key_for_alias(name, spec) or name for name in overrides["features"]}
         overrides["profile"] = tuple(name for name in spec.profile if name not in chosen)
     return spec.with_overrides(**overrides)
+
+
+def _mall_or_general(
+    header: Sequence[str], explicit: Mapping[str, str], features: Sequence[str] | None
+) -> TableSpec:
+    mall = mall_spec()
+    missing = _unmatched(mall, header, explicit)
+    outside = _outside(mall, features or ())
+    if not missing and not outside:
+        return mall
+    if len(missing) < len(mall.columns):  # some Mall-like headers: say why it is not the preset
+        why = f"no {', '.join(missing)} column" if missing else f"--features {' '.join(outside)}"
+        log.info(
+            "Mall preset not used (%s): the general defaults apply; --spec %s forces it",
+            why,
+            MALL_PRESET,
+        )
+    return TableSpec()
 
 
 def resolve_table(
@@ -182,6 +214,8 @@ def resolve_table(
     id_header, id_found = _resolve_id(spec, header, explicit)
     if spec.preset:
         _check_preset_columns(spec, header, explicit, id_found)
+    else:
+        _check_spec_columns(spec, header, explicit)
     roles: dict[str, tuple[str, Role]] = {}  # header -> (name, role)
 
     def take(name: str, role: Role) -> None:
@@ -221,12 +255,9 @@ def resolve_table(
                 roles[found[1]] = (found[0], "profile")
 
     kinds = {h: _kind(h, roles.get(h, (h, None))[0], spec, values, numeric_headers) for h in header}
+    _check_decimal_commas(header, roles, id_header, values, spec, wants_numeric)
     if wants_numeric:
-        for column_header in header:
-            if column_header in roles or column_header == id_header:
-                continue
-            if kinds[column_header] == "numeric" and not _constant(values, column_header):
-                roles[column_header] = (column_header, "feature")
+        _add_numeric_features(header, kinds, roles, id_header, values)
     columns = []
     for column_header in _ordered(header, roles, spec):
         name, role = roles[column_header]
@@ -284,6 +315,20 @@ def _check_preset_columns(
             missing.append(name)
     if missing:
         raise InputError(_missing_message(missing, spec, header))
+
+
+def _check_spec_columns(
+    spec: TableSpec, header: Sequence[str], explicit: Mapping[str, str]
+) -> None:
+    """Refuse a ``[columns.X]`` section of a spec whose X (or alias) is no header of the file:
+    a typo or a renamed column would otherwise lose its checks and transform silently."""
+    for key in spec.columns:
+        if _find_spec_column(key, spec, header, explicit, "column") is None:
+            raise InputError(
+                f"spec section [columns.{key}] names a column that is not in the file; "
+                f"{_found(header)}",
+                column=key,
+            )
 
 
 def _resolve_id(
@@ -413,10 +458,115 @@ def _kind(
     return "numeric" if parsed.notna().mean() >= NUMERIC_SHARE else "categorical"
 
 
+def _check_decimal_commas(
+    header: Sequence[str],
+    roles: Mapping[str, tuple[str, Role]],
+    id_header: str | None,
+    values: pd.DataFrame | None,
+    spec: TableSpec,
+    wants_numeric: bool,
+) -> None:
+    """Refuse a feature (or, with ``numeric``, any candidate column) holding numbers written
+    with decimal commas (``1,5``, ``1.234,5``): read as text, it would be taken for a category
+    or left out of the features, and the error would blame something else."""
+    if values is None:
+        return
+    for column_header in header:
+        if column_header == id_header or column_header not in values:
+            continue
+        role = roles.get(column_header, (column_header, None))
+        if role[1] != "feature" and not (wants_numeric and role[1] is None):
+            continue
+        if _spec_for(role[0], column_header, spec).kind == "categorical":
+            continue
+        example = decimal_comma_example(values[column_header])
+        if example is not None:
+            raise InputError(
+                f"numbers with decimal commas (e.g. {example!r}) read as text, not numbers: "
+                "convert the file to decimal points first, e.g. "
+                "pandas.read_csv(path, sep=';', decimal=',', thousands='.').to_csv(new_path, "
+                "index=False)",
+                column=column_header,
+            )
+
+
+def decimal_comma_example(values: pd.Series) -> str | None:
+    """A value of ``values`` written with a decimal comma, when nearly every present value is
+    a number once commas are read as decimal points (and points as thousands separators) but
+    not as written; else None."""
+    if pd.api.types.is_numeric_dtype(values):
+        return None
+    present = values.dropna().astype("str")
+    commas = present[present.str.fullmatch(_DECIMAL_COMMA)]
+    if present.empty or commas.empty:
+        return None
+    if pd.to_numeric(present, errors="coerce").notna().mean() >= NUMERIC_SHARE:
+        return None
+    converted = present.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+    if pd.to_numeric(converted, errors="coerce").notna().mean() < NUMERIC_SHARE:
+        return None
+    return str(commas.iloc[0])
+
+
+def _add_numeric_features(
+    header: Sequence[str],
+    kinds: Mapping[str, Kind],
+    roles: dict[str, tuple[str, Role]],
+    id_header: str | None,
+    values: pd.DataFrame | None,
+) -> None:
+    """``features = numeric``: every numeric column without a role becomes a feature, except
+    (each said in the log) a column spelled like an id (with ``--id-column none`` or another
+    id: clustering on an id is meaningless), a constant one (it cannot separate segments) and a
+    0/1 flag (a profile column instead: its rate per segment is described)."""
+    id_like, constant, flags = [], [], []
+    accepted = {normalise(s) for s in ID_SPELLINGS}
+    for column_header in header:
+        if column_header in roles or column_header == id_header:
+            continue
+        if kinds[column_header] != "numeric":
+            continue
+        if normalise(column_header) in accepted:
+            id_like.append(column_header)
+        elif _constant(values, column_header):
+            constant.append(column_header)
+        elif _flag(values, column_header):
+            flags.append(column_header)
+            roles[column_header] = (column_header, "profile")
+        else:
+            roles[column_header] = (column_header, "feature")
+    if id_like:
+        log.warning(
+            "Left out of the numeric features: %s (spelled like a customer id; kept in "
+            "raw.parquet): name it in --features to cluster on it",
+            ", ".join(id_like),
+        )
+    if constant:
+        log.warning(
+            "Left out of the numeric features: %s (one value in every row, cannot separate "
+            "segments)",
+            ", ".join(constant),
+        )
+    if flags:
+        log.info(
+            "0/1 flag column(s) described per segment as profile columns, not clustered on: %s "
+            "(name them in --features to cluster on them)",
+            ", ".join(flags),
+        )
+
+
 def _constant(values: pd.DataFrame | None, column_header: str) -> bool:
     if values is None or column_header not in values:
         return False
     return values[column_header].dropna().nunique() <= 1
+
+
+def _flag(values: pd.DataFrame | None, column_header: str) -> bool:
+    """Only the numbers 0 and 1 (both) among the present values: a yes/no flag."""
+    if values is None or column_header not in values:
+        return False
+    present = pd.to_numeric(values[column_header].dropna(), errors="coerce")
+    return bool(present.notna().all()) and set(present.unique()) == {0, 1}
 
 
 def _check_features(table: Table, values: pd.DataFrame | None) -> None:

@@ -38,6 +38,7 @@ import pytest
 import flows.segmentation  # noqa: F401 - Prefect sets up its log handlers on import: before capsys
 from flows.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from schemas.customers import COLUMNS, CUSTOMER_ID, SOURCE_ROW
+from schemas.spec import MALL_PRESET
 from tasks.clean import CleanResult, clean_customers
 from tasks.errors import InputError
 from tasks.ingest import read_customers
@@ -174,6 +175,8 @@ BAD_INPUTS = {
         ),
         "missing required column(s): gender (accepted: Genre, Gender, Sex); headers found: "
         "CustomerID, Age, Annual Income (k$), Spending Score (1-100)",
+        # without a gender column the file is not taken for the Mall file: --spec forces it
+        options=("--spec", str(MALL_PRESET)),
     ),
     "duplicate-column-names": BadInput(
         lambda tmp: write(tmp, csv_bytes("1,Female,30,40,50,31", header=MALL_HEADER + ",Age")),

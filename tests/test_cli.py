@@ -39,6 +39,29 @@ def test_help_lists_the_main_options(capsys):
         assert option in out
 
 
+def _subparsers() -> dict:
+    import argparse
+
+    from flows.cli import _parser
+    from flows.deployment import _parser as serve_parser
+
+    parser = _parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return {**commands.choices, "serve": serve_parser("segment serve")}
+
+
+@pytest.mark.parametrize("command", ["run", "init", "sample-data", "backfill", "serve"])
+def test_help_says_in_words_what_an_option_without_a_default_does(command):
+    parser = _subparsers()[command]
+    text = " ".join(parser.format_help().split())
+    for shown in ("(default: None)", "(default: [])", "(default: False)"):
+        assert shown not in text
+    for action in parser._actions:
+        if action.default is None and action.nargs != 0 and not action.required:
+            words = action.help.lower()
+            assert "default" in words or "unset" in words, (action.option_strings, action.help)
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -90,6 +113,48 @@ def test_column_errors_exit_with_bad_input_code_before_prefect_starts(
     err = capsys.readouterr().err.strip()
     assert err.startswith("segment: error: ") and message in err
     assert "\n" not in err
+
+
+def test_a_spec_section_for_no_column_of_the_file_exits_3_before_prefect_starts(
+    tmp_path, capsys, monkeypatch
+):
+    def no_prefect(**_):
+        raise AssertionError("Prefect was configured: the error came after slow work")
+
+    monkeypatch.setattr("flows.cli.configure_prefect", no_prefect)
+    spec = tmp_path / "spec.toml"
+    spec.write_text('features = ["Age"]\n[columns.Income]\nmin = 0\n')
+    args = ["run", "--spec", str(spec), "--output", str(tmp_path)]
+    assert main(args) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert "spec section [columns.Income] names a column that is not in the file" in err
+    assert "headers found: CustomerID, Gender, Age" in err and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ({}, "Mall preset (opt out: --spec FILE or --features numeric). Features: Annual Income"),
+        ({"features": ["numeric"]}, "General defaults (no --spec, not the Mall preset). Features:"),
+    ],
+    ids=["mall-preset", "features-numeric"],
+)
+def test_the_resolve_columns_log_line_says_whether_the_mall_preset_is_used(
+    options, said, monkeypatch
+):
+    import logging
+
+    import flows.segmentation as segmentation
+
+    lines: list[str] = []
+    logger = logging.getLogger("test.resolve")
+    logger.setLevel(logging.INFO)
+    monkeypatch.setattr(logger, "info", lambda message, *args: lines.append(message % args))
+    monkeypatch.setattr(segmentation, "get_run_logger", lambda: logger)
+    settings = segmentation.SegmentationSettings(input=DEFAULT_INPUT, **options)
+    table = segmentation.resolve_columns.fn(DEFAULT_INPUT, settings)
+    assert (table.preset == "mall") == (not options)
+    assert any(said in line for line in lines), lines
 
 
 def test_invalid_spec_file_names_its_key_and_line_before_prefect_starts(tmp_path, capsys):

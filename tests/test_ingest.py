@@ -199,7 +199,10 @@ def test_quoted_field_with_embedded_comma_stays_one_value(tmp_path):
     assert frame.loc[0, GENDER] == "Male, probably"
 
 
-@pytest.mark.parametrize("token", [b"?", b"NA", b"", b"N/A", b"null", b"nan", b"-", b" ? "])
+@pytest.mark.parametrize(
+    "token",
+    [b"?", b"NA", b"", b"N/A", b"n/a", b"null", b"Null", b"NULL", b"nan", b"-", b" ? ", b"#N/A"],
+)
 def test_missing_value_tokens_become_na(tmp_path, token):
     frame = _mall(tmp_path, b"1,Male," + token + b",15,39")
     assert pd.isna(frame.loc[0, AGE])

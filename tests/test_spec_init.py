@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from schemas.spec import parse_spec
+from tasks.clean import clean_customers
+from tasks.ingest import canonical_frame, expected_types, read_file, table_for_file
 from tasks.spec_init import infer_columns, starter_spec
 
 
@@ -65,6 +67,41 @@ def test_written_spec_parses_and_names_every_choice():
     assert data["profile"] == ["Region", "Segment", "Responded"]
     assert spec.columns["Spend ($)"].transform == "log1p"
     assert spec.columns["Visits"].missing == "median"  # it has a missing value
-    assert spec.columns["Region"].allowed == ("1", "2", "3")
+    # what this file holds is a comment, not a check (tomorrow may hold more)
+    assert spec.columns["Region"].allowed is None and spec.columns["Segment"].allowed is None
+    assert '# allowed = ["1", "2", "3"]' in text
+    assert spec.columns["Spend ($)"].max is None and spec.columns["Age (years)"].max is None
+    assert spec.columns["Spend ($)"].min == 0  # the natural bound of an amount is kept
+    assert spec.columns["Visits"].min == 0
     assert "# Email: text with 200 different values: not used" in text
     assert text.count("#") > 30  # a comment on each key
+
+
+def _clean_with(spec_path, data_path):
+    spec = parse_spec(spec_path.read_text())
+    table = table_for_file(data_path, spec=spec)
+    raw = read_file(data_path, expected=expected_types(table))
+    return clean_customers(canonical_frame(raw, table), max_quarantine_share=None, table=table)
+
+
+def test_the_starter_spec_runs_on_its_file_and_does_not_quarantine_a_new_days_values(tmp_path):
+    today = frame().drop(columns="source_row")
+    today_csv = tmp_path / "today.csv"
+    today.to_csv(today_csv, index=False)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(starter_spec(read_file(today_csv), str(today_csv)))
+    assert _clean_with(spec, today_csv).rows_quarantined == 0  # runs unchanged on its file
+
+    # tomorrow: larger amounts, older customers, a new region code and a new segment name
+    tomorrow = today.copy()
+    tomorrow.loc[0, "Spend ($)"] = str(float(today["Spend ($)"].astype(float).max()) * 3)
+    tomorrow.loc[1, "Age (years)"] = "97"
+    tomorrow.loc[2, "Region"] = "4"
+    tomorrow.loc[3, "Segment"] = "bronze"
+    tomorrow.loc[4, "Visits"] = "0"
+    tomorrow.loc[5, "Spend ($)"] = "-20"  # a negative amount is still refused
+    tomorrow_csv = tmp_path / "tomorrow.csv"
+    tomorrow.to_csv(tomorrow_csv, index=False)
+    result = _clean_with(spec, tomorrow_csv)
+    assert result.rows_quarantined == 1
+    assert result.quarantine["source_row"].tolist() == [6]

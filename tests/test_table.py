@@ -36,6 +36,45 @@ def test_numeric_features_are_every_numeric_column_but_the_id_and_constant_ones(
     assert table.profile == ()
 
 
+def test_numeric_leaves_out_flags_constants_and_id_like_columns_and_says_so(caplog):
+    values = CARDS.assign(
+        ACTIVE=["1", "0", "1", None],  # a 0/1 flag: a profile column, its rate described
+        CHURN_SCORE=["0", "1", "2", "1"],  # three values: a number like any other
+        ID=["7", "8", "9", "10"],  # spelled like an id while the id is CUST_ID
+    )
+    caplog.set_level("INFO", logger="tasks.table")
+    table = resolve(values, id_column="CUST_ID")
+    assert table.feature_names == ("BALANCE", "PURCHASES", "CHURN_SCORE")
+    assert [(c.name, c.role, c.kind) for c in table.profile] == [("ACTIVE", "profile", "numeric")]
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("TENURE (one value in every row" in line for line in warned)
+    assert any("numeric features: ID (spelled like a customer id" in line for line in warned)
+    said = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert any("0/1 flag column(s) described per segment" in line and "ACTIVE" in line
+               for line in said)  # fmt: skip
+    # named as a feature, a flag is clustered on
+    chosen = resolve(values, id_column="CUST_ID", features=["BALANCE", "ACTIVE"])
+    assert chosen.feature_names == ("BALANCE", "ACTIVE")
+
+
+def test_id_column_none_does_not_make_the_files_id_a_numeric_feature():
+    values = pd.DataFrame(
+        {
+            "CustomerID": ["1", "2", "3", "4"],
+            "Spend": ["10", "250", "40", "900"],
+            "Visits": ["1", "7", "3", "12"],
+        }
+    )
+    table = resolve(values, id_column="none")
+    assert table.id_header is None
+    assert table.feature_names == ("Spend", "Visits")  # not CustomerID
+    assert "CustomerID" not in table.names  # only in raw.parquet
+    assert resolve(values, id_column="none", features=["CustomerID", "Spend"]).feature_names == (
+        "CustomerID",
+        "Spend",
+    )  # named explicitly, it is used
+
+
 def test_profile_columns_are_described_not_clustered_and_keep_the_file_order():
     table = resolve(profile=["SEGMENT_HINT"], features=["PURCHASES", "BALANCE"])
     assert [(c.name, c.role, c.kind) for c in table.columns] == [
@@ -66,6 +105,49 @@ def test_mall_preset_features_may_be_named_by_their_headers_or_canonical_names()
     table = resolve_table(header, None, choose_spec(header, features=["Annual Income (k$)", "age"]))
     assert table.feature_names == ("age", "annual_income")
     assert {c.name for c in table.profile} == {"gender", "spending_score"}  # all kept
+
+
+MALL_HEADER = ["CustomerID", "Gender", "Age", "Annual Income (k$)", "Spending Score (1-100)"]
+
+
+def test_a_file_with_only_income_and_score_headers_is_not_taken_for_the_mall_file(caplog):
+    # a credit table: Income and Score (a credit score of 300-850) and other columns
+    values = pd.DataFrame(
+        {
+            "ID": ["1", "2", "3"],
+            "Income": ["52000", "61000", "38000"],
+            "Score": ["640", "812", "455"],
+            "Tenure": ["3", "9", "1"],
+        }
+    )
+    header = list(values.columns)
+    caplog.set_level("INFO", logger="tasks.table")
+    spec = choose_spec(header)
+    assert spec.preset is None
+    assert "Mall preset not used (no gender, age column)" in caplog.text
+    table = resolve_table(header, values, spec)
+    assert table.feature_names == ("Income", "Score", "Tenure")
+    assert table.column("Score").spec.max is None  # no Mall range (score <= 100) on it
+    # features named outside the preset: the general defaults, even with every Mall column
+    chosen = choose_spec(MALL_HEADER + ["Visits"], features=["Visits", "Annual Income (k$)"])
+    assert chosen.preset is None
+
+
+def test_the_mall_preset_needs_every_preset_column_and_features_within_it():
+    assert choose_spec(MALL_HEADER).preset == "mall"
+    assert choose_spec(MALL_HEADER, features=["age", "Spending Score (1-100)"]).preset == "mall"
+    assert choose_spec(MALL_HEADER + ["Visits"], profile=["Visits"]).preset == "mall"
+    # opt-outs: --features numeric, or any spec file
+    numeric = choose_spec(MALL_HEADER, features=["numeric"])
+    assert numeric.preset is None and numeric.features == ("numeric",)
+    assert choose_spec(MALL_HEADER, TableSpec()).preset is None
+    # a Mall file without its gender column gets the general defaults
+    assert choose_spec([h for h in MALL_HEADER if h != "Gender"]).preset is None
+    # --spec with the preset file itself forces the preset (and its required columns)
+    forced = choose_spec(MALL_HEADER[1:], mall_spec())
+    assert forced.preset == "mall"
+    with pytest.raises(InputError, match="missing required column"):
+        resolve_table(MALL_HEADER[:1] + MALL_HEADER[2:], None, mall_spec())
 
 
 def test_mall_table_is_the_preset_on_canonical_names():
@@ -137,6 +219,24 @@ def test_invalid_spec_names_the_key_and_its_line():
         parse_spec("features = [\n")
 
 
+def test_a_spec_section_for_a_column_the_file_does_not_have_is_refused():
+    spec = parse_spec(
+        'features = ["BALANCE"]\n[columns.BALANCE]\nmin = 0\n[columns.BALANSE]\nmin = 0\n'
+    )
+    with pytest.raises(InputError) as caught:
+        resolve_table(HEADER, CARDS, spec)
+    assert str(caught.value) == (
+        "column 'BALANSE': spec section [columns.BALANSE] names a column that is not in the "
+        "file; headers found: CUST_ID, BALANCE, PURCHASES, TENURE, SEGMENT_HINT"
+    )
+    # found by an alias, or mapped with --column, it is a column of the file
+    aliased = parse_spec('[columns.balance_usd]\naliases = ["BALANCE"]\n')
+    assert resolve_table(HEADER, CARDS, aliased).column("BALANCE").header == "BALANCE"
+    assert resolve_table(HEADER, CARDS, spec, {"BALANSE": "PURCHASES"}).feature_names == (
+        "BALANCE",
+    )
+
+
 def test_command_line_choices_override_the_spec():
     spec = parse_spec('features = ["BALANCE"]\nmissing = "quarantine"\n')
     chosen = choose_spec(HEADER, spec, None, features=["PURCHASES"], missing="median")
@@ -155,3 +255,29 @@ def test_table_for_file_reads_only_a_sample_and_finds_parquet_numbers(tmp_path):
     assert table.column("BALANCE").kind == "numeric"
     raw = read_file(path)
     assert list(raw.columns) == ["source_row", *HEADER]  # the file's own headers
+
+
+def test_numbers_with_decimal_commas_are_refused_with_a_message_that_says_so(tmp_path):
+    path = tmp_path / "cards.csv"
+    path.write_text(
+        "CUST_ID;BALANCE;PURCHASES;CITY\n"
+        'C1;40,9;1.095,40;"Lyon, Rhone"\n'
+        'C2;3202,5;0;"Paris, IDF"\n'
+        'C3;2495,1;773,2;"Nice, PACA"\n'
+        "C4;12;1499;Metz\n"
+    )
+    expected = (
+        "column 'BALANCE': numbers with decimal commas (e.g. '40,9') read as text, not numbers: "
+        "convert the file to decimal points first"
+    )
+    for choices in ({}, {"features": ["PURCHASES", "BALANCE"]}):
+        with pytest.raises(InputError) as caught:
+            table_for_file(path, **choices)
+        assert expected in str(caught.value)
+    with pytest.raises(
+        InputError, match=r"column 'PURCHASES': numbers with decimal commas \(e\.g\. '1\.095,40'\)"
+    ):
+        table_for_file(path, features=["PURCHASES"])
+    # a text column with commas is no number: as a feature it is a category, not refused
+    table = table_for_file(path, features=["CITY"])
+    assert table.column("CITY").kind == "categorical"

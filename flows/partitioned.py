@@ -16,22 +16,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from flows.run_folder import fails_without_persisting, staged_run
 from flows.runners import flow_dask_client
-from flows.segmentation import pick_k, publish, quality_gates, sweep_on_workers
+from flows.segmentation import columns_of, pick_k, publish, quality_gates, sweep_on_workers
 from flows.settings import SegmentationSettings
-from schemas.spec import load_spec
 from tasks import partitioned, plots
 from tasks.describe import Described, compared_previous, named_centroids
 from tasks.elbow import KChoice
 from tasks.fit import Segmentation
 from tasks.history import load_previous_run
 from tasks.identity import PreviousRun, changes_since, match_segments
-from tasks.ingest import table_for_file
 from tasks.manifest import StepTimer, build_manifest, new_run_id, utc_now
 from tasks.model import build_model
 from tasks.partitioned import ClusterSpace, Partitions
@@ -48,19 +46,7 @@ _TASK = {"cache_policy": NO_CACHE, "persist_result": False}
 def resolve_columns(settings: SegmentationSettings) -> tuple[tuple[Path, ...], Table]:
     """The partition files, and the columns resolved from the first file with data rows."""
     files = partition_files(settings.input)
-    spec = load_spec(settings.spec) if settings.spec else None
-    table = table_for_file(
-        first_data_file(files),
-        spec=spec,
-        columns=settings.columns,
-        **settings.column_choices(),
-    )
-    get_run_logger().info(
-        "Features: %s; profile columns: %s; id: %s",
-        ", ".join(c.header for c in table.features),
-        ", ".join(c.header for c in table.profile) or "none",
-        table.id_header or "none (data row numbers)",
-    )
+    table = columns_of(first_data_file(files), settings)
     return files, table
 
 

@@ -53,7 +53,7 @@ from tasks.report import finish_run, write_run_files, write_table
 from tasks.retry import retry_delays, retry_on_transient
 from tasks.scale import ScaledFeatures, check_features_vary, feature_frame, scale_features
 from tasks.snapshots import resolve_input
-from tasks.table import Table, describe_table
+from tasks.table import Table, columns_line, describe_table
 
 # The task modules log with the standard library; with PREFECT_LOGGING_EXTRA_LOGGERS=tasks
 # (set by the CLI and prefect.toml) their INFO lines reach the run's log in the Prefect UI.
@@ -94,25 +94,17 @@ def resolve_columns(source: Path, settings: SegmentationSettings) -> Table:
     """Which columns are the id, the features and the profile columns (from the header and
     the first rows; the spec file, else the Mall preset for a Mall-like file, else every
     numeric column), each column's kind, label and checks."""
+    return columns_of(source, settings)
+
+
+def columns_of(source: Path, settings: SegmentationSettings) -> Table:
+    """The resolved columns of ``source`` (a file, or a partitioned input's first data file),
+    logged with where they came from."""
     spec = load_spec(settings.spec) if settings.spec else None
     table = table_for_file(
         source, sep=settings.sep, spec=spec, columns=settings.columns, **settings.column_choices()
     )
-    if settings.spec:
-        source_of_columns = f"Spec {settings.spec}"
-    elif table.preset:
-        source_of_columns = (
-            f"{table.preset.capitalize()} preset (opt out: --spec FILE or --features numeric)"
-        )
-    else:
-        source_of_columns = "General defaults (no --spec, not the Mall preset)"
-    get_run_logger().info(
-        "%s. Features: %s; profile columns: %s; id: %s",
-        source_of_columns,
-        ", ".join(c.header for c in table.features),
-        ", ".join(c.header for c in table.profile) or "none",
-        table.id_header or "none (data row numbers)",
-    )
+    get_run_logger().info(columns_line(table, settings.spec))
     return table
 
 

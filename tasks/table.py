@@ -624,3 +624,19 @@ def check_partitioned_table(table: Table, folder: str | Path) -> None:
             "for a partitioned input yet: use --missing quarantine (or fill them upstream)",
             path=folder,
         )
+
+
+def columns_line(table: Table, spec: str | Path | None) -> str:
+    """One log line: where the columns came from, the features, profile columns and id."""
+    if spec:
+        origin = f"Spec {spec}"
+    elif table.preset:
+        origin = f"{table.preset.capitalize()} preset (opt out: --spec FILE or --features numeric)"
+    else:
+        origin = "General defaults (no --spec, not the Mall preset)"
+    return "{}. Features: {}; profile columns: {}; id: {}".format(
+        origin,
+        ", ".join(c.header for c in table.features),
+        ", ".join(c.header for c in table.profile) or "none",
+        table.id_header or "none (data row numbers)",
+    )

@@ -364,10 +364,11 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    problem = check_columns(settings)  # wrong column names etc.: before any slow work
+    problem = check_input(settings)  # wrong column names, k, etc.: before any slow work
     if problem is not None:
-        print(f"segment: error: {problem}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        code, message = problem
+        print(f"segment: error: {message}", file=sys.stderr)
+        return code
 
     configure_prefect(quiet=args.quiet)
     from flows.runners import flow_for, prefect_api_for_workers  # Prefect imported when needed
@@ -390,20 +391,21 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return EXIT_OK
 
 
-def check_columns(settings: SegmentationSettings) -> str | None:
-    """Resolve the input's columns from its header and first rows, as the flow will: the
-    one-line reason when they cannot work (a column not in the file, a text column as a
-    numeric feature, a feature with one value ...), else None. A partitioned Dask input is
-    checked by its flow."""
+def check_input(settings: SegmentationSettings) -> tuple[int, str] | None:
+    """Check the input as the flow will use it, from its header, first rows and row count:
+    ``(exit code, one-line reason)`` when it cannot work, else None. Usage errors (an unknown
+    ``--column`` name, a k above the number of rows) exit with EXIT_USAGE; the input's own
+    problems (a column not in the file, a text column as a numeric feature, a feature with one
+    value ...) with EXIT_BAD_INPUT. A partitioned Dask input is checked by its flow."""
     from schemas.spec import load_spec
-    from tasks.errors import InputError
-    from tasks.ingest import table_for_file
+    from tasks.errors import ColumnMappingError, InputError
+    from tasks.ingest import count_data_rows, table_for_file
     from tasks.snapshots import PARTITIONED_NEEDS_DASK, is_partitioned_input, resolve_input
 
     if is_partitioned_input(settings.input):  # checked by its flow, part by part
         if settings.runner == "dask":
             return None
-        return f"{settings.input}: {PARTITIONED_NEEDS_DASK}"
+        return EXIT_BAD_INPUT, f"{settings.input}: {PARTITIONED_NEEDS_DASK}"
     quiet = logging.getLogger("tasks")  # the flow logs the same warnings again, in its run log
     level, quiet.level = quiet.level, logging.ERROR
     try:
@@ -416,10 +418,16 @@ def check_columns(settings: SegmentationSettings) -> str | None:
             columns=settings.columns,
             **settings.column_choices(),
         )
+        rows = count_data_rows(source)
+    except ColumnMappingError as error:
+        return EXIT_USAGE, str(error)
     except InputError as error:
-        return str(error)
+        return EXIT_BAD_INPUT, str(error)
     finally:
         quiet.setLevel(level)
+    too_many = settings.k_beyond(rows, "the input has rows", options=True)
+    if too_many is not None:
+        return EXIT_USAGE, f"{source}: {too_many}"
     return None
 
 

@@ -374,6 +374,9 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
             cleaned = clean(raw, table, source, settings)
             del raw  # the input as read is not needed again: free it before the fit
             release_unused_memory()
+            too_many = settings.k_beyond(len(cleaned.customers), "there are clean customers")
+            if too_many is not None:  # refused before the sweep, not after it
+                raise InputError(too_many)
         with step("scale"):
             scaled = scale(cleaned.customers, table, settings)
         with step("elbow"):

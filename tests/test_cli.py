@@ -65,6 +65,13 @@ def test_missing_input_file_exits_with_bad_input_code_before_prefect_starts(tmp_
     assert err == f"segment: error: {missing}: no such file"
 
 
+def _no_prefect(monkeypatch) -> None:
+    def no_prefect(**_):
+        raise AssertionError("Prefect was configured: the error came after slow work")
+
+    monkeypatch.setattr("flows.cli.configure_prefect", no_prefect)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -82,14 +89,78 @@ def test_missing_input_file_exits_with_bad_input_code_before_prefect_starts(tmp_
 def test_column_errors_exit_with_bad_input_code_before_prefect_starts(
     args, message, capsys, monkeypatch
 ):
-    def no_prefect(**_):
-        raise AssertionError("Prefect was configured: the error came after slow work")
-
-    monkeypatch.setattr("flows.cli.configure_prefect", no_prefect)
+    _no_prefect(monkeypatch)
     assert main(["run", *args]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip()
     assert err.startswith("segment: error: ") and message in err
     assert "\n" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--k", "500"], "--k 500 asks for more segments than the input has rows (3,036)"),
+        (["--k-max", "4000"], "--k-max 4000 asks for more segments than the input has rows"),
+        (["--k-min", "3037"], "--k-min 3037 asks for more segments than the input has rows"),
+    ],
+    ids=["k", "k-max", "k-min"],
+)
+def test_k_above_the_number_of_rows_is_a_usage_error_before_prefect_starts(
+    args, message, tmp_path, capsys, monkeypatch
+):
+    _no_prefect(monkeypatch)
+    small = tmp_path / "small.csv"
+    lines = DEFAULT_INPUT.read_text().splitlines()
+    if args[0] == "--k":  # 200 customers, as in the issue: --k 500 would sweep k = 1..196
+        small.write_text("\n".join(lines[:201]) + "\n")
+        message = "--k 500 asks for more segments than the input has rows (200); use at most 200"
+    else:
+        small = DEFAULT_INPUT
+    assert main(["run", "--input", str(small), "--output", str(tmp_path), *args]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(f"segment: error: {small}: ") and message in err
+    assert err.count("\n") == 1
+
+
+def test_k_equal_to_the_number_of_rows_passes_the_check(tmp_path):
+    from flows.cli import check_input
+    from flows.settings import SegmentationSettings
+
+    small = tmp_path / "small.csv"
+    small.write_text("\n".join(DEFAULT_INPUT.read_text().splitlines()[:21]))  # no final newline
+    assert check_input(SegmentationSettings(input=small, k=20)) is None
+    code, message = check_input(SegmentationSettings(input=small, k=21))
+    assert code == EXIT_USAGE and "rows (20)" in message
+
+
+def test_rows_are_counted_from_parquet_metadata_and_csv_lines(tmp_path):
+    import pandas as pd
+
+    from tasks.ingest import count_data_rows
+
+    frame = pd.DataFrame({"id": range(1234), "x": 1.0})
+    frame.to_parquet(tmp_path / "t.parquet")
+    assert count_data_rows(tmp_path / "t.parquet") == 1234
+    (tmp_path / "crlf.csv").write_bytes(b"id,x\r\n1,2\r\n3,4\r\n")
+    (tmp_path / "cr.csv").write_bytes(b"id,x\r1,2\r3,4")
+    (tmp_path / "header.csv").write_bytes(b"id,x\n")
+    assert count_data_rows(tmp_path / "crlf.csv") == 2
+    assert count_data_rows(tmp_path / "cr.csv") == 2
+    assert count_data_rows(tmp_path / "header.csv") == 0
+
+
+def test_unknown_column_key_is_a_usage_error_before_prefect_starts(tmp_path, capsys, monkeypatch):
+    _no_prefect(monkeypatch)
+    args = ["run", "--output", str(tmp_path), "--column", "shoe_size=Age"]
+    assert main(args) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("segment: error: ")
+    assert "unknown canonical column(s) in the mapping: ['shoe_size']" in err
+    assert "customer_id, gender, age, annual_income, spending_score" in err
+    assert err.count("\n") == 1
+    # a known key mapped to a header the file lacks is still the input's problem (exit 3)
+    args = ["run", "--output", str(tmp_path), "--column", "age=Alter"]
+    assert main(args) == EXIT_BAD_INPUT
 
 
 def test_invalid_spec_file_names_its_key_and_line_before_prefect_starts(tmp_path, capsys):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from flows.environment import configure_prefect, internal_error_line, one_line
+from flows.environment import configure_prefect, internal_error_line, one_line, quiet_console
 from flows.settings import DEFAULT_INPUT, DEFAULT_SNAPSHOTS, SegmentationSettings
 
 EXIT_OK = 0
@@ -213,7 +213,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--run-id", default=None, help="name of the run folder; by default <UTC time>-<flow run id>"
     )
-    run.add_argument("--quiet", action="store_true", help="only warnings and the summary")
+    run.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only warnings and the summary (a failure: its one-line message); the "
+        "run's full log stays in the Prefect UI",
+    )
     run.set_defaults(handler=_run)
 
     commands.add_parser(
@@ -370,11 +375,13 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"segment: error: {message}", file=sys.stderr)
         return code
 
-    configure_prefect(quiet=args.quiet)
+    configure_prefect()
     from flows.runners import flow_for, prefect_api_for_workers  # Prefect imported when needed
     from tasks.errors import InputError
     from tasks.gates import GateError
 
+    if args.quiet:
+        quiet_console()
     try:
         with prefect_api_for_workers(settings):
             manifest = flow_for(settings)(settings)
@@ -433,6 +440,8 @@ def check_input(settings: SegmentationSettings) -> tuple[int, str] | None:
 
 def format_summary(manifest: dict) -> str:
     """The terminal summary: segments, sizes, names, row accounting, output folder."""
+    from tasks.artifacts import duplicates_warning  # pandas: loaded by the run already
+
     rows, choice = manifest["rows"], manifest["k"]
     total = sum(s["size"] for s in manifest["segments"])
     lines = [
@@ -451,6 +460,9 @@ def format_summary(manifest: dict) -> str:
         f"Rows: {rows['rows_read']:,} read = {rows['rows_kept']:,} segmented + "
         f"{rows['rows_quarantined']:,} quarantined + {rows['duplicates_dropped']:,} duplicates",
     ]
+    warning = duplicates_warning(rows)
+    if warning is not None:
+        lines.append(warning)
     filled = manifest.get("missing_filled") or {}
     if filled:
         listed = ", ".join(f"{name} {count:,}" for name, count in filled.items())

@@ -15,6 +15,22 @@ SUMMARY_PLOTS = {
 }
 
 
+# More than this share of the rows read dropped as exact duplicates: the summaries warn.
+MOSTLY_DUPLICATES = 0.5
+
+
+def duplicates_warning(rows: Mapping[str, int]) -> str | None:
+    """A warning when most rows read were exact duplicates (e.g. one file pasted many times
+    over): the run goes on, on the distinct rows, but someone should look at the file."""
+    read, dropped = rows["rows_read"], rows["duplicates_dropped"]
+    if not read or dropped / read <= MOSTLY_DUPLICATES:
+        return None
+    return (
+        f"Warning: {dropped:,} of the {read:,} rows read ({dropped / read:.1%}) were exact "
+        "duplicates and were dropped; check how the file was produced"
+    )
+
+
 MALL_MEANS = {"annual_income": "income (k$)", "spending_score": "spending score"}
 MAX_MEAN_COLUMNS = 4  # feature means shown in the summary's segment table
 
@@ -58,6 +74,9 @@ def summary_markdown(
         f"{rows['rows_quarantined']:,} quarantined + "
         f"{rows['duplicates_dropped']:,} exact duplicates dropped.",
     ]
+    warning = duplicates_warning(rows)
+    if warning is not None:
+        lines += ["", f"**{warning}**"]
     lines += _changes_lines(manifest.get("changes"))
     lines += ["", f"**Files**: `{manifest['output_folder']}`"]
     for name, caption in SUMMARY_PLOTS.items():

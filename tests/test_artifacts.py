@@ -109,6 +109,22 @@ def test_summary_names_run_k_rule_segments_and_row_accounting():
     assert "| 4 | High income, low spending | 2 | 50.0% | 92.0 | 12.0 |" in text
 
 
+def test_summary_warns_when_most_rows_read_were_duplicates():
+    rows = {
+        "rows_read": 57600,
+        "rows_kept": 200,
+        "rows_quarantined": 0,
+        "duplicates_dropped": 57400,
+    }
+    text = summary_markdown({**manifest(None), "rows": rows}, profiles())
+    assert (
+        "**Warning: 57,400 of the 57,600 rows read (99.7%) were exact duplicates and were "
+        "dropped; check how the file was produced**"
+    ) in text
+    half = {"rows_read": 100, "rows_kept": 50, "rows_quarantined": 0, "duplicates_dropped": 50}
+    assert "Warning" not in summary_markdown({**manifest(None), "rows": half}, profiles())
+
+
 def test_summary_embeds_the_key_plots_as_data_uris_in_a_fixed_order():
     images = {"transitions.png": b"T", "elbow.png": b"E", "segments.png": b"S", "eda.png": b"X"}
     text = summary_markdown(manifest(None), profiles(), images)

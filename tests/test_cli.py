@@ -290,7 +290,29 @@ def test_summary_lists_segments_rows_and_output_folder():
     assert "k = 2 (elbow: knee at k=2)" in text
     assert "    1         30   75.0%  Low income, low spending" in text
     assert "Rows: 45 read = 40 segmented + 3 quarantined + 2 duplicates" in text
+    assert "Warning" not in text
     assert text.endswith("Output: outputs/runs/x")
+
+
+def test_summary_warns_when_most_rows_read_were_duplicates():
+    manifest = {
+        "input": {"path": "copies.csv"},
+        "k": {"chosen": 2, "rule": "elbow", "reason": "knee at k=2"},
+        "segments": [{"id": 1, "name": "A", "size": 150}, {"id": 2, "name": "B", "size": 50}],
+        "rows": {
+            "rows_read": 57_600,
+            "rows_kept": 200,
+            "rows_quarantined": 0,
+            "duplicates_dropped": 57_400,
+        },
+        "output_folder": "outputs/runs/x",
+    }
+    lines = format_summary(manifest).splitlines()
+    rows = lines.index("Rows: 57,600 read = 200 segmented + 0 quarantined + 57,400 duplicates")
+    assert lines[rows + 1] == (
+        "Warning: 57,400 of the 57,600 rows read (99.7%) were exact duplicates and were "
+        "dropped; check how the file was produced"
+    )
 
 
 def _segment(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -318,6 +340,7 @@ def test_segment_run_on_the_mall_file_with_a_temporary_server(tmp_path, shared_d
     assert result.returncode == EXIT_OK, result.stderr
     assert "Segmented 200 customers" in result.stdout
     assert "k = 5 (elbow" in result.stdout
+    assert " | INFO " not in result.stderr  # --quiet: warnings only (INFO shows without it)
     for size, name in [(22, "Low income, high spending"), (81, "Average income, average spending")]:
         assert any(str(size) in line and name in line for line in result.stdout.splitlines())
     assert (tmp_path / "latest" / "manifest.json").is_file()
@@ -343,6 +366,7 @@ def test_segment_run_against_a_running_server_reports_bad_input_in_one_line(
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"segment: error: {conflict}")
     assert "merge-conflict markers at lines 1, 203, 405" in last
+    assert result.stderr == f"{last}\n"  # --quiet: the failure once, no Prefect ERROR lines
     assert not (tmp_path / "latest").exists()
 
 
@@ -363,6 +387,7 @@ def test_breached_quality_gate_exits_with_gate_code_and_keeps_no_run(tmp_path, p
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("segment: quality gate failed: silhouette_floor: silhouette 0.")
     assert last.endswith("is below 0.99; outputs/latest is unchanged")
+    assert result.stderr == f"{last}\n"  # --quiet: the failure once, no Prefect ERROR lines
     assert not (tmp_path / "latest").exists()
 
 

@@ -20,6 +20,8 @@ EXIT_USAGE = 2  # bad command-line arguments (argparse's convention)
 EXIT_BAD_INPUT = 3  # the input data cannot be segmented: the message says why
 EXIT_GATE = 4  # the run breached a quality gate; outputs/latest still names the previous run
 
+ADHOC_TAGS = ("segmentation", "adhoc")  # a deployment's runs are tagged "nightly" instead
+
 log = logging.getLogger("flows.cli")
 
 
@@ -121,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=defaults.read_retry_delay,
         metavar="SECONDS",
-        help="wait before the first retry; doubles each retry",
+        help="wait before each retry",
     )
     run.add_argument(
         "--runner",
@@ -376,6 +378,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return code
 
     configure_prefect()
+    from prefect import tags
+
     from flows.runners import flow_for, prefect_api_for_workers  # Prefect imported when needed
     from tasks.errors import InputError
     from tasks.gates import GateError
@@ -383,7 +387,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.quiet:
         quiet_console()
     try:
-        with prefect_api_for_workers(settings):
+        with prefect_api_for_workers(settings), tags(*ADHOC_TAGS):
             manifest = flow_for(settings)(settings)
     except InputError as error:
         print(f"segment: error: {error}", file=sys.stderr)

@@ -19,7 +19,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from flows.run_folder import fails_without_persisting, staged_run
+from flows.run_folder import (
+    fails_without_persisting,
+    flow_run_name,
+    run_artifact_key,
+    run_id_for,
+    staged_run,
+)
 from flows.runners import flow_dask_client
 from flows.segmentation import pick_k, quality_gates, sweep_on_workers
 from flows.settings import SegmentationSettings
@@ -28,7 +34,7 @@ from tasks import partitioned, plots
 from tasks.artifacts import summary_markdown
 from tasks.elbow import KChoice
 from tasks.fit import Segmentation
-from tasks.manifest import StepTimer, build_manifest, new_run_id, utc_now
+from tasks.manifest import StepTimer, build_manifest, utc_now
 from tasks.model import build_model, model_to_json
 from tasks.partitioned import Partitions
 from tasks.profile import name_segments
@@ -145,24 +151,31 @@ def write_report(
 
 
 @task(name="publish-run", **_TASK)
-def publish(staging: Path, manifest: dict, profiles: pd.DataFrame) -> dict:
+def publish(
+    staging: Path, manifest: dict, profiles: pd.DataFrame, settings: SegmentationSettings
+) -> dict:
     """Write the manifest last, publish the run folder, point `latest` at it."""
     final = finish_run(staging, manifest)
     manifest = {**manifest, "output_folder": str(final)}
     images = {name: (final / name).read_bytes() for name in ("elbow.png", "segments.png")}
     create_markdown_artifact(
-        key="segmentation-summary",
+        key=run_artifact_key("segmentation-summary", settings),
         markdown=summary_markdown(manifest, profiles, images),
         description="Segments, chosen k, row accounting and plots (partitioned input on Dask)",
     )
     return manifest
 
 
-@flow(name="customer-segmentation-partitioned", log_prints=True, persist_result=False)
+@flow(
+    name="customer-segmentation-partitioned",
+    flow_run_name=flow_run_name,  # segment-<run-id>, as the run folder
+    log_prints=True,
+    persist_result=False,
+)
 @fails_without_persisting  # a failed run writes no pickle of its exception either
 def segment_partitioned(settings: SegmentationSettings) -> dict:
     """Segment a folder of Parquet partition files on Dask; returns the run's manifest."""
-    run_id = settings.run_id or new_run_id(str(flow_run.get_id() or "local"))
+    run_id = run_id_for(settings)  # the flow run's name is segment-<run-id>
     started, step = utc_now(), StepTimer()
     with staged_run(settings.output_dir, run_id, settings.input) as staging:
         with step("clean"):
@@ -193,7 +206,7 @@ def segment_partitioned(settings: SegmentationSettings) -> dict:
             timings=step.as_dict(),
             settings=settings.model_dump(mode="json"),
         )
-        return publish(staging, manifest, profiles)
+        return publish(staging, manifest, profiles, settings)
 
 
 def _features(settings: SegmentationSettings) -> list[str]:

@@ -151,7 +151,7 @@ class SegmentationSettings(BaseModel):
         1.0,
         ge=0,
         le=300,
-        description="seconds before the first retry of reading the input; doubles each retry",
+        description="seconds to wait before each retry of reading the input",
     )
 
     @model_validator(mode="after")

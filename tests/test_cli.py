@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -404,3 +405,60 @@ def test_segment_run_names_what_to_do_when_prefects_server_times_out(tmp_path):
         f"segment: internal error: Prefect's temporary server did not start within 0 s "
         f"{STARTUP_HINT}"
     )
+
+
+@pytest.mark.flow
+def test_an_adhoc_run_of_mostly_duplicates_warns_and_is_named_tagged_and_keyed_for_the_ui(
+    tmp_path, shared_data, prefect_server
+):
+    """Not --quiet: the INFO lines the quiet tests do not see are there. The Mall file three
+    times over: 600 rows read, 400 exact duplicates dropped; the run goes on, with a warning."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
+    from prefect.settings import PREFECT_API_URL
+
+    from tasks.artifacts import artifact_key
+
+    lines = (shared_data / "mall_customers.csv").read_text().splitlines()
+    copies = tmp_path / "copies.csv"
+    copies.write_text("\n".join([lines[0], *lines[1:] * 3]) + "\n")
+    output = tmp_path / "adhoc-out"
+    result = _segment(
+        "run", "--input", str(copies), "--output", str(output),
+        env={"PREFECT_API_URL": PREFECT_API_URL.value()},
+    )  # fmt: skip
+    assert result.returncode == EXIT_OK, result.stderr
+    assert "Rows: 600 read = 200 segmented + 0 quarantined + 400 duplicates\n" in result.stdout
+    assert (
+        "Warning: 400 of the 600 rows read (66.7%) were exact duplicates and were dropped"
+        in result.stdout
+    )
+    assert " | INFO    | tasks.clean - " in result.stderr  # shown without --quiet
+
+    manifest = json.loads((output / "latest" / "manifest.json").read_text())
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(manifest["flow_run_id"])
+        only_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        artifacts = {a.key: a for a in client.read_artifacts(artifact_filter=only_run) if a.key}
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+        )
+    assert run.name == f"segment-{manifest['run_id']}"  # the run folder's name
+    assert "adhoc" in run.tags and "nightly" not in run.tags
+    keys = {
+        base: artifact_key(base, output, deployment=False)
+        for base in ("segmentation-summary", "segment-profiles", "elbow-sweep-progress")
+    }
+    assert set(keys.values()) <= set(artifacts)
+    assert not {"segmentation-summary", "segment-profiles"} & set(artifacts)
+    assert "Warning: 400 of the 600 rows read" in artifacts[keys["segmentation-summary"]].data
+    profiles = json.loads(artifacts[keys["segment-profiles"]].data)
+    assert {row["share"] for row in profiles} >= {"11.0%", "40.5%"}
+    (ingest,) = [t for t in tasks if t.name.startswith("ingest")]
+    delay = ingest.empirical_policy.retry_delay
+    assert isinstance(delay, int | float) and delay == 1.0  # a number, not a list (NaN in the UI)

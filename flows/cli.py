@@ -429,14 +429,15 @@ def check_input(settings: SegmentationSettings) -> tuple[int, str] | None:
             columns=settings.columns,
             **settings.column_choices(),
         )
-        rows = count_data_rows(source)
+        asks_k = any(k is not None for k in (settings.k, settings.k_min, settings.k_max))
+        rows = count_data_rows(source) if asks_k else None  # reads a CSV through: only if needed
     except ColumnMappingError as error:
         return EXIT_USAGE, str(error)
     except InputError as error:
         return EXIT_BAD_INPUT, str(error)
     finally:
         quiet.setLevel(level)
-    too_many = settings.k_beyond(rows, "the input has rows", options=True)
+    too_many = None if rows is None else settings.k_beyond(rows, "the input has rows", options=True)
     if too_many is not None:
         return EXIT_USAGE, f"{source}: {too_many}"
     return None

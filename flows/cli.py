@@ -16,6 +16,7 @@ from flows.environment import (
     configure_prefect,
     internal_error_line,
     one_line,
+    quiet_console,
 )
 from flows.settings import DEFAULT_INPUT, DEFAULT_SNAPSHOTS, SegmentationSettings
 
@@ -24,6 +25,8 @@ EXIT_INTERNAL = 1  # a bug or an environment problem: the traceback is in the lo
 EXIT_USAGE = 2  # bad command-line arguments (argparse's convention)
 EXIT_BAD_INPUT = 3  # the input data cannot be segmented: the message says why
 EXIT_GATE = 4  # the run breached a quality gate; outputs/latest still names the previous run
+
+ADHOC_TAGS = ("segmentation", "adhoc")  # a deployment's runs are tagged "nightly" instead
 
 log = logging.getLogger("flows.cli")
 
@@ -135,7 +138,7 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=defaults.read_retry_delay,
         metavar="SECONDS",
-        help="wait before the first retry; doubles each retry",
+        help="wait before each retry",
     )
     run.add_argument(
         "--runner",
@@ -229,7 +232,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--run-id", default=None, help="name of the run folder; by default <UTC time>-<flow run id>"
     )
-    run.add_argument("--quiet", action="store_true", help="only warnings and the summary")
+    run.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only warnings and the summary (a failure: its one-line message); the "
+        "run's full log stays in the Prefect UI",
+    )
     run.set_defaults(handler=_run)
 
     commands.add_parser(
@@ -381,18 +389,23 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    problem = check_columns(settings)  # wrong column names etc.: before any slow work
+    problem = check_input(settings)  # wrong column names, k, etc.: before any slow work
     if problem is not None:
-        print(f"segment: error: {problem}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        code, message = problem
+        print(f"segment: error: {message}", file=sys.stderr)
+        return code
 
-    configure_prefect(quiet=args.quiet)
+    configure_prefect()
+    from prefect import tags
+
     from flows.runners import flow_for, prefect_api_for_workers  # Prefect imported when needed
     from tasks.errors import InputError
     from tasks.gates import GateError
 
+    if args.quiet:
+        quiet_console()
     try:
-        with prefect_api_for_workers(settings):
+        with prefect_api_for_workers(settings), tags(*ADHOC_TAGS):
             manifest = flow_for(settings)(settings)
     except InputError as error:
         print(f"segment: error: {error}", file=sys.stderr)
@@ -407,26 +420,29 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return EXIT_OK
 
 
-def check_columns(settings: SegmentationSettings) -> str | None:
-    """Resolve the input's columns from its header and first rows, as the flow will: the
-    one-line reason when they cannot work (a column not in the file, a text column as a
-    numeric feature, a feature with one value ...), else None. A partitioned Dask input's
-    columns come from its first file with data rows."""
+def check_input(settings: SegmentationSettings) -> tuple[int, str] | None:
+    """Check the input as the flow will use it, from its header, first rows and row count:
+    ``(exit code, one-line reason)`` when it cannot work, else None. Usage errors (an unknown
+    ``--column`` name, a k above the number of rows) exit with EXIT_USAGE; the input's own
+    problems (a column not in the file, a text column as a numeric feature, a feature with one
+    value ...) with EXIT_BAD_INPUT. A partitioned Dask input's columns come from its first file
+    with data rows."""
     from schemas.spec import load_spec
-    from tasks.errors import InputError
-    from tasks.ingest import table_for_file
+    from tasks.errors import ColumnMappingError, InputError
+    from tasks.ingest import count_data_rows, table_for_file
     from tasks.snapshots import (
         PARTITIONED_NEEDS_DASK,
         first_data_file,
         is_partitioned_input,
         partition_files,
         resolve_input,
+        row_count,
     )
     from tasks.table import check_partitioned_table
 
     partitioned = is_partitioned_input(settings.input)
     if partitioned and settings.runner != "dask":
-        return f"{settings.input}: {PARTITIONED_NEEDS_DASK}"
+        return EXIT_BAD_INPUT, f"{settings.input}: {PARTITIONED_NEEDS_DASK}"
     quiet = logging.getLogger("tasks")  # the flow logs the same warnings again, in its run log
     level, quiet.level = quiet.level, logging.ERROR
     try:
@@ -444,15 +460,28 @@ def check_columns(settings: SegmentationSettings) -> str | None:
         )
         if partitioned:
             check_partitioned_table(table, settings.input)
+        asks_k = any(k is not None for k in (settings.k, settings.k_min, settings.k_max))
+        rows = None
+        if asks_k and partitioned:  # from the files' footers
+            rows = sum(row_count(f) for f in partition_files(settings.input))
+        elif asks_k:  # reads a CSV through: only if needed
+            rows = count_data_rows(source)
+    except ColumnMappingError as error:
+        return EXIT_USAGE, str(error)
     except InputError as error:
-        return str(error)
+        return EXIT_BAD_INPUT, str(error)
     finally:
         quiet.setLevel(level)
+    too_many = None if rows is None else settings.k_beyond(rows, "the input has rows", options=True)
+    if too_many is not None:
+        return EXIT_USAGE, f"{source}: {too_many}"
     return None
 
 
 def format_summary(manifest: dict) -> str:
     """The terminal summary: segments, sizes, names, row accounting, output folder."""
+    from tasks.artifacts import duplicates_warning  # pandas: loaded by the run already
+
     rows, choice = manifest["rows"], manifest["k"]
     total = sum(s["size"] for s in manifest["segments"])
     lines = [
@@ -471,6 +500,9 @@ def format_summary(manifest: dict) -> str:
         f"Rows: {rows['rows_read']:,} read = {rows['rows_kept']:,} segmented + "
         f"{rows['rows_quarantined']:,} quarantined + {rows['duplicates_dropped']:,} duplicates",
     ]
+    warning = duplicates_warning(rows)
+    if warning is not None:
+        lines.append(warning)
     filled = manifest.get("missing_filled") or {}
     if filled:
         listed = ", ".join(f"{name} {count:,}" for name, count in filled.items())

@@ -102,8 +102,8 @@ def nightly_deployment(
         # JSON, not the model: run parameters are stored and merged as JSON by the server.
         parameters={"settings": settings.model_dump(mode="json")},
         description=(
-            f"Nightly customer re-segmentation ({cron}, {timezone}) of {settings.input} "
-            f"into {settings.output_dir}/runs/."
+            f"Nightly customer re-segmentation at cron {cron!r} in the {timezone} time zone, "
+            f"of {settings.input} into {settings.output_dir}/runs/."
         ),
         tags=TAGS,
         # `flows` is an installed package: the runner imports it, whatever its working directory.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 from pydantic import ValidationError
@@ -24,7 +25,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def configure_prefect(*, quiet: bool = False) -> None:
+def configure_prefect() -> None:
     """Defaults for our processes, set before Prefect is imported (the user's environment
     variables win)."""
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tasks")  # task modules' logs
@@ -33,8 +34,32 @@ def configure_prefect(*, quiet: bool = False) -> None:
     # As prefect.toml, for runs started outside the project folder: the temporary server gets
     # 90 s to start instead of 20 (missed on a loaded machine).
     os.environ.setdefault(STARTUP_TIMEOUT_VARIABLE, str(STARTUP_TIMEOUT_SECONDS))
-    if quiet:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+# Loggers of a run's own failure records: "Task run failed with exception", "Finished in state
+# Failed", "Encountered exception during execution".
+RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+
+class _NoRunFailures(logging.Filter):
+    """Drops a run's ERROR records: the CLI prints the failure itself, once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR or not record.name.startswith(RUN_LOGGERS)
+
+
+def quiet_console() -> None:
+    """``--quiet``, after Prefect has set up logging (on import): the terminal shows warnings
+    only, and no run-failure records (the CLI's own one-line message says it). Only Prefect's
+    console handlers change: the run's log in the Prefect UI keeps its INFO lines and the
+    traceback of an internal error."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler):
+            handler.setLevel(logging.WARNING)
+            if not any(isinstance(f, _NoRunFailures) for f in handler.filters):
+                handler.addFilter(_NoRunFailures())
 
 
 def one_line(error: Exception) -> str:

@@ -20,7 +20,12 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from flows.run_folder import fails_without_persisting, staged_run
+from flows.run_folder import (
+    fails_without_persisting,
+    flow_run_name,
+    run_id_for,
+    staged_run,
+)
 from flows.runners import flow_dask_client
 from flows.segmentation import columns_of, pick_k, publish, quality_gates, sweep_on_workers
 from flows.settings import SegmentationSettings
@@ -30,7 +35,7 @@ from tasks.elbow import KChoice
 from tasks.fit import Segmentation
 from tasks.history import load_previous_run
 from tasks.identity import PreviousRun, changes_since, match_segments
-from tasks.manifest import StepTimer, build_manifest, new_run_id, utc_now
+from tasks.manifest import StepTimer, build_manifest, utc_now
 from tasks.model import build_model
 from tasks.partitioned import ClusterSpace, Partitions
 from tasks.report import write_run_files
@@ -180,11 +185,16 @@ def write_report(
     write_run_files(staging, described, elbow, parts.quarantine, figures)
 
 
-@flow(name="customer-segmentation-partitioned", log_prints=True, persist_result=False)
+@flow(
+    name="customer-segmentation-partitioned",
+    flow_run_name=flow_run_name,  # segment-<run-id>, as the run folder
+    log_prints=True,
+    persist_result=False,
+)
 @fails_without_persisting  # a failed run writes no pickle of its exception either
 def segment_partitioned(settings: SegmentationSettings) -> dict:
     """Segment a folder of Parquet partition files on Dask; returns the run's manifest."""
-    run_id = settings.run_id or new_run_id(str(flow_run.get_id() or "local"))
+    run_id = run_id_for(settings)  # the flow run's name is segment-<run-id>
     files, table = resolve_columns(settings)
     started, step = utc_now(), StepTimer()
     with staged_run(settings.output_dir, run_id, settings.input) as staging:
@@ -235,11 +245,4 @@ def segment_partitioned(settings: SegmentationSettings) -> dict:
             missing_filled={},
             projection=rows.projection,
         )
-        return publish(
-            staging,
-            manifest,
-            described.profiles,
-            described.transitions,
-            described.names,
-            table,
-        )
+        return publish(staging, manifest, described, table, settings)

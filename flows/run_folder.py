@@ -10,9 +10,53 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from flows.settings import SegmentationSettings
+from tasks.artifacts import artifact_key
 from tasks.errors import InputError
+from tasks.manifest import new_run_id
 from tasks.report import abandon_run, start_run
 from tasks.runlock import RunLock
+
+RUN_NAME_PREFIX = "segment-"  # flow run names: segment-<run-id>, the name of the run's folder
+
+
+def flow_run_name() -> str:
+    """``flow_run_name`` of the segmentation flows: ``segment-<run-id>``, so that a run in the
+    Prefect UI and its folder name each other. Prefect calls it as the run starts (with the
+    run's parameters as given: a model, or JSON in a deployment run); the flow then takes its
+    run id back from the name (``run_id_for``)."""
+    from prefect.runtime import flow_run
+
+    settings = flow_run.get_parameters().get("settings")
+    if isinstance(settings, dict):
+        given = settings.get("run_id")
+    else:
+        given = getattr(settings, "run_id", None)
+    return RUN_NAME_PREFIX + (given or new_run_id(str(flow_run.get_id() or "local")))
+
+
+def run_id_for(settings: SegmentationSettings) -> str:
+    """The run folder's name: ``settings.run_id`` if set, else the run id ``flow_run_name``
+    put in this flow run's name, else a new one (the flow called without Prefect's engine)."""
+    from prefect.runtime import flow_run
+
+    if settings.run_id:
+        return settings.run_id
+    name = flow_run.get_name() or ""
+    if name.startswith(RUN_NAME_PREFIX) and len(name) > len(RUN_NAME_PREFIX):
+        return name.removeprefix(RUN_NAME_PREFIX)
+    return new_run_id(str(flow_run.get_id() or "local"))
+
+
+def run_artifact_key(base: str, settings: SegmentationSettings) -> str:
+    """The key of one of this run's artifacts: ``base`` in a run of a deployment (the nightly
+    history), else one of its own per output folder (``tasks.artifacts.artifact_key``)."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()  # in the flow's tasks too: they run in its thread
+    run = None if context is None else context.flow_run
+    deployment = run is not None and run.deployment_id is not None
+    return artifact_key(base, settings.output_dir, deployment=deployment)
 
 
 @contextmanager

@@ -18,7 +18,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from flows.deployment import settings_for_run
-from flows.run_folder import fails_without_persisting, staged_run
+from flows.run_folder import (
+    fails_without_persisting,
+    flow_run_name,
+    run_artifact_key,
+    run_id_for,
+    staged_run,
+)
 from flows.settings import SegmentationSettings
 from schemas.outputs import segments_schema
 from schemas.spec import load_spec
@@ -47,10 +53,10 @@ from tasks.gates import GateError, gate_breaches
 from tasks.history import load_previous_run
 from tasks.identity import PreviousRun
 from tasks.ingest import canonical_frame, expected_types, read_file, table_for_file
-from tasks.manifest import StepTimer, build_manifest, new_run_id, utc_now
+from tasks.manifest import StepTimer, build_manifest, utc_now
 from tasks.memory import release_unused_memory
 from tasks.report import finish_run, write_run_files, write_table
-from tasks.retry import retry_delays, retry_on_transient
+from tasks.retry import retry_on_transient
 from tasks.scale import ScaledFeatures, check_features_vary, feature_frame, scale_features
 from tasks.snapshots import resolve_input
 from tasks.table import Table, columns_line, describe_table
@@ -113,8 +119,8 @@ def ingest(
     source: Path, table: Table, settings: SegmentationSettings, staging: Path
 ) -> pd.DataFrame:
     """Read the customer file and keep a raw Parquet copy (the file's own headers) in the run
-    folder. Retried with exponential backoff on transient I/O errors (settings.read_retries),
-    never on bad data."""
+    folder. Retried on transient I/O errors (settings.read_retries, read_retry_delay seconds
+    apart), never on bad data."""
     raw = read_file(source, settings.sep, expected=expected_types(table))
     write_table(raw, staging / "raw.parquet")
     return raw
@@ -144,7 +150,9 @@ def scale(customers: pd.DataFrame, table: Table, settings: SegmentationSettings)
 def elbow_sweep(scaled: ScaledFeatures, settings: SegmentationSettings) -> pd.DataFrame:
     """Inertia and quality metrics for each k of the sweep, with a progress artifact."""
     tracker = create_progress_artifact(
-        progress=0.0, key="elbow-sweep-progress", description="k values fitted in the sweep"
+        progress=0.0,
+        key=run_artifact_key("elbow-sweep-progress", settings),
+        description="k values fitted in the sweep",
     )
 
     def report(done: int, total: int) -> None:
@@ -268,7 +276,7 @@ def quality_gates(
     )
     if breaches:
         create_markdown_artifact(
-            key="segmentation-summary",
+            key=run_artifact_key("segmentation-summary", settings),
             markdown=gate_failure_markdown(run_id, breaches),
             description="This run was stopped by a quality gate",
         )
@@ -322,40 +330,44 @@ def _categories(scaled: ScaledFeatures) -> dict[str, list[str]]:
 def publish(
     staging: Path,
     manifest: dict,
-    profiles: pd.DataFrame,
-    moves: pd.DataFrame,
-    names: dict[int, str],
+    described: Described,
     table: Table,
+    settings: SegmentationSettings,
 ) -> dict:
     """Write the manifest last, publish the run folder, point `latest` at it, add UI artifacts."""
     final = finish_run(staging, manifest)
     manifest = {**manifest, "output_folder": str(final)}
     images = {name: (final / name).read_bytes() for name in SUMMARY_PLOTS}
     create_markdown_artifact(
-        key="segmentation-summary",
-        markdown=summary_markdown(manifest, profiles, images, summary_means(table)),
+        key=run_artifact_key("segmentation-summary", settings),
+        markdown=summary_markdown(manifest, described.profiles, images, summary_means(table)),
         description="Segments, chosen k, row accounting, changes since the previous run, plots",
     )
     create_table_artifact(
-        key="segment-profiles",
-        table=profiles_records(profiles),
+        key=run_artifact_key("segment-profiles", settings),
+        table=profiles_records(described.profiles),
         description="Per-segment size, share and feature means/medians (original units)",
     )
-    if not moves.empty:
+    if not described.transitions.empty:
         create_table_artifact(
-            key="segment-transitions",
-            table=transitions_records(moves, names),
+            key=run_artifact_key("segment-transitions", settings),
+            table=transitions_records(described.transitions, described.names),
             description="Customers in both runs by previous and current segment",
         )
     return manifest
 
 
-@flow(name="customer-segmentation", log_prints=True, persist_result=False)
+@flow(
+    name="customer-segmentation",
+    flow_run_name=flow_run_name,  # segment-<run-id>, as the run folder
+    log_prints=True,
+    persist_result=False,
+)
 @fails_without_persisting  # a failed run writes no pickle of its exception either
 def segment_customers(settings: SegmentationSettings | None = None) -> dict:
     """Segment the customers in ``settings.input``; returns the run's manifest."""
     settings = settings_for_run(settings)  # in a deployment run: merged over its stored ones
-    run_id = settings.run_id or new_run_id(str(flow_run.get_id() or "local"))
+    run_id = run_id_for(settings)  # the flow run's name is segment-<run-id>
     source = resolve(settings)
     table = resolve_columns(source, settings)
     started, step = utc_now(), StepTimer()
@@ -364,12 +376,16 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
         with step("ingest"):
             raw = ingest.with_options(
                 retries=settings.read_retries,
-                retry_delay_seconds=retry_delays(settings.read_retries, settings.read_retry_delay),
+                # one number, not a backoff list: the Prefect UI shows a list as NaN
+                retry_delay_seconds=settings.read_retry_delay,
             )(source, table, settings, staging)
         with step("clean"):
             cleaned = clean(raw, table, source, settings)
             del raw  # the input as read is not needed again: free it before the fit
             release_unused_memory()
+            too_many = settings.k_beyond(len(cleaned.customers), "there are clean customers")
+            if too_many is not None:  # refused before the sweep, not after it
+                raise InputError(too_many)
         with step("scale"):
             scaled = scale(cleaned.customers, table, settings)
         with step("elbow"):
@@ -406,6 +422,4 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
             missing_filled=cleaned.missing_filled,
             projection=scaled.projection,
         )
-        return publish(
-            staging, manifest, described.profiles, described.transitions, described.names, table
-        )
+        return publish(staging, manifest, described, table, settings)

@@ -151,7 +151,7 @@ class SegmentationSettings(BaseModel):
         1.0,
         ge=0,
         le=300,
-        description="seconds before the first retry of reading the input; doubles each retry",
+        description="seconds to wait before each retry of reading the input",
     )
 
     @model_validator(mode="after")
@@ -178,6 +178,19 @@ class SegmentationSettings(BaseModel):
             "missing": self.missing,
             "pca": self.pca,
         }
+
+    def k_beyond(self, count: int, what: str, *, options: bool = False) -> str | None:
+        """Why ``k``, ``k_min`` or ``k_max`` cannot work with at most ``count`` customers (k
+        segments need at least k of them), or None. ``what`` says what ``count`` counts;
+        ``options``: name the command-line options (``--k-max``) rather than the fields."""
+        for name in ("k", "k_min", "k_max"):
+            k = getattr(self, name)
+            if k is not None and k > count:
+                shown = f"--{name.replace('_', '-')} {k}" if options else f"{name}={k}"
+                return (
+                    f"{shown} asks for more segments than {what} ({count:,}); use at most {count:,}"
+                )
+        return None
 
     @property
     def gates(self) -> Gates:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import re
 from collections.abc import Mapping
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 # Plots shown in the run's summary in the Prefect UI, in this order, with their captions.
@@ -13,6 +17,37 @@ SUMMARY_PLOTS = {
     "segments.png": "Customers by segment",
     "transitions.png": "Where customers went since the previous run",
 }
+
+
+def artifact_key(base: str, output_dir: str | Path, *, deployment: bool) -> str:
+    """The key of a run's artifact in the Prefect UI, where a key's versions form a history.
+
+    Runs of a deployment (the nightly one) use ``base`` itself. Ad-hoc runs use
+    ``<base>-adhoc-<folder>-<hash>``, from their output folder's name and full path: runs into
+    one folder share a history, and never mix into the nightly one or another folder's.
+    Keys hold lowercase letters, digits and dashes only (Prefect's rule)."""
+    if deployment:
+        return base
+    folder = Path(output_dir)
+    name = re.sub(r"[^a-z0-9]+", "-", folder.name.lower()).strip("-")[:24].strip("-")
+    digest = hashlib.sha256(str(folder).encode()).hexdigest()[:8]
+    return "-".join(part for part in (base, "adhoc", name, digest) if part)
+
+
+# More than this share of the rows read dropped as exact duplicates: the summaries warn.
+MOSTLY_DUPLICATES = 0.5
+
+
+def duplicates_warning(rows: Mapping[str, int]) -> str | None:
+    """A warning when most rows read were exact duplicates (e.g. one file pasted many times
+    over): the run goes on, on the distinct rows, but someone should look at the file."""
+    read, dropped = rows["rows_read"], rows["duplicates_dropped"]
+    if not read or dropped / read <= MOSTLY_DUPLICATES:
+        return None
+    return (
+        f"Warning: {dropped:,} of the {read:,} rows read ({dropped / read:.1%}) were exact "
+        "duplicates and were dropped; check how the file was produced"
+    )
 
 
 MALL_MEANS = {"annual_income": "income (k$)", "spending_score": "spending score"}
@@ -58,6 +93,9 @@ def summary_markdown(
         f"{rows['rows_quarantined']:,} quarantined + "
         f"{rows['duplicates_dropped']:,} exact duplicates dropped.",
     ]
+    warning = duplicates_warning(rows)
+    if warning is not None:
+        lines += ["", f"**{warning}**"]
     lines += _changes_lines(manifest.get("changes"))
     lines += ["", f"**Files**: `{manifest['output_folder']}`"]
     for name, caption in SUMMARY_PLOTS.items():
@@ -150,11 +188,26 @@ def transitions_records(transitions: pd.DataFrame, names: Mapping[int, str]) -> 
 
 
 def profiles_records(profiles: pd.DataFrame) -> list[dict]:
-    """The profiles as JSON-ready rows, rounded for reading."""
+    """The profiles as JSON-ready rows for the UI's table: shares (``share``,
+    ``<column>_<value>_share``) as percentages (``"12.5%"``), other numbers rounded for reading
+    (one decimal; three significant digits below 1), missing values empty."""
     return [
-        {
-            key: (round(value, 3) if isinstance(value, float) else value)
-            for key, value in row.items()
-        }
+        {key: _cell(key, value) for key, value in row.items()}
         for row in profiles.to_dict(orient="records")
     ]
+
+
+def _cell(key: str, value: object) -> object:
+    if isinstance(value, bool | str) or value is None:
+        return value
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        if pd.isna(value):
+            return None
+        if key == "share" or key.endswith("_share"):
+            return f"{value:.1%}"
+        if abs(value) >= 1 or value == 0:
+            return round(float(value), 1)
+        return float(f"{value:.3g}")
+    return value

@@ -46,7 +46,7 @@ class InputError(ValueError):
         such as too few distinct customers for k, re-raised by the flow that knows the file)."""
         if self.path is not None:
             return self
-        return InputError(self.message, path=path, row=self.row, column=self.column)
+        return type(self)(self.message, path=path, row=self.row, column=self.column)
 
     def __reduce__(self):  # keep the keyword arguments when Prefect pickles the exception
         return (_rebuild_input_error, (self.message, self.path, self.row, self.column))
@@ -54,3 +54,15 @@ class InputError(ValueError):
 
 def _rebuild_input_error(message, path, row, column) -> InputError:
     return InputError(message, path=path, row=row, column=column)
+
+
+class ColumnMappingError(InputError):
+    """A ``--column NAME=HEADER`` names a column the table does not have: a mistake on the
+    command line (the CLI exits with its usage code), not in the data."""
+
+    def __reduce__(self):
+        return (_rebuild_column_mapping_error, (self.message, self.path, self.row, self.column))
+
+
+def _rebuild_column_mapping_error(message, path, row, column) -> ColumnMappingError:
+    return ColumnMappingError(message, path=path, row=row, column=column)

@@ -91,6 +91,34 @@ def read_header(path: str | Path, sep: str | None = None) -> list[str]:
     return list(read_file(path, sep, nrows=1).columns[1:])
 
 
+def count_data_rows(path: str | Path) -> int:
+    """At most how many data rows the file holds, cheaply: a Parquet file's row count from its
+    footer; for text, its lines minus the header (an upper bound: blank lines, comment lines and
+    line breaks inside quoted fields are counted too). For checks before the whole file is read.
+    """
+    path = Path(path)
+    _check_is_file(path)
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        try:
+            return pq.ParquetFile(path).metadata.num_rows
+        except (pa.ArrowException, OSError) as error:
+            raise InputError(f"not a readable Parquet file: {error}", path=path) from error
+    newlines = carriage_returns = 0
+    last = b""
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(2**22):
+                newlines += chunk.count(b"\n")
+                carriage_returns += chunk.count(b"\r")
+                last = chunk[-1:]
+    except OSError as error:
+        raise InputError(f"cannot be read: {error.strerror or error}", path=path) from error
+    lines = newlines or carriage_returns  # old Mac line endings: CR only
+    if last and last not in (b"\n", b"\r"):
+        lines += 1  # a last line without a line break
+    return max(lines - 1, 0)
+
+
 def read_sample(path: str | Path, sep: str | None = None, rows: int = SAMPLE_ROWS) -> pd.DataFrame:
     """The first ``rows`` data rows, as ``read_file`` gives them: to resolve the columns and
     check them before the whole file is read."""

@@ -1,7 +1,7 @@
 """Which failures of reading the input are worth retrying, and how long to wait between tries.
 
 A network share that times out or a disk that returns EIO once may well work a second later:
-those are *transient* I/O errors and the read is retried with exponential backoff. Bad data
+those are *transient* I/O errors and the read is retried after a delay. Bad data
 (a malformed file, a missing column, a file that is not there or is a folder) fails the same
 way every time: it is never retried, so the run fails at once with its one-line reason.
 
@@ -55,13 +55,6 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, PermissionError):
         return False  # retrying does not grant access
     return isinstance(error, TRANSIENT_TYPES) or error.errno in TRANSIENT_ERRNOS
-
-
-def retry_delays(retries: int, first_delay: float) -> list[float]:
-    """Exponential backoff: ``first_delay`` seconds before the first retry, doubling each time."""
-    from prefect.tasks import exponential_backoff
-
-    return exponential_backoff(backoff_factor=first_delay)(retries)
 
 
 def retry_on_transient(task, task_run, state) -> bool:

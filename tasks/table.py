@@ -29,7 +29,7 @@ from schemas.spec import (
     TableSpec,
     mall_spec,
 )
-from tasks.errors import InputError
+from tasks.errors import ColumnMappingError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,11 @@ def resolve_table(
         raise InputError(f"mapped header(s) not in the file: {absent}; {_found(header)}")
     unknown = sorted(set(explicit) - set(spec.columns) - {CUSTOMER_ID})
     if unknown and spec.preset:
-        raise InputError(f"unknown canonical column(s) in the mapping: {unknown}")
+        known = ", ".join([CUSTOMER_ID, *spec.columns])
+        raise ColumnMappingError(
+            f"unknown canonical column(s) in the mapping: {unknown} (--column NAME=HEADER "
+            f"takes one of: {known})"
+        )
 
     id_header, id_found = _resolve_id(spec, header, explicit)
     if spec.preset:

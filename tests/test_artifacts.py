@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from schemas.outputs import Profiles
-from tasks.artifacts import gate_failure_markdown, summary_markdown, transitions_records
+from tasks.artifacts import (
+    artifact_key,
+    gate_failure_markdown,
+    profiles_records,
+    summary_markdown,
+    transitions_records,
+)
 from tasks.profile import profile_segments
 
 # --- the summary and what changed since the previous run -----------------------------------------
@@ -109,6 +116,22 @@ def test_summary_names_run_k_rule_segments_and_row_accounting():
     assert "| 4 | High income, low spending | 2 | 50.0% | 92.0 | 12.0 |" in text
 
 
+def test_summary_warns_when_most_rows_read_were_duplicates():
+    rows = {
+        "rows_read": 57600,
+        "rows_kept": 200,
+        "rows_quarantined": 0,
+        "duplicates_dropped": 57400,
+    }
+    text = summary_markdown({**manifest(None), "rows": rows}, profiles())
+    assert (
+        "**Warning: 57,400 of the 57,600 rows read (99.7%) were exact duplicates and were "
+        "dropped; check how the file was produced**"
+    ) in text
+    half = {"rows_read": 100, "rows_kept": 50, "rows_quarantined": 0, "duplicates_dropped": 50}
+    assert "Warning" not in summary_markdown({**manifest(None), "rows": half}, profiles())
+
+
 def test_summary_embeds_the_key_plots_as_data_uris_in_a_fixed_order():
     images = {"transitions.png": b"T", "elbow.png": b"E", "segments.png": b"S", "eda.png": b"X"}
     text = summary_markdown(manifest(None), profiles(), images)
@@ -132,3 +155,36 @@ def test_transitions_records_name_the_current_segment():
         {"previous_segment_id": 1, "segment_id": 1, "segment_name": "One", "customers": 5},
         {"previous_segment_id": 2, "segment_id": 3, "segment_name": "Three", "customers": 2},
     ]
+
+
+def test_profiles_records_show_shares_as_percentages_and_numbers_rounded():
+    table = profiles().assign(
+        share=[0.123456, 0.876544],
+        age_mean=[33.333333, 41.0],
+        annual_income_median=[0.0123456, float("nan")],
+    )
+    first, second = profiles_records(table)
+    assert first["share"] == "12.3%" and second["share"] == "87.7%"
+    assert first["gender_Female_share"] == "50.0%"
+    assert first["age_mean"] == 33.3 and second["age_mean"] == 41.0
+    assert first["annual_income_median"] == 0.0123 and second["annual_income_median"] is None
+    assert first["segment_id"] == 1 and first["size"] == 2
+    assert first["segment_name"] == "Low income, high spending"
+    json.dumps([first, second], allow_nan=False)  # plain JSON: no NaN for the UI to show
+
+
+def test_artifact_keys_of_adhoc_runs_follow_their_output_folder(tmp_path):
+    nightly = artifact_key("segmentation-summary", "/srv/outputs", deployment=True)
+    assert nightly == "segmentation-summary"
+    here = artifact_key("segmentation-summary", tmp_path / "My Outputs (2026)", deployment=False)
+    assert re.fullmatch(r"segmentation-summary-adhoc-my-outputs-2026-[0-9a-f]{8}", here)
+    assert here == artifact_key(
+        "segmentation-summary", tmp_path / "My Outputs (2026)", deployment=False
+    )
+    # the same folder name elsewhere, or the deployment's own folder run ad hoc: another key
+    assert here != artifact_key(
+        "segmentation-summary", tmp_path / "b" / "My Outputs (2026)", deployment=False
+    )
+    assert artifact_key("segment-profiles", "/srv/outputs", deployment=False) != "segment-profiles"
+    odd = artifact_key("segment-profiles", "/data/Ünïcode___", deployment=False)
+    assert re.fullmatch(r"[a-z0-9-]+", odd) and "--" not in odd

@@ -215,10 +215,15 @@ BAD_INPUTS = {
         "all 20 valid customers have the same gender, age, annual income and spending score: "
         "at least 2 different customers are needed to segment",
     ),
-    "fewer-distinct-customers-than-k": BadInput(
-        lambda tmp: write(tmp, csv_bytes(*GOOD[:3])),
+    "fewer-distinct-customers-than-k": BadInput(  # 5 customers, 3 distinct feature values
+        lambda tmp: write(tmp, csv_bytes(*GOOD[:3], "5,Male,33,40,50", "6,Female,41,60,70")),
         "k=5 cannot be fitted: the sweep covered k=1..3 "
         "(k must not exceed the number of distinct customers)",
+        options=("--k", "5"),
+    ),
+    "fewer-clean-customers-than-k": BadInput(  # 6 rows pass the CLI's row count; 3 customers
+        lambda tmp: write(tmp, csv_bytes(*GOOD[:3], *[GOOD[0]] * 3)),
+        "k=5 asks for more segments than there are clean customers (3); use at most 3",
         options=("--k", "5"),
     ),
     "fewer-customers-than-the-k-sweep-needs": BadInput(

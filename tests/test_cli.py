@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -88,6 +89,13 @@ def test_missing_input_file_exits_with_bad_input_code_before_prefect_starts(tmp_
     assert err == f"segment: error: {missing}: no such file"
 
 
+def _no_prefect(monkeypatch) -> None:
+    def no_prefect(**_):
+        raise AssertionError("Prefect was configured: the error came after slow work")
+
+    monkeypatch.setattr("flows.cli.configure_prefect", no_prefect)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -105,10 +113,7 @@ def test_missing_input_file_exits_with_bad_input_code_before_prefect_starts(tmp_
 def test_column_errors_exit_with_bad_input_code_before_prefect_starts(
     args, message, capsys, monkeypatch
 ):
-    def no_prefect(**_):
-        raise AssertionError("Prefect was configured: the error came after slow work")
-
-    monkeypatch.setattr("flows.cli.configure_prefect", no_prefect)
+    _no_prefect(monkeypatch)
     assert main(["run", *args]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip()
     assert err.startswith("segment: error: ") and message in err
@@ -155,6 +160,73 @@ def test_the_resolve_columns_log_line_says_whether_the_mall_preset_is_used(
     table = segmentation.resolve_columns.fn(DEFAULT_INPUT, settings)
     assert (table.preset == "mall") == (not options)
     assert any(said in line for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--k", "500"], "--k 500 asks for more segments than the input has rows (3,036)"),
+        (["--k-max", "4000"], "--k-max 4000 asks for more segments than the input has rows"),
+        (["--k-min", "3037"], "--k-min 3037 asks for more segments than the input has rows"),
+    ],
+    ids=["k", "k-max", "k-min"],
+)
+def test_k_above_the_number_of_rows_is_a_usage_error_before_prefect_starts(
+    args, message, tmp_path, capsys, monkeypatch
+):
+    _no_prefect(monkeypatch)
+    small = tmp_path / "small.csv"
+    lines = DEFAULT_INPUT.read_text().splitlines()
+    if args[0] == "--k":  # 200 customers, as in the issue: --k 500 would sweep k = 1..196
+        small.write_text("\n".join(lines[:201]) + "\n")
+        message = "--k 500 asks for more segments than the input has rows (200); use at most 200"
+    else:
+        small = DEFAULT_INPUT
+    assert main(["run", "--input", str(small), "--output", str(tmp_path), *args]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(f"segment: error: {small}: ") and message in err
+    assert err.count("\n") == 1
+
+
+def test_k_equal_to_the_number_of_rows_passes_the_check(tmp_path):
+    from flows.cli import check_input
+    from flows.settings import SegmentationSettings
+
+    small = tmp_path / "small.csv"
+    small.write_text("\n".join(DEFAULT_INPUT.read_text().splitlines()[:21]))  # no final newline
+    assert check_input(SegmentationSettings(input=small, k=20)) is None
+    code, message = check_input(SegmentationSettings(input=small, k=21))
+    assert code == EXIT_USAGE and "rows (20)" in message
+
+
+def test_rows_are_counted_from_parquet_metadata_and_csv_lines(tmp_path):
+    import pandas as pd
+
+    from tasks.ingest import count_data_rows
+
+    frame = pd.DataFrame({"id": range(1234), "x": 1.0})
+    frame.to_parquet(tmp_path / "t.parquet")
+    assert count_data_rows(tmp_path / "t.parquet") == 1234
+    (tmp_path / "crlf.csv").write_bytes(b"id,x\r\n1,2\r\n3,4\r\n")
+    (tmp_path / "cr.csv").write_bytes(b"id,x\r1,2\r3,4")
+    (tmp_path / "header.csv").write_bytes(b"id,x\n")
+    assert count_data_rows(tmp_path / "crlf.csv") == 2
+    assert count_data_rows(tmp_path / "cr.csv") == 2
+    assert count_data_rows(tmp_path / "header.csv") == 0
+
+
+def test_unknown_column_key_is_a_usage_error_before_prefect_starts(tmp_path, capsys, monkeypatch):
+    _no_prefect(monkeypatch)
+    args = ["run", "--output", str(tmp_path), "--column", "shoe_size=Age"]
+    assert main(args) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("segment: error: ")
+    assert "unknown canonical column(s) in the mapping: ['shoe_size']" in err
+    assert "customer_id, gender, age, annual_income, spending_score" in err
+    assert err.count("\n") == 1
+    # a known key mapped to a header the file lacks is still the input's problem (exit 3)
+    args = ["run", "--output", str(tmp_path), "--column", "age=Alter"]
+    assert main(args) == EXIT_BAD_INPUT
 
 
 def test_invalid_spec_file_names_its_key_and_line_before_prefect_starts(tmp_path, capsys):
@@ -284,7 +356,29 @@ def test_summary_lists_segments_rows_and_output_folder():
     assert "k = 2 (elbow: knee at k=2)" in text
     assert "    1         30   75.0%  Low income, low spending" in text
     assert "Rows: 45 read = 40 segmented + 3 quarantined + 2 duplicates" in text
+    assert "Warning" not in text
     assert text.endswith("Output: outputs/runs/x")
+
+
+def test_summary_warns_when_most_rows_read_were_duplicates():
+    manifest = {
+        "input": {"path": "copies.csv"},
+        "k": {"chosen": 2, "rule": "elbow", "reason": "knee at k=2"},
+        "segments": [{"id": 1, "name": "A", "size": 150}, {"id": 2, "name": "B", "size": 50}],
+        "rows": {
+            "rows_read": 57_600,
+            "rows_kept": 200,
+            "rows_quarantined": 0,
+            "duplicates_dropped": 57_400,
+        },
+        "output_folder": "outputs/runs/x",
+    }
+    lines = format_summary(manifest).splitlines()
+    rows = lines.index("Rows: 57,600 read = 200 segmented + 0 quarantined + 57,400 duplicates")
+    assert lines[rows + 1] == (
+        "Warning: 57,400 of the 57,600 rows read (99.7%) were exact duplicates and were "
+        "dropped; check how the file was produced"
+    )
 
 
 def _segment(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -312,6 +406,7 @@ def test_segment_run_on_the_mall_file_with_a_temporary_server(tmp_path, shared_d
     assert result.returncode == EXIT_OK, result.stderr
     assert "Segmented 200 customers" in result.stdout
     assert "k = 5 (elbow" in result.stdout
+    assert " | INFO " not in result.stderr  # --quiet: warnings only (INFO shows without it)
     for size, name in [(22, "Low income, high spending"), (81, "Average income, average spending")]:
         assert any(str(size) in line and name in line for line in result.stdout.splitlines())
     assert (tmp_path / "latest" / "manifest.json").is_file()
@@ -337,6 +432,7 @@ def test_segment_run_against_a_running_server_reports_bad_input_in_one_line(
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"segment: error: {conflict}")
     assert "merge-conflict markers at lines 1, 203, 405" in last
+    assert result.stderr == f"{last}\n"  # --quiet: the failure once, no Prefect ERROR lines
     assert not (tmp_path / "latest").exists()
 
 
@@ -357,6 +453,7 @@ def test_breached_quality_gate_exits_with_gate_code_and_keeps_no_run(tmp_path, p
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("segment: quality gate failed: silhouette_floor: silhouette 0.")
     assert last.endswith("is below 0.99; outputs/latest is unchanged")
+    assert result.stderr == f"{last}\n"  # --quiet: the failure once, no Prefect ERROR lines
     assert not (tmp_path / "latest").exists()
 
 
@@ -373,3 +470,60 @@ def test_segment_run_names_what_to_do_when_prefects_server_times_out(tmp_path):
         f"segment: internal error: Prefect's temporary server did not start within 0 s "
         f"{STARTUP_HINT}"
     )
+
+
+@pytest.mark.flow
+def test_an_adhoc_run_of_mostly_duplicates_warns_and_is_named_tagged_and_keyed_for_the_ui(
+    tmp_path, shared_data, prefect_server
+):
+    """Not --quiet: the INFO lines the quiet tests do not see are there. The Mall file three
+    times over: 600 rows read, 400 exact duplicates dropped; the run goes on, with a warning."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
+    from prefect.settings import PREFECT_API_URL
+
+    from tasks.artifacts import artifact_key
+
+    lines = (shared_data / "mall_customers.csv").read_text().splitlines()
+    copies = tmp_path / "copies.csv"
+    copies.write_text("\n".join([lines[0], *lines[1:] * 3]) + "\n")
+    output = tmp_path / "adhoc-out"
+    result = _segment(
+        "run", "--input", str(copies), "--output", str(output),
+        env={"PREFECT_API_URL": PREFECT_API_URL.value()},
+    )  # fmt: skip
+    assert result.returncode == EXIT_OK, result.stderr
+    assert "Rows: 600 read = 200 segmented + 0 quarantined + 400 duplicates\n" in result.stdout
+    assert (
+        "Warning: 400 of the 600 rows read (66.7%) were exact duplicates and were dropped"
+        in result.stdout
+    )
+    assert " | INFO    | tasks.clean - " in result.stderr  # shown without --quiet
+
+    manifest = json.loads((output / "latest" / "manifest.json").read_text())
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(manifest["flow_run_id"])
+        only_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        artifacts = {a.key: a for a in client.read_artifacts(artifact_filter=only_run) if a.key}
+        tasks = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+        )
+    assert run.name == f"segment-{manifest['run_id']}"  # the run folder's name
+    assert "adhoc" in run.tags and "nightly" not in run.tags
+    keys = {
+        base: artifact_key(base, output, deployment=False)
+        for base in ("segmentation-summary", "segment-profiles", "elbow-sweep-progress")
+    }
+    assert set(keys.values()) <= set(artifacts)
+    assert not {"segmentation-summary", "segment-profiles"} & set(artifacts)
+    assert "Warning: 400 of the 600 rows read" in artifacts[keys["segmentation-summary"]].data
+    profiles = json.loads(artifacts[keys["segment-profiles"]].data)
+    assert {row["share"] for row in profiles} >= {"11.0%", "40.5%"}
+    (ingest,) = [t for t in tasks if t.name.startswith("ingest")]
+    delay = ingest.empirical_policy.retry_delay
+    assert isinstance(delay, int | float) and delay == 1.0  # a number, not a list (NaN in the UI)

@@ -127,6 +127,11 @@ def test_served_deployment_is_scheduled_in_its_timezone_and_runs(server, served)
     manifest = json.loads((served.output / "latest" / "manifest.json").read_text())
     assert manifest["flow_run_id"] == str(run.id)
     assert manifest["input"]["path"] == str(CUSTOMERS)
+    with server.client() as client:
+        run = client.read_flow_run(run.id)
+    assert run.name == f"segment-{manifest['run_id']}"  # the run folder's name
+    assert "nightly" in run.tags and "adhoc" not in run.tags
+    assert f"in the {TIMEZONE} time zone" in deployment.description
 
     # The server's scheduler queues the next nights at 02:00 in the deployment's timezone.
     deadline = time.monotonic() + 30
@@ -332,6 +337,19 @@ def test_prefect_yaml_names_the_deployment_and_its_flow():
 
     flow = load_flow_from_entrypoint(str(ROOT / deployment["entrypoint"]))
     assert flow.name == FULL_NAME.split("/")[0]
+
+
+def test_the_deployments_description_says_the_schedules_time_zone():
+    from flows.deployment import nightly_deployment
+
+    deployment = nightly_deployment(SegmentationSettings(), timezone=TIMEZONE)
+    assert f"cron '{DEFAULT_CRON}' in the {TIMEZONE} time zone" in deployment.description
+    (declared,) = yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]
+    (schedule,) = declared["schedules"]
+    assert (
+        f"cron '{schedule['cron']}' in the {schedule['timezone']} time zone"
+        in (declared["description"])
+    )
 
 
 # --- a run's partial settings merged over the deployment's (no server needed) ----------------

@@ -162,9 +162,19 @@ def test_run_publishes_summary_and_profile_artifacts(default_run):
                 flow_run_id=ArtifactFilterFlowRunId(any_=[manifest["flow_run_id"]])
             )
         )
+    from tasks.artifacts import artifact_key
+
     by_key = {a.key: a for a in artifacts}
-    assert {"segmentation-summary", "segment-profiles"} <= set(by_key)
-    summary = by_key["segmentation-summary"].data
+    output = manifest["settings"]["output_dir"]  # an ad-hoc run: keys of its output folder
+    summary_key, profiles_key = (
+        artifact_key(base, output, deployment=False)
+        for base in ("segmentation-summary", "segment-profiles")
+    )
+    assert {summary_key, profiles_key} <= set(by_key)
+    assert "segmentation-summary" not in by_key  # the plain key is the nightly deployment's
+    profiles = by_key[profiles_key].data
+    assert "%" in profiles  # shares as percentages
+    summary = by_key[summary_key].data
     assert manifest["run_id"] in summary and "5 segments" in summary
     for segment in manifest["segments"]:
         assert segment["name"] in summary

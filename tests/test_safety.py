@@ -245,7 +245,7 @@ def test_a_failed_run_writes_no_pickle_and_no_result_artifact(
     assert run.state.is_failed(), run.state
     assert _result_artifacts(artifacts) == []
     if exit_code == EXIT_GATE:  # the run's own artifacts are there: the query finds them
-        assert "segmentation-summary" in {a.key for a in artifacts}
+        assert any(a.key.startswith("segmentation-summary") for a in artifacts if a.key)
 
 
 @pytest.mark.flow

@@ -92,7 +92,7 @@ def _summary_artifact_id(server: Server, flow_run_id: str) -> str:
     only_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
     with server.client() as client:
         artifacts = client.read_artifacts(artifact_filter=only_run)
-    return str(next(a.id for a in artifacts if a.key == "segmentation-summary"))
+    return str(next(a.id for a in artifacts if a.key.startswith("segmentation-summary-adhoc-")))
 
 
 def test_flow_run_page_lists_the_runs_artifacts(live_server, two_nights, tmp_path):

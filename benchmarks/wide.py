@@ -4,10 +4,10 @@ n Mall-like customers (2 features) run by the same script, alternately.
 The wide table is ``tasks.sample_tables.wide_behaviour_table`` (credit-card behaviour in four
 planted groups: skewed money columns, 0.3 % extreme spenders, missing credit limits and minimum
 payments) plus the three frequency columns the public credit-card table also has, so 17 numeric
-columns besides the id. It runs as a user would: ``segment init`` writes the starter spec (log1p
-on the skewed columns, median fill where values are missing), then ``segment run --spec``. The
-baseline is ``benchmarks/scale.py``'s Mall-like Parquet of the same size (``segment run`` with
-no options). Both in fresh processes with one throw-away ``PREFECT_HOME`` (warmed up first).
+columns besides the id. It runs as a first run with the command line's defaults would:
+``segment run --features numeric --missing median`` (no spec, no transforms). The baseline is
+``benchmarks/scale.py``'s Mall-like Parquet of the same size (``segment run`` with no options).
+Both in fresh processes with one throw-away ``PREFECT_HOME`` (warmed up first).
 
     .venv/bin/python benchmarks/wide.py                  # 1M, one run of each
     .venv/bin/python benchmarks/wide.py --n 100000 --repeat 3
@@ -106,9 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     segment = str(scale.segment_command())
     wide, labels = write_wide(args.n, work / "data")
     mall = scale.write_dataset(args.n, scale.DEFAULT_SEED, work / "data")
-    spec = work / "data" / f"wide-{args.n}.toml"
-    init = [segment, "init", "--input", str(wide), "--output", str(spec), "--force"]
-    subprocess.run(init, check=True, capture_output=True)
     env = scale.child_env(work / "prefect-home")
     warm = work / "runs" / "warm-up"
     small = scale.write_dataset(scale.WARMUP_SIZE, scale.DEFAULT_SEED, work / "data")
@@ -118,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.repeat):
         for name, extra in (
             ("mall", [str(mall.parquet)]),
-            ("wide", [str(wide), "--spec", str(spec)]),
+            ("wide", [str(wide), "--features", "numeric", "--missing", "median"]),
         ):
             load = scale.wait_until_quiet(args.max_load, args.load_wait_seconds)
             out = work / "runs" / f"{name}-{i}"

@@ -141,6 +141,8 @@ def shared_values(frame, table: Table) -> dict[str, list[str]]:
     """Column name -> the values its profile reports as shares (see ``share_values``)."""
     shares = {}
     for column in table.columns:
+        if column.numeric and share_values(column, [0.0]) is None:
+            continue  # never a 0/1 flag: no need to look at its values
         values = share_values(column, distinct_values(frame, column.name))
         if values is not None:
             shares[column.name] = values

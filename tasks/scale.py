@@ -408,13 +408,19 @@ def check_features_vary(customers: pd.DataFrame, table: Table) -> None:
     """Refuse a feature with one value for every clean customer: it cannot separate segments."""
     for column in table.features:
         values = customers[column.name]
-        if len(values) > 1 and values.nunique() == 1:
+        if len(values) > 1 and _one_value(values):
             raise InputError(
                 f"feature {column.header!r} has one value ({values.iloc[0]!r}) for all "
                 f"{len(values)} valid customers: it cannot separate segments; leave it out of "
                 "the features",
                 column=column.header,
             )
+
+
+def _one_value(values: pd.Series) -> bool:
+    if pd.api.types.is_float_dtype(values):  # no hashing of 10M numbers
+        return bool(values.min() == values.max())
+    return values.nunique() == 1
 
 
 def scale_features(

@@ -459,3 +459,37 @@ def test_sample_data_csv_holds_no_cell_a_spreadsheet_would_run_as_a_formula():
             cells = frame[column].dropna().astype(str)
             risky = cells[cells.str.match(r"^\s*[=+\-@\t\r]")]
             assert risky.str.fullmatch(r"-\d+(\.\d+)?").all(), (column, risky.unique()[:5])
+
+
+@pytest.mark.flow
+def test_a_local_run_works_with_dask_not_installed(live_server, tmp_path):
+    """`segment run` (runner local) in a process where importing dask, distributed or
+    prefect_dask fails, as on a machine without the dask extra: the run completes."""
+    from live_server import ROOT
+
+    blocker = tmp_path / "no_dask"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import importlib.abc, sys\n"
+        "class NoDask(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'dask', 'distributed', 'prefect_dask', 'dask_ml'}:\n"
+        "            raise ImportError(f'No module named {name!r} (blocked by the test)')\n"
+        "sys.meta_path.insert(0, NoDask())\n"
+    )
+    env = live_server.env(PYTHONPATH=str(blocker))
+    probe = subprocess.run(
+        [sys.executable, "-c", "import dask"], env=env, capture_output=True, text=True
+    )
+    assert probe.returncode != 0 and "blocked by the test" in probe.stderr
+    output = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "--output", str(output), "--quiet"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (output / "latest" / "manifest.json").is_file()

@@ -20,6 +20,8 @@ current (the flow's ``DaskTaskRunner`` cluster).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,7 +131,10 @@ def clean_partitions(
     cleaned = dask.persist(
         *[dask.delayed(_clean_part)(part, source, table) for part in by_id.to_delayed()]
     )
-    customers_meta = clean_customers(meta, source=source, max_quarantine_share=None, table=table)
+    with _silent(logging.getLogger("tasks.clean")):  # an empty frame: only for the types
+        customers_meta = clean_customers(
+            meta, source=source, max_quarantine_share=None, table=table
+        )
     customers = dd.from_delayed(
         [dask.delayed(_customers_of)(result, customers_meta.customers) for result in cleaned],
         meta=customers_meta.customers,
@@ -173,6 +178,16 @@ def _read_part(path: Path, table: Table, offset: int) -> pd.DataFrame:
     frame = canonical_frame(raw, table).loc[:, [SOURCE_ROW, CUSTOMER_ID, *table.names]]
     text = {name: numbers_as_text(frame[name]) for name in [CUSTOMER_ID, *table.names]}
     return frame.assign(**text)
+
+
+@contextmanager
+def _silent(logger: logging.Logger) -> Iterator[None]:
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _clean_part(part: pd.DataFrame, source: str, table: Table) -> CleanResult | None:

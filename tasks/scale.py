@@ -459,8 +459,13 @@ def scaled_features(
             len(projection.components),
             100 * projection.explained_variance_ratio.sum(),
         )
+    shaped = [f"{t.kind} on {t.column}" for t in transforms if t.kind not in ("none", None)]
     log.info(
-        "Scaled %d customers on %s with the %s scaler", len(matrix), list(values.columns), scaler
+        "Scaled %d customers on %s with the %s scaler%s",
+        len(matrix),
+        list(values.columns),
+        scaler,
+        f" ({', '.join(shaped)} first)" if shaped else "",
     )
     return ScaledFeatures(matrix, tuple(values.columns), transforms, scaler, projection)
 

@@ -194,3 +194,14 @@ def test_transforms_from_partition_statistics_equal_the_in_memory_fit():
             assert mine.column == theirs.column and mine.log == theirs.log
             assert mine.center == pytest.approx(theirs.center, rel=1e-12)
             assert mine.scale == pytest.approx(theirs.scale, rel=1e-12)
+
+
+def test_the_scaling_log_line_names_the_transforms_applied_first(caplog):
+    customers = pd.DataFrame(
+        {ANNUAL_INCOME: [15.0, 40.0, 70.0, 137.0], SPENDING_SCORE: [39.0, 81.0, 6.0, 77.0]}
+    )
+    with caplog.at_level("INFO", logger="tasks.scale"):
+        scale_features(customers, (ANNUAL_INCOME, SPENDING_SCORE), "log-standard")
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("Scaled"))
+    assert "log-standard scaler (log1p on annual_income first)" in line
+    assert "spending_score first" not in line

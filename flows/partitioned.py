@@ -25,6 +25,7 @@ from flows.run_folder import (
     flow_run_name,
     run_id_for,
     staged_run,
+    untagged_tasks,
 )
 from flows.runners import flow_dask_client
 from flows.segmentation import columns_of, pick_k, publish, quality_gates, sweep_on_workers
@@ -194,55 +195,56 @@ def write_report(
 @fails_without_persisting  # a failed run writes no pickle of its exception either
 def segment_partitioned(settings: SegmentationSettings) -> dict:
     """Segment a folder of Parquet partition files on Dask; returns the run's manifest."""
-    run_id = run_id_for(settings)  # the flow run's name is segment-<run-id>
-    files, table = resolve_columns(settings)
-    started, step = utc_now(), StepTimer()
-    with staged_run(settings.output_dir, run_id, settings.input) as staging:
-        previous = load_previous(settings)
-        with step("clean"):
-            parts = clean(files, table, settings)
-        with step("scale"):
-            space, rows, sample = scale(parts, table, settings)
-        with step("elbow"):
-            elbow = sweep_on_workers(rows.matrix, settings)
-            choice = pick_k(elbow, previous, settings, rows.columns)
-        with step("fit"):
-            segmentation = final_fit(parts, space, rows, choice, settings)
-        with step("identify"):
-            described = identify(
-                staging, parts, space, rows, sample, segmentation, previous, settings
+    with untagged_tasks():  # no tag-concurrency round trip before each task
+        run_id = run_id_for(settings)  # the flow run's name is segment-<run-id>
+        files, table = resolve_columns(settings)
+        started, step = utc_now(), StepTimer()
+        with staged_run(settings.output_dir, run_id, settings.input) as staging:
+            previous = load_previous(settings)
+            with step("clean"):
+                parts = clean(files, table, settings)
+            with step("scale"):
+                space, rows, sample = scale(parts, table, settings)
+            with step("elbow"):
+                elbow = sweep_on_workers(rows.matrix, settings)
+                choice = pick_k(elbow, previous, settings, rows.columns)
+            with step("fit"):
+                segmentation = final_fit(parts, space, rows, choice, settings)
+            with step("identify"):
+                described = identify(
+                    staging, parts, space, rows, sample, segmentation, previous, settings
+                )
+                moved_share = (described.changes or {}).get("moved_share")
+                quality_gates(described.profiles, moved_share, elbow, choice, run_id, settings)
+            with step("report"):
+                write_report(
+                    staging,
+                    parts,
+                    rows,
+                    sample,
+                    elbow,
+                    choice,
+                    segmentation,
+                    described,
+                    space,
+                    settings,
+                )
+            manifest = build_manifest(
+                run_id=run_id,
+                flow_run_id=str(flow_run.get_id()),
+                started_at=started,
+                output_folder=settings.output_dir / "runs" / run_id,
+                source=settings.input,
+                rows=parts.accounting(),
+                choice=choice,
+                inertia=segmentation.inertia,
+                profiles=described.profiles,
+                features=list(rows.columns),
+                changes=described.changes,
+                timings=step.as_dict(),
+                settings=settings.model_dump(mode="json"),
+                table=describe_table(table),
+                missing_filled={},
+                projection=rows.projection,
             )
-            moved_share = (described.changes or {}).get("moved_share")
-            quality_gates(described.profiles, moved_share, elbow, choice, run_id, settings)
-        with step("report"):
-            write_report(
-                staging,
-                parts,
-                rows,
-                sample,
-                elbow,
-                choice,
-                segmentation,
-                described,
-                space,
-                settings,
-            )
-        manifest = build_manifest(
-            run_id=run_id,
-            flow_run_id=str(flow_run.get_id()),
-            started_at=started,
-            output_folder=settings.output_dir / "runs" / run_id,
-            source=settings.input,
-            rows=parts.accounting(),
-            choice=choice,
-            inertia=segmentation.inertia,
-            profiles=described.profiles,
-            features=list(rows.columns),
-            changes=described.changes,
-            timings=step.as_dict(),
-            settings=settings.model_dump(mode="json"),
-            table=describe_table(table),
-            missing_filled={},
-            projection=rows.projection,
-        )
-        return publish(staging, manifest, described, table, settings)
+            return publish(staging, manifest, described, table, settings)

@@ -116,3 +116,17 @@ def fails_without_persisting(fn: Callable[..., Any]) -> Callable[..., Any]:
     run.__signature__ = inspect.signature(fn, eval_str=True)
     run.__annotations__ = inspect.get_annotations(fn, eval_str=True)
     return run
+
+
+@contextmanager
+def untagged_tasks() -> Iterator[None]:
+    """Run a flow's tasks without the tags of its flow run (``adhoc``, ``segmentation``).
+
+    Prefect acquires tag-concurrency slots from the server before every tagged task run starts,
+    even when no concurrency limit uses the tag: measured here at ~2 s per task at 10M customers
+    (11 s of a 10M run). The flow run keeps its tags for the UI; no limit applies to its tasks.
+    """
+    from prefect.context import TagsContext
+
+    with TagsContext(current_tags=set()):
+        yield

@@ -24,6 +24,7 @@ from flows.run_folder import (
     run_artifact_key,
     run_id_for,
     staged_run,
+    untagged_tasks,
 )
 from flows.settings import SegmentationSettings
 from schemas.outputs import segments_schema
@@ -366,60 +367,69 @@ def publish(
 @fails_without_persisting  # a failed run writes no pickle of its exception either
 def segment_customers(settings: SegmentationSettings | None = None) -> dict:
     """Segment the customers in ``settings.input``; returns the run's manifest."""
-    settings = settings_for_run(settings)  # in a deployment run: merged over its stored ones
-    run_id = run_id_for(settings)  # the flow run's name is segment-<run-id>
-    source = resolve(settings)
-    table = resolve_columns(source, settings)
-    started, step = utc_now(), StepTimer()
-    with staged_run(settings.output_dir, run_id, source) as staging:
-        previous = load_previous(settings)
-        with step("ingest"):
-            raw = ingest.with_options(
-                retries=settings.read_retries,
-                # one number, not a backoff list: the Prefect UI shows a list as NaN
-                retry_delay_seconds=settings.read_retry_delay,
-            )(source, table, settings, staging)
-        with step("clean"):
-            cleaned = clean(raw, table, source, settings)
-            del raw  # the input as read is not needed again: free it before the fit
-            release_unused_memory()
-            too_many = settings.k_beyond(len(cleaned.customers), "there are clean customers")
-            if too_many is not None:  # refused before the sweep, not after it
-                raise InputError(too_many)
-        with step("scale"):
-            scaled = scale(cleaned.customers, table, settings)
-        with step("elbow"):
-            if settings.runner == "dask":
-                elbow = sweep_on_workers(_sweep_rows(scaled, settings), settings)
-            else:
-                elbow = elbow_sweep(scaled, settings)
-            choice = pick_k(elbow, previous, settings, scaled.columns)
-        with step("fit"):
-            segmentation = final_fit(scaled, choice, settings)
-        with step("identify"):
-            described = identify(cleaned, scaled, segmentation, previous, table, settings)
-            moved_share = (described.changes or {}).get("moved_share")
-            quality_gates(described.profiles, moved_share, elbow, choice, run_id, settings)
-        with step("report"):
-            write_report(
-                staging, cleaned, scaled, elbow, choice, segmentation, described, table, settings
+    with untagged_tasks():  # no tag-concurrency round trip before each task
+        settings = settings_for_run(settings)  # in a deployment run: merged over its stored ones
+        run_id = run_id_for(settings)  # the flow run's name is segment-<run-id>
+        source = resolve(settings)
+        table = resolve_columns(source, settings)
+        started, step = utc_now(), StepTimer()
+        with staged_run(settings.output_dir, run_id, source) as staging:
+            previous = load_previous(settings)
+            with step("ingest"):
+                raw = ingest.with_options(
+                    retries=settings.read_retries,
+                    # one number, not a backoff list: the Prefect UI shows a list as NaN
+                    retry_delay_seconds=settings.read_retry_delay,
+                )(source, table, settings, staging)
+            with step("clean"):
+                cleaned = clean(raw, table, source, settings)
+                del raw  # the input as read is not needed again: free it before the fit
+                release_unused_memory()
+                too_many = settings.k_beyond(len(cleaned.customers), "there are clean customers")
+                if too_many is not None:  # refused before the sweep, not after it
+                    raise InputError(too_many)
+            with step("scale"):
+                scaled = scale(cleaned.customers, table, settings)
+            with step("elbow"):
+                if settings.runner == "dask":
+                    elbow = sweep_on_workers(_sweep_rows(scaled, settings), settings)
+                else:
+                    elbow = elbow_sweep(scaled, settings)
+                choice = pick_k(elbow, previous, settings, scaled.columns)
+            with step("fit"):
+                segmentation = final_fit(scaled, choice, settings)
+            with step("identify"):
+                described = identify(cleaned, scaled, segmentation, previous, table, settings)
+                moved_share = (described.changes or {}).get("moved_share")
+                quality_gates(described.profiles, moved_share, elbow, choice, run_id, settings)
+            with step("report"):
+                write_report(
+                    staging,
+                    cleaned,
+                    scaled,
+                    elbow,
+                    choice,
+                    segmentation,
+                    described,
+                    table,
+                    settings,
+                )
+            manifest = build_manifest(
+                run_id=run_id,
+                flow_run_id=str(flow_run.get_id()),
+                started_at=started,
+                output_folder=settings.output_dir / "runs" / run_id,
+                source=source,
+                rows=cleaned.accounting(),
+                choice=choice,
+                inertia=segmentation.inertia,
+                profiles=described.profiles,
+                features=list(scaled.columns),
+                changes=described.changes,
+                timings=step.as_dict(),
+                settings=settings.model_dump(mode="json"),
+                table=describe_table(table),
+                missing_filled=cleaned.missing_filled,
+                projection=scaled.projection,
             )
-        manifest = build_manifest(
-            run_id=run_id,
-            flow_run_id=str(flow_run.get_id()),
-            started_at=started,
-            output_folder=settings.output_dir / "runs" / run_id,
-            source=source,
-            rows=cleaned.accounting(),
-            choice=choice,
-            inertia=segmentation.inertia,
-            profiles=described.profiles,
-            features=list(scaled.columns),
-            changes=described.changes,
-            timings=step.as_dict(),
-            settings=settings.model_dump(mode="json"),
-            table=describe_table(table),
-            missing_filled=cleaned.missing_filled,
-            projection=scaled.projection,
-        )
-        return publish(staging, manifest, described, table, settings)
+            return publish(staging, manifest, described, table, settings)

@@ -515,6 +515,8 @@ def test_an_adhoc_run_of_mostly_duplicates_warns_and_is_named_tagged_and_keyed_f
         )
     assert run.name == f"segment-{manifest['run_id']}"  # the run folder's name
     assert "adhoc" in run.tags and "nightly" not in run.tags
+    # its task runs are not tagged: no tag-concurrency round trip before each task
+    assert tasks and all(t.tags == [] for t in tasks)
     keys = {
         base: artifact_key(base, output, deployment=False)
         for base in ("segmentation-summary", "segment-profiles", "elbow-sweep-progress")

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
 
 from flows.run_folder import (
     fails_without_persisting,
@@ -28,7 +27,14 @@ from flows.run_folder import (
     untagged_tasks,
 )
 from flows.runners import flow_dask_client
-from flows.segmentation import columns_of, pick_k, publish, quality_gates, sweep_on_workers
+from flows.segmentation import (
+    columns_of,
+    pick_k,
+    publish,
+    quality_gates,
+    run_manifest,
+    sweep_on_workers,
+)
 from flows.settings import SegmentationSettings
 from tasks import partitioned, plots
 from tasks.describe import Described, compared_previous, named_centroids
@@ -36,13 +42,13 @@ from tasks.elbow import KChoice
 from tasks.fit import Segmentation
 from tasks.history import load_previous_run
 from tasks.identity import PreviousRun, changes_since, match_segments
-from tasks.manifest import StepTimer, build_manifest, utc_now
+from tasks.manifest import StepTimer, utc_now
 from tasks.model import build_model
 from tasks.partitioned import ClusterSpace, Partitions
 from tasks.report import write_run_files
 from tasks.scale import ScaledFeatures, feature_frame
 from tasks.snapshots import first_data_file, partition_files
-from tasks.table import Table, describe_table
+from tasks.table import Table
 
 # Results stay in memory (Dask collections on the cluster): nothing hashed, nothing pickled.
 _TASK = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -229,22 +235,17 @@ def segment_partitioned(settings: SegmentationSettings) -> dict:
                     space,
                     settings,
                 )
-            manifest = build_manifest(
-                run_id=run_id,
-                flow_run_id=str(flow_run.get_id()),
-                started_at=started,
-                output_folder=settings.output_dir / "runs" / run_id,
-                source=settings.input,
-                rows=parts.accounting(),
-                choice=choice,
-                inertia=segmentation.inertia,
-                profiles=described.profiles,
-                features=list(rows.columns),
-                changes=described.changes,
-                timings=step.as_dict(),
-                settings=settings.model_dump(mode="json"),
-                table=describe_table(table),
-                missing_filled={},
-                projection=rows.projection,
+            manifest = run_manifest(
+                settings,
+                run_id,
+                started,
+                step,
+                settings.input,
+                parts,
+                choice,
+                segmentation,
+                described,
+                rows,
+                table,
             )
             return publish(staging, manifest, described, table, settings)

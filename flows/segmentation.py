@@ -38,7 +38,7 @@ from tasks.artifacts import (
     summary_means,
     transitions_records,
 )
-from tasks.clean import CleanResult, clean_customers
+from tasks.clean import CleanResult, RowAccounting, clean_customers
 from tasks.describe import Described, describe_segments, same_features
 from tasks.elbow import (
     KChoice,
@@ -358,6 +358,41 @@ def publish(
     return manifest
 
 
+def run_manifest(
+    settings: SegmentationSettings,
+    run_id: str,
+    started: str,
+    step: StepTimer,
+    source: Path,
+    accounting: RowAccounting,
+    choice: KChoice,
+    segmentation: Segmentation,
+    described: Described,
+    scaled: ScaledFeatures,
+    table: Table,
+) -> dict:
+    """The run's manifest (both flows): ``accounting`` is the cleaning's row accounting (a
+    ``CleanResult`` or a partitioned run's ``Partitions``)."""
+    return build_manifest(
+        run_id=run_id,
+        flow_run_id=str(flow_run.get_id()),
+        started_at=started,
+        output_folder=settings.output_dir / "runs" / run_id,
+        source=source,
+        rows=accounting.accounting(),
+        choice=choice,
+        inertia=segmentation.inertia,
+        profiles=described.profiles,
+        features=list(scaled.columns),
+        changes=described.changes,
+        timings=step.as_dict(),
+        settings=settings.model_dump(mode="json"),
+        table=describe_table(table),
+        missing_filled=getattr(accounting, "missing_filled", {}),
+        projection=scaled.projection,
+    )
+
+
 @flow(
     name="customer-segmentation",
     flow_run_name=flow_run_name,  # segment-<run-id>, as the run folder
@@ -414,22 +449,17 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
                     table,
                     settings,
                 )
-            manifest = build_manifest(
-                run_id=run_id,
-                flow_run_id=str(flow_run.get_id()),
-                started_at=started,
-                output_folder=settings.output_dir / "runs" / run_id,
-                source=source,
-                rows=cleaned.accounting(),
-                choice=choice,
-                inertia=segmentation.inertia,
-                profiles=described.profiles,
-                features=list(scaled.columns),
-                changes=described.changes,
-                timings=step.as_dict(),
-                settings=settings.model_dump(mode="json"),
-                table=describe_table(table),
-                missing_filled=cleaned.missing_filled,
-                projection=scaled.projection,
+            manifest = run_manifest(
+                settings,
+                run_id,
+                started,
+                step,
+                source,
+                cleaned,
+                choice,
+                segmentation,
+                described,
+                scaled,
+                table,
             )
             return publish(staging, manifest, described, table, settings)

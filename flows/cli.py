@@ -17,7 +17,9 @@ from flows.environment import (
     internal_error_line,
     one_line,
     quiet_console,
+    startup_timeout,
 )
+from flows.server import start_early_server
 from flows.settings import DEFAULT_INPUT, DEFAULT_SNAPSHOTS, SegmentationSettings
 
 EXIT_OK = 0
@@ -389,13 +391,14 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    configure_prefect()
+    server = start_early_server()  # boots while this process imports and checks the input
     problem = check_input(settings)  # wrong column names, k, etc.: before any slow work
     if problem is not None:
         code, message = problem
         print(f"segment: error: {message}", file=sys.stderr)
         return code
 
-    configure_prefect()
     from prefect import tags
 
     from flows.runners import flow_for, prefect_api_for_workers  # Prefect imported when needed
@@ -405,6 +408,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.quiet:
         quiet_console()
     try:
+        if server is not None:
+            server.wait(startup_timeout())
         with prefect_api_for_workers(settings), tags(*ADHOC_TAGS):
             manifest = flow_for(settings)(settings)
     except InputError as error:

@@ -72,6 +72,13 @@ def one_line(error: Exception) -> str:
     return str(error)
 
 
+def startup_timeout() -> float:
+    """Seconds Prefect's temporary server has to answer (Prefect's setting)."""
+    from prefect.settings import get_current_settings
+
+    return float(get_current_settings().server.ephemeral.startup_timeout_seconds)
+
+
 def internal_error_line(error: Exception) -> str:
     """The one line ``segment`` prints for an unexpected error; for a temporary server that
     did not start in time, what to do about it."""

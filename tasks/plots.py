@@ -32,6 +32,7 @@ from schemas.customers import AGE, ANNUAL_INCOME, CUSTOMER_ID, GENDER, SPENDING_
 from tasks.table import Table, mall_table
 
 PNG_DPI = 100
+PNG_COMPRESS_LEVEL = 1  # zlib level of the PNGs (Pillow's default is 6)
 
 # Figure sizes in inches; pixels = inches * PNG_DPI.
 ELBOW_SIZE = (11, 4.5)  # 1100 x 450 px
@@ -90,9 +91,19 @@ def _wrap(text: str) -> str:
 
 
 def figure_to_png(fig: Figure) -> bytes:
-    """Render ``fig`` as PNG bytes at ``PNG_DPI``; the image is exactly figsize * dpi pixels."""
+    """Render ``fig`` as PNG bytes at ``PNG_DPI``; the image is exactly figsize * dpi pixels.
+
+    Drawn once: with a layout engine, ``savefig`` would draw the figure twice (a pass that only
+    lays it out, then the real one); here the layout runs once and is then frozen. The zlib
+    level ``PNG_COMPRESS_LEVEL`` trades ~15 % larger files for a faster encoding."""
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)
+        fig.set_layout_engine("none")
     buffer = BytesIO()
-    fig.savefig(buffer, format="png", dpi=PNG_DPI)
+    fig.savefig(
+        buffer, format="png", dpi=PNG_DPI, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL}
+    )
     return buffer.getvalue()
 
 

@@ -36,6 +36,7 @@ from matplotlib.figure import Figure
 from schemas.outputs import Elbow, Transitions
 from tasks.describe import Described
 from tasks.model import model_to_json
+from tasks.plots import figure_to_png
 from tasks.runlock import try_lock
 
 log = logging.getLogger(__name__)
@@ -220,9 +221,10 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
             )
 
 
-def write_png(figure: Figure, path: Path, dpi: int = 100) -> Path:
-    """Save a figure as PNG atomically."""
-    return _atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=dpi))
+def write_png(figure: Figure, path: Path) -> Path:
+    """Save a figure as PNG atomically (rendered by ``plots.figure_to_png``)."""
+    png = figure_to_png(figure)
+    return _atomic_write(path, lambda tmp: tmp.write_bytes(png))
 
 
 def write_text(text: str, path: Path) -> Path:

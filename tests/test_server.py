@@ -1,0 +1,171 @@
+"""The temporary Prefect server started early by `segment run` (flows/server.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from flows import server as early
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------- when to start one
+
+
+def test_nothing_names_an_api_in_a_bare_folder(tmp_path):
+    env = {"PREFECT_HOME": str(tmp_path / "home")}
+    assert not early.api_named_elsewhere(env, tmp_path)
+
+
+def test_the_projects_own_settings_files_name_no_api(tmp_path):
+    """Runs from the project folder get the early start (prefect.toml only mentions the
+    variable in a comment)."""
+    env = {"PREFECT_HOME": str(tmp_path / "home")}
+    assert "PREFECT_API_URL" in (PROJECT_ROOT / "prefect.toml").read_text()
+    assert not early.api_named_elsewhere(env, PROJECT_ROOT)
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["PREFECT_API_URL", "PREFECT_SERVER_EPHEMERAL_ENABLED", "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE"],
+)
+def test_the_environment_can_name_an_api_or_switch_the_temporary_server(tmp_path, variable):
+    env = {"PREFECT_HOME": str(tmp_path / "home"), variable: "x"}
+    assert early.api_named_elsewhere(env, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "names_api"),
+    [
+        ("prefect.toml", '[api]\nurl = "http://127.0.0.1:4200/api"\n', True),
+        ("prefect.toml", 'api.url = "http://127.0.0.1:4200/api"\n', True),
+        ("prefect.toml", 'api = { url = "http://127.0.0.1:4200/api" }\n', True),
+        ("prefect.toml", "# set [api] url here, or PREFECT_API_URL\n[logging.to_api]\n", False),
+        ("pyproject.toml", '[tool.prefect.api]\nurl = "http://h/api"\n', True),
+        ("pyproject.toml", "[tool.ruff]\nline-length = 100\n", False),
+        (".env", "PREFECT_API_URL=http://h/api\n", True),
+    ],
+)
+def test_settings_files_in_the_working_folder_can_name_an_api(tmp_path, name, text, names_api):
+    (tmp_path / name).write_text(text)
+    env = {"PREFECT_HOME": str(tmp_path / "home")}
+    assert early.api_named_elsewhere(env, tmp_path) is names_api
+
+
+def test_a_profile_can_name_an_api(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "profiles.toml").write_text(
+        'active = "local"\n[profiles.local]\nPREFECT_API_URL = "http://127.0.0.1:4200/api"\n'
+    )
+    assert early.api_named_elsewhere({"PREFECT_HOME": str(home)}, tmp_path)
+    elsewhere = tmp_path / "elsewhere.toml"
+    (home / "profiles.toml").rename(elsewhere)
+    assert not early.api_named_elsewhere({"PREFECT_HOME": str(home)}, tmp_path)
+    env = {"PREFECT_HOME": str(home), "PREFECT_PROFILES_PATH": str(elsewhere)}
+    assert early.api_named_elsewhere(env, tmp_path)
+
+
+def test_no_early_start_once_prefect_is_imported(monkeypatch):
+    """In a process that already imported Prefect its loaded settings decide (tests, the
+    deployment's worker): no server, no variable set."""
+    import prefect  # noqa: F401
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert early.start_early_server() is None
+    assert "PREFECT_API_URL" not in os.environ
+
+
+# --------------------------------------------------------------- pinned to Prefect
+
+
+def test_the_server_command_and_environment_are_prefects_own(monkeypatch):
+    """Prefect's temporary server as Prefect itself would start it (a private method: this
+    test fails when an upgrade changes it)."""
+    from prefect.server.api import server as prefect_server
+
+    started = {}
+
+    def fake_popen(args, env, **_):
+        started.update(args=args, env=env)
+        return None
+
+    monkeypatch.setattr(prefect_server.subprocess, "Popen", fake_popen)
+    prefect_server.SubprocessASGIServer(port=18123)._run_uvicorn_command()
+    prefect_server.SubprocessASGIServer._instances.pop(18123, None)
+    assert started["args"] == early.server_command(18123)
+    assert early.SERVER_ENVIRONMENT.items() <= started["env"].items()
+
+
+# --------------------------------------------------------------- a real one
+
+
+@pytest.mark.flow
+def test_an_early_server_answers_then_stops(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "home"))
+    server = early.EarlyServer.start()
+    try:
+        server.wait(timeout=120)
+        assert server.healthy()
+    finally:
+        server.stop()
+    assert server.process.poll() is not None
+    assert not server.healthy()
+
+
+def _servers_of(home: Path) -> list[psutil.Process]:
+    """Running Prefect API server processes whose PREFECT_HOME is ``home``."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if "prefect.server.api.server:create_app" not in " ".join(
+                process.info["cmdline"] or []
+            ):
+                continue
+            if process.environ().get("PREFECT_HOME") == str(home):
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+@pytest.mark.flow
+def test_segment_run_starts_the_server_early_and_leaves_none_behind(tmp_path):
+    """A whole `segment run` with no API configured: the flow ran against the early server
+    (Prefect never started its own: no "Starting temporary server" line), the summary is
+    printed, and no server process outlives the command; the same after an input error."""
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env |= {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    segment = Path(sys.executable).parent / "segment"
+    done = subprocess.run(
+        [str(segment), "run", "--output", str(tmp_path / "out")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Segmented " in done.stdout
+    assert "Starting temporary server" not in done.stderr
+    assert "View at" not in done.stderr  # no link to a UI that is gone after the run
+    assert _servers_of(home) == []
+
+    bad = subprocess.run(
+        [str(segment), "run", "--features", "height", "--output", str(tmp_path / "out")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 3
+    assert "feature column 'height' is not in the file" in bad.stderr
+    assert _servers_of(home) == []

@@ -24,7 +24,6 @@ PACKAGES = (
     "numpy",
     "matplotlib",
     "pyarrow",
-    "kneed",
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -240,3 +241,45 @@ def test_the_rule_respects_the_smallest_segment_gate_and_leaves_an_unmeetable_on
     assert choose_k_within_gate(curve, gate_min_segment_share=0.6).k == 3
     with pytest.raises(InputError):  # the rule's own bound still fails as before
         choose_k_within_gate(curve, gate_min_segment_share=0.01, min_segment_share=0.6)
+
+
+def _curves(count: int, seed: int = 7):
+    """Random convex-ish decreasing curves like log(inertia) over k = 1..n, with plateaus,
+    straight stretches, ties and noise, and a few flat ones."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        n = int(rng.integers(3, 16))
+        ks = np.arange(1, n + 1)
+        kind = i % 5
+        if kind == 0:  # a clean elbow at a random k
+            bend = rng.integers(2, n + 1)
+            y = np.where(ks < bend, 10 - 3 * ks, 10 - 3 * bend - 0.2 * (ks - bend))
+        elif kind == 1:  # noisy decreasing
+            y = np.cumsum(-rng.exponential(1.0, n))
+        elif kind == 2:  # sorted noise with ties (rounded)
+            y = np.sort(np.round(rng.normal(0, 1, n), 1))[::-1]
+        elif kind == 3:  # 1/k with noise
+            y = np.log(1.0 / ks + rng.normal(0, 0.02, n) ** 2)
+        else:  # a straight line, or flat
+            y = -rng.uniform(0, 2) * ks
+        yield ks, y.astype(float)
+
+
+def test_kneedle_gives_the_knee_kneed_gives_on_random_curves():
+    """tasks.elbow.kneedle against the reference implementation (kneed, a dev dependency)."""
+    kneed = pytest.importorskip("kneed", reason="kneed (dev dependency) is the reference")
+    from tasks.elbow import kneedle
+
+    found = 0
+    for ks, y in _curves(600):
+        with warnings.catch_warnings():  # kneed warns on flat curves and curves with no knee
+            warnings.simplefilter("ignore")
+            expected = kneed.KneeLocator(
+                ks, y, curve="convex", direction="decreasing", interp_method="interp1d"
+            ).knee
+        got = kneedle(ks, y)
+        assert (got is None) == (expected is None), (ks, y, got, expected)
+        if expected is not None:
+            assert got == float(expected), (ks, y, got, expected)
+            found += 1
+    assert found > 300  # most curves have a knee: the comparison is not between Nones

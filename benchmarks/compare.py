@@ -1,14 +1,20 @@
-"""Time the plain tutorial script against ``segment run`` on the same inputs.
+"""Time the plain tutorial script against ``segment run`` on the same inputs, side by side.
 
-For each input, the two programs run alternately ``--repeat`` times, each in a fresh process
-(``sys.executable`` for the plain script, the ``segment`` console script next to it for the flow).
-Two times are measured for each run:
+For each input, three programs run alternately ``--repeat`` times, each in a fresh process:
+the plain script (``sys.executable``), ``segment run`` with Prefect's temporary server (no
+``PREFECT_API_URL``) and ``segment run`` against a running Prefect server that this script starts
+once on 127.0.0.1 (``--no-running-server`` leaves it out). Measured for each run:
 
 - process: whole-process wall time, from start to exit (interpreter, imports, Prefect server);
 - work: the program's own work, as it reports it: ``work_seconds`` on the plain script's JSON line,
-  ``timings.total`` in the flow's ``<output>/latest/manifest.json``.
+  ``timings.total`` in the flow's ``<output>/latest/manifest.json``;
+- report: the flow's report step (``timings.report``: tables, model, PNGs).
 
-The medians go to stdout as a markdown table and to ``benchmarks/results/latest.md``.
+Also, ``--repeat`` times: the wall time of a process that only imports what ``segment run`` imports
+before its flow starts (``flows.cli``, ``flows.runners``, ``flows.segmentation``).
+
+The medians go to stdout as markdown tables, with the issue's targets (ratios against the plain
+script, report step, import), and to ``benchmarks/results/latest.md``.
 
     .venv/bin/python benchmarks/compare.py                  # default inputs, 3 repeats
     .venv/bin/python benchmarks/compare.py --input my.csv --repeat 5
@@ -20,11 +26,15 @@ import argparse
 import csv
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +58,7 @@ class Timings:
 
     process: list[float] = field(default_factory=list)
     work: list[float] = field(default_factory=list)
+    report: list[float] = field(default_factory=list)
     k: set[str] = field(default_factory=set)
     error: str | None = None
 
@@ -66,6 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "../shared/data/mall_customers.csv)",
     )
     parser.add_argument("--repeat", type=int, default=3, help="runs of each program per input")
+    parser.add_argument(
+        "--no-running-server",
+        action="store_true",
+        help="measure segment run with its temporary server only (no `prefect server start`)",
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat={args.repeat} should be >= 1")
@@ -89,12 +105,14 @@ def segment_command() -> Path:
     )
 
 
-def child_env(prefect_home: Path) -> dict[str, str]:
-    """The environment for both programs: a throw-away Prefect home unless an API URL is set."""
-    env = dict(os.environ)
-    if not env.get("PREFECT_API_URL"):
-        env["PREFECT_HOME"] = str(prefect_home)
-        env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+def child_env(prefect_home: Path, api_url: str | None = None) -> dict[str, str]:
+    """The environment of every program: the caller's, without its Prefect variables, with a
+    throw-away Prefect home, and ``PREFECT_API_URL`` only for the running-server program."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(prefect_home)
+    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
     return env
 
 
@@ -120,29 +138,41 @@ def _run(command: list[str], env: dict[str, str]) -> tuple[float, str]:
     return seconds, done.stdout
 
 
-def run_plain(path: Path, output: Path, env: dict[str, str]) -> tuple[float, float, str]:
-    """Process seconds, work seconds and chosen k of one plain-script run."""
+@dataclass(frozen=True)
+class Measured:
+    """One run: process and work seconds, report seconds (None for the plain script), k."""
+
+    process: float
+    work: float
+    report: float | None
+    k: str
+
+
+def run_plain(path: Path, output: Path, env: dict[str, str]) -> Measured:
+    """One plain-script run."""
     command = [sys.executable, str(PLAIN_SCRIPT), "--input", str(path), "--output", str(output)]
     seconds, stdout = _run(command, env)
     lines = stdout.strip().splitlines()
     try:
         result = json.loads(lines[-1])
-        return seconds, float(result["work_seconds"]), str(result["k"])
+        return Measured(seconds, float(result["work_seconds"]), None, str(result["k"]))
     except (IndexError, ValueError, KeyError) as error:
         raise RunError(f"plain script printed no result line: {stdout[-300:]!r}") from error
 
 
-def run_segment(path: Path, output: Path, env: dict[str, str]) -> tuple[float, float, str]:
-    """Process seconds, work seconds (manifest ``timings.total``) and chosen k of one flow run."""
+def run_segment(path: Path, output: Path, env: dict[str, str]) -> Measured:
+    """One ``segment run``: work and report seconds from its manifest's ``timings``."""
     command = [str(segment_command()), "run", "--input", str(path), "--output", str(output)]
     seconds, _ = _run(command, env)
     manifest_path = output / "latest" / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        work = float(manifest["timings"]["total"])
+        timings = manifest["timings"]
+        return Measured(
+            seconds, float(timings["total"]), float(timings["report"]), _manifest_k(manifest)
+        )
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise RunError(f"no timings.total in {manifest_path}: {error}") from error
-    return seconds, work, _manifest_k(manifest)
+        raise RunError(f"no timings in {manifest_path}: {error}") from error
 
 
 def _manifest_k(manifest: dict) -> str:
@@ -150,26 +180,84 @@ def _manifest_k(manifest: dict) -> str:
     return str(manifest["k"]["chosen"])
 
 
-def benchmark(path: Path, repeat: int, env: dict[str, str], scratch: Path) -> dict[str, Timings]:
-    """Alternate plain and flow runs on one input; a failing program is not run again."""
-    results = {"plain": Timings(), "segment": Timings()}
-    runners = {"plain": run_plain, "segment": run_segment}
+# What `segment run` imports before its flow starts.
+RUN_PATH_IMPORTS = "import flows.cli, flows.runners, flows.segmentation"
+
+
+def time_run_path_import(env: dict[str, str]) -> float:
+    """Wall seconds of a fresh process that imports what ``segment run`` imports."""
+    seconds, _ = _run([sys.executable, "-c", RUN_PATH_IMPORTS], env)
+    return seconds
+
+
+@contextmanager
+def running_server(home: Path) -> Iterator[str]:
+    """``prefect server start`` on a free 127.0.0.1 port with its own home; its API URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    prefect = Path(sys.executable).parent / "prefect"
+    env = child_env(home)
+    process = subprocess.Popen(
+        [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise RunError(f"prefect server start did not answer at {url} within 180 s")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+PROGRAMS = {  # name: (runner, uses the running server)
+    "plain": (run_plain, False),
+    "segment (temporary server)": (run_segment, False),
+    "segment (running server)": (run_segment, True),
+}
+
+
+def benchmark(
+    path: Path, repeat: int, envs: dict[str, dict[str, str]], scratch: Path
+) -> dict[str, Timings]:
+    """Alternate the programs on one input; a failing program is not run again."""
+    results = {name: Timings() for name in envs}
     for i in range(repeat):
-        for name, runner in runners.items():
+        for name, env in envs.items():
             timings = results[name]
             if timings.error is not None:
                 continue
+            runner = PROGRAMS[name][0]
+            output = scratch / f"{name.split()[0]}-{len(name)}-{path.stem}-{i}"
             try:
-                process, work, k = runner(path, scratch / f"{name}-{path.stem}-{i}", env)
+                measured = runner(path, output, env)
             except RunError as error:
                 timings.error = str(error)
                 print(f"error: {name} on {path}: {error}", file=sys.stderr)
                 continue
-            timings.process.append(process)
-            timings.work.append(work)
-            timings.k.add(k)
+            timings.process.append(measured.process)
+            timings.work.append(measured.work)
+            if measured.report is not None:
+                timings.report.append(measured.report)
+            timings.k.add(measured.k)
             print(
-                f"  {path.name} #{i + 1} {name}: {process:.2f} s process, {work:.3f} s work",
+                f"  {path.name} #{i + 1} {name}: {measured.process:.2f} s process, "
+                f"{measured.work:.3f} s work",
                 file=sys.stderr,
             )
     return results
@@ -187,34 +275,57 @@ def _k(timings: Timings) -> str:
     return "n/a" if not timings.k else "/".join(sorted(timings.k))
 
 
-def markdown_table(rows: list[tuple[Path, int, dict[str, Timings]]], repeat: int) -> str:
-    """Medians per input as a markdown table, with a one-line heading."""
-    header = (
-        "| input | rows | plain process s | plain work s | segment process s | flow work s "
-        "| ratio work (flow/plain) | ratio process | k plain | k segment |"
-    )
+# The targets of the "quick small run" (issue 12), checked on every input.
+PROCESS_RATIO_TARGETS = {"segment (temporary server)": 3.5, "segment (running server)": 1.6}
+REPORT_TARGET_SECONDS = 0.4
+IMPORT_TARGET_SECONDS = 2.0
+
+
+def _verdict(value: float | None, limit: float) -> str:
+    return "n/a" if value is None else ("met" if value <= limit else "missed")
+
+
+def markdown_table(
+    rows: list[tuple[Path, int, dict[str, Timings]]], repeat: int, imports: list[float]
+) -> str:
+    """Medians per input and program as a markdown table, the targets, and the import time."""
     lines = [
         f"Medians of {repeat} run(s) each, {time.strftime('%Y-%m-%d %H:%M')}, "
         f"Python {sys.version.split()[0]}, {os.cpu_count()} CPU(s).",
         "",
-        header,
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| input | rows | program | process s | work s | report s | process / plain | target | k |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     for path, n_rows, results in rows:
-        plain, flow = results["plain"], results["segment"]
-        cells = [
-            path.name,
-            str(n_rows),
-            _seconds(plain.median("process")),
-            _seconds(plain.median("work"), 3),
-            _seconds(flow.median("process")),
-            _seconds(flow.median("work"), 3),
-            _ratio(flow.median("work"), plain.median("work")),
-            _ratio(flow.median("process"), plain.median("process")),
-            _k(plain),
-            _k(flow),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+        plain = results["plain"].median("process")
+        for name, timings in results.items():
+            process = timings.median("process")
+            limit = PROCESS_RATIO_TARGETS.get(name)
+            ratio = None if process is None or not plain else process / plain
+            target = "" if limit is None else f"<= {limit}x: {_verdict(ratio, limit)}"
+            report = timings.median("report")
+            if report is not None:
+                target += f"; report <= {REPORT_TARGET_SECONDS} s: "
+                target += _verdict(report, REPORT_TARGET_SECONDS)
+            cells = [
+                path.name,
+                str(n_rows),
+                name,
+                _seconds(process),
+                _seconds(timings.median("work"), 3),
+                _seconds(report, 3),
+                _ratio(process, plain),
+                target,
+                _k(timings),
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    median_import = statistics.median(imports) if imports else None
+    lines += [
+        "",
+        f"Importing `segment run`'s run path ({RUN_PATH_IMPORTS}): median "
+        f"{_seconds(median_import)} s of {len(imports)} fresh process(es); target <= "
+        f"{IMPORT_TARGET_SECONDS} s: {_verdict(median_import, IMPORT_TARGET_SECONDS)}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -230,14 +341,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     _warn_if_busy()
     rows = []
+    imports: list[float] = []
     with tempfile.TemporaryDirectory(prefix="segment-bench-", ignore_cleanup_errors=True) as tmp:
         scratch = Path(tmp)
-        env = child_env(scratch / "prefect-home")
-        for path in args.input:
-            print(f"benchmarking {path} ({args.repeat} run(s) each) ...", file=sys.stderr)
-            rows.append((path, count_rows(path), benchmark(path, args.repeat, env, scratch)))
+        with ExitStack() as stack:
+            url = None
+            if not args.no_running_server:
+                print("starting a Prefect server for the running-server runs ...", file=sys.stderr)
+                url = stack.enter_context(running_server(scratch / "server-home"))
+            envs = {
+                name: child_env(scratch / "prefect-home", url if uses_server else None)
+                for name, (_, uses_server) in PROGRAMS.items()
+                if url or not uses_server
+            }
+            for path in args.input:
+                print(f"benchmarking {path} ({args.repeat} run(s) each) ...", file=sys.stderr)
+                rows.append((path, count_rows(path), benchmark(path, args.repeat, envs, scratch)))
+            for _ in range(args.repeat):
+                imports.append(time_run_path_import(envs["plain"]))
 
-    table = markdown_table(rows, args.repeat)
+    table = markdown_table(rows, args.repeat, imports)
     errors = [
         f"- {name} on {path.name}: {timings.error}"
         for path, _, results in rows

@@ -22,7 +22,9 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.image import imsave
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, StrMethodFormatter
@@ -93,16 +95,23 @@ def _wrap(text: str) -> str:
 def figure_to_png(fig: Figure) -> bytes:
     """Render ``fig`` as PNG bytes at ``PNG_DPI``; the image is exactly figsize * dpi pixels.
 
-    Drawn once: with a layout engine, ``savefig`` would draw the figure twice (a pass that only
-    lays it out, then the real one); here the layout runs once and is then frozen. The zlib
-    level ``PNG_COMPRESS_LEVEL`` trades ~15 % larger files for a faster encoding."""
+    Drawn once: ``savefig`` draws a figure with a layout engine twice (a pass that only lays it
+    out, then the real one). Here the constrained layout runs once, is frozen, and the Agg
+    canvas draws once; the zlib level ``PNG_COMPRESS_LEVEL`` trades ~15 % larger files for a
+    faster encoding."""
+    canvas = FigureCanvasAgg(fig)
     engine = fig.get_layout_engine()
     if engine is not None:
         engine.execute(fig)
         fig.set_layout_engine("none")
+    canvas.draw()
     buffer = BytesIO()
-    fig.savefig(
-        buffer, format="png", dpi=PNG_DPI, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL}
+    imsave(
+        buffer,
+        canvas.buffer_rgba(),
+        format="png",
+        dpi=PNG_DPI,
+        pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL},
     )
     return buffer.getvalue()
 

@@ -25,7 +25,7 @@ import flows.segmentation as segmentation
 from flows.settings import SegmentationSettings
 from tasks.elbow import sweep_k
 from tasks.history import load_previous_run
-from tasks.html_report import REPORT, quarantine_reasons
+from tasks.html_report import REPORT, TEMPLATES, quarantine_reasons
 from tasks.report import finish_run, start_run
 from tasks.sample_data import generate_snapshots, write_snapshots
 from tasks.sample_tables import (
@@ -123,6 +123,8 @@ def test_report_of_a_second_night_has_every_section_and_nothing_external(two_nig
         assert f"data:image/png;base64,{embedded}" in page, name
     assert "returning customers moved" in page
     assert "(snapshot date)" in page
+    # the stylesheet inlined as written (not HTML-escaped inside <style>); no script at all
+    assert (TEMPLATES / "report.css").read_text(encoding="utf-8") in page
 
 
 def test_report_counts_every_quarantined_row_under_its_reasons(two_nights):
@@ -275,6 +277,7 @@ def test_report_opens_in_chromium_without_errors_or_network(two_nights, tmp_path
             width=1200, height=int(height), deviceScaleFactor=1, mobile=False,
         )  # fmt: skip
         shot = tools.call("Page.captureScreenshot", format="png")["data"]
+        pdf = tools.call("Page.printToPDF", preferCSSPageSize=True)["data"]
     finally:
         tools.socket.close()
         process.kill()
@@ -291,3 +294,6 @@ def test_report_opens_in_chromium_without_errors_or_network(two_nights, tmp_path
         assert name in text["value"], f"{name!r} not visible"
     assert images == 3  # segments, elbow and transitions plots, decoded from data URIs
     assert screenshot.stat().st_size > 20_000  # a rendered page, not a blank one
+    # printed, the page's own @page rule gives A4 sheets (595 x 842 points)
+    sheets = re.findall(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", base64.b64decode(pdf))
+    assert sheets and {(round(float(w)), round(float(h))) for w, h in sheets} == {(595, 842)}

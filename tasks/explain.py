@@ -62,9 +62,20 @@ class Share:
 
 def population_spread(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Median and population standard deviation (ddof 0) of each numeric column of all
-    customers (or of a seeded sample of them); index: column."""
-    numbers = frame.loc[:, columns].astype("float64")
-    return pd.DataFrame({"median": numbers.median(), "std": numbers.std(ddof=0)}, index=columns)
+    customers (or of a seeded sample of them), missing values left out; index: column. Column
+    by column on NumPy views: a 10M-row frame is not copied."""
+    spread = [_median_and_std(frame[c]) for c in columns]
+    return pd.DataFrame(spread, columns=["median", "std"], index=pd.Index(columns, dtype=object))
+
+
+def _median_and_std(values: pd.Series) -> tuple[float, float]:
+    x = values.to_numpy(dtype="float64", na_value=np.nan)
+    missing = np.isnan(x)
+    if missing.any():
+        x = x[~missing]
+    if not len(x):
+        return math.nan, math.nan
+    return float(np.median(x)), float(x.std())
 
 
 def overall_means(profiles: pd.DataFrame, columns: list[str]) -> pd.Series:
@@ -187,8 +198,11 @@ def largest(
 
 def phrase(item: Difference | Share) -> str:
     """One difference in words: "income 2.3x the average", "spending score 40% below
-    average", "age about average", "gender: 80% Female (56% overall)"."""
+    average", "age about average", "gender: 80% Female (56% overall)", "gender as among all
+    customers"."""
     if isinstance(item, Share):
+        if abs(item.z) < ABOUT_AVERAGE_Z:
+            return f"{item.label} as among all customers"
         return f"{item.label}: {item.share:.0%} {item.value} ({item.overall:.0%} overall)"
     if abs(item.z) < ABOUT_AVERAGE_Z:
         return f"{item.label} about average"
@@ -214,18 +228,22 @@ def sentence(numbers: list[Difference], categories: list[Share], n: int = LARGES
 
 
 def typical_customers(
-    ids: np.ndarray, labels: np.ndarray, distances: np.ndarray, n: int = TYPICAL
+    ids: pd.Series | np.ndarray, labels: np.ndarray, distances: np.ndarray, n: int = TYPICAL
 ) -> dict[int, list[tuple[str, float]]]:
     """Per segment id: the ``n`` customers closest to the centroid (id, distance), closest
-    first; ties broken by position. Linear in the number of customers (no full sort)."""
-    ids = np.asarray(ids)
+    first; ties broken by position. Linear in the number of customers (no full sort), and
+    only the chosen ids are read out of ``ids`` (10M text ids are never all converted)."""
+    ids = ids if isinstance(ids, pd.Series) else pd.Series(ids)
     labels = np.asarray(labels)
     distances = np.asarray(distances, dtype="float64")
     result: dict[int, list[tuple[str, float]]] = {}
-    for segment_id in np.unique(labels):
+    for segment_id in sorted(pd.unique(labels)):
         where = np.flatnonzero(labels == segment_id)
         if len(where) > n:
             where = where[np.argpartition(distances[where], n - 1)[:n]]
         where = where[np.lexsort((where, distances[where]))]
-        result[int(segment_id)] = [(str(ids[i]), float(distances[i])) for i in where]
+        chosen = ids.iloc[where]
+        result[int(segment_id)] = [
+            (str(i), float(d)) for i, d in zip(chosen, distances[where], strict=True)
+        ]
     return result

@@ -167,7 +167,7 @@ def segment_cards(
     differences = explain.differences(profiles, spread, table)
     shares = explain.shares(profiles, table)
     typical = explain.typical_customers(
-        assigned["customer_id"].to_numpy(),
+        assigned["customer_id"],
         assigned["segment_id"].to_numpy(),
         assigned["distance_to_centroid"].to_numpy(),
     )

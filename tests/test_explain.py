@@ -143,6 +143,8 @@ def test_largest_ranks_numbers_and_categories_on_one_scale():
     ranked = explain.largest([small, big, profile], values)
     assert [getattr(item, "value", item.column) for item in ranked] == ["a", "PhD", "b"]
     assert explain.phrase(ranked[1]) == "education: 80% PhD (20% overall)"
+    close = explain.Share("edu", "education", "Basic", True, 0.01, 0.02, -0.07)
+    assert explain.phrase(close) == "education as among all customers"
 
 
 def test_share_columns_belong_to_the_longest_matching_column():
@@ -162,3 +164,17 @@ def test_typical_customers_are_the_closest_to_the_centroid_closest_first():
     assert [i for i, _ in typical[1]] == ["c6", "c1", "c5", "c3", "c2"]
     assert [i for i, _ in typical[2]] == ["c8", "c7"]  # fewer customers than n: all of them
     assert typical[3] == [("c9", 0.0)]
+
+
+def test_typical_customers_take_ids_by_position_not_by_index_label():
+    ids = pd.Series(["x", "y", "z"], index=[10, 3, 7], dtype="string")  # gaps: rows quarantined
+    typical = explain.typical_customers(ids, np.array([1, 1, 1]), np.array([0.3, 0.1, 0.2]))
+    assert typical == {1: [("y", 0.1), ("z", 0.2), ("x", 0.3)]}
+
+
+def test_population_spread_leaves_missing_values_out():
+    frame = pd.DataFrame({"age": [20.0, np.nan, 40.0, 60.0], "none": [np.nan] * 4})
+    spread = explain.population_spread(frame, ["age", "none"])
+    assert spread.at["age", "median"] == 40.0
+    assert spread.at["age", "std"] == pytest.approx(np.std([20.0, 40.0, 60.0]))
+    assert np.isnan(spread.at["none", "median"]) and np.isnan(spread.at["none", "std"])

@@ -297,3 +297,18 @@ def test_report_opens_in_chromium_without_errors_or_network(two_nights, tmp_path
     # printed, the page's own @page rule gives A4 sheets (595 x 842 points)
     sheets = re.findall(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", base64.b64decode(pdf))
     assert sheets and {(round(float(w)), round(float(h))) for w, h in sheets} == {(595, 842)}
+
+
+def test_values_from_the_file_are_escaped_not_run(tmp_path):
+    hostile = "<script>alert(1)</script>"
+    rows = [f"c{i},{10 + i % 7 + 50 * (i % 2)},{3 + i % 5},{hostile if i % 3 else 'shop'}"
+            for i in range(60)]  # fmt: skip
+    rows[0] = f"<img src=x onerror=alert(2)>,{rows[0].split(',', 1)[1]}"
+    source = tmp_path / "hostile.csv"
+    source.write_text("id,spend,visits,channel\n" + "\n".join(rows) + "\n")
+    folder = segment_in_process(
+        source, tmp_path / "out", "run-1", features=["spend", "visits"], profile=["channel"], k=2
+    )
+    page = (folder / REPORT).read_text(encoding="utf-8")
+    assert_self_contained(page)  # no <script>, no src= that is not a data: URI
+    assert html.escape(hostile) in page  # the category value, shown as text

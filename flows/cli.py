@@ -531,6 +531,7 @@ def format_summary(manifest: dict) -> str:
             f"{changes['customers_left']:,} left"
         )
     lines.append(f"Output: {manifest['output_folder']}")
+    lines.append(f"Report: {Path(manifest['output_folder']) / 'report.html'}")
     return "\n".join(lines)
 
 

@@ -41,11 +41,12 @@ from tasks.describe import Described, compared_previous, named_centroids
 from tasks.elbow import KChoice
 from tasks.fit import Segmentation
 from tasks.history import load_previous_run
+from tasks.html_report import REPORT, run_report
 from tasks.identity import PreviousRun, changes_since, match_segments
 from tasks.manifest import StepTimer, utc_now
 from tasks.model import build_model
 from tasks.partitioned import ClusterSpace, Partitions
-from tasks.report import write_run_files
+from tasks.report import run_id_of, write_run_files, write_text
 from tasks.scale import ScaledFeatures, feature_frame
 from tasks.snapshots import first_data_file, partition_files
 from tasks.table import Table
@@ -170,15 +171,17 @@ def write_report(
     space: ClusterSpace,
     settings: SegmentationSettings,
 ) -> None:
-    """Profiles, quarantine, elbow, transitions, model and plots (drawn from the sample)."""
+    """Profiles, quarantine, elbow, transitions, model, plots (drawn from the sample) and
+    report.html (medians, spreads and typical customers from the sample)."""
     identity = described.identity
+    labels = identity.relabel(segmentation.labels)
     order = np.argsort(identity.ids)  # scaled centroids in segment-id order
     figures = plots.run_figures(
         elbow=elbow,
         chosen_k=choice.k,
         knee=choice.knee,
         values=space.values(sample),
-        labels=identity.relabel(segmentation.labels),
+        labels=labels,
         centroids=described.centroids,
         names=described.names,
         scaled=rows.matrix,
@@ -189,7 +192,19 @@ def write_report(
         table=space.table,
         seed=settings.seed,
     )
-    write_run_files(staging, described, elbow, parts.quarantine, figures)
+    images = write_run_files(staging, described, elbow, parts.quarantine, figures)
+    assigned = pd.DataFrame(
+        {
+            "customer_id": sample["customer_id"].to_numpy(),
+            "segment_id": labels,
+            "distance_to_centroid": segmentation.distances,
+        }
+    )
+    html = run_report(
+        run_id_of(staging), settings.input, parts, elbow, choice, described, space.table,
+        images, population=sample, assigned=assigned,
+    )  # fmt: skip
+    write_text(html, staging / REPORT)
 
 
 @flow(

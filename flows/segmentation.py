@@ -52,11 +52,12 @@ from tasks.errors import InputError
 from tasks.fit import Segmentation, fit_segments, sample_rows
 from tasks.gates import GateError, gate_breaches
 from tasks.history import load_previous_run
+from tasks.html_report import REPORT, run_report
 from tasks.identity import PreviousRun
 from tasks.ingest import canonical_frame, expected_types, read_file, table_for_file
 from tasks.manifest import StepTimer, build_manifest, utc_now
 from tasks.memory import release_unused_memory
-from tasks.report import finish_run, write_run_files, write_table
+from tasks.report import finish_run, run_id_of, write_run_files, write_table, write_text
 from tasks.retry import retry_on_transient
 from tasks.scale import ScaledFeatures, check_features_vary, feature_frame, scale_features
 from tasks.snapshots import resolve_input
@@ -295,8 +296,10 @@ def write_report(
     described: Described,
     table: Table,
     settings: SegmentationSettings,
+    source: Path,
 ) -> None:
-    """Write the tables (each validated), the model and the plots into the run folder."""
+    """Write the tables (each validated), the model, the plots and report.html into the run
+    folder."""
     write_table(described.segments, staging / "segments.parquet", segments_schema(table))
     order = np.argsort(described.identity.ids)  # scaled centroids in the same id order
     figures = plots.run_figures(
@@ -315,7 +318,9 @@ def write_report(
         table=table,
         seed=settings.seed,
     )
-    write_run_files(staging, described, elbow, cleaned.quarantine, figures)
+    images = write_run_files(staging, described, elbow, cleaned.quarantine, figures)
+    html = run_report(run_id_of(staging), source, cleaned, elbow, choice, described, table, images)
+    write_text(html, staging / REPORT)
 
 
 def _categories(scaled: ScaledFeatures) -> dict[str, list[str]]:
@@ -448,6 +453,7 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
                     described,
                     table,
                     settings,
+                    source,
                 )
             manifest = run_manifest(
                 settings,

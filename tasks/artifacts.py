@@ -97,7 +97,13 @@ def summary_markdown(
     if warning is not None:
         lines += ["", f"**{warning}**"]
     lines += _changes_lines(manifest.get("changes"))
-    lines += ["", f"**Files**: `{manifest['output_folder']}`"]
+    lines += [
+        "",
+        f"**Files**: `{manifest['output_folder']}`",
+        "",
+        f"**Report**: `{Path(manifest['output_folder']) / 'report.html'}` (open it in a browser: "
+        "segments explained, how k was chosen, changes, data quality; no network needed)",
+    ]
     for name, caption in SUMMARY_PLOTS.items():
         if images and name in images:
             lines += ["", f"## {caption}", "", f"![{caption}]({png_data_uri(images[name])})"]

@@ -137,11 +137,15 @@ def _drop_owner(owner: Path, descriptor: int) -> None:
         os.close(descriptor)
 
 
+def run_id_of(staging: Path) -> str:
+    """The run id of a staging folder (``runs/.<run-id>.partial``)."""
+    return staging.name.removeprefix(".").removesuffix(PARTIAL_SUFFIX)
+
+
 def _release_owner(staging: Path) -> None:
     descriptor = _owners.pop(staging, None)
     if descriptor is not None:
-        run_id = staging.name.removeprefix(".").removesuffix(PARTIAL_SUFFIX)
-        _drop_owner(_owner_path(staging.parent, run_id), descriptor)
+        _drop_owner(_owner_path(staging.parent, run_id_of(staging)), descriptor)
 
 
 def remove_debris(output_dir: str | Path) -> list[Path]:
@@ -221,10 +225,8 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
             )
 
 
-def write_png(figure: Figure, path: Path) -> Path:
-    """Save a figure as PNG atomically (rendered by ``plots.figure_to_png``)."""
-    png = figure_to_png(figure)
-    return _atomic_write(path, lambda tmp: tmp.write_bytes(png))
+def write_bytes(data: bytes, path: Path) -> Path:
+    return _atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def write_text(text: str, path: Path) -> Path:
@@ -330,13 +332,16 @@ def write_run_files(
     elbow: pd.DataFrame,
     quarantine: pd.DataFrame,
     figures: dict[str, Figure],
-) -> None:
+) -> dict[str, bytes]:
     """The tables (profiles and quarantine validated when built), model and plots every run
-    writes, whichever runner; the segments table(s) are written by the runner."""
+    writes, whichever runner; the segments table(s) are written by the runner. Returns the
+    plots' PNG bytes by file name (for report.html: each figure is rendered once)."""
     write_table(described.profiles, staging / "profiles.parquet")
     write_table(elbow, staging / "elbow.parquet", Elbow)
     write_table(quarantine, staging / "quarantine.parquet")
     write_table(described.transitions, staging / "transitions.parquet", Transitions)
     write_text(model_to_json(described.model), staging / "model.json")
-    for name, figure in figures.items():
-        write_png(figure, staging / name)
+    images = {name: figure_to_png(figure) for name, figure in figures.items()}
+    for name, png in images.items():
+        write_bytes(png, staging / name)
+    return images

@@ -116,6 +116,11 @@ def test_summary_names_run_k_rule_segments_and_row_accounting():
     assert "| 4 | High income, low spending | 2 | 50.0% | 92.0 | 12.0 |" in text
 
 
+def test_summary_names_the_runs_report_html():
+    text = summary_markdown(manifest(None), profiles())
+    assert "**Report**: `outputs/runs/20250102T000000Z-second00/report.html`" in text
+
+
 def test_summary_warns_when_most_rows_read_were_duplicates():
     rows = {
         "rows_read": 57600,

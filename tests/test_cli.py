@@ -358,7 +358,7 @@ def test_summary_lists_segments_rows_and_output_folder():
     assert "    1         30   75.0%  Low income, low spending" in text
     assert "Rows: 45 read = 40 segmented + 3 quarantined + 2 duplicates" in text
     assert "Warning" not in text
-    assert text.endswith("Output: outputs/runs/x")
+    assert text.endswith("Output: outputs/runs/x\nReport: outputs/runs/x/report.html")
 
 
 def test_summary_warns_when_most_rows_read_were_duplicates():

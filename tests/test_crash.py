@@ -35,14 +35,15 @@ import tasks.report
 from live_server import ROOT, tail
 from tasks.history import load_previous_run
 from tasks.model import MODEL_FORMAT, load_model
+from tasks.plots import figure_to_png
 from tasks.report import (
     MANIFEST,
     finish_run,
     latest_run,
     sha256_of,
     start_run,
+    write_bytes,
     write_json,
-    write_png,
     write_table,
 )
 from tasks.sample_data import generate_customers, write_sample_csv
@@ -281,7 +282,7 @@ def _stage_run(output: Path, run_id: str) -> Path:
     write_json({"format": MODEL_FORMAT, "segments": [], "columns": []}, staging / "model.json")
     figure = Figure(figsize=(1, 1))
     figure.add_subplot().plot([0, 1], [1, 0])
-    write_png(figure, staging / "plot.png")
+    write_bytes(figure_to_png(figure), staging / "plot.png")
     return staging
 
 

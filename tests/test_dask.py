@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 
 import dask
@@ -322,6 +323,10 @@ def test_partitioned_mixed_table_uses_the_spec_core_and_finds_the_planted_segmen
     assert model["table"] == local["columns"] or model["table"]["id_header"] == "ID"
     for name in ("elbow.png", "segments.png", "profiles.png", "eda.png", "transitions.png"):
         assert (folder / name).stat().st_size > 0
+    report = (folder / "report.html").read_text()  # the sample's medians and typical customers
+    for name in profiles["segment_name"]:
+        assert html.escape(name) in report
+    assert "Education" in report and "Response" in report
 
 
 def test_median_fill_is_refused_for_a_partitioned_input_with_a_clear_reason(tmp_path):

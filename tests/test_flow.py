@@ -32,6 +32,7 @@ RUN_FILES = {
     "eda.png",
     "transitions.parquet",
     "transitions.png",
+    "report.html",
 }
 
 

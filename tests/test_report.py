@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from schemas.outputs import Elbow
 from tasks.manifest import StepTimer, new_run_id, package_versions
+from tasks.plots import figure_to_png
 from tasks.report import (
     _atomic_write,
     abandon_run,
@@ -27,7 +28,7 @@ from tasks.report import (
     latest_run,
     remove_debris,
     start_run,
-    write_png,
+    write_bytes,
     write_table,
     write_text,
 )
@@ -97,15 +98,15 @@ def test_write_table_schema_violation_raises_and_leaves_no_file(tmp_path):
     assert all_names(staging) == set()
 
 
-def test_write_png_gives_a_png_file(tmp_path):
-    path = write_png(tiny_figure(), tmp_path / "plot.png")
+def test_a_rendered_figure_is_written_as_a_png_file(tmp_path):
+    path = write_bytes(figure_to_png(tiny_figure()), tmp_path / "plot.png")
     assert path.read_bytes().startswith(PNG_SIGNATURE)
 
 
 def test_writes_leave_no_temporary_files(tmp_path):
     staging = start_run(tmp_path, "r1")
     write_table(elbow_frame(), staging / "elbow.parquet", Elbow)
-    write_png(tiny_figure(), staging / "elbow.png")
+    write_bytes(figure_to_png(tiny_figure()), staging / "elbow.png")
     write_text("hello\n", staging / "notes.txt")
     assert all_names(staging) == {"elbow.parquet", "elbow.png", "notes.txt"}
 
@@ -116,7 +117,7 @@ def test_writes_leave_no_temporary_files(tmp_path):
 def test_finish_run_writes_manifest_with_checksums_of_every_other_file(tmp_path):
     staging = start_run(tmp_path, "r1")
     write_table(elbow_frame(), staging / "elbow.parquet", Elbow)
-    write_png(tiny_figure(), staging / "elbow.png")
+    write_bytes(figure_to_png(tiny_figure()), staging / "elbow.png")
     write_text("hello\n", staging / "notes.txt")
     final = finish_run(staging, {"run_id": "r1", "status": "complete"})
 

@@ -1,0 +1,276 @@
+"""``report.html``: one self-contained page a marketer opens, rendered from a Jinja2 template.
+
+The page needs no network and no JavaScript: the stylesheet is inlined, the plots are the
+run's own PNG bytes as ``data:`` URIs, and a Content-Security-Policy forbids every fetch
+(``default-src 'none'``) should anything try. The numbers come from ``tasks.explain``; this
+module only gathers them into the template's context and renders it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from tasks import explain
+from tasks.artifacts import duplicates_warning, png_data_uri
+from tasks.clean import REASON, RowAccounting
+from tasks.describe import Described
+from tasks.elbow import KChoice
+from tasks.snapshots import snapshot_date
+from tasks.table import Table
+
+REPORT = "report.html"
+TEMPLATES = Path(__file__).with_name("templates")
+# Plots in the report, by file name (as written by tasks.plots.run_figures), with captions.
+PLOTS = {
+    "segments.png": "Customers by segment",
+    "elbow.png": "Inertia and silhouette by k",
+    "transitions.png": "Where returning customers went since the previous run",
+}
+RULES = {
+    "fixed": "fixed by the run's settings (--k)",
+    "elbow": "the elbow rule (the knee of the inertia curve)",
+    "silhouette": "the best silhouette score among the allowed k",
+}
+MAX_MOVES = 10  # largest moves between segments listed
+
+
+@dataclass(frozen=True)
+class Card:
+    """One segment as the report shows it."""
+
+    id: int
+    name: str
+    size: int
+    share: float
+    sentence: str
+    differences: list[explain.Difference]
+    shares: list[tuple[str, bool, list[explain.Share]]]  # (label, is a feature, values)
+    typical: list[tuple[str, float]]
+
+
+def run_report(
+    run_id: str,
+    source: Path,
+    accounting: RowAccounting,
+    elbow: pd.DataFrame,
+    choice: KChoice,
+    described: Described,
+    table: Table,
+    images: dict[str, bytes],
+    population: pd.DataFrame | None = None,
+    assigned: pd.DataFrame | None = None,
+) -> str:
+    """report.html of a run (both flows): ``accounting`` is the cleaning's result (a
+    ``CleanResult``, or a partitioned run's ``Partitions``). ``population`` and ``assigned``
+    default to the in-memory run's customers and segments table; a partitioned run passes its
+    seeded sample and the sample's segments."""
+    return build_report(
+        run_id=run_id,
+        source=source,
+        rows=accounting.accounting(),
+        missing_filled=getattr(accounting, "missing_filled", {}),
+        quarantine=accounting.quarantine,
+        choice=choice,
+        elbow=elbow,
+        profiles=described.profiles,
+        transitions=described.transitions,
+        changes=described.changes,
+        population=accounting.customers if population is None else population,
+        assigned=described.segments if assigned is None else assigned,
+        table=table,
+        images=images,
+        sampled=population is not None and len(population) < accounting.rows_kept,
+    )
+
+
+def build_report(
+    *,
+    run_id: str,
+    source: Path,
+    rows: dict[str, int],
+    missing_filled: dict[str, int],
+    quarantine: pd.DataFrame,
+    choice: KChoice,
+    elbow: pd.DataFrame,
+    profiles: pd.DataFrame,
+    transitions: pd.DataFrame,
+    changes: dict | None,
+    population: pd.DataFrame,
+    assigned: pd.DataFrame,
+    table: Table,
+    images: dict[str, bytes],
+    sampled: bool = False,
+) -> str:
+    """The report's HTML. ``population``: the clean customers (a partitioned run: its seeded
+    sample), for the medians and spreads of all customers; ``assigned``: ``customer_id``,
+    ``segment_id`` and ``distance_to_centroid`` of the same customers, for the typical ones;
+    ``images``: PNG bytes by file name (the run's plots, not drawn again)."""
+    cards = segment_cards(profiles, population, assigned, table)
+    context = {
+        "run_id": run_id,
+        "source": str(source),
+        "data_date": data_date(source),
+        "customers": int(rows["rows_kept"]),
+        "k": choice.k,
+        "k_sentence": k_sentence(choice),
+        "reason": choice.reason,
+        "sweep": elbow.loc[:, ["k", "inertia", "silhouette", "min_share"]].to_dict("records"),
+        "features": [c.titled() for c in table.features],
+        "profile": [c.titled() for c in table.profile],
+        "sampled": sampled,
+        "sample_size": len(population),
+        "cards": cards,
+        "names": {card.id: card.name for card in cards},
+        "changes": changes,
+        "moves": largest_moves(transitions),
+        "rows": rows,
+        "duplicates_warning": duplicates_warning(rows),
+        "reasons": quarantine_reasons(quarantine),
+        "missing_filled": missing_filled,
+        "images": {name: png_data_uri(png) for name, png in images.items() if name in PLOTS},
+        "captions": PLOTS,
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    return _template().render(**context)
+
+
+@cache
+def _template():
+    environment = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html", "j2"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters.update(
+        number=number, percent=percent, signed=signed, thousands="{:,}".format
+    )
+    environment.globals["stylesheet"] = (TEMPLATES / "report.css").read_text(encoding="utf-8")
+    return environment.get_template("report.html.j2")
+
+
+def segment_cards(
+    profiles: pd.DataFrame, population: pd.DataFrame, assigned: pd.DataFrame, table: Table
+) -> list[Card]:
+    """A card per segment: size, share, differences, the sentence, shares, typical customers."""
+    numeric, _ = explain.compared_columns(profiles, table)
+    spread = explain.population_spread(population, numeric)
+    differences = explain.differences(profiles, spread, table)
+    shares = explain.shares(profiles, table)
+    typical = explain.typical_customers(
+        assigned["customer_id"],
+        assigned["segment_id"].to_numpy(),
+        assigned["distance_to_centroid"].to_numpy(),
+    )
+    cards = []
+    for row in profiles.itertuples():
+        segment_id = int(row.segment_id)
+        cards.append(
+            Card(
+                id=segment_id,
+                name=str(row.segment_name),
+                size=int(row.size),
+                share=float(row.share),
+                sentence=explain.sentence(differences[segment_id], shares[segment_id]),
+                differences=differences[segment_id],
+                shares=_by_column(shares[segment_id]),
+                typical=typical.get(segment_id, []),
+            )
+        )
+    return cards
+
+
+def _by_column(shares: list[explain.Share]) -> list[tuple[str, bool, list[explain.Share]]]:
+    grouped: dict[str, tuple[str, bool, list[explain.Share]]] = {}
+    for share in shares:
+        grouped.setdefault(share.column, (share.label, share.feature, []))[2].append(share)
+    return list(grouped.values())
+
+
+def k_sentence(choice: KChoice) -> str:
+    """How k was chosen, in one sentence."""
+    rule = RULES.get(choice.rule, choice.rule)
+    return f"{choice.k} segments, chosen by {rule}: {choice.reason}."
+
+
+def data_date(source: Path) -> str:
+    """The date of the data: a dated snapshot's date, else the file's (or folder's) last
+    modification, said as such."""
+    day = snapshot_date(source)
+    if day is not None:
+        return f"{day:%Y-%m-%d} (snapshot date)"
+    try:
+        modified = datetime.fromtimestamp(source.stat().st_mtime, UTC)
+    except OSError:
+        return "unknown"
+    return f"{modified:%Y-%m-%d} (file last modified)"
+
+
+_REASON_ROWS = re.compile(r"rows [\d, ]+ with")
+
+
+def quarantine_reasons(quarantine: pd.DataFrame) -> list[tuple[str, int]]:
+    """Quarantined rows counted by reason (column and check, without the row's value), most
+    frequent first. A row with several problems counts once under each."""
+    if quarantine.empty:
+        return []
+    parts = quarantine[REASON].astype("str").str.split("; ").explode()
+    kinds = [_reason_kind(part) for part in parts]
+    counts = pd.Series(kinds, dtype="str").value_counts(sort=False)
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [(kind, int(count)) for kind, count in ordered]
+
+
+def _reason_kind(reason: str) -> str:
+    """``annual_income=-5: must be >= 0`` -> ``annual_income: must be >= 0``."""
+    head, sep, what = reason.partition(": ")
+    if not sep:
+        return reason
+    column = head.split("=", 1)[0]
+    return f"{column}: {_REASON_ROWS.sub('other rows with', what)}"
+
+
+def largest_moves(transitions: pd.DataFrame, n: int = MAX_MOVES) -> list[tuple[int, int, int]]:
+    """The largest moves between two different segments: (from id, to id, customers)."""
+    if transitions.empty:
+        return []
+    moved = transitions.loc[transitions["previous_segment_id"] != transitions["segment_id"]]
+    moved = moved.sort_values(
+        ["customers", "previous_segment_id", "segment_id"], ascending=[False, True, True]
+    )
+    return [
+        (int(r.previous_segment_id), int(r.segment_id), int(r.customers))
+        for r in moved.head(n).itertuples()
+        if r.customers > 0
+    ]
+
+
+def number(value: float | None, digits: int = 1) -> str:
+    """A number for reading: thousands separated, ``digits`` decimals (3 significant digits
+    below 1), "n/a" when missing."""
+    if value is None or (isinstance(value, float | np.floating) and np.isnan(value)):
+        return "n/a"
+    if abs(value) >= 1 or value == 0:
+        return f"{value:,.{digits}f}"
+    return f"{value:.3g}"
+
+
+def percent(value: float | None) -> str:
+    if value is None or np.isnan(value):
+        return "n/a"
+    return f"{value:.1%}"
+
+
+def signed(value: float | None, digits: int = 2) -> str:
+    if value is None or np.isnan(value):
+        return "n/a"
+    return f"{value:+.{digits}f}"

@@ -246,7 +246,7 @@ def test_segment_run_survives_sigkill_at_random_moments(live_server, customers_c
     final = assert_output_consistent(output, known)
     manifest = json.loads((runs / final / MANIFEST).read_text())
     assert final != latest and manifest["changes"]["previous_run_id"] == latest
-    assert result.stdout.strip().endswith(str(runs / final))
+    assert f"Output: {runs / final}\n" in result.stdout
     assert debris(output) == [], "debris of killed runs left behind"
 
 

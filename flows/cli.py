@@ -19,7 +19,7 @@ from flows.environment import (
     quiet_console,
     startup_timeout,
 )
-from flows.server import start_early_server
+from flows.server import start_early_server, warm_up
 from flows.settings import DEFAULT_INPUT, DEFAULT_SNAPSHOTS, SegmentationSettings
 
 EXIT_OK = 0
@@ -409,6 +409,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         quiet_console()
     try:
         if server is not None:
+            warm_up()
             server.wait(startup_timeout())
         with prefect_api_for_workers(settings), tags(*ADHOC_TAGS):
             manifest = flow_for(settings)(settings)

@@ -185,3 +185,20 @@ def start_early_server() -> EarlyServer | None:
     os.environ[API_URL_VARIABLE] = server.api_url
     os.environ.setdefault("PREFECT_UI_URL", "")  # no UI on a temporary server: no "View at" link
     return server
+
+
+def warm_up() -> None:
+    """One-time library costs the flow's first tasks would otherwise pay, paid while the
+    temporary server boots (the process only waits for it then): pandera registers its
+    backends on the first validation (importing hypothesis when it is installed), the
+    report's template is compiled, scikit-learn's K-Means inspects its thread pools."""
+    import numpy as np
+    import pandas as pd
+    import pandera.pandas as pa
+    from sklearn.cluster import KMeans
+
+    from tasks.html_report import report_template
+
+    pa.DataFrameSchema({"x": pa.Column(int)}).validate(pd.DataFrame({"x": [1, 2]}))
+    report_template()
+    KMeans(n_clusters=1, n_init=1, random_state=0).fit(np.zeros((2, 1)))

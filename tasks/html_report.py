@@ -139,11 +139,11 @@ def build_report(
         "captions": PLOTS,
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
-    return _template().render(**context)
+    return report_template().render(**context)
 
 
 @cache
-def _template():
+def report_template():
     environment = Environment(
         loader=FileSystemLoader(TEMPLATES),
         autoescape=select_autoescape(["html", "j2"]),

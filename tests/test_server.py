@@ -169,3 +169,15 @@ def test_segment_run_starts_the_server_early_and_leaves_none_behind(tmp_path):
     assert bad.returncode == 3
     assert "feature column 'height' is not in the file" in bad.stderr
     assert _servers_of(home) == []
+
+
+def test_warm_up_pays_the_one_time_costs_before_the_flow():
+    """What ``warm_up`` does while the server boots is really done once: the template is
+    cached and pandera's pandas backends are registered."""
+    from pandera.api.pandas.container import DataFrameSchema
+
+    from tasks.html_report import report_template
+
+    early.warm_up()
+    assert report_template.cache_info().currsize == 1
+    assert DataFrameSchema.BACKEND_REGISTRY  # pandera's backends, registered on first use

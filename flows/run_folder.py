@@ -14,8 +14,7 @@ from flows.settings import SegmentationSettings
 from tasks.artifacts import artifact_key
 from tasks.errors import InputError
 from tasks.manifest import new_run_id
-from tasks.report import abandon_run, start_run
-from tasks.runlock import RunLock
+from tasks.report import abandon_run, release_run, start_run
 
 RUN_NAME_PREFIX = "segment-"  # flow run names: segment-<run-id>, the name of the run's folder
 
@@ -61,16 +60,13 @@ def run_artifact_key(base: str, settings: SegmentationSettings) -> str:
 
 @contextmanager
 def staged_run(output_dir: Path, run_id: str, source: Path) -> Iterator[Path]:
-    """Yield the run's staging folder, holding the output folder's lock meanwhile.
-
-    One run at a time per output folder, from loading the previous run to publishing. On any
-    failure the staging folder is removed; a bad-input error found after reading (e.g. too few
-    distinct customers for k) is re-raised naming ``source``.
-    """
+    """Yield the run's staging folder, holding the output folder's lock meanwhile
+    (``tasks.report.start_run``: one run at a time per output folder, from loading the
+    previous run to publishing). On any failure the staging folder is removed; a bad-input
+    error found after reading (e.g. too few distinct customers for k) is re-raised naming
+    ``source``."""
     staging = start_run(output_dir, run_id)
-    lock = RunLock(output_dir)
     try:
-        lock.acquire(run_id)
         yield staging
     except InputError as error:
         abandon_run(staging)
@@ -81,7 +77,7 @@ def staged_run(output_dir: Path, run_id: str, source: Path) -> Iterator[Path]:
         abandon_run(staging)
         raise
     finally:
-        lock.release()
+        release_run(staging)  # if the flow returned without publishing
 
 
 def fails_without_persisting(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -6,24 +6,20 @@ the folder is renamed to ``<output>/runs/<run-id>/`` and ``<output>/latest`` is 
 A crash at any point leaves either no run folder or a ``.partial`` one that is never taken as
 complete.
 
-**Debris.** While a process builds a run it holds an exclusive ``flock`` on
-``<output>/runs/.<run-id>.owner`` (taken before the staging folder exists, dropped after the
-run is published or abandoned; the kernel drops it when the process dies, SIGKILL included).
-``start_run`` first removes what crashed runs left behind: each ``.partial`` folder, ``.owner``
-file and ``.latest.<run-id>.tmp`` link whose owner lock it can take, i.e. whose process is gone.
-A run still in progress holds its lock, so its folder is never touched. A ``.partial`` folder
-with no ``.owner`` file (left by an older version) is ignored with a warning.
+**One run at a time.** ``start_run`` first takes the output folder's lock
+(``tasks.runlock.RunLock``: a second run waits for it) and holds it until ``finish_run`` or
+``abandon_run``. Only the holder stages anything, so whatever staging debris the holder finds
+(``.partial`` folders, ``.latest.<run-id>.tmp`` links) was left by a crashed run, and
+``start_run`` removes it. The kernel drops the lock when its process dies, SIGKILL included.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import re
-import secrets
 import shutil
 from pathlib import Path
 
@@ -37,7 +33,7 @@ from schemas.outputs import Elbow, Transitions
 from tasks.describe import Described
 from tasks.model import model_to_json
 from tasks.plots import figure_to_png
-from tasks.runlock import try_lock
+from tasks.runlock import RunLock
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +41,10 @@ RUNS = "runs"
 LATEST = "latest"
 MANIFEST = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
-OWNER_SUFFIX = ".owner"
 # A run folder name: one path component, no separators, not "." or "..", not hidden.
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
-_owners: dict[Path, int] = {}  # staging folder -> open descriptor holding its owner lock
+_locks: dict[Path, RunLock] = {}  # staging folder -> the output folder's lock, held
 
 
 def check_run_id(run_id: str) -> str:
@@ -62,79 +57,30 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-def start_run(output_dir: str | Path, run_id: str) -> Path:
-    """Create and return the staging folder of a new run (after removing crashed runs' debris)."""
+def start_run(output_dir: str | Path, run_id: str, *, timeout: float | None = None) -> Path:
+    """Take the output folder's lock (waiting for a run in progress, at most ``timeout``
+    seconds if given: TimeoutError), remove crashed runs' debris, and create and return the
+    staging folder of a new run. The lock is held until ``finish_run`` or ``abandon_run``."""
     check_run_id(run_id)
-    runs = Path(output_dir) / RUNS
-    staging = runs / f".{run_id}{PARTIAL_SUFFIX}"
-    if (runs / run_id).exists():
-        raise FileExistsError(f"run {run_id} already exists in {output_dir}")
-    latest = Path(output_dir) / LATEST
+    output_dir = Path(output_dir)
+    latest = output_dir / LATEST
     if latest.exists() and not latest.is_symlink():  # found now, not after the run is published
         raise FileExistsError(f"{latest} is not a link to a run; move it away and re-run")
-    runs.mkdir(parents=True, exist_ok=True)
-    remove_debris(output_dir)
-    owner, descriptor = _claim_owner(runs, run_id)
+    lock = RunLock(output_dir)
+    lock.acquire(run_id, timeout=timeout)
     try:
-        staging.mkdir(exist_ok=False)
+        runs = output_dir / RUNS
+        if (runs / run_id).exists():
+            raise FileExistsError(f"run {run_id} already exists in {output_dir}")
+        runs.mkdir(parents=True, exist_ok=True)
+        remove_debris(output_dir)
+        staging = runs / f".{run_id}{PARTIAL_SUFFIX}"
+        staging.mkdir()
     except BaseException:
-        _drop_owner(owner, descriptor)
+        lock.release()
         raise
-    _owners[staging] = descriptor
+    _locks[staging] = lock
     return staging
-
-
-def _claim_owner(runs: Path, run_id: str) -> tuple[Path, int]:
-    """Create ``runs/.<run-id>.owner`` already locked; return it and its open descriptor.
-
-    The file is made and locked under a private name, then hard-linked into place, so a
-    ``remove_debris`` running at the same moment never sees an owner file that is not locked.
-    """
-    owner = _owner_path(runs, run_id)
-    claim = runs / f".{run_id}{OWNER_SUFFIX}.{os.getpid()}-{secrets.token_hex(4)}.tmp"
-    descriptor = os.open(claim, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)  # not inheritable
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: free
-        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
-        try:
-            os.link(claim, owner)
-        except FileExistsError:
-            raise FileExistsError(f"run {run_id} is being built by another process") from None
-    except BaseException:
-        os.close(descriptor)
-        raise
-    finally:
-        claim.unlink(missing_ok=True)
-    return owner, descriptor
-
-
-def _owner_path(runs: Path, run_id: str) -> Path:
-    return runs / f".{run_id}{OWNER_SUFFIX}"
-
-
-def _same_file(descriptor: int, path: Path) -> bool:
-    try:
-        return os.path.samestat(os.fstat(descriptor), os.stat(path))
-    except FileNotFoundError:
-        return False
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _drop_owner(owner: Path, descriptor: int) -> None:
-    """Remove the owner file, then release its lock (in that order: see ``remove_debris``)."""
-    try:
-        owner.unlink(missing_ok=True)
-    finally:
-        os.close(descriptor)
 
 
 def run_id_of(staging: Path) -> str:
@@ -142,57 +88,26 @@ def run_id_of(staging: Path) -> str:
     return staging.name.removeprefix(".").removesuffix(PARTIAL_SUFFIX)
 
 
-def _release_owner(staging: Path) -> None:
-    descriptor = _owners.pop(staging, None)
-    if descriptor is not None:
-        _drop_owner(_owner_path(staging.parent, run_id_of(staging)), descriptor)
+def release_run(staging: Path) -> None:
+    """Let the next run in: release the lock ``start_run`` took for ``staging`` (a no-op
+    after ``finish_run`` or ``abandon_run``, which call it)."""
+    lock = _locks.pop(staging, None)
+    if lock is not None:
+        lock.release()
 
 
 def remove_debris(output_dir: str | Path) -> list[Path]:
-    """Remove what crashed runs left in ``output_dir``; return the removed paths.
-
-    Only debris whose owner process is gone is removed: its ``.owner`` lock can be taken.
-    """
+    """Remove what crashed runs left in ``output_dir``: staging folders and half-switched
+    ``latest`` links; return the removed paths. Only the holder of the output folder's lock
+    may call it (``start_run`` does): then no other run is staging anything."""
     output_dir = Path(output_dir)
-    runs = output_dir / RUNS
     removed: list[Path] = []
-    if not runs.is_dir():
-        return removed
-    for owner in sorted(runs.glob(f".*{OWNER_SUFFIX}")):
-        run_id = owner.name.removeprefix(".").removesuffix(OWNER_SUFFIX)
-        try:
-            descriptor = os.open(owner, os.O_RDWR)
-        except FileNotFoundError:  # its run just finished
-            continue
-        try:
-            if not try_lock(descriptor) or not _same_file(descriptor, owner):
-                continue  # a run in progress, or its file was just replaced
-            staging = runs / f".{run_id}{PARTIAL_SUFFIX}"
-            if staging.exists():
-                shutil.rmtree(staging)
-                removed.append(staging)
-            link = output_dir / f".{LATEST}.{run_id}.tmp"
-            if link.is_symlink():
-                link.unlink(missing_ok=True)
-                removed.append(link)
-            owner.unlink(missing_ok=True)  # last: a half-done removal is retried next time
-            removed.append(owner)
-        finally:
-            os.close(descriptor)
-    for claim in runs.glob(f".*{OWNER_SUFFIX}.*-*.tmp"):  # killed inside _claim_owner
-        pid = claim.name.removesuffix(".tmp").rpartition(".")[2].partition("-")[0]
-        if pid.isdigit() and not _process_exists(int(pid)):
-            claim.unlink(missing_ok=True)
-            removed.append(claim)
-    for link in output_dir.glob(f".{LATEST}.*.tmp"):
-        run_id = link.name.removeprefix(f".{LATEST}.").removesuffix(".tmp")
-        if link.is_symlink() and not _owner_path(runs, run_id).exists():
-            link.unlink(missing_ok=True)  # its run is published or its debris removed above
-            removed.append(link)
-    for staging in runs.glob(f".*{PARTIAL_SUFFIX}"):
-        run_id = staging.name.removeprefix(".").removesuffix(PARTIAL_SUFFIX)
-        if staging.is_dir() and not _owner_path(runs, run_id).exists():
-            log.warning("Ignoring %s: an unfinished run without an owner file", staging)
+    for staging in sorted((output_dir / RUNS).glob(f".*{PARTIAL_SUFFIX}")):
+        shutil.rmtree(staging, ignore_errors=True)
+        removed.append(staging)
+    for link in sorted(output_dir.glob(f".{LATEST}.*.tmp")):
+        link.unlink(missing_ok=True)
+        removed.append(link)
     if removed:
         log.info("Removed debris of crashed runs: %s", ", ".join(p.name for p in removed))
     return removed
@@ -290,12 +205,12 @@ def finish_run(staging: Path, manifest: dict) -> Path:
     manifest = {**manifest, "files": file_checksums(staging)}
     write_json(manifest, staging / MANIFEST)
     runs = staging.parent
-    run_id = staging.name.removeprefix(".").removesuffix(PARTIAL_SUFFIX)
+    run_id = run_id_of(staging)
     final = runs / run_id
     os.replace(staging, final)
     _fsync_dir(runs)
     _point_latest(runs.parent, final)
-    _release_owner(staging)
+    release_run(staging)
     log.info("Run %s complete: %s", run_id, final)
     return final
 
@@ -314,7 +229,7 @@ def _point_latest(output_dir: Path, final: Path) -> None:
 def abandon_run(staging: Path) -> None:
     """Remove a staging folder after a failed run (best effort)."""
     shutil.rmtree(staging, ignore_errors=True)
-    _release_owner(staging)
+    release_run(staging)
 
 
 def latest_run(output_dir: str | Path) -> Path | None:

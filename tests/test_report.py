@@ -7,8 +7,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -26,7 +24,6 @@ from tasks.report import (
     abandon_run,
     finish_run,
     latest_run,
-    remove_debris,
     start_run,
     write_bytes,
     write_table,
@@ -276,51 +273,50 @@ def _run_in_child(output, run_id: str, *, stay_alive: bool):
 def test_start_run_removes_the_debris_of_a_killed_run(tmp_path):
     _run_in_child(tmp_path, "killed", stay_alive=False)
     runs = tmp_path / "runs"
-    assert all_names(runs) == {".killed.partial", ".killed.owner"}  # what a SIGKILL leaves
+    assert all_names(runs) == {".killed.partial"}  # what a SIGKILL leaves
     os.symlink(os.path.join("runs", "killed"), tmp_path / ".latest.killed.tmp")  # mid-switch
     assert latest_run(tmp_path) is None  # debris is never taken as a run
 
     staging = start_run(tmp_path, "next")
-    assert all_names(runs) == {".next.partial", ".next.owner"}
+    assert all_names(runs) == {".next.partial"}
     assert ".latest.killed.tmp" not in all_names(tmp_path)
     finish_run(staging, {"run_id": "next"})
     assert all_names(runs) == {"next"}
 
 
-def test_start_run_keeps_the_staging_folder_of_a_run_still_in_progress(tmp_path):
+def test_a_run_waits_for_a_run_in_progress_and_leaves_its_folder_alone(tmp_path):
     pid, hold = _run_in_child(tmp_path, "alive", stay_alive=True)
     try:
-        finish_run(start_run(tmp_path, "other"), {"run_id": "other"})
-        assert remove_debris(tmp_path) == []
+        with pytest.raises(TimeoutError, match="still locked by run alive"):
+            start_run(tmp_path, "other", timeout=0.3)
+        assert all_names(tmp_path / "runs") == {".alive.partial"}
         assert (tmp_path / "runs" / ".alive.partial" / "segments.parquet").is_file()
     finally:
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         os.close(hold)
-    removed = {path.name for path in remove_debris(tmp_path)}  # its owner is gone now
-    assert removed == {".alive.partial", ".alive.owner"}
+    finish_run(start_run(tmp_path, "other"), {"run_id": "other"})  # its lock died with it
     assert all_names(tmp_path / "runs") == {"other"}
 
 
-def test_the_same_run_id_cannot_be_built_twice_at_once(tmp_path):
+def test_the_same_run_id_cannot_be_built_twice(tmp_path):
     staging = start_run(tmp_path, "r1")
-    with pytest.raises(FileExistsError, match="being built by another process"):
-        start_run(tmp_path, "r1")
-    assert staging.is_dir()  # the first one's folder and owner lock are untouched
-    assert (tmp_path / "runs" / ".r1.owner").is_file()
-    assert remove_debris(tmp_path) == []
+    with pytest.raises(TimeoutError):  # the first one holds the folder's lock
+        start_run(tmp_path, "r1", timeout=0.2)
+    assert staging.is_dir()  # the first one's folder is untouched
     finish_run(staging, {"run_id": "r1"})
+    with pytest.raises(FileExistsError, match="already exists"):
+        start_run(tmp_path, "r1")
     assert all_names(tmp_path / "runs") == {"r1"}
+    finish_run(start_run(tmp_path, "r2"), {"run_id": "r2"})  # the refusal released the lock
 
 
-def test_a_partial_folder_without_owner_file_is_ignored_not_deleted(tmp_path, caplog):
-    legacy = tmp_path / "runs" / ".old.partial"
-    legacy.mkdir(parents=True)
-    with caplog.at_level("WARNING", logger="tasks.report"):
-        finish_run(start_run(tmp_path, "r1"), {"run_id": "r1"})
-    assert legacy.is_dir()
-    assert latest_run(tmp_path) == (tmp_path / "runs" / "r1").resolve()
-    assert ".old.partial" in caplog.text
+def test_abandoning_a_run_removes_its_folder_and_lets_the_next_run_in(tmp_path):
+    staging = start_run(tmp_path, "r1")
+    abandon_run(staging)
+    assert not staging.exists()
+    finish_run(start_run(tmp_path, "r2", timeout=0.2), {"run_id": "r2"})
+    assert all_names(tmp_path / "runs") == {"r2"}
 
 
 @pytest.mark.parametrize("run_id", ["../x", "..", ".", "/tmp/x", "a/b", "a\\b", ".hidden", ""])
@@ -340,23 +336,6 @@ def test_load_previous_run_refuses_a_run_changed_after_publishing(tmp_path):
     (final / "segments.parquet").write_text("tampered\n")
     with pytest.raises(CorruptRunError, match="does not match the checksum"):
         load_previous_run(tmp_path)
-
-
-def test_remove_debris_removes_claims_of_dead_processes_only(tmp_path):
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    dead_claim = runs / f".r1.owner.{int(dead.stdout)}-00aa11bb.tmp"
-    live_claim = runs / f".r2.owner.{os.getpid()}-00aa11bb.tmp"
-    dead_claim.touch()
-    live_claim.touch()
-    assert remove_debris(tmp_path) == [dead_claim]
-    assert live_claim.exists()
 
 
 def test_write_table_writes_compressed_row_groups_that_read_back_whole(tmp_path, monkeypatch):

@@ -24,27 +24,6 @@ def _finite(values: pd.Series) -> pd.Series:
     return pd.Series(np.isfinite(values.to_numpy(dtype="float64")), index=values.index)
 
 
-class RawCustomers(pa.DataFrameModel):
-    """Customer rows as read from the input: text values, missing as NA, extra columns allowed."""
-
-    source_row: Series[int] = pa.Field(
-        ge=1, unique=True, description="1-based data row in the file"
-    )
-    customer_id: Series[str] = pa.Field(nullable=True, description="customer id, kept as text")
-    gender: Series[str] = pa.Field(nullable=True, description="gender code as written")
-    age: Series[str] = pa.Field(nullable=True, description="age in years")
-    annual_income: Series[str] = pa.Field(nullable=True, description="annual income in k$")
-    spending_score: Series[str] = pa.Field(nullable=True, description="spending score 1-100")
-
-    @pa.check(AGE, ANNUAL_INCOME, SPENDING_SCORE, name="is_number", error="not a number")
-    @classmethod
-    def _is_number_or_missing(cls, values: pd.Series) -> pd.Series:
-        return pd.to_numeric(values, errors="coerce").notna() | values.isna()
-
-    class Config:
-        strict = False
-
-
 class Customers(pa.DataFrameModel):
     """A clean customer: unique id, known gender, numbers in range."""
 

@@ -22,7 +22,7 @@ from tasks.table import CUSTOMER_ID, SOURCE_ROW, Table, mall_table
 log = logging.getLogger(__name__)
 
 REASON = "reason"
-NOT_A_NUMBER = "not a number"  # the same words as RawCustomers' check, the contract of ingest
+NOT_A_NUMBER = "not a number"
 
 
 class RowAccounting:

@@ -48,13 +48,3 @@ def gate_breaches(
             )
     return breaches
 
-
-def check_gates(
-    gates: Gates, *, smallest_share: float, silhouette: float | None, moved_share: float | None
-) -> None:
-    """Raise GateError naming every breached gate."""
-    breaches = gate_breaches(
-        gates, smallest_share=smallest_share, silhouette=silhouette, moved_share=moved_share
-    )
-    if breaches:
-        raise GateError(breaches)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
 import io
 import logging
 import re
@@ -183,14 +182,6 @@ def canonical_frame(raw: pd.DataFrame, table: Table) -> pd.DataFrame:
         if name not in used:
             data[_unique_name(name, data)] = raw[name]
     return pd.DataFrame(data)
-
-
-def file_sha256(path: str | Path) -> str:
-    """Return the hex SHA-256 digest of the file's bytes, read in chunks."""
-    path = Path(path)
-    _check_is_file(path)
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _normalise(header: str) -> str:

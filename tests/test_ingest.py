@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pandas as pd
@@ -18,10 +17,9 @@ from schemas.customers import (
     GENDER,
     SOURCE_ROW,
     SPENDING_SCORE,
-    RawCustomers,
 )
 from tasks.errors import InputError
-from tasks.ingest import default_aliases, file_sha256, read_customers
+from tasks.ingest import default_aliases, read_customers
 
 DEFAULT_ALIASES = default_aliases()
 
@@ -228,11 +226,6 @@ def test_too_few_fields_are_padded_with_na(tmp_path):
     frame = _mall(tmp_path, b"1,Male,19")
     assert frame.loc[0, AGE] == "19"
     assert frame[[ANNUAL_INCOME, SPENDING_SCORE]].isna().all(axis=None)
-
-
-def test_clean_file_output_validates_against_raw_customers(tmp_path):
-    frame = _mall(tmp_path, b"0001,Male,19,15,39", b"0002,?,,16,6")
-    RawCustomers.validate(frame)
 
 
 # --- layout: comments, blank lines, separators, row numbers ---------------------------------------
@@ -448,19 +441,6 @@ def test_truncated_parquet_raises_not_readable(tmp_path):
         read_customers(path)
 
 
-# --- file_sha256 --------------------------------------------------------------------------------
-
-
-def test_file_sha256_is_the_digest_of_the_bytes(tmp_path):
-    data = MALL_HEADER + b"\r\n1,Male,19,15,39"
-    assert file_sha256(_write(tmp_path, data)) == hashlib.sha256(data).hexdigest()
-
-
-def test_file_sha256_of_missing_file_raises(tmp_path):
-    with pytest.raises(InputError, match="no such file"):
-        file_sha256(tmp_path / "nope.csv")
-
-
 # --- real shared files --------------------------------------------------------------------------
 
 
@@ -474,10 +454,6 @@ def test_real_mall_file_reads_200_customers_with_padded_ids():
 def test_real_mall_file_maps_genre_to_gender():
     frame = read_customers(_shared("mall_customers.csv"))
     assert frame[GENDER].value_counts().to_dict() == {"Female": 112, "Male": 88}
-
-
-def test_real_mall_file_validates_against_raw_customers():
-    RawCustomers.validate(read_customers(_shared("mall_customers.csv")))
 
 
 def test_real_wholesale_file_raises_missing_columns():

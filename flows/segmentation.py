@@ -16,6 +16,7 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
+from prefect.states import State
 
 from flows.deployment import settings_for_run
 from flows.run_folder import (
@@ -58,7 +59,7 @@ from tasks.ingest import canonical_frame, expected_types, read_file, table_for_f
 from tasks.manifest import StepTimer, build_manifest, utc_now
 from tasks.memory import release_unused_memory
 from tasks.report import finish_run, run_id_of, write_run_files, write_table, write_text
-from tasks.retry import retry_on_transient
+from tasks.retry import is_transient
 from tasks.scale import ScaledFeatures, check_features_vary, feature_frame, scale_features
 from tasks.snapshots import resolve_input
 from tasks.table import Table, columns_line, describe_table
@@ -114,6 +115,12 @@ def columns_of(source: Path, settings: SegmentationSettings) -> Table:
     )
     get_run_logger().info(columns_line(table, settings.spec))
     return table
+
+
+def retry_on_transient(task: object, task_run: object, state: State) -> bool:
+    """Prefect ``retry_condition_fn`` of ``ingest``: retry only a transient I/O error. Results
+    are never persisted here, so the Failed state holds the exception itself."""
+    return isinstance(state.data, BaseException) and is_transient(state.data)
 
 
 @task(name="ingest", retry_condition_fn=retry_on_transient, **_TASK)

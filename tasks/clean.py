@@ -328,6 +328,9 @@ def _failure_cases(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFr
     return pd.DataFrame(columns=columns).astype({"index": "int64"})
 
 
+# Library internals: pandera names a failed bound check only as text in its failure cases
+# ("greater_than_or_equal_to(0)"); no public field carries the bound. tests/test_clean.py's
+# out-of-range reasons pin the format to the installed pandera.
 _BOUND = re.compile(r"(greater|less)_than_or_equal_to\((.+)\)")
 
 

@@ -52,6 +52,10 @@ SEPARATORS = (",", ";", "\t", "|")
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 _MERGE_MARKER = re.compile(r"^(?:<<<<<<< |=======\r?$|>>>>>>> )", re.MULTILINE)
+# Library internals: pandas' C parser reports a malformed row's line only in its message text
+# (no attribute carries it), and pyarrow prefixes Parquet errors with the path. Kept for
+# one-line errors that name the line; tests/test_bad_inputs.py and tests/test_ingest.py pin
+# these messages to the installed pandas and pyarrow.
 _PARSER_LINE = re.compile(r"line (\d+)")
 _UNCLOSED_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
 

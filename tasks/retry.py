@@ -7,8 +7,8 @@ way every time: it is never retried, so the run fails at once with its one-line 
 
 The ingest step wraps every ``OSError`` of reading the file in an ``InputError`` ("cannot be
 read: ..."), raised ``from`` the original error; such an error counts as transient when that
-original error does. Used by the ``ingest`` task of ``flows.segmentation`` through Prefect's
-``retries``, ``retry_delay_seconds`` and ``retry_condition_fn`` task options.
+original error does. ``flows.segmentation.retry_on_transient`` makes it the ``ingest`` task's
+Prefect ``retry_condition_fn``.
 """
 
 from __future__ import annotations
@@ -55,14 +55,3 @@ def is_transient(error: BaseException) -> bool:
     if isinstance(error, PermissionError):
         return False  # retrying does not grant access
     return isinstance(error, TRANSIENT_TYPES) or error.errno in TRANSIENT_ERRNOS
-
-
-def retry_on_transient(task, task_run, state) -> bool:
-    """Prefect ``retry_condition_fn``: retry the task only if it failed with a transient error.
-
-    Prefect passes a ``Failed`` state holding the exception the task raised.
-    """
-    error = state.data
-    if not isinstance(error, BaseException):  # a result record: let Prefect resolve it
-        error = state.result(raise_on_failure=False, _sync=True)
-    return isinstance(error, BaseException) and is_transient(error)

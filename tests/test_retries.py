@@ -14,11 +14,12 @@ import pytest
 from prefect.states import Completed, Failed
 from pydantic import ValidationError
 
+from flows.segmentation import retry_on_transient
 from flows.settings import SegmentationSettings
 from tasks.errors import InputError
 from tasks.ingest import SAMPLE_ROWS
 from tasks.report import latest_run
-from tasks.retry import is_transient, retry_on_transient
+from tasks.retry import is_transient
 from tasks.runlock import RunLock
 from tasks.sample_data import generate_customers, write_sample_csv
 

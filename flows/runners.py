@@ -70,6 +70,8 @@ def prefect_api_for_workers(settings: SegmentationSettings) -> Iterator[None]:
 
     url = PREFECT_API_URL.value()
     if not url:
+        # Prefect's own temporary-server class (no public API starts one and returns its URL);
+        # segment run normally started flows.server's early server already (URL set above).
         from prefect.server.api.server import SubprocessASGIServer
 
         server = SubprocessASGIServer()  # stopped at exit, as Prefect's own temporary server
@@ -94,7 +96,12 @@ def prefect_api_for_workers(settings: SegmentationSettings) -> Iterator[None]:
 @contextmanager
 def flow_dask_client() -> Iterator[None]:
     """Inside a task of a flow run by the DaskTaskRunner: its cluster (started on first use)
-    as the current Dask client, so Dask collections are computed on the cluster's workers."""
+    as the current Dask client, so Dask collections are computed on the cluster's workers.
+
+    Library internals: the task runner's ``client`` attribute. prefect-dask's public
+    ``get_dask_client`` serves a task running *on* a worker; the tasks calling this run in the
+    flow's process and hand the whole collection to the cluster. tests/test_dask.py's
+    partitioned runs pin it to the installed prefect-dask."""
     from prefect.context import FlowRunContext
 
     context = FlowRunContext.get()

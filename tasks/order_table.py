@@ -9,17 +9,51 @@ that ``tasks.clean.clean_customers`` and every later step take, as for any custo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from schemas.spec import RFM_PRESET, ColumnSpec, TableSpec, load_spec
+from tasks.errors import InputError
+from tasks.ingest import read_header
 from tasks.rfm import DEFAULT_GRID, rfm_scores
 from tasks.table import CUSTOMER_ID, SOURCE_ROW, Table, resolve_table
-from tasks.transactions import EXTRAS, RFM
+from tasks.transactions import EXTRAS, RFM, OrderColumns, find_order_columns
 
 NOT_CLUSTERED = ("first_purchase", "last_purchase")  # dates: in customers.parquet only
+
+
+def order_columns_for(
+    source: str | Path,
+    sep: str | None,
+    mapping: Mapping[str, str],
+    profile: Sequence[str] | None,
+) -> OrderColumns:
+    """The order-line columns of the file ``source`` (from its header)."""
+    try:
+        return find_order_columns(read_header(source, sep), mapping, profile or ())
+    except InputError as error:
+        raise error.with_path(source) from error
+
+
+def order_spec(
+    spec_path: str | Path | None, features: Sequence[str] | None, extras: Sequence[str]
+) -> TableSpec:
+    """``transactions_spec`` for a spec file (or none) and the command line's features; a
+    feature that is not a derived column is refused (``InputError``)."""
+    spec = transactions_spec(
+        load_spec(spec_path) if spec_path else None, features=features, extras=extras
+    )
+    known = (*RFM, *EXTRAS)
+    unknown = [name for name in spec.features if name not in known]
+    if unknown:
+        raise InputError(
+            f"feature(s) {unknown} are not derived from order lines: choose among "
+            f"{', '.join(known)}"
+        )
+    return spec
 
 
 def transactions_spec(
@@ -73,6 +107,3 @@ def segmentable_customers(
     frame = pd.DataFrame(data)
     table = resolve_table([CUSTOMER_ID, *columns], None, spec, {})
     return scored, frame, table
-
-
-__all__ = ["EXTRAS", "RFM", "segmentable_customers", "transactions_spec"]

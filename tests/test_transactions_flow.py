@@ -84,3 +84,25 @@ def test_planted_behaviour_groups_are_found_from_parquet_order_lines(tmp_path):
     assert manifest["transactions"]["snapshot_date"] == orders.snapshot.isoformat()
     names = set(segments["segment_name"].astype(str))
     assert "Recent, frequent, high spend" in names and "Lapsed, one-off, low spend" in names
+
+
+def test_a_week_of_nightly_runs_on_a_growing_order_file_keeps_segment_ids(tmp_path):
+    # One growing file, run each night with --as-of: lines after the night are not yet known.
+    orders = order_lines(1000, seed=11, dirt=False)
+    source = write_order_lines(orders, tmp_path / "orders.csv")
+    dates = pd.to_datetime(orders.lines["InvoiceDate"]).dt.normalize()
+    previous = None
+    kept = []
+    for night in range(6, -1, -1):  # 7 nights, the last one is the day after the latest line
+        as_of = orders.snapshot - pd.Timedelta(days=night).to_pytimedelta()
+        manifest, folder = run(tmp_path, source, as_of=as_of, run_id=f"night-{as_of}")
+        assert manifest["transactions"]["snapshot_date"] == as_of.isoformat()
+        segments = pd.read_parquet(folder / "segments.parquet").set_index("customer_id")
+        if previous is not None:
+            day_before = as_of - pd.Timedelta(days=1).to_pytimedelta()
+            new_lines = orders.lines.loc[dates == pd.Timestamp(day_before), "CustomerID"]
+            unchanged = previous.index.intersection(segments.index).difference(new_lines)
+            same = segments.loc[unchanged, "segment_id"] == previous.loc[unchanged, "segment_id"]
+            kept.append(same.mean())
+        previous = segments
+    assert len(kept) == 6 and min(kept) >= 0.95

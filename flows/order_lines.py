@@ -11,6 +11,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.settings import SegmentationSettings
+from tasks.errors import InputError
 from tasks.order_table import order_columns_for, order_spec, segmentable_customers
 from tasks.report import write_table
 from tasks.table import Table
@@ -29,14 +30,21 @@ def resolve_order_columns(source: Path, settings: SegmentationSettings) -> Order
 
 @task(name="derive-customers", **_TASK)
 def derive(
-    lines: pd.DataFrame, orders: OrderColumns, settings: SegmentationSettings, staging: Path
+    lines: pd.DataFrame,
+    orders: OrderColumns,
+    source: Path,
+    settings: SegmentationSettings,
+    staging: Path,
 ) -> tuple[Derivation, pd.DataFrame, Table]:
     """Order lines -> one row per customer (R, F, M, extras, RFM scores). Writes
     customers.parquet, quarantine_lines.parquet and customers_without_purchases.parquet;
     returns the derivation, the customers as a customer table to clean, and its Table."""
-    derivation = derive_customers(
-        lines, orders, as_of=settings.as_of, date_format=settings.date_format
-    )
+    try:
+        derivation = derive_customers(
+            lines, orders, as_of=settings.as_of, date_format=settings.date_format
+        )
+    except InputError as error:
+        raise error.with_path(source) from error
     spec = order_spec(settings.spec, settings.features, orders.profile)
     _, frame, table = segmentable_customers(derivation.customers, spec)
     write_table(derivation.customers, staging / "customers.parquet")

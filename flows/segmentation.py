@@ -422,7 +422,7 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
                 )(source, table, settings, staging)
             if orders is not None:  # order lines: segment the derived per-customer table
                 with step("derive"):
-                    derivation, raw, table = derive(raw, orders, settings, staging)
+                    derivation, raw, table = derive(raw, orders, source, settings, staging)
             with step("clean"):
                 cleaned = clean(raw, table, source, settings)
                 del raw  # the input as read is not needed again: free it before the fit

@@ -69,7 +69,7 @@ RFM = ("recency_days", "frequency", "monetary")
 DERIVED = (CUSTOMER_ID, "first_purchase", "last_purchase", *RFM)
 EXTRAS = ("tenure_days", "average_order_value", "returned_value")
 
-_ISO = r"\d{4}-\d{1,2}-\d{1,2}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?"
+_ISO = r"\d{4}-\d{1,2}-\d{1,2}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
 _DMY = r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4}|\d{2})(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?)?"
 
 
@@ -208,7 +208,9 @@ def _parse_forms(distinct: pd.Series) -> tuple[pd.Series, str]:
     forms = []
     iso = distinct.str.fullmatch(_ISO)
     if iso.any():
-        parsed[iso] = pd.to_datetime(distinct[iso], format="ISO8601", errors="coerce")
+        # with a UTC offset: taken in UTC (times without one are kept as written)
+        when = pd.to_datetime(distinct[iso], format="ISO8601", errors="coerce", utc=True)
+        parsed[iso] = when.dt.tz_localize(None)
         forms.append("ISO")
     parts = distinct[~iso].str.extract(f"^{_DMY}$").astype("float64")
     parts = parts[parts[0].notna()]
@@ -338,7 +340,10 @@ def derive_customers(
 
     ids = _text(lines[columns.customer_id])
     invoices = _text(lines[columns.invoice])
-    dates = parse_dates(lines[columns.date], date_format)
+    try:
+        dates = parse_dates(lines[columns.date], date_format)
+    except InputError as error:
+        raise InputError(error.message, column=columns.date) from error
     checks: list[tuple[np.ndarray, pd.Series | str]] = [(ids.isna().to_numpy(), NO_CUSTOMER_ID)]
     checks.append((invoices.isna().to_numpy(), f"{columns.invoice}: missing value"))
     checks += _value_checks(lines, columns.date, dates.values.isna().to_numpy(), "not a date")

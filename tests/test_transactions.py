@@ -274,3 +274,20 @@ def test_online_retail_rfm_equals_an_independent_pandas_recomputation(shared_dat
     assert a.lines_without_customer_id == a.lines_quarantined == no_id
     assert derived.reasons == {NO_CUSTOMER_ID: a.lines_quarantined}
     assert (derived.quarantine["reason"] == NO_CUSTOMER_ID).all()
+
+
+def test_iso_dates_with_a_utc_offset_are_taken_in_utc():
+    parsed = parse_dates(pd.Series(["2011-01-01T10:00:00+02:00", "2011-01-01 09:00"], dtype="str"))
+    assert parsed.values.tolist() == [
+        pd.Timestamp("2011-01-01 08:00"), pd.Timestamp("2011-01-01 09:00")
+    ]  # fmt: skip
+
+
+def test_ambiguous_dates_in_order_lines_name_the_date_column():
+    frame = lines(line("1", "1", "01/02/2011", "5", "A"), line("2", "1", "03/04/2011", "5", "B"))
+    with pytest.raises(InputError, match="column 'InvoiceDate': ambiguous dates"):
+        derive_customers(frame, COLUMNS)
+    derived = derive_customers(frame, COLUMNS, date_format="%m/%d/%Y")
+    assert derived.customers["last_purchase"].tolist() == [
+        pd.Timestamp("2011-01-02"), pd.Timestamp("2011-03-04")
+    ]  # fmt: skip

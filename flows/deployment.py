@@ -155,7 +155,7 @@ def backfill(
     with get_client(sync_client=True) as client:
         stored = client.read_deployment_by_name(name).parameters.get("settings") or {}
     settings = SegmentationSettings.model_validate({**stored, **overrides, "as_of": as_of})
-    if settings.input.is_file():  # the run would refuse it: say so before creating one
+    if settings.input.is_file() and not settings.transactions:  # the run would refuse it
         raise ValueError(
             f"{AS_OF_NEEDS_A_FOLDER}, but the input of {name} is a single file "
             f"({settings.input}): serve it with --input on a snapshot folder"

@@ -77,3 +77,16 @@ def test_summary_lines_of_the_order_accounting():
     assert "Lines: 100 read = 60 used + 5 not purchases + 30 quarantined + 5 duplicates" in text
     assert "25 of the 100 lines (25.0%) had no customer id" in text
     assert order_lines_summary(None) == []
+
+
+def test_id_column_and_column_mappings_name_the_order_fields(tmp_path):
+    path = tmp_path / "orders.csv"
+    path.write_text("Bon,Kunde,Datum,Betrag\n1,A,2011-01-01,5\n")
+    given = settings(path, id_column="Kunde", columns={"invoice": "Bon", "date": "Datum"})
+    assert given.order_fields() == {"customer_id": "Kunde", "invoice": "Bon", "date": "Datum"}
+    code, message = check_input(given)  # no amount spelling matches "Betrag"
+    assert code == EXIT_BAD_INPUT and "need column(s) quantity" in message
+    assert "or one amount column instead of quantity and price" in message
+    given = settings(path, id_column="Kunde", columns={"invoice": "Bon", "date": "Datum",
+                                                       "amount": "Betrag"})  # fmt: skip
+    assert check_input(given) is None

@@ -592,6 +592,12 @@ def order_lines_summary(record: dict | None) -> list[str]:
             f"{no_id:,} of the {read:,} lines ({no_id / read:.1%}) had no customer id "
             "(quarantined, see quarantine_lines.parquet)"
         )
+    others = {
+        k: v for k, v in (record.get("quarantine_reasons") or {}).items() if k != "no customer id"
+    }
+    if others:
+        listed = ", ".join(f"{reason} ({count:,})" for reason, count in list(others.items())[:4])
+        text.append(f"Other quarantined lines: {listed}")
     text.append(
         f"Customers: {customers['customers']:,} with purchases (snapshot date "
         f"{record['snapshot_date']}, dates read as {record['date_reading']})"

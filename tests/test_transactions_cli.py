@@ -72,10 +72,12 @@ def test_summary_lines_of_the_order_accounting():
         },
         "snapshot_date": "2011-12-10",
         "date_reading": "ISO",
+        "quarantine_reasons": {"no customer id": 25, "Quantity: not a number": 5},
     }  # fmt: skip
     text = "\n".join(order_lines_summary(record))
     assert "Lines: 100 read = 60 used + 5 not purchases + 30 quarantined + 5 duplicates" in text
     assert "25 of the 100 lines (25.0%) had no customer id" in text
+    assert "Other quarantined lines: Quantity: not a number (5)" in text
     assert order_lines_summary(None) == []
 
 

@@ -92,3 +92,13 @@ def test_id_column_and_column_mappings_name_the_order_fields(tmp_path):
     given = settings(path, id_column="Kunde", columns={"invoice": "Bon", "date": "Datum",
                                                        "amount": "Betrag"})  # fmt: skip
     assert check_input(given) is None
+
+
+def test_a_folder_of_dated_order_snapshots_is_checked_on_the_one_picked(tmp_path):
+    folder = tmp_path / "orders"
+    folder.mkdir()
+    (folder / "orders_2011-01-01.csv").write_text(ORDERS)
+    (folder / "orders_2011-02-01.csv").write_text("no,order,columns\n1,2,3\n")
+    assert check_input(settings(folder, as_of="2011-01-15")) is None  # picks 2011-01-01
+    code, message = check_input(settings(folder))  # the newest has no order columns
+    assert code == EXIT_BAD_INPUT and "orders_2011-02-01.csv" in message

@@ -192,17 +192,25 @@ def parse_dates(values: pd.Series, date_format: str | None = None) -> ParsedDate
     """
     if pd.api.types.is_datetime64_any_dtype(values):
         return ParsedDates(values.astype("datetime64[ns]"), "timestamps")
-    text = numbers_as_text(values) if not pd.api.types.is_string_dtype(values) else values
-    codes, uniques = pd.factorize(text)
-    distinct = pd.Series(uniques, dtype="str")
+    codes, uniques = pd.factorize(values)
+    return _parse_distinct(codes, uniques, values.index, date_format)
+
+
+def _parse_distinct(
+    codes: np.ndarray, uniques, index: pd.Index, date_format: str | None
+) -> ParsedDates:
+    """``parse_dates`` on a factorized column: each distinct value parsed once."""
+    distinct = _text(pd.Series(uniques)).astype("str")
     if date_format is not None:
         parsed = pd.to_datetime(distinct, format=date_format, errors="coerce")
         reading = f"--date-format {date_format}"
     else:
         parsed, reading = _parse_forms(distinct)
     parsed = parsed.astype("datetime64[ns]").to_numpy()
+    if not len(parsed):
+        parsed = np.array([np.datetime64("NaT")], dtype="datetime64[ns]")
     taken = np.where(codes >= 0, parsed[np.maximum(codes, 0)], np.datetime64("NaT"))
-    return ParsedDates(pd.Series(taken, index=values.index, dtype="datetime64[ns]"), reading)
+    return ParsedDates(pd.Series(taken, index=index, dtype="datetime64[ns]"), reading)
 
 
 def _parse_forms(distinct: pd.Series) -> tuple[pd.Series, str]:
@@ -337,17 +345,28 @@ def derive_customers(
     Raises ``InputError`` when no purchase line is left; ``RuntimeError`` if the accounting
     does not add up (a bug)."""
     n = len(lines)
-    data = lines.drop(columns=[SOURCE_ROW])
-    duplicate = data.duplicated().to_numpy()
+    # Every column factorized once (the costly part with text): the codes find the exact
+    # duplicates, number the customers and invoices, and give each distinct date to parse.
+    factorized = {name: pd.factorize(lines[name]) for name in lines.columns[1:]}
+    codes_frame = pd.DataFrame({i: c for i, (c, _) in enumerate(factorized.values())})
+    duplicate = codes_frame.duplicated().to_numpy()
+    del codes_frame
 
-    ids = _text(lines[columns.customer_id])
-    invoices = _text(lines[columns.invoice])
+    id_codes, id_uniques = factorized[columns.customer_id]
+    id_text = _text(pd.Series(id_uniques)).to_numpy(dtype=object)
+    no_id = id_codes < 0
+    invoice_codes, invoice_uniques = factorized[columns.invoice]
+    starts_c = _text(pd.Series(invoice_uniques)).str.startswith(("C", "c")).to_numpy(dtype=bool)
+    cancellation = (invoice_codes >= 0) & np.append(starts_c, False)[invoice_codes]
     try:
-        dates = parse_dates(lines[columns.date], date_format)
+        if pd.api.types.is_datetime64_any_dtype(lines[columns.date]):
+            dates = parse_dates(lines[columns.date], date_format)
+        else:
+            dates = _parse_distinct(*factorized[columns.date], lines.index, date_format)
     except InputError as error:
         raise InputError(error.message, column=columns.date) from error
-    checks: list[Check] = [(ids.isna().to_numpy(), NO_CUSTOMER_ID)]
-    checks.append((invoices.isna().to_numpy(), f"{columns.invoice}: missing value"))
+    checks: list[Check] = [(no_id, NO_CUSTOMER_ID)]
+    checks.append((invoice_codes < 0, f"{columns.invoice}: missing value"))
     checks += _value_checks(lines, columns.date, dates.values.isna().to_numpy(), "not a date")
     if columns.by_amount:
         amount = _number(lines[columns.amount])
@@ -376,7 +395,6 @@ def derive_customers(
         bad |= mask
     quarantined = bad & ~duplicate
     valid = ~bad & ~duplicate
-    cancellation = invoices.str.startswith(("C", "c")).fillna(False).to_numpy(dtype=bool)
     not_purchase = valid & (cancellation | ~positive)
     used = valid & ~not_purchase
 
@@ -387,7 +405,7 @@ def derive_customers(
         lines_not_purchases=int(not_purchase.sum()),
         lines_quarantined=int(quarantined.sum()),
         duplicates_dropped=int(duplicate.sum()),
-        lines_without_customer_id=int((ids.isna().to_numpy() & ~duplicate).sum()),
+        lines_without_customer_id=int((no_id & ~duplicate).sum()),
         cancellation_lines=int((valid & cancellation).sum()),
     )
     check_line_accounting(accounting)
@@ -399,7 +417,8 @@ def derive_customers(
         )
 
     # Customers are numbered over every valid line (those with only cancellations included).
-    codes, customer_ids = pd.factorize(ids.to_numpy()[valid])
+    codes, first_codes = pd.factorize(id_codes[valid])
+    customer_ids = id_text[first_codes]
     k = len(customer_ids)
     used_v, cancel_v = used[valid], cancellation[valid]
     c_used = codes[used_v]
@@ -408,8 +427,7 @@ def derive_customers(
     first = _group_reduce(np.minimum, c_used, days, k, np.iinfo("int64").max)
     last = _group_reduce(np.maximum, c_used, days, k, np.iinfo("int64").min)
     monetary = np.bincount(c_used, weights=value_used, minlength=k)
-    invoice_codes = pd.factorize(invoices.to_numpy()[valid][used_v])[0]
-    pairs = pd.DataFrame({"c": c_used, "i": invoice_codes}).drop_duplicates()
+    pairs = pd.DataFrame({"c": c_used, "i": invoice_codes[valid][used_v]}).drop_duplicates()
     frequency = np.bincount(pairs["c"].to_numpy(), minlength=k)
     returned = np.bincount(codes[cancel_v], weights=np.abs(value[valid][cancel_v]), minlength=k)
     bought = np.bincount(c_used, minlength=k) > 0

@@ -347,10 +347,18 @@ def derive_customers(
     n = len(lines)
     # Every column factorized once (the costly part with text): the codes find the exact
     # duplicates, number the customers and invoices, and give each distinct date to parse.
-    factorized = {name: pd.factorize(lines[name]) for name in lines.columns[1:]}
-    codes_frame = pd.DataFrame({i: c for i, (c, _) in enumerate(factorized.values())})
-    duplicate = codes_frame.duplicated().to_numpy()
-    del codes_frame
+    # One integer key per distinct line, built column by column (a few arrays of n integers
+    # alive at a time, not one per column); only the fields' codes are kept.
+    fields = {columns.customer_id, columns.invoice, columns.date}
+    factorized = {}
+    key = np.zeros(n, dtype="int64")
+    for name in lines.columns[1:]:
+        codes, uniques = pd.factorize(lines[name])
+        if name in fields:
+            factorized[name] = (codes, uniques)
+        key = pd.factorize(key * (len(uniques) + 1) + (codes + 1))[0]  # < n * (n + 1)
+    duplicate = pd.Series(key).duplicated().to_numpy()
+    del key
 
     id_codes, id_uniques = factorized[columns.customer_id]
     id_text = _text(pd.Series(id_uniques)).to_numpy(dtype=object)

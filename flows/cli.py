@@ -205,7 +205,24 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="YYYY-MM-DD",
         help="with a snapshot folder as --input: use the newest snapshot on or before this date; "
-        "default: the newest snapshot",
+        "with --transactions: also the snapshot date of recency (a single file is fine); "
+        "default: the newest snapshot (--transactions: the day after the latest purchase)",
+    )
+    run.add_argument(
+        "--transactions",
+        action="store_true",
+        help="the input is order lines (customer id, invoice, date, quantity and unit price, "
+        "or an amount): derive recency, frequency and monetary value per customer and segment "
+        "them; --column maps the fields (customer_id, invoice, date, quantity, price, amount), "
+        "--profile names line columns to describe (each customer's most frequent value)",
+    )
+    run.add_argument(
+        "--date-format",
+        default=None,
+        metavar="FMT",
+        help="with --transactions: the order dates' format in strftime codes, e.g. "
+        "'%%d/%%m/%%Y %%H:%%M'; default: ISO, day-first or month-first read from the dates (an "
+        "ambiguous file stops and asks for this option)",
     )
     run.add_argument(
         "--k-margin",
@@ -362,6 +379,8 @@ def _settings(args: argparse.Namespace) -> SegmentationSettings:
         n_jobs=args.n_jobs,
         max_quarantine_share=args.max_quarantine_share,
         as_of=args.as_of,
+        transactions=args.transactions,
+        date_format=args.date_format,
         k_margin=args.k_margin,
         identity_max_shift=args.identity_max_shift,
         gate_min_segment_share=args.gate_min_segment_share,
@@ -384,7 +403,11 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not settings.input.exists():  # fail fast, before Prefect starts a server
         print(f"segment: error: {settings.input}: no such file", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if settings.as_of is not None and not settings.input.is_dir():  # refused, not ignored
+    if settings.date_format is not None and not settings.transactions:
+        parser.error("--date-format reads the dates of order lines: use it with --transactions")
+    if (
+        settings.as_of is not None and not settings.input.is_dir() and not settings.transactions
+    ):  # refused, not ignored
         print(
             "segment: error: --as-of picks a dated snapshot from a folder of snapshots, "
             f"but --input {settings.input} is a single file",
@@ -447,6 +470,8 @@ def check_input(settings: SegmentationSettings) -> tuple[int, str] | None:
     from tasks.table import check_partitioned_table
 
     partitioned = is_partitioned_input(settings.input)
+    if settings.transactions:
+        return check_order_lines(settings, partitioned)
     if partitioned and settings.runner != "dask":
         return EXIT_BAD_INPUT, f"{settings.input}: {PARTITIONED_NEEDS_DASK}"
     quiet = logging.getLogger("tasks")  # the flow logs the same warnings again, in its run log
@@ -484,6 +509,28 @@ def check_input(settings: SegmentationSettings) -> tuple[int, str] | None:
     return None
 
 
+def check_order_lines(settings: SegmentationSettings, partitioned: bool) -> tuple[int, str] | None:
+    """``check_input`` for order lines: the fields' columns found, the spec valid."""
+    from tasks.errors import ColumnMappingError, InputError
+    from tasks.order_table import order_columns_for, order_spec
+    from tasks.snapshots import resolve_input
+
+    if partitioned or settings.runner == "dask":
+        return EXIT_BAD_INPUT, (
+            f"{settings.input}: --transactions runs in memory on one file or a folder of dated "
+            "snapshots (no partitioned folder, no --runner dask yet)"
+        )
+    try:
+        source = resolve_input(settings.input, settings.as_of if settings.input.is_dir() else None)
+        orders = order_columns_for(source, settings.sep, settings.order_fields(), settings.profile)
+        order_spec(settings.spec, settings.features, orders.profile)
+    except ColumnMappingError as error:
+        return EXIT_USAGE, str(error)
+    except InputError as error:
+        return EXIT_BAD_INPUT, str(error)
+    return None
+
+
 def format_summary(manifest: dict) -> str:
     """The terminal summary: segments, sizes, names, row accounting, output folder."""
     from tasks.artifacts import duplicates_warning  # pandas: loaded by the run already
@@ -501,9 +548,11 @@ def format_summary(manifest: dict) -> str:
         lines.append(
             f"  {segment['id']:>3}  {segment['size']:>9,}  {share:>6.1%}  {segment['name']}"
         )
+    lines.append("")
+    lines += order_lines_summary(manifest.get("transactions"))
     lines += [
-        "",
-        f"Rows: {rows['rows_read']:,} read = {rows['rows_kept']:,} segmented + "
+        f"{'Customer rows' if manifest.get('transactions') else 'Rows'}: "
+        f"{rows['rows_read']:,} read = {rows['rows_kept']:,} segmented + "
         f"{rows['rows_quarantined']:,} quarantined + {rows['duplicates_dropped']:,} duplicates",
     ]
     warning = duplicates_warning(rows)
@@ -534,6 +583,39 @@ def format_summary(manifest: dict) -> str:
     lines.append(f"Output: {manifest['output_folder']}")
     lines.append(f"Report: {Path(manifest['output_folder']) / 'report.html'}")
     return "\n".join(lines)
+
+
+def order_lines_summary(record: dict | None) -> list[str]:
+    """The order lines' accounting for the summary (none for a customer table)."""
+    if not record:
+        return []
+    from tasks.transactions import accounting_line
+
+    lines, customers = record["lines"], record["customers"]
+    text = [f"Lines: {accounting_line(lines)}"]
+    no_id, read = lines["lines_without_customer_id"], lines["lines_read"]
+    if no_id:
+        text.append(
+            f"{no_id:,} of the {read:,} lines ({no_id / read:.1%}) had no customer id "
+            "(quarantined, see quarantine_lines.parquet)"
+        )
+    others = {
+        k: v for k, v in (record.get("quarantine_reasons") or {}).items() if k != "no customer id"
+    }
+    if others:
+        listed = ", ".join(f"{reason} ({count:,})" for reason, count in list(others.items())[:4])
+        text.append(f"Other quarantined lines: {listed}")
+    text.append(
+        f"Customers: {customers['customers']:,} with purchases (snapshot date "
+        f"{record['snapshot_date']}, dates read as {record['date_reading']})"
+        + (
+            f"; {customers['customers_without_purchases']:,} with only cancellations or "
+            "non-positive lines, listed in customers_without_purchases.parquet"
+            if customers["customers_without_purchases"]
+            else ""
+        )
+    )
+    return text
 
 
 def _serve(options: list[str]) -> int:

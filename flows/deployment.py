@@ -155,7 +155,7 @@ def backfill(
     with get_client(sync_client=True) as client:
         stored = client.read_deployment_by_name(name).parameters.get("settings") or {}
     settings = SegmentationSettings.model_validate({**stored, **overrides, "as_of": as_of})
-    if settings.input.is_file():  # the run would refuse it: say so before creating one
+    if settings.input.is_file() and not settings.transactions:  # the run would refuse it
         raise ValueError(
             f"{AS_OF_NEEDS_A_FOLDER}, but the input of {name} is a single file "
             f"({settings.input}): serve it with --input on a snapshot folder"
@@ -303,6 +303,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="segmentation spec of the customer table (see `segment init`); default: the Mall "
         "preset for a Mall-like file, else every numeric column",
     )
+    parser.add_argument(
+        "--transactions",
+        action="store_true",
+        help="the input is order lines: segment customers by recency, frequency and monetary "
+        "value derived from them (as segment run --transactions)",
+    )
     parser.add_argument("--cron", default=DEFAULT_CRON, help="cron schedule")
     parser.add_argument(
         "--timezone",
@@ -330,6 +336,7 @@ def main(argv: list[str] | None = None, *, prog: str = "segment serve") -> int:
             input=args.input.expanduser().absolute(),
             output_dir=args.output.expanduser().absolute(),
             spec=None if args.spec is None else args.spec.expanduser().absolute(),
+            transactions=args.transactions,
         )
         # Build once to report a bad cron or deployment name as a usage error.
         nightly_deployment(settings, cron=args.cron, timezone=args.timezone, name=args.name)

@@ -19,6 +19,7 @@ from prefect.runtime import flow_run
 from prefect.states import State
 
 from flows.deployment import settings_for_run
+from flows.order_lines import derive, resolve_order_columns
 from flows.run_folder import (
     fails_without_persisting,
     flow_run_name,
@@ -94,8 +95,10 @@ def load_previous(settings: SegmentationSettings) -> PreviousRun | None:
 
 @task(name="resolve-input", **_TASK)
 def resolve(settings: SegmentationSettings) -> Path:
-    """The input file: the path itself, or the newest dated snapshot in a folder (up to as_of)."""
-    return resolve_input(settings.input, settings.as_of)
+    """The input file: the path itself, or the newest dated snapshot in a folder (up to as_of;
+    order lines in a single file take as_of as their snapshot date instead)."""
+    single_orders = settings.transactions and not settings.input.is_dir()
+    return resolve_input(settings.input, None if single_orders else settings.as_of)
 
 
 @task(name="resolve-columns", **_TASK)
@@ -125,12 +128,12 @@ def retry_on_transient(task: object, task_run: object, state: State) -> bool:
 
 @task(name="ingest", retry_condition_fn=retry_on_transient, **_TASK)
 def ingest(
-    source: Path, table: Table, settings: SegmentationSettings, staging: Path
+    source: Path, table: Table | None, settings: SegmentationSettings, staging: Path
 ) -> pd.DataFrame:
-    """Read the customer file and keep a raw Parquet copy (the file's own headers) in the run
-    folder. Retried on transient I/O errors (settings.read_retries, read_retry_delay seconds
-    apart), never on bad data."""
-    raw = read_file(source, settings.sep, expected=expected_types(table))
+    """Read the customer file (``table`` None: order lines, numbers kept as numbers) and keep
+    a raw Parquet copy (the file's own headers) in the run folder. Retried on transient I/O
+    errors (settings.read_retries, read_retry_delay seconds apart), never on bad data."""
+    raw = read_file(source, settings.sep, expected=None if table is None else expected_types(table))
     write_table(raw, staging / "raw.parquet")
     return raw
 
@@ -418,7 +421,8 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
         settings = settings_for_run(settings)  # in a deployment run: merged over its stored ones
         run_id = run_id_for(settings)  # the flow run's name is segment-<run-id>
         source = resolve(settings)
-        table = resolve_columns(source, settings)
+        orders = resolve_order_columns(source, settings) if settings.transactions else None
+        table = None if orders else resolve_columns(source, settings)
         started, step = utc_now(), StepTimer()
         with staged_run(settings.output_dir, run_id, source) as staging:
             previous = load_previous(settings)
@@ -428,6 +432,9 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
                     # one number, not a backoff list: the Prefect UI shows a list as NaN
                     retry_delay_seconds=settings.read_retry_delay,
                 )(source, table, settings, staging)
+            if orders is not None:  # order lines: segment the derived per-customer table
+                with step("derive"):
+                    derivation, raw, table = derive(raw, orders, source, settings, staging)
             with step("clean"):
                 cleaned = clean(raw, table, source, settings)
                 del raw  # the input as read is not needed again: free it before the fit
@@ -475,4 +482,6 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
                 scaled,
                 table,
             )
+            if orders is not None:
+                manifest["transactions"] = derivation.manifest_record()
             return publish(staging, manifest, described, table, settings)

@@ -33,7 +33,19 @@ class SegmentationSettings(BaseModel):
         "(customers_YYYY-MM-DD.csv): the newest one up to as_of is used",
     )
     as_of: date | None = Field(
-        None, description="with a snapshot folder: use the newest snapshot on or before this date"
+        None,
+        description="with a snapshot folder: use the newest snapshot on or before this date; "
+        "with transactions: also the snapshot date of recency (lines on or after it left out)",
+    )
+    transactions: bool = Field(
+        False,
+        description="the input is order lines: derive recency, frequency and monetary value "
+        "per customer (tasks/transactions.py), then segment that table",
+    )
+    date_format: str | None = Field(
+        None,
+        description="with transactions: the order dates' format (strftime codes, e.g. "
+        "'%d/%m/%Y %H:%M'); unset: ISO, day-first or month-first, read from the dates",
     )
     output_dir: Path = Field(DEFAULT_OUTPUT, description="runs go to <output_dir>/runs/<run-id>/")
     columns: dict[str, str] = Field(
@@ -178,6 +190,12 @@ class SegmentationSettings(BaseModel):
             "missing": self.missing,
             "pca": self.pca,
         }
+
+    def order_fields(self) -> dict[str, str]:
+        """With transactions: order-line field -> header given on the command line
+        (``--column``, and ``--id-column`` as the customer id)."""
+        given = {"customer_id": self.id_column} if self.id_column else {}
+        return given | self.columns
 
     def k_beyond(self, count: int, what: str, *, options: bool = False) -> str | None:
         """Why ``k``, ``k_min`` or ``k_max`` cannot work with at most ``count`` customers (k

@@ -27,6 +27,7 @@ NO_ID = "none"  # as ``id_column``: the file has no id; ids are the 1-based data
 
 PRESETS = Path(__file__).resolve().parent / "presets"
 MALL_PRESET = PRESETS / "mall.toml"
+RFM_PRESET = PRESETS / "rfm.toml"  # the derived per-customer table of order lines
 
 # Headers taken as the customer id when none is named, compared without case and punctuation.
 ID_SPELLINGS = (
@@ -123,9 +124,19 @@ class TableSpec(BaseModel):
         default_factory=dict, description="per column, keyed by its header (or a preset's name)"
     )
     preset: str | None = Field(None, description="name of a built-in spec this one comes from")
+    rfm_grid: dict[str, tuple[str, ...]] | None = Field(
+        None,
+        description="order lines (--transactions): RFM name -> its recency x frequency cells "
+        "('54': r_score 5, f_score 4), every one of the 25 cells exactly once; unset: the "
+        "classic 10-name grid",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TableSpec:
+        if self.rfm_grid is not None:
+            from tasks.rfm import check_grid
+
+            check_grid(self.rfm_grid)
         if self.pca is not None and self.pca >= 1 and self.pca != int(self.pca):
             raise ValueError(f"pca={self.pca}: a whole number of components or a share below 1")
         return self

@@ -96,6 +96,19 @@ def summary_markdown(
     warning = duplicates_warning(rows)
     if warning is not None:
         lines += ["", f"**{warning}**"]
+    orders = manifest.get("transactions")
+    if orders:  # order lines: their accounting too (tasks/transactions.py)
+        from tasks.transactions import accounting_line
+
+        no_id, read = orders["lines"]["lines_without_customer_id"], orders["lines"]["lines_read"]
+        lines += [
+            "",
+            f"**Order lines**: {accounting_line(orders['lines'])}; {no_id:,} "
+            f"({no_id / read:.1%}) had no customer id. Snapshot date "
+            f"{orders['snapshot_date']}; "
+            f"{orders['customers']['customers_without_purchases']:,} customers with no "
+            "purchase line (only cancellations or non-positive lines).",
+        ]
     lines += _changes_lines(manifest.get("changes"))
     lines += [
         "",

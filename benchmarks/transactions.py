@@ -1,0 +1,175 @@
+"""Order-lines benchmark: the RFM derivation of `segment run --transactions` against the plain
+pandas groupby recipe on the same generated order lines (Parquet), and the whole command.
+
+The lines come from ``tasks.sample_orders.order_lines`` (four planted behaviour groups, ~66
+lines per customer, with no-id lines, cancellations, zero prices, duplicates and a few
+unparseable quantities). Each measurement runs in a fresh process (wall time and peak RSS):
+
+- ``plain``: the usual recipe: ``pd.read_parquet``, drop duplicates, drop lines with no
+  customer id, parse quantity and date, keep non-cancelled positive lines, one ``groupby().agg``
+  (last date, distinct invoices, sum of quantity x price), recency from the snapshot date;
+- ``derive``: ``tasks.ingest.read_file`` then ``tasks.transactions.derive_customers`` (the
+  same reading and derivation as the flow, with every line accounted for and reasons);
+- ``segment``: ``segment run --quiet --input LINES.parquet --transactions`` end to end.
+
+    .venv/bin/python benchmarks/transactions.py                 # 10M lines
+    .venv/bin/python benchmarks/transactions.py --lines 1000000 --skip-segment
+
+The table goes to stdout and ``benchmarks/results/transactions-latest.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # `tasks` when the project is not installed
+    sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+
+RESULTS_MD = REPO_ROOT / "benchmarks" / "results" / "transactions-latest.md"
+SEED = 20261129
+LINES_PER_CUSTOMER = 66  # about what order_lines draws per customer, dirt included
+
+
+def write_lines(lines: int, folder: Path) -> Path:
+    """The generated order lines as Parquet (reused when present)."""
+    from tasks.sample_orders import order_lines, write_order_lines
+
+    path = folder / f"orders-{lines}-seed{SEED}.parquet"
+    if not path.is_file():
+        orders = order_lines(max(lines // LINES_PER_CUSTOMER, 4), seed=SEED)
+        write_order_lines(orders, path)
+    return path
+
+
+def plain_recipe(path: Path) -> int:
+    """The usual pandas RFM script; returns the number of customers."""
+    import pandas as pd
+
+    df = pd.read_parquet(path).drop_duplicates()
+    df = df[df["CustomerID"].notna()]
+    df["Quantity"] = pd.to_numeric(df["Quantity"], errors="coerce")
+    df["InvoiceDate"] = pd.to_datetime(df["InvoiceDate"], errors="coerce")
+    df = df.dropna(subset=["Quantity", "InvoiceDate", "UnitPrice"])
+    df = df[
+        ~df["InvoiceNo"].astype(str).str.startswith("C")
+        & (df["Quantity"] > 0)
+        & (df["UnitPrice"] > 0)
+    ]
+    df["value"] = df["Quantity"] * df["UnitPrice"]
+    snapshot = df["InvoiceDate"].max().normalize() + pd.Timedelta(days=1)
+    rfm = df.groupby("CustomerID").agg(
+        last=("InvoiceDate", "max"), frequency=("InvoiceNo", "nunique"), monetary=("value", "sum")
+    )
+    rfm["recency_days"] = (snapshot - rfm["last"].dt.normalize()).dt.days
+    return len(rfm)
+
+
+def derive(path: Path) -> int:
+    """The flow's reading and derivation; returns the number of customers."""
+    from tasks.ingest import read_file
+    from tasks.transactions import derive_customers, find_order_columns
+
+    lines = read_file(path)
+    derived = derive_customers(lines, find_order_columns(list(lines.columns[1:])))
+    return len(derived.customers)
+
+
+def part(name: str, path: Path) -> None:
+    """One measurement in this (fresh) process: prints seconds and customers as JSON."""
+    start = time.perf_counter()
+    customers = {"plain": plain_recipe, "derive": derive}[name](path)
+    print(json.dumps({"seconds": time.perf_counter() - start, "customers": customers}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lines", type=int, default=10_000_000, help="order lines (10M)")
+    parser.add_argument("--workdir", type=Path, default=None, help="data and runs (reused)")
+    parser.add_argument("--skip-segment", action="store_true", help="only the derivations")
+    parser.add_argument(
+        "--load-wait-seconds", type=float, default=300.0, help="longest wait for a quiet machine"
+    )
+    parser.add_argument("--part", choices=["plain", "derive"], help=argparse.SUPPRESS)
+    parser.add_argument("--path", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.part:
+        part(args.part, args.path)
+        return 0
+
+    import scale  # the measuring helpers (peak RSS with GNU time, load wait)
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="transactions-bench-"))
+    path = write_lines(args.lines, work / "data")
+    env = scale.child_env(work / "prefect-home")
+    rows = {}
+    for name in ("plain", "derive"):
+        load = scale.wait_until_quiet(1.5, args.load_wait_seconds)
+        command = [sys.executable, __file__, "--part", name, "--path", str(path)]
+        measured = scale.run_measured(command, env, 3600, work / "logs" / name, load)
+        if measured.returncode != 0:
+            raise SystemExit(f"{name} failed: {measured.stderr_tail}")
+        out = json.loads((work / "logs" / f"{name}.out").read_text().strip().splitlines()[-1])
+        rows[name] = {**out, "process": measured.wall, "rss": measured.max_rss_mib}
+    if not args.skip_segment:
+        out = work / "runs"
+        shutil.rmtree(out, ignore_errors=True)
+        load = scale.wait_until_quiet(1.5, args.load_wait_seconds)
+        command = [str(scale.segment_command()), "run", "--quiet", "--input", str(path),
+                   "--transactions", "--output", str(out)]  # fmt: skip
+        measured = scale.run_measured(command, env, 3600, work / "logs" / "segment", load)
+        if measured.returncode != 0:
+            raise SystemExit(f"segment run failed: {measured.stderr_tail}")
+        manifest = json.loads(((out / "latest").resolve() / "manifest.json").read_text())
+        rows["segment"] = {
+            "seconds": float(manifest["timings"]["total"]),
+            "customers": manifest["transactions"]["customers"]["customers"],
+            "process": measured.wall,
+            "rss": measured.max_rss_mib,
+            "timings": manifest["timings"],
+        }
+    table = report(args.lines, rows)
+    print(table)
+    RESULTS_MD.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS_MD.write_text(table + "\n")
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def report(lines: int, rows: dict[str, dict]) -> str:
+    import scale
+
+    labels = {
+        "plain": "plain pandas recipe (read + RFM)",
+        "derive": "read_file + derive_customers",
+        "segment": "`segment run --transactions` (whole process; work = flow's own)",
+    }
+    text = [
+        f"| {lines:,} order lines | customers | work s | process s | peak RSS MiB |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in rows.items():
+        text.append(
+            f"| {labels[name]} | {row['customers']:,} | {row['seconds']:.1f} | "
+            f"{row['process']:.1f} | {row['rss']:,.0f} |"
+        )
+    ratio = rows["derive"]["seconds"] / rows["plain"]["seconds"]
+    text += ["", f"Derivation / plain recipe: {ratio:.2f}x the time (work, one run each)."]
+    if "segment" in rows:
+        steps = ", ".join(f"{k} {v:.1f}" for k, v in rows["segment"]["timings"].items())
+        text.append(f"Flow steps (s): {steps}.")
+    info = scale.machine_info()
+    text.append(f"Machine: {info['cpu']}, {info['cores']} cores.")
+    return "\n".join(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

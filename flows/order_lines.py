@@ -1,0 +1,53 @@
+"""The order-line steps of the segmentation flow (``segment run --transactions``): find the
+order-line columns, then derive the per-customer table that the flow segments like any
+customer table (tasks/transactions.py, tasks/rfm.py, tasks/order_table.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.settings import SegmentationSettings
+from tasks.errors import InputError
+from tasks.order_table import order_columns_for, order_spec, segmentable_customers
+from tasks.report import write_table
+from tasks.table import Table
+from tasks.transactions import Derivation, OrderColumns, columns_line, derive_customers
+
+_TASK = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+@task(name="resolve-order-columns", **_TASK)
+def resolve_order_columns(source: Path, settings: SegmentationSettings) -> OrderColumns:
+    """Which headers are the customer id, invoice, date, quantity and unit price (or amount)."""
+    orders = order_columns_for(source, settings.sep, settings.order_fields(), settings.profile)
+    get_run_logger().info(columns_line(orders))
+    return orders
+
+
+@task(name="derive-customers", **_TASK)
+def derive(
+    lines: pd.DataFrame,
+    orders: OrderColumns,
+    source: Path,
+    settings: SegmentationSettings,
+    staging: Path,
+) -> tuple[Derivation, pd.DataFrame, Table]:
+    """Order lines -> one row per customer (R, F, M, extras, RFM scores). Writes
+    customers.parquet, quarantine_lines.parquet and customers_without_purchases.parquet;
+    returns the derivation, the customers as a customer table to clean, and its Table."""
+    try:
+        derivation = derive_customers(
+            lines, orders, as_of=settings.as_of, date_format=settings.date_format
+        )
+    except InputError as error:
+        raise error.with_path(source) from error
+    spec = order_spec(settings.spec, settings.features, orders.profile)
+    _, frame, table = segmentable_customers(derivation.customers, spec)
+    write_table(derivation.customers, staging / "customers.parquet")
+    write_table(derivation.quarantine, staging / "quarantine_lines.parquet")
+    write_table(derivation.without_purchases, staging / "customers_without_purchases.parquet")
+    return derivation, frame, table

@@ -1,0 +1,109 @@
+"""The derived per-customer table of order lines as a customer table the core segments.
+
+``transactions_spec`` is the spec of that table: the built-in ``schemas/presets/rfm.toml``
+(K-Means on log1p-scaled recency, frequency and monetary value, the RFM scores and the grid
+name as profile columns), with a ``--spec`` file's keys and the command line's choices on top.
+``segmentable_customers`` adds the RFM scores and gives the frame and the resolved ``Table``
+that ``tasks.clean.clean_customers`` and every later step take, as for any customer file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from schemas.spec import RFM_PRESET, ColumnSpec, TableSpec, load_spec
+from tasks.errors import InputError
+from tasks.ingest import read_header
+from tasks.rfm import DEFAULT_GRID, rfm_scores
+from tasks.table import CUSTOMER_ID, SOURCE_ROW, Table, resolve_table
+from tasks.transactions import EXTRAS, RFM, OrderColumns, find_order_columns
+
+NOT_CLUSTERED = ("first_purchase", "last_purchase")  # dates: in customers.parquet only
+
+
+def order_columns_for(
+    source: str | Path,
+    sep: str | None,
+    mapping: Mapping[str, str],
+    profile: Sequence[str] | None,
+) -> OrderColumns:
+    """The order-line columns of the file ``source`` (from its header)."""
+    try:
+        return find_order_columns(read_header(source, sep), mapping, profile or ())
+    except InputError as error:
+        raise error.with_path(source) from error
+
+
+def order_spec(
+    spec_path: str | Path | None, features: Sequence[str] | None, extras: Sequence[str]
+) -> TableSpec:
+    """``transactions_spec`` for a spec file (or none) and the command line's features; a
+    feature that is not a derived column is refused (``InputError``)."""
+    spec = transactions_spec(
+        load_spec(spec_path) if spec_path else None, features=features, extras=extras
+    )
+    known = (*RFM, *EXTRAS)
+    unknown = [name for name in spec.features if name not in known]
+    if unknown:
+        raise InputError(
+            f"feature(s) {unknown} are not derived from order lines: choose among "
+            f"{', '.join(known)}"
+        )
+    return spec
+
+
+def transactions_spec(
+    user: TableSpec | None = None,
+    *,
+    features: Sequence[str] | None = None,
+    extras: Sequence[str] = (),
+) -> TableSpec:
+    """The preset, with a user spec's keys on top (its ``[columns.X]`` added to or replacing
+    the preset's), then ``features`` from the command line; ``extras`` (order-line columns
+    named with ``--profile``) become categorical profile columns (each customer's most frequent
+    value)."""
+    spec = load_spec(RFM_PRESET)
+    if user is not None:
+        given = {key: getattr(user, key) for key in user.model_fields_set if key != "columns"}
+        spec = spec.model_copy(update={**given, "columns": {**spec.columns, **user.columns}})
+        TableSpec.model_validate(spec.model_dump())  # the merged spec is still valid
+    if features:
+        spec = spec.model_copy(update={"features": tuple(features)})
+    columns = dict(spec.columns)
+    for name in extras:
+        columns.setdefault(name, ColumnSpec(kind="categorical", label=name))
+    profile = tuple(dict.fromkeys([*spec.profile, *extras]))
+    profile = tuple(name for name in profile if name not in spec.features)
+    return spec.model_copy(
+        update={"columns": columns, "profile": profile, "id_column": CUSTOMER_ID}
+    )
+
+
+def segmentable_customers(
+    customers: pd.DataFrame, spec: TableSpec
+) -> tuple[pd.DataFrame, pd.DataFrame, Table]:
+    """(customers with the RFM scores, the frame for the cleaning step, its ``Table``).
+
+    The cleaning frame has ``source_row`` (the customer's row in ``customers.parquet``),
+    ``customer_id`` and the derived columns: numbers as float64, text as text."""
+    scores = rfm_scores(customers, spec.rfm_grid or DEFAULT_GRID)
+    scored = pd.concat([customers, scores], axis=1)
+    columns = [c for c in scored.columns if c not in NOT_CLUSTERED and c != CUSTOMER_ID]
+    data = {
+        SOURCE_ROW: pd.Series(np.arange(1, len(scored) + 1, dtype="int64")),
+        CUSTOMER_ID: scored[CUSTOMER_ID].reset_index(drop=True),
+    }
+    for name in columns:
+        values = scored[name].reset_index(drop=True)
+        data[name] = (
+            values.astype("float64")
+            if pd.api.types.is_numeric_dtype(values)
+            else values.astype("str")
+        )
+    frame = pd.DataFrame(data)
+    table = resolve_table([CUSTOMER_ID, *columns], None, spec, {})
+    return scored, frame, table

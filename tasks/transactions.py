@@ -1,0 +1,630 @@
+"""Order lines -> one row per customer: recency, frequency and monetary value (RFM).
+
+Pure functions, no I/O. ``find_order_columns`` finds the customer id, invoice, date, quantity
+and unit price (or amount) headers by their common spellings or a ``--column`` mapping;
+``derive_customers`` classifies every line (duplicate, quarantined with its reason, not a
+purchase, or used), checks the line accounting and aggregates the used lines per customer with
+vectorised group-bys (no Python loop over rows).
+
+The rules (README "Order lines"):
+- exact duplicate lines (every column equal to an earlier line) are dropped and counted;
+- a line with no customer id is quarantined ("no customer id"), as is a line whose invoice is
+  missing, or whose date, quantity or price (amount) is missing or cannot be parsed, or whose
+  date falls on or after the snapshot date given with ``--as-of``;
+- a cancellation (invoice starting with ``C``) or a line with quantity <= 0 or unit price <= 0
+  (amount <= 0) is not a purchase: counted, left out of R, F and M; the value of a customer's
+  cancellations is ``returned_value``;
+- snapshot = ``as_of``, else the day after the latest purchase; recency_days = whole days from
+  the last purchase's date to the snapshot; frequency = distinct invoices; monetary = sum of
+  quantity x unit price (or amount) over the purchase lines.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tasks.errors import ColumnMappingError, InputError
+from tasks.ingest import numbers_as_text
+from tasks.table import CUSTOMER_ID, SOURCE_ROW, normalise
+
+log = logging.getLogger(__name__)
+
+REASON = "reason"
+NO_CUSTOMER_ID = "no customer id"
+
+# Accepted headers per order-line field, compared without case and punctuation; the first
+# spelling found wins. ``--column FIELD=HEADER`` names one explicitly.
+ORDER_SPELLINGS: dict[str, tuple[str, ...]] = {
+    CUSTOMER_ID: (
+        "CustomerID", "Customer ID", "customer_id", "Customer", "Cust ID", "CUST_ID",
+        "Client ID", "ClientID", "Client", "Customer Number", "Customer No", "Account ID",
+        "Member ID", "User ID",
+    ),
+    "invoice": (
+        "InvoiceNo", "Invoice", "Invoice No", "Invoice Number", "Invoice ID", "order_id",
+        "Order ID", "Order No", "Order Number", "Order", "Transaction ID", "Transaction",
+        "Receipt", "Receipt No", "Bill No",
+    ),
+    "date": (
+        "InvoiceDate", "Invoice Date", "order_date", "Order Date", "Order Datetime",
+        "Transaction Date", "Purchase Date", "Date", "Datetime", "Timestamp", "Created At",
+    ),
+    "quantity": ("Quantity", "Qty", "Units", "Quantity Ordered", "Items"),
+    "price": ("UnitPrice", "Unit Price", "Price", "Price Each", "Unit Cost"),
+    "amount": (
+        "Amount", "Line Total", "Total", "Total Price", "Revenue", "Sales", "Sales Amount",
+        "Order Value", "Value", "Spend",
+    ),
+}  # fmt: skip
+FIELDS = tuple(ORDER_SPELLINGS)
+
+# Columns of the derived customers table, in this order (customers.parquet), then extras.
+RFM = ("recency_days", "frequency", "monetary")
+DERIVED = (CUSTOMER_ID, "first_purchase", "last_purchase", *RFM)
+EXTRAS = ("tenure_days", "average_order_value", "returned_value")
+
+_ISO = r"\d{4}-\d{1,2}-\d{1,2}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
+_DMY = r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4}|\d{2})(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?)?"
+
+
+@dataclass(frozen=True)
+class OrderColumns:
+    """The headers of the order-line fields in the file (None: not in the file)."""
+
+    customer_id: str
+    invoice: str
+    date: str
+    quantity: str | None = None
+    price: str | None = None
+    amount: str | None = None
+    profile: tuple[str, ...] = ()
+
+    @property
+    def used(self) -> dict[str, str]:
+        """Field -> header of every field read (profile columns not included)."""
+        return {f: getattr(self, f) for f in FIELDS if getattr(self, f) is not None}
+
+    @property
+    def by_amount(self) -> bool:
+        """Line values from an amount column (no quantity x unit price)."""
+        return self.quantity is None or self.price is None
+
+
+def find_order_columns(
+    header: Sequence[str],
+    mapping: Mapping[str, str] | None = None,
+    profile: Sequence[str] = (),
+) -> OrderColumns:
+    """The order-line columns of a file with ``header``: ``mapping`` (field -> header, from
+    ``--column``) first, else the first spelling of ``ORDER_SPELLINGS`` found. Needs a customer
+    id, an invoice and a date, and quantity with unit price or an amount; raises
+    ``ColumnMappingError`` for an unknown field name, ``InputError`` for a missing column."""
+    header = list(header)
+    mapping = dict(mapping or {})
+    unknown = sorted(set(mapping) - set(FIELDS))
+    if unknown:
+        raise ColumnMappingError(
+            f"unknown order-line field(s) in the mapping: {unknown} (--column NAME=HEADER "
+            f"takes one of: {', '.join(FIELDS)})"
+        )
+    absent = {name: h for name, h in mapping.items() if h not in header}
+    if absent:
+        raise InputError(f"mapped header(s) not in the file: {absent}; {_found(header)}")
+    found: dict[str, str | None] = {}
+    for name in FIELDS:
+        found[name] = mapping.get(name) or _first_spelling(ORDER_SPELLINGS[name], header)
+    if found["quantity"] and found["price"] and "amount" not in mapping:
+        found["amount"] = None  # quantity x unit price wins over a total column
+    required = [CUSTOMER_ID, "invoice", "date"]
+    if not found["amount"]:
+        required += ["quantity", "price"]
+    missing = [name for name in required if not found[name]]
+    if missing:
+        wanted = "; ".join(
+            f"{name} (accepted: {', '.join(ORDER_SPELLINGS[name][:4])} ...)" for name in missing
+        )
+        also = " (or one amount column instead of quantity and price)" if "price" in missing else ""
+        raise InputError(
+            f"order lines need column(s) {wanted}{also}; {_found(header)}; name them with "
+            "--column NAME=HEADER"
+        )
+    used = {h for h in found.values() if h}
+    repeated = sorted(h for h in used if list(found.values()).count(h) > 1)
+    if repeated:
+        raise InputError(f"column(s) {repeated} matched two order-line fields; use --column")
+    for name in profile:
+        if name not in header:
+            raise InputError(f"profile column {name!r} is not in the file; {_found(header)}")
+        if name in used:
+            raise InputError(f"column {name!r} is an order-line field, not a profile column")
+    return OrderColumns(**found, profile=tuple(profile))
+
+
+def _first_spelling(spellings: Sequence[str], header: Sequence[str]) -> str | None:
+    by_form = {}
+    for h in header:
+        by_form.setdefault(normalise(h), h)
+    for spelling in spellings:
+        if normalise(spelling) in by_form:
+            return by_form[normalise(spelling)]
+    return None
+
+
+def _found(header: Sequence[str]) -> str:
+    return f"headers found: {', '.join(header)}"
+
+
+def columns_line(columns: OrderColumns) -> str:
+    """One log line: which header plays which order-line field."""
+    parts = [f"{name}={header!r}" for name, header in columns.used.items()]
+    value = "amount" if columns.by_amount else "quantity x unit price"
+    extra = f"; profile: {', '.join(columns.profile)}" if columns.profile else ""
+    return f"Order lines: {', '.join(parts)}; line value = {value}{extra}"
+
+
+# ---------------------------------------------------------------- dates
+
+
+@dataclass(frozen=True)
+class ParsedDates:
+    """Parsed dates (NaT: missing or not a date) and how they were read."""
+
+    values: pd.Series
+    reading: str
+
+
+def parse_dates(values: pd.Series, date_format: str | None = None) -> ParsedDates:
+    """Parse order dates: ISO (``2011-12-09 12:50:00``) and numeric day-first or month-first
+    (``09/12/2011 12:50``, ``12/9/2011``), or exactly ``date_format`` (strftime codes) when given.
+
+    Each distinct text is parsed once. When both the day-first and the month-first reading
+    parse every numeric date and they disagree on one, raise ``InputError`` asking for
+    ``--date-format`` (a wrong guess silently corrupts recency); so do dates of which some
+    only parse day-first and others only month-first. Values that fit no form are NaT.
+    """
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return ParsedDates(values.astype("datetime64[ns]"), "timestamps")
+    codes, uniques = pd.factorize(values)
+    return _parse_distinct(codes, uniques, values.index, date_format)
+
+
+def _parse_distinct(
+    codes: np.ndarray, uniques, index: pd.Index, date_format: str | None
+) -> ParsedDates:
+    """``parse_dates`` on a factorized column: each distinct value parsed once."""
+    distinct = _text(pd.Series(uniques)).astype("str")
+    if date_format is not None:
+        parsed = pd.to_datetime(distinct, format=date_format, errors="coerce")
+        reading = f"--date-format {date_format}"
+    else:
+        parsed, reading = _parse_forms(distinct)
+    parsed = parsed.astype("datetime64[ns]").to_numpy()
+    if not len(parsed):
+        parsed = np.array([np.datetime64("NaT")], dtype="datetime64[ns]")
+    taken = np.where(codes >= 0, parsed[np.maximum(codes, 0)], np.datetime64("NaT"))
+    return ParsedDates(pd.Series(taken, index=index, dtype="datetime64[ns]"), reading)
+
+
+def _parse_forms(distinct: pd.Series) -> tuple[pd.Series, str]:
+    parsed = pd.Series(pd.NaT, index=distinct.index, dtype="datetime64[ns]")
+    forms = []
+    iso = distinct.str.fullmatch(_ISO)
+    if iso.any():
+        # with a UTC offset: taken in UTC (times without one are kept as written)
+        when = pd.to_datetime(distinct[iso], format="ISO8601", errors="coerce", utc=True)
+        parsed[iso] = when.dt.tz_localize(None)
+        forms.append("ISO")
+    parts = distinct[~iso].str.extract(f"^{_DMY}$").astype("float64")
+    parts = parts[parts[0].notna()]
+    if not parts.empty:
+        day_first = _from_parts(parts, day=0, month=1)
+        month_first = _from_parts(parts, day=1, month=0)
+        only_day, only_month = (
+            day_first.notna() & month_first.isna(),
+            month_first.notna() & (day_first.isna()),
+        )
+        if only_day.any() and only_month.any():
+            raise InputError(
+                "dates in both day-first and month-first order (e.g. "
+                f"{distinct[only_day.idxmax()]!r} and {distinct[only_month.idxmax()]!r}): give "
+                "the format with --date-format, e.g. --date-format '%d/%m/%Y %H:%M'"
+            )
+        differ = day_first.notna() & month_first.notna() & (day_first != month_first)
+        if not only_day.any() and not only_month.any() and differ.any():
+            example = differ.idxmax()
+            raise InputError(
+                f"ambiguous dates: every date reads both day-first and month-first (e.g. "
+                f"{distinct[example]!r} is {day_first[example]:%d %B %Y} day-first, "
+                f"{month_first[example]:%d %B %Y} month-first); a wrong guess would corrupt "
+                "recency: give the format with --date-format, e.g. --date-format "
+                "'%d/%m/%Y %H:%M' (day first) or '%m/%d/%Y %H:%M' (month first)"
+            )
+        chosen, form = (
+            (month_first, "month-first") if only_month.any() else (day_first, "day-first")
+        )
+        if not differ.any() and not only_day.any() and not only_month.any():
+            form = "day-first or month-first (the same dates)"
+        parsed[chosen.index] = chosen
+        forms.append(form)
+    return parsed, " and ".join(forms) or "no date recognised"
+
+
+def _from_parts(parts: pd.DataFrame, *, day: int, month: int) -> pd.Series:
+    year = parts[2].where(parts[2] >= 100, parts[2] + 2000)
+    frame = pd.DataFrame(
+        {
+            "year": year,
+            "month": parts[month],
+            "day": parts[day],
+            "hour": parts[3].fillna(0),
+            "minute": parts[4].fillna(0),
+            "second": parts[5].fillna(0),
+        }
+    )
+    valid = frame["month"].between(1, 12) & frame["day"].between(1, 31)
+    valid &= frame["hour"].lt(24) & frame["minute"].lt(60) & frame["second"].lt(60)
+    result = pd.Series(pd.NaT, index=parts.index, dtype="datetime64[ns]")
+    if valid.any():
+        result[valid] = pd.to_datetime(frame[valid], errors="coerce")
+    return result
+
+
+# ---------------------------------------------------------------- derivation
+
+
+@dataclass(frozen=True)
+class LineAccounting:
+    """Every order line read is used, not a purchase, quarantined, or a duplicate."""
+
+    lines_read: int
+    lines_used: int
+    lines_not_purchases: int
+    lines_quarantined: int
+    duplicates_dropped: int
+    lines_without_customer_id: int
+    cancellation_lines: int
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """The per-customer table, the quarantined lines, customers with no purchase line, the
+    line accounting and the snapshot date."""
+
+    customers: pd.DataFrame
+    quarantine: pd.DataFrame
+    without_purchases: pd.DataFrame
+    accounting: LineAccounting
+    snapshot: date
+    date_reading: str
+    columns: OrderColumns
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def manifest_record(self) -> dict:
+        """JSON-ready: accounting at line and customer level, rules' inputs, where from."""
+        a = self.accounting
+        return {
+            "lines": a.as_dict(),
+            "customers": {
+                "customers_with_lines": len(self.customers) + len(self.without_purchases),
+                "customers": len(self.customers),
+                "customers_without_purchases": len(self.without_purchases),
+            },
+            "without_purchases": self.without_purchases.head(100).to_dict("records"),
+            "quarantine_reasons": self.reasons,
+            "snapshot_date": self.snapshot.isoformat(),
+            "date_reading": self.date_reading,
+            "columns": {**self.columns.used, "profile": list(self.columns.profile)},
+            "line_value": "amount" if self.columns.by_amount else "quantity x unit price",
+        }
+
+
+def derive_customers(
+    lines: pd.DataFrame,
+    columns: OrderColumns,
+    *,
+    as_of: date | None = None,
+    date_format: str | None = None,
+) -> Derivation:
+    """One row per customer with a purchase line, from order lines as read by
+    ``tasks.ingest.read_file`` (``source_row`` then the file's columns, text or float64).
+
+    Columns: ``customer_id`` (text), ``first_purchase``, ``last_purchase``, ``recency_days``,
+    ``frequency``, ``monetary``, ``tenure_days``, ``average_order_value``, ``returned_value``,
+    then the profile columns (each customer's most frequent value over its purchase lines).
+    Raises ``InputError`` when no purchase line is left; ``RuntimeError`` if the accounting
+    does not add up (a bug)."""
+    n = len(lines)
+    # Every column factorized once (the costly part with text): the codes find the exact
+    # duplicates, number the customers and invoices, and give each distinct date to parse.
+    # One integer key per distinct line, built column by column (a few arrays of n integers
+    # alive at a time, not one per column); only the fields' codes are kept.
+    fields = {columns.customer_id, columns.invoice, columns.date}
+    factorized = {}
+    key = np.zeros(n, dtype="int64")
+    for name in lines.columns[1:]:
+        codes, uniques = pd.factorize(lines[name])
+        if name in fields:
+            factorized[name] = (codes, uniques)
+        key = pd.factorize(key * (len(uniques) + 1) + (codes + 1))[0]  # < n * (n + 1)
+    duplicate = pd.Series(key).duplicated().to_numpy()
+    del key
+
+    id_codes, id_uniques = factorized[columns.customer_id]
+    id_text = _text(pd.Series(id_uniques)).to_numpy(dtype=object)
+    no_id = id_codes < 0
+    invoice_codes, invoice_uniques = factorized[columns.invoice]
+    starts_c = _text(pd.Series(invoice_uniques)).str.startswith(("C", "c")).to_numpy(dtype=bool)
+    cancellation = (invoice_codes >= 0) & np.append(starts_c, False)[invoice_codes]
+    try:
+        if pd.api.types.is_datetime64_any_dtype(lines[columns.date]):
+            dates = parse_dates(lines[columns.date], date_format)
+        else:
+            dates = _parse_distinct(*factorized[columns.date], lines.index, date_format)
+    except InputError as error:
+        raise InputError(error.message, column=columns.date) from error
+    checks: list[Check] = [(no_id, NO_CUSTOMER_ID)]
+    checks.append((invoice_codes < 0, f"{columns.invoice}: missing value"))
+    checks += _value_checks(lines, columns.date, dates.values.isna().to_numpy(), "not a date")
+    if columns.by_amount:
+        amount = _number(lines[columns.amount])
+        checks += _value_checks(lines, columns.amount, np.isnan(amount), "not a number")
+        value = amount
+        positive = amount > 0
+    else:
+        quantity, price = _number(lines[columns.quantity]), _number(lines[columns.price])
+        checks += _value_checks(lines, columns.quantity, np.isnan(quantity), "not a number")
+        checks += _value_checks(lines, columns.price, np.isnan(price), "not a number")
+        value = quantity * price
+        positive = (quantity > 0) & (price > 0)
+    when = dates.values.to_numpy()
+    if as_of is not None:
+        snapshot = np.datetime64(as_of, "ns")
+        after = ~np.isnat(when) & (when >= snapshot)
+        checks.append(
+            (
+                after,
+                f"{columns.date}: on or after the snapshot date {as_of.isoformat()} (--as-of)",
+            )
+        )
+
+    bad = np.zeros(n, dtype=bool)
+    for mask, _ in checks:
+        bad |= mask
+    quarantined = bad & ~duplicate
+    valid = ~bad & ~duplicate
+    not_purchase = valid & (cancellation | ~positive)
+    used = valid & ~not_purchase
+
+    quarantine = _quarantine(lines, columns, quarantined, checks)
+    accounting = LineAccounting(
+        lines_read=n,
+        lines_used=int(used.sum()),
+        lines_not_purchases=int(not_purchase.sum()),
+        lines_quarantined=int(quarantined.sum()),
+        duplicates_dropped=int(duplicate.sum()),
+        lines_without_customer_id=int((no_id & ~duplicate).sum()),
+        cancellation_lines=int((valid & cancellation).sum()),
+    )
+    check_line_accounting(accounting)
+    if not used.any():
+        raise InputError(
+            "no purchase line left to segment: "
+            + accounting_line(accounting.as_dict())
+            + (f"; quarantine reasons: {_top(quarantine)}" if len(quarantine) else "")
+        )
+
+    # Customers are numbered over every valid line (those with only cancellations included).
+    codes, first_codes = pd.factorize(id_codes[valid])
+    customer_ids = id_text[first_codes]
+    k = len(customer_ids)
+    used_v, cancel_v = used[valid], cancellation[valid]
+    c_used = codes[used_v]
+    days = when[valid][used_v].astype("datetime64[ns]").view("int64")
+    value_used = value[valid][used_v]
+    first = _group_reduce(np.minimum, c_used, days, k, np.iinfo("int64").max)
+    last = _group_reduce(np.maximum, c_used, days, k, np.iinfo("int64").min)
+    monetary = np.bincount(c_used, weights=value_used, minlength=k)
+    pairs = pd.DataFrame({"c": c_used, "i": invoice_codes[valid][used_v]}).drop_duplicates()
+    frequency = np.bincount(pairs["c"].to_numpy(), minlength=k)
+    returned = np.bincount(codes[cancel_v], weights=np.abs(value[valid][cancel_v]), minlength=k)
+    bought = np.bincount(c_used, minlength=k) > 0
+
+    first_ts = pd.to_datetime(first[bought]).as_unit("ns")
+    last_ts = pd.to_datetime(last[bought]).as_unit("ns")
+    if as_of is None:
+        snapshot_day = last_ts.max().normalize() + pd.Timedelta(days=1)
+    else:
+        snapshot_day = pd.Timestamp(as_of)
+    customers = pd.DataFrame(
+        {
+            CUSTOMER_ID: pd.array(customer_ids[bought], dtype="str"),
+            "first_purchase": first_ts,
+            "last_purchase": last_ts,
+            "recency_days": (snapshot_day - last_ts.normalize()).days.astype("int64"),
+            "frequency": frequency[bought].astype("int64"),
+            "monetary": monetary[bought],
+            "tenure_days": (snapshot_day - first_ts.normalize()).days.astype("int64"),
+            "average_order_value": monetary[bought] / frequency[bought],
+            "returned_value": returned[bought],
+        }
+    )
+    for name in columns.profile:
+        customers[name] = _most_frequent(_text(lines[name]).to_numpy()[valid][used_v], c_used, k)[
+            bought
+        ]
+    without = _without_purchases(customer_ids, bought, codes, cancel_v, returned)
+    reasons = _reason_counts(quarantine)
+    log.info(
+        "Order lines: %s; %d customers with purchases, %d with none (only cancellations or "
+        "non-positive lines); snapshot date %s; dates read as %s",
+        accounting_line(accounting.as_dict()),
+        len(customers),
+        len(without),
+        snapshot_day.date().isoformat(),
+        dates.reading,
+    )
+    return Derivation(
+        customers=customers,
+        quarantine=quarantine,
+        without_purchases=without,
+        accounting=accounting,
+        snapshot=snapshot_day.date(),
+        date_reading=dates.reading,
+        columns=columns,
+        reasons=reasons,
+    )
+
+
+def check_line_accounting(a: LineAccounting) -> None:
+    """lines_read = lines_used + lines_not_purchases + lines_quarantined + duplicates_dropped."""
+    total = a.lines_used + a.lines_not_purchases + a.lines_quarantined + a.duplicates_dropped
+    if total != a.lines_read:
+        raise RuntimeError(f"line accounting does not add up: {a} (a bug in the derivation)")
+
+
+def accounting_line(lines: Mapping[str, int]) -> str:
+    """``Lines: N read = used + not purchases + quarantined + duplicates`` in words."""
+    return (
+        f"{lines['lines_read']:,} read = {lines['lines_used']:,} used + "
+        f"{lines['lines_not_purchases']:,} not purchases + {lines['lines_quarantined']:,} "
+        f"quarantined + {lines['duplicates_dropped']:,} duplicates"
+    )
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Text as the file shows it; a column of numbers (Parquet) is printed once per distinct
+    value (``17850.0`` -> ``"17850"``), not once per line."""
+    if pd.api.types.is_string_dtype(values):
+        return values
+    codes, uniques = pd.factorize(values)
+    text = numbers_as_text(pd.Series(uniques)).to_numpy(dtype=object)
+    taken = np.where(codes >= 0, text[np.maximum(codes, 0)] if len(text) else None, None)
+    return pd.Series(taken, index=values.index, dtype="str")
+
+
+def _number(values: pd.Series) -> np.ndarray:
+    """float64 values; text that is not a number (or missing) is NaN. Arrow's cast parses a
+    clean text column much faster than ``pd.to_numeric``, which parses the distinct values of
+    any other."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values.to_numpy(dtype="float64", na_value=np.nan)
+    try:
+        cast = pc.cast(pa.array(values, from_pandas=True), pa.float64())
+        return cast.to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # some text: parse each distinct value once
+        codes, uniques = pd.factorize(values)
+        parsed = pd.to_numeric(pd.Series(uniques), errors="coerce").to_numpy(
+            dtype="float64", na_value=np.nan
+        )
+        return np.where(codes >= 0, parsed[np.maximum(codes, 0)] if len(parsed) else 0, np.nan)
+
+
+# A check: the lines it fails, and its reason: a text, or (header, problem) for a value shown
+# as read (built only for the quarantined lines, not for every line).
+Check = tuple[np.ndarray, "str | tuple[str, str]"]
+
+
+def _value_checks(
+    lines: pd.DataFrame, header: str, unparsed: np.ndarray, problem: str
+) -> list[Check]:
+    """A missing value, and a present value that did not parse (with the value shown)."""
+    present = lines[header].notna().to_numpy()
+    return [(~present, f"{header}: missing value"), (present & unparsed, (header, problem))]
+
+
+def _quarantine(
+    lines: pd.DataFrame,
+    columns: OrderColumns,
+    quarantined: np.ndarray,
+    checks: list[Check],
+) -> pd.DataFrame:
+    """The quarantined lines: ``source_row``, each field's value as read, and every reason."""
+    rows = np.flatnonzero(quarantined)
+    reason = pd.Series("", index=rows, dtype="str")
+    for mask, message in checks:
+        hit = mask[rows]
+        if not hit.any():
+            continue
+        if isinstance(message, str):
+            text = message
+        else:
+            header, problem = message
+            shown = _text(lines[header].iloc[rows[hit]]).fillna("").to_numpy(dtype=object)
+            text = header + "='" + shown + f"': {problem}"
+        before = reason[hit]
+        reason[hit] = before.where(before == "", before + "; ") + text
+    frame = {SOURCE_ROW: lines[SOURCE_ROW].to_numpy()[rows]}
+    for name, header in columns.used.items():
+        frame[name] = pd.array(_text(lines[header].iloc[rows]).to_numpy(), dtype="str")
+    frame[REASON] = reason.to_numpy()
+    return pd.DataFrame(frame).astype({REASON: "str"})
+
+
+def _group_reduce(ufunc, codes: np.ndarray, values: np.ndarray, k: int, start) -> np.ndarray:
+    out = np.full(k, start, dtype=values.dtype)
+    ufunc.at(out, codes, values)
+    return out
+
+
+def _most_frequent(values: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
+    """Per customer code, the most frequent value (ties: the first in sorted order)."""
+    frame = pd.DataFrame({"c": codes, "v": values}).dropna()
+    counts = frame.groupby(["c", "v"], sort=True).size().rename("n").reset_index()
+    counts = counts.sort_values(["c", "n"], ascending=[True, False], kind="stable")
+    top = counts.drop_duplicates("c")
+    out = np.full(k, None, dtype=object)
+    out[top["c"].to_numpy()] = top["v"].to_numpy()
+    return pd.array(out, dtype="str")
+
+
+def _without_purchases(
+    customer_ids: np.ndarray,
+    bought: np.ndarray,
+    codes: np.ndarray,
+    cancel_v: np.ndarray,
+    returned: np.ndarray,
+) -> pd.DataFrame:
+    """Customers with lines but no purchase line, with the reason."""
+    k = len(customer_ids)
+    lines = np.bincount(codes, minlength=k)
+    cancels = np.bincount(codes[cancel_v], minlength=k)
+    none = ~bought
+    only_cancel = cancels[none] == lines[none]
+    reason = np.where(
+        only_cancel,
+        "no purchase line: only cancellations",
+        "no purchase line: only cancellations and lines with quantity or unit price <= 0",
+    )
+    return pd.DataFrame(
+        {
+            CUSTOMER_ID: pd.array(customer_ids[none], dtype="str"),
+            "lines": lines[none].astype("int64"),
+            "returned_value": returned[none],
+            REASON: pd.array(reason, dtype="str"),
+        }
+    )
+
+
+def _reason_counts(quarantine: pd.DataFrame) -> dict[str, int]:
+    """Quarantined lines per kind of reason (the part before ``=`` or ``:``)."""
+    if quarantine.empty:
+        return {}
+    kinds = quarantine[REASON].str.split("; ").explode()
+    kinds = kinds.str.replace(r"=.*?': ", ": ", regex=True)
+    kinds = kinds.str.replace(r" \d{4}-\d{2}-\d{2} ", " ", regex=True)
+    return {str(k): int(v) for k, v in kinds.value_counts().items()}
+
+
+def _top(quarantine: pd.DataFrame) -> str:
+    return ", ".join(f"{k} ({v:,})" for k, v in list(_reason_counts(quarantine).items())[:3])

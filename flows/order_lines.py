@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 
+from flows.run_folder import pipeline_task
 from flows.settings import SegmentationSettings
 from tasks.errors import InputError
 from tasks.order_table import order_columns_for, order_spec, segmentable_customers
@@ -17,10 +17,8 @@ from tasks.report import write_table
 from tasks.table import Table
 from tasks.transactions import Derivation, OrderColumns, columns_line, derive_customers
 
-_TASK = {"cache_policy": NO_CACHE, "persist_result": False}
 
-
-@task(name="resolve-order-columns", **_TASK)
+@pipeline_task("resolve-order-columns")
 def resolve_order_columns(source: Path, settings: SegmentationSettings) -> OrderColumns:
     """Which headers are the customer id, invoice, date, quantity and unit price (or amount)."""
     orders = order_columns_for(source, settings.sep, settings.order_fields(), settings.profile)
@@ -28,7 +26,7 @@ def resolve_order_columns(source: Path, settings: SegmentationSettings) -> Order
     return orders
 
 
-@task(name="derive-customers", **_TASK)
+@pipeline_task("derive-customers")
 def derive(
     lines: pd.DataFrame,
     orders: OrderColumns,

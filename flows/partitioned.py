@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 
 from flows.run_folder import (
     fails_without_persisting,
     flow_run_name,
+    pipeline_task,
     run_id_for,
     staged_run,
     untagged_tasks,
@@ -52,10 +52,9 @@ from tasks.snapshots import first_data_file, partition_files
 from tasks.table import Table
 
 # Results stay in memory (Dask collections on the cluster): nothing hashed, nothing pickled.
-_TASK = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
-@task(name="resolve-columns", **_TASK)
+@pipeline_task("resolve-columns")
 def resolve_columns(settings: SegmentationSettings) -> tuple[tuple[Path, ...], Table]:
     """The partition files, and the columns resolved from the first file with data rows."""
     files = partition_files(settings.input)
@@ -63,13 +62,13 @@ def resolve_columns(settings: SegmentationSettings) -> tuple[tuple[Path, ...], T
     return files, table
 
 
-@task(name="load-previous-run", **_TASK)
+@pipeline_task("load-previous-run")
 def load_previous(settings: SegmentationSettings) -> PreviousRun | None:
     """The previous complete run's model; its segment files are read on the cluster."""
     return load_previous_run(settings.output_dir, assignments=False)
 
 
-@task(name="clean-partitions", **_TASK)
+@pipeline_task("clean-partitions")
 def clean(files: tuple[Path, ...], table: Table, settings: SegmentationSettings) -> Partitions:
     """Read and clean each Parquet file on the workers; duplicates found across files."""
     with flow_dask_client():
@@ -78,7 +77,7 @@ def clean(files: tuple[Path, ...], table: Table, settings: SegmentationSettings)
         return parts
 
 
-@task(name="scale-features", **_TASK)
+@pipeline_task("scale-features")
 def scale(
     parts: Partitions, table: Table, settings: SegmentationSettings
 ) -> tuple[ClusterSpace, ScaledFeatures, pd.DataFrame]:
@@ -94,7 +93,7 @@ def scale(
     return space, rows, sample
 
 
-@task(name="final-fit", **_TASK)
+@pipeline_task("final-fit")
 def final_fit(
     parts: Partitions,
     space: ClusterSpace,
@@ -117,7 +116,7 @@ def final_fit(
     return Segmentation(on_sample.labels, centroids, on_sample.distances, inertia, n_iter)
 
 
-@task(name="identify-segments", **_TASK)
+@pipeline_task("identify-segments")
 def identify(
     staging: Path,
     parts: Partitions,
@@ -158,7 +157,7 @@ def identify(
     return Described(identity, names, centroids, None, profiles, moves, changes, model)
 
 
-@task(name="write-report", **_TASK)
+@pipeline_task("write-report")
 def write_report(
     staging: Path,
     parts: Partitions,

@@ -8,13 +8,19 @@ import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
 
 from flows.settings import SegmentationSettings
 from tasks.artifacts import artifact_key
 from tasks.errors import InputError
 from tasks.manifest import new_run_id
 from tasks.report import abandon_run, release_run, start_run
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 RUN_NAME_PREFIX = "segment-"  # flow run names: segment-<run-id>, the name of the run's folder
 
@@ -126,3 +132,11 @@ def untagged_tasks() -> Iterator[None]:
 
     with TagsContext(current_tags=set()):
         yield
+
+
+def pipeline_task(name: str, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """``@task`` for the steps of the project's flows: named ``name``, never cached, results
+    never persisted (no pickle in Prefect's result storage); ``options`` are Prefect's other
+    task options (retries ...). Keeps Prefect's typed task signature, which a ``**dict`` of
+    options would hide from type checkers."""
+    return task(name=name, cache_policy=NO_CACHE, persist_result=False, **options)

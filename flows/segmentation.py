@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from prefect import flow, get_run_logger, task, unmapped
+from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import State
 
@@ -23,6 +22,7 @@ from flows.order_lines import derive, resolve_order_columns
 from flows.run_folder import (
     fails_without_persisting,
     flow_run_name,
+    pipeline_task,
     run_artifact_key,
     run_id_for,
     staged_run,
@@ -84,16 +84,15 @@ for _name in ("prefect.flow_runs", "prefect.task_runs"):
     logging.getLogger(_name).addFilter(_NoTracebackForBadInput())
 
 # Results stay in memory: no input hashing of large frames, nothing pickled to disk.
-_TASK = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
-@task(name="load-previous-run", **_TASK)
+@pipeline_task("load-previous-run")
 def load_previous(settings: SegmentationSettings) -> PreviousRun | None:
     """The previous complete run (segment ids and names to keep), if there is one."""
     return load_previous_run(settings.output_dir)
 
 
-@task(name="resolve-input", **_TASK)
+@pipeline_task("resolve-input")
 def resolve(settings: SegmentationSettings) -> Path:
     """The input file: the path itself, or the newest dated snapshot in a folder (up to as_of;
     order lines in a single file take as_of as their snapshot date instead)."""
@@ -101,7 +100,7 @@ def resolve(settings: SegmentationSettings) -> Path:
     return resolve_input(settings.input, None if single_orders else settings.as_of)
 
 
-@task(name="resolve-columns", **_TASK)
+@pipeline_task("resolve-columns")
 def resolve_columns(source: Path, settings: SegmentationSettings) -> Table:
     """Which columns are the id, the features and the profile columns (from the header and
     the first rows; the spec file, else the Mall preset for a Mall-like file, else every
@@ -126,7 +125,7 @@ def retry_on_transient(task: object, task_run: object, state: State) -> bool:
     return isinstance(state.data, BaseException) and is_transient(state.data)
 
 
-@task(name="ingest", retry_condition_fn=retry_on_transient, **_TASK)
+@pipeline_task("ingest", retry_condition_fn=retry_on_transient)
 def ingest(
     source: Path, table: Table | None, settings: SegmentationSettings, staging: Path
 ) -> pd.DataFrame:
@@ -138,7 +137,7 @@ def ingest(
     return raw
 
 
-@task(name="validate-and-clean", **_TASK)
+@pipeline_task("validate-and-clean")
 def clean(
     raw: pd.DataFrame, table: Table, source: Path, settings: SegmentationSettings
 ) -> CleanResult:
@@ -151,14 +150,14 @@ def clean(
     )
 
 
-@task(name="scale-features", **_TASK)
+@pipeline_task("scale-features")
 def scale(customers: pd.DataFrame, table: Table, settings: SegmentationSettings) -> ScaledFeatures:
     """Select, transform and scale the clustering features (then PCA, if asked)."""
     check_features_vary(customers, table)
     return scale_features(customers, None, settings.scaler, table, seed=settings.seed)
 
 
-@task(name="elbow-sweep", **_TASK)
+@pipeline_task("elbow-sweep")
 def elbow_sweep(scaled: ScaledFeatures, settings: SegmentationSettings) -> pd.DataFrame:
     """Inertia and quality metrics for each k of the sweep, with a progress artifact."""
     tracker = create_progress_artifact(
@@ -181,7 +180,7 @@ def elbow_sweep(scaled: ScaledFeatures, settings: SegmentationSettings) -> pd.Da
     )
 
 
-@task(name="fit-k", **_TASK)
+@pipeline_task("fit-k")
 def fit_k(rows: np.ndarray, k: int, settings: SegmentationSettings) -> dict[str, float]:
     """One k of the elbow sweep (with runner=dask, one task per k on the Dask workers)."""
     return metrics_for_k(
@@ -200,7 +199,7 @@ def sweep_on_workers(rows: np.ndarray, settings: SegmentationSettings) -> pd.Dat
     return elbow_table([future.result() for future in futures])
 
 
-@task(name="choose-k", **_TASK)
+@pipeline_task("choose-k")
 def pick_k(
     elbow: pd.DataFrame,
     previous: PreviousRun | None,
@@ -226,7 +225,7 @@ def pick_k(
     return choice
 
 
-@task(name="final-fit", **_TASK)
+@pipeline_task("final-fit")
 def final_fit(
     scaled: ScaledFeatures, choice: KChoice, settings: SegmentationSettings
 ) -> Segmentation:
@@ -249,7 +248,7 @@ def _sweep_rows(scaled: ScaledFeatures, settings: SegmentationSettings) -> np.nd
     return sample_rows(scaled.matrix, settings.sample_size, settings.seed)
 
 
-@task(name="identify-segments", **_TASK)
+@pipeline_task("identify-segments")
 def identify(
     cleaned: CleanResult,
     scaled: ScaledFeatures,
@@ -269,7 +268,7 @@ def identify(
     )
 
 
-@task(name="quality-gates", **_TASK)
+@pipeline_task("quality-gates")
 def quality_gates(
     profiles: pd.DataFrame,
     moved_share: float | None,
@@ -295,7 +294,7 @@ def quality_gates(
         raise GateError(breaches)
 
 
-@task(name="write-report", **_TASK)
+@pipeline_task("write-report")
 def write_report(
     staging: Path,
     cleaned: CleanResult,
@@ -342,7 +341,7 @@ def _categories(scaled: ScaledFeatures) -> dict[str, list[str]]:
     return categories
 
 
-@task(name="publish-run", **_TASK)
+@pipeline_task("publish-run")
 def publish(
     staging: Path,
     manifest: dict,

@@ -26,7 +26,7 @@ PICKLE_MODULES = {"pickle", "_pickle", "cPickle", "cloudpickle", "dill", "shelve
 PICKLE_LOADERS = {"joblib", "pickle", "cloudpickle", "dill", "torch", "shelve", "marshal"}
 SPREADSHEET_MODULES = {"openpyxl", "xlsxwriter", "xlwt", "odf", "pyexcel"}
 # Writers of synthetic input files: `segment sample-data`, and the planted test tables.
-CSV_WRITER_ALLOWED = {"tasks/sample_data.py", "tasks/sample_tables.py"}
+CSV_WRITER_ALLOWED = {"tasks/sample_data.py", "tasks/sample_orders.py", "tasks/sample_tables.py"}
 
 
 def _sources() -> dict[str, ast.Module]:

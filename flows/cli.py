@@ -632,7 +632,7 @@ def format_assigned(done) -> str:
     total = max(result.rows_kept, 1)
     lines = [
         f"Assigned {result.rows_kept:,} customers from {done.input}",
-        f"Model: {done.model}",
+        f"Model: {done.model} (run {done.model.resolve().parent.name})",
         "",
         f"  {'id':>3}  {'customers':>9}  {'share':>6}  name",
     ]

@@ -216,6 +216,41 @@ def test_a_model_from_before_radii_and_fill_values_still_scores(mall, tmp_path):
     assert pd.read_parquet(tmp_path / "out.parquet")[OUTLIER].isna().all()  # unknown, not False
 
 
+def test_a_value_the_models_transform_cannot_take_is_quarantined_not_scored(tmp_path):
+    from schemas.spec import ColumnSpec, TableSpec
+
+    rng = np.random.default_rng(5)
+    train = pd.DataFrame(
+        {
+            "ID": [f"T{i}" for i in range(200)],
+            "spend": np.round(rng.lognormal(3, 1, 200), 2),  # log1p, no lower bound checked
+            "visits": rng.integers(1, 30, 200),
+        }
+    )
+    train.to_csv(tmp_path / "train.csv", index=False)
+    spec = TableSpec(features=("spend", "visits"), columns={"spend": ColumnSpec(transform="log1p")})
+    model, _ = fit_like_a_run(tmp_path / "train.csv", tmp_path / "run", k=2, spec=spec)
+    write_rows(
+        tmp_path / "new.csv", ["N1,10,3", "N2,-5,3", "N3,-0.5,4"], header="ID,spend,visits\n"
+    )
+    done = assign_file(model, tmp_path / "new.csv", tmp_path / "out.parquet")
+    assert pd.read_parquet(tmp_path / "out.parquet")["customer_id"].tolist() == ["N1", "N3"]
+    (row,) = done.assignment.quarantine.to_dict("records")
+    assert (row["source_row"], row["customer_id"], row["spend"]) == (2, "N2", "-5")
+    assert row["reason"] == "spend=-5: outside what the model's log1p transform takes"
+
+
+def test_a_file_of_only_bad_rows_writes_an_empty_output_and_the_full_quarantine(mall, tmp_path):
+    _, model, _ = mall
+    source = write_rows(tmp_path / "new.csv", ["N1,Robot,30,60,50", "N2,Female,30,60,"])
+    done = assign_file(model, source, tmp_path / "out.parquet")  # no quarantine limit here
+    assert done.assignment.rows_kept == 0
+    assert pd.read_parquet(tmp_path / "out.parquet").columns[-4:].tolist() == [
+        SEGMENT_ID, SEGMENT_NAME, DISTANCE, OUTLIER
+    ]  # fmt: skip
+    assert len(pd.read_parquet(done.quarantine_file)) == 2
+
+
 # --- CSV safe for spreadsheets --------------------------------------------------------------
 
 

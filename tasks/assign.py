@@ -44,7 +44,6 @@ SEGMENT_ID = "segment_id"
 SEGMENT_NAME = "segment_name"
 DISTANCE = "distance_to_centroid"
 OUTLIER = "outlier"
-ADDED = (SEGMENT_ID, SEGMENT_NAME, DISTANCE, OUTLIER)
 MODEL_KEYS = ("table", "transforms", "segments")
 
 
@@ -62,10 +61,6 @@ class Model:
     table: Table
 
     @property
-    def run_id(self) -> str:
-        return self.path.parent.name
-
-    @property
     def names(self) -> dict[int, str]:
         return {int(s["id"]): str(s["name"]) for s in self.data["segments"]}
 
@@ -78,7 +73,7 @@ class Model:
 class Assignment(RowAccounting):
     """Assigned customers, quarantined rows with reasons, and the row accounting."""
 
-    customers: pd.DataFrame  # customer_id, the table's columns, then ADDED
+    customers: pd.DataFrame  # customer_id, the table's columns, segment id, name, distance, outlier
     quarantine: pd.DataFrame  # source_row, customer_id, the table's columns as read, reason
     rows_read: int
     duplicates_dropped: int

@@ -251,16 +251,31 @@ def _parse_numbers(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
 def _to_float(values: pd.Series) -> pd.Series:
     """float64 values; text that is not a number becomes NaN.
 
-    Arrow's cast parses a clean text column ~30x faster than ``pd.to_numeric``; a column with
-    any non-number in it takes the slower, forgiving path.
+    Arrow's cast parses a clean text column ~30x faster than ``pd.to_numeric``; in a column
+    with some non-numbers, Arrow still parses the values written as plain decimal numbers and
+    ``pd.to_numeric`` only the others (1M values with 1 % text: ~0.2 s instead of ~2 s).
     """
     if pd.api.types.is_float_dtype(values):
         return values.astype("float64")
+    array = pa_arrow.array(values, from_pandas=True)
     try:
-        cast = pc.cast(pa_arrow.array(values, from_pandas=True), pa_arrow.float64())
+        cast = pc.cast(array, pa_arrow.float64())
         return pd.Series(cast.to_numpy(zero_copy_only=False), index=values.index, name=values.name)
     except (pa_arrow.ArrowInvalid, pa_arrow.ArrowTypeError):
+        pass
+    try:
+        plain = pc.match_substring_regex(array, _PLAIN_NUMBER)
+        cast = pc.cast(pc.if_else(plain, array, pa_arrow.scalar(None, array.type)), "float64")
+    except (pa_arrow.ArrowInvalid, pa_arrow.ArrowTypeError, pa_arrow.ArrowNotImplementedError):
         return pd.to_numeric(values, errors="coerce").astype("float64")
+    result = cast.to_numpy(zero_copy_only=False)
+    others = ~plain.fill_null(True).to_numpy(zero_copy_only=False)  # present, not plain
+    if others.any():  # inf, 1_000, ... as pandas reads them; text that is no number: NaN
+        result[others] = pd.to_numeric(values[others], errors="coerce").astype("float64")
+    return pd.Series(result, index=values.index, name=values.name)
+
+
+_PLAIN_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 
 
 def _not_numbers(frame: pd.DataFrame, typed: pd.DataFrame, table: Table) -> pd.DataFrame:
@@ -304,7 +319,12 @@ def _invalid_values(
     ]
     cases["order"] = cases["column"].map({c: i for i, c in enumerate(names)})
     cases = cases.sort_values(["index", "order"], kind="stable")
-    return cases.groupby("index")["text"].agg("; ".join).rename(REASON)
+    several = cases["index"].duplicated(keep=False).to_numpy()
+    reasons = cases.loc[~several].set_index("index")["text"]  # most rows fail one check
+    if several.any():  # joining per group runs Python per row: only where there are several
+        joined = cases.loc[several].groupby("index")["text"].agg("; ".join)
+        reasons = pd.concat([reasons, joined]).sort_index()
+    return reasons.rename(REASON)
 
 
 def _one_reason_per_value(cases: pd.DataFrame) -> pd.DataFrame:

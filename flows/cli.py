@@ -27,6 +27,7 @@ EXIT_INTERNAL = 1  # a bug or an environment problem: the traceback is in the lo
 EXIT_USAGE = 2  # bad command-line arguments (argparse's convention)
 EXIT_BAD_INPUT = 3  # the input data cannot be segmented: the message says why
 EXIT_GATE = 4  # the run breached a quality gate; outputs/latest still names the previous run
+EXIT_BAD_MODEL = 5  # segment assign: the model is missing, unreadable or not a segmentation model
 
 ADHOC_TAGS = ("segmentation", "adhoc")  # a deployment's runs are tagged "nightly" instead
 
@@ -283,6 +284,44 @@ def _parser() -> argparse.ArgumentParser:
         "--no-wait", action="store_true", help="create the run and return without waiting"
     )
     backfill.set_defaults(handler=_backfill)
+
+    assign = commands.add_parser(
+        "assign",
+        help="score new customers into a finished run's segments (no refit)",
+        description="Read FILE with the columns and checks of the run that made the model, "
+        "give every valid customer segment_id, segment_name, distance_to_centroid (in the "
+        "model's scaled space) and outlier (beyond every segment's largest training distance), "
+        "and write them to OUTPUT; bad rows go with their reasons to "
+        "<OUTPUT stem>.quarantine.<suffix> beside it. Runs in this process, without Prefect "
+        "(the Prefect flow is assign-segments in flows/assign.py). Exit codes: 0 ok, "
+        "1 internal error, 2 usage error, 3 bad input data, 5 bad model.",
+        formatter_class=HelpFormatter,
+    )
+    assign.add_argument(
+        "--model",
+        type=Path,
+        required=True,
+        metavar="RUN_FOLDER_OR_MODEL_JSON",
+        help="a run folder (e.g. outputs/latest), its model.json, or an output folder (its "
+        "latest run)",
+    )
+    assign.add_argument("--input", type=Path, required=True, help="CSV or Parquet file")
+    assign.add_argument(
+        "--output",
+        type=Path,
+        required=True,
+        metavar="FILE.parquet|FILE.csv",
+        help="the assigned customers; CSV cells that could run as spreadsheet formulas are "
+        "escaped with a leading apostrophe",
+    )
+    assign.add_argument("--sep", default=None, help="field separator (sniffed when unset)")
+    assign.add_argument(
+        "--max-quarantine-share",
+        type=float,
+        default=defaults.max_quarantine_share,
+        help="fail (exit 3, nothing written) when more than this share of rows is invalid (0-1)",
+    )
+    assign.set_defaults(handler=_assign)
 
     init = commands.add_parser(
         "init",
@@ -639,6 +678,70 @@ def _backfill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     state = run.state.name if run.state else "unknown"
     print(f"Flow run {run.name} ({run.id}) for as_of {args.as_of}: {state}")
     return EXIT_OK if args.no_wait or (run.state and run.state.is_completed()) else EXIT_INTERNAL
+
+
+def _assign(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """`segment assign`: the plain function, in this process (no Prefect server to start)."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from tasks.assign import ModelError, assign_file  # pandas, pandera: only for this command
+    from tasks.errors import InputError
+
+    if not 0 <= args.max_quarantine_share <= 1:
+        parser.error(
+            f"--max-quarantine-share must be between 0 and 1, got {args.max_quarantine_share}"
+        )
+    try:
+        done = assign_file(
+            args.model.expanduser(),
+            args.input.expanduser(),
+            args.output.expanduser(),
+            sep=args.sep,
+            max_quarantine_share=args.max_quarantine_share,
+        )
+    except ModelError as error:
+        print(f"segment: error: {one_line(error)}", file=sys.stderr)
+        return EXIT_BAD_MODEL
+    except InputError as error:
+        print(f"segment: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ValueError as error:  # an output that is neither .parquet nor .csv
+        print(f"segment: error: {one_line(error)}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as error:  # e.g. the output folder cannot be written
+        print(f"segment: error: {error}", file=sys.stderr)
+        return EXIT_INTERNAL
+    print(format_assigned(done))
+    return EXIT_OK
+
+
+def format_assigned(done) -> str:
+    """The terminal summary of `segment assign` (``tasks.assign.AssignedFiles``)."""
+    result = done.assignment
+    sizes = result.sizes()
+    total = max(result.rows_kept, 1)
+    lines = [
+        f"Assigned {result.rows_kept:,} customers from {done.input}",
+        f"Model: {done.model} (run {done.model.resolve().parent.name})",
+        "",
+        f"  {'id':>3}  {'customers':>9}  {'share':>6}  name",
+    ]
+    for segment_id, name in sorted(done.names.items()):
+        size = sizes.get(segment_id, 0)
+        lines.append(f"  {segment_id:>3}  {size:>9,}  {size / total:>6.1%}  {name}")
+    lines += [
+        "",
+        f"Rows: {result.rows_read:,} read = {result.rows_kept:,} assigned + "
+        f"{result.rows_quarantined:,} quarantined + {result.duplicates_dropped:,} duplicates",
+    ]
+    if done.has_radii:
+        lines.append(
+            f"Outliers: {result.outliers:,} (farther from every centroid than any training "
+            "customer of that segment; outlier = true)"
+        )
+    else:
+        lines.append("Outliers: not known (a model from before training distances were stored)")
+    lines.append(f"Output: {done.output}; quarantine: {done.quarantine_file}")
+    return "\n".join(lines)
 
 
 def _init(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -153,7 +153,16 @@ def identify(
                 moves,
                 identity,
             )
-    model = build_model(rows, segmentation, identity, names, list(table.feature_names), table)
+        radii = partitioned.max_distances(labelled)  # over every customer, not the sample
+    model = build_model(
+        rows,
+        segmentation,
+        identity,
+        names,
+        list(table.feature_names),
+        table,
+        max_distances=radii,
+    )
     return Described(identity, names, centroids, None, profiles, moves, changes, model)
 
 

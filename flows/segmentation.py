@@ -265,6 +265,7 @@ def identify(
         previous,
         max_shift=settings.identity_max_shift,
         table=table,
+        fill_values=cleaned.fill_values,
     )
 
 

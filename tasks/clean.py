@@ -59,6 +59,8 @@ class CleanResult(RowAccounting):
     rows_read: int
     duplicates_dropped: int
     missing_filled: dict[str, int] = field(default_factory=dict)  # column -> values filled
+    # column -> the value a missing one is filled with (every feature whose policy is median)
+    fill_values: dict[str, object] = field(default_factory=dict)
 
     @property
     def rows_kept(self) -> int:
@@ -71,6 +73,7 @@ def clean_customers(
     source: str = "input",
     max_quarantine_share: float | None = 0.2,
     table: Table | None = None,
+    fill_values: Mapping[str, object] | None = None,
 ) -> CleanResult:
     """Drop exact duplicates, quarantine invalid or conflicting rows, return typed clean rows.
 
@@ -78,7 +81,10 @@ def clean_customers(
     ``customer_id`` and the columns of ``table`` under their names; default: the Mall preset).
     Missing feature values of a column whose policy is ``median`` are filled with the median
     of the column (a categorical one: its most frequent value) and counted in
-    ``missing_filled``. Raises ``InputError`` when no valid row remains or more than
+    ``missing_filled``; the values used are ``fill_values`` of the result. Given
+    ``fill_values`` (a model's, when scoring new customers), those are used and nothing is
+    computed from ``raw``: a missing value of a column without one quarantines its row.
+    Raises ``InputError`` when no valid row remains or more than
     ``max_quarantine_share`` of the rows are quarantined (``None``: no such check, for one
     part of a partitioned input).
     """
@@ -100,7 +106,7 @@ def clean_customers(
             typed.loc[~duplicated],
             id_codes[~duplicated],
         )
-    typed, filled = _fill_missing(frame, typed, table)
+    typed, filled, used = _fill_missing(frame, typed, table, fill_values)
 
     # Every failed check of a row: a conflicting id first, then each invalid value.
     schema = _row_checks(table)
@@ -130,6 +136,7 @@ def clean_customers(
         rows_read=len(raw),
         duplicates_dropped=int(duplicated.sum()),
         missing_filled={name: n for name, n in filled_counts.items() if n},
+        fill_values=used,
     )
     check_accounting(result)
     if max_quarantine_share is not None:
@@ -161,31 +168,39 @@ def recode(values: pd.Series, spellings: Mapping[str, str]) -> pd.Series:
 
 
 def _fill_missing(
-    frame: pd.DataFrame, typed: pd.DataFrame, table: Table
-) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
-    """Fill missing values of features whose policy is ``median``; the filled cells per column.
+    frame: pd.DataFrame,
+    typed: pd.DataFrame,
+    table: Table,
+    fixed: Mapping[str, object] | None = None,
+) -> tuple[pd.DataFrame, dict[str, pd.Series], dict[str, object]]:
+    """Fill missing values of features whose policy is ``median``: the filled cells per
+    column, and the value of every such column (computed even when none is missing, so a
+    model can fill tomorrow's; ``fixed``: use these values, compute none).
 
     Only values that are missing are filled, never text that is not a number (that row is
     quarantined naming the value)."""
-    filled = {}
+    filled, used = {}, {}
     for column in table.features:
         if column.missing != "median":
             continue
         values = typed[column.name]
-        missing = frame[column.name].isna()  # as read: text that is not a number stays
-        if not missing.any():
-            continue
-        if column.numeric:
+        if fixed is not None:
+            fill = fixed.get(column.name)
+        elif column.numeric:
             present = values[np.isfinite(values.to_numpy(dtype="float64"))]
-            fill = float(present.median()) if len(present) else np.nan
+            fill = float(present.median()) if len(present) else None
         else:
             modes = values.dropna().mode()
             fill = modes.iloc[0] if len(modes) else None
         if fill is None or (isinstance(fill, float) and np.isnan(fill)):
             continue
+        used[column.name] = fill
+        missing = frame[column.name].isna()  # as read: text that is not a number stays
+        if not missing.any():
+            continue
         typed = typed.assign(**{column.name: values.mask(missing, fill)})
         filled[column.name] = missing
-    return typed, filled
+    return typed, filled, used
 
 
 def _exact_duplicates(
@@ -236,16 +251,31 @@ def _parse_numbers(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
 def _to_float(values: pd.Series) -> pd.Series:
     """float64 values; text that is not a number becomes NaN.
 
-    Arrow's cast parses a clean text column ~30x faster than ``pd.to_numeric``; a column with
-    any non-number in it takes the slower, forgiving path.
+    Arrow's cast parses a clean text column ~30x faster than ``pd.to_numeric``; in a column
+    with some non-numbers, Arrow still parses the values written as plain decimal numbers and
+    ``pd.to_numeric`` only the others (1M values with 1 % text: ~0.2 s instead of ~2 s).
     """
     if pd.api.types.is_float_dtype(values):
         return values.astype("float64")
+    array = pa_arrow.array(values, from_pandas=True)
     try:
-        cast = pc.cast(pa_arrow.array(values, from_pandas=True), pa_arrow.float64())
+        cast = pc.cast(array, pa_arrow.float64())
         return pd.Series(cast.to_numpy(zero_copy_only=False), index=values.index, name=values.name)
     except (pa_arrow.ArrowInvalid, pa_arrow.ArrowTypeError):
+        pass
+    try:
+        plain = pc.match_substring_regex(array, _PLAIN_NUMBER)
+        cast = pc.cast(pc.if_else(plain, array, pa_arrow.scalar(None, array.type)), "float64")
+    except (pa_arrow.ArrowInvalid, pa_arrow.ArrowTypeError, pa_arrow.ArrowNotImplementedError):
         return pd.to_numeric(values, errors="coerce").astype("float64")
+    result = cast.to_numpy(zero_copy_only=False)
+    others = ~plain.fill_null(True).to_numpy(zero_copy_only=False)  # present, not plain
+    if others.any():  # inf, 1_000, ... as pandas reads them; text that is no number: NaN
+        result[others] = pd.to_numeric(values[others], errors="coerce").astype("float64")
+    return pd.Series(result, index=values.index, name=values.name)
+
+
+_PLAIN_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 
 
 def _not_numbers(frame: pd.DataFrame, typed: pd.DataFrame, table: Table) -> pd.DataFrame:
@@ -289,7 +319,12 @@ def _invalid_values(
     ]
     cases["order"] = cases["column"].map({c: i for i, c in enumerate(names)})
     cases = cases.sort_values(["index", "order"], kind="stable")
-    return cases.groupby("index")["text"].agg("; ".join).rename(REASON)
+    several = cases["index"].duplicated(keep=False).to_numpy()
+    reasons = cases.loc[~several].set_index("index")["text"]  # most rows fail one check
+    if several.any():  # joining per group runs Python per row: only where there are several
+        joined = cases.loc[several].groupby("index")["text"].agg("; ".join)
+        reasons = pd.concat([reasons, joined]).sort_index()
+    return reasons.rename(REASON)
 
 
 def _one_reason_per_value(cases: pd.DataFrame) -> pd.DataFrame:

@@ -46,8 +46,10 @@ def describe_segments(
     *,
     max_shift: float = 0.5,
     table: Table | None = None,
+    fill_values: dict[str, object] | None = None,
 ) -> Described:
-    """Stable ids (matched to the previous run), names, profiles, transitions and the model."""
+    """Stable ids (matched to the previous run), names, profiles, transitions and the model
+    (with the cleaning's ``fill_values``, so new customers are filled alike)."""
     table = table or mall_table()
     features = list(table.feature_names if features is None else features)
     identity = match_segments(segmentation.centroids, scaled, previous, max_shift=max_shift)
@@ -80,7 +82,9 @@ def describe_segments(
             identity,
         )
     profiles = profile_segments(customers, labels, names, table)
-    model = build_model(scaled, segmentation, identity, names, features, table)
+    model = build_model(
+        scaled, segmentation, identity, names, features, table, fill_values=fill_values
+    )
     return Described(identity, names, centroids, segments, profiles, moved, changes, model)
 
 

@@ -380,6 +380,13 @@ def _label_part(
     return part.assign(**{SEGMENT_ID: ids[labels - 1], DISTANCE: distances})
 
 
+def max_distances(labelled: dd.DataFrame) -> dict[int, float]:
+    """Per stable segment id: the largest distance of its customers to the centroid (the
+    model's training radius, for flagging outliers among new customers)."""
+    largest = labelled.groupby(SEGMENT_ID)[DISTANCE].max().compute()
+    return {int(k): float(v) for k, v in largest.items()}
+
+
 def previous_sizes(previous: PreviousRun) -> pd.Series:
     """Customers per segment of the previous run (read from its segment files on Dask)."""
     files = [str(path) for path in previous.files]

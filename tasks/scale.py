@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from tasks.errors import InputError
 from tasks.table import Table, mall_table
@@ -56,6 +55,8 @@ class FeatureTransform:
         if self.log:
             x = np.log1p(x)
         if self.kind == "yeo-johnson":
+            from scipy import stats  # ~1 s to import: only when a column uses it
+
             x = stats.yeojohnson(x, lmbda=self.lmbda)
         return x
 
@@ -251,6 +252,8 @@ def fit_shapes(
         if log_it:
             x = _log1p_checked(x, column.header)
         if kind == "yeo-johnson":
+            from scipy import stats
+
             lmbda = float(stats.yeojohnson_normmax(_sample(x, seed)))
         shapes.append(
             FeatureTransform(

@@ -101,6 +101,12 @@ def test_partitioned_parquet_on_a_local_cluster_gives_the_local_segments(custome
     # The inertia is the sum of squared distances over all customers (recomputed here).
     squared = (mine["distance_to_centroid"] ** 2).sum()
     assert distributed["inertia"] == pytest.approx(squared, rel=1e-9)
+    # The model's training radius per segment is over every customer, not the sample's.
+    model = json.loads((dask_folder / "model.json").read_text())
+    radius = mine.groupby("segment_id")["distance_to_centroid"].max()
+    assert {s["id"]: s["max_distance"] for s in model["segments"]} == pytest.approx(
+        radius.to_dict(), rel=1e-12
+    )
 
     # Quality gates hold on this path too: a breached gate fails the run, latest unchanged.
     gated = on_dask.model_copy(update={"gate_min_segment_share": 0.5})

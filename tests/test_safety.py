@@ -1,5 +1,6 @@
 """Safety: no pickle (none loaded, none written by a failed run), run folders stay inside the
-output folder, servers on 127.0.0.1, and no spreadsheet exports that could carry formulas."""
+output folder, servers on 127.0.0.1, and CSV for spreadsheets only through the writer that
+escapes cells a spreadsheet would run as formulas."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ PICKLE_LOADERS = {"joblib", "pickle", "cloudpickle", "dill", "torch", "shelve", 
 SPREADSHEET_MODULES = {"openpyxl", "xlsxwriter", "xlwt", "odf", "pyexcel"}
 # Writers of synthetic input files: `segment sample-data`, and the planted test tables.
 CSV_WRITER_ALLOWED = {"tasks/sample_data.py", "tasks/sample_orders.py", "tasks/sample_tables.py"}
+# The one writer of tables for people (`segment assign --output FILE.csv`): it escapes formulas.
+CSV_EXPORTER = "tasks/export.py"
 
 
 def _sources() -> dict[str, ast.Module]:
@@ -430,14 +433,31 @@ def test_the_temporary_server_of_segment_run_listens_on_127_0_0_1_only():
 # --- spreadsheet exports ---------------------------------------------------------------------
 
 
-def test_runs_export_no_csv_or_excel_tables():
-    """Run outputs are Parquet, PNG and JSON: nothing meant to be opened in a spreadsheet, so
-    there are no cells to neutralise. The only CSV writer is the sample-data generator."""
+def test_csv_for_spreadsheets_is_written_only_by_the_exporter_that_escapes_formulas(tmp_path):
+    """Runs write Parquet, PNG and JSON; `segment assign` may write CSV, through
+    tasks/export.py alone, and every text cell a spreadsheet would run as a formula (starting
+    with =, +, -, @, tab or carriage return) comes out with a leading apostrophe. No Excel
+    writer anywhere."""
+    import csv
+
+    from tasks.export import write_table_file
+
     exports = {path: spreadsheet_exports(tree) for path, tree in _sources().items()}
     writers = {path for path, found in exports.items() if found}
-    assert writers == CSV_WRITER_ALLOWED, exports
+    assert writers == CSV_WRITER_ALLOWED | {CSV_EXPORTER}, exports
+    assert set(exports[CSV_EXPORTER]) == {"write_csv"}  # CSV only, no spreadsheet library
     found = spreadsheet_exports(ast.parse("frame.to_csv('x.csv')\nimport openpyxl"))
     assert sorted(found) == ["openpyxl", "to_csv"]  # the scanner does find them
+
+    formulas = ["=1+1", "+A1", "-A1+2", "@SUM(A1:A2)", "\t=1", "\r=1", '=HYPERLINK("x")']
+    frame = pd.DataFrame({"customer_id": formulas, "note": ["fine"] * len(formulas)})
+    path = write_table_file(frame, tmp_path / "export.csv")
+    with path.open(newline="", encoding="utf-8") as handle:
+        cells = [cell for row in csv.reader(handle) for cell in row]
+    risky = [c for c in cells if c[:1] in {"=", "+", "-", "@", "\t", "\r"}]
+    assert risky == [], risky
+    assert cells.count("fine") == len(formulas)
+    assert [f"'{f}" for f in formulas] == [c for c in cells if c.startswith("'")]
 
 
 def test_sample_data_csv_holds_no_cell_a_spreadsheet_would_run_as_a_formula():

@@ -1,0 +1,111 @@
+"""The `assign-segments` flow: score a day's new customers into the latest run's segments.
+
+A deployment runs it after the nightly re-segmentation, e.g. with ``model`` =
+``outputs/latest`` and ``input`` = the day's file; it writes the assigned customers and the
+quarantine beside them, as ``segment assign`` does. (``segment assign`` calls the same task
+functions without Prefect: no server to start, which would cost more than scoring a million
+customers.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tasks.assign import (
+    Assignment,
+    Model,
+    assign_customers,
+    read_model,
+    read_new_customers,
+    write_assignment,
+)
+from tasks.export import check_output_path
+from tasks.table import Table
+
+# Results stay in memory: no input hashing of large frames, nothing pickled to disk.
+_TASK = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+@task(name="load-model", **_TASK)
+def load_model_task(model: Path) -> Model:
+    """The run's model.json (a run folder, the file, or an output folder's latest run)."""
+    return read_model(model)
+
+
+@task(name="read-new-customers", **_TASK)
+def read_customers_task(source: Path, model: Model, sep: str | None) -> tuple[pd.DataFrame, Table]:
+    """The new customers, their headers matched to the model's table."""
+    return read_new_customers(source, model, sep)
+
+
+@task(name="assign-customers", **_TASK)
+def assign_task(
+    frame: pd.DataFrame,
+    model: Model,
+    table: Table,
+    source: Path,
+    max_quarantine_share: float | None,
+) -> Assignment:
+    """The run's checks, then each valid customer's nearest segment, distance and outlier flag."""
+    return assign_customers(
+        frame, model, table, source=str(source), max_quarantine_share=max_quarantine_share
+    )
+
+
+@task(name="write-assignments", **_TASK)
+def write_task(assignment: Assignment, output: Path) -> tuple[Path, Path]:
+    """The assigned customers and, beside them, the quarantine (written even when empty)."""
+    return write_assignment(assignment, output)
+
+
+@flow(name="assign-segments", log_prints=True, persist_result=False)
+def assign_segments(
+    model: Path,
+    input: Path,  # noqa: A002 - the deployment parameter's name, as the CLI's --input
+    output: Path,
+    sep: str | None = None,
+    max_quarantine_share: float | None = 0.2,
+) -> dict:
+    """Assign the customers of ``input`` to the segments of ``model`` (a run folder such as
+    outputs/latest, or its model.json); write ``output`` (.parquet or .csv) and its
+    quarantine. Returns the row accounting and the files written."""
+    output = check_output_path(output)
+    loaded = load_model_task(model)
+    frame, table = read_customers_task(input, loaded, sep)
+    assignment = assign_task(frame, loaded, table, input, max_quarantine_share)
+    written, quarantine = write_task(assignment, output)
+    summary = {
+        **assignment.accounting(),
+        "outliers": assignment.outliers,
+        "segments": assignment.sizes(),
+        "model": str(loaded.path),
+        "output": str(written),
+        "quarantine": str(quarantine),
+    }
+    create_markdown_artifact(
+        key="assign-segments-summary",
+        markdown=_summary_markdown(summary, loaded.names),
+        description="New customers assigned to the latest run's segments",
+    )
+    get_run_logger().info("Assigned %d customers to %s", assignment.rows_kept, written)
+    return summary
+
+
+def _summary_markdown(summary: dict, names: dict[int, str]) -> str:
+    rows = "\n".join(
+        f"| {i} | {names[i]} | {summary['segments'].get(i, 0):,} |" for i in sorted(names)
+    )
+    return (
+        f"# New customers assigned\n\nModel: `{summary['model']}`\n\n"
+        "| id | segment | customers |\n| ---: | --- | ---: |\n"
+        f"{rows}\n\n"
+        f"Rows: {summary['rows_read']:,} read = {summary['rows_kept']:,} assigned + "
+        f"{summary['rows_quarantined']:,} quarantined + {summary['duplicates_dropped']:,} "
+        f"duplicates; outliers: {summary['outliers']:,}\n\n"
+        f"Output: `{summary['output']}`; quarantine: `{summary['quarantine']}`\n"
+    )

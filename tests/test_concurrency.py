@@ -18,12 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import assert_output_consistent, debris, segment_command
 
-from live_server import ROOT, tail
+from live_server import ROOT, start, tail
 from tasks.report import MANIFEST
 from tasks.runlock import RunLock
-from tasks.sample_data import generate_customers, write_sample_csv
-from test_crash import assert_output_consistent, debris, launch, segment_command
 
 CHILD = textwrap.dedent(
     """
@@ -52,6 +51,7 @@ def _child(output: Path, run_id: str, timeout: float, hold: float) -> subprocess
     )
 
 
+@pytest.mark.process
 def test_a_second_process_waits_for_the_lock_and_is_told_who_holds_it(tmp_path):
     lock = RunLock(tmp_path)
     lock.acquire("first-run")
@@ -67,6 +67,7 @@ def test_a_second_process_waits_for_the_lock_and_is_told_who_holds_it(tmp_path):
     assert child.returncode == 0 and "acquired" in output and "waits" not in output, output
 
 
+@pytest.mark.process
 def test_the_lock_of_a_killed_holder_is_released(tmp_path):
     holder = _child(tmp_path, "killed-run", timeout=30, hold=600)
     assert holder.stdout.readline().strip() == "acquired"
@@ -103,13 +104,6 @@ def test_two_locks_in_one_process_exclude_each_other(tmp_path):
 
 
 # --- real runs --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def customers_csv(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("input") / "customers.csv"
-    write_sample_csv(generate_customers(n=600, seed=5), path)
-    return path
 
 
 LIGHT = ("--sweep", "1-8", "--n-init", "2")  # a full run, with a lighter elbow sweep
@@ -160,7 +154,7 @@ def test_three_runs_at_once_into_one_folder(live_server, customers_csv, tmp_path
     output = tmp_path / "outputs"
     logs = [tmp_path / f"run-{i}.log" for i in range(3)]
     command = segment_command(customers_csv, output, *LIGHT)
-    processes = [launch(command, live_server.env(), log) for log in logs]
+    processes = [start(command, live_server.env(), log) for log in logs]
     _wait_all(processes, logs)
 
     manifests = _manifests(output)
@@ -196,7 +190,7 @@ def test_overlapping_nightly_runs_keep_one_consistent_identity_history(
     logs = [tmp_path / "night-a.log", tmp_path / "night-b.log"]
     try:
         processes = [
-            launch(segment_command(customers_csv, output, *LIGHT, *NO_GATES, *night), env, log)
+            start(segment_command(customers_csv, output, *LIGHT, *NO_GATES, *night), env, log)
             for night, log in zip(NIGHTS, logs, strict=True)
         ]
         deadline = time.monotonic() + 120

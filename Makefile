@@ -1,7 +1,7 @@
 # Two commands do everything on a fresh machine (Python 3.11+ and make):
 #   make run    create .venv from the lock, install, segment the default customers
 #   make test   create .venv from the lock, install, run the whole test suite
-#   make test-fast  the unit tests only: no Prefect server, no flow call, no process (~1 min)
+#   make test-fast  the unit tests only: no Prefect server, no flow call, no process
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -30,9 +30,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 # Every test not marked flow, process or slow (tests/conftest.py fails a test that starts a
-# process or calls a flow unmarked), property tests on a fifth of their examples.
+# process or calls a flow unmarked), property tests on a fifth of their examples; one OpenMP/BLAS
+# thread per worker (two workers on two cores: K-Means threads would only wait for each other).
 test-fast: $(STAMP)
-	PROPERTY_EXAMPLES_SCALE=0.2 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup \
+	PROPERTY_EXAMPLES_SCALE=0.2 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+		$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup \
 		-m "not flow and not process and not slow" $(ARGS)
 
 sample-data: $(STAMP)

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from helpers import assert_output_consistent, debris, segment_command
 
-from live_server import ROOT, start, tail
+from live_server import ROOT, tail
+from live_server import start as launch
 from tasks.report import MANIFEST
 from tasks.runlock import RunLock
 
@@ -154,7 +155,7 @@ def test_three_runs_at_once_into_one_folder(live_server, customers_csv, tmp_path
     output = tmp_path / "outputs"
     logs = [tmp_path / f"run-{i}.log" for i in range(3)]
     command = segment_command(customers_csv, output, *LIGHT)
-    processes = [start(command, live_server.env(), log) for log in logs]
+    processes = [launch(command, live_server.env(), log) for log in logs]
     _wait_all(processes, logs)
 
     manifests = _manifests(output)
@@ -190,7 +191,7 @@ def test_overlapping_nightly_runs_keep_one_consistent_identity_history(
     logs = [tmp_path / "night-a.log", tmp_path / "night-b.log"]
     try:
         processes = [
-            start(segment_command(customers_csv, output, *LIGHT, *NO_GATES, *night), env, log)
+            launch(segment_command(customers_csv, output, *LIGHT, *NO_GATES, *night), env, log)
             for night, log in zip(NIGHTS, logs, strict=True)
         ]
         deadline = time.monotonic() + 120

@@ -31,7 +31,8 @@ from helpers import assert_output_consistent, debris, segment_command
 from matplotlib.figure import Figure
 
 import tasks.report
-from live_server import ROOT, start, tail
+from live_server import ROOT, tail
+from live_server import start as launch
 from tasks.model import MODEL_FORMAT
 from tasks.plots import figure_to_png
 from tasks.report import (
@@ -92,7 +93,7 @@ def test_segment_run_survives_sigkill_at_random_moments(live_server, customers_c
 
     # one full run, timed: the kill moments are spread over its duration
     started = time.monotonic()
-    first = start(command, env, logs / "first.log")
+    first = launch(command, env, logs / "first.log")
     report_at = published_at = None
     while first.poll() is None:
         now = time.monotonic() - started
@@ -120,7 +121,7 @@ def test_segment_run_survives_sigkill_at_random_moments(live_server, customers_c
         before = {p.name for p in runs.iterdir()}
         latest_link = os.readlink(output / "latest")
         log = logs / f"kill-{number:02d}.log"
-        process = start(command, env, log)
+        process = launch(command, env, log)
         started = time.monotonic()
         if anchor == "report":  # wait for the report phase, then the seeded delay
             while process.poll() is None and not _staging_with_report(runs, before):

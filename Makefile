@@ -1,12 +1,13 @@
 # Two commands do everything on a fresh machine (Python 3.11+ and make):
 #   make run    create .venv from the lock, install, segment the default customers
 #   make test   create .venv from the lock, install, run the whole test suite
+#   make test-fast  the unit tests only: no Prefect server, no flow call, no process
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install lock sample-data bench bench-scale lint clean server
+.PHONY: run test test-fast install lock sample-data bench bench-scale lint clean server
 
 install: $(STAMP)
 
@@ -21,8 +22,20 @@ $(STAMP): requirements.lock pyproject.toml
 run: $(STAMP)
 	$(BIN)/segment run $(ARGS)
 
+# The whole suite on 2 pytest-xdist workers. Tests sharing the live Prefect server, or a module's
+# fixture, run on one worker (xdist_group, set in tests/conftest.py); each worker has its own
+# test-harness server. TEST_WORKERS=0 runs everything in this one process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
+
+# Every test not marked flow, process or slow (tests/conftest.py fails a test that starts a
+# process or calls a flow unmarked), property tests on a fifth of their examples; one OpenMP/BLAS
+# thread per worker (two workers on two cores: K-Means threads would only wait for each other).
+test-fast: $(STAMP)
+	PROPERTY_EXAMPLES_SCALE=0.2 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+		$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup \
+		-m "not flow and not process and not slow" $(ARGS)
 
 sample-data: $(STAMP)
 	$(BIN)/segment sample-data

@@ -6,7 +6,7 @@ planted groups: skewed money columns, 0.3 % extreme spenders, missing credit lim
 payments) plus the three frequency columns the public credit-card table also has, so 17 numeric
 columns besides the id. It runs as a first run with the command line's defaults would:
 ``segment run --features numeric --missing median`` (no spec, no transforms). The baseline is
-``benchmarks/scale.py``'s Mall-like Parquet of the same size (``segment run`` with no options).
+``benchmarks/scale_data.py``'s Mall-like Parquet of the same size (``segment run`` with no options).
 Both in fresh processes with one throw-away ``PREFECT_HOME`` (warmed up first).
 
     .venv/bin/python benchmarks/wide.py                  # 1M, one run of each
@@ -31,7 +31,14 @@ if str(REPO_ROOT) not in sys.path:  # `tasks` when the project is not installed
     sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
-import scale  # noqa: E402  (the measuring helpers and the Mall-like generator)
+from measure import (  # noqa: E402  (running and measuring a process)
+    child_env,
+    machine_info,
+    run_measured,
+    segment_command,
+    wait_until_quiet,
+)
+from scale_data import DEFAULT_SEED, WARMUP_SIZE, write_dataset  # noqa: E402
 
 RESULTS_MD = REPO_ROOT / "benchmarks" / "results" / "wide-latest.md"
 SEED = 20261129
@@ -66,7 +73,7 @@ def write_wide(n: int, folder: Path) -> tuple[Path, Path]:
 
 
 def run(command: list[str], env: dict, out: Path, load: float) -> dict:
-    measured = scale.run_measured(command, env, 3600, out.parent / "logs" / out.name, load)
+    measured = run_measured(command, env, 3600, out.parent / "logs" / out.name, load)
     if measured.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed: {measured.stderr_tail}")
     folder = (out / "latest").resolve()
@@ -103,12 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="wide-bench-"))
-    segment = str(scale.segment_command())
+    segment = str(segment_command())
     wide, labels = write_wide(args.n, work / "data")
-    mall = scale.write_dataset(args.n, scale.DEFAULT_SEED, work / "data")
-    env = scale.child_env(work / "prefect-home")
+    mall = write_dataset(args.n, DEFAULT_SEED, work / "data")
+    env = child_env(work / "prefect-home")
     warm = work / "runs" / "warm-up"
-    small = scale.write_dataset(scale.WARMUP_SIZE, scale.DEFAULT_SEED, work / "data")
+    small = write_dataset(WARMUP_SIZE, DEFAULT_SEED, work / "data")
     subprocess.run([segment, "run", "--quiet", "--input", str(small.parquet), "--output",
                     str(warm)], env=env, check=True, capture_output=True)  # fmt: skip
     results: dict[str, list[dict]] = {"mall": [], "wide": []}
@@ -117,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             ("mall", [str(mall.parquet)]),
             ("wide", [str(wide), "--features", "numeric", "--missing", "median"]),
         ):
-            load = scale.wait_until_quiet(args.max_load, args.load_wait_seconds)
+            load = wait_until_quiet(args.max_load, args.load_wait_seconds)
             out = work / "runs" / f"{name}-{i}"
             shutil.rmtree(out, ignore_errors=True)
             command = [segment, "run", "--quiet", "--input", *extra, "--output", str(out)]
@@ -156,7 +163,7 @@ def report(n: int, results: dict[str, list[dict]]) -> str:
         "",
         f"Wide / Mall-like: process time {ratio:.2f}x, peak RSS {memory:.2f}x "
         f"(medians of {len(results['wide'])}); wide run's ARI against the planted groups: {aris}.",
-        f"Machine: {scale.machine_info()['cpu']}, {scale.machine_info()['cores']} cores.",
+        f"Machine: {machine_info()['cpu']}, {machine_info()['cores']} cores.",
     ]
     return "\n".join(lines)
 

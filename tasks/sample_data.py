@@ -177,6 +177,21 @@ def generate_snapshots(
     return snapshots
 
 
+def planted_population(n: int, seed: int = 20261126) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``n`` clean customers in the planted segments, in a random order, with no ids or dirt.
+
+    The 0-based planted segment of each customer and its values (``gender``, ``age``,
+    ``income``, ``score``), drawn exactly as ``generate_customers`` draws its population before
+    adding dirt; any ``n`` (the benchmarks use it for 10M customers). Deterministic for
+    ``(n, seed)``.
+    """
+    if n < 1:
+        raise ValueError(f"n={n} should be at least 1.")
+    rng = np.random.default_rng(seed)
+    segment = rng.permutation(_segment_sizes(n))
+    return segment, _draw_values(rng, segment)
+
+
 def write_sample_csv(sample: SampleData, path: str | Path) -> None:
     """Write ``sample.frame`` as CSV: UTF-8, LF line ends, header line, minimal quoting."""
     path = Path(path)

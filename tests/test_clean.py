@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,9 +21,6 @@ from schemas.outputs import Quarantine
 from tasks.clean import clean_customers
 from tasks.errors import InputError
 from tasks.ingest import read_customers
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # Four valid customers, as text the way read_customers returns them.
 GOOD = [
@@ -49,13 +44,6 @@ def raw_frame(rows, **extra_columns) -> pd.DataFrame:
 def clean(rows, **kwargs):
     kwargs.setdefault("max_quarantine_share", 1.0)
     return clean_customers(raw_frame(rows), **kwargs)
-
-
-def _shared(relative: str) -> Path:
-    path = SHARED_DATA / relative
-    if not path.is_file():
-        pytest.skip(f"shared data file {path} is not present on this machine")
-    return path
 
 
 # --- valid rows -------------------------------------------------------------------------------
@@ -303,8 +291,8 @@ def test_quarantined_share_exactly_at_limit_passes():
 # --- real files -------------------------------------------------------------------------------
 
 
-def test_canonical_mall_file_is_clean():
-    result = clean_customers(read_customers(_shared("mall_customers.csv")))
+def test_canonical_mall_file_is_clean(shared_data):
+    result = clean_customers(read_customers(shared_data / "mall_customers.csv"))
     assert result.accounting() == {
         "rows_read": 200,
         "rows_kept": 200,
@@ -313,11 +301,11 @@ def test_canonical_mall_file_is_clean():
     }
 
 
-def test_dirty_812_row_file_first_200_ids_equal_the_canonical_customers():
+def test_dirty_812_row_file_first_200_ids_equal_the_canonical_customers(shared_data):
     dirty = clean_customers(
-        read_customers(_shared("dirty/mall_customers_qmarks_dupes_812rows.csv"))
+        read_customers(shared_data / "dirty/mall_customers_qmarks_dupes_812rows.csv")
     ).customers
-    canonical = clean_customers(read_customers(_shared("mall_customers.csv"))).customers
+    canonical = clean_customers(read_customers(shared_data / "mall_customers.csv")).customers
 
     def by_number(frame: pd.DataFrame) -> pd.DataFrame:
         # canonical ids are zero-padded ("0001"), the dirty copy's are not ("1")

@@ -247,6 +247,7 @@ def test_init_writes_a_spec_that_reads_back_and_refuses_to_overwrite(tmp_path, c
     assert "exists" in capsys.readouterr().err
 
 
+@pytest.mark.process
 def test_as_of_with_a_single_input_file_is_refused_before_prefect_is_imported(tmp_path):
     """--as-of picks a snapshot from a folder: with a single file it would be ignored."""
     code = (
@@ -287,6 +288,7 @@ def _startup_timeout(cwd: Path, *, configure: bool, **env: str) -> int:
     return int(done.stdout)
 
 
+@pytest.mark.process
 def test_the_temporary_server_gets_90_seconds_to_start(tmp_path):
     """prefect.toml in the project folder, and the CLI's default anywhere; a user's variable
     wins; Prefect's own default (20 s) elsewhere shows that the setting is what changes it."""

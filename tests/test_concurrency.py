@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import assert_output_consistent, debris, segment_command
 
 from live_server import ROOT, tail
+from live_server import start as launch
 from tasks.report import MANIFEST
 from tasks.runlock import RunLock
-from tasks.sample_data import generate_customers, write_sample_csv
-from test_crash import assert_output_consistent, debris, launch, segment_command
 
 CHILD = textwrap.dedent(
     """
@@ -52,6 +52,7 @@ def _child(output: Path, run_id: str, timeout: float, hold: float) -> subprocess
     )
 
 
+@pytest.mark.process
 def test_a_second_process_waits_for_the_lock_and_is_told_who_holds_it(tmp_path):
     lock = RunLock(tmp_path)
     lock.acquire("first-run")
@@ -67,6 +68,7 @@ def test_a_second_process_waits_for_the_lock_and_is_told_who_holds_it(tmp_path):
     assert child.returncode == 0 and "acquired" in output and "waits" not in output, output
 
 
+@pytest.mark.process
 def test_the_lock_of_a_killed_holder_is_released(tmp_path):
     holder = _child(tmp_path, "killed-run", timeout=30, hold=600)
     assert holder.stdout.readline().strip() == "acquired"
@@ -103,13 +105,6 @@ def test_two_locks_in_one_process_exclude_each_other(tmp_path):
 
 
 # --- real runs --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def customers_csv(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("input") / "customers.csv"
-    write_sample_csv(generate_customers(n=600, seed=5), path)
-    return path
 
 
 LIGHT = ("--sweep", "1-8", "--n-init", "2")  # a full run, with a lighter elbow sweep

@@ -21,63 +21,33 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
+from helpers import assert_output_consistent, debris, segment_command
 from matplotlib.figure import Figure
 
 import tasks.report
 from live_server import ROOT, tail
-from tasks.history import load_previous_run
-from tasks.model import MODEL_FORMAT, load_model
+from live_server import start as launch
+from tasks.model import MODEL_FORMAT
 from tasks.plots import figure_to_png
 from tasks.report import (
     MANIFEST,
     finish_run,
-    latest_run,
-    sha256_of,
     start_run,
     write_bytes,
     write_json,
     write_table,
 )
-from tasks.sample_data import generate_customers, write_sample_csv
 
 SEED = 20261127
 KILLS = 20
 REPORT_SHARE = 0.3
 MAX_ATTEMPTS = 30
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def segment_command(source: Path, output: Path, *extra: str) -> list[str]:
-    """`segment run` as the console script runs it (same interpreter, no temporary server)."""
-    return [
-        sys.executable,
-        "-m",
-        "flows.cli",
-        "run",
-        "--input",
-        str(source),
-        "--output",
-        str(output),
-        "--n-jobs",
-        "1",
-        *extra,
-    ]
-
-
-def launch(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    """Start in a new session, so a kill takes the whole process group."""
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
 
 
 def kill_group(process: subprocess.Popen) -> None:
@@ -86,61 +56,6 @@ def kill_group(process: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     process.wait(timeout=30)
-
-
-def assert_complete_run(folder: Path) -> dict:
-    """A published run: its manifest lists exactly its files, each matches its sha256 and size
-    and reads back (Parquet tables, JSON model, PNG plots). Returns the manifest."""
-    assert not folder.name.startswith("."), f"{folder} is a staging folder"
-    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    assert manifest["run_id"] == folder.name
-    listed = manifest["files"]
-    present = {p.name for p in folder.iterdir() if not p.name.startswith(".")} - {MANIFEST}
-    assert present == set(listed), f"{folder.name}: files {present} != manifest {set(listed)}"
-    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")], "temporary files"
-    for name, expected in listed.items():
-        path = folder / name
-        assert path.stat().st_size == expected["bytes"], f"{path}: size differs from manifest"
-        assert sha256_of(path) == expected["sha256"], f"{path}: sha256 differs from manifest"
-        if name.endswith(".parquet"):
-            pq.read_table(path)  # every column and row group decodes
-        elif name == "model.json":
-            load_model(path)
-        elif name.endswith(".png"):
-            data = path.read_bytes()
-            assert data.startswith(PNG_SIGNATURE) and data.endswith(b"IEND\xaeB`\x82"), path
-    return manifest
-
-
-def assert_output_consistent(output: Path, known_runs: set[str]) -> str:
-    """The crash-safety invariants of an output folder; returns the run ``latest`` names.
-
-    ``known_runs`` (updated in place) holds every run seen published so far.
-    """
-    runs = output / "runs"
-    published = {p.name for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")}
-    assert known_runs <= published, f"published runs disappeared: {known_runs - published}"
-    manifests = {name: assert_complete_run(runs / name) for name in published}
-    known_runs |= published
-
-    link = output / "latest"
-    assert link.is_symlink(), "latest is gone or not a link"
-    target = os.readlink(link)
-    assert target == os.path.join("runs", Path(target).name), target
-    name = Path(target).name
-    assert name in published, f"latest names {name}, which is not a published run"
-    assert latest_run(output) == (runs / name).resolve()
-    assert load_previous_run(output).run_id == name  # what the next run would build on
-    # the history is a chain of published runs: each one built on a run published before it
-    for manifest in manifests.values():
-        previous = (manifest.get("changes") or {}).get("previous_run_id")
-        assert previous is None or previous in published, f"{manifest['run_id']} -> {previous}"
-    return name
-
-
-def debris(output: Path) -> list[str]:
-    hidden = [p.name for p in (output / "runs").iterdir() if p.name.startswith(".")]
-    return sorted(hidden + [p.name for p in output.glob(".latest.*.tmp")])
 
 
 def _staging_with_report(runs: Path, before: set[str]) -> Path | None:
@@ -166,13 +81,6 @@ def _phase(runs: Path, before: set[str], latest_before: str, output: Path) -> st
     if "segments.parquet" in names:
         return "writing-report"
     return "computing"
-
-
-@pytest.fixture(scope="module")
-def customers_csv(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("input") / "customers.csv"
-    write_sample_csv(generate_customers(n=1000, seed=11), path)
-    return path
 
 
 @pytest.mark.flow
@@ -311,6 +219,7 @@ def _publish_in_child(output: Path, run_id: str, kill_at: int | None) -> int:
     return int(answer) if answer else 0
 
 
+@pytest.mark.process
 def test_a_kill_before_any_step_of_publishing_leaves_the_folder_consistent(tmp_path):
     steps = _publish_in_child(tmp_path / "probe", "probe", None)
     assert steps >= 6  # manifest write + fsync + rename, folder rename, link, switch, ...

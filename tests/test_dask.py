@@ -14,7 +14,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from flows import cli
-from flows.runners import dask_task_runner, flow_for, prefect_api_for_workers
+from flows.runners import flow_for, prefect_api_for_workers
 from flows.segmentation import segment_customers
 from flows.settings import SegmentationSettings
 from schemas.outputs import Quarantine, Segments
@@ -258,25 +258,6 @@ def test_a_folder_is_partitioned_input_only_with_parquet_files_that_are_not_snap
     (other / "part-0.parquet").write_bytes(b"")
     assert is_partitioned_input(other)
     assert not is_partitioned_input(other / "part-0.parquet")  # a file
-
-
-def test_partitioned_folder_without_the_dask_runner_is_a_clear_bad_input(customers, capsys):
-    _, parts = customers
-    with pytest.raises(InputError, match="add --runner dask"):
-        flow_for(SegmentationSettings(input=parts))
-    assert cli.main(["run", "--input", str(parts), "--quiet"]) == cli.EXIT_BAD_INPUT
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and str(parts) in err and "--runner dask" in err
-
-
-def test_dask_runner_binds_its_local_cluster_to_loopback():
-    runner = dask_task_runner(SegmentationSettings(runner="dask"))
-    assert runner.cluster_kwargs["host"] == "127.0.0.1"
-    assert runner.cluster_kwargs["dashboard_address"] is None
-    remote = dask_task_runner(
-        SegmentationSettings(runner="dask", dask_address="tcp://10.0.0.5:8786")
-    )
-    assert remote.address == "tcp://10.0.0.5:8786"
 
 
 @pytest.mark.flow

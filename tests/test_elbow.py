@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,8 +16,6 @@ from tasks.errors import InputError
 from tasks.ingest import read_customers
 from tasks.scale import scale_features
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
 K_RANGE = range(1, 11)
 
 
@@ -217,10 +214,8 @@ def test_fixed_k_above_distinct_points_raises_input_error():
 # --- golden -----------------------------------------------------------------------------------
 
 
-def test_mall_customers_default_recipe_picks_k5_by_elbow():
-    path = SHARED_DATA / "mall_customers.csv"
-    if not path.is_file():
-        pytest.skip(f"shared data file {path} is not present on this machine")
+def test_mall_customers_default_recipe_picks_k5_by_elbow(shared_data):
+    path = shared_data / "mall_customers.csv"
     scaled = scale_features(clean_customers(read_customers(path)).customers)
     choice = choose_k(sweep_k(scaled.matrix, K_RANGE))
     assert (choice.k, choice.rule, choice.knee) == (5, "elbow", 5)

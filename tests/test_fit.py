@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
@@ -13,9 +11,6 @@ from tasks.clean import clean_customers
 from tasks.fit import canonical_order, fit_segments
 from tasks.ingest import read_customers
 from tasks.scale import scale_features
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +76,8 @@ def test_k_above_number_of_rows_raises_value_error():
         fit_segments(np.arange(6.0).reshape(3, 2), 4)
 
 
-def test_mall_customers_k5_golden_sizes_and_centroids():
-    path = SHARED_DATA / "mall_customers.csv"
-    if not path.is_file():
-        pytest.skip(f"shared data file {path} is not present on this machine")
+def test_mall_customers_k5_golden_sizes_and_centroids(shared_data):
+    path = shared_data / "mall_customers.csv"
     scaled = scale_features(clean_customers(read_customers(path)).customers)
     assert scaled.columns == ("annual_income", "spending_score")
     segmentation = fit_segments(scaled.matrix, 5)

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import CHROMIUM_FLAGS, chromium
 from prefect.logging import disable_run_logger
-from test_ui import CHROMIUM_FLAGS, ROOT, _chromium
 
 import flows.segmentation as segmentation
 from flows.settings import SegmentationSettings
+from live_server import ROOT
 from tasks.elbow import sweep_k
 from tasks.history import load_previous_run
 from tasks.html_report import REPORT, TEMPLATES, quarantine_reasons
@@ -109,6 +110,7 @@ def assert_self_contained(page: str) -> None:
         assert found is None, f"external reference {found.group(0)!r} in report.html"
 
 
+@pytest.mark.slow
 def test_report_of_a_second_night_has_every_section_and_nothing_external(two_nights):
     page = (two_nights / REPORT).read_text(encoding="utf-8")
     assert_self_contained(page)
@@ -127,6 +129,7 @@ def test_report_of_a_second_night_has_every_section_and_nothing_external(two_nig
     assert (TEMPLATES / "report.css").read_text(encoding="utf-8") in page
 
 
+@pytest.mark.slow
 def test_report_counts_every_quarantined_row_under_its_reasons(two_nights):
     quarantine = pd.read_parquet(two_nights / "quarantine.parquet")
     reasons = quarantine_reasons(quarantine)
@@ -157,6 +160,7 @@ def test_quarantine_reasons_group_by_column_and_check_not_by_value():
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["wide", "mixed", "no-id"])
 def test_report_works_for_every_table_shape(kind, tmp_path):
     source, options = _planted(kind, tmp_path)
@@ -222,7 +226,7 @@ class DevTools:
 def open_in_chromium(page: Path, user_data: Path):
     """Start headless Chromium with a DevTools port and return (process, session)."""
     process = subprocess.Popen(
-        [_chromium(), *[f for f in CHROMIUM_FLAGS if not f.startswith("--virtual-time")],
+        [chromium(), *[f for f in CHROMIUM_FLAGS if not f.startswith("--virtual-time")],
          "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
          f"--user-data-dir={user_data}", "--window-size=1200,900", "about:blank"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -257,6 +261,7 @@ def console_errors(tools: DevTools) -> list[dict]:
     )
 
 
+@pytest.mark.process
 def test_report_opens_in_chromium_without_errors_or_network(two_nights, tmp_path):
     page = two_nights / REPORT
     process, tools = open_in_chromium(page, tmp_path / "chromium")
@@ -299,6 +304,7 @@ def test_report_opens_in_chromium_without_errors_or_network(two_nights, tmp_path
     assert sheets and {(round(float(w)), round(float(h))) for w, h in sheets} == {(595, 842)}
 
 
+@pytest.mark.slow
 def test_values_from_the_file_are_escaped_not_run(tmp_path):
     hostile = "<script>alert(1)</script>"
     rows = [f"c{i},{10 + i % 7 + 50 * (i % 2)},{3 + i % 5},{hostile if i % 3 else 'shop'}"

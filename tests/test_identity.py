@@ -1,5 +1,5 @@
-"""Tests for stable segment identity: tasks.identity, ids and names in tasks.describe,
-the id registry in tasks.model, and tasks.history (reading the previous run)."""
+"""Tests for stable segment identity: tasks.identity and the id registry in tasks.model
+(ids and names end to end: test_describe.py; the previous run: test_history.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,23 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import (
+    FEATURES,
+    A,
+    B,
+    C,
+    D,
+    as_previous,
+    blob,
+    ids_by_customer,
+    ids_by_tag,
+    population,
+    run,
+)
 
-from schemas.customers import AGE, ANNUAL_INCOME, SPENDING_SCORE
-from schemas.outputs import Profiles, Segments, Transitions
-from tasks.describe import Described, describe_segments
+from schemas.customers import AGE
+from schemas.outputs import Transitions
 from tasks.fit import fit_segments
-from tasks.history import load_previous_run
 from tasks.identity import (
     Identity,
     PreviousRun,
@@ -23,75 +34,10 @@ from tasks.identity import (
     previous_segments,
     transitions,
 )
-from tasks.model import build_model, load_model, model_to_json, score_customers
-from tasks.report import finish_run, start_run, write_table, write_text
+from tasks.model import build_model
 from tasks.scale import FeatureTransform, ScaledFeatures, scale_features
 
-FEATURES = [ANNUAL_INCOME, SPENDING_SCORE]
 # Blob centres (income k$, spending score), far apart in the scaled space.
-A = (40.0, 80.0)  # low income, high spending
-B = (70.0, 50.0)  # average / average
-C = (100.0, 20.0)  # high income, low spending
-D = (10.0, 40.0)  # lowest income of all: sorts first in the canonical centroid order
-E = (15.0, 88.0)  # named like A, but more than max_shift away from it
-
-
-def blob(tag: str, center: tuple[float, float], n: int = 30) -> pd.DataFrame:
-    """n customers around ``center``; ids and values depend only on the tag (stable per run)."""
-    rng = np.random.default_rng(int.from_bytes(tag.encode(), "little"))
-    points = np.asarray(center) + rng.normal(0.0, 3.0, size=(n, 2))
-    return pd.DataFrame(
-        {
-            "customer_id": pd.Series([f"{tag}{i:03d}" for i in range(n)], dtype="str"),
-            "gender": pd.Series(rng.choice(["Female", "Male"], size=n), dtype="str"),
-            AGE: rng.integers(18, 70, size=n).astype("float64"),
-            ANNUAL_INCOME: np.clip(points[:, 0], 0.0, None),
-            SPENDING_SCORE: np.clip(points[:, 1], 1.0, 100.0),
-        }
-    )
-
-
-def population(**blobs: tuple[float, float]) -> pd.DataFrame:
-    return pd.concat([blob(tag, center) for tag, center in blobs.items()], ignore_index=True)
-
-
-def run(
-    customers: pd.DataFrame,
-    k: int,
-    previous: PreviousRun | None = None,
-    *,
-    seed: int = 42,
-    features: list[str] = FEATURES,
-    scaler: str = "standard",
-    max_shift: float = 0.5,
-) -> Described:
-    scaled = scale_features(customers, features, scaler)
-    segmentation = fit_segments(scaled.matrix, k, seed=seed, n_init=5)
-    return describe_segments(
-        customers, scaled, segmentation, previous, features, max_shift=max_shift
-    )
-
-
-def as_previous(described: Described, run_id: str = "run-1") -> PreviousRun:
-    return PreviousRun(run_id, described.model, described.segments[["customer_id", "segment_id"]])
-
-
-def ids_by_customer(described: Described) -> pd.Series:
-    return described.segments.set_index("customer_id")["segment_id"]
-
-
-def ids_by_tag(described: Described) -> dict[str, int]:
-    """The one segment id of each blob's customers (fails if a blob is split)."""
-    tags = described.segments["customer_id"].str[0]
-    per_tag = described.segments.groupby(tags)["segment_id"].unique()
-    assert all(len(ids) == 1 for ids in per_tag), per_tag
-    return {tag: int(ids[0]) for tag, ids in per_tag.items()}
-
-
-@pytest.fixture(scope="module")
-def abc_run() -> Described:
-    return run(population(A=A, B=B, C=C), 3)
-
 
 # --- first run and same data twice -------------------------------------------------------------
 
@@ -407,84 +353,7 @@ def test_change_summary_is_none_for_a_first_run(abc_run):
 # --- describe_segments end to end -------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def second_run(abc_run) -> Described:
-    """Run 2: A, B, C again plus a new blob E whose computed name is A's name."""
-    return run(population(A=A, B=B, C=C, E=E), 4, as_previous(abc_run))
-
-
-def test_matched_segments_keep_their_names_and_a_colliding_new_name_is_made_unique(
-    abc_run, second_run
-):
-    before, after = ids_by_tag(abc_run), ids_by_tag(second_run)
-    assert {tag: after[tag] for tag in "ABC"} == before
-    for tag in "ABC":
-        assert second_run.names[after[tag]] == abc_run.names[before[tag]]
-    a_name = abc_run.names[before["A"]]
-    assert a_name == "Low income, high spending"
-    new_name = second_run.names[after["E"]]
-    assert new_name != a_name
-    assert new_name.startswith(a_name)  # the computed name, suffixed
-    assert len(set(second_run.names.values())) == 4
-    Profiles.validate(second_run.profiles)
-
-
-def test_second_run_segment_table_carries_previous_ids_and_transitions(abc_run, second_run):
-    segments = Segments.validate(second_run.segments)
-    returning = segments["customer_id"].str[0].isin(list("ABC"))
-    assert segments.loc[~returning, "previous_segment_id"].isna().all()
-    previous = ids_by_customer(abc_run)
-    got = segments.loc[returning].set_index("customer_id")["previous_segment_id"]
-    assert got.astype("int64").loc[previous.index].tolist() == previous.tolist()
-    table = Transitions.validate(second_run.transitions)
-    assert (table["previous_segment_id"] == table["segment_id"]).all()  # nobody moved
-    assert table["customers"].sum() == 90
-    assert second_run.changes["customers_moved"] == 0
-    assert second_run.changes["customers_joined"] == 30
-    assert second_run.changes["new_segment_ids"] == [ids_by_tag(second_run)["E"]]
-
-
-def test_second_model_json_round_trips_and_scores_customers_with_stable_ids(second_run, tmp_path):
-    path = tmp_path / "model.json"
-    path.write_text(model_to_json(second_run.model), encoding="utf-8")
-    loaded = load_model(path)
-    assert loaded == second_run.model
-    assert loaded["next_segment_id"] == 5
-    assert loaded["retired_segment_ids"] == []
-    assert [s["id"] for s in loaded["segments"]] == [1, 2, 3, 4]
-    customers = population(A=A, B=B, C=C, E=E)
-    scored = pd.Series(score_customers(loaded, customers), index=customers["customer_id"])
-    expected = ids_by_customer(second_run)
-    assert scored.loc[expected.index].tolist() == expected.tolist()
-
-
 # --- tasks.history ----------------------------------------------------------------------------
-
-
-def test_load_previous_run_is_none_without_a_complete_run(tmp_path):
-    assert load_previous_run(tmp_path) is None
-    assert load_previous_run(tmp_path / "missing") is None
-    start_run(tmp_path, "unfinished")  # a staging folder is never a previous run
-    assert load_previous_run(tmp_path) is None
-
-
-def test_load_previous_run_reads_the_run_latest_names(abc_run, tmp_path):
-    staging = start_run(tmp_path, "20250101T000000Z-first")
-    write_table(abc_run.segments, staging / "segments.parquet", Segments)
-    write_text(model_to_json(abc_run.model), staging / "model.json")
-    finish_run(staging, {"run_id": "20250101T000000Z-first"})
-    previous = load_previous_run(tmp_path)
-    assert previous.run_id == "20250101T000000Z-first"
-    assert previous.model == abc_run.model
-    assert previous.k == 3
-    assert list(previous.assignments.columns) == ["customer_id", "segment_id"]
-    expected = abc_run.segments[["customer_id", "segment_id"]]
-    assert previous.assignments["customer_id"].tolist() == expected["customer_id"].tolist()
-    assert previous.assignments["segment_id"].tolist() == expected["segment_id"].tolist()
-    # and it drives the next run's identity
-    again = run(population(A=A, B=B, C=C), 3, previous)
-    assert again.changes["previous_run_id"] == "20250101T000000Z-first"
-    assert again.changes["customers_moved"] == 0
 
 
 @pytest.mark.parametrize("seed", range(6))

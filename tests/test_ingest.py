@@ -23,7 +23,6 @@ from tasks.ingest import default_aliases, read_customers
 
 DEFAULT_ALIASES = default_aliases()
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MALL_HEADER = b"CustomerID,Genre,Age,Annual Income (k$),Spending Score (1-100)"
 
 
@@ -37,14 +36,6 @@ def _write(tmp_path: Path, data: bytes, name: str = "customers.csv") -> Path:
 def _mall(tmp_path: Path, *rows: bytes, header: bytes = MALL_HEADER) -> pd.DataFrame:
     """Write a Mall-style CSV with LF endings and read it back."""
     return read_customers(_write(tmp_path, b"\n".join([header, *rows]) + b"\n"))
-
-
-def _shared(relative: str) -> Path:
-    """Return a shared data file, skipping the test when it is not on this machine."""
-    path = SHARED_DATA / relative
-    if not path.is_file():
-        pytest.skip(f"shared data file {path} is not present on this machine")
-    return path
 
 
 # --- headers and column mapping ---------------------------------------------------------------
@@ -444,26 +435,26 @@ def test_truncated_parquet_raises_not_readable(tmp_path):
 # --- real shared files --------------------------------------------------------------------------
 
 
-def test_real_mall_file_reads_200_customers_with_padded_ids():
-    frame = read_customers(_shared("mall_customers.csv"))
+def test_real_mall_file_reads_200_customers_with_padded_ids(shared_data):
+    frame = read_customers(shared_data / "mall_customers.csv")
     assert len(frame) == 200
     assert frame[CUSTOMER_ID].tolist() == [f"{number:04d}" for number in range(1, 201)]
     assert frame[SOURCE_ROW].tolist() == list(range(1, 201))
 
 
-def test_real_mall_file_maps_genre_to_gender():
-    frame = read_customers(_shared("mall_customers.csv"))
+def test_real_mall_file_maps_genre_to_gender(shared_data):
+    frame = read_customers(shared_data / "mall_customers.csv")
     assert frame[GENDER].value_counts().to_dict() == {"Female": 112, "Male": 88}
 
 
-def test_real_wholesale_file_raises_missing_columns():
-    path = _shared("wholesale_customers.csv")
+def test_real_wholesale_file_raises_missing_columns(shared_data):
+    path = shared_data / "wholesale_customers.csv"
     with pytest.raises(InputError, match="missing required column.*headers found: Channel"):
         read_customers(path)
 
 
-def test_real_online_retail_transactions_raise_missing_customer_columns():
+def test_real_online_retail_transactions_raise_missing_customer_columns(shared_data):
     # transactions, not customers: the message lists what is missing and what was found
-    path = _shared("online_retail_sample.csv")
+    path = shared_data / "online_retail_sample.csv"
     with pytest.raises(InputError, match="missing required column.*headers found: InvoiceNo"):
         read_customers(path)

@@ -135,6 +135,7 @@ def test_png_has_signature_and_exact_documented_size(name):
     assert image.shape[:2] == (round(height_in * plots.PNG_DPI), round(width_in * plots.PNG_DPI))
 
 
+@pytest.mark.process
 def test_module_does_not_import_pyplot():
     code = "import sys, tasks.plots; assert 'matplotlib.pyplot' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import sys
 import tempfile
 from collections import defaultdict
@@ -69,6 +70,15 @@ pytestmark = pytest.mark.filterwarnings(
 # Even with database=None Hypothesis caches constants and Unicode tables under .hypothesis/:
 # keep that out of the repo, as conftest keeps PREFECT_HOME out of ~/.prefect.
 set_hypothesis_home_dir(tempfile.mkdtemp(prefix="hypothesis-home-"))
+
+# `make test-fast` sets PROPERTY_EXAMPLES_SCALE=0.2: each property runs on the first fifth of
+# its (derandomized, so always the same) examples; `make test` runs them all.
+EXAMPLES_SCALE = float(os.environ.get("PROPERTY_EXAMPLES_SCALE", "1"))
+
+
+def examples(count: int) -> int:
+    return max(5, round(count * EXAMPLES_SCALE))
+
 
 PROPERTIES = settings(
     database=None,  # no .hypothesis/ folder in the repo
@@ -381,7 +391,7 @@ def places(case: Case, result: CleanResult) -> dict[str, set[int]]:
 # --- properties of clean_customers -------------------------------------------------------------
 
 
-@settings(PROPERTIES, max_examples=60)
+@settings(PROPERTIES, max_examples=examples(60))
 @given(customer_cases())
 def test_every_row_is_kept_quarantined_or_a_dropped_duplicate(case: Case):
     result = clean(case)
@@ -411,7 +421,7 @@ def test_every_row_is_kept_quarantined_or_a_dropped_duplicate(case: Case):
     assert found["duplicate"] == case.rows_with("duplicate")
 
 
-@settings(PROPERTIES, max_examples=50)
+@settings(PROPERTIES, max_examples=examples(50))
 @given(customer_cases())
 def test_outputs_keep_their_contracts(case: Case):
     result = clean(case)
@@ -441,7 +451,7 @@ def test_outputs_keep_their_contracts(case: Case):
         ]
 
 
-@settings(PROPERTIES, max_examples=40)
+@settings(PROPERTIES, max_examples=examples(40))
 @given(customer_cases(max_customers=4))
 def test_clean_refuses_only_when_nothing_segmentable_is_left(case: Case):
     """With no limit on the quarantined share, the only refusal is too few different customers."""
@@ -460,7 +470,7 @@ def reason_columns(reason: str) -> set[str]:
     return set(columns)
 
 
-@settings(PROPERTIES, max_examples=50)
+@settings(PROPERTIES, max_examples=examples(50))
 @given(customer_cases())
 def test_each_reason_names_every_failed_column_or_the_conflicting_rows(case: Case):
     result = clean(case)
@@ -485,7 +495,7 @@ CONFLICT_WITH_MISSING_GENDER = case_of(
 )
 
 
-@settings(PROPERTIES, max_examples=25)
+@settings(PROPERTIES, max_examples=examples(25))
 @given(customer_cases().filter(lambda case: any(f.conflict_rows and f.failed for f in case.fates)))
 @example(case=CONFLICT_WITH_MISSING_GENDER)
 def test_conflicting_rows_also_report_their_invalid_values(case: Case):
@@ -504,7 +514,7 @@ def test_conflicting_rows_also_report_their_invalid_values(case: Case):
             assert set(fate.failed) <= reason_columns(reason), reason
 
 
-@settings(PROPERTIES, max_examples=40)
+@settings(PROPERTIES, max_examples=examples(40))
 @given(st.integers(1, 8).flatmap(lambda n: SCHEMA_DOMAIN.strategy(size=n)), st.data())
 def test_any_frame_valid_under_customers_is_kept_whole_and_exact(customers: pd.DataFrame, data):
     """pandera draws from the whole Customers domain (subnormal ages, incomes up to 1.8e308)."""
@@ -546,7 +556,7 @@ def padded_cell(draw, value: str | None) -> str:
     return draw(PADDING) + value + draw(PADDING)
 
 
-@settings(PROPERTIES, max_examples=40)
+@settings(PROPERTIES, max_examples=examples(40))
 @given(customer_cases(), st.data())
 def test_whitespace_and_na_tokens_in_a_csv_file_do_not_change_any_fate(case: Case, data):
     """Ids, genders and numbers padded with spaces/tabs, missing cells as ``?``, ``NA``, ``-``...:
@@ -642,13 +652,13 @@ def pipeline_cases(extreme_incomes: bool = False, max_customers: int = 10):
     )
 
 
-@settings(PROPERTIES, max_examples=25)
+@settings(PROPERTIES, max_examples=examples(25))
 @given(pipeline_cases(extreme_incomes=False), SETTINGS)
 def test_segments_validate_and_cover_every_kept_customer(case: Case, chosen: PipelineSettings):
     check_pipeline(case, chosen)
 
 
-@settings(PROPERTIES, max_examples=15)
+@settings(PROPERTIES, max_examples=examples(15))
 @given(pipeline_cases(max_customers=30), SETTINGS)  # more rows: K-Means restarts can disagree
 def test_same_input_and_seed_give_the_same_segments(case: Case, chosen: PipelineSettings):
     _, first_scaled, first = segment(case, chosen)
@@ -660,7 +670,7 @@ def test_same_input_and_seed_give_the_same_segments(case: Case, chosen: Pipeline
     assert model_to_json(first.model) == model_to_json(second.model)
 
 
-@settings(PROPERTIES, max_examples=20)
+@settings(PROPERTIES, max_examples=examples(20))
 @given(pipeline_cases(extreme_incomes=True), SETTINGS)
 def test_valid_but_huge_incomes_still_segment(case: Case, chosen: PipelineSettings):
     """Customers accepts any finite income >= 0; the steps after it must cope with what it keeps."""

@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import signal
-import time
 
 import numpy as np
 import pandas as pd
@@ -17,7 +15,6 @@ import pytest
 from matplotlib.figure import Figure
 
 from schemas.outputs import Elbow
-from tasks.manifest import StepTimer, new_run_id, package_versions
 from tasks.plots import figure_to_png
 from tasks.report import (
     _atomic_write,
@@ -179,48 +176,6 @@ def test_abandon_run_removes_the_staging_folder(tmp_path):
 # --- tasks.manifest ---------------------------------------------------------------------------
 
 
-def test_step_timer_sums_repeated_steps_and_total_spans_all_steps():
-    timer = StepTimer()
-    outer_start = time.perf_counter()
-    with timer("a"):
-        time.sleep(0.003)
-    with timer("b"):
-        time.sleep(0.003)
-    with timer("a"):
-        time.sleep(0.003)
-    outer = time.perf_counter() - outer_start
-    times = timer.as_dict()
-    assert set(times) == {"a", "b", "total"}
-    assert times["a"] >= 0.006 - 1e-4  # two sleeps of 3 ms, rounded to 0.1 ms
-    assert times["b"] >= 0.003 - 1e-4
-    assert times["a"] > times["b"]
-    assert times["total"] >= times["a"] + times["b"] - 2e-4
-    assert times["total"] <= outer + 1e-4
-
-
-def test_step_timer_records_a_step_that_raises():
-    timer = StepTimer()
-    with pytest.raises(RuntimeError), timer("boom"):
-        raise RuntimeError("x")
-    assert "boom" in timer.as_dict()
-
-
-def test_step_timer_without_steps_has_zero_total():
-    assert StepTimer().as_dict() == {"total": 0.0}
-
-
-def test_new_run_id_is_utc_timestamp_then_short_suffix():
-    run_id = new_run_id("0123456789abcdef")
-    assert re.fullmatch(r"\d{8}T\d{6}Z-01234567", run_id)
-    assert re.fullmatch(r"\d{8}T\d{6}Z-local", new_run_id("local"))
-
-
-def test_package_versions_include_python_and_pandas():
-    versions = package_versions()
-    assert re.fullmatch(r"\d+\.\d+\.\d+.*", versions["python"])
-    assert versions["pandas"] == pd.__version__
-
-
 def test_start_run_refuses_a_latest_that_is_not_a_link(tmp_path):
     # caught before any work, not after the run folder has been published
     (tmp_path / "latest").mkdir()
@@ -270,6 +225,7 @@ def _run_in_child(output, run_id: str, *, stay_alive: bool):
     return pid, hold_write
 
 
+@pytest.mark.process
 def test_start_run_removes_the_debris_of_a_killed_run(tmp_path):
     _run_in_child(tmp_path, "killed", stay_alive=False)
     runs = tmp_path / "runs"
@@ -284,6 +240,7 @@ def test_start_run_removes_the_debris_of_a_killed_run(tmp_path):
     assert all_names(runs) == {"next"}
 
 
+@pytest.mark.process
 def test_a_run_waits_for_a_run_in_progress_and_leaves_its_folder_alone(tmp_path):
     pid, hold = _run_in_child(tmp_path, "alive", stay_alive=True)
     try:
@@ -324,18 +281,6 @@ def test_start_run_refuses_a_run_id_that_is_not_a_plain_folder_name(tmp_path, ru
     with pytest.raises(ValueError, match="not a plain folder name"):
         start_run(tmp_path / "out", run_id)
     assert list(tmp_path.iterdir()) == []  # refused before anything is created
-
-
-def test_load_previous_run_refuses_a_run_changed_after_publishing(tmp_path):
-    from tasks.history import CorruptRunError, load_previous_run
-
-    staging = start_run(tmp_path, "r1")
-    write_text('{"format": "x"}\n', staging / "model.json")
-    write_text("not parquet\n", staging / "segments.parquet")
-    final = finish_run(staging, {"run_id": "r1"})
-    (final / "segments.parquet").write_text("tampered\n")
-    with pytest.raises(CorruptRunError, match="does not match the checksum"):
-        load_previous_run(tmp_path)
 
 
 def test_write_table_writes_compressed_row_groups_that_read_back_whole(tmp_path, monkeypatch):

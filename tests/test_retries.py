@@ -11,6 +11,7 @@ import pathlib
 import time
 
 import pytest
+from helpers import lock_is_free
 from prefect.states import Completed, Failed
 from pydantic import ValidationError
 
@@ -20,7 +21,6 @@ from tasks.errors import InputError
 from tasks.ingest import SAMPLE_ROWS
 from tasks.report import latest_run
 from tasks.retry import is_transient
-from tasks.runlock import RunLock
 from tasks.sample_data import generate_customers, write_sample_csv
 
 
@@ -91,13 +91,6 @@ def test_retry_settings_have_safe_defaults_and_bounds():
 # --- flow runs -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def customers_csv(tmp_path_factory):
-    path = tmp_path_factory.mktemp("input") / "customers.csv"
-    write_sample_csv(generate_customers(n=400, seed=7), path)
-    return path
-
-
 @pytest.fixture
 def read_calls(monkeypatch):
     """Replace the flow's reader with one that fails the first ``fail_first`` calls with
@@ -130,16 +123,6 @@ def _settings(source, output, **extra) -> SegmentationSettings:
     )
 
 
-def _lock_is_free(output) -> bool:
-    lock = RunLock(output)
-    try:
-        lock.acquire("probe", timeout=0)
-    except TimeoutError:
-        return False
-    lock.release()
-    return True
-
-
 @pytest.mark.flow
 @pytest.mark.usefixtures("prefect_server")
 def test_a_source_that_times_out_twice_succeeds_on_the_third_try_after_the_delay(
@@ -157,7 +140,7 @@ def test_a_source_that_times_out_twice_succeeds_on_the_third_try_after_the_delay
     data_rows = len(customers_csv.read_text(encoding="utf-8").splitlines()) - 1
     assert manifest["rows"]["rows_read"] == data_rows  # the whole file, read once it worked
     assert latest_run(tmp_path).name == manifest["run_id"]
-    assert _lock_is_free(tmp_path)
+    assert lock_is_free(tmp_path)
 
 
 @pytest.mark.flow
@@ -198,7 +181,7 @@ def test_bad_data_is_read_exactly_once(tmp_path, read_calls):
     assert len(read_calls["calls"]) == 1
     assert latest_run(output) is None
     assert not any((output / "runs").iterdir())  # no run folder, no debris
-    assert _lock_is_free(output)
+    assert lock_is_free(output)
 
 
 @pytest.mark.flow
@@ -214,4 +197,4 @@ def test_a_source_that_keeps_failing_fails_the_run_after_the_last_retry(
         segment_customers(settings)
     assert len(read_calls["calls"]) == settings.read_retries + 1
     assert latest_run(tmp_path) is None
-    assert _lock_is_free(tmp_path)
+    assert lock_is_free(tmp_path)

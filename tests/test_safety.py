@@ -360,6 +360,7 @@ def _listening(port: int) -> set[str]:
     return addresses
 
 
+@pytest.mark.process
 def test_make_server_binds_to_127_0_0_1_by_default():
     dry_run = subprocess.run(
         ["make", "-n", "-o", ".venv/.installed", "server"],
@@ -373,6 +374,7 @@ def test_make_server_binds_to_127_0_0_1_by_default():
     assert "--host 127.0.0.1 " in command + " "
 
 
+@pytest.mark.process
 def test_prefect_defaults_in_the_project_bind_servers_to_loopback():
     """What `prefect server start` (no --host), `segment serve` and the workers would use,
     read in a fresh process in the project folder (its prefect.toml applies)."""
@@ -400,17 +402,6 @@ def test_no_worker_healthcheck_webserver_is_started():
         for node in ast.walk(tree):
             if isinstance(node, ast.keyword) and node.arg in {"webserver", "with_healthcheck"}:
                 pytest.fail(f"{path} sets {node.arg}")
-
-
-def test_the_temporary_dask_cluster_binds_to_127_0_0_1_with_no_dashboard():
-    """--runner dask without an address starts a LocalCluster: scheduler and workers on the
-    loopback interface, and no dashboard (whose default would listen on every interface)."""
-    pytest.importorskip("prefect_dask")
-    runners = pytest.importorskip("flows.runners")
-
-    runner = runners.dask_task_runner(SegmentationSettings(runner="dask"))
-    assert runner.cluster_kwargs["host"] == "127.0.0.1"
-    assert runner.cluster_kwargs.get("dashboard_address", ":8787") is None
 
 
 @pytest.mark.flow

@@ -7,49 +7,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score
-from sklearn.preprocessing import StandardScaler
+from helpers import (
+    assert_dirt_counts_match,
+    assert_planted_segments_recoverable,
+    clean_sample_rows,
+)
 
-from tasks.sample_data import MALL_HEADER, SampleData, generate_customers, write_sample_csv
+from tasks.sample_data import (
+    MALL_HEADER,
+    MIN_INCOME,
+    SEGMENTS,
+    SampleData,
+    generate_customers,
+    planted_population,
+    write_sample_csv,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CSV = REPO_ROOT / "data" / "customers.csv"
 
 ID, GENDER, AGE, INCOME, SCORE = MALL_HEADER
-NUMERIC = [AGE, INCOME, SCORE]
-MISSING_TOKENS = ["", "NA", "?"]
-GENDER_SPELLINGS = {"female": "Female", "f": "Female", "male": "Male", "m": "Male"}
 
 
 @pytest.fixture(scope="module")
 def sample() -> SampleData:
     return generate_customers()
-
-
-def _numbers(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[NUMERIC].apply(pd.to_numeric, errors="coerce")
-
-
-def _out_of_range(numbers: pd.DataFrame) -> pd.Series:
-    return (
-        ~numbers[AGE].between(0, 120) | (numbers[INCOME] < 0) | ~numbers[SCORE].between(1, 100)
-    ) & numbers.notna().all(axis=1)
-
-
-def _clean_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows a simple cleaner keeps: numeric, in range, known gender, unique id."""
-    frame = frame.drop_duplicates()
-    numbers = _numbers(frame)
-    gender = frame[GENDER].str.strip().str.lower().map(GENDER_SPELLINGS)
-    keep = (
-        numbers.notna().all(axis=1)
-        & ~_out_of_range(numbers)
-        & gender.notna()
-        & ~frame[ID].duplicated(keep=False)
-    )
-    clean = numbers[keep].assign(**{ID: frame.loc[keep, ID], GENDER: gender[keep]})
-    return clean.astype({AGE: int, INCOME: int, SCORE: int})
 
 
 def test_committed_csv_matches_generator(sample: SampleData, tmp_path: Path) -> None:
@@ -93,20 +75,7 @@ def test_frame_and_truth_shapes(sample: SampleData) -> None:
 
 
 def test_dirt_counts_match_frame(sample: SampleData) -> None:
-    frame, dirt = sample.frame, sample.dirt
-    numbers = _numbers(frame)
-    distinct = frame.drop_duplicates()
-    counted = {
-        "exact_duplicates": int(frame.duplicated().sum()),
-        "missing_values_rows": int(frame[NUMERIC].isin(MISSING_TOKENS).any(axis=1).sum()),
-        "out_of_range_rows": int(_out_of_range(numbers).sum()),
-        "unknown_gender_rows": int((frame[GENDER] == "U").sum()),
-        "conflicting_id_rows": int(distinct[ID].duplicated(keep=False).sum()),
-    }
-    assert counted == dirt
-    # a small, realistic amount: every kind present, 2-5 % of rows in total
-    assert all(count > 0 for count in dirt.values())
-    assert 0.02 <= sum(dirt.values()) / len(frame) <= 0.05
+    assert_dirt_counts_match(sample)
 
 
 def test_gender_variants_are_present_but_not_dirt(sample: SampleData) -> None:
@@ -115,17 +84,11 @@ def test_gender_variants_are_present_but_not_dirt(sample: SampleData) -> None:
 
 
 def test_planted_segments_recoverable_by_kmeans(sample: SampleData) -> None:
-    # K-Means (k=5) on scaled income + score recovers the planted segments of the clean rows
-    clean = _clean_rows(sample.frame)
-    assert len(clean) >= 0.95 * len(sample.truth)
-    truth = sample.truth.set_index("customer_id")["planted_segment"]
-    features = StandardScaler().fit_transform(clean[[INCOME, SCORE]])
-    labels = KMeans(5, n_init=10, random_state=0).fit_predict(features)
-    assert adjusted_rand_score(truth.loc[clean[ID]].to_numpy(), labels) >= 0.9
+    assert_planted_segments_recoverable(sample)
 
 
 def test_realistic_marginals(sample: SampleData) -> None:
-    clean = _clean_rows(sample.frame)
+    clean = clean_sample_rows(sample.frame)
     assert clean[AGE].between(18, 70).all()
     assert clean[INCOME].min() >= 5 and clean[INCOME].max() <= 150
     assert clean[SCORE].between(1, 100).all()
@@ -155,3 +118,26 @@ def test_other_sizes(n: int) -> None:
 def test_bad_size_is_rejected(n: int) -> None:
     with pytest.raises(ValueError, match=f"n={n}"):
         generate_customers(n=n)
+
+
+def test_planted_population_is_the_population_behind_the_sample(sample: SampleData) -> None:
+    # the same draws as generate_customers (defaults n=3000 and seed), before ids and dirt
+    segment, values = planted_population(3000)
+    truth = sample.truth.set_index("customer_id")["planted_segment"]
+    ids = [f"{i:05d}" for i in range(1, 3001)]
+    assert (truth.loc[ids].to_numpy() == segment + 1).all()
+    clean = clean_sample_rows(sample.frame).set_index(ID)
+    kept = [i for i, customer in enumerate(ids) if customer in clean.index]
+    assert len(kept) >= 0.95 * 3000
+    for column, name in ((AGE, "age"), (INCOME, "income"), (SCORE, "score")):
+        assert clean.loc[[ids[i] for i in kept], column].tolist() == values[name][kept].tolist()
+
+
+def test_planted_population_takes_any_size_beyond_the_sample_ids() -> None:
+    segment, values = planted_population(150_000, seed=1)
+    assert segment.shape == values["income"].shape == (150_000,)
+    shares = np.array([s.share for s in SEGMENTS])
+    assert np.abs(np.bincount(segment) - shares * 150_000).max() < 1  # exact shares
+    assert values["income"].min() >= MIN_INCOME and values["score"].max() <= 100
+    with pytest.raises(ValueError, match="at least 1"):
+        planted_population(0)

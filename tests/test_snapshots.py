@@ -10,14 +10,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-# pytest puts tests/ on sys.path (no __init__.py). The base sample's checks apply to every
-# snapshot: imported under names pytest does not collect here.
-from test_sample_data import GENDER, ID, _clean_rows
-from test_sample_data import test_dirt_counts_match_frame as check_dirt_counts
-from test_sample_data import test_planted_segments_recoverable_by_kmeans as check_kmeans_recovery
+# The base sample's checks apply to every snapshot.
+from helpers import (
+    assert_dirt_counts_match,
+    assert_planted_segments_recoverable,
+    clean_sample_rows,
+)
 
 from tasks.errors import InputError
 from tasks.sample_data import (
+    MALL_HEADER,
     Snapshot,
     generate_customers,
     generate_snapshots,
@@ -26,6 +28,7 @@ from tasks.sample_data import (
 )
 from tasks.snapshots import resolve_input, snapshot_date
 
+ID, GENDER = MALL_HEADER[:2]
 START = date(2026, 11, 20)
 GROWING = 4
 
@@ -188,7 +191,7 @@ def test_one_snapshot_a_day_from_start_and_day_0_is_the_base_sample(week: list[S
 
 
 def test_continuing_customers_keep_their_id_gender_and_age(week: list[Snapshot]) -> None:
-    first, last = (_clean_rows(s.sample.frame).set_index(ID) for s in (week[0], week[-1]))
+    first, last = (clean_sample_rows(s.sample.frame).set_index(ID) for s in (week[0], week[-1]))
     both = first.index.intersection(last.index)
     assert len(both) >= 0.8 * len(first)
     pd.testing.assert_frame_equal(first.loc[both, [GENDER, "Age"]], last.loc[both, [GENDER, "Age"]])
@@ -235,13 +238,13 @@ def test_truth_has_one_row_per_id_in_the_file(week: list[Snapshot]) -> None:
 def test_dirt_counts_match_each_file(week: list[Snapshot]) -> None:
     # counted from the rows alone; every kind present, 2-5 % of rows
     for snapshot in week:
-        check_dirt_counts(snapshot.sample)
+        assert_dirt_counts_match(snapshot.sample)
 
 
 def test_kmeans_recovers_the_planted_segments_every_day(week: list[Snapshot]) -> None:
     # KMeans(5, n_init=10, random_state=0) on scaled income + score of clean rows: ARI >= 0.9
     for snapshot in week:
-        check_kmeans_recovery(snapshot.sample)
+        assert_planted_segments_recoverable(snapshot.sample)
 
 
 def test_a_few_continuing_customers_switch_segment(default_week: list[Snapshot]) -> None:

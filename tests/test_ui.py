@@ -8,14 +8,13 @@ what the page shows. A screenshot of each page is kept in outputs/ui-screenshots
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import CHROMIUM_FLAGS, chromium
 
 from live_server import ROOT, Server
 from tasks.sample_data import generate_snapshots, write_snapshots
@@ -23,34 +22,11 @@ from tasks.sample_data import generate_snapshots, write_snapshots
 pytestmark = pytest.mark.flow
 
 SCREENSHOTS = ROOT / "outputs" / "ui-screenshots"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",  # no network here: no calls home
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--virtual-time-budget=20000",  # let the single-page app fetch and render
-]
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if path := shutil.which(name):
-            return path
-    message = "headless Chromium not found (Debian package 'chromium'; .ci/run installs it)"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def _browse(url: str, user_data: Path, *, screenshot: Path | None = None) -> str:
     """The page's DOM after its scripts ran; optionally a screenshot of it too."""
-    base = [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={user_data}"]
+    base = [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={user_data}"]
     if screenshot is not None:
         subprocess.run(
             [*base, "--window-size=1400,2400", f"--screenshot={screenshot}", url],

@@ -1,0 +1,276 @@
+"""Plain helpers shared by several test modules (fixtures live in conftest.py).
+
+- segment runs on planted blobs (identity, describe, history tests);
+- the crash-safety invariants of an output folder, and `segment run` as a process;
+- headless Chromium;
+- the checks the base sample and every dated snapshot of the sample generator must pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+from sklearn.preprocessing import StandardScaler
+
+from schemas.customers import AGE, ANNUAL_INCOME, SPENDING_SCORE
+from tasks.describe import Described, describe_segments
+from tasks.fit import fit_segments
+from tasks.history import load_previous_run
+from tasks.identity import PreviousRun
+from tasks.model import load_model
+from tasks.report import MANIFEST, latest_run, sha256_of
+from tasks.runlock import RunLock
+from tasks.sample_data import MALL_HEADER, SampleData
+from tasks.scale import scale_features
+
+# --- segment runs on planted blobs ------------------------------------------------------------
+
+FEATURES = [ANNUAL_INCOME, SPENDING_SCORE]
+# Blob centres (income k$, spending score), far apart in the scaled space.
+A = (40.0, 80.0)  # low income, high spending
+B = (70.0, 50.0)  # average / average
+C = (100.0, 20.0)  # high income, low spending
+D = (10.0, 40.0)  # lowest income of all: sorts first in the canonical centroid order
+E = (15.0, 88.0)  # named like A, but more than max_shift away from it
+
+
+def blob(tag: str, center: tuple[float, float], n: int = 30) -> pd.DataFrame:
+    """n customers around ``center``; ids and values depend only on the tag (stable per run)."""
+    rng = np.random.default_rng(int.from_bytes(tag.encode(), "little"))
+    points = np.asarray(center) + rng.normal(0.0, 3.0, size=(n, 2))
+    return pd.DataFrame(
+        {
+            "customer_id": pd.Series([f"{tag}{i:03d}" for i in range(n)], dtype="str"),
+            "gender": pd.Series(rng.choice(["Female", "Male"], size=n), dtype="str"),
+            AGE: rng.integers(18, 70, size=n).astype("float64"),
+            ANNUAL_INCOME: np.clip(points[:, 0], 0.0, None),
+            SPENDING_SCORE: np.clip(points[:, 1], 1.0, 100.0),
+        }
+    )
+
+
+def population(**blobs: tuple[float, float]) -> pd.DataFrame:
+    return pd.concat([blob(tag, center) for tag, center in blobs.items()], ignore_index=True)
+
+
+def run(
+    customers: pd.DataFrame,
+    k: int,
+    previous: PreviousRun | None = None,
+    *,
+    seed: int = 42,
+    features: list[str] = FEATURES,
+    scaler: str = "standard",
+    max_shift: float = 0.5,
+) -> Described:
+    scaled = scale_features(customers, features, scaler)
+    segmentation = fit_segments(scaled.matrix, k, seed=seed, n_init=5)
+    return describe_segments(
+        customers, scaled, segmentation, previous, features, max_shift=max_shift
+    )
+
+
+def as_previous(described: Described, run_id: str = "run-1") -> PreviousRun:
+    return PreviousRun(run_id, described.model, described.segments[["customer_id", "segment_id"]])
+
+
+def ids_by_customer(described: Described) -> pd.Series:
+    return described.segments.set_index("customer_id")["segment_id"]
+
+
+def ids_by_tag(described: Described) -> dict[str, int]:
+    """The one segment id of each blob's customers (fails if a blob is split)."""
+    tags = described.segments["customer_id"].str[0]
+    per_tag = described.segments.groupby(tags)["segment_id"].unique()
+    assert all(len(ids) == 1 for ids in per_tag), per_tag
+    return {tag: int(ids[0]) for tag, ids in per_tag.items()}
+
+
+# --- output folders and `segment run` processes -----------------------------------------------
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def segment_command(source: Path, output: Path, *extra: str) -> list[str]:
+    """`segment run` as the console script runs it (same interpreter, no temporary server)."""
+    return [
+        sys.executable,
+        "-m",
+        "flows.cli",
+        "run",
+        "--input",
+        str(source),
+        "--output",
+        str(output),
+        "--n-jobs",
+        "1",
+        *extra,
+    ]
+
+
+def assert_complete_run(folder: Path) -> dict:
+    """A published run: its manifest lists exactly its files, each matches its sha256 and size
+    and reads back (Parquet tables, JSON model, PNG plots). Returns the manifest."""
+    assert not folder.name.startswith("."), f"{folder} is a staging folder"
+    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    assert manifest["run_id"] == folder.name
+    listed = manifest["files"]
+    present = {p.name for p in folder.iterdir() if not p.name.startswith(".")} - {MANIFEST}
+    assert present == set(listed), f"{folder.name}: files {present} != manifest {set(listed)}"
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")], "temporary files"
+    for name, expected in listed.items():
+        path = folder / name
+        assert path.stat().st_size == expected["bytes"], f"{path}: size differs from manifest"
+        assert sha256_of(path) == expected["sha256"], f"{path}: sha256 differs from manifest"
+        if name.endswith(".parquet"):
+            pq.read_table(path)  # every column and row group decodes
+        elif name == "model.json":
+            load_model(path)
+        elif name.endswith(".png"):
+            data = path.read_bytes()
+            assert data.startswith(PNG_SIGNATURE) and data.endswith(b"IEND\xaeB`\x82"), path
+    return manifest
+
+
+def assert_output_consistent(output: Path, known_runs: set[str]) -> str:
+    """The crash-safety invariants of an output folder; returns the run ``latest`` names.
+
+    ``known_runs`` (updated in place) holds every run seen published so far.
+    """
+    runs = output / "runs"
+    published = {p.name for p in runs.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    assert known_runs <= published, f"published runs disappeared: {known_runs - published}"
+    manifests = {name: assert_complete_run(runs / name) for name in published}
+    known_runs |= published
+
+    link = output / "latest"
+    assert link.is_symlink(), "latest is gone or not a link"
+    target = os.readlink(link)
+    assert target == os.path.join("runs", Path(target).name), target
+    name = Path(target).name
+    assert name in published, f"latest names {name}, which is not a published run"
+    assert latest_run(output) == (runs / name).resolve()
+    assert load_previous_run(output).run_id == name  # what the next run would build on
+    # the history is a chain of published runs: each one built on a run published before it
+    for manifest in manifests.values():
+        previous = (manifest.get("changes") or {}).get("previous_run_id")
+        assert previous is None or previous in published, f"{manifest['run_id']} -> {previous}"
+    return name
+
+
+def lock_is_free(output: Path) -> bool:
+    """Nobody holds the output folder's run lock."""
+    lock = RunLock(output)
+    try:
+        lock.acquire("probe", timeout=0)
+    except TimeoutError:
+        return False
+    lock.release()
+    return True
+
+
+def debris(output: Path) -> list[str]:
+    hidden = [p.name for p in (output / "runs").iterdir() if p.name.startswith(".")]
+    return sorted(hidden + [p.name for p in output.glob(".latest.*.tmp")])
+
+
+# --- headless Chromium ------------------------------------------------------------------------
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",  # no network here: no calls home
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--virtual-time-budget=20000",  # let the single-page app fetch and render
+]
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    message = "headless Chromium not found (Debian package 'chromium'; .ci/run installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+# --- the sample generator: checks of the base sample and of every dated snapshot ---------------
+
+MISSING_TOKENS = ["", "NA", "?"]
+GENDER_SPELLINGS = {"female": "Female", "f": "Female", "male": "Male", "m": "Male"}
+
+
+def _sample_numbers(frame: pd.DataFrame) -> pd.DataFrame:
+    _, _, age, income, score = MALL_HEADER
+    return frame[[age, income, score]].apply(pd.to_numeric, errors="coerce")
+
+
+def _out_of_range(numbers: pd.DataFrame) -> pd.Series:
+    _, _, age, income, score = MALL_HEADER
+    return (
+        ~numbers[age].between(0, 120) | (numbers[income] < 0) | ~numbers[score].between(1, 100)
+    ) & numbers.notna().all(axis=1)
+
+
+def clean_sample_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows a simple cleaner keeps: numeric, in range, known gender, unique id."""
+    id_, gender_column, age, income, score = MALL_HEADER
+    frame = frame.drop_duplicates()
+    numbers = _sample_numbers(frame)
+    gender = frame[gender_column].str.strip().str.lower().map(GENDER_SPELLINGS)
+    keep = (
+        numbers.notna().all(axis=1)
+        & ~_out_of_range(numbers)
+        & gender.notna()
+        & ~frame[id_].duplicated(keep=False)
+    )
+    clean = numbers[keep].assign(**{id_: frame.loc[keep, id_], gender_column: gender[keep]})
+    return clean.astype({age: int, income: int, score: int})
+
+
+def assert_dirt_counts_match(sample: SampleData) -> None:
+    """The dirt the generator reports is the dirt in its frame: 2-5 % of rows, every kind."""
+    id_, gender, age, income, score = MALL_HEADER
+    frame, dirt = sample.frame, sample.dirt
+    distinct = frame.drop_duplicates()
+    counted = {
+        "exact_duplicates": int(frame.duplicated().sum()),
+        "missing_values_rows": int(
+            frame[[age, income, score]].isin(MISSING_TOKENS).any(axis=1).sum()
+        ),
+        "out_of_range_rows": int(_out_of_range(_sample_numbers(frame)).sum()),
+        "unknown_gender_rows": int((frame[gender] == "U").sum()),
+        "conflicting_id_rows": int(distinct[id_].duplicated(keep=False).sum()),
+    }
+    assert counted == dirt
+    # a small, realistic amount: every kind present, 2-5 % of rows in total
+    assert all(count > 0 for count in dirt.values())
+    assert 0.02 <= sum(dirt.values()) / len(frame) <= 0.05
+
+
+def assert_planted_segments_recoverable(sample: SampleData) -> None:
+    """K-Means (k=5) on scaled income + score recovers the planted segments of the clean rows."""
+    id_, _, _, income, score = MALL_HEADER
+    clean = clean_sample_rows(sample.frame)
+    assert len(clean) >= 0.95 * len(sample.truth)
+    truth = sample.truth.set_index("customer_id")["planted_segment"]
+    features = StandardScaler().fit_transform(clean[[income, score]])
+    labels = KMeans(5, n_init=10, random_state=0).fit_predict(features)
+    assert adjusted_rand_score(truth.loc[clean[id_]].to_numpy(), labels) >= 0.9

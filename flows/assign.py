@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
+from flows.run_folder import fails_without_persisting, pipeline_task
 from tasks.assign import (
     Assignment,
     Model,
@@ -27,23 +27,20 @@ from tasks.assign import (
 from tasks.export import check_output_path
 from tasks.table import Table
 
-# Results stay in memory: no input hashing of large frames, nothing pickled to disk.
-_TASK = {"cache_policy": NO_CACHE, "persist_result": False}
 
-
-@task(name="load-model", **_TASK)
+@pipeline_task("load-model")
 def load_model_task(model: Path) -> Model:
     """The run's model.json (a run folder, the file, or an output folder's latest run)."""
     return read_model(model)
 
 
-@task(name="read-new-customers", **_TASK)
+@pipeline_task("read-new-customers")
 def read_customers_task(source: Path, model: Model, sep: str | None) -> tuple[pd.DataFrame, Table]:
     """The new customers, their headers matched to the model's table."""
     return read_new_customers(source, model, sep)
 
 
-@task(name="assign-customers", **_TASK)
+@pipeline_task("assign-customers")
 def assign_task(
     frame: pd.DataFrame,
     model: Model,
@@ -57,13 +54,14 @@ def assign_task(
     )
 
 
-@task(name="write-assignments", **_TASK)
+@pipeline_task("write-assignments")
 def write_task(assignment: Assignment, output: Path) -> tuple[Path, Path]:
     """The assigned customers and, beside them, the quarantine (written even when empty)."""
     return write_assignment(assignment, output)
 
 
 @flow(name="assign-segments", log_prints=True, persist_result=False)
+@fails_without_persisting  # a failed run writes no pickle of its exception either
 def assign_segments(
     model: Path,
     input: Path,  # noqa: A002 - the deployment parameter's name, as the CLI's --input

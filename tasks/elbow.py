@@ -134,8 +134,8 @@ def kneedle(x: np.ndarray, y: np.ndarray, sensitivity: float = 1.0) -> float | N
     x = np.asarray(x, dtype="float64")
     y = np.asarray(y, dtype="float64")
     with np.errstate(invalid="ignore", divide="ignore"):  # a flat curve has no knee: NaNs
-        x_norm = (x - x.min()) / (x.max() - x.min())
-        y_norm = (y - y.min()) / (y.max() - y.min())
+        x_norm = _normalise(x)
+        y_norm = _normalise(y)
     difference = (y_norm.max() - y_norm) - x_norm  # flipped to concave, increasing
     before = np.concatenate([difference[:1], difference[:-1]])  # edges compare to themselves
     after = np.concatenate([difference[1:], difference[-1:]])
@@ -154,6 +154,14 @@ def kneedle(x: np.ndarray, y: np.ndarray, sensitivity: float = 1.0) -> float | N
         if searching and difference[i + 1] < threshold:
             return float(x[peak])
     return None
+
+
+def _normalise(values: np.ndarray) -> np.ndarray:
+    """Scaled to [0, 1] by the smallest and largest value as Python's ``min``/``max`` see them
+    (as kneed does): with a NaN among the values (an inertia that overflowed) they skip it
+    unless it comes first, where numpy's would make every value NaN."""
+    low, high = min(values), max(values)  # kneed's semantics, on purpose
+    return (values - low) / (high - low)
 
 
 def choose_k(

@@ -257,7 +257,10 @@ def _curves(count: int, seed: int = 7):
             y = np.log(1.0 / ks + rng.normal(0, 0.02, n) ** 2)
         else:  # a straight line, or flat
             y = -rng.uniform(0, 2) * ks
-        yield ks, y.astype(float)
+        y = y.astype(float)
+        if i % 7 == 0:  # an inertia that overflowed: NaN or inf somewhere
+            y[int(rng.integers(0, n))] = np.nan if i % 2 else np.inf
+        yield ks, y
 
 
 def test_kneedle_gives_the_knee_kneed_gives_on_random_curves():

@@ -141,6 +141,7 @@ def test_every_flow_persists_nothing_and_fails_without_raising_into_prefect():
 
     flows = _project_flows()
     assert {f.name for f in flows} == {
+        "assign-segments",
         "customer-segmentation",
         "customer-segmentation-partitioned",
     }

@@ -38,6 +38,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from measure import child_env  # the benchmarks' one environment for child processes
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PLAIN_SCRIPT = REPO_ROOT / "benchmarks" / "plain_tutorial.py"
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "latest.md"
@@ -103,17 +105,6 @@ def segment_command() -> Path:
         f"`segment` console script not found in {bin_dir}: install the project "
         "(`make install`) before benchmarking the flow"
     )
-
-
-def child_env(prefect_home: Path, api_url: str | None = None) -> dict[str, str]:
-    """The environment of every program: the caller's, without its Prefect variables, with a
-    throw-away Prefect home, and ``PREFECT_API_URL`` only for the running-server program."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env["PREFECT_HOME"] = str(prefect_home)
-    env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    if api_url:
-        env["PREFECT_API_URL"] = api_url
-    return env
 
 
 def count_rows(path: Path) -> int:

@@ -115,7 +115,8 @@ def fails_without_persisting(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     # The signature with its annotations as types, not strings: Prefect validates parameters
     # with it, and would look strings up in this module instead of the flow's.
-    run.__signature__ = inspect.signature(fn, eval_str=True)
+    # inspect.signature reads a function's __signature__ (PEP 362); typeshed does not declare it
+    run.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
     run.__annotations__ = inspect.get_annotations(fn, eval_str=True)
     return run
 

@@ -222,11 +222,12 @@ def _cell(key: str, value: object) -> object:
     if isinstance(value, int | np.integer):
         return int(value)
     if isinstance(value, float | np.floating):
-        if pd.isna(value):
+        number = float(value)
+        if pd.isna(number):
             return None
         if key == "share" or key.endswith("_share"):
-            return f"{value:.1%}"
-        if abs(value) >= 1 or value == 0:
-            return round(float(value), 1)
-        return float(f"{value:.3g}")
+            return f"{number:.1%}"
+        if abs(number) >= 1 or number == 0:
+            return round(number, 1)
+        return float(f"{number:.3g}")
     return value

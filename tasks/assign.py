@@ -79,10 +79,6 @@ class Assignment(RowAccounting):
     duplicates_dropped: int
 
     @property
-    def rows_kept(self) -> int:
-        return len(self.customers)
-
-    @property
     def outliers(self) -> int:
         return int(self.customers[OUTLIER].sum()) if len(self.customers) else 0
 

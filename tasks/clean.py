@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,13 +29,17 @@ NOT_A_NUMBER = "not a number"
 class RowAccounting:
     """What a cleaning result reports: every row read is kept, quarantined or a duplicate.
 
-    Subclasses provide ``rows_read``, ``rows_kept``, ``duplicates_dropped`` and ``quarantine``.
+    Subclasses provide ``customers``, ``rows_read``, ``duplicates_dropped`` and ``quarantine``.
     """
 
+    customers: Any  # the kept rows: a pandas DataFrame, or a Dask one in a partitioned run
     rows_read: int
-    rows_kept: int
     duplicates_dropped: int
     quarantine: pd.DataFrame
+
+    @property
+    def rows_kept(self) -> int:
+        return len(self.customers)
 
     @property
     def rows_quarantined(self) -> int:
@@ -61,10 +66,6 @@ class CleanResult(RowAccounting):
     missing_filled: dict[str, int] = field(default_factory=dict)  # column -> values filled
     # column -> the value a missing one is filled with (every feature whose policy is median)
     fill_values: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def rows_kept(self) -> int:
-        return len(self.customers)
 
 
 def clean_customers(
@@ -219,10 +220,10 @@ def _exact_duplicates(
     for column in table.columns:
         if not column.numeric:
             key[column.name] = pd.factorize(frame[column.name])[0]
-    for column in numeric:
-        text = frame[column].where(typed[column].isna())
+    for name in numeric:
+        text = frame[name].where(typed[name].isna())
         if text.notna().any():
-            key[f"{column}\0text"] = text
+            key[f"{name}\0text"] = text
     duplicated[key.index] = key.duplicated(keep="first")
     return duplicated
 
@@ -389,7 +390,7 @@ def _describe(
     return f"{column}={shown}: {check}"
 
 
-def _format_number(value: object) -> str:
+def _format_number(value: Any) -> str:  # anything float() takes; else shown by repr
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -141,5 +141,7 @@ class StepTimer:
             self._last = end
 
     def as_dict(self) -> dict[str, float]:
-        total = 0.0 if self._first is None else self._last - self._first
+        if self._first is None or self._last is None:
+            return {**self.seconds, "total": 0.0}
+        total = self._last - self._first
         return {**self.seconds, "total": round(total, 4)}

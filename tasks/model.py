@@ -150,7 +150,7 @@ def score_frame(model: dict, customers: pd.DataFrame) -> Scores:
     for i, centroid in enumerate(centroids):
         for column, centre in zip(columns, centroid, strict=True):
             squared[i] += np.square(column - centre)
-    finite = np.isfinite(squared).all(axis=0)
+    finite = np.all(np.isfinite(squared), axis=0)
     nearest, best = _nearest(squared)
     best[~finite] = np.inf
     distances = np.sqrt(best)
@@ -161,7 +161,7 @@ def score_frame(model: dict, customers: pd.DataFrame) -> Scores:
             dtype="float64",
         )
         limit = np.square(radius * (1 + OUTLIER_SLACK) + OUTLIER_SLACK)
-        outlier = (squared > limit[:, None]).all(axis=0) & finite
+        outlier = np.all(squared > limit[:, None], axis=0) & finite
     return Scores(ids[nearest], distances, outlier, finite)
 
 

@@ -81,9 +81,12 @@ class Partitions(RowAccounting):
     customers: dd.DataFrame  # persisted on the cluster
     quarantine: pd.DataFrame  # rows numbered as if the files were one, in name order
     rows_read: int
-    rows_kept: int
     duplicates_dropped: int
     sizes: tuple[int, ...]  # clean customers in each partition of ``customers``
+
+    @property
+    def rows_kept(self) -> int:
+        return sum(self.sizes)  # known without computing the Dask frame's length
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,6 @@ def clean_partitions(
         customers=customers,
         quarantine=quarantine,
         rows_read=sum(read for _, read, _, _ in tallies),
-        rows_kept=sum(kept for _, _, _, kept in tallies),
         duplicates_dropped=sum(dropped for _, _, dropped, _ in tallies),
         sizes=tuple(kept for _, _, _, kept in tallies),
     )
@@ -405,8 +407,8 @@ def transitions_of(labelled: dd.DataFrame) -> pd.DataFrame:
 def profile_labelled(labelled: dd.DataFrame, names: dict[int, str], table: Table) -> pd.DataFrame:
     """The profiles table over all partitions, by the in-memory run's statistics."""
     shares = shared_values(labelled, table)
-    statistics = dask.compute(*segment_statistics(labelled, table, shares))
-    return profiles_from_statistics(*statistics, names, table, shares)
+    size, means, medians, value_shares = dask.compute(*segment_statistics(labelled, table, shares))
+    return profiles_from_statistics(size, means, medians, value_shares, names, table, shares)
 
 
 def write_segments(

@@ -28,6 +28,7 @@ from matplotlib.image import imsave
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator, StrMethodFormatter
+from matplotlib.typing import ColorType
 from sklearn.decomposition import PCA
 
 from schemas.customers import AGE, ANNUAL_INCOME, CUSTOMER_ID, GENDER, SPENDING_SCORE
@@ -53,7 +54,7 @@ LABELS = {
 }
 GENDER_PREFIX = f"{GENDER}_"  # one-hot columns look like ``gender_Female``
 
-_SEGMENT_COLORS = matplotlib.colormaps["tab10"].colors
+_SEGMENT_COLORS = matplotlib.color_sequences["tab10"]  # the colours of the tab10 colormap
 _NEUTRAL = "slategray"  # for plots that are not about segments
 _LEGEND_WRAP = 40  # characters per line of a legend entry
 HIST_BINS = 30
@@ -83,7 +84,7 @@ def column_labels(table: Table, matrix_columns: Sequence[str] = ()) -> dict[str,
     return labels
 
 
-def segment_color(segment_id: int) -> tuple[float, float, float]:
+def segment_color(segment_id: int) -> ColorType:
     """Colour of a segment (ids are 1-based), the same in every plot: ``tab10[(id - 1) % 10]``."""
     return _SEGMENT_COLORS[(int(segment_id) - 1) % len(_SEGMENT_COLORS)]
 
@@ -262,7 +263,7 @@ def plot_segments(
         rows = np.arange(n_total)
     shown_labels = labels[rows]
 
-    if use_pca:
+    if use_pca and scaled is not None and scaled_centroids is not None:  # both: checked above
         pca = PCA(n_components=2, random_state=seed).fit(scaled[rows])
         xy = pca.transform(scaled[rows])
         centre_xy = dict(

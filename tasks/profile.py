@@ -149,15 +149,17 @@ def shared_values(frame, table: Table) -> dict[str, list[str]]:
     return shares
 
 
-def segment_statistics(labelled, table: Table, shares: dict[str, list[str]]) -> tuple:
+def segment_statistics(
+    labelled, table: Table, shares: dict[str, list[str]]
+) -> tuple[pd.Series, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Size, means and medians of the numeric columns, and shares of ``shares``' values, per
     ``segment_id``: written once on the operations pandas and Dask frames share (a Dask frame
     gives lazy results for one ``dask.compute``)."""
     indicators = {}
     for name, values in shares.items():
-        numeric = table.column(name).numeric
+        is_numeric = table.column(name).numeric
         for value in values:
-            hit = labelled[name] == (float(value) if numeric else value)
+            hit = labelled[name] == (float(value) if is_numeric else value)
             indicators[f"{name}_{value}_share"] = hit.fillna(False).astype("float64")
     grouped = labelled.assign(**indicators).groupby("segment_id")
     numeric = [c.name for c in table.columns if c.numeric]

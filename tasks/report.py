@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import TypedDict
 
 import pandas as pd
 import pandera.pandas as pa
@@ -114,7 +115,9 @@ def remove_debris(output_dir: str | Path) -> list[Path]:
 
 
 def write_table(
-    frame: pd.DataFrame, path: Path, schema: type[pa.DataFrameModel] | None = None
+    frame: pd.DataFrame,
+    path: Path,
+    schema: type[pa.DataFrameModel] | pa.DataFrameSchema | None = None,
 ) -> Path:
     """Validate ``frame`` against ``schema`` (if given), then write it as Parquet atomically:
     zstd-compressed row groups of ``ROW_GROUP`` rows, converted to Arrow one group at a time
@@ -178,9 +181,14 @@ def _fsync_dir(folder: Path) -> None:
         os.close(descriptor)
 
 
-def file_checksums(
-    folder: Path, suffixes: tuple[str, ...] | None = None
-) -> dict[str, dict[str, int | str]]:
+class FileRecord(TypedDict):
+    """A file of a run folder in its manifest."""
+
+    sha256: str
+    bytes: int
+
+
+def file_checksums(folder: Path, suffixes: tuple[str, ...] | None = None) -> dict[str, FileRecord]:
     """sha256 and size of every (non-hidden) file in a folder, by name; only those ending in
     one of ``suffixes`` if given."""
     return {

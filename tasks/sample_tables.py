@@ -392,7 +392,7 @@ def mixed_marketing_table(n: int = 2000, seed: int = 11) -> PlantedTable:
     ids = rng.choice(max(11200, 5 * n), size=n, replace=False)
     income = param("income")
     year_birth = param("year_birth")
-    columns: dict[str, object] = {
+    columns: dict[str, np.ndarray | pd.Series] = {
         MIXED_ID: ids.astype("int64"),
         "Year_Birth": np.clip(
             np.rint(rng.normal(year_birth[:, 0], year_birth[:, 1])), *YEAR_BIRTH_RANGE
@@ -469,7 +469,7 @@ def _check_size(n: int) -> None:
 
 def _count(n: int, share: float) -> int:
     """``share`` of ``n``, rounded to a whole number of rows."""
-    return int(round(n * share))
+    return round(n * share)
 
 
 def _group_sizes(shares: list[float], n: int) -> np.ndarray:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import partial
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -65,7 +67,8 @@ def typed_frame(raw: pd.DataFrame) -> pd.DataFrame:
 def infer_columns(raw: pd.DataFrame) -> list[Inferred]:
     """Infer each column of ``raw`` (values as read, columns by header, no ``source_row``)."""
     typed = typed_frame(raw)
-    schema = pa.infer_schema(typed)
+    # a DataFrame in, a DataFrameSchema out (pandera types the result as either kind of schema)
+    schema = cast(pa.DataFrameSchema, pa.infer_schema(typed))
     id_header = _guess_id(typed)
     inferred = []
     for header in typed.columns:
@@ -89,48 +92,50 @@ def _infer(header: str, values: pd.Series, column: pa.Column, is_id: bool) -> In
     numeric = pd.api.types.is_float_dtype(values)
     low, high = _range(column) if numeric else (None, None)
     distinct = int(present.nunique())
-    common = {
-        "header": header,
-        "label": label,
-        "unit": unit,
-        "nullable": bool(column.nullable),
-        "missing": missing,
-    }
+    common = partial(
+        Inferred,
+        header=header,
+        label=label,
+        unit=unit,
+        nullable=bool(column.nullable),
+        missing=missing,
+    )
     if is_id:
-        return Inferred(
-            **common, kind="categorical", role="id", minimum=None, maximum=None,
+        return common(
+            kind="categorical", role="id", minimum=None, maximum=None,
             allowed=None, skew=None, transform="none", note="the customer id (unique values)",
         )  # fmt: skip
     if not numeric:
         if distinct > MAX_CATEGORIES or distinct <= 1:
             why = f"{distinct} different values" if distinct > 1 else "one value"
-            return Inferred(
-                **common, kind="categorical", role="unused", minimum=None, maximum=None,
+            return common(
+                kind="categorical", role="unused", minimum=None, maximum=None,
                 allowed=None, skew=None, transform="none",
                 note=f"text with {why}: not used (name it in profile to describe it)",
             )  # fmt: skip
         allowed = tuple(sorted(str(v) for v in present.unique()))
-        return Inferred(
-            **common, kind="categorical", role="profile", minimum=None, maximum=None,
+        return common(
+            kind="categorical", role="profile", minimum=None, maximum=None,
             allowed=allowed, skew=None, transform="none",
             note=f"text with {distinct} values: described per segment",
         )  # fmt: skip
     x = present.to_numpy(dtype="float64")
     whole = bool(len(x)) and np.array_equal(x, np.round(x))
     if distinct <= 1:
-        return Inferred(
-            **common, kind="numeric", role="unused", minimum=low, maximum=high, allowed=None,
+        return common(
+            kind="numeric", role="unused", minimum=low, maximum=high, allowed=None,
             skew=None, transform="none", note="one value in every row: cannot separate segments",
         )  # fmt: skip
     if whole and distinct <= 2 and set(np.unique(x)) <= {0.0, 1.0}:
-        return Inferred(
-            **common, kind="numeric", role="profile", minimum=low, maximum=high, allowed=None,
+        return common(
+            kind="numeric", role="profile", minimum=low, maximum=high, allowed=None,
             skew=None, transform="none", note="a 0/1 flag: its rate is described per segment",
         )  # fmt: skip
-    if whole and distinct <= MAX_CODES and low is not None and low >= 0 and high <= 20:
+    small_codes = whole and distinct <= MAX_CODES
+    if small_codes and low is not None and high is not None and low >= 0 and high <= 20:
         allowed = tuple(str(int(v)) for v in np.unique(x))
-        return Inferred(
-            **common, kind="categorical", role="profile", minimum=None, maximum=None,
+        return common(
+            kind="categorical", role="profile", minimum=None, maximum=None,
             allowed=allowed, skew=None, transform="none",
             note=f"{distinct} whole-number codes: described per segment as categories",
         )  # fmt: skip
@@ -139,8 +144,8 @@ def _infer(header: str, values: pd.Series, column: pa.Column, is_id: bool) -> In
     note = "numeric: clustered on"
     if transform == "log1p":
         note += f"; right-skewed (skew {skew:.1f}), so log1p before scaling"
-    return Inferred(
-        **common, kind="numeric", role="feature", minimum=low, maximum=high, allowed=None,
+    return common(
+        kind="numeric", role="feature", minimum=low, maximum=high, allowed=None,
         skew=skew, transform=transform, note=note,
     )  # fmt: skip
 

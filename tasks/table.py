@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
@@ -163,11 +164,13 @@ def choose_spec(
     So ``--spec FILE`` (any spec) or ``--features numeric`` (or any column outside the preset)
     never gets the preset, and a file that only shares the income and score headers with the
     Mall file (a credit score, other columns) is segmented on its own columns."""
+    # the command line's --features: column names (the spec's validation checks them)
+    features = cast("Sequence[str] | None", overrides.get("features"))
     if spec is None:
-        spec = _mall_or_general(header, explicit or {}, overrides.get("features"))
-    if spec.preset and overrides.get("features") and not overrides.get("profile"):
+        spec = _mall_or_general(header, explicit or {}, features)
+    if spec.preset and features and not overrides.get("profile"):
         # new features of a preset: its profile columns among them are no longer profile ones
-        chosen = {_spec_key_for_alias(name, spec) or name for name in overrides["features"]}
+        chosen = {_spec_key_for_alias(name, spec) or name for name in features}
         overrides["profile"] = tuple(name for name in spec.profile if name not in chosen)
     return spec.with_overrides(**overrides)
 

@@ -118,15 +118,16 @@ def find_order_columns(
     absent = {name: h for name, h in mapping.items() if h not in header}
     if absent:
         raise InputError(f"mapped header(s) not in the file: {absent}; {_found(header)}")
-    found: dict[str, str | None] = {}
+    found: dict[str, str] = {}  # field -> header, for the fields in the file
     for name in FIELDS:
-        found[name] = mapping.get(name) or _first_spelling(ORDER_SPELLINGS[name], header)
-    if found["quantity"] and found["price"] and "amount" not in mapping:
-        found["amount"] = None  # quantity x unit price wins over a total column
+        if chosen := mapping.get(name) or _first_spelling(ORDER_SPELLINGS[name], header):
+            found[name] = chosen
+    if "quantity" in found and "price" in found and "amount" not in mapping:
+        found.pop("amount", None)  # quantity x unit price wins over a total column
     required = [CUSTOMER_ID, "invoice", "date"]
-    if not found["amount"]:
+    if "amount" not in found:
         required += ["quantity", "price"]
-    missing = [name for name in required if not found[name]]
+    missing = [name for name in required if name not in found]
     if missing:
         wanted = "; ".join(
             f"{name} (accepted: {', '.join(ORDER_SPELLINGS[name][:4])} ...)" for name in missing
@@ -136,7 +137,7 @@ def find_order_columns(
             f"order lines need column(s) {wanted}{also}; {_found(header)}; name them with "
             "--column NAME=HEADER"
         )
-    used = {h for h in found.values() if h}
+    used = set(found.values())
     repeated = sorted(h for h in used if list(found.values()).count(h) > 1)
     if repeated:
         raise InputError(f"column(s) {repeated} matched two order-line fields; use --column")
@@ -149,7 +150,7 @@ def find_order_columns(
 
 
 def _first_spelling(spellings: Sequence[str], header: Sequence[str]) -> str | None:
-    by_form = {}
+    by_form: dict[str, str] = {}
     for h in header:
         by_form.setdefault(normalise(h), h)
     for spelling in spellings:
@@ -376,17 +377,19 @@ def derive_customers(
     checks: list[Check] = [(no_id, NO_CUSTOMER_ID)]
     checks.append((invoice_codes < 0, f"{columns.invoice}: missing value"))
     checks += _value_checks(lines, columns.date, dates.values.isna().to_numpy(), "not a date")
-    if columns.by_amount:
-        amount = _number(lines[columns.amount])
-        checks += _value_checks(lines, columns.amount, np.isnan(amount), "not a number")
-        value = amount
-        positive = amount > 0
-    else:
+    if columns.quantity is not None and columns.price is not None:  # not columns.by_amount
         quantity, price = _number(lines[columns.quantity]), _number(lines[columns.price])
         checks += _value_checks(lines, columns.quantity, np.isnan(quantity), "not a number")
         checks += _value_checks(lines, columns.price, np.isnan(price), "not a number")
         value = quantity * price
         positive = (quantity > 0) & (price > 0)
+    elif columns.amount is not None:
+        amount = _number(lines[columns.amount])
+        checks += _value_checks(lines, columns.amount, np.isnan(amount), "not a number")
+        value = amount
+        positive = amount > 0
+    else:  # find_order_columns never returns these
+        raise ValueError(f"order columns without an amount or quantity and price: {columns}")
     when = dates.values.to_numpy()
     if as_of is not None:
         snapshot = np.datetime64(as_of, "ns")

@@ -3,6 +3,7 @@ process tree (psutil, sampled), and how busy the rest of the machine was meanwhi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import signal
@@ -49,6 +50,7 @@ def segment_command() -> Path:
         sys.exit(f"error: `segment` not found in {bin_dir}; run `make install` first")
     return path
 
+
 def child_env(prefect_home: Path, api_url: str | None = None) -> dict[str, str]:
     """The environment of both programs: a throw-away PREFECT_HOME, and for `segment run`
     Prefect's temporary server (its start is part of the figures) unless ``api_url`` names a
@@ -70,10 +72,8 @@ def tree_rss_bytes(root: psutil.Process) -> int:
     except psutil.Error:
         return 0
     for process in processes:
-        try:
+        with contextlib.suppress(psutil.Error):  # exited meanwhile
             total += process.memory_info().rss
-        except psutil.Error:  # exited meanwhile
-            pass
     return total
 
 
@@ -124,10 +124,8 @@ def run_measured(
 
         def kill() -> None:
             timed_out.set()
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)  # the session this benchmark started
-            except ProcessLookupError:
-                pass
 
         timer = threading.Timer(timeout, kill)
         timer.start()
@@ -140,10 +138,8 @@ def run_measured(
         process.returncode = os.waitstatus_to_exitcode(status)
     max_rss_kib = float(usage.ru_maxrss)  # fallback without /usr/bin/time: may be too high
     if wrapped is not command:
-        try:
+        with contextlib.suppress(OSError, ValueError, IndexError):
             max_rss_kib = float(rss_path.read_text().strip().splitlines()[-1])
-        except (OSError, ValueError, IndexError):
-            pass
     samples = "\n".join(f"{t:.2f},{rss / MIB:.1f}" for t, rss in sampler.samples)
     log_stem.with_suffix(".rss.csv").write_text("seconds,tree_rss_mib\n" + samples + "\n")
     stderr = err_path.read_text(errors="replace").strip().splitlines()

@@ -23,11 +23,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from kneed import KneeLocator  # noqa: E402
-from sklearn.cluster import KMeans  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+from kneed import KneeLocator
+from sklearn.cluster import KMeans
+from sklearn.preprocessing import StandardScaler
 
 DEFAULT_INCOME = "Annual Income (k$)"
 DEFAULT_SCORE = "Spending Score (1-100)"

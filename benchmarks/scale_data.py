@@ -55,10 +55,10 @@ def write_dataset(n: int, seed: int, folder: Path) -> Dataset:
     meta_path = folder / f"{stem}.json"
     meta = {"n": n, "seed": seed, "generator_version": GENERATOR_VERSION}
     paths = (dataset.parquet, dataset.csv, dataset.labels)
-    if meta_path.is_file() and all(p.is_file() for p in paths):
-        if json.loads(meta_path.read_text()) == meta:
-            log(f"reusing {stem}.* in {folder}")
-            return dataset
+    reusable = meta_path.is_file() and all(p.is_file() for p in paths)
+    if reusable and json.loads(meta_path.read_text()) == meta:
+        log(f"reusing {stem}.* in {folder}")
+        return dataset
     folder.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     segment, values = planted_population(n, seed)

@@ -55,7 +55,7 @@ class Transitions(pa.DataFrameModel):
     class Config:
         strict = True
         coerce = True
-        unique = ["previous_segment_id", "segment_id"]
+        unique = ["previous_segment_id", "segment_id"]  # noqa: RUF012 - pandera reads a list
 
 
 class Profiles(pa.DataFrameModel):
@@ -71,8 +71,8 @@ class Profiles(pa.DataFrameModel):
     annual_income_median: Series[float]
     spending_score_mean: Series[float]
     spending_score_median: Series[float]
-    gender_Female_share: Series[float] = pa.Field(ge=0, le=1)  # noqa: N815 - <column>_<value>_share
-    gender_Male_share: Series[float] = pa.Field(ge=0, le=1)  # noqa: N815
+    gender_Female_share: Series[float] = pa.Field(ge=0, le=1)  # <column>_<value>_share
+    gender_Male_share: Series[float] = pa.Field(ge=0, le=1)
 
     class Config:
         strict = True

@@ -35,16 +35,13 @@ def gate_breaches(
             f"min_segment_share: the smallest segment holds {smallest_share:.2%} of customers, "
             f"below {gates.min_segment_share:.2%}"
         )
-    if gates.silhouette_floor is not None and silhouette is not None:
-        if silhouette < gates.silhouette_floor:
-            breaches.append(
-                f"silhouette_floor: silhouette {silhouette:.3f} is below {gates.silhouette_floor}"
-            )
-    if gates.max_moved_share is not None and moved_share is not None:
-        if moved_share > gates.max_moved_share:
-            breaches.append(
-                f"max_moved_share: {moved_share:.2%} of returning customers changed segment, "
-                f"above {gates.max_moved_share:.2%}"
-            )
+    floor = gates.silhouette_floor
+    if floor is not None and silhouette is not None and silhouette < floor:
+        breaches.append(f"silhouette_floor: silhouette {silhouette:.3f} is below {floor}")
+    limit = gates.max_moved_share
+    if limit is not None and moved_share is not None and moved_share > limit:
+        breaches.append(
+            f"max_moved_share: {moved_share:.2%} of returning customers changed segment, "
+            f"above {limit:.2%}"
+        )
     return breaches
-

@@ -332,7 +332,7 @@ def _other_segment(rng: np.random.Generator, segment: int, mix: np.ndarray) -> i
 
 
 def _count(n: int, share: float) -> int:
-    return int(round(n * share))
+    return round(n * share)
 
 
 def _segment_sizes(n: int) -> np.ndarray:

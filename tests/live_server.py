@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,9 +49,11 @@ class Server:
         from prefect.client.orchestration import get_client
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        with temporary_settings({PREFECT_API_URL: self.url}):
-            with get_client(sync_client=True) as client:
-                yield client
+        with (
+            temporary_settings({PREFECT_API_URL: self.url}),
+            get_client(sync_client=True) as client,
+        ):
+            yield client
 
     def run_deployment(self, name: str, **kwargs):
         from prefect.deployments import run_deployment
@@ -94,19 +96,15 @@ def start(command: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT):
 def stop(process: subprocess.Popen) -> None:
     """SIGTERM the process group, then SIGKILL what is left of it."""
     for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            pass
         try:
             process.wait(timeout=grace)
             break
         except subprocess.TimeoutExpired:
             continue
-    try:  # children that outlived the leader
+    with suppress(ProcessLookupError):  # children that outlived the leader
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def tail(log: Path, lines: int = 40) -> str:

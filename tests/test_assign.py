@@ -324,7 +324,7 @@ def test_cli_assigns_with_a_run_folder_or_its_output_folder(mall, tmp_path, caps
 def test_a_bad_model_exits_5_with_one_line(mall, tmp_path, capsys, content, expected):
     source, _, _ = mall
     (tmp_path / "model.json").write_text(content)
-    code, out, err = run_cli(
+    code, _out, err = run_cli(
         capsys, "--model", str(tmp_path / "model.json"), "--input", str(source), "--output",
         str(tmp_path / "out.parquet"),
     )  # fmt: skip
@@ -335,7 +335,7 @@ def test_a_bad_model_exits_5_with_one_line(mall, tmp_path, capsys, content, expe
 
 def test_a_folder_without_a_model_and_a_changed_model_are_refused(mall, tmp_path):
     _, model, _ = mall
-    with pytest.raises(ModelError, match="no model.json in this folder"):
+    with pytest.raises(ModelError, match=r"no model\.json in this folder"):
         read_model(tmp_path)
     run = tmp_path / "run"
     run.mkdir()

@@ -7,6 +7,7 @@ real `segment run` processes against the session's Prefect server (``live_server
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -213,7 +214,7 @@ def test_overlapping_nightly_runs_keep_one_consistent_identity_history(
         for run_id in chain
     }
     ever_allocated = {s["id"] for s in models[start]["segments"]}  # ids handed out so far
-    for earlier, later in zip(chain, chain[1:], strict=False):
+    for earlier, later in itertools.pairwise(chain):
         before, after = models[earlier], models[later]
         new_ids = manifests[later]["changes"]["new_segment_ids"]
         assert new_ids, f"{later} allocated no new id: the test would prove nothing"

@@ -16,6 +16,7 @@ finishes before its moment is checked too, and does not count).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -51,10 +52,8 @@ MAX_ATTEMPTS = 30
 
 
 def kill_group(process: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait(timeout=30)
 
 

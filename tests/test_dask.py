@@ -325,7 +325,7 @@ def test_median_fill_is_refused_for_a_partitioned_input_with_a_clear_reason(tmp_
     frame.to_parquet(folder / "a.parquet", index=False)
     files = partition_files(folder)
     table = table_for_file(files[0], missing="median")
-    with pytest.raises(InputError, match="median .* not supported for a partitioned input"):
+    with pytest.raises(InputError, match=r"median .* not supported for a partitioned input"):
         partitioned.clean_partitions(files, table, 0.5)
 
 

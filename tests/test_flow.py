@@ -101,7 +101,7 @@ def test_default_run_accounts_for_every_input_row(default_run):
 
 
 def test_manifest_on_disk_matches_files_and_records_the_run(default_run):
-    manifest, output = default_run
+    _manifest, output = default_run
     folder = latest_run(output)
     on_disk = json.loads((folder / "manifest.json").read_text())
     # the manifest lists every other file with its checksum, and they still match

@@ -107,7 +107,7 @@ def test_partial_explicit_mapping_uses_aliases_for_the_rest(tmp_path):
 
 def test_explicit_mapping_to_absent_header_raises(tmp_path):
     path = _write(tmp_path, MALL_HEADER + b"\n1,Male,19,15,39\n")
-    with pytest.raises(InputError, match="'Kunde'.*headers found"):
+    with pytest.raises(InputError, match=r"'Kunde'.*headers found"):
         read_customers(path, columns={CUSTOMER_ID: "Kunde"})
 
 
@@ -428,7 +428,7 @@ def test_truncated_parquet_raises_not_readable(tmp_path):
     pq.write_table(table, tmp_path / "full.parquet")
     data = (tmp_path / "full.parquet").read_bytes()
     path = _write(tmp_path, data[: len(data) // 2], name="broken.parquet")
-    with pytest.raises(InputError, match="broken.parquet: not a readable Parquet file: "):
+    with pytest.raises(InputError, match=r"broken\.parquet: not a readable Parquet file: "):
         read_customers(path)
 
 
@@ -449,12 +449,12 @@ def test_real_mall_file_maps_genre_to_gender(shared_data):
 
 def test_real_wholesale_file_raises_missing_columns(shared_data):
     path = shared_data / "wholesale_customers.csv"
-    with pytest.raises(InputError, match="missing required column.*headers found: Channel"):
+    with pytest.raises(InputError, match=r"missing required column.*headers found: Channel"):
         read_customers(path)
 
 
 def test_real_online_retail_transactions_raise_missing_customer_columns(shared_data):
     # transactions, not customers: the message lists what is missing and what was found
     path = shared_data / "online_retail_sample.csv"
-    with pytest.raises(InputError, match="missing required column.*headers found: InvoiceNo"):
+    with pytest.raises(InputError, match=r"missing required column.*headers found: InvoiceNo"):
         read_customers(path)

@@ -83,8 +83,9 @@ def test_the_growing_segment_grows_and_latest_names_the_last_night(week):
     sizes = [{s["id"]: s["size"] for s in m["segments"]} for m in manifests]
     growing = max(sizes[-1], key=lambda i: sizes[-1][i] - sizes[0][i])
     assert sizes[-1][growing] - sizes[0][growing] > 150  # 18% -> ~25% of ~3,000 customers
-    assert "High income, high spending" == next(
-        s["name"] for s in manifests[-1]["segments"] if s["id"] == growing
+    assert (
+        next(s["name"] for s in manifests[-1]["segments"] if s["id"] == growing)
+        == "High income, high spending"
     )
     assert latest_run(output).name == manifests[-1]["run_id"]
 

@@ -7,6 +7,7 @@ Prefect server) whose source fails the first tries: through the ingest task's Pr
 from __future__ import annotations
 
 import errno
+import itertools
 import pathlib
 import time
 
@@ -135,7 +136,7 @@ def test_a_source_that_times_out_twice_succeeds_on_the_third_try_after_the_delay
 
     calls = read_calls["calls"]
     assert len(calls) == 3  # two failures, then success: two retries
-    gaps = [later - earlier for earlier, later in zip(calls, calls[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(calls)]
     assert gaps[0] >= 0.2 * 0.9 and gaps[1] >= 0.2 * 0.9  # read_retry_delay before each retry
     data_rows = len(customers_csv.read_text(encoding="utf-8").splitlines()) - 1
     assert manifest["rows"]["rows_read"] == data_rows  # the whole file, read once it worked
@@ -176,7 +177,7 @@ def test_bad_data_is_read_exactly_once(tmp_path, read_calls):
     with bad.open("a", encoding="utf-8") as handle:
         handle.write('99999,"Male,20,30,40\n')
     output = tmp_path / "out"
-    with pytest.raises(InputError, match="bad.csv: unclosed quote"):
+    with pytest.raises(InputError, match=r"bad\.csv: unclosed quote"):
         segment_customers(_settings(bad, output))
     assert len(read_calls["calls"]) == 1
     assert latest_run(output) is None

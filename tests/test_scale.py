@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -165,7 +167,7 @@ def test_moments_of_parts_combine_to_the_moments_of_the_whole(magnitude):
     rng = np.random.default_rng(1)
     whole = pd.DataFrame({"a": rng.normal(5, 2, 1000) * magnitude, "b": rng.gamma(2, 3, 1000)})
     cuts = [0, 1, 400, 400, 1000]  # parts of one row and of none, too
-    parts = [Moments.of(whole.iloc[lo:hi]) for lo, hi in zip(cuts, cuts[1:], strict=False)]
+    parts = [Moments.of(whole.iloc[lo:hi]) for lo, hi in itertools.pairwise(cuts)]
     combined, direct = Moments.combine(parts), Moments.of(whole)
     for j, column in enumerate(whole.columns):
         center, scale = combined.center_and_scale(j)

@@ -190,7 +190,7 @@ def test_choices_that_cannot_work_are_refused_in_one_line(choices, message):
 
 def test_text_column_declared_numeric_is_refused_with_an_example():
     spec = parse_spec('features = ["SEGMENT_HINT"]\n[columns.SEGMENT_HINT]\nkind = "numeric"\n')
-    with pytest.raises(InputError, match="declared numeric but holds text \\(e.g. 'a'\\)"):
+    with pytest.raises(InputError, match=r"declared numeric but holds text \(e\.g\. 'a'\)"):
         resolve_table(HEADER, CARDS, spec)
 
 

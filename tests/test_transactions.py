@@ -106,7 +106,7 @@ def test_month_first_found_from_a_day_above_12():
 
 def test_ambiguous_dates_stop_and_ask_for_date_format():
     values = pd.Series(["01/02/2011", "03/04/2011 10:00", "05/06/2011"], dtype="str")
-    with pytest.raises(InputError, match="ambiguous dates.*--date-format"):
+    with pytest.raises(InputError, match=r"ambiguous dates.*--date-format"):
         parse_dates(values)
     parsed = parse_dates(values, "%d/%m/%Y")  # explicit: parsed as told, odd ones NaT
     assert parsed.values[0] == pd.Timestamp("2011-02-01") and pd.isna(parsed.values[1])
@@ -212,7 +212,7 @@ def test_numeric_customer_ids_stay_text_without_decimals():
 
 def test_no_purchase_line_left_is_bad_input():
     frame = lines(line("C1", "-1", "2011-01-01", "5", "A"), line("2", "1", "2011-01-01", "5", None))
-    with pytest.raises(InputError, match="no purchase line left.*1 not purchases"):
+    with pytest.raises(InputError, match=r"no purchase line left.*1 not purchases"):
         derive_customers(frame, COLUMNS)
 
 

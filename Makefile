@@ -2,12 +2,13 @@
 #   make run    create .venv from the lock, install, segment the default customers
 #   make test   create .venv from the lock, install, run the whole test suite
 #   make test-fast  the unit tests only: no Prefect server, no flow call, no process
+#   make check  lint, format, types and the import contract (CI runs it before the tests)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast install lock sample-data bench bench-scale lint clean server
+.PHONY: run test test-fast install lock sample-data bench bench-scale lint check clean server
 
 install: $(STAMP)
 
@@ -52,6 +53,15 @@ bench-scale: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# Everything CI checks before the tests (configured in pyproject.toml): ruff's rules (with the
+# banned APIs: no pickle, no pyplot in product code), ruff's formatting, mypy over flows/,
+# tasks/ and schemas/, and the import contract (tasks/ and schemas/ never import Prefect).
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_import_contract.py
 
 # A Prefect server for scheduled runs (`segment serve`, prefect.yaml + `prefect worker`): the
 # temporary server of a single `segment run` cannot schedule. Stop it with Ctrl-C.

@@ -51,13 +51,13 @@ import sys
 import zoneinfo
 from collections.abc import Callable
 from datetime import date, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from pydantic import ValidationError
 
 from flows.environment import HelpFormatter, configure_prefect, one_line
+from flows.options import add_options, given_settings, usage_error
 from flows.settings import SegmentationSettings
 from tasks.snapshots import AS_OF_NEEDS_A_FOLDER
 
@@ -276,38 +276,14 @@ def _timezone_arg(text: str) -> str:
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    defaults = SegmentationSettings()
     parser = argparse.ArgumentParser(
         prog=prog,
         description=f"Serve the {DEPLOYMENT_NAME!r} deployment: register it with the Prefect "
         "server at PREFECT_API_URL and run segment_customers on its cron schedule (and on "
-        "demand: `prefect deployment run`) until interrupted. Needs a running server: "
-        "`make server`, then `export PREFECT_API_URL=http://127.0.0.1:4200/api`.",
+        "demand: `prefect deployment run`) until interrupted, with the settings given here "
+        "(the same options as `segment run`). Needs a running server: `make server`, then "
+        "`export PREFECT_API_URL=http://127.0.0.1:4200/api`.",
         formatter_class=HelpFormatter,
-    )
-    parser.add_argument(
-        "--input",
-        type=Path,
-        default=defaults.input,
-        help="customer file (CSV or Parquet), or a folder of dated snapshots "
-        "(customers_YYYY-MM-DD.csv; the newest is used)",
-    )
-    parser.add_argument(
-        "--output", type=Path, default=defaults.output_dir, help="output folder of the runs"
-    )
-    parser.add_argument(
-        "--spec",
-        type=Path,
-        default=None,
-        metavar="FILE.toml",
-        help="segmentation spec of the customer table (see `segment init`); default: the Mall "
-        "preset for a Mall-like file, else every numeric column",
-    )
-    parser.add_argument(
-        "--transactions",
-        action="store_true",
-        help="the input is order lines: segment customers by recency, frequency and monetary "
-        "value derived from them (as segment run --transactions)",
     )
     parser.add_argument("--cron", default=DEFAULT_CRON, help="cron schedule")
     parser.add_argument(
@@ -323,6 +299,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         default=None,
         help="most runs executing at the same time; default: no limit",
     )
+    # every setting of a run, generated from the model (a nightly run names its own folder)
+    add_options(parser, SegmentationSettings, skip=("run_id",))
     return parser
 
 
@@ -332,15 +310,12 @@ def main(argv: list[str] | None = None, *, prog: str = "segment serve") -> int:
     parser = _parser(prog)
     args = parser.parse_args(argv)
     try:
-        settings = SegmentationSettings(
-            input=args.input.expanduser().absolute(),
-            output_dir=args.output.expanduser().absolute(),
-            spec=None if args.spec is None else args.spec.expanduser().absolute(),
-            transactions=args.transactions,
-        )
+        settings = SegmentationSettings.model_validate(given_settings(args, SegmentationSettings))
         # Build once to report a bad cron or deployment name as a usage error.
         nightly_deployment(settings, cron=args.cron, timezone=args.timezone, name=args.name)
-    except (ValidationError, ValueError) as error:
+    except ValidationError as error:
+        parser.error(usage_error(error, SegmentationSettings))
+    except ValueError as error:
         parser.error(one_line(error))
     if not settings.input.exists():
         print(

@@ -85,7 +85,7 @@ def scale(
     sweep and the plots (and the sample's customers)."""
     with flow_dask_client():
         categories = partitioned.categories_of(parts.customers, table)
-        sample = partitioned.draw_sample(parts.customers, settings.sample_size, settings.seed)
+        sample = partitioned.draw_sample(parts.customers, settings.sweep.sample_size, settings.seed)
         rows = partitioned.fit_space(
             parts.customers, sample, table, categories, settings.scaler, settings.seed
         )
@@ -131,7 +131,7 @@ def identify(
     per partition, profiles, transitions, the change summary and the model."""
     table = space.table
     identity = match_segments(
-        segmentation.centroids, rows, previous, max_shift=settings.identity_max_shift
+        segmentation.centroids, rows, previous, max_shift=settings.identity.max_shift
     )
     previous, restarted = compared_previous(previous, identity, rows.columns)
     values = feature_frame(sample, None, table, space.categories)

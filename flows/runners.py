@@ -14,16 +14,16 @@ from tasks.errors import InputError
 
 
 def dask_task_runner(settings: SegmentationSettings):
-    """Prefect's DaskTaskRunner on an existing cluster (``dask_address``) or, by default, on a
-    temporary LocalCluster of ``dask_workers`` single-threaded worker processes on 127.0.0.1."""
+    """Prefect's DaskTaskRunner on an existing cluster (``dask.address``) or, by default, on a
+    temporary LocalCluster of ``dask.workers`` single-threaded worker processes on 127.0.0.1."""
     from prefect_dask import DaskTaskRunner
 
-    if settings.dask_address:
-        return DaskTaskRunner(address=settings.dask_address)
+    if settings.dask.address:
+        return DaskTaskRunner(address=settings.dask.address)
     return DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
         cluster_kwargs={
-            "n_workers": settings.dask_workers,
+            "n_workers": settings.dask.workers,
             "threads_per_worker": 1,
             "processes": True,
             "host": "127.0.0.1",

@@ -174,8 +174,8 @@ def elbow_sweep(scaled: ScaledFeatures, settings: SegmentationSettings) -> pd.Da
         settings.k_values,
         seed=settings.seed,
         n_init=settings.n_init,
-        silhouette_sample=settings.silhouette_sample,
-        n_jobs=settings.n_jobs,
+        silhouette_sample=settings.sweep.silhouette_sample,
+        n_jobs=settings.sweep.n_jobs,
         progress=report,
     )
 
@@ -188,7 +188,7 @@ def fit_k(rows: np.ndarray, k: int, settings: SegmentationSettings) -> dict[str,
         k,
         seed=settings.seed,
         n_init=settings.n_init,
-        silhouette_sample=settings.silhouette_sample,
+        silhouette_sample=settings.sweep.silhouette_sample,
     )
 
 
@@ -213,13 +213,13 @@ def pick_k(
         previous = None
     choice = choose_k_within_gate(
         elbow,
-        gate_min_segment_share=settings.gate_min_segment_share,
+        gate_min_segment_share=settings.gates.min_segment_share,
         fixed_k=settings.k,
         k_min=settings.k_min,
         k_max=settings.k_max,
         min_segment_share=settings.min_segment_share,
         previous_k=None if previous is None else previous.k,
-        k_margin=settings.k_margin,
+        k_margin=settings.identity.k_margin,
     )
     get_run_logger().info("Chose k=%d by rule %r: %s", choice.k, choice.rule, choice.reason)
     return choice
@@ -243,9 +243,9 @@ def final_fit(
 
 def _sweep_rows(scaled: ScaledFeatures, settings: SegmentationSettings) -> np.ndarray:
     """All rows, or above ``sample_threshold`` a seeded sample of ``sample_size`` rows."""
-    if len(scaled.matrix) <= settings.sample_threshold:
+    if len(scaled.matrix) <= settings.sweep.sample_threshold:
         return scaled.matrix
-    return sample_rows(scaled.matrix, settings.sample_size, settings.seed)
+    return sample_rows(scaled.matrix, settings.sweep.sample_size, settings.seed)
 
 
 @pipeline_task("identify-segments")
@@ -263,7 +263,7 @@ def identify(
         scaled,
         segmentation,
         previous,
-        max_shift=settings.identity_max_shift,
+        max_shift=settings.identity.max_shift,
         table=table,
         fill_values=cleaned.fill_values,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class GateError(RuntimeError):
@@ -16,13 +16,23 @@ class GateError(RuntimeError):
         return (GateError, (self.breaches,))
 
 
-@dataclass(frozen=True)
-class Gates:
-    """Limits a run must respect; None turns a gate off."""
+class Gates(BaseModel):
+    """Limits a run must respect; None (on the command line: off) turns a gate off."""
 
-    min_segment_share: float | None = 0.01
-    silhouette_floor: float | None = 0.2
-    max_moved_share: float | None = 0.25
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_segment_share: float | None = Field(
+        0.01, ge=0, lt=1, description="fail the run if a segment holds a smaller share"
+    )
+    silhouette_floor: float | None = Field(
+        0.2, ge=-1, le=1, description="fail the run if the silhouette score is lower"
+    )
+    max_moved_share: float | None = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="fail the run if a larger share of returning customers changed segment",
+    )
 
 
 def gate_breaches(
@@ -47,4 +57,3 @@ def gate_breaches(
                 f"above {gates.max_moved_share:.2%}"
             )
     return breaches
-

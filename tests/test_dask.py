@@ -51,7 +51,10 @@ def customers(tmp_path_factory):
 
 def _settings(**overrides) -> SegmentationSettings:
     # Sample thresholds low enough that 20k customers take the sampled sweep on both paths.
-    base = {"sample_threshold": 5_000, "sample_size": 5_000, "n_init": 4, "k_sweep_max": 8}
+    base = {
+        "n_init": 4,
+        "sweep": {"sample_threshold": 5_000, "sample_size": 5_000, "k_range": (1, 8)},
+    }
     return SegmentationSettings(**{**base, **overrides})
 
 
@@ -109,7 +112,9 @@ def test_partitioned_parquet_on_a_local_cluster_gives_the_local_segments(custome
     )
 
     # Quality gates hold on this path too: a breached gate fails the run, latest unchanged.
-    gated = on_dask.model_copy(update={"gate_min_segment_share": 0.5})
+    gated = on_dask.model_copy(
+        update={"gates": on_dask.gates.model_copy(update={"min_segment_share": 0.5})}
+    )
     with prefect_api_for_workers(gated), pytest.raises(GateError, match="min_segment_share"):
         flow_for(gated)(gated)
     assert latest_run(tmp_path / "dask") == dask_folder
@@ -276,7 +281,11 @@ def test_partitioned_mixed_table_uses_the_spec_core_and_finds_the_planted_segmen
     for i, rows in enumerate(np.array_split(np.arange(len(raw)), 3)):
         raw.iloc[rows].to_parquet(parts / f"part-{i}.parquet", index=False)
     settings = _settings(
-        input=parts, output_dir=tmp_path / "out", runner="dask", spec=spec, k_sweep_max=6
+        input=parts,
+        output_dir=tmp_path / "out",
+        runner="dask",
+        spec=spec,
+        sweep={"k_range": (1, 6)},
     )
     local_settings = settings.model_copy(update={"input": source, "runner": "local"})
     local = segment_customers(local_settings.model_copy(update={"output_dir": tmp_path / "mem"}))

@@ -42,7 +42,12 @@ SCREENSHOTS = ROOT / "outputs" / "report-screenshots"
 def segment_in_process(source: Path, output: Path, run_id: str, **options) -> Path:
     """One run of the in-memory flow's steps without the engine; the published run folder."""
     settings = SegmentationSettings(
-        input=source, output_dir=output, run_id=run_id, n_init=2, k_sweep_max=8, **options
+        input=source,
+        output_dir=output,
+        run_id=run_id,
+        n_init=2,
+        sweep={"k_range": (1, 8)},
+        **options,
     )
     with disable_run_logger():
         source = segmentation.resolve.fn(settings)

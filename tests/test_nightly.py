@@ -105,7 +105,7 @@ def test_a_breached_gate_fails_the_run_and_latest_stays_on_the_previous_good_run
     good = latest_run(output)
     runs_before = sorted(p.name for p in (output / "runs").iterdir())
     settings = SegmentationSettings(
-        input=folder, as_of=snapshots[-1].day, output_dir=output, gate_silhouette_floor=0.99
+        input=folder, as_of=snapshots[-1].day, output_dir=output, gates={"silhouette_floor": 0.99}
     )
     with pytest.raises(GateError, match=r"silhouette_floor: silhouette 0\.\d+ is below 0\.99"):
         segment_customers(settings)

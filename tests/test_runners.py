@@ -37,6 +37,6 @@ def test_dask_runner_binds_its_local_cluster_to_loopback():
     assert runner.cluster_kwargs["host"] == "127.0.0.1"
     assert runner.cluster_kwargs["dashboard_address"] is None
     remote = dask_task_runner(
-        SegmentationSettings(runner="dask", dask_address="tcp://10.0.0.5:8786")
+        SegmentationSettings(runner="dask", dask={"address": "tcp://10.0.0.5:8786"})
     )
     assert remote.address == "tcp://10.0.0.5:8786"

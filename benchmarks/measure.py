@@ -49,6 +49,7 @@ def segment_command() -> Path:
         sys.exit(f"error: `segment` not found in {bin_dir}; run `make install` first")
     return path
 
+
 def child_env(prefect_home: Path, api_url: str | None = None) -> dict[str, str]:
     """The environment of both programs: a throw-away PREFECT_HOME, and for `segment run`
     Prefect's temporary server (its start is part of the figures) unless ``api_url`` names a
@@ -194,7 +195,7 @@ def machine_info() -> dict:
     import sklearn.cluster  # noqa: F401  (loads its OpenMP runtime for threadpool_info)
     import threadpoolctl
 
-    from tasks.manifest import package_versions
+    from tasks.store.manifest import package_versions
 
     pools = [
         {k: info.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}

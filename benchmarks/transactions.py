@@ -1,14 +1,14 @@
 """Order-lines benchmark: the RFM derivation of `segment run --transactions` against the plain
 pandas groupby recipe on the same generated order lines (Parquet), and the whole command.
 
-The lines come from ``tasks.sample_orders.order_lines`` (four planted behaviour groups, ~66
+The lines come from ``tasks.samples.sample_orders.order_lines`` (four planted behaviour groups, ~66
 lines per customer, with no-id lines, cancellations, zero prices, duplicates and a few
 unparseable quantities). Each measurement runs in a fresh process (wall time and peak RSS):
 
 - ``plain``: the usual recipe: ``pd.read_parquet``, drop duplicates, drop lines with no
   customer id, parse quantity and date, keep non-cancelled positive lines, one ``groupby().agg``
   (last date, distinct invoices, sum of quantity x price), recency from the snapshot date;
-- ``derive``: ``tasks.ingest.read_file`` then ``tasks.transactions.derive_customers`` (the
+- ``derive``: ``tasks.ingest.read_file`` then ``tasks.orders.transactions.derive_customers`` (the
   same reading and derivation as the flow, with every line accounted for and reasons);
 - ``segment``: ``segment run --quiet --input LINES.parquet --transactions`` end to end.
 
@@ -40,7 +40,7 @@ LINES_PER_CUSTOMER = 66  # about what order_lines draws per customer, dirt inclu
 
 def write_lines(lines: int, folder: Path) -> Path:
     """The generated order lines as Parquet (reused when present)."""
-    from tasks.sample_orders import order_lines, write_order_lines
+    from tasks.samples.sample_orders import order_lines, write_order_lines
 
     path = folder / f"orders-{lines}-seed{SEED}.parquet"
     if not path.is_file():
@@ -75,7 +75,7 @@ def plain_recipe(path: Path) -> int:
 def derive(path: Path) -> int:
     """The flow's reading and derivation; returns the number of customers."""
     from tasks.ingest import read_file
-    from tasks.transactions import derive_customers, find_order_columns
+    from tasks.orders.transactions import derive_customers, find_order_columns
 
     lines = read_file(path)
     derived = derive_customers(lines, find_order_columns(list(lines.columns[1:])))

@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.run_folder import fails_without_persisting, pipeline_task
-from tasks.assign import (
+from tasks.scoring.assign import (
     Assignment,
     Model,
     assign_customers,
@@ -24,7 +24,7 @@ from tasks.assign import (
     read_new_customers,
     write_assignment,
 )
-from tasks.export import check_output_path
+from tasks.scoring.export import check_output_path
 from tasks.table import Table
 
 

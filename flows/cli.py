@@ -253,7 +253,7 @@ def check_input(settings: SegmentationSettings) -> tuple[int, str] | None:
     from schemas.spec import load_spec
     from tasks.errors import ColumnMappingError, InputError
     from tasks.ingest import count_data_rows, table_for_file
-    from tasks.snapshots import (
+    from tasks.store.snapshots import (
         PARTITIONED_NEEDS_DASK,
         first_data_file,
         is_partitioned_input,
@@ -306,8 +306,8 @@ def check_input(settings: SegmentationSettings) -> tuple[int, str] | None:
 def check_order_lines(settings: SegmentationSettings, partitioned: bool) -> tuple[int, str] | None:
     """``check_input`` for order lines: the fields' columns found, the spec valid."""
     from tasks.errors import ColumnMappingError, InputError
-    from tasks.order_table import order_columns_for, order_spec
-    from tasks.snapshots import resolve_input
+    from tasks.orders.order_table import order_columns_for, order_spec
+    from tasks.store.snapshots import resolve_input
 
     if partitioned or settings.runner == "dask":
         return EXIT_BAD_INPUT, (
@@ -327,7 +327,7 @@ def check_order_lines(settings: SegmentationSettings, partitioned: bool) -> tupl
 
 def format_summary(manifest: dict) -> str:
     """The terminal summary: segments, sizes, names, row accounting, output folder."""
-    from tasks.artifacts import duplicates_warning  # pandas: loaded by the run already
+    from tasks.reporting.artifacts import duplicates_warning  # pandas: loaded by the run already
 
     rows, choice = manifest["rows"], manifest["k"]
     total = sum(s["size"] for s in manifest["segments"])
@@ -383,7 +383,7 @@ def order_lines_summary(record: dict | None) -> list[str]:
     """The order lines' accounting for the summary (none for a customer table)."""
     if not record:
         return []
-    from tasks.transactions import accounting_line
+    from tasks.orders.transactions import accounting_line
 
     lines, customers = record["lines"], record["customers"]
     text = [f"Lines: {accounting_line(lines)}"]
@@ -438,8 +438,11 @@ def _backfill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def _assign(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """`segment assign`: the plain function, in this process (no Prefect server to start)."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    from tasks.assign import ModelError, assign_file  # pandas, pandera: only for this command
     from tasks.errors import InputError
+    from tasks.scoring.assign import (  # pandas, pandera: only for this command
+        ModelError,
+        assign_file,
+    )
 
     if not 0 <= args.max_quarantine_share <= 1:
         parser.error(
@@ -470,7 +473,7 @@ def _assign(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def format_assigned(done) -> str:
-    """The terminal summary of `segment assign` (``tasks.assign.AssignedFiles``)."""
+    """The terminal summary of `segment assign` (``tasks.scoring.assign.AssignedFiles``)."""
     result = done.assignment
     sizes = result.sizes()
     total = max(result.rows_kept, 1)
@@ -521,7 +524,7 @@ def _init(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _sample_data(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from tasks.sample_data import (
+    from tasks.samples.sample_data import (
         generate_customers,
         generate_snapshots,
         write_sample_csv,

@@ -59,7 +59,7 @@ from pydantic import ValidationError
 from flows.environment import HelpFormatter, configure_prefect, one_line
 from flows.options import add_options, given_settings, usage_error
 from flows.settings import SegmentationSettings
-from tasks.snapshots import AS_OF_NEEDS_A_FOLDER
+from tasks.store.snapshots import AS_OF_NEEDS_A_FOLDER
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun

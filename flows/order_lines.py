@@ -1,6 +1,6 @@
 """The order-line steps of the segmentation flow (``segment run --transactions``): find the
 order-line columns, then derive the per-customer table that the flow segments like any
-customer table (tasks/transactions.py, tasks/rfm.py, tasks/order_table.py)."""
+customer table (tasks/orders/transactions.py, tasks/orders/rfm.py, tasks/orders/order_table.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from prefect import get_run_logger
 from flows.run_folder import pipeline_task
 from flows.settings import SegmentationSettings
 from tasks.errors import InputError
-from tasks.order_table import order_columns_for, order_spec, segmentable_customers
-from tasks.report import write_table
+from tasks.orders.order_table import order_columns_for, order_spec, segmentable_customers
+from tasks.orders.transactions import Derivation, OrderColumns, columns_line, derive_customers
+from tasks.store.run_files import write_table
 from tasks.table import Table
-from tasks.transactions import Derivation, OrderColumns, columns_line, derive_customers
 
 
 @pipeline_task("resolve-order-columns")

@@ -36,19 +36,20 @@ from flows.segmentation import (
     sweep_on_workers,
 )
 from flows.settings import SegmentationSettings
-from tasks import partitioned, plots
+from tasks import partitioned
 from tasks.describe import Described, compared_previous, named_centroids
 from tasks.elbow import KChoice
 from tasks.fit import Segmentation
-from tasks.history import load_previous_run
-from tasks.html_report import REPORT, run_report
 from tasks.identity import PreviousRun, changes_since, match_segments
-from tasks.manifest import StepTimer, utc_now
 from tasks.model import build_model
 from tasks.partitioned import ClusterSpace, Partitions
-from tasks.report import run_id_of, write_run_files, write_text
+from tasks.reporting import plots
+from tasks.reporting.html_report import REPORT, run_report
 from tasks.scale import ScaledFeatures, feature_frame
-from tasks.snapshots import first_data_file, partition_files
+from tasks.store.history import load_previous_run
+from tasks.store.manifest import StepTimer, utc_now
+from tasks.store.run_files import run_id_of, write_run_files, write_text
+from tasks.store.snapshots import first_data_file, partition_files
 from tasks.table import Table
 
 # Results stay in memory (Dask collections on the cluster): nothing hashed, nothing pickled.

@@ -14,10 +14,10 @@ from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.settings import SegmentationSettings
-from tasks.artifacts import artifact_key
 from tasks.errors import InputError
-from tasks.manifest import new_run_id
-from tasks.report import abandon_run, release_run, start_run
+from tasks.reporting.artifacts import artifact_key
+from tasks.store.manifest import new_run_id
+from tasks.store.run_files import abandon_run, release_run, start_run
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -55,7 +55,7 @@ def run_id_for(settings: SegmentationSettings) -> str:
 
 def run_artifact_key(base: str, settings: SegmentationSettings) -> str:
     """The key of one of this run's artifacts: ``base`` in a run of a deployment (the nightly
-    history), else one of its own per output folder (``tasks.artifacts.artifact_key``)."""
+    history), else one of its own per output folder (``tasks.reporting.artifacts.artifact_key``)."""
     from prefect.context import FlowRunContext
 
     context = FlowRunContext.get()  # in the flow's tasks too: they run in its thread
@@ -67,7 +67,7 @@ def run_artifact_key(base: str, settings: SegmentationSettings) -> str:
 @contextmanager
 def staged_run(output_dir: Path, run_id: str, source: Path) -> Iterator[Path]:
     """Yield the run's staging folder, holding the output folder's lock meanwhile
-    (``tasks.report.start_run``: one run at a time per output folder, from loading the
+    (``tasks.store.run_files.start_run``: one run at a time per output folder, from loading the
     previous run to publishing). On any failure the staging folder is removed; a bad-input
     error found after reading (e.g. too few distinct customers for k) is re-raised naming
     ``source``."""

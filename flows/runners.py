@@ -40,7 +40,7 @@ def flow_for(settings: SegmentationSettings) -> Flow:
     partitioned flow (cleaned, scaled and fitted partition by partition on the cluster).
     """
     from flows.segmentation import segment_customers
-    from tasks.snapshots import PARTITIONED_NEEDS_DASK, is_partitioned_input
+    from tasks.store.snapshots import PARTITIONED_NEEDS_DASK, is_partitioned_input
 
     partitioned = is_partitioned_input(settings.input)
     if settings.runner == "local":

@@ -31,15 +31,6 @@ from flows.run_folder import (
 from flows.settings import SegmentationSettings
 from schemas.outputs import segments_schema
 from schemas.spec import load_spec
-from tasks import plots
-from tasks.artifacts import (
-    SUMMARY_PLOTS,
-    gate_failure_markdown,
-    profiles_records,
-    summary_markdown,
-    summary_means,
-    transitions_records,
-)
 from tasks.clean import CleanResult, RowAccounting, clean_customers
 from tasks.describe import Described, describe_segments, same_features
 from tasks.elbow import (
@@ -53,16 +44,25 @@ from tasks.elbow import (
 from tasks.errors import InputError
 from tasks.fit import Segmentation, fit_segments, sample_rows
 from tasks.gates import GateError, gate_breaches
-from tasks.history import load_previous_run
-from tasks.html_report import REPORT, run_report
 from tasks.identity import PreviousRun
 from tasks.ingest import canonical_frame, expected_types, read_file, table_for_file
-from tasks.manifest import StepTimer, build_manifest, utc_now
-from tasks.memory import release_unused_memory
-from tasks.report import finish_run, run_id_of, write_run_files, write_table, write_text
-from tasks.retry import is_transient
+from tasks.reporting import plots
+from tasks.reporting.artifacts import (
+    SUMMARY_PLOTS,
+    gate_failure_markdown,
+    profiles_records,
+    summary_markdown,
+    summary_means,
+    transitions_records,
+)
+from tasks.reporting.html_report import REPORT, run_report
 from tasks.scale import ScaledFeatures, check_features_vary, feature_frame, scale_features
-from tasks.snapshots import resolve_input
+from tasks.store.history import load_previous_run
+from tasks.store.manifest import StepTimer, build_manifest, utc_now
+from tasks.store.memory import release_unused_memory
+from tasks.store.retry import is_transient
+from tasks.store.run_files import finish_run, run_id_of, write_run_files, write_table, write_text
+from tasks.store.snapshots import resolve_input
 from tasks.table import Table, columns_line, describe_table
 
 # The task modules log with the standard library; with PREFECT_LOGGING_EXTRA_LOGGERS=tasks

@@ -51,7 +51,6 @@ from tasks.profile import (
     segment_table,
     shared_values,
 )
-from tasks.report import write_table
 from tasks.scale import (
     FeatureTransform,
     Moments,
@@ -65,7 +64,8 @@ from tasks.scale import (
     project,
     scaled_features,
 )
-from tasks.snapshots import row_count
+from tasks.store.run_files import write_table
+from tasks.store.snapshots import row_count
 from tasks.table import CUSTOMER_ID, Table, check_partitioned_table
 
 log = logging.getLogger(__name__)

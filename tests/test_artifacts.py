@@ -1,4 +1,4 @@
-"""The run summary and tables shown in the Prefect UI (tasks/artifacts.py)."""
+"""The run summary and tables shown in the Prefect UI (tasks/reporting/artifacts.py)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 
 from schemas.outputs import Profiles
-from tasks.artifacts import (
+from tasks.profile import profile_segments
+from tasks.reporting.artifacts import (
     artifact_key,
     gate_failure_markdown,
     profiles_records,
     summary_markdown,
     transitions_records,
 )
-from tasks.profile import profile_segments
 
 # --- the summary and what changed since the previous run -----------------------------------------
 

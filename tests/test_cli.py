@@ -508,7 +508,7 @@ def test_an_adhoc_run_of_mostly_duplicates_warns_and_is_named_tagged_and_keyed_f
     )
     from prefect.settings import PREFECT_API_URL
 
-    from tasks.artifacts import artifact_key
+    from tasks.reporting.artifacts import artifact_key
 
     lines = (shared_data / "mall_customers.csv").read_text().splitlines()
     copies = tmp_path / "copies.csv"

@@ -24,11 +24,11 @@ from tasks.errors import InputError
 from tasks.gates import GateError
 from tasks.ingest import read_customers, read_file, table_for_file
 from tasks.profile import profile_segments
-from tasks.report import latest_run
-from tasks.sample_data import generate_customers, write_sample_csv
-from tasks.sample_tables import mixed_marketing_table, write_planted_table
-from tasks.snapshots import first_data_file, is_partitioned_input, partition_files
+from tasks.samples.sample_data import generate_customers, write_sample_csv
+from tasks.samples.sample_tables import mixed_marketing_table, write_planted_table
 from tasks.spec_init import starter_spec
+from tasks.store.run_files import latest_run
+from tasks.store.snapshots import first_data_file, is_partitioned_input, partition_files
 from tasks.table import choose_spec, resolve_table
 
 N_PARTS = 4

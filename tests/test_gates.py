@@ -1,5 +1,5 @@
 """Tests for the quality gates (tasks.gates), k stability (choose_k with previous_k) and the
-changes section of the run summary (tasks.artifacts)."""
+changes section of the run summary (tasks.reporting.artifacts)."""
 
 from __future__ import annotations
 

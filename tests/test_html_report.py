@@ -25,16 +25,16 @@ import flows.segmentation as segmentation
 from flows.settings import SegmentationSettings
 from live_server import ROOT
 from tasks.elbow import sweep_k
-from tasks.history import load_previous_run
-from tasks.html_report import REPORT, TEMPLATES, quarantine_reasons
-from tasks.report import finish_run, start_run
-from tasks.sample_data import generate_snapshots, write_snapshots
-from tasks.sample_tables import (
+from tasks.reporting.html_report import REPORT, TEMPLATES, quarantine_reasons
+from tasks.samples.sample_data import generate_snapshots, write_snapshots
+from tasks.samples.sample_tables import (
     mixed_marketing_table,
     wholesale_like_table,
     wide_behaviour_table,
     write_planted_table,
 )
+from tasks.store.history import load_previous_run
+from tasks.store.run_files import finish_run, start_run
 
 SCREENSHOTS = ROOT / "outputs" / "report-screenshots"
 

@@ -353,7 +353,7 @@ def test_change_summary_is_none_for_a_first_run(abc_run):
 # --- describe_segments end to end -------------------------------------------------------------
 
 
-# --- tasks.history ----------------------------------------------------------------------------
+# --- tasks.store.history ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("seed", range(6))

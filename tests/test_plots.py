@@ -17,7 +17,7 @@ from sklearn.datasets import make_blobs
 from sklearn.preprocessing import StandardScaler
 
 from schemas.customers import AGE, ANNUAL_INCOME, GENDER, SPENDING_SCORE
-from tasks import plots
+from tasks.reporting import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NAMES = {1: "High income, low spending", 2: "Young spenders", 3: "Careful savers"}
@@ -137,7 +137,7 @@ def test_png_has_signature_and_exact_documented_size(name):
 
 @pytest.mark.process
 def test_module_does_not_import_pyplot():
-    code = "import sys, tasks.plots; assert 'matplotlib.pyplot' not in sys.modules"
+    code = "import sys, tasks.reporting.plots; assert 'matplotlib.pyplot' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

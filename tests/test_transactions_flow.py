@@ -12,8 +12,8 @@ from sklearn.metrics import adjusted_rand_score
 from flows.cli import format_summary
 from flows.segmentation import segment_customers
 from flows.settings import SegmentationSettings
-from tasks.report import latest_run
-from tasks.sample_orders import order_lines, write_order_lines
+from tasks.samples.sample_orders import order_lines, write_order_lines
+from tasks.store.run_files import latest_run
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 

@@ -97,8 +97,8 @@ def summary_markdown(
     if warning is not None:
         lines += ["", f"**{warning}**"]
     orders = manifest.get("transactions")
-    if orders:  # order lines: their accounting too (tasks/transactions.py)
-        from tasks.transactions import accounting_line
+    if orders:  # order lines: their accounting too (tasks/orders/transactions.py)
+        from tasks.orders.transactions import accounting_line
 
         no_id, read = orders["lines"]["lines_without_customer_id"], orders["lines"]["lines_read"]
         lines += [

@@ -15,7 +15,7 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.run_folder import fails_without_persisting, pipeline_task
+from flows.run_folder import configure_run_logging, fails_without_persisting, pipeline_task
 from tasks.assign import (
     Assignment,
     Model,
@@ -72,6 +72,7 @@ def assign_segments(
     """Assign the customers of ``input`` to the segments of ``model`` (a run folder such as
     outputs/latest, or its model.json); write ``output`` (.parquet or .csv) and its
     quarantine. Returns the row accounting and the files written."""
+    configure_run_logging()
     output = check_output_path(output)
     loaded = load_model_task(model)
     frame, table = read_customers_task(input, loaded, sep)

@@ -12,13 +12,15 @@ sample), manifest and Prefect artifacts as an in-memory run.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from prefect import flow
 
 from flows.run_folder import (
+    configure_run_logging,
     fails_without_persisting,
     flow_run_name,
     pipeline_task,
@@ -26,7 +28,6 @@ from flows.run_folder import (
     staged_run,
     untagged_tasks,
 )
-from flows.runners import flow_dask_client
 from flows.segmentation import (
     columns_of,
     pick_k,
@@ -52,6 +53,24 @@ from tasks.snapshots import first_data_file, partition_files
 from tasks.table import Table
 
 # Results stay in memory (Dask collections on the cluster): nothing hashed, nothing pickled.
+
+
+@contextmanager
+def flow_dask_client() -> Iterator[None]:
+    """Inside a task of a flow run by the DaskTaskRunner: its cluster (started on first use)
+    as the current Dask client, so Dask collections are computed on the cluster's workers.
+
+    Library internals: the task runner's ``client`` attribute. prefect-dask's public
+    ``get_dask_client`` serves a task running *on* a worker; the tasks calling this run in the
+    flow's process and hand the whole collection to the cluster. tests/test_dask.py's
+    partitioned runs pin it to the installed prefect-dask."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None or not hasattr(context.task_runner, "client"):
+        raise RuntimeError("flow_dask_client() needs a flow run with the DaskTaskRunner")
+    with context.task_runner.client.as_current():
+        yield
 
 
 @pipeline_task("resolve-columns")
@@ -181,22 +200,14 @@ def write_report(
 ) -> None:
     """Profiles, quarantine, elbow, transitions, model, plots (drawn from the sample) and
     report.html (medians, spreads and typical customers from the sample)."""
-    identity = described.identity
-    labels = identity.relabel(segmentation.labels)
-    order = np.argsort(identity.ids)  # scaled centroids in segment-id order
     figures = plots.run_figures(
-        elbow=elbow,
-        chosen_k=choice.k,
-        knee=choice.knee,
+        elbow,
+        choice,
+        segmentation,
+        described,
         values=space.values(sample),
-        labels=labels,
-        centroids=described.centroids,
-        names=described.names,
         scaled=rows.matrix,
-        scaled_centroids=segmentation.centroids[order],
-        profiles=described.profiles,
         customers=sample,
-        transitions=described.transitions,
         table=space.table,
         seed=settings.seed,
     )
@@ -204,7 +215,7 @@ def write_report(
     assigned = pd.DataFrame(
         {
             "customer_id": sample["customer_id"].to_numpy(),
-            "segment_id": labels,
+            "segment_id": described.identity.relabel(segmentation.labels),
             "distance_to_centroid": segmentation.distances,
         }
     )
@@ -224,6 +235,7 @@ def write_report(
 @fails_without_persisting  # a failed run writes no pickle of its exception either
 def segment_partitioned(settings: SegmentationSettings) -> dict:
     """Segment a folder of Parquet partition files on Dask; returns the run's manifest."""
+    configure_run_logging()
     with untagged_tasks():  # no tag-concurrency round trip before each task
         run_id = run_id_for(settings)  # the flow run's name is segment-<run-id>
         files, table = resolve_columns(settings)
@@ -243,8 +255,7 @@ def segment_partitioned(settings: SegmentationSettings) -> dict:
                 described = identify(
                     staging, parts, space, rows, sample, segmentation, previous, settings
                 )
-                moved_share = (described.changes or {}).get("moved_share")
-                quality_gates(described.profiles, moved_share, elbow, choice, run_id, settings)
+                quality_gates(described, elbow, choice, run_id, settings)
             with step("report"):
                 write_report(
                     staging,

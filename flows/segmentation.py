@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from prefect.states import State
 from flows.deployment import settings_for_run
 from flows.order_lines import derive, resolve_order_columns
 from flows.run_folder import (
+    configure_run_logging,
     fails_without_persisting,
     flow_run_name,
     pipeline_task,
@@ -51,7 +51,7 @@ from tasks.elbow import (
     sweepable_k_values,
 )
 from tasks.errors import InputError
-from tasks.fit import Segmentation, fit_segments, sample_rows
+from tasks.fit import Segmentation, fit_final, sweep_rows
 from tasks.gates import GateError, gate_breaches
 from tasks.history import load_previous_run
 from tasks.html_report import REPORT, run_report
@@ -61,27 +61,9 @@ from tasks.manifest import StepTimer, build_manifest, utc_now
 from tasks.memory import release_unused_memory
 from tasks.report import finish_run, run_id_of, write_run_files, write_table, write_text
 from tasks.retry import is_transient
-from tasks.scale import ScaledFeatures, check_features_vary, feature_frame, scale_features
+from tasks.scale import ScaledFeatures, check_features_vary, scale_features
 from tasks.snapshots import resolve_input
 from tasks.table import Table, columns_line, describe_table
-
-# The task modules log with the standard library; with PREFECT_LOGGING_EXTRA_LOGGERS=tasks
-# (set by the CLI and prefect.toml) their INFO lines reach the run's log in the Prefect UI.
-logging.getLogger("tasks").setLevel(logging.INFO)
-
-
-class _NoTracebackForBadInput(logging.Filter):
-    """Bad input and breached gates are not bugs: log their one-line message, no traceback."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], (InputError, GateError)):
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-for _name in ("prefect.flow_runs", "prefect.task_runs"):
-    logging.getLogger(_name).addFilter(_NoTracebackForBadInput())
 
 # Results stay in memory: no input hashing of large frames, nothing pickled to disk.
 
@@ -158,7 +140,7 @@ def scale(customers: pd.DataFrame, table: Table, settings: SegmentationSettings)
 
 
 @pipeline_task("elbow-sweep")
-def elbow_sweep(scaled: ScaledFeatures, settings: SegmentationSettings) -> pd.DataFrame:
+def elbow_sweep(rows: np.ndarray, settings: SegmentationSettings) -> pd.DataFrame:
     """Inertia and quality metrics for each k of the sweep, with a progress artifact."""
     tracker = create_progress_artifact(
         progress=0.0,
@@ -170,7 +152,7 @@ def elbow_sweep(scaled: ScaledFeatures, settings: SegmentationSettings) -> pd.Da
         update_progress_artifact(tracker, progress=100.0 * done / total)
 
     return sweep_k(
-        _sweep_rows(scaled, settings),
+        rows,
         settings.k_values,
         seed=settings.seed,
         n_init=settings.n_init,
@@ -232,20 +214,14 @@ def final_fit(
     """K-Means with k-means++ and n_init restarts, segments numbered canonically; above the
     sample threshold, n_init restarts on the sweep's sample, then one fit on all rows from
     the sample's centroids."""
-    rows = _sweep_rows(scaled, settings)
-    init = None
-    if len(rows) < len(scaled.matrix):
-        init = fit_segments(rows, choice.k, seed=settings.seed, n_init=settings.n_init).centroids
-    return fit_segments(
-        scaled.matrix, choice.k, seed=settings.seed, n_init=settings.n_init, init=init
+    return fit_final(
+        scaled.matrix,
+        choice.k,
+        threshold=settings.sample_threshold,
+        size=settings.sample_size,
+        seed=settings.seed,
+        n_init=settings.n_init,
     )
-
-
-def _sweep_rows(scaled: ScaledFeatures, settings: SegmentationSettings) -> np.ndarray:
-    """All rows, or above ``sample_threshold`` a seeded sample of ``sample_size`` rows."""
-    if len(scaled.matrix) <= settings.sample_threshold:
-        return scaled.matrix
-    return sample_rows(scaled.matrix, settings.sample_size, settings.seed)
 
 
 @pipeline_task("identify-segments")
@@ -271,20 +247,19 @@ def identify(
 
 @pipeline_task("quality-gates")
 def quality_gates(
-    profiles: pd.DataFrame,
-    moved_share: float | None,
+    described: Described,
     elbow: pd.DataFrame,
     choice: KChoice,
     run_id: str,
     settings: SegmentationSettings,
 ) -> None:
     """Fail the run, naming the gate and its figures, if a quality gate is breached."""
-    silhouette = elbow.set_index("k")["silhouette"].get(choice.k)
     breaches = gate_breaches(
         settings.gates,
-        smallest_share=float(profiles["share"].min()),
-        silhouette=None if pd.isna(silhouette) else float(silhouette),
-        moved_share=moved_share,
+        profiles=described.profiles,
+        elbow=elbow,
+        k=choice.k,
+        changes=described.changes,
     )
     if breaches:
         create_markdown_artifact(
@@ -311,35 +286,20 @@ def write_report(
     """Write the tables (each validated), the model, the plots and report.html into the run
     folder."""
     write_table(described.segments, staging / "segments.parquet", segments_schema(table))
-    order = np.argsort(described.identity.ids)  # scaled centroids in the same id order
     figures = plots.run_figures(
-        elbow=elbow,
-        chosen_k=choice.k,
-        knee=choice.knee,
-        values=feature_frame(cleaned.customers, None, table, _categories(scaled)),
-        labels=described.segments["segment_id"].to_numpy(),
-        centroids=described.centroids,
-        names=described.names,
+        elbow,
+        choice,
+        segmentation,
+        described,
+        values=scaled.values(cleaned.customers, table),
         scaled=scaled.matrix,
-        scaled_centroids=segmentation.centroids[order],
-        profiles=described.profiles,
         customers=cleaned.customers,
-        transitions=described.transitions,
         table=table,
         seed=settings.seed,
     )
     images = write_run_files(staging, described, elbow, cleaned.quarantine, figures)
     html = run_report(run_id_of(staging), source, cleaned, elbow, choice, described, table, images)
     write_text(html, staging / REPORT)
-
-
-def _categories(scaled: ScaledFeatures) -> dict[str, list[str]]:
-    """The values of each categorical feature as the scaling saw them (one-hot columns)."""
-    categories: dict[str, list[str]] = {}
-    for t in scaled.transforms:
-        if t.source is not None and t.category is not None:
-            categories.setdefault(t.source, []).append(t.category)
-    return categories
 
 
 @pipeline_task("publish-run")
@@ -417,6 +377,7 @@ def run_manifest(
 @fails_without_persisting  # a failed run writes no pickle of its exception either
 def segment_customers(settings: SegmentationSettings | None = None) -> dict:
     """Segment the customers in ``settings.input``; returns the run's manifest."""
+    configure_run_logging()
     with untagged_tasks():  # no tag-concurrency round trip before each task
         settings = settings_for_run(settings)  # in a deployment run: merged over its stored ones
         run_id = run_id_for(settings)  # the flow run's name is segment-<run-id>
@@ -445,17 +406,17 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
             with step("scale"):
                 scaled = scale(cleaned.customers, table, settings)
             with step("elbow"):
-                if settings.runner == "dask":
-                    elbow = sweep_on_workers(_sweep_rows(scaled, settings), settings)
-                else:
-                    elbow = elbow_sweep(scaled, settings)
+                rows = sweep_rows(
+                    scaled.matrix, settings.sample_threshold, settings.sample_size, settings.seed
+                )
+                sweep = sweep_on_workers if settings.runner == "dask" else elbow_sweep
+                elbow = sweep(rows, settings)
                 choice = pick_k(elbow, previous, settings, scaled.columns)
             with step("fit"):
                 segmentation = final_fit(scaled, choice, settings)
             with step("identify"):
                 described = identify(cleaned, scaled, segmentation, previous, table, settings)
-                moved_share = (described.changes or {}).get("moved_share")
-                quality_gates(described.profiles, moved_share, elbow, choice, run_id, settings)
+                quality_gates(described, elbow, choice, run_id, settings)
             with step("report"):
                 write_report(
                     staging,

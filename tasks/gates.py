@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
+
 
 class GateError(RuntimeError):
     """One or more quality gates failed; the message names each gate and its figures."""
@@ -26,16 +28,22 @@ class Gates:
 
 
 def gate_breaches(
-    gates: Gates, *, smallest_share: float, silhouette: float | None, moved_share: float | None
+    gates: Gates, *, profiles: pd.DataFrame, elbow: pd.DataFrame, k: int, changes: dict | None
 ) -> list[str]:
-    """Every breached gate as a readable sentence with the figures (empty when all pass)."""
+    """Every breached gate of a run as a readable sentence with the figures (empty when all
+    pass): the smallest segment's share (``profiles``), the silhouette of the chosen ``k`` in
+    the elbow table (none when k was not swept or has none, as k=1), and the share of returning
+    customers that changed segment (``changes``; none in a first run)."""
+    smallest_share = float(profiles["share"].min())
+    silhouette = elbow.set_index("k")["silhouette"].get(k)
+    moved_share = (changes or {}).get("moved_share")
     breaches = []
     if gates.min_segment_share is not None and smallest_share < gates.min_segment_share:
         breaches.append(
             f"min_segment_share: the smallest segment holds {smallest_share:.2%} of customers, "
             f"below {gates.min_segment_share:.2%}"
         )
-    if gates.silhouette_floor is not None and silhouette is not None:
+    if gates.silhouette_floor is not None and pd.notna(silhouette):
         if silhouette < gates.silhouette_floor:
             breaches.append(
                 f"silhouette_floor: silhouette {silhouette:.3f} is below {gates.silhouette_floor}"
@@ -47,4 +55,3 @@ def gate_breaches(
                 f"above {gates.max_moved_share:.2%}"
             )
     return breaches
-

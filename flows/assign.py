@@ -16,6 +16,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.run_folder import configure_run_logging, fails_without_persisting, pipeline_task
+from tasks.artifacts import assignment_markdown
 from tasks.assign import (
     Assignment,
     Model,
@@ -88,23 +89,8 @@ def assign_segments(
     }
     create_markdown_artifact(
         key="assign-segments-summary",
-        markdown=_summary_markdown(summary, loaded.names),
+        markdown=assignment_markdown(summary, loaded.names),
         description="New customers assigned to the latest run's segments",
     )
     get_run_logger().info("Assigned %d customers to %s", assignment.rows_kept, written)
     return summary
-
-
-def _summary_markdown(summary: dict, names: dict[int, str]) -> str:
-    rows = "\n".join(
-        f"| {i} | {names[i]} | {summary['segments'].get(i, 0):,} |" for i in sorted(names)
-    )
-    return (
-        f"# New customers assigned\n\nModel: `{summary['model']}`\n\n"
-        "| id | segment | customers |\n| ---: | --- | ---: |\n"
-        f"{rows}\n\n"
-        f"Rows: {summary['rows_read']:,} read = {summary['rows_kept']:,} assigned + "
-        f"{summary['rows_quarantined']:,} quarantined + {summary['duplicates_dropped']:,} "
-        f"duplicates; outliers: {summary['outliers']:,}\n\n"
-        f"Output: `{summary['output']}`; quarantine: `{summary['quarantine']}`\n"
-    )

@@ -38,17 +38,16 @@ from flows.segmentation import (
 )
 from flows.settings import SegmentationSettings
 from tasks import partitioned, plots
-from tasks.describe import Described, compared_previous, named_centroids
+from tasks.describe import Described
 from tasks.elbow import KChoice
 from tasks.fit import Segmentation
 from tasks.history import load_previous_run
 from tasks.html_report import REPORT, run_report
-from tasks.identity import PreviousRun, changes_since, match_segments
+from tasks.identity import PreviousRun
 from tasks.manifest import StepTimer, utc_now
-from tasks.model import build_model
 from tasks.partitioned import ClusterSpace, Partitions
 from tasks.report import run_id_of, write_run_files, write_text
-from tasks.scale import ScaledFeatures, feature_frame
+from tasks.scale import ScaledFeatures
 from tasks.snapshots import first_data_file, partition_files
 from tasks.table import Table
 
@@ -103,13 +102,9 @@ def scale(
     """Transforms from statistics over all partitions; the seeded sample, scaled, for the
     sweep and the plots (and the sample's customers)."""
     with flow_dask_client():
-        categories = partitioned.categories_of(parts.customers, table)
-        sample = partitioned.draw_sample(parts.customers, settings.sample_size, settings.seed)
-        rows = partitioned.fit_space(
-            parts.customers, sample, table, categories, settings.scaler, settings.seed
+        return partitioned.fit_space(
+            parts.customers, table, settings.scaler, size=settings.sample_size, seed=settings.seed
         )
-    space = ClusterSpace(table, categories, rows.transforms, rows.projection)
-    return space, rows, sample
 
 
 @pipeline_task("final-fit")
@@ -122,17 +117,9 @@ def final_fit(
 ) -> Segmentation:
     """dask-ml K-Means over all partitions from the sample's best centroids."""
     with flow_dask_client():
-        centroids, inertia, n_iter = partitioned.fit_partitions(
-            parts.customers,
-            parts.sizes,
-            space,
-            rows.matrix,
-            choice.k,
-            seed=settings.seed,
-            n_init=settings.n_init,
+        return partitioned.fit_partitions(
+            parts, space, rows.matrix, choice.k, seed=settings.seed, n_init=settings.n_init
         )
-    on_sample = partitioned.segmentation_of_sample(rows, centroids)
-    return Segmentation(on_sample.labels, centroids, on_sample.distances, inertia, n_iter)
 
 
 @pipeline_task("identify-segments")
@@ -148,41 +135,17 @@ def identify(
 ) -> Described:
     """Stable ids and names (matched to the previous run), every customer's segment written
     per partition, profiles, transitions, the change summary and the model."""
-    table = space.table
-    identity = match_segments(
-        segmentation.centroids, rows, previous, max_shift=settings.identity_max_shift
-    )
-    previous, restarted = compared_previous(previous, identity, rows.columns)
-    values = feature_frame(sample, None, table, space.categories)
-    centroids, names = named_centroids(values, rows, segmentation.centroids, identity, table)
     with flow_dask_client():
-        labelled = partitioned.label_customers(
-            parts.customers, space, segmentation.centroids, identity.ids, previous
+        return partitioned.describe_partitions(
+            parts.customers,
+            space,
+            rows,
+            sample,
+            segmentation,
+            previous,
+            staging,
+            max_shift=settings.identity_max_shift,
         )
-        partitioned.write_segments(labelled, names, table, staging)
-        profiles = partitioned.profile_labelled(labelled, names, table)
-        moves = partitioned.transitions_of(labelled)
-        changes = restarted
-        if previous is not None:
-            changes = changes_since(
-                previous.run_id,
-                previous.model,
-                partitioned.previous_sizes(previous),
-                profiles.set_index("segment_id")["size"],
-                moves,
-                identity,
-            )
-        radii = partitioned.max_distances(labelled)  # over every customer, not the sample
-    model = build_model(
-        rows,
-        segmentation,
-        identity,
-        names,
-        list(table.feature_names),
-        table,
-        max_distances=radii,
-    )
-    return Described(identity, names, centroids, None, profiles, moves, changes, model)
 
 
 @pipeline_task("write-report")
@@ -197,7 +160,7 @@ def write_report(
     described: Described,
     space: ClusterSpace,
     settings: SegmentationSettings,
-) -> None:
+) -> dict[str, bytes]:
     """Profiles, quarantine, elbow, transitions, model, plots (drawn from the sample) and
     report.html (medians, spreads and typical customers from the sample)."""
     figures = plots.run_figures(
@@ -224,6 +187,7 @@ def write_report(
         images, population=sample, assigned=assigned,
     )  # fmt: skip
     write_text(html, staging / REPORT)
+    return images
 
 
 @flow(
@@ -257,7 +221,7 @@ def segment_partitioned(settings: SegmentationSettings) -> dict:
                 )
                 quality_gates(described, elbow, choice, run_id, settings)
             with step("report"):
-                write_report(
+                images = write_report(
                     staging,
                     parts,
                     rows,
@@ -282,4 +246,4 @@ def segment_partitioned(settings: SegmentationSettings) -> dict:
                 rows,
                 table,
             )
-            return publish(staging, manifest, described, table, settings)
+            return publish(staging, manifest, described, table, settings, images)

@@ -29,11 +29,9 @@ RUN_NAME_PREFIX = "segment-"  # flow run names: segment-<run-id>, the name of th
 
 
 def configure_run_logging() -> None:
-    """The logging of a flow run, set as it starts (again for each run: nothing is added twice).
-    The task modules log INFO lines with the standard library: with
-    PREFECT_LOGGING_EXTRA_LOGGERS=tasks (set by the CLI and prefect.toml) they reach the run's
-    log in the Prefect UI. Bad input and breached gates are not bugs: Prefect logs their
-    one-line message without a traceback."""
+    """A flow run's logging, set as it starts (nothing is added twice): the task modules' INFO
+    lines (in the run's log with PREFECT_LOGGING_EXTRA_LOGGERS=tasks, as the CLI and
+    prefect.toml set it), and no traceback for bad input or a breached gate: not bugs."""
     logging.getLogger("tasks").setLevel(logging.INFO)
     for name in RUN_LOGGERS:
         logging.getLogger(name).addFilter(_no_traceback_for_bad_input)
@@ -41,8 +39,7 @@ def configure_run_logging() -> None:
 
 def _no_traceback_for_bad_input(record: logging.LogRecord) -> bool:
     if record.exc_info and isinstance(record.exc_info[1], (InputError, GateError)):
-        record.exc_info = None
-        record.exc_text = None
+        record.exc_info = record.exc_text = None
     return True
 
 

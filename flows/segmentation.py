@@ -33,7 +33,6 @@ from schemas.outputs import segments_schema
 from schemas.spec import load_spec
 from tasks import plots
 from tasks.artifacts import (
-    SUMMARY_PLOTS,
     gate_failure_markdown,
     profiles_records,
     summary_markdown,
@@ -41,7 +40,7 @@ from tasks.artifacts import (
     transitions_records,
 )
 from tasks.clean import CleanResult, RowAccounting, clean_customers
-from tasks.describe import Described, describe_segments, same_features
+from tasks.describe import Described, describe_segments, previous_k
 from tasks.elbow import (
     KChoice,
     choose_k_within_gate,
@@ -186,13 +185,11 @@ def pick_k(
     elbow: pd.DataFrame,
     previous: PreviousRun | None,
     settings: SegmentationSettings,
-    columns: tuple[str, ...] | None = None,
+    columns: tuple[str, ...],
 ) -> KChoice:
     """Apply the k rule: fixed k, Kneedle knee within bounds, or best silhouette; keep the
     previous run's k (when it clustered on the same ``columns``) unless another is clearly
     better."""
-    if previous is not None and columns is not None and not same_features(previous, columns):
-        previous = None
     choice = choose_k_within_gate(
         elbow,
         gate_min_segment_share=settings.gate_min_segment_share,
@@ -200,7 +197,7 @@ def pick_k(
         k_min=settings.k_min,
         k_max=settings.k_max,
         min_segment_share=settings.min_segment_share,
-        previous_k=None if previous is None else previous.k,
+        previous_k=previous_k(previous, columns),
         k_margin=settings.k_margin,
     )
     get_run_logger().info("Chose k=%d by rule %r: %s", choice.k, choice.rule, choice.reason)
@@ -209,19 +206,12 @@ def pick_k(
 
 @pipeline_task("final-fit")
 def final_fit(
-    scaled: ScaledFeatures, choice: KChoice, settings: SegmentationSettings
+    scaled: ScaledFeatures, rows: np.ndarray, choice: KChoice, settings: SegmentationSettings
 ) -> Segmentation:
-    """K-Means with k-means++ and n_init restarts, segments numbered canonically; above the
-    sample threshold, n_init restarts on the sweep's sample, then one fit on all rows from
+    """K-Means with k-means++ and n_init restarts, segments numbered canonically; when the
+    sweep ran on a sample (``rows``), the restarts run on it, then one fit on all rows from
     the sample's centroids."""
-    return fit_final(
-        scaled.matrix,
-        choice.k,
-        threshold=settings.sample_threshold,
-        size=settings.sample_size,
-        seed=settings.seed,
-        n_init=settings.n_init,
-    )
+    return fit_final(scaled.matrix, rows, choice.k, seed=settings.seed, n_init=settings.n_init)
 
 
 @pipeline_task("identify-segments")
@@ -282,7 +272,7 @@ def write_report(
     table: Table,
     settings: SegmentationSettings,
     source: Path,
-) -> None:
+) -> dict[str, bytes]:
     """Write the tables (each validated), the model, the plots and report.html into the run
     folder."""
     write_table(described.segments, staging / "segments.parquet", segments_schema(table))
@@ -300,6 +290,7 @@ def write_report(
     images = write_run_files(staging, described, elbow, cleaned.quarantine, figures)
     html = run_report(run_id_of(staging), source, cleaned, elbow, choice, described, table, images)
     write_text(html, staging / REPORT)
+    return images
 
 
 @pipeline_task("publish-run")
@@ -309,11 +300,12 @@ def publish(
     described: Described,
     table: Table,
     settings: SegmentationSettings,
+    images: dict[str, bytes],
 ) -> dict:
-    """Write the manifest last, publish the run folder, point `latest` at it, add UI artifacts."""
+    """Write the manifest last, publish the run folder, point `latest` at it, add UI artifacts
+    (the summary shows ``images``, the run's PNGs by file name)."""
     final = finish_run(staging, manifest)
     manifest = {**manifest, "output_folder": str(final)}
-    images = {name: (final / name).read_bytes() for name in SUMMARY_PLOTS}
     create_markdown_artifact(
         key=run_artifact_key("segmentation-summary", settings),
         markdown=summary_markdown(manifest, described.profiles, images, summary_means(table)),
@@ -413,12 +405,12 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
                 elbow = sweep(rows, settings)
                 choice = pick_k(elbow, previous, settings, scaled.columns)
             with step("fit"):
-                segmentation = final_fit(scaled, choice, settings)
+                segmentation = final_fit(scaled, rows, choice, settings)
             with step("identify"):
                 described = identify(cleaned, scaled, segmentation, previous, table, settings)
                 quality_gates(described, elbow, choice, run_id, settings)
             with step("report"):
-                write_report(
+                images = write_report(
                     staging,
                     cleaned,
                     scaled,
@@ -445,4 +437,4 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
             )
             if orders is not None:
                 manifest["transactions"] = derivation.manifest_record()
-            return publish(staging, manifest, described, table, settings)
+            return publish(staging, manifest, described, table, settings, images)

@@ -81,13 +81,12 @@ def sweep_rows(matrix: np.ndarray, threshold: int, size: int, seed: int) -> np.n
 
 
 def fit_final(
-    matrix: np.ndarray, k: int, *, threshold: int, size: int, seed: int, n_init: int
+    matrix: np.ndarray, sample: np.ndarray, k: int, *, seed: int, n_init: int
 ) -> Segmentation:
-    """The run's K-Means on all rows (``fit_segments``). Above ``threshold`` rows, the
-    ``n_init`` restarts run on the sweep's sample (``sweep_rows``) and one fit on all rows
-    starts from the sample's centroids."""
-    rows = sweep_rows(matrix, threshold, size, seed)
+    """The run's K-Means on all rows (``fit_segments``). When ``sample`` (the sweep's rows,
+    ``sweep_rows``) is fewer rows, the ``n_init`` restarts run on it and one fit on all rows
+    starts from its centroids."""
     init = None
-    if len(rows) < len(matrix):
-        init = fit_segments(rows, k, seed=seed, n_init=n_init).centroids
+    if len(sample) < len(matrix):
+        init = fit_segments(sample, k, seed=seed, n_init=n_init).centroids
     return fit_segments(matrix, k, seed=seed, n_init=n_init, init=init)

@@ -30,10 +30,8 @@ class Gates:
 def gate_breaches(
     gates: Gates, *, profiles: pd.DataFrame, elbow: pd.DataFrame, k: int, changes: dict | None
 ) -> list[str]:
-    """Every breached gate of a run as a readable sentence with the figures (empty when all
-    pass): the smallest segment's share (``profiles``), the silhouette of the chosen ``k`` in
-    the elbow table (none when k was not swept or has none, as k=1), and the share of returning
-    customers that changed segment (``changes``; none in a first run)."""
+    """Every breached gate as a readable sentence with the figures (empty when all pass). No
+    silhouette gate for a k the elbow table has no silhouette for, no moved gate in a first run."""
     smallest_share = float(profiles["share"].min())
     silhouette = elbow.set_index("k")["silhouette"].get(k)
     moved_share = (changes or {}).get("moved_share")

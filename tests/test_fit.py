@@ -88,17 +88,15 @@ def test_sweep_rows_are_all_rows_up_to_the_threshold_then_a_seeded_sample_in_ord
     assert not np.array_equal(sample, sweep_rows(matrix, 999, 100, seed=2))
 
 
-def test_fit_final_up_to_the_threshold_is_one_fit_on_all_rows(blobs):
+def test_fit_final_on_all_rows_as_the_sample_is_one_fit(blobs):
     X, _ = blobs
-    final = fit_final(X, 4, threshold=len(X), size=50, seed=7, n_init=3)
+    final = fit_final(X, X, 4, seed=7, n_init=3)
     plain = fit_segments(X, 4, seed=7, n_init=3)
     np.testing.assert_array_equal(final.labels, plain.labels)
     np.testing.assert_array_equal(final.centroids, plain.centroids)
 
 
-def test_fit_final_above_the_threshold_restarts_on_the_sample_then_fits_all_rows_once(
-    blobs, monkeypatch
-):
+def test_fit_final_on_a_sample_restarts_on_it_then_fits_all_rows_once(blobs, monkeypatch):
     X, truth = blobs
     calls = []
 
@@ -107,7 +105,8 @@ def test_fit_final_above_the_threshold_restarts_on_the_sample_then_fits_all_rows
         return fit_segments(matrix, k, **options)
 
     monkeypatch.setattr(tasks.fit, "fit_segments", spy)
-    final = fit_final(X, 4, threshold=100, size=60, seed=7, n_init=3)
+    sample = sweep_rows(X, 100, 60, seed=7)
+    final = fit_final(X, sample, 4, seed=7, n_init=3)
     assert calls == [(60, False), (len(X), True)]  # sample with restarts, then all rows from it
     assert len(final.labels) == len(X)
     assert adjusted_rand_score(truth, final.labels) == pytest.approx(1.0)

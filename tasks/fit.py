@@ -83,9 +83,8 @@ def sweep_rows(matrix: np.ndarray, threshold: int, size: int, seed: int) -> np.n
 def fit_final(
     matrix: np.ndarray, sample: np.ndarray, k: int, *, seed: int, n_init: int
 ) -> Segmentation:
-    """The run's K-Means on all rows (``fit_segments``). When ``sample`` (the sweep's rows,
-    ``sweep_rows``) is fewer rows, the ``n_init`` restarts run on it and one fit on all rows
-    starts from its centroids."""
+    """The run's K-Means on all rows; when the sweep's ``sample`` (``sweep_rows``) is fewer
+    rows, the ``n_init`` restarts run on it and one fit on all rows starts from its centroids."""
     init = None
     if len(sample) < len(matrix):
         init = fit_segments(sample, k, seed=seed, n_init=n_init).centroids

@@ -91,21 +91,3 @@ def prefect_api_for_workers(settings: SegmentationSettings) -> Iterator[None]:
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = before
-
-
-@contextmanager
-def flow_dask_client() -> Iterator[None]:
-    """Inside a task of a flow run by the DaskTaskRunner: its cluster (started on first use)
-    as the current Dask client, so Dask collections are computed on the cluster's workers.
-
-    Library internals: the task runner's ``client`` attribute. prefect-dask's public
-    ``get_dask_client`` serves a task running *on* a worker; the tasks calling this run in the
-    flow's process and hand the whole collection to the cluster. tests/test_dask.py's
-    partitioned runs pin it to the installed prefect-dask."""
-    from prefect.context import FlowRunContext
-
-    context = FlowRunContext.get()
-    if context is None or not hasattr(context.task_runner, "client"):
-        raise RuntimeError("flow_dask_client() needs a flow run with the DaskTaskRunner")
-    with context.task_runner.client.as_current():
-        yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -36,16 +37,20 @@ class Gates(BaseModel):
 
 
 def gate_breaches(
-    gates: Gates, *, smallest_share: float, silhouette: float | None, moved_share: float | None
+    gates: Gates, *, profiles: pd.DataFrame, elbow: pd.DataFrame, k: int, changes: dict | None
 ) -> list[str]:
-    """Every breached gate as a readable sentence with the figures (empty when all pass)."""
+    """Every breached gate as a readable sentence with the figures (empty when all pass). No
+    silhouette gate for a k the elbow table has no silhouette for, no moved gate in a first run."""
+    smallest_share = float(profiles["share"].min())
+    silhouette = elbow.set_index("k")["silhouette"].get(k)
+    moved_share = (changes or {}).get("moved_share")
     breaches = []
     if gates.min_segment_share is not None and smallest_share < gates.min_segment_share:
         breaches.append(
             f"min_segment_share: the smallest segment holds {smallest_share:.2%} of customers, "
             f"below {gates.min_segment_share:.2%}"
         )
-    if gates.silhouette_floor is not None and silhouette is not None:
+    if gates.silhouette_floor is not None and pd.notna(silhouette):
         if silhouette < gates.silhouette_floor:
             breaches.append(
                 f"silhouette_floor: silhouette {silhouette:.3f} is below {gates.silhouette_floor}"

@@ -124,6 +124,15 @@ class ScaledFeatures:
         """Rows in the space K-Means works in -> the scaled feature columns."""
         return rows if self.projection is None else self.projection.restore(rows)
 
+    def values(self, customers: pd.DataFrame, table: Table) -> pd.DataFrame:
+        """``customers``' feature columns in original units, with the one-hot columns of the
+        categorical features as this scaling made them (``feature_frame``)."""
+        categories: dict[str, list[str]] = {}
+        for t in self.transforms:
+            if t.source is not None and t.category is not None:
+                categories.setdefault(t.source, []).append(t.category)
+        return feature_frame(customers, None, table, categories)
+
 
 def feature_frame(
     customers: pd.DataFrame,

@@ -28,10 +28,9 @@ from flows.deployment import (
     FULL_NAME,
     backfill,
     main,
-    merge_over_deployment,
     serve_nightly,
-    settings_for_run,
 )
+from flows.run_settings import merge_over_deployment, settings_for_run
 from flows.settings import SegmentationSettings
 from live_server import BIN, ROOT, RUN_TIMEOUT, Server, start, stop, wait_for
 

@@ -59,7 +59,7 @@ def segment_in_process(source: Path, output: Path, run_id: str, **options) -> Pa
         scaled = segmentation.scale.fn(cleaned.customers, table, settings)
         elbow = sweep_k(scaled.matrix, settings.k_values, seed=settings.seed, n_init=2, n_jobs=1)
         choice = segmentation.pick_k.fn(elbow, previous, settings, scaled.columns)
-        fit = segmentation.final_fit.fn(scaled, choice, settings)
+        fit = segmentation.final_fit.fn(scaled, scaled.matrix, choice, settings)
         described = segmentation.identify.fn(cleaned, scaled, fit, previous, table, settings)
         segmentation.write_report.fn(
             staging, cleaned, scaled, elbow, choice, fit, described, table, settings, source

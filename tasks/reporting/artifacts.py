@@ -151,6 +151,23 @@ def gate_failure_markdown(run_id: str, breaches: list[str]) -> str:
     return "\n".join(lines + [f"- {breach}" for breach in breaches]) + "\n"
 
 
+def assignment_markdown(summary: dict, names: Mapping[int, str]) -> str:
+    """What the UI shows for an assign-segments run: customers per segment, the row
+    accounting (read = assigned + quarantined + duplicates), outliers and the files written."""
+    rows = "\n".join(
+        f"| {i} | {names[i]} | {summary['segments'].get(i, 0):,} |" for i in sorted(names)
+    )
+    return (
+        f"# New customers assigned\n\nModel: `{summary['model']}`\n\n"
+        "| id | segment | customers |\n| ---: | --- | ---: |\n"
+        f"{rows}\n\n"
+        f"Rows: {summary['rows_read']:,} read = {summary['rows_kept']:,} assigned + "
+        f"{summary['rows_quarantined']:,} quarantined + {summary['duplicates_dropped']:,} "
+        f"duplicates; outliers: {summary['outliers']:,}\n\n"
+        f"Output: `{summary['output']}`; quarantine: `{summary['quarantine']}`\n"
+    )
+
+
 def _changes_lines(changes: dict | None) -> list[str]:
     """What changed since the previous run, or a note that this is the first run."""
     if changes is None:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from flows.environment import (
     HelpFormatter,
+    Parser,
     configure_prefect,
     internal_error_line,
     one_line,
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="segment",
         description="Customer segmentation with K-Means, run as a Prefect flow.",
     )

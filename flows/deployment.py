@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from flows.environment import HelpFormatter, configure_prefect, one_line
+from flows.environment import HelpFormatter, Parser, configure_prefect, one_line
 from flows.options import add_options, given_settings, usage_error
 from flows.settings import SegmentationSettings
 from tasks.store.snapshots import AS_OF_NEEDS_A_FOLDER
@@ -204,7 +204,7 @@ def _timezone_arg(text: str) -> str:
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog,
         description=f"Serve the {DEPLOYMENT_NAME!r} deployment: register it with the Prefect "
         "server at PREFECT_API_URL and run segment_customers on its cron schedule (and on "
@@ -228,7 +228,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="most runs executing at the same time; default: no limit",
     )
     # every setting of a run, generated from the model (a nightly run names its own folder)
-    add_options(parser, SegmentationSettings, skip=("run_id",))
+    # the nightly run names its own folder and runs the in-memory flow (no Dask runner)
+    add_options(parser, SegmentationSettings, skip=("run_id", "runner", "dask"))
     return parser
 
 

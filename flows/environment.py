@@ -25,6 +25,14 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class Parser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line on standard error (exit 2), like
+    every other error of ``segment``, pointing at ``--help`` instead of printing the usage."""
+
+    def error(self, message: str):  # type: ignore[override]  # never returns
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def configure_prefect() -> None:
     """Defaults for our processes, set before Prefect is imported (the user's environment
     variables win)."""

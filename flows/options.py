@@ -16,6 +16,7 @@ and it keeps the existing option spellings and exit codes (2 on a usage error) u
 from __future__ import annotations
 
 import argparse
+import re
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -213,10 +214,19 @@ def flag_of(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
 
 def usage_error(error: ValidationError, model: type[BaseModel]) -> str:
     """A settings validation error as one line naming the options (``--k-min: ...``)."""
+    specs = option_specs(model)
     parts = []
     for item in error.errors():
-        where = flag_of(model, item["loc"]) or ".".join(map(str, item["loc"])) or "settings"
-        parts.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
+        loc = tuple(str(p) for p in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        flag = flag_of(model, loc)
+        if flag is None:  # a check across fields (k_min > k_max): name their options instead
+            for spec in specs:
+                if spec.path[:-1] == loc:
+                    message = re.sub(rf"\b{spec.path[-1]}\b=?", spec.flag + " ", message)
+            message = re.sub(r" +", " ", message).replace(" :", ":")
+        where = flag or ("" if "--" in message else ".".join(loc) or "settings")
+        parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
 
 

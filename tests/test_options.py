@@ -106,7 +106,9 @@ def test_options_fill_nested_settings():
         (["--gate-silhouette-floor", "2"], "--gate-silhouette-floor: Input should be less than"),
         (["--k", "0"], "--k: Input should be greater than or equal to 1"),
         (["--sweep", "5-3"], "--sweep: 5-3: needs 1 <= LOW <= HIGH"),
-        (["--k-min", "5", "--k-max", "3"], "settings: k_min=5 > k_max=3"),
+        (["--k-min", "5", "--k-max", "3"], "--k-min 5 > --k-max 3"),
+        (["--features", "a", "a"], "--features listed twice: ['a', 'a']"),
+        (["--sweep-sample-size", "300000"], "--sweep-sample-size 300000 > --sweep-sample-thr"),
     ],
 )
 def test_invalid_values_name_the_option(argv, expected):
@@ -129,7 +131,8 @@ def test_serve_takes_the_same_settings_as_run():
     assert (settings.k, settings.gates.max_moved_share, settings.sweep.k_range) == (4, None, (2, 6))
     run_flags = {s.flag for s in option_specs(SegmentationSettings)}
     serve_flags = {f for a in serve_parser("segment serve")._actions for f in a.option_strings}
-    assert run_flags - serve_flags == {"--run-id"}  # a nightly run names its own folder
+    # a nightly run names its own folder and runs in the worker's process
+    assert run_flags - serve_flags == {"--run-id", "--runner", "--dask-address", "--dask-workers"}
 
 
 def test_readme_option_table_is_the_generated_one():

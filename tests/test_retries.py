@@ -115,7 +115,7 @@ def _settings(source, output, **extra) -> SegmentationSettings:
         **{
             "input": source,
             "output_dir": output,
-            "n_jobs": 1,
+            "sweep": {"n_jobs": 1},
             "read_retries": 3,
             "read_retry_delay": 0.2,
             **extra,

@@ -68,9 +68,9 @@ from tasks.table import Table, columns_line, describe_table
 
 
 @pipeline_task("load-previous-run")
-def load_previous(settings: SegmentationSettings) -> PreviousRun | None:
+def load_previous(output_dir: Path) -> PreviousRun | None:
     """The previous complete run (segment ids and names to keep), if there is one."""
-    return load_previous_run(settings.output_dir)
+    return load_previous_run(output_dir)
 
 
 @pipeline_task("resolve-input")
@@ -107,35 +107,33 @@ def retry_on_transient(task: object, task_run: object, state: State) -> bool:
 
 
 @pipeline_task("ingest", retry_condition_fn=retry_on_transient)
-def ingest(
-    source: Path, table: Table | None, settings: SegmentationSettings, staging: Path
-) -> pd.DataFrame:
+def ingest(source: Path, table: Table | None, sep: str | None, staging: Path) -> pd.DataFrame:
     """Read the customer file (``table`` None: order lines, numbers kept as numbers) and keep
     a raw Parquet copy (the file's own headers) in the run folder. Retried on transient I/O
     errors (settings.read_retries, read_retry_delay seconds apart), never on bad data."""
-    raw = read_file(source, settings.sep, expected=None if table is None else expected_types(table))
+    raw = read_file(source, sep, expected=None if table is None else expected_types(table))
     write_table(raw, staging / "raw.parquet")
     return raw
 
 
 @pipeline_task("validate-and-clean")
 def clean(
-    raw: pd.DataFrame, table: Table, source: Path, settings: SegmentationSettings
+    raw: pd.DataFrame, table: Table, source: Path, max_quarantine_share: float
 ) -> CleanResult:
     """Drop duplicates, quarantine invalid rows with reasons, return typed customers."""
     return clean_customers(
         canonical_frame(raw, table),
         source=str(source),
-        max_quarantine_share=settings.max_quarantine_share,
+        max_quarantine_share=max_quarantine_share,
         table=table,
     )
 
 
 @pipeline_task("scale-features")
-def scale(customers: pd.DataFrame, table: Table, settings: SegmentationSettings) -> ScaledFeatures:
+def scale(customers: pd.DataFrame, table: Table, scaler: str, seed: int) -> ScaledFeatures:
     """Select, transform and scale the clustering features (then PCA, if asked)."""
     check_features_vary(customers, table)
-    return scale_features(customers, None, settings.scaler, table, seed=settings.seed)
+    return scale_features(customers, None, scaler, table, seed=seed)
 
 
 @pipeline_task("elbow-sweep")
@@ -162,21 +160,23 @@ def elbow_sweep(rows: np.ndarray, settings: SegmentationSettings) -> pd.DataFram
 
 
 @pipeline_task("fit-k")
-def fit_k(rows: np.ndarray, k: int, settings: SegmentationSettings) -> dict[str, float]:
+def fit_k(
+    rows: np.ndarray, k: int, seed: int, n_init: int, silhouette_sample: int
+) -> dict[str, float]:
     """One k of the elbow sweep (with runner=dask, one task per k on the Dask workers)."""
-    return metrics_for_k(
-        rows,
-        k,
-        seed=settings.seed,
-        n_init=settings.n_init,
-        silhouette_sample=settings.sweep.silhouette_sample,
-    )
+    return metrics_for_k(rows, k, seed=seed, n_init=n_init, silhouette_sample=silhouette_sample)
 
 
 def sweep_on_workers(rows: np.ndarray, settings: SegmentationSettings) -> pd.DataFrame:
     """The elbow sweep fanned out: one fit-k task per k, run by the flow's task runner."""
     ks = sweepable_k_values(rows, settings.k_values)
-    futures = fit_k.map(unmapped(rows), ks, unmapped(settings))
+    futures = fit_k.map(
+        unmapped(rows),
+        ks,
+        unmapped(settings.seed),
+        unmapped(settings.n_init),
+        unmapped(settings.sweep.silhouette_sample),
+    )
     return elbow_table([future.result() for future in futures])
 
 
@@ -206,12 +206,12 @@ def pick_k(
 
 @pipeline_task("final-fit")
 def final_fit(
-    scaled: ScaledFeatures, rows: np.ndarray, choice: KChoice, settings: SegmentationSettings
+    scaled: ScaledFeatures, rows: np.ndarray, choice: KChoice, seed: int, n_init: int
 ) -> Segmentation:
     """K-Means with k-means++ and n_init restarts, segments numbered canonically; when the
     sweep ran on a sample (``rows``), the restarts run on it, then one fit on all rows from
     the sample's centroids."""
-    return fit_final(scaled.matrix, rows, choice.k, seed=settings.seed, n_init=settings.n_init)
+    return fit_final(scaled.matrix, rows, choice.k, seed=seed, n_init=n_init)
 
 
 @pipeline_task("identify-segments")
@@ -221,7 +221,7 @@ def identify(
     segmentation: Segmentation,
     previous: PreviousRun | None,
     table: Table,
-    settings: SegmentationSettings,
+    max_shift: float,
 ) -> Described:
     """Stable ids and names (matched to the previous run), profiles, transitions, model."""
     return describe_segments(
@@ -229,7 +229,7 @@ def identify(
         scaled,
         segmentation,
         previous,
-        max_shift=settings.identity.max_shift,
+        max_shift=max_shift,
         table=table,
         fill_values=cleaned.fill_values,
     )
@@ -378,25 +378,25 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
         table = None if orders else resolve_columns(source, settings)
         started, step = utc_now(), StepTimer()
         with staged_run(settings.output_dir, run_id, source) as staging:
-            previous = load_previous(settings)
+            previous = load_previous(settings.output_dir)
             with step("ingest"):
                 raw = ingest.with_options(
                     retries=settings.read_retries,
                     # one number, not a backoff list: the Prefect UI shows a list as NaN
                     retry_delay_seconds=settings.read_retry_delay,
-                )(source, table, settings, staging)
+                )(source, table, settings.sep, staging)
             if orders is not None:  # order lines: segment the derived per-customer table
                 with step("derive"):
                     derivation, raw, table = derive(raw, orders, source, settings, staging)
             with step("clean"):
-                cleaned = clean(raw, table, source, settings)
+                cleaned = clean(raw, table, source, settings.max_quarantine_share)
                 del raw  # the input as read is not needed again: free it before the fit
                 release_unused_memory()
                 too_many = settings.k_beyond(len(cleaned.customers), "there are clean customers")
                 if too_many is not None:  # refused before the sweep, not after it
                     raise InputError(too_many)
             with step("scale"):
-                scaled = scale(cleaned.customers, table, settings)
+                scaled = scale(cleaned.customers, table, settings.scaler, settings.seed)
             with step("elbow"):
                 rows = sweep_rows(
                     scaled.matrix,
@@ -408,9 +408,11 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
                 elbow = sweep(rows, settings)
                 choice = pick_k(elbow, previous, settings, scaled.columns)
             with step("fit"):
-                segmentation = final_fit(scaled, rows, choice, settings)
+                segmentation = final_fit(scaled, rows, choice, settings.seed, settings.n_init)
             with step("identify"):
-                described = identify(cleaned, scaled, segmentation, previous, table, settings)
+                described = identify(
+                    cleaned, scaled, segmentation, previous, table, settings.identity.max_shift
+                )
                 quality_gates(described, elbow, choice, run_id, settings)
             with step("report"):
                 images = write_report(

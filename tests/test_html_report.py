@@ -54,13 +54,16 @@ def segment_in_process(source: Path, output: Path, run_id: str, **options) -> Pa
         table = segmentation.resolve_columns.fn(source, settings)
         staging = start_run(output, run_id)
         previous = load_previous_run(output)
-        raw = segmentation.ingest.fn(source, table, settings, staging)
-        cleaned = segmentation.clean.fn(raw, table, source, settings)
-        scaled = segmentation.scale.fn(cleaned.customers, table, settings)
+        raw = segmentation.ingest.fn(source, table, settings.sep, staging)
+        cleaned = segmentation.clean.fn(raw, table, source, settings.max_quarantine_share)
+        scaled = segmentation.scale.fn(cleaned.customers, table, settings.scaler, settings.seed)
         elbow = sweep_k(scaled.matrix, settings.k_values, seed=settings.seed, n_init=2, n_jobs=1)
         choice = segmentation.pick_k.fn(elbow, previous, settings, scaled.columns)
-        fit = segmentation.final_fit.fn(scaled, scaled.matrix, choice, settings)
-        described = segmentation.identify.fn(cleaned, scaled, fit, previous, table, settings)
+        fit = segmentation.final_fit.fn(
+            scaled, scaled.matrix, choice, settings.seed, settings.n_init
+        )
+        shift = settings.identity.max_shift
+        described = segmentation.identify.fn(cleaned, scaled, fit, previous, table, shift)
         segmentation.write_report.fn(
             staging, cleaned, scaled, elbow, choice, fit, described, table, settings, source
         )

@@ -18,7 +18,7 @@ from prefect.runtime import flow_run
 from prefect.states import State
 
 from flows.deployment import settings_for_run
-from flows.order_lines import derive, resolve_order_columns
+from flows.order_lines import derive, read_order_lines, resolve_order_columns
 from flows.run_folder import (
     fails_without_persisting,
     flow_run_name,
@@ -50,6 +50,7 @@ from tasks.elbow import (
     sweep_k,
     sweepable_k_values,
 )
+from tasks.encoded_lines import EncodedLines
 from tasks.errors import InputError
 from tasks.fit import Segmentation, fit_segments, sample_rows
 from tasks.gates import GateError, gate_breaches
@@ -128,11 +129,14 @@ def retry_on_transient(task: object, task_run: object, state: State) -> bool:
 @pipeline_task("ingest", retry_condition_fn=retry_on_transient)
 def ingest(
     source: Path, table: Table | None, settings: SegmentationSettings, staging: Path
-) -> pd.DataFrame:
-    """Read the customer file (``table`` None: order lines, numbers kept as numbers) and keep
-    a raw Parquet copy (the file's own headers) in the run folder. Retried on transient I/O
-    errors (settings.read_retries, read_retry_delay seconds apart), never on bad data."""
-    raw = read_file(source, settings.sep, expected=None if table is None else expected_types(table))
+) -> pd.DataFrame | EncodedLines:
+    """Read the customer file and keep a raw Parquet copy (the file's own headers) in the run
+    folder; ``table`` None: order lines, read as codes (flows/order_lines.py). Retried on
+    transient I/O errors (settings.read_retries, read_retry_delay seconds apart), never on bad
+    data."""
+    if table is None:
+        return read_order_lines(source, settings.sep, staging)
+    raw = read_file(source, settings.sep, expected=expected_types(table))
     write_table(raw, staging / "raw.parquet")
     return raw
 

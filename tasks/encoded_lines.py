@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -58,16 +59,23 @@ class EncodedColumn:
     def present(self) -> np.ndarray:
         return self.codes >= 0
 
+    @cached_property
+    def text_array(self) -> pa.Array:
+        """The distinct values as the file shows them (``17850.0`` -> ``"17850"``), in Arrow."""
+        values = self.values.reset_index(drop=True)
+        if not pd.api.types.is_string_dtype(values):
+            values = numbers_as_text(values)
+        return pa.array(values, type=pa.large_string(), from_pandas=True)
+
     def text(self) -> np.ndarray:
-        """The distinct values as the file shows them (``17850.0`` -> ``"17850"``), object."""
-        return numbers_as_text(self.values.reset_index(drop=True)).to_numpy(dtype=object)
+        """The distinct values as the file shows them, as Python strings."""
+        return self.text_array.to_numpy(zero_copy_only=False)
 
     def shown(self, rows: np.ndarray) -> pd.Series:
         """The values of ``rows`` (positions) as text, missing as NA."""
         codes = self.codes[rows]
-        text = self.text()
-        taken = np.where(codes >= 0, text[np.maximum(codes, 0)] if len(text) else None, None)
-        return pd.Series(taken, dtype="str")
+        taken = self.text_array.take(pa.array(codes, mask=codes < 0))
+        return pd.Series(pd.array(taken, dtype="str"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,15 +142,26 @@ def _parquet_layout(path: Path) -> tuple[list[str], list[str], int]:
     return headers, names, rows
 
 
+# Read per row group as dictionaries when the first row group has at most this many distinct
+# values per line; above, one dictionary over all lines is cheaper than unifying the groups'.
+DICTIONARY_SHARE = 0.1
+
+
 def _read_column(path: Path, name: str) -> pa.ChunkedArray:
-    """One column as stored (text as a dictionary per row group: the file's own dictionary
-    pages when it has them)."""
+    """One column as stored. Text of few distinct values comes as a dictionary per row group
+    (the file's own dictionary pages: no string is hashed per line); text of many (invoice
+    ids, timestamps), where each row group's dictionary is nearly as long as the row group,
+    as one dictionary built in one pass over the lines."""
     with _parquet_errors(path):
         parquet = pq.ParquetFile(path)  # one per thread: a reader is not shared
-        text = _is_text(parquet.schema_arrow.field(name).type)
-        if text:
-            parquet = pq.ParquetFile(path, read_dictionary=[name])
-        return parquet.read(columns=[name], use_pandas_metadata=False).column(0)
+        if not _is_text(parquet.schema_arrow.field(name).type):
+            return parquet.read(columns=[name], use_pandas_metadata=False).column(0)
+        by_group = pq.ParquetFile(path, read_dictionary=[name])
+        probe = by_group.read_row_group(0, columns=[name], use_pandas_metadata=False).column(0)
+        if sum(len(chunk.dictionary) for chunk in probe.chunks) <= DICTIONARY_SHARE * len(probe):
+            return by_group.read(columns=[name], use_pandas_metadata=False).column(0)
+        column = parquet.read(columns=[name], use_pandas_metadata=False).column(0)
+        return pa.chunked_array([pc.dictionary_encode(column.combine_chunks())])
 
 
 @contextmanager
@@ -168,7 +187,7 @@ def encode_arrow(column: pa.ChunkedArray) -> EncodedColumn:
     chunks = [chunk for chunk in column.chunks if len(chunk)]
     dictionaries = pa.concat_arrays([chunk.dictionary for chunk in chunks])
     if _is_text(dictionaries.type) and not _any_padded(dictionaries):
-        remap, values = _factorize_text(dictionaries)  # nothing to strip: all in Arrow
+        remap, values = _factorize_text(dictionaries, len(chunks) == 1)  # all in Arrow
     else:
         if not categorical and _is_number(dictionaries.type):
             cleaned = pd.Series(
@@ -199,11 +218,13 @@ def _any_padded(text: pa.Array) -> bool:
     return bool(pc.any(pc.match_substring_regex(text, f"^{_SPACE}|{_SPACE}$")).as_py())
 
 
-def _factorize_text(text: pa.Array) -> tuple[np.ndarray, pd.Series]:
+def _factorize_text(text: pa.Array, distinct: bool) -> tuple[np.ndarray, pd.Series]:
     """``pd.factorize(_clean_text(text))`` for text with nothing to strip, in Arrow: the NA
     tokens missing, then (codes, -1 missing, into the distinct values in order of first
-    appearance)."""
+    appearance). ``distinct``: no value repeats (one dictionary), so only NA tokens move."""
     na = pc.is_in(text, value_set=pa.array(NA_TOKENS, text.type))
+    if distinct and not pc.any(na).as_py():
+        return np.arange(len(text), dtype="int64"), text.to_pandas().astype("str")
     encoded = pc.dictionary_encode(pc.if_else(na, pa.scalar(None, text.type), text))
     codes = pc.fill_null(pc.cast(encoded.indices, pa.int64()), -1).to_numpy()
     return codes, encoded.dictionary.to_pandas().astype("str")

@@ -204,7 +204,7 @@ def _parse_distinct(column: EncodedColumn, date_format: str | None) -> tuple[np.
         parsed = column.values.astype("datetime64[ns]").to_numpy()
         reading = "timestamps"
     else:
-        distinct = pd.Series(column.text(), dtype="str")
+        distinct = pd.Series(pd.array(column.text_array, dtype="str"))
         if date_format is not None:
             parsed = pd.to_datetime(distinct, format=date_format, errors="coerce")
             reading = f"--date-format {date_format}"
@@ -357,8 +357,9 @@ def derive_customers(
     ids, invoices = lines[columns.customer_id], lines[columns.invoice]
     id_text = ids.text()
     no_id = ~ids.present
-    starts_c = pd.Series(invoices.text(), dtype="str").str.startswith(("C", "c"))
-    cancellation = np.append(starts_c.to_numpy(dtype=bool), False)[invoices.codes]
+    text = invoices.text_array
+    starts_c = pc.or_(pc.starts_with(text, "C"), pc.starts_with(text, "c"))
+    cancellation = np.append(starts_c.to_numpy(zero_copy_only=False), False)[invoices.codes]
     try:
         when, date_reading = _parse_distinct(lines[columns.date], date_format)
     except InputError as error:
@@ -608,7 +609,7 @@ def _quarantine(
         reason[hit] = text.to_numpy()
     frame = {SOURCE_ROW: lines.source_row[rows]}
     for name, header in columns.used.items():
-        frame[name] = pd.array(lines[header].shown(rows).to_numpy(), dtype="str")
+        frame[name] = lines[header].shown(rows).array
     frame[REASON] = reason.to_numpy()
     return pd.DataFrame(frame).astype({REASON: "str"})
 

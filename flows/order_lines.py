@@ -12,6 +12,8 @@ from prefect import get_run_logger
 from flows.run_folder import pipeline_task
 from flows.settings import SegmentationSettings
 from tasks.errors import InputError
+from tasks.ingest import PARQUET_SUFFIXES, read_file
+from tasks.orders.encoded_lines import EncodedLines, encode_frame, read_encoded_lines
 from tasks.orders.order_table import order_columns_for, order_spec, segmentable_customers
 from tasks.orders.transactions import Derivation, OrderColumns, columns_line, derive_customers
 from tasks.store.run_files import write_table
@@ -26,9 +28,21 @@ def resolve_order_columns(source: Path, settings: SegmentationSettings) -> Order
     return orders
 
 
+def read_order_lines(source: Path, sep: str | None, staging: Path) -> EncodedLines:
+    """Order lines as codes into each column's distinct values. A Parquet file is read
+    straight into codes in its own types and not copied into the run folder (the manifest
+    records its path, size and sha256); a text file is read as text and kept as raw.parquet,
+    as a customer file is."""
+    if source.suffix.lower() in PARQUET_SUFFIXES:
+        return read_encoded_lines(source)
+    raw = read_file(source, sep)
+    write_table(raw, staging / "raw.parquet")
+    return encode_frame(raw)
+
+
 @pipeline_task("derive-customers")
 def derive(
-    lines: pd.DataFrame,
+    lines: EncodedLines,
     orders: OrderColumns,
     source: Path,
     settings: SegmentationSettings,

@@ -16,7 +16,7 @@ from prefect.artifacts import (
 from prefect.runtime import flow_run
 from prefect.states import State
 
-from flows.order_lines import derive, resolve_order_columns
+from flows.order_lines import derive, read_order_lines, resolve_order_columns
 from flows.run_folder import (
     configure_run_logging,
     fails_without_persisting,
@@ -46,6 +46,7 @@ from tasks.fit import Segmentation, fit_final, sweep_rows
 from tasks.gates import GateError, gate_breaches
 from tasks.identity import PreviousRun
 from tasks.ingest import canonical_frame, expected_types, read_file, table_for_file
+from tasks.orders.encoded_lines import EncodedLines
 from tasks.reporting import plots
 from tasks.reporting.artifacts import (
     gate_failure_markdown,
@@ -107,11 +108,16 @@ def retry_on_transient(task: object, task_run: object, state: State) -> bool:
 
 
 @pipeline_task("ingest", retry_condition_fn=retry_on_transient)
-def ingest(source: Path, table: Table | None, sep: str | None, staging: Path) -> pd.DataFrame:
-    """Read the customer file (``table`` None: order lines, numbers kept as numbers) and keep
-    a raw Parquet copy (the file's own headers) in the run folder. Retried on transient I/O
-    errors (settings.read_retries, read_retry_delay seconds apart), never on bad data."""
-    raw = read_file(source, sep, expected=None if table is None else expected_types(table))
+def ingest(
+    source: Path, table: Table | None, sep: str | None, staging: Path
+) -> pd.DataFrame | EncodedLines:
+    """Read the customer file and keep a raw Parquet copy (the file's own headers) in the run
+    folder; ``table`` None: order lines, read as codes (flows/order_lines.py). Retried on
+    transient I/O errors (settings.read_retries, read_retry_delay seconds apart), never on bad
+    data."""
+    if table is None:
+        return read_order_lines(source, sep, staging)
+    raw = read_file(source, sep, expected=expected_types(table))
     write_table(raw, staging / "raw.parquet")
     return raw
 

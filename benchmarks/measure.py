@@ -190,7 +190,7 @@ def machine_info() -> dict:
     import sklearn.cluster  # noqa: F401  (loads its OpenMP runtime for threadpool_info)
     import threadpoolctl
 
-    from tasks.manifest import package_versions
+    from tasks.store.manifest import package_versions
 
     pools = [
         {k: info.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}

@@ -1,15 +1,16 @@
 """Order-lines benchmark: the RFM derivation of `segment run --transactions` against the plain
 pandas groupby recipe on the same generated order lines (Parquet), and the whole command.
 
-The lines come from ``tasks.sample_orders.order_lines`` (four planted behaviour groups, ~66
+The lines come from ``tasks.samples.sample_orders.order_lines`` (four planted behaviour groups, ~66
 lines per customer, with no-id lines, cancellations, zero prices, duplicates and a few
 unparseable quantities). Each measurement runs in a fresh process (wall time and peak RSS):
 
 - ``plain``: the usual recipe: ``pd.read_parquet``, drop duplicates, drop lines with no
   customer id, parse quantity and date, keep non-cancelled positive lines, one ``groupby().agg``
   (last date, distinct invoices, sum of quantity x price), recency from the snapshot date;
-- ``derive``: ``tasks.ingest.read_file`` then ``tasks.transactions.derive_customers`` (the
-  same reading and derivation as the flow, with every line accounted for and reasons);
+- ``derive``: ``tasks.orders.encoded_lines.read_encoded_lines`` then
+  ``tasks.orders.transactions.derive_customers`` (the same reading and derivation as the flow, with
+  every line accounted for and reasons);
 - ``segment``: ``segment run --quiet --input LINES.parquet --transactions`` end to end.
 
     .venv/bin/python benchmarks/transactions.py                 # 10M lines
@@ -40,7 +41,7 @@ LINES_PER_CUSTOMER = 66  # about what order_lines draws per customer, dirt inclu
 
 def write_lines(lines: int, folder: Path) -> Path:
     """The generated order lines as Parquet (reused when present)."""
-    from tasks.sample_orders import order_lines, write_order_lines
+    from tasks.samples.sample_orders import order_lines, write_order_lines
 
     path = folder / f"orders-{lines}-seed{SEED}.parquet"
     if not path.is_file():
@@ -74,11 +75,11 @@ def plain_recipe(path: Path) -> int:
 
 def derive(path: Path) -> int:
     """The flow's reading and derivation; returns the number of customers."""
-    from tasks.ingest import read_file
-    from tasks.transactions import derive_customers, find_order_columns
+    from tasks.orders.encoded_lines import read_encoded_lines
+    from tasks.orders.transactions import derive_customers, find_order_columns
 
-    lines = read_file(path)
-    derived = derive_customers(lines, find_order_columns(list(lines.columns[1:])))
+    lines = read_encoded_lines(path)
+    derived = derive_customers(lines, find_order_columns(lines.headers))
     return len(derived.customers)
 
 
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         if measured.returncode != 0:
             raise SystemExit(f"{name} failed: {measured.stderr_tail}")
         out = json.loads((work / "logs" / f"{name}.out").read_text().strip().splitlines()[-1])
-        rows[name] = {**out, "process": measured.wall, "rss": measured.max_rss_mib}
+        rows[name] = {**out, "process": measured.wall, "rss": measured.max_rss_mib, "load": load}
     if not args.skip_segment:
         out = work / "runs"
         shutil.rmtree(out, ignore_errors=True)
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             "customers": manifest["transactions"]["customers"]["customers"],
             "process": measured.wall,
             "rss": measured.max_rss_mib,
+            "load": load,
             "timings": manifest["timings"],
         }
     table = report(args.lines, rows)
@@ -149,17 +151,17 @@ def report(lines: int, rows: dict[str, dict]) -> str:
 
     labels = {
         "plain": "plain pandas recipe (read + RFM)",
-        "derive": "read_file + derive_customers",
+        "derive": "read_encoded_lines + derive_customers",
         "segment": "`segment run --transactions` (whole process; work = flow's own)",
     }
     text = [
-        f"| {lines:,} order lines | customers | work s | process s | peak RSS MiB |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        f"| {lines:,} order lines | customers | work s | process s | peak RSS MiB | load |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, row in rows.items():
         text.append(
             f"| {labels[name]} | {row['customers']:,} | {row['seconds']:.1f} | "
-            f"{row['process']:.1f} | {row['rss']:,.0f} |"
+            f"{row['process']:.1f} | {row['rss']:,.0f} | {row['load']:.1f} |"
         )
     ratio = rows["derive"]["seconds"] / rows["plain"]["seconds"]
     text += ["", f"Derivation / plain recipe: {ratio:.2f}x the time (work, one run each)."]
@@ -168,6 +170,7 @@ def report(lines: int, rows: dict[str, dict]) -> str:
         text.append(f"Flow steps (s): {steps}.")
     info = scale.machine_info()
     text.append(f"Machine: {info['cpu']}, {info['cores']} cores.")
+    text.append("Load: the 1-minute load average when each measurement started (2 cores).")
     return "\n".join(text)
 
 

@@ -1,8 +1,8 @@
 """Wide-table benchmark: `segment run` on n customers x 17 behaviour features, against the same
 n Mall-like customers (2 features) run by the same script, alternately.
 
-The wide table is ``tasks.sample_tables.wide_behaviour_table`` (credit-card behaviour in four
-planted groups: skewed money columns, 0.3 % extreme spenders, missing credit limits and minimum
+The wide table is ``tasks.samples.sample_tables.wide_behaviour_table`` (credit-card behaviour in
+four planted groups: skewed money columns, 0.3 % extreme spenders, missing credit limits and minimum
 payments) plus the three frequency columns the public credit-card table also has, so 17 numeric
 columns besides the id. It runs as a first run with the command line's defaults would:
 ``segment run --features numeric --missing median`` (no spec, no transforms). The baseline is
@@ -54,7 +54,7 @@ def write_wide(n: int, folder: Path) -> tuple[Path, Path]:
     import numpy as np
     import pandas as pd
 
-    from tasks.sample_tables import wide_behaviour_table, write_planted_table
+    from tasks.samples.sample_tables import wide_behaviour_table, write_planted_table
 
     path, labels = folder / f"wide-{n}-seed{SEED}.parquet", folder / f"wide-{n}-labels.parquet"
     if path.is_file() and labels.is_file():

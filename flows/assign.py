@@ -15,8 +15,9 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from flows.run_folder import fails_without_persisting, pipeline_task
-from tasks.assign import (
+from flows.run_folder import configure_run_logging, fails_without_persisting, pipeline_task
+from tasks.reporting.artifacts import assignment_markdown
+from tasks.scoring.assign import (
     Assignment,
     Model,
     assign_customers,
@@ -24,7 +25,7 @@ from tasks.assign import (
     read_new_customers,
     write_assignment,
 )
-from tasks.export import check_output_path
+from tasks.scoring.export import check_output_path
 from tasks.table import Table
 
 
@@ -72,6 +73,7 @@ def assign_segments(
     """Assign the customers of ``input`` to the segments of ``model`` (a run folder such as
     outputs/latest, or its model.json); write ``output`` (.parquet or .csv) and its
     quarantine. Returns the row accounting and the files written."""
+    configure_run_logging()
     output = check_output_path(output)
     loaded = load_model_task(model)
     frame, table = read_customers_task(input, loaded, sep)
@@ -87,23 +89,8 @@ def assign_segments(
     }
     create_markdown_artifact(
         key="assign-segments-summary",
-        markdown=_summary_markdown(summary, loaded.names),
+        markdown=assignment_markdown(summary, loaded.names),
         description="New customers assigned to the latest run's segments",
     )
     get_run_logger().info("Assigned %d customers to %s", assignment.rows_kept, written)
     return summary
-
-
-def _summary_markdown(summary: dict, names: dict[int, str]) -> str:
-    rows = "\n".join(
-        f"| {i} | {names[i]} | {summary['segments'].get(i, 0):,} |" for i in sorted(names)
-    )
-    return (
-        f"# New customers assigned\n\nModel: `{summary['model']}`\n\n"
-        "| id | segment | customers |\n| ---: | --- | ---: |\n"
-        f"{rows}\n\n"
-        f"Rows: {summary['rows_read']:,} read = {summary['rows_kept']:,} assigned + "
-        f"{summary['rows_quarantined']:,} quarantined + {summary['duplicates_dropped']:,} "
-        f"duplicates; outliers: {summary['outliers']:,}\n\n"
-        f"Output: `{summary['output']}`; quarantine: `{summary['quarantine']}`\n"
-    )

@@ -13,12 +13,14 @@ from pydantic import ValidationError
 
 from flows.environment import (
     HelpFormatter,
+    Parser,
     configure_prefect,
     internal_error_line,
     one_line,
     quiet_console,
     startup_timeout,
 )
+from flows.options import add_options, given_settings, usage_error
 from flows.server import start_early_server, warm_up
 from flows.settings import DEFAULT_INPUT, DEFAULT_SNAPSHOTS, SegmentationSettings
 
@@ -43,11 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    return args.handler(args, parser)
+    return args.handler(args, args.command_parser)  # its errors show its own usage
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="segment",
         description="Customer segmentation with K-Means, run as a Prefect flow.",
     )
@@ -64,201 +66,14 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     defaults = SegmentationSettings()
-    run.add_argument("--input", type=Path, default=defaults.input, help="CSV or Parquet file")
-    run.add_argument("--output", type=Path, default=defaults.output_dir, help="output folder")
-    run.add_argument(
-        "--features",
-        nargs="+",
-        default=None,
-        metavar="COL",
-        help="columns to cluster on, by their header in the file ('numeric': every numeric "
-        "column except the id and the profile columns; 0/1 flags become profile columns, "
-        "constant and id-like columns are left out); default: the spec's, the Mall preset's "
-        "(annual_income spending_score) for a file with all the preset's columns, else numeric",
-    )
-    run.add_argument(
-        "--profile",
-        nargs="+",
-        default=None,
-        metavar="COL",
-        help="columns described per segment but not clustered on; default: the spec's, the Mall "
-        "preset's (gender age) for a Mall-like file, else none",
-    )
-    run.add_argument(
-        "--id-column",
-        default=None,
-        metavar="NAME",
-        help="the customer id's header ('none': the file has no id, customers are numbered "
-        "by data row); default: found by common spellings (CustomerID, Customer ID, CUST_ID, "
-        "ID, ...)",
-    )
-    run.add_argument(
-        "--missing",
-        default=None,
-        choices=["quarantine", "median"],
-        help="a missing feature value quarantines the row (default) or is filled with the "
-        "column median",
-    )
-    run.add_argument(
-        "--pca",
-        type=float,
-        default=None,
-        metavar="N|SHARE",
-        help="PCA before K-Means: N components, or the share of variance to keep (e.g. 0.9); "
-        "default: off (the spec's, if it sets pca)",
-    )
-    run.add_argument(
-        "--spec",
-        type=Path,
-        default=None,
-        metavar="FILE.toml",
-        help="a segmentation spec (see `segment init`); options given here override it; "
-        "default: none (the Mall preset for a Mall-like file, else every numeric column)",
-    )
-    run.add_argument(
-        "--scaler",
-        default=defaults.scaler,
-        choices=["standard", "robust", "minmax", "log-standard"],
-    )
-    run.add_argument("--k", type=int, default=None, help="fix k; default: chosen by the elbow rule")
-    run.add_argument(
-        "--k-min", type=int, default=None, help="smallest k the elbow rule may choose; default: 2"
-    )
-    run.add_argument(
-        "--k-max",
-        type=int,
-        default=None,
-        help="largest k the elbow rule may choose; default: the sweep's largest",
-    )
-    run.add_argument(
-        "--read-retries",
-        type=int,
-        default=defaults.read_retries,
-        help="retries of reading the input after a transient I/O error (never on bad data)",
-    )
-    run.add_argument(
-        "--read-retry-delay",
-        type=float,
-        default=defaults.read_retry_delay,
-        metavar="SECONDS",
-        help="wait before each retry",
-    )
-    run.add_argument(
-        "--runner",
-        default=defaults.runner,
-        choices=["local", "dask"],
-        help="where tasks run: this process, or Dask (the sweep's k values on the workers; "
-        "a folder of Parquet partition files cleaned and fitted partition by partition)",
-    )
-    run.add_argument(
-        "--dask-address",
-        default=None,
-        metavar="ADDRESS",
-        help="with --runner dask: an existing scheduler, e.g. tcp://10.0.0.5:8786 "
-        "(default: a temporary LocalCluster on 127.0.0.1)",
-    )
-    run.add_argument(
-        "--dask-workers",
-        type=int,
-        default=defaults.dask_workers,
-        help="with --runner dask and no address: LocalCluster worker processes",
-    )
-    run.add_argument(
-        "--sweep",
-        type=_k_range,
-        default=(defaults.k_sweep_min, defaults.k_sweep_max),
-        metavar="LOW-HIGH",
-        help="k values of the elbow sweep, e.g. 1-10",
-    )
-    run.add_argument(
-        "--min-segment-share",
-        type=float,
-        default=defaults.min_segment_share,
-        help="each segment must hold at least this share of customers (0-1)",
-    )
-    run.add_argument("--n-init", type=int, default=defaults.n_init, help="K-Means restarts")
-    run.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
-    run.add_argument(
-        "--column",
-        action="append",
-        default=[],
-        metavar="NAME=HEADER",
-        help="map a canonical column to a header in the file, e.g. annual_income=Income "
-        "(canonical: customer_id, gender, age, annual_income, spending_score); repeatable; "
-        "default: none",
-    )
-    run.add_argument("--sep", default=None, help="field separator (sniffed when unset)")
-    run.add_argument(
-        "--max-quarantine-share",
-        type=float,
-        default=defaults.max_quarantine_share,
-        help="fail when more than this share of rows is quarantined (0-1)",
-    )
-    run.add_argument(
-        "--n-jobs",
-        type=int,
-        default=defaults.n_jobs,
-        help="parallel k fits in the sweep (-1: all cores)",
-    )
-    run.add_argument(
-        "--as-of",
-        type=date.fromisoformat,
-        default=None,
-        metavar="YYYY-MM-DD",
-        help="with a snapshot folder as --input: use the newest snapshot on or before this date; "
-        "with --transactions: also the snapshot date of recency (a single file is fine); "
-        "default: the newest snapshot (--transactions: the day after the latest purchase)",
-    )
-    run.add_argument(
-        "--transactions",
-        action="store_true",
-        help="the input is order lines (customer id, invoice, date, quantity and unit price, "
-        "or an amount): derive recency, frequency and monetary value per customer and segment "
-        "them; --column maps the fields (customer_id, invoice, date, quantity, price, amount), "
-        "--profile names line columns to describe (each customer's most frequent value)",
-    )
-    run.add_argument(
-        "--date-format",
-        default=None,
-        metavar="FMT",
-        help="with --transactions: the order dates' format in strftime codes, e.g. "
-        "'%%d/%%m/%%Y %%H:%%M'; default: ISO, day-first or month-first read from the dates (an "
-        "ambiguous file stops and asks for this option)",
-    )
-    run.add_argument(
-        "--k-margin",
-        type=float,
-        default=defaults.k_margin,
-        help="keep the previous run's k unless another k's silhouette is higher by this",
-    )
-    run.add_argument(
-        "--identity-max-shift",
-        type=float,
-        default=defaults.identity_max_shift,
-        help="a centroid this close (scaled units) to a previous run's keeps its id and name",
-    )
-    for gate, value, what in [
-        ("min-segment-share", defaults.gate_min_segment_share, "smallest segment share"),
-        ("silhouette-floor", defaults.gate_silhouette_floor, "silhouette"),
-        ("max-moved-share", defaults.gate_max_moved_share, "share of returning customers moved"),
-    ]:
-        run.add_argument(
-            f"--gate-{gate}",
-            type=_gate_value,
-            default=value,
-            metavar="X|off",
-            help=f"quality gate on the {what} ('off' to disable)",
-        )
-    run.add_argument(
-        "--run-id", default=None, help="name of the run folder; by default <UTC time>-<flow run id>"
-    )
+    add_options(run, SegmentationSettings)  # one option per setting, generated
     run.add_argument(
         "--quiet",
         action="store_true",
         help="print only warnings and the summary (a failure: its one-line message); the "
         "run's full log stays in the Prefect UI",
     )
-    run.set_defaults(handler=_run)
+    run.set_defaults(handler=_run, command_parser=run)
 
     commands.add_parser(
         "serve",
@@ -283,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument(
         "--no-wait", action="store_true", help="create the run and return without waiting"
     )
-    backfill.set_defaults(handler=_backfill)
+    backfill.set_defaults(handler=_backfill, command_parser=backfill)
 
     assign = commands.add_parser(
         "assign",
@@ -321,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults.max_quarantine_share,
         help="fail (exit 3, nothing written) when more than this share of rows is invalid (0-1)",
     )
-    assign.set_defaults(handler=_assign)
+    assign.set_defaults(handler=_assign, command_parser=assign)
 
     init = commands.add_parser(
         "init",
@@ -336,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--output", type=Path, required=True, help="the spec file to write (.toml)")
     init.add_argument("--sep", default=None, help="field separator (sniffed when unset)")
     init.add_argument("--force", action="store_true", help="overwrite an existing spec file")
-    init.set_defaults(handler=_init)
+    init.set_defaults(handler=_init, command_parser=init)
 
     sample = commands.add_parser(
         "sample-data",
@@ -367,78 +182,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--rows", type=int, default=3000, help="number of customers")
     sample.add_argument("--seed", type=int, default=20261126, help="random seed")
-    sample.set_defaults(handler=_sample_data)
+    sample.set_defaults(handler=_sample_data, command_parser=sample)
     return parser
 
 
-def _gate_value(text: str) -> float | None:
-    if text.strip().lower() in {"off", "none"}:
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'off', got {text!r}") from None
-
-
-def _k_range(text: str) -> tuple[int, int]:
-    low, sep, high = text.partition("-")
-    try:
-        return int(low), int(high if sep else low)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW-HIGH such as 1-10, got {text!r}") from None
-
-
 def _settings(args: argparse.Namespace) -> SegmentationSettings:
-    columns = {}
-    for item in args.column:
-        name, sep, header = item.partition("=")
-        if not sep:
-            raise ValueError(f"--column expects NAME=HEADER, got {item!r}")
-        columns[name.strip()] = header
-    return SegmentationSettings(
-        input=args.input.expanduser().absolute(),
-        output_dir=args.output.expanduser().absolute(),
-        columns=columns,
-        sep=args.sep,
-        spec=None if args.spec is None else args.spec.expanduser().absolute(),
-        features=args.features,
-        profile=args.profile,
-        id_column=args.id_column,
-        missing=args.missing,
-        pca=args.pca,
-        scaler=args.scaler,
-        k=args.k,
-        k_min=args.k_min,
-        k_max=args.k_max,
-        k_sweep_min=args.sweep[0],
-        k_sweep_max=args.sweep[1],
-        min_segment_share=args.min_segment_share,
-        n_init=args.n_init,
-        seed=args.seed,
-        n_jobs=args.n_jobs,
-        max_quarantine_share=args.max_quarantine_share,
-        as_of=args.as_of,
-        transactions=args.transactions,
-        date_format=args.date_format,
-        k_margin=args.k_margin,
-        identity_max_shift=args.identity_max_shift,
-        gate_min_segment_share=args.gate_min_segment_share,
-        gate_silhouette_floor=args.gate_silhouette_floor,
-        gate_max_moved_share=args.gate_max_moved_share,
-        run_id=args.run_id,
-        read_retries=args.read_retries,
-        read_retry_delay=args.read_retry_delay,
-        runner=args.runner,
-        dask_address=args.dask_address,
-        dask_workers=args.dask_workers,
-    )
+    return SegmentationSettings.model_validate(given_settings(args, SegmentationSettings))
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         settings = _settings(args)
-    except (ValidationError, ValueError) as error:
-        parser.error(one_line(error))
+    except ValidationError as error:
+        parser.error(usage_error(error, SegmentationSettings))
     if not settings.input.exists():  # fail fast, before Prefect starts a server
         print(f"segment: error: {settings.input}: no such file", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -498,7 +254,7 @@ def check_input(settings: SegmentationSettings) -> tuple[int, str] | None:
     from schemas.spec import load_spec
     from tasks.errors import ColumnMappingError, InputError
     from tasks.ingest import count_data_rows, table_for_file
-    from tasks.snapshots import (
+    from tasks.store.snapshots import (
         PARTITIONED_NEEDS_DASK,
         first_data_file,
         is_partitioned_input,
@@ -551,8 +307,8 @@ def check_input(settings: SegmentationSettings) -> tuple[int, str] | None:
 def check_order_lines(settings: SegmentationSettings, partitioned: bool) -> tuple[int, str] | None:
     """``check_input`` for order lines: the fields' columns found, the spec valid."""
     from tasks.errors import ColumnMappingError, InputError
-    from tasks.order_table import order_columns_for, order_spec
-    from tasks.snapshots import resolve_input
+    from tasks.orders.order_table import order_columns_for, order_spec
+    from tasks.store.snapshots import resolve_input
 
     if partitioned or settings.runner == "dask":
         return EXIT_BAD_INPUT, (
@@ -572,7 +328,7 @@ def check_order_lines(settings: SegmentationSettings, partitioned: bool) -> tupl
 
 def format_summary(manifest: dict) -> str:
     """The terminal summary: segments, sizes, names, row accounting, output folder."""
-    from tasks.artifacts import duplicates_warning  # pandas: loaded by the run already
+    from tasks.reporting.artifacts import duplicates_warning  # pandas: loaded by the run already
 
     rows, choice = manifest["rows"], manifest["k"]
     total = sum(s["size"] for s in manifest["segments"])
@@ -628,7 +384,7 @@ def order_lines_summary(record: dict | None) -> list[str]:
     """The order lines' accounting for the summary (none for a customer table)."""
     if not record:
         return []
-    from tasks.transactions import accounting_line
+    from tasks.orders.transactions import accounting_line
 
     lines, customers = record["lines"], record["customers"]
     text = [f"Lines: {accounting_line(lines)}"]
@@ -683,8 +439,11 @@ def _backfill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def _assign(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """`segment assign`: the plain function, in this process (no Prefect server to start)."""
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    from tasks.assign import ModelError, assign_file  # pandas, pandera: only for this command
     from tasks.errors import InputError
+    from tasks.scoring.assign import (  # pandas, pandera: only for this command
+        ModelError,
+        assign_file,
+    )
 
     if not 0 <= args.max_quarantine_share <= 1:
         parser.error(
@@ -715,7 +474,7 @@ def _assign(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def format_assigned(done) -> str:
-    """The terminal summary of `segment assign` (``tasks.assign.AssignedFiles``)."""
+    """The terminal summary of `segment assign` (``tasks.scoring.assign.AssignedFiles``)."""
     result = done.assignment
     sizes = result.sizes()
     total = max(result.rows_kept, 1)
@@ -766,7 +525,7 @@ def _init(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _sample_data(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from tasks.sample_data import (
+    from tasks.samples.sample_data import (
         generate_customers,
         generate_snapshots,
         write_sample_csv,

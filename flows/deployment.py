@@ -18,15 +18,15 @@ pauses it).
 
 **Partial settings.** Prefect merges a run's parameters with the deployment's **one level deep
 only**: a run's ``{"settings": {...}}`` replaces the whole stored ``settings``. So the flow
-merges them again itself (``settings_for_run``, first thing in ``segment_customers``): in a run
-of a deployment, the fields the run gives (its ``settings`` as stored with the run) are
-deep-merged over the deployment's stored ``settings``, read from the API. A run that gives
-``{"k": 4}`` keeps the deployment's ``input``, ``output_dir`` and every other field; the
-model's defaults apply only to fields neither gives. The run is refused (it fails before
-reading or writing anything, the reason in its state message and log) when the stored settings
-cannot be read or the merged settings are invalid: never the defaults in their place. A partial
-object is still validated on its own first (against the defaults), so a field that is only
-valid together with a stored one must be given with it.
+merges them again itself (``flows.run_settings.settings_for_run``, first thing in
+``segment_customers``): in a run of a deployment, the fields the run gives (its ``settings`` as
+stored with the run) are deep-merged over the deployment's stored ``settings``, read from the
+API. A run that gives ``{"k": 4}`` keeps the deployment's ``input``, ``output_dir`` and every
+other field; the model's defaults apply only to fields neither gives. The run is refused (it
+fails before reading or writing anything, the reason in its state message and log) when the
+stored settings cannot be read or the merged settings are invalid: never the defaults in their
+place. A partial object is still validated on its own first (against the defaults), so a field
+that is only valid together with a stored one must be given with it.
 
 **Backfills** (``as_of``: the newest snapshot on or before that date; only for a deployment
 whose ``input`` is a snapshot folder: with a single file, ``as_of`` is refused, not ignored)::
@@ -49,17 +49,15 @@ from __future__ import annotations
 import argparse
 import sys
 import zoneinfo
-from collections.abc import Callable
 from datetime import date, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
 
 from pydantic import ValidationError
 
-from flows.environment import HelpFormatter, configure_prefect, one_line
+from flows.environment import HelpFormatter, Parser, configure_prefect, one_line
+from flows.options import add_options, given_settings, usage_error
 from flows.settings import SegmentationSettings
-from tasks.snapshots import AS_OF_NEEDS_A_FOLDER
+from tasks.store.snapshots import AS_OF_NEEDS_A_FOLDER
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
@@ -170,76 +168,6 @@ def backfill(
     )
 
 
-def settings_for_run(settings: SegmentationSettings | None) -> SegmentationSettings:
-    """The settings a run of ``segment_customers`` uses: ``settings`` (the defaults if None)
-    outside a deployment run; in a run of a deployment, the fields the run gives deep-merged
-    over the deployment's stored settings (see "Partial settings" above). ValueError when the
-    run gives only some fields and the stored ones cannot be read, or the merge is invalid."""
-    from prefect import get_run_logger
-    from prefect.context import FlowRunContext
-
-    context = FlowRunContext.get()
-    run = None if context is None else context.flow_run
-    if run is None or run.deployment_id is None:
-        return settings or SegmentationSettings()
-    given = (run.parameters or {}).get("settings")
-    if not isinstance(given, dict):  # none given, or not as JSON: the fields set on the model
-        given = {} if settings is None else settings.model_dump(mode="json", exclude_unset=True)
-    merged = merge_over_deployment(given, lambda: _stored_settings(run.deployment_id))
-    if set(given) != set(SegmentationSettings.model_fields):
-        get_run_logger().info(
-            "Settings: the deployment's stored settings, with the fields this run gives "
-            "merged over them: %s",
-            ", ".join(sorted(given)) or "none",
-        )
-    return merged
-
-
-def merge_over_deployment(
-    given: dict[str, Any], read_stored: Callable[[], dict[str, Any] | None]
-) -> SegmentationSettings:
-    """``given`` (a run's settings fields, as JSON) deep-merged over ``read_stored()`` (the
-    deployment's). Reads nothing when ``given`` has every field. ValueError, naming the fields
-    given, when the stored settings cannot be read or the merged settings are invalid."""
-    fields = ", ".join(sorted(given)) or "none"
-    if set(given) >= set(SegmentationSettings.model_fields):
-        stored: dict[str, Any] | None = {}
-    else:
-        try:
-            stored = read_stored()
-        except Exception as error:  # noqa: BLE001 - any failure refuses the run, with its reason
-            raise ValueError(
-                f"this run gives only some settings ({fields}) and the deployment's stored "
-                f"settings could not be read ({type(error).__name__}: {error}): refusing to run "
-                "with the defaults for the others"
-            ) from error
-    try:
-        return SegmentationSettings.model_validate(_deep_merge(stored or {}, given))
-    except ValidationError as error:
-        raise ValueError(
-            f"this run's settings ({fields}) merged over the deployment's are invalid: "
-            f"{one_line(error)}"
-        ) from None
-
-
-def _stored_settings(deployment_id: UUID) -> dict[str, Any] | None:
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        return client.read_deployment(deployment_id).parameters.get("settings")
-
-
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``over``'s keys: nested dicts merged key by key, anything else replaced."""
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def require_server() -> str:
     """The configured PREFECT_API_URL if a server answers there, else a RuntimeError saying how."""
     from prefect.client.orchestration import get_client
@@ -276,38 +204,14 @@ def _timezone_arg(text: str) -> str:
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    defaults = SegmentationSettings()
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=prog,
         description=f"Serve the {DEPLOYMENT_NAME!r} deployment: register it with the Prefect "
         "server at PREFECT_API_URL and run segment_customers on its cron schedule (and on "
-        "demand: `prefect deployment run`) until interrupted. Needs a running server: "
-        "`make server`, then `export PREFECT_API_URL=http://127.0.0.1:4200/api`.",
+        "demand: `prefect deployment run`) until interrupted, with the settings given here "
+        "(the same options as `segment run`). Needs a running server: `make server`, then "
+        "`export PREFECT_API_URL=http://127.0.0.1:4200/api`.",
         formatter_class=HelpFormatter,
-    )
-    parser.add_argument(
-        "--input",
-        type=Path,
-        default=defaults.input,
-        help="customer file (CSV or Parquet), or a folder of dated snapshots "
-        "(customers_YYYY-MM-DD.csv; the newest is used)",
-    )
-    parser.add_argument(
-        "--output", type=Path, default=defaults.output_dir, help="output folder of the runs"
-    )
-    parser.add_argument(
-        "--spec",
-        type=Path,
-        default=None,
-        metavar="FILE.toml",
-        help="segmentation spec of the customer table (see `segment init`); default: the Mall "
-        "preset for a Mall-like file, else every numeric column",
-    )
-    parser.add_argument(
-        "--transactions",
-        action="store_true",
-        help="the input is order lines: segment customers by recency, frequency and monetary "
-        "value derived from them (as segment run --transactions)",
     )
     parser.add_argument("--cron", default=DEFAULT_CRON, help="cron schedule")
     parser.add_argument(
@@ -323,6 +227,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         default=None,
         help="most runs executing at the same time; default: no limit",
     )
+    # every setting of a run, generated from the model (a nightly run names its own folder)
+    # the nightly run names its own folder and runs the in-memory flow (no Dask runner)
+    add_options(parser, SegmentationSettings, skip=("run_id", "runner", "dask"))
     return parser
 
 
@@ -332,15 +239,12 @@ def main(argv: list[str] | None = None, *, prog: str = "segment serve") -> int:
     parser = _parser(prog)
     args = parser.parse_args(argv)
     try:
-        settings = SegmentationSettings(
-            input=args.input.expanduser().absolute(),
-            output_dir=args.output.expanduser().absolute(),
-            spec=None if args.spec is None else args.spec.expanduser().absolute(),
-            transactions=args.transactions,
-        )
+        settings = SegmentationSettings.model_validate(given_settings(args, SegmentationSettings))
         # Build once to report a bad cron or deployment name as a usage error.
         nightly_deployment(settings, cron=args.cron, timezone=args.timezone, name=args.name)
-    except (ValidationError, ValueError) as error:
+    except ValidationError as error:
+        parser.error(usage_error(error, SegmentationSettings))
+    except ValueError as error:
         parser.error(one_line(error))
     if not settings.input.exists():
         print(

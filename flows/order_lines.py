@@ -1,6 +1,6 @@
 """The order-line steps of the segmentation flow (``segment run --transactions``): find the
 order-line columns, then derive the per-customer table that the flow segments like any
-customer table (tasks/transactions.py, tasks/rfm.py, tasks/order_table.py)."""
+customer table (tasks/orders/transactions.py, tasks/orders/rfm.py, tasks/orders/order_table.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from prefect import get_run_logger
 from flows.run_folder import pipeline_task
 from flows.settings import SegmentationSettings
 from tasks.errors import InputError
-from tasks.order_table import order_columns_for, order_spec, segmentable_customers
-from tasks.report import write_table
+from tasks.ingest import PARQUET_SUFFIXES, read_file
+from tasks.orders.encoded_lines import EncodedLines, encode_frame, read_encoded_lines
+from tasks.orders.order_table import order_columns_for, order_spec, segmentable_customers
+from tasks.orders.transactions import Derivation, OrderColumns, columns_line, derive_customers
+from tasks.store.run_files import write_table
 from tasks.table import Table
-from tasks.transactions import Derivation, OrderColumns, columns_line, derive_customers
 
 
 @pipeline_task("resolve-order-columns")
@@ -26,9 +28,21 @@ def resolve_order_columns(source: Path, settings: SegmentationSettings) -> Order
     return orders
 
 
+def read_order_lines(source: Path, sep: str | None, staging: Path) -> EncodedLines:
+    """Order lines as codes into each column's distinct values. A Parquet file is read
+    straight into codes in its own types and not copied into the run folder (the manifest
+    records its path, size and sha256); a text file is read as text and kept as raw.parquet,
+    as a customer file is."""
+    if source.suffix.lower() in PARQUET_SUFFIXES:
+        return read_encoded_lines(source)
+    raw = read_file(source, sep)
+    write_table(raw, staging / "raw.parquet")
+    return encode_frame(raw)
+
+
 @pipeline_task("derive-customers")
 def derive(
-    lines: pd.DataFrame,
+    lines: EncodedLines,
     orders: OrderColumns,
     source: Path,
     settings: SegmentationSettings,

@@ -12,13 +12,15 @@ sample), manifest and Prefect artifacts as an in-memory run.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from prefect import flow
 
 from flows.run_folder import (
+    configure_run_logging,
     fails_without_persisting,
     flow_run_name,
     pipeline_task,
@@ -26,7 +28,6 @@ from flows.run_folder import (
     staged_run,
     untagged_tasks,
 )
-from flows.runners import flow_dask_client
 from flows.segmentation import (
     columns_of,
     pick_k,
@@ -36,22 +37,40 @@ from flows.segmentation import (
     sweep_on_workers,
 )
 from flows.settings import SegmentationSettings
-from tasks import partitioned, plots
-from tasks.describe import Described, compared_previous, named_centroids
+from tasks import partitioned
+from tasks.describe import Described
 from tasks.elbow import KChoice
 from tasks.fit import Segmentation
-from tasks.history import load_previous_run
-from tasks.html_report import REPORT, run_report
-from tasks.identity import PreviousRun, changes_since, match_segments
-from tasks.manifest import StepTimer, utc_now
-from tasks.model import build_model
+from tasks.identity import PreviousRun
 from tasks.partitioned import ClusterSpace, Partitions
-from tasks.report import run_id_of, write_run_files, write_text
-from tasks.scale import ScaledFeatures, feature_frame
-from tasks.snapshots import first_data_file, partition_files
+from tasks.reporting import plots
+from tasks.reporting.html_report import REPORT, run_report
+from tasks.scale import ScaledFeatures
+from tasks.store.history import load_previous_run
+from tasks.store.manifest import StepTimer, utc_now
+from tasks.store.run_files import run_id_of, write_run_files, write_text
+from tasks.store.snapshots import first_data_file, partition_files
 from tasks.table import Table
 
 # Results stay in memory (Dask collections on the cluster): nothing hashed, nothing pickled.
+
+
+@contextmanager
+def flow_dask_client() -> Iterator[None]:
+    """Inside a task of a flow run by the DaskTaskRunner: its cluster (started on first use)
+    as the current Dask client, so Dask collections are computed on the cluster's workers.
+
+    Library internals: the task runner's ``client`` attribute. prefect-dask's public
+    ``get_dask_client`` serves a task running *on* a worker; the tasks calling this run in the
+    flow's process and hand the whole collection to the cluster. tests/test_dask.py's
+    partitioned runs pin it to the installed prefect-dask."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None or not hasattr(context.task_runner, "client"):
+        raise RuntimeError("flow_dask_client() needs a flow run with the DaskTaskRunner")
+    with context.task_runner.client.as_current():
+        yield
 
 
 @pipeline_task("resolve-columns")
@@ -84,13 +103,13 @@ def scale(
     """Transforms from statistics over all partitions; the seeded sample, scaled, for the
     sweep and the plots (and the sample's customers)."""
     with flow_dask_client():
-        categories = partitioned.categories_of(parts.customers, table)
-        sample = partitioned.draw_sample(parts.customers, settings.sample_size, settings.seed)
-        rows = partitioned.fit_space(
-            parts.customers, sample, table, categories, settings.scaler, settings.seed
+        return partitioned.fit_space(
+            parts.customers,
+            table,
+            settings.scaler,
+            size=settings.sweep.sample_size,
+            seed=settings.seed,
         )
-    space = ClusterSpace(table, categories, rows.transforms, rows.projection)
-    return space, rows, sample
 
 
 @pipeline_task("final-fit")
@@ -103,17 +122,9 @@ def final_fit(
 ) -> Segmentation:
     """dask-ml K-Means over all partitions from the sample's best centroids."""
     with flow_dask_client():
-        centroids, inertia, n_iter = partitioned.fit_partitions(
-            parts.customers,
-            parts.sizes,
-            space,
-            rows.matrix,
-            choice.k,
-            seed=settings.seed,
-            n_init=settings.n_init,
+        return partitioned.fit_partitions(
+            parts, space, rows.matrix, choice.k, seed=settings.seed, n_init=settings.n_init
         )
-    on_sample = partitioned.segmentation_of_sample(rows, centroids)
-    return Segmentation(on_sample.labels, centroids, on_sample.distances, inertia, n_iter)
 
 
 @pipeline_task("identify-segments")
@@ -129,41 +140,17 @@ def identify(
 ) -> Described:
     """Stable ids and names (matched to the previous run), every customer's segment written
     per partition, profiles, transitions, the change summary and the model."""
-    table = space.table
-    identity = match_segments(
-        segmentation.centroids, rows, previous, max_shift=settings.identity_max_shift
-    )
-    previous, restarted = compared_previous(previous, identity, rows.columns)
-    values = feature_frame(sample, None, table, space.categories)
-    centroids, names = named_centroids(values, rows, segmentation.centroids, identity, table)
     with flow_dask_client():
-        labelled = partitioned.label_customers(
-            parts.customers, space, segmentation.centroids, identity.ids, previous
+        return partitioned.describe_partitions(
+            parts.customers,
+            space,
+            rows,
+            sample,
+            segmentation,
+            previous,
+            staging,
+            max_shift=settings.identity.max_shift,
         )
-        partitioned.write_segments(labelled, names, table, staging)
-        profiles = partitioned.profile_labelled(labelled, names, table)
-        moves = partitioned.transitions_of(labelled)
-        changes = restarted
-        if previous is not None:
-            changes = changes_since(
-                previous.run_id,
-                previous.model,
-                partitioned.previous_sizes(previous),
-                profiles.set_index("segment_id")["size"],
-                moves,
-                identity,
-            )
-        radii = partitioned.max_distances(labelled)  # over every customer, not the sample
-    model = build_model(
-        rows,
-        segmentation,
-        identity,
-        names,
-        list(table.feature_names),
-        table,
-        max_distances=radii,
-    )
-    return Described(identity, names, centroids, None, profiles, moves, changes, model)
 
 
 @pipeline_task("write-report")
@@ -178,25 +165,17 @@ def write_report(
     described: Described,
     space: ClusterSpace,
     settings: SegmentationSettings,
-) -> None:
+) -> dict[str, bytes]:
     """Profiles, quarantine, elbow, transitions, model, plots (drawn from the sample) and
     report.html (medians, spreads and typical customers from the sample)."""
-    identity = described.identity
-    labels = identity.relabel(segmentation.labels)
-    order = np.argsort(identity.ids)  # scaled centroids in segment-id order
     figures = plots.run_figures(
-        elbow=elbow,
-        chosen_k=choice.k,
-        knee=choice.knee,
+        elbow,
+        choice,
+        segmentation,
+        described,
         values=space.values(sample),
-        labels=labels,
-        centroids=described.centroids,
-        names=described.names,
         scaled=rows.matrix,
-        scaled_centroids=segmentation.centroids[order],
-        profiles=described.profiles,
         customers=sample,
-        transitions=described.transitions,
         table=space.table,
         seed=settings.seed,
     )
@@ -204,7 +183,7 @@ def write_report(
     assigned = pd.DataFrame(
         {
             "customer_id": sample["customer_id"].to_numpy(),
-            "segment_id": labels,
+            "segment_id": described.identity.relabel(segmentation.labels),
             "distance_to_centroid": segmentation.distances,
         }
     )
@@ -213,6 +192,7 @@ def write_report(
         images, population=sample, assigned=assigned,
     )  # fmt: skip
     write_text(html, staging / REPORT)
+    return images
 
 
 @flow(
@@ -224,6 +204,7 @@ def write_report(
 @fails_without_persisting  # a failed run writes no pickle of its exception either
 def segment_partitioned(settings: SegmentationSettings) -> dict:
     """Segment a folder of Parquet partition files on Dask; returns the run's manifest."""
+    configure_run_logging()
     with untagged_tasks():  # no tag-concurrency round trip before each task
         run_id = run_id_for(settings)  # the flow run's name is segment-<run-id>
         files, table = resolve_columns(settings)
@@ -243,10 +224,9 @@ def segment_partitioned(settings: SegmentationSettings) -> dict:
                 described = identify(
                     staging, parts, space, rows, sample, segmentation, previous, settings
                 )
-                moved_share = (described.changes or {}).get("moved_share")
-                quality_gates(described.profiles, moved_share, elbow, choice, run_id, settings)
+                quality_gates(described, elbow, choice, run_id, settings)
             with step("report"):
-                write_report(
+                images = write_report(
                     staging,
                     parts,
                     rows,
@@ -271,4 +251,4 @@ def segment_partitioned(settings: SegmentationSettings) -> dict:
                 rows,
                 table,
             )
-            return publish(staging, manifest, described, table, settings)
+            return publish(staging, manifest, described, table, settings, images)

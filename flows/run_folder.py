@@ -1,10 +1,11 @@
-"""What every segmentation flow does around its steps: a staging folder and the output lock,
-and failing without writing the exception to Prefect's result storage."""
+"""What every segmentation flow does around its steps: its logging, a staging folder and the
+output lock, and failing without writing the exception to Prefect's result storage."""
 
 from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,16 +14,33 @@ from typing import Any, ParamSpec, TypeVar
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.environment import RUN_LOGGERS
 from flows.settings import SegmentationSettings
-from tasks.artifacts import artifact_key
 from tasks.errors import InputError
-from tasks.manifest import new_run_id
-from tasks.report import abandon_run, release_run, start_run
+from tasks.gates import GateError
+from tasks.reporting.artifacts import artifact_key
+from tasks.store.manifest import new_run_id
+from tasks.store.run_files import abandon_run, release_run, start_run
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 RUN_NAME_PREFIX = "segment-"  # flow run names: segment-<run-id>, the name of the run's folder
+
+
+def configure_run_logging() -> None:
+    """A flow run's logging, set as it starts (nothing is added twice): the task modules' INFO
+    lines (in the run's log with PREFECT_LOGGING_EXTRA_LOGGERS=tasks, as the CLI and
+    prefect.toml set it), and no traceback for bad input or a breached gate: not bugs."""
+    logging.getLogger("tasks").setLevel(logging.INFO)
+    for name in RUN_LOGGERS:
+        logging.getLogger(name).addFilter(_no_traceback_for_bad_input)
+
+
+def _no_traceback_for_bad_input(record: logging.LogRecord) -> bool:
+    if record.exc_info and isinstance(record.exc_info[1], (InputError, GateError)):
+        record.exc_info = record.exc_text = None
+    return True
 
 
 def flow_run_name() -> str:
@@ -55,7 +73,7 @@ def run_id_for(settings: SegmentationSettings) -> str:
 
 def run_artifact_key(base: str, settings: SegmentationSettings) -> str:
     """The key of one of this run's artifacts: ``base`` in a run of a deployment (the nightly
-    history), else one of its own per output folder (``tasks.artifacts.artifact_key``)."""
+    history), else one of its own per output folder (``tasks.reporting.artifacts.artifact_key``)."""
     from prefect.context import FlowRunContext
 
     context = FlowRunContext.get()  # in the flow's tasks too: they run in its thread
@@ -67,7 +85,7 @@ def run_artifact_key(base: str, settings: SegmentationSettings) -> str:
 @contextmanager
 def staged_run(output_dir: Path, run_id: str, source: Path) -> Iterator[Path]:
     """Yield the run's staging folder, holding the output folder's lock meanwhile
-    (``tasks.report.start_run``: one run at a time per output folder, from loading the
+    (``tasks.store.run_files.start_run``: one run at a time per output folder, from loading the
     previous run to publishing). On any failure the staging folder is removed; a bad-input
     error found after reading (e.g. too few distinct customers for k) is re-raised naming
     ``source``."""

@@ -14,16 +14,16 @@ from tasks.errors import InputError
 
 
 def dask_task_runner(settings: SegmentationSettings):
-    """Prefect's DaskTaskRunner on an existing cluster (``dask_address``) or, by default, on a
-    temporary LocalCluster of ``dask_workers`` single-threaded worker processes on 127.0.0.1."""
+    """Prefect's DaskTaskRunner on an existing cluster (``dask.address``) or, by default, on a
+    temporary LocalCluster of ``dask.workers`` single-threaded worker processes on 127.0.0.1."""
     from prefect_dask import DaskTaskRunner
 
-    if settings.dask_address:
-        return DaskTaskRunner(address=settings.dask_address)
+    if settings.dask.address:
+        return DaskTaskRunner(address=settings.dask.address)
     return DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
         cluster_kwargs={
-            "n_workers": settings.dask_workers,
+            "n_workers": settings.dask.workers,
             "threads_per_worker": 1,
             "processes": True,
             "host": "127.0.0.1",
@@ -40,7 +40,7 @@ def flow_for(settings: SegmentationSettings) -> Flow:
     partitioned flow (cleaned, scaled and fitted partition by partition on the cluster).
     """
     from flows.segmentation import segment_customers
-    from tasks.snapshots import PARTITIONED_NEEDS_DASK, is_partitioned_input
+    from tasks.store.snapshots import PARTITIONED_NEEDS_DASK, is_partitioned_input
 
     partitioned = is_partitioned_input(settings.input)
     if settings.runner == "local":
@@ -91,21 +91,3 @@ def prefect_api_for_workers(settings: SegmentationSettings) -> Iterator[None]:
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = before
-
-
-@contextmanager
-def flow_dask_client() -> Iterator[None]:
-    """Inside a task of a flow run by the DaskTaskRunner: its cluster (started on first use)
-    as the current Dask client, so Dask collections are computed on the cluster's workers.
-
-    Library internals: the task runner's ``client`` attribute. prefect-dask's public
-    ``get_dask_client`` serves a task running *on* a worker; the tasks calling this run in the
-    flow's process and hand the whole collection to the cluster. tests/test_dask.py's
-    partitioned runs pin it to the installed prefect-dask."""
-    from prefect.context import FlowRunContext
-
-    context = FlowRunContext.get()
-    if context is None or not hasattr(context.task_runner, "client"):
-        raise RuntimeError("flow_dask_client() needs a flow run with the DaskTaskRunner")
-    with context.task_runner.client.as_current():
-        yield

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +16,9 @@ from prefect.artifacts import (
 from prefect.runtime import flow_run
 from prefect.states import State
 
-from flows.deployment import settings_for_run
-from flows.order_lines import derive, resolve_order_columns
+from flows.order_lines import derive, read_order_lines, resolve_order_columns
 from flows.run_folder import (
+    configure_run_logging,
     fails_without_persisting,
     flow_run_name,
     pipeline_task,
@@ -28,20 +27,12 @@ from flows.run_folder import (
     staged_run,
     untagged_tasks,
 )
+from flows.run_settings import settings_for_run
 from flows.settings import SegmentationSettings
 from schemas.outputs import segments_schema
 from schemas.spec import load_spec
-from tasks import plots
-from tasks.artifacts import (
-    SUMMARY_PLOTS,
-    gate_failure_markdown,
-    profiles_records,
-    summary_markdown,
-    summary_means,
-    transitions_records,
-)
 from tasks.clean import CleanResult, RowAccounting, clean_customers
-from tasks.describe import Described, describe_segments, same_features
+from tasks.describe import Described, describe_segments, previous_k
 from tasks.elbow import (
     KChoice,
     choose_k_within_gate,
@@ -51,45 +42,36 @@ from tasks.elbow import (
     sweepable_k_values,
 )
 from tasks.errors import InputError
-from tasks.fit import Segmentation, fit_segments, sample_rows
+from tasks.fit import Segmentation, fit_final, sweep_rows
 from tasks.gates import GateError, gate_breaches
-from tasks.history import load_previous_run
-from tasks.html_report import REPORT, run_report
 from tasks.identity import PreviousRun
 from tasks.ingest import canonical_frame, expected_types, read_file, table_for_file
-from tasks.manifest import StepTimer, build_manifest, utc_now
-from tasks.memory import release_unused_memory
-from tasks.report import finish_run, run_id_of, write_run_files, write_table, write_text
-from tasks.retry import is_transient
-from tasks.scale import ScaledFeatures, check_features_vary, feature_frame, scale_features
-from tasks.snapshots import resolve_input
+from tasks.orders.encoded_lines import EncodedLines
+from tasks.reporting import plots
+from tasks.reporting.artifacts import (
+    gate_failure_markdown,
+    profiles_records,
+    summary_markdown,
+    summary_means,
+    transitions_records,
+)
+from tasks.reporting.html_report import REPORT, run_report
+from tasks.scale import ScaledFeatures, check_features_vary, scale_features
+from tasks.store.history import load_previous_run
+from tasks.store.manifest import StepTimer, build_manifest, utc_now
+from tasks.store.memory import release_unused_memory
+from tasks.store.retry import is_transient
+from tasks.store.run_files import finish_run, run_id_of, write_run_files, write_table, write_text
+from tasks.store.snapshots import resolve_input
 from tasks.table import Table, columns_line, describe_table
-
-# The task modules log with the standard library; with PREFECT_LOGGING_EXTRA_LOGGERS=tasks
-# (set by the CLI and prefect.toml) their INFO lines reach the run's log in the Prefect UI.
-logging.getLogger("tasks").setLevel(logging.INFO)
-
-
-class _NoTracebackForBadInput(logging.Filter):
-    """Bad input and breached gates are not bugs: log their one-line message, no traceback."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], (InputError, GateError)):
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-for _name in ("prefect.flow_runs", "prefect.task_runs"):
-    logging.getLogger(_name).addFilter(_NoTracebackForBadInput())
 
 # Results stay in memory: no input hashing of large frames, nothing pickled to disk.
 
 
 @pipeline_task("load-previous-run")
-def load_previous(settings: SegmentationSettings) -> PreviousRun | None:
+def load_previous(output_dir: Path) -> PreviousRun | None:
     """The previous complete run (segment ids and names to keep), if there is one."""
-    return load_previous_run(settings.output_dir)
+    return load_previous_run(output_dir)
 
 
 @pipeline_task("resolve-input")
@@ -127,38 +109,41 @@ def retry_on_transient(task: object, task_run: object, state: State) -> bool:
 
 @pipeline_task("ingest", retry_condition_fn=retry_on_transient)
 def ingest(
-    source: Path, table: Table | None, settings: SegmentationSettings, staging: Path
-) -> pd.DataFrame:
-    """Read the customer file (``table`` None: order lines, numbers kept as numbers) and keep
-    a raw Parquet copy (the file's own headers) in the run folder. Retried on transient I/O
-    errors (settings.read_retries, read_retry_delay seconds apart), never on bad data."""
-    raw = read_file(source, settings.sep, expected=None if table is None else expected_types(table))
+    source: Path, table: Table | None, sep: str | None, staging: Path
+) -> pd.DataFrame | EncodedLines:
+    """Read the customer file and keep a raw Parquet copy (the file's own headers) in the run
+    folder; ``table`` None: order lines, read as codes (flows/order_lines.py). Retried on
+    transient I/O errors (settings.read_retries, read_retry_delay seconds apart), never on bad
+    data."""
+    if table is None:
+        return read_order_lines(source, sep, staging)
+    raw = read_file(source, sep, expected=expected_types(table))
     write_table(raw, staging / "raw.parquet")
     return raw
 
 
 @pipeline_task("validate-and-clean")
 def clean(
-    raw: pd.DataFrame, table: Table, source: Path, settings: SegmentationSettings
+    raw: pd.DataFrame, table: Table, source: Path, max_quarantine_share: float
 ) -> CleanResult:
     """Drop duplicates, quarantine invalid rows with reasons, return typed customers."""
     return clean_customers(
         canonical_frame(raw, table),
         source=str(source),
-        max_quarantine_share=settings.max_quarantine_share,
+        max_quarantine_share=max_quarantine_share,
         table=table,
     )
 
 
 @pipeline_task("scale-features")
-def scale(customers: pd.DataFrame, table: Table, settings: SegmentationSettings) -> ScaledFeatures:
+def scale(customers: pd.DataFrame, table: Table, scaler: str, seed: int) -> ScaledFeatures:
     """Select, transform and scale the clustering features (then PCA, if asked)."""
     check_features_vary(customers, table)
-    return scale_features(customers, None, settings.scaler, table, seed=settings.seed)
+    return scale_features(customers, None, scaler, table, seed=seed)
 
 
 @pipeline_task("elbow-sweep")
-def elbow_sweep(scaled: ScaledFeatures, settings: SegmentationSettings) -> pd.DataFrame:
+def elbow_sweep(rows: np.ndarray, settings: SegmentationSettings) -> pd.DataFrame:
     """Inertia and quality metrics for each k of the sweep, with a progress artifact."""
     tracker = create_progress_artifact(
         progress=0.0,
@@ -170,32 +155,34 @@ def elbow_sweep(scaled: ScaledFeatures, settings: SegmentationSettings) -> pd.Da
         update_progress_artifact(tracker, progress=100.0 * done / total)
 
     return sweep_k(
-        _sweep_rows(scaled, settings),
+        rows,
         settings.k_values,
         seed=settings.seed,
         n_init=settings.n_init,
-        silhouette_sample=settings.silhouette_sample,
-        n_jobs=settings.n_jobs,
+        silhouette_sample=settings.sweep.silhouette_sample,
+        n_jobs=settings.sweep.n_jobs,
         progress=report,
     )
 
 
 @pipeline_task("fit-k")
-def fit_k(rows: np.ndarray, k: int, settings: SegmentationSettings) -> dict[str, float]:
+def fit_k(
+    rows: np.ndarray, k: int, seed: int, n_init: int, silhouette_sample: int
+) -> dict[str, float]:
     """One k of the elbow sweep (with runner=dask, one task per k on the Dask workers)."""
-    return metrics_for_k(
-        rows,
-        k,
-        seed=settings.seed,
-        n_init=settings.n_init,
-        silhouette_sample=settings.silhouette_sample,
-    )
+    return metrics_for_k(rows, k, seed=seed, n_init=n_init, silhouette_sample=silhouette_sample)
 
 
 def sweep_on_workers(rows: np.ndarray, settings: SegmentationSettings) -> pd.DataFrame:
     """The elbow sweep fanned out: one fit-k task per k, run by the flow's task runner."""
     ks = sweepable_k_values(rows, settings.k_values)
-    futures = fit_k.map(unmapped(rows), ks, unmapped(settings))
+    futures = fit_k.map(
+        unmapped(rows),
+        ks,
+        unmapped(settings.seed),
+        unmapped(settings.n_init),
+        unmapped(settings.sweep.silhouette_sample),
+    )
     return elbow_table([future.result() for future in futures])
 
 
@@ -204,22 +191,20 @@ def pick_k(
     elbow: pd.DataFrame,
     previous: PreviousRun | None,
     settings: SegmentationSettings,
-    columns: tuple[str, ...] | None = None,
+    columns: tuple[str, ...],
 ) -> KChoice:
     """Apply the k rule: fixed k, Kneedle knee within bounds, or best silhouette; keep the
     previous run's k (when it clustered on the same ``columns``) unless another is clearly
     better."""
-    if previous is not None and columns is not None and not same_features(previous, columns):
-        previous = None
     choice = choose_k_within_gate(
         elbow,
-        gate_min_segment_share=settings.gate_min_segment_share,
+        gate_min_segment_share=settings.gates.min_segment_share,
         fixed_k=settings.k,
         k_min=settings.k_min,
         k_max=settings.k_max,
         min_segment_share=settings.min_segment_share,
-        previous_k=None if previous is None else previous.k,
-        k_margin=settings.k_margin,
+        previous_k=previous_k(previous, columns),
+        k_margin=settings.identity.k_margin,
     )
     get_run_logger().info("Chose k=%d by rule %r: %s", choice.k, choice.rule, choice.reason)
     return choice
@@ -227,25 +212,12 @@ def pick_k(
 
 @pipeline_task("final-fit")
 def final_fit(
-    scaled: ScaledFeatures, choice: KChoice, settings: SegmentationSettings
+    scaled: ScaledFeatures, rows: np.ndarray, choice: KChoice, seed: int, n_init: int
 ) -> Segmentation:
-    """K-Means with k-means++ and n_init restarts, segments numbered canonically; above the
-    sample threshold, n_init restarts on the sweep's sample, then one fit on all rows from
+    """K-Means with k-means++ and n_init restarts, segments numbered canonically; when the
+    sweep ran on a sample (``rows``), the restarts run on it, then one fit on all rows from
     the sample's centroids."""
-    rows = _sweep_rows(scaled, settings)
-    init = None
-    if len(rows) < len(scaled.matrix):
-        init = fit_segments(rows, choice.k, seed=settings.seed, n_init=settings.n_init).centroids
-    return fit_segments(
-        scaled.matrix, choice.k, seed=settings.seed, n_init=settings.n_init, init=init
-    )
-
-
-def _sweep_rows(scaled: ScaledFeatures, settings: SegmentationSettings) -> np.ndarray:
-    """All rows, or above ``sample_threshold`` a seeded sample of ``sample_size`` rows."""
-    if len(scaled.matrix) <= settings.sample_threshold:
-        return scaled.matrix
-    return sample_rows(scaled.matrix, settings.sample_size, settings.seed)
+    return fit_final(scaled.matrix, rows, choice.k, seed=seed, n_init=n_init)
 
 
 @pipeline_task("identify-segments")
@@ -255,7 +227,7 @@ def identify(
     segmentation: Segmentation,
     previous: PreviousRun | None,
     table: Table,
-    settings: SegmentationSettings,
+    max_shift: float,
 ) -> Described:
     """Stable ids and names (matched to the previous run), profiles, transitions, model."""
     return describe_segments(
@@ -263,7 +235,7 @@ def identify(
         scaled,
         segmentation,
         previous,
-        max_shift=settings.identity_max_shift,
+        max_shift=max_shift,
         table=table,
         fill_values=cleaned.fill_values,
     )
@@ -271,20 +243,19 @@ def identify(
 
 @pipeline_task("quality-gates")
 def quality_gates(
-    profiles: pd.DataFrame,
-    moved_share: float | None,
+    described: Described,
     elbow: pd.DataFrame,
     choice: KChoice,
     run_id: str,
     settings: SegmentationSettings,
 ) -> None:
     """Fail the run, naming the gate and its figures, if a quality gate is breached."""
-    silhouette = elbow.set_index("k")["silhouette"].get(choice.k)
     breaches = gate_breaches(
         settings.gates,
-        smallest_share=float(profiles["share"].min()),
-        silhouette=None if pd.isna(silhouette) else float(silhouette),
-        moved_share=moved_share,
+        profiles=described.profiles,
+        elbow=elbow,
+        k=choice.k,
+        changes=described.changes,
     )
     if breaches:
         create_markdown_artifact(
@@ -307,39 +278,25 @@ def write_report(
     table: Table,
     settings: SegmentationSettings,
     source: Path,
-) -> None:
+) -> dict[str, bytes]:
     """Write the tables (each validated), the model, the plots and report.html into the run
     folder."""
     write_table(described.segments, staging / "segments.parquet", segments_schema(table))
-    order = np.argsort(described.identity.ids)  # scaled centroids in the same id order
     figures = plots.run_figures(
-        elbow=elbow,
-        chosen_k=choice.k,
-        knee=choice.knee,
-        values=feature_frame(cleaned.customers, None, table, _categories(scaled)),
-        labels=described.segments["segment_id"].to_numpy(),
-        centroids=described.centroids,
-        names=described.names,
+        elbow,
+        choice,
+        segmentation,
+        described,
+        values=scaled.values(cleaned.customers, table),
         scaled=scaled.matrix,
-        scaled_centroids=segmentation.centroids[order],
-        profiles=described.profiles,
         customers=cleaned.customers,
-        transitions=described.transitions,
         table=table,
         seed=settings.seed,
     )
     images = write_run_files(staging, described, elbow, cleaned.quarantine, figures)
     html = run_report(run_id_of(staging), source, cleaned, elbow, choice, described, table, images)
     write_text(html, staging / REPORT)
-
-
-def _categories(scaled: ScaledFeatures) -> dict[str, list[str]]:
-    """The values of each categorical feature as the scaling saw them (one-hot columns)."""
-    categories: dict[str, list[str]] = {}
-    for t in scaled.transforms:
-        if t.source is not None and t.category is not None:
-            categories.setdefault(t.source, []).append(t.category)
-    return categories
+    return images
 
 
 @pipeline_task("publish-run")
@@ -349,11 +306,12 @@ def publish(
     described: Described,
     table: Table,
     settings: SegmentationSettings,
+    images: dict[str, bytes],
 ) -> dict:
-    """Write the manifest last, publish the run folder, point `latest` at it, add UI artifacts."""
+    """Write the manifest last, publish the run folder, point `latest` at it, add UI artifacts
+    (the summary shows ``images``, the run's PNGs by file name)."""
     final = finish_run(staging, manifest)
     manifest = {**manifest, "output_folder": str(final)}
-    images = {name: (final / name).read_bytes() for name in SUMMARY_PLOTS}
     create_markdown_artifact(
         key=run_artifact_key("segmentation-summary", settings),
         markdown=summary_markdown(manifest, described.profiles, images, summary_means(table)),
@@ -417,6 +375,7 @@ def run_manifest(
 @fails_without_persisting  # a failed run writes no pickle of its exception either
 def segment_customers(settings: SegmentationSettings | None = None) -> dict:
     """Segment the customers in ``settings.input``; returns the run's manifest."""
+    configure_run_logging()
     with untagged_tasks():  # no tag-concurrency round trip before each task
         settings = settings_for_run(settings)  # in a deployment run: merged over its stored ones
         run_id = run_id_for(settings)  # the flow run's name is segment-<run-id>
@@ -425,39 +384,44 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
         table = None if orders else resolve_columns(source, settings)
         started, step = utc_now(), StepTimer()
         with staged_run(settings.output_dir, run_id, source) as staging:
-            previous = load_previous(settings)
+            previous = load_previous(settings.output_dir)
             with step("ingest"):
                 raw = ingest.with_options(
                     retries=settings.read_retries,
                     # one number, not a backoff list: the Prefect UI shows a list as NaN
                     retry_delay_seconds=settings.read_retry_delay,
-                )(source, table, settings, staging)
+                )(source, table, settings.sep, staging)
             if orders is not None:  # order lines: segment the derived per-customer table
                 with step("derive"):
                     derivation, raw, table = derive(raw, orders, source, settings, staging)
             with step("clean"):
-                cleaned = clean(raw, table, source, settings)
+                cleaned = clean(raw, table, source, settings.max_quarantine_share)
                 del raw  # the input as read is not needed again: free it before the fit
                 release_unused_memory()
                 too_many = settings.k_beyond(len(cleaned.customers), "there are clean customers")
                 if too_many is not None:  # refused before the sweep, not after it
                     raise InputError(too_many)
             with step("scale"):
-                scaled = scale(cleaned.customers, table, settings)
+                scaled = scale(cleaned.customers, table, settings.scaler, settings.seed)
             with step("elbow"):
-                if settings.runner == "dask":
-                    elbow = sweep_on_workers(_sweep_rows(scaled, settings), settings)
-                else:
-                    elbow = elbow_sweep(scaled, settings)
+                rows = sweep_rows(
+                    scaled.matrix,
+                    settings.sweep.sample_threshold,
+                    settings.sweep.sample_size,
+                    settings.seed,
+                )
+                sweep = sweep_on_workers if settings.runner == "dask" else elbow_sweep
+                elbow = sweep(rows, settings)
                 choice = pick_k(elbow, previous, settings, scaled.columns)
             with step("fit"):
-                segmentation = final_fit(scaled, choice, settings)
+                segmentation = final_fit(scaled, rows, choice, settings.seed, settings.n_init)
             with step("identify"):
-                described = identify(cleaned, scaled, segmentation, previous, table, settings)
-                moved_share = (described.changes or {}).get("moved_share")
-                quality_gates(described.profiles, moved_share, elbow, choice, run_id, settings)
+                described = identify(
+                    cleaned, scaled, segmentation, previous, table, settings.identity.max_shift
+                )
+                quality_gates(described, elbow, choice, run_id, settings)
             with step("report"):
-                write_report(
+                images = write_report(
                     staging,
                     cleaned,
                     scaled,
@@ -484,4 +448,4 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
             )
             if orders is not None:
                 manifest["transactions"] = derivation.manifest_record()
-            return publish(staging, manifest, described, table, settings)
+            return publish(staging, manifest, described, table, settings, images)

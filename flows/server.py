@@ -199,7 +199,7 @@ def warm_up() -> None:
     import pandera.pandas as pa
     from sklearn.cluster import KMeans
 
-    from tasks.html_report import report_template
+    from tasks.reporting.html_report import report_template
 
     pa.DataFrameSchema({"x": pa.Column(int)}).validate(pd.DataFrame({"x": [1, 2]}))
     report_template()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from flows.options import Option
 from schemas.spec import Missing
 from tasks.gates import Gates
 
@@ -22,113 +24,183 @@ Scaler = Literal["standard", "robust", "minmax", "log-standard"]
 Runner = Literal["local", "dask"]
 
 
+def _k_range(text: str) -> tuple[int, int]:
+    """``LOW-HIGH`` (or one k) on the command line -> (low, high)."""
+    low, sep, high = text.partition("-")
+    try:
+        return int(low), int(high if sep else low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW-HIGH such as 1-10, got {text!r}") from None
+
+
+class SweepSettings(BaseModel):
+    """The elbow sweep: which k values are fitted, on how many rows, how many at once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k_range: Annotated[
+        tuple[int, int], Option(flag="--sweep", metavar="LOW-HIGH", parse=_k_range)
+    ] = Field((1, 10), description="k values of the elbow sweep, e.g. 1-10")
+    n_jobs: Annotated[int, Option(flag="--n-jobs")] = Field(
+        -1, description="parallel k fits in the sweep (-1: all cores, 1: serial)"
+    )
+    sample_threshold: int = Field(
+        200_000,
+        ge=1_000,
+        description="above this many customers the sweep runs on a seeded sample and the final "
+        "K-Means on all rows starts from the sample's centroids",
+    )
+    sample_size: int = Field(100_000, ge=1_000, description="rows in that sample")
+    silhouette_sample: int = Field(
+        1_000, ge=100, description="rows sampled (seeded) for each k's silhouette score"
+    )
+
+    @field_validator("k_range")
+    @classmethod
+    def _check_k_range(cls, k_range: tuple[int, int]) -> tuple[int, int]:
+        low, high = k_range
+        if low < 1 or high < 2 or low > high:
+            raise ValueError(f"{low}-{high}: needs 1 <= LOW <= HIGH and HIGH >= 2")
+        return k_range
+
+    @model_validator(mode="after")
+    def _check(self) -> SweepSettings:
+        if self.sample_size > self.sample_threshold:
+            raise ValueError(
+                f"sample_size={self.sample_size} > sample_threshold={self.sample_threshold}"
+            )
+        return self
+
+
+class IdentitySettings(BaseModel):
+    """How a run keeps the previous run's k, segment ids and names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k_margin: Annotated[float, Option(flag="--k-margin")] = Field(
+        0.05,
+        ge=0,
+        description="keep the previous run's k unless another k's silhouette is higher by this",
+    )
+    max_shift: float = Field(
+        0.5,
+        gt=0,
+        description="a centroid within this distance (scaled units) of a previous run's keeps "
+        "that segment's id and name",
+    )
+
+
+class DaskSettings(BaseModel):
+    """Where a run with runner=dask computes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: Annotated[str | None, Option(metavar="ADDRESS")] = Field(
+        None,
+        description="an existing Dask scheduler, e.g. tcp://10.0.0.5:8786; unset: a temporary "
+        "LocalCluster on 127.0.0.1",
+    )
+    workers: int = Field(2, ge=1, description="worker processes of that LocalCluster")
+
+
 class SegmentationSettings(BaseModel):
-    """Everything a run depends on. Defaults reproduce the classic Mall-customers recipe."""
+    """Everything a run depends on, each setting declared once: the flow's one parameter (the
+    deployment's form in the Prefect UI), `segment run`'s and `segment serve`'s options and the
+    README's option table are generated from these fields (``flows.options``). Defaults
+    reproduce the classic Mall-customers recipe."""
 
     model_config = ConfigDict(extra="forbid")
 
     input: Path = Field(
         DEFAULT_INPUT,
         description="customer file (CSV or Parquet), or a folder of dated snapshots "
-        "(customers_YYYY-MM-DD.csv): the newest one up to as_of is used",
+        "(customers_YYYY-MM-DD.csv: the newest one up to --as-of is used), or with --runner "
+        "dask a folder of Parquet partition files",
     )
-    as_of: date | None = Field(
-        None,
-        description="with a snapshot folder: use the newest snapshot on or before this date; "
-        "with transactions: also the snapshot date of recency (lines on or after it left out)",
+    output_dir: Annotated[Path, Option(flag="--output")] = Field(
+        DEFAULT_OUTPUT,
+        description="runs go to OUTPUT/runs/<run-id>/, OUTPUT/latest names the newest",
     )
     transactions: bool = Field(
         False,
-        description="the input is order lines: derive recency, frequency and monetary value "
-        "per customer (tasks/transactions.py), then segment that table",
+        description="the input is order lines (customer id, invoice, date, quantity and unit "
+        "price, or an amount): derive recency, frequency and monetary value per customer and "
+        "segment them; --column maps the fields (customer_id, invoice, date, quantity, price, "
+        "amount), --profile names line columns to describe",
     )
-    date_format: str | None = Field(
+    as_of: Annotated[date | None, Option(metavar="YYYY-MM-DD")] = Field(
         None,
-        description="with transactions: the order dates' format (strftime codes, e.g. "
-        "'%d/%m/%Y %H:%M'); unset: ISO, day-first or month-first, read from the dates",
+        description="with a snapshot folder: use the newest snapshot on or before this date; "
+        "with --transactions also the snapshot date of recency (lines after it left out); "
+        "unset: the newest snapshot (--transactions: the day after the latest purchase)",
     )
-    output_dir: Path = Field(DEFAULT_OUTPUT, description="runs go to <output_dir>/runs/<run-id>/")
-    columns: dict[str, str] = Field(
-        default_factory=dict,
-        description="canonical column -> header in the file, e.g. {'annual_income': 'Income'}; "
-        "unset columns are found by their common spellings",
-    )
-    sep: str | None = Field(None, description="field separator; sniffed when unset")
-    spec: Path | None = Field(
+    date_format: Annotated[str | None, Option(metavar="FMT")] = Field(
         None,
-        description="segmentation spec (TOML): roles, kinds, labels, checks and transforms of "
-        "the columns; unset: the Mall preset for a Mall-like file, else every numeric column",
+        description="with --transactions: the order dates' format in strftime codes, e.g. "
+        "'%d/%m/%Y %H:%M'; unset: ISO, day-first or month-first read from the dates (an "
+        "ambiguous file stops and asks for this option)",
     )
-    features: list[str] | None = Field(
+    spec: Annotated[Path | None, Option(metavar="FILE.toml")] = Field(
+        None,
+        description="a segmentation spec (roles, kinds, labels, checks and transforms of the "
+        "columns; `segment init` writes one); options given here override it; unset: the Mall "
+        "preset for a Mall-like file, else every numeric column",
+    )
+    features: Annotated[list[str] | None, Option(metavar="COL")] = Field(
         None,
         min_length=1,
         description="columns to cluster on, by their header ('numeric': every numeric column "
-        "except the id and profile columns); unset: the spec's",
+        "except the id and the profile columns; 0/1 flags become profile columns, constant and "
+        "id-like columns are left out); unset: the spec's, the Mall preset's (annual_income "
+        "spending_score) for a file with all its columns, else numeric",
     )
-    profile: list[str] | None = Field(
-        None, description="columns described per segment but not clustered on"
-    )
-    id_column: str | None = Field(
+    profile: Annotated[list[str] | None, Option(metavar="COL")] = Field(
         None,
-        description="header of the customer id ('none': no id, customers are numbered by row); "
-        "unset: found by common spellings",
+        description="columns described per segment but not clustered on; unset: the spec's, the "
+        "Mall preset's (gender age) for a Mall-like file, else none",
     )
+    id_column: Annotated[str | None, Option(metavar="NAME")] = Field(
+        None,
+        description="the customer id's header ('none': no id, customers are numbered by data "
+        "row); unset: found by common spellings (CustomerID, Customer ID, CUST_ID, ID, ...)",
+    )
+    columns: Annotated[dict[str, str], Option(flag="--column", metavar="NAME=HEADER")] = Field(
+        default_factory=dict,
+        description="map a column of the spec (or the Mall preset: customer_id, gender, age, "
+        "annual_income, spending_score) to a header in the file, e.g. annual_income=Income; "
+        "repeatable; unset columns are found by their common spellings",
+    )
+    sep: str | None = Field(None, description="field separator; sniffed when unset")
     missing: Missing | None = Field(
         None,
-        description="a missing feature value: quarantine the row, or fill the column median",
+        description="a missing feature value: quarantine the row (the default) or fill the "
+        "column median (a text feature: its most frequent value)",
     )
-    pca: float | None = Field(
+    pca: Annotated[float | None, Option(metavar="N|SHARE")] = Field(
         None,
         gt=0,
-        description="PCA before K-Means: N components (N >= 1) or the share of variance (< 1)",
+        description="PCA before K-Means: N components, or the share of variance to keep (e.g. "
+        "0.9); unset: off (the spec's, if it sets pca)",
     )
-    scaler: Scaler = Field("standard", description="feature scaling before K-Means")
+    scaler: Scaler = Field(
+        "standard",
+        description="feature scaling before K-Means (log-standard: log1p first on money "
+        "columns, those with a currency sign in their unit)",
+    )
     k: int | None = Field(
-        None, ge=1, description="fix the number of segments (skips the elbow rule)"
+        None, ge=1, description="fix the number of segments; unset: the elbow rule"
     )
-    k_sweep_min: int = Field(1, ge=1, description="smallest k of the elbow sweep")
-    k_sweep_max: int = Field(10, ge=2, description="largest k of the elbow sweep")
-    k_min: int | None = Field(None, ge=2, description="smallest k the elbow rule may choose")
-    k_max: int | None = Field(None, ge=2, description="largest k the elbow rule may choose")
+    k_min: int | None = Field(
+        None, ge=2, description="smallest k the elbow rule may choose; unset: 2"
+    )
+    k_max: int | None = Field(
+        None, ge=2, description="largest k the elbow rule may choose; unset: the sweep's largest"
+    )
     min_segment_share: float = Field(
         0.0, ge=0, lt=1, description="each segment must hold at least this share of customers"
     )
     n_init: int = Field(10, ge=1, description="K-Means restarts (final fit and sweep)")
     seed: int = Field(42, description="random seed of every random step")
-    n_jobs: int = Field(-1, description="parallel k fits in the sweep (-1: all cores, 1: serial)")
-    sample_threshold: int = Field(
-        200_000,
-        ge=1_000,
-        description="above this many customers the elbow sweep runs on a seeded sample and the "
-        "final K-Means on all rows starts from the sample's centroids",
-    )
-    sample_size: int = Field(100_000, ge=1_000, description="rows in that sample")
-    silhouette_sample: int = Field(
-        1_000, ge=100, description="rows sampled (seeded) for the silhouette score"
-    )
-    k_margin: float = Field(
-        0.05,
-        ge=0,
-        description="keep the previous run's k unless another k's silhouette is higher by this",
-    )
-    identity_max_shift: float = Field(
-        0.5,
-        gt=0,
-        description="a centroid within this distance (scaled units) of a previous run's keeps "
-        "that segment's id and name",
-    )
-    gate_min_segment_share: float | None = Field(
-        0.01, ge=0, lt=1, description="quality gate: fail if a segment is smaller (None: off)"
-    )
-    gate_silhouette_floor: float | None = Field(
-        0.2, ge=-1, le=1, description="quality gate: fail if silhouette is lower (None: off)"
-    )
-    gate_max_moved_share: float | None = Field(
-        0.25,
-        ge=0,
-        le=1,
-        description="quality gate: fail if more returning customers changed segment (None: off)",
-    )
     max_quarantine_share: float = Field(
         0.2, ge=0, le=1, description="fail the run when more rows than this share are quarantined"
     )
@@ -136,46 +208,38 @@ class SegmentationSettings(BaseModel):
         "local",
         description="local: this process (threads for the elbow sweep); dask: Prefect's "
         "DaskTaskRunner, the sweep's k values fanned out over Dask workers, and a folder of "
-        "Parquet files cleaned and fitted partition by partition (dask-ml K-Means)",
-    )
-    dask_address: str | None = Field(
-        None,
-        description="with runner=dask: scheduler address of an existing Dask cluster, e.g. "
-        "tcp://10.0.0.5:8786 (unset: a temporary LocalCluster on 127.0.0.1)",
-    )
-    dask_workers: int = Field(
-        2, ge=1, description="with runner=dask and no address: worker processes of the LocalCluster"
+        "Parquet files cleaned and fitted partition by partition",
     )
     run_id: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",  # one plain folder name: never leaves runs/
         max_length=200,
-        description="name of the run folder",
+        description="name of the run folder; unset: <UTC time>-<flow run id>",
     )
     read_retries: int = Field(
         3,
         ge=0,
         le=10,
-        description="retries of reading the input after a transient I/O error (timeout, "
-        "EIO, EAGAIN, ...); bad data is never retried",
+        description="retries of reading the input after a transient I/O error (timeout, EIO, "
+        "EAGAIN, ...); bad data is never retried",
     )
-    read_retry_delay: float = Field(
-        1.0,
-        ge=0,
-        le=300,
-        description="seconds to wait before each retry of reading the input",
+    read_retry_delay: Annotated[float, Option(metavar="SECONDS")] = Field(
+        1.0, ge=0, le=300, description="seconds to wait before each retry of reading the input"
     )
+    sweep: SweepSettings = Field(default_factory=SweepSettings, description="the elbow sweep")
+    gates: Annotated[Gates, Option(prefix="gate")] = Field(
+        default_factory=Gates,
+        description="quality gates: a breached one fails the run; latest stays on the previous run",
+    )
+    identity: IdentitySettings = Field(
+        default_factory=IdentitySettings, description="identity across runs"
+    )
+    dask: DaskSettings = Field(default_factory=DaskSettings, description="with runner=dask")
 
     @model_validator(mode="after")
     def _check_ranges(self) -> SegmentationSettings:
-        if self.k_sweep_min > self.k_sweep_max:
-            raise ValueError(f"k_sweep_min={self.k_sweep_min} > k_sweep_max={self.k_sweep_max}")
         if self.k_min is not None and self.k_max is not None and self.k_min > self.k_max:
             raise ValueError(f"k_min={self.k_min} > k_max={self.k_max}")
-        if self.sample_size > self.sample_threshold:
-            raise ValueError(
-                f"sample_size={self.sample_size} > sample_threshold={self.sample_threshold}"
-            )
         if self.features and len(set(self.features)) != len(self.features):
             raise ValueError(f"features listed twice: {self.features}")
         return self
@@ -211,15 +275,7 @@ class SegmentationSettings(BaseModel):
         return None
 
     @property
-    def gates(self) -> Gates:
-        return Gates(
-            min_segment_share=self.gate_min_segment_share,
-            silhouette_floor=self.gate_silhouette_floor,
-            max_moved_share=self.gate_max_moved_share,
-        )
-
-    @property
     def k_values(self) -> range:
         """The k values of the sweep, widened to include a fixed k."""
-        high = max(self.k_sweep_max, self.k or 0)
-        return range(self.k_sweep_min, high + 1)
+        low, high = self.sweep.k_range
+        return range(low, max(high, self.k or 0) + 1)

@@ -134,7 +134,7 @@ class TableSpec(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> TableSpec:
         if self.rfm_grid is not None:
-            from tasks.rfm import check_grid
+            from tasks.orders.rfm import check_grid
 
             check_grid(self.rfm_grid)
         if self.pca is not None and self.pca >= 1 and self.pca != int(self.pca):

@@ -9,10 +9,9 @@ import pandas as pd
 
 from tasks.fit import Segmentation
 from tasks.identity import (
-    SEGMENT_ID,
     Identity,
     PreviousRun,
-    changes_since,
+    change_summary,
     match_segments,
     previous_segments,
     transitions,
@@ -71,16 +70,7 @@ def describe_segments(
             {"previous_segment_id": [], "segment_id": [], "customers": []}, dtype="int64"
         )
     )
-    changes = restarted
-    if previous is not None:
-        changes = changes_since(
-            previous.run_id,
-            previous.model,
-            previous.assignments[SEGMENT_ID].value_counts(),
-            segments[SEGMENT_ID].value_counts(),
-            moved,
-            identity,
-        )
+    changes = change_summary(previous, segments, moved, identity) or restarted
     profiles = profile_segments(customers, labels, names, table)
     model = build_model(
         scaled, segmentation, identity, names, features, table, fill_values=fill_values
@@ -122,6 +112,14 @@ def same_features(previous: PreviousRun, columns: tuple[str, ...]) -> bool:
     """Did the previous run cluster on the same columns (in any order)? If not, its segments
     are not comparable: no customer "moved", and its k is not kept."""
     return set(previous.model["columns"]) == set(columns)
+
+
+def previous_k(previous: PreviousRun | None, columns: tuple[str, ...]) -> int | None:
+    """The previous run's k, kept by the k rule unless another k is clearly better: None in a
+    first run, or when the previous run clustered on other ``columns``."""
+    if previous is None or not same_features(previous, columns):
+        return None
+    return previous.k
 
 
 def restart_summary(previous: PreviousRun, identity: Identity) -> dict:

@@ -203,7 +203,7 @@ def choose_k_within_gate(
     and the gate reports the breach (exit 4, naming the gate) rather than the rule. The
     reason names the gate when its threshold, not the rule's own, ruled the knee out."""
     share = max(min_segment_share, gate_min_segment_share or 0.0)
-    name = "gate_min_segment_share" if share > min_segment_share else "min_segment_share"
+    name = "the min_segment_share gate" if share > min_segment_share else "min_segment_share"
     try:
         return choose_k(elbow, min_segment_share=share, share_name=name, **rule)  # type: ignore[arg-type]
     except InputError:

@@ -71,9 +71,21 @@ def canonical_order(centroids: np.ndarray, decimals: int = 6) -> np.ndarray:
     return np.lexsort(rounded.T[::-1])
 
 
-def sample_rows(matrix: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """A seeded random sample of at most ``size`` rows (all rows, in order, if fewer)."""
-    if len(matrix) <= size:
+def sweep_rows(matrix: np.ndarray, threshold: int, size: int, seed: int) -> np.ndarray:
+    """The rows the elbow sweep fits: all of them, or above ``threshold`` rows a seeded random
+    sample of ``size`` rows (in their order; the same sample for the same seed)."""
+    if len(matrix) <= max(threshold, size):
         return matrix
     rows = np.random.default_rng(seed).choice(len(matrix), size=size, replace=False)
     return matrix[np.sort(rows)]
+
+
+def fit_final(
+    matrix: np.ndarray, sample: np.ndarray, k: int, *, seed: int, n_init: int
+) -> Segmentation:
+    """The run's K-Means on all rows; when the sweep's ``sample`` (``sweep_rows``) is fewer
+    rows, the ``n_init`` restarts run on it and one fit on all rows starts from its centroids."""
+    init = None
+    if len(sample) < len(matrix):
+        init = fit_segments(sample, k, seed=seed, n_init=n_init).centroids
+    return fit_segments(matrix, k, seed=seed, n_init=n_init, init=init)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class GateError(RuntimeError):
@@ -16,19 +17,33 @@ class GateError(RuntimeError):
         return (GateError, (self.breaches,))
 
 
-@dataclass(frozen=True)
-class Gates:
-    """Limits a run must respect; None turns a gate off."""
+class Gates(BaseModel):
+    """Limits a run must respect; None (on the command line: off) turns a gate off."""
 
-    min_segment_share: float | None = 0.01
-    silhouette_floor: float | None = 0.2
-    max_moved_share: float | None = 0.25
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_segment_share: float | None = Field(
+        0.01, ge=0, lt=1, description="fail the run if a segment holds a smaller share"
+    )
+    silhouette_floor: float | None = Field(
+        0.2, ge=-1, le=1, description="fail the run if the silhouette score is lower"
+    )
+    max_moved_share: float | None = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="fail the run if a larger share of returning customers changed segment",
+    )
 
 
 def gate_breaches(
-    gates: Gates, *, smallest_share: float, silhouette: float | None, moved_share: float | None
+    gates: Gates, *, profiles: pd.DataFrame, elbow: pd.DataFrame, k: int, changes: dict | None
 ) -> list[str]:
-    """Every breached gate as a readable sentence with the figures (empty when all pass)."""
+    """Every breached gate as a readable sentence with the figures (empty when all pass). No
+    silhouette gate for a k the elbow table has no silhouette for, no moved gate in a first run."""
+    smallest_share = float(profiles["share"].min())
+    silhouette = elbow.set_index("k")["silhouette"].get(k)
+    moved_share = (changes or {}).get("moved_share")
     breaches = []
     if gates.min_segment_share is not None and smallest_share < gates.min_segment_share:
         breaches.append(
@@ -36,7 +51,7 @@ def gate_breaches(
             f"below {gates.min_segment_share:.2%}"
         )
     floor = gates.silhouette_floor
-    if floor is not None and silhouette is not None and silhouette < floor:
+    if floor is not None and silhouette is not None and pd.notna(silhouette) and silhouette < floor:
         breaches.append(f"silhouette_floor: silhouette {silhouette:.3f} is below {floor}")
     limit = gates.max_moved_share
     if limit is not None and moved_share is not None and moved_share > limit:

@@ -179,9 +179,10 @@ def previous_segments(previous: PreviousRun | None, customer_ids: pd.Series) -> 
 
 
 def change_summary(
-    previous: PreviousRun | None, current: pd.DataFrame, identity: Identity
+    previous: PreviousRun | None, current: pd.DataFrame, moves: pd.DataFrame, identity: Identity
 ) -> dict | None:
-    """Figures of what changed since the previous run (None for a first run)."""
+    """Figures of what changed since the previous run (None for a first run): ``current`` is
+    this run's segments table, ``moves`` its ``transitions`` from the previous run's."""
     if previous is None:
         return None
     return changes_since(
@@ -189,7 +190,7 @@ def change_summary(
         previous.model,
         previous.assignments[SEGMENT_ID].value_counts(),
         current[SEGMENT_ID].value_counts(),
-        transitions(previous.assignments, current),
+        moves,
         identity,
     )
 

@@ -41,17 +41,24 @@ from tasks.clean import (
     check_quarantine_share,
     clean_customers,
 )
+from tasks.describe import Described, compared_previous, named_centroids
 from tasks.errors import InputError
 from tasks.fit import Segmentation, canonical_order, fit_segments
-from tasks.identity import PREVIOUS_SEGMENT_ID, SEGMENT_ID, PreviousRun
+from tasks.identity import (
+    PREVIOUS_SEGMENT_ID,
+    SEGMENT_ID,
+    PreviousRun,
+    changes_since,
+    match_segments,
+)
 from tasks.ingest import canonical_frame, expected_types, numbers_as_text, read_file
+from tasks.model import build_model
 from tasks.profile import (
     profiles_from_statistics,
     segment_statistics,
     segment_table,
     shared_values,
 )
-from tasks.report import write_table
 from tasks.scale import (
     FeatureTransform,
     Moments,
@@ -65,7 +72,8 @@ from tasks.scale import (
     project,
     scaled_features,
 )
-from tasks.snapshots import row_count
+from tasks.store.run_files import write_table
+from tasks.store.snapshots import row_count
 from tasks.table import CUSTOMER_ID, Table, check_partitioned_table
 
 log = logging.getLogger(__name__)
@@ -253,16 +261,13 @@ def draw_sample(customers: dd.DataFrame, size: int, seed: int) -> pd.DataFrame:
 
 
 def fit_space(
-    customers: dd.DataFrame,
-    sample: pd.DataFrame,
-    table: Table,
-    categories: dict[str, list[str]],
-    scaler: str,
-    seed: int,
-) -> ScaledFeatures:
-    """The transforms (shapes from the sample, centre and scale from the moments of every
-    partition, combined) and, with ``pca``, the projection fitted on the sample; returns the
-    sample scaled: what the elbow sweep and the plots see."""
+    customers: dd.DataFrame, table: Table, scaler: str, *, size: int, seed: int
+) -> tuple[ClusterSpace, ScaledFeatures, pd.DataFrame]:
+    """The cluster space, and a seeded sample of about ``size`` customers scaled (for the sweep
+    and the plots) and as they are. Transform shapes and PCA come from the sample, centre and
+    scale from the moments of every partition, combined."""
+    categories = categories_of(customers, table)
+    sample = draw_sample(customers, size, seed)
     values = feature_frame(sample, None, table, categories)
     shapes = fit_shapes(values, scaler, table, seed=seed)
     parts = dask.compute(
@@ -274,7 +279,8 @@ def fit_space(
     transforms = finish_transforms(
         shapes, Moments.combine(list(parts)), prepare_frame(values, shapes), scaler, table
     )
-    return scaled_features(values, transforms, scaler, table, seed=seed)
+    rows = scaled_features(values, transforms, scaler, table, seed=seed)
+    return ClusterSpace(table, categories, rows.transforms, rows.projection), rows, sample
 
 
 def _moments(
@@ -287,8 +293,7 @@ def _moments(
 
 
 def fit_partitions(
-    customers: dd.DataFrame,
-    sizes: tuple[int, ...],
+    parts: Partitions,
     space: ClusterSpace,
     sample: np.ndarray,
     k: int,
@@ -296,16 +301,18 @@ def fit_partitions(
     seed: int,
     n_init: int,
     max_iter: int = 300,
-) -> tuple[np.ndarray, float, int]:
-    """Centroids (canonical order), inertia on all rows and iterations of the dask-ml fit."""
+) -> Segmentation:
+    """dask-ml K-Means over all partitions from the best of ``n_init`` k-means++ fits on the
+    ``sample`` rows; the labels and distances are the sample's (for the plots and the model)."""
     from dask_ml.cluster import KMeans
 
     start = fit_segments(sample, k, seed=seed, n_init=n_init).centroids
     width = start.shape[1]
+    customers = parts.customers
     matrix = customers.map_partitions(
         lambda part: pd.DataFrame(space.matrix(part), index=part.index),
         meta=pd.DataFrame({j: pd.Series(dtype="float64") for j in range(width)}),
-    ).to_dask_array(lengths=list(sizes))
+    ).to_dask_array(lengths=list(parts.sizes))
     model = KMeans(n_clusters=k, init=start, max_iter=max_iter, tol=1e-4, random_state=seed).fit(
         matrix
     )
@@ -326,7 +333,8 @@ def fit_partitions(
         inertia,
         model.n_iter_,
     )
-    return centroids, float(inertia), int(model.n_iter_)
+    labels, distances = nearest_centroid(sample, centroids)
+    return Segmentation(labels, centroids, distances, float(inertia), int(model.n_iter_))
 
 
 def _squared_distances(part: pd.DataFrame, space: ClusterSpace, centroids: np.ndarray) -> float:
@@ -343,10 +351,43 @@ def nearest_centroid(matrix: np.ndarray, centroids: np.ndarray) -> tuple[np.ndar
     return nearest + 1, distances
 
 
-def segmentation_of_sample(sample: ScaledFeatures, centroids: np.ndarray) -> Segmentation:
-    """The sample's rows labelled by the final centroids (for the plots and the model)."""
-    labels, distances = nearest_centroid(sample.matrix, centroids)
-    return Segmentation(labels, centroids, distances, float((distances**2).sum()), 0)
+def describe_partitions(
+    customers: dd.DataFrame,
+    space: ClusterSpace,
+    rows: ScaledFeatures,
+    sample: pd.DataFrame,
+    segmentation: Segmentation,
+    previous: PreviousRun | None,
+    folder: Path,
+    *,
+    max_shift: float,
+) -> Described:
+    """``describe_segments`` over partitions (names from the ``sample``, whose ``rows`` were
+    fitted): each partition's segments table written into ``folder``."""
+    table = space.table
+    identity = match_segments(segmentation.centroids, rows, previous, max_shift=max_shift)
+    previous, restarted = compared_previous(previous, identity, rows.columns)
+    values = space.values(sample)
+    centroids, names = named_centroids(values, rows, segmentation.centroids, identity, table)
+    labelled = label_customers(customers, space, segmentation.centroids, identity.ids, previous)
+    write_segments(labelled, names, table, folder)
+    profiles = profile_labelled(labelled, names, table)
+    moves = transitions_of(labelled)
+    changes = restarted
+    if previous is not None:
+        changes = changes_since(
+            previous.run_id,
+            previous.model,
+            previous_sizes(previous),
+            profiles.set_index(SEGMENT_ID)["size"],
+            moves,
+            identity,
+        )
+    radii = max_distances(labelled)  # over every customer, not the sample
+    model = build_model(
+        rows, segmentation, identity, names, list(table.feature_names), table, max_distances=radii
+    )
+    return Described(identity, names, centroids, None, profiles, moves, changes, model)
 
 
 def label_customers(

@@ -203,9 +203,29 @@ def profile_segments(
     a categorical or few-valued column (``<column>_<value>_share``)."""
     table = table or mall_table()
     shares = shared_values(customers, table)
-    labelled = customers.assign(segment_id=labels)
-    statistics = segment_statistics(labelled, table, shares)
-    return profiles_from_statistics(*statistics, names, table, shares)
+    powers = _overflow_powers(customers, table)
+    shrunk = {name: customers[name] / power for name, power in powers.items()}
+    labelled = customers.assign(**shrunk, segment_id=labels)
+    size, means, medians, value_shares = segment_statistics(labelled, table, shares)
+    for name, power in powers.items():  # exact: scaling by a power of two only moves exponents
+        means[name] *= power
+        medians[name] *= power
+    return profiles_from_statistics(size, means, medians, value_shares, names, table, shares)
+
+
+def _overflow_powers(customers: pd.DataFrame, table: Table) -> dict[str, float]:
+    """A power of two per numeric column whose values are so large (> 2**500, ~3e150) that a
+    group's sum or a median's midpoint could overflow to inf (a valid if absurd input): the
+    statistics are computed on the values divided by it (the largest becomes ~2**100), which
+    changes no digit of any value above 2**-900."""
+    powers = {}
+    for column in table.columns:
+        if column.numeric and column.name in customers:
+            values = np.abs(customers[column.name].to_numpy("float64"))
+            largest = float(np.nanmax(values, initial=0))
+            if largest > 2.0**500:
+                powers[column.name] = 2.0 ** (int(np.ceil(np.log2(largest))) - 100)
+    return powers
 
 
 def profiles_schema(columns) -> pa.DataFrameSchema:

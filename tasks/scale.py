@@ -26,6 +26,9 @@ DEFAULT_FEATURES = ("annual_income", "spending_score")
 SCALERS = ("standard", "robust", "minmax", "log-standard")
 CURRENCY_SIGNS = ("$", "€", "£", "¥")  # a unit with one of these marks a money column
 FIT_SAMPLE = 200_000  # rows a Yeo-Johnson lambda is estimated on (seeded sample above that)
+# log1p of the largest float: a centroid of log1p values is at most this, but scaling it back
+# (z * scale + center) can round just above it, and expm1 would then give inf
+LOG1P_MAX = float(np.log1p(np.finfo("float64").max))
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ class FeatureTransform:
         x = z * self.scale + self.center
         if self.kind == "yeo-johnson":
             x = _yeojohnson_inverse(x, float(self.lmbda or 0.0))
-        return np.expm1(x) if self.log else x
+        return np.expm1(np.minimum(x, LOG1P_MAX)) if self.log else x
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,6 +123,15 @@ class ScaledFeatures:
     def to_feature_space(self, rows: np.ndarray) -> np.ndarray:
         """Rows in the space K-Means works in -> the scaled feature columns."""
         return rows if self.projection is None else self.projection.restore(rows)
+
+    def values(self, customers: pd.DataFrame, table: Table) -> pd.DataFrame:
+        """``customers``' feature columns in original units, with the one-hot columns of the
+        categorical features as this scaling made them (``feature_frame``)."""
+        categories: dict[str, list[str]] = {}
+        for t in self.transforms:
+            if t.source is not None and t.category is not None:
+                categories.setdefault(t.source, []).append(t.category)
+        return feature_frame(customers, None, table, categories)
 
 
 def feature_frame(

@@ -261,6 +261,14 @@ def resolve_table(
             if found[1] not in roles and found[1] != id_header:
                 roles[found[1]] = (found[0], "profile")
 
+    named = {name for name, _ in roles.values()} | set(spec.columns) | {CUSTOMER_ID}
+    unused = sorted(set(explicit) - named)
+    if unused:  # a typo in --column NAME=HEADER would otherwise be silently ignored
+        raise ColumnMappingError(
+            f"--column name(s) {unused} name no column of this run: NAME must be customer_id, "
+            "a column of the spec or a name given with --features or --profile (here: "
+            f"{', '.join(sorted(named))})"
+        )
     kinds = {h: _kind(h, roles.get(h, (h, None))[0], spec, values, numeric_headers) for h in header}
     _check_decimal_commas(header, roles, id_header, values, spec, wants_numeric)
     if wants_numeric:

@@ -25,13 +25,13 @@ from sklearn.preprocessing import StandardScaler
 from schemas.customers import AGE, ANNUAL_INCOME, SPENDING_SCORE
 from tasks.describe import Described, describe_segments
 from tasks.fit import fit_segments
-from tasks.history import load_previous_run
 from tasks.identity import PreviousRun
 from tasks.model import load_model
-from tasks.report import MANIFEST, latest_run, sha256_of
-from tasks.runlock import RunLock
-from tasks.sample_data import MALL_HEADER, SampleData
+from tasks.samples.sample_data import MALL_HEADER, SampleData
 from tasks.scale import scale_features
+from tasks.store.history import load_previous_run
+from tasks.store.run_files import MANIFEST, latest_run, sha256_of
+from tasks.store.runlock import RunLock
 
 # --- segment runs on planted blobs ------------------------------------------------------------
 

@@ -13,14 +13,14 @@ from sklearn.metrics import adjusted_rand_score
 from flows.segmentation import segment_customers
 from flows.settings import SegmentationSettings
 from tasks.ingest import read_file
-from tasks.report import latest_run
-from tasks.sample_tables import (
+from tasks.samples.sample_tables import (
     mixed_marketing_table,
     wholesale_like_table,
     wide_behaviour_table,
     write_planted_table,
 )
 from tasks.spec_init import starter_spec
+from tasks.store.run_files import latest_run
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 

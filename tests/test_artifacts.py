@@ -1,4 +1,4 @@
-"""The run summary and tables shown in the Prefect UI (tasks/artifacts.py)."""
+"""The run summary and tables shown in the Prefect UI (tasks/reporting/artifacts.py)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,15 @@ import pandas as pd
 import pytest
 
 from schemas.outputs import Profiles
-from tasks.artifacts import (
+from tasks.profile import profile_segments
+from tasks.reporting.artifacts import (
     artifact_key,
+    assignment_markdown,
     gate_failure_markdown,
     profiles_records,
     summary_markdown,
     transitions_records,
 )
-from tasks.profile import profile_segments
 
 # --- the summary and what changed since the previous run -----------------------------------------
 
@@ -193,3 +194,15 @@ def test_artifact_keys_of_adhoc_runs_follow_their_output_folder(tmp_path):
     assert artifact_key("segment-profiles", "/srv/outputs", deployment=False) != "segment-profiles"
     odd = artifact_key("segment-profiles", "/data/Ünïcode___", deployment=False)
     assert re.fullmatch(r"[a-z0-9-]+", odd) and "--" not in odd
+
+
+def test_assignment_summary_lists_every_segment_and_accounts_for_every_row():
+    summary = {
+        "rows_read": 1_205, "rows_kept": 1_190, "rows_quarantined": 10, "duplicates_dropped": 5,
+        "outliers": 3, "segments": {1: 1_000, 3: 190}, "model": "outputs/latest/model.json",
+        "output": "a.parquet", "quarantine": "a.quarantine.parquet",
+    }  # fmt: skip
+    markdown = assignment_markdown(summary, {1: "Savers", 2: "Spenders", 3: "Careful"})
+    assert "| 1 | Savers | 1,000 |\n| 2 | Spenders | 0 |\n| 3 | Careful | 190 |" in markdown
+    assert "1,205 read = 1,190 assigned + 10 quarantined + 5 duplicates; outliers: 3" in markdown
+    assert "Output: `a.parquet`; quarantine: `a.quarantine.parquet`" in markdown

@@ -16,7 +16,20 @@ import pandas as pd
 import pytest
 
 from flows.cli import EXIT_BAD_INPUT, EXIT_BAD_MODEL, EXIT_OK, EXIT_USAGE, main
-from tasks.assign import (
+from tasks.clean import clean_customers
+from tasks.describe import describe_segments
+from tasks.errors import InputError
+from tasks.fit import fit_segments
+from tasks.ingest import canonical_frame, expected_types, read_file, table_for_file
+from tasks.model import model_to_json
+from tasks.samples.sample_data import generate_customers, write_sample_csv
+from tasks.samples.sample_tables import (
+    mixed_marketing_table,
+    wide_behaviour_table,
+    write_planted_table,
+)
+from tasks.scale import scale_features
+from tasks.scoring.assign import (
     DISTANCE,
     OUTLIER,
     SEGMENT_ID,
@@ -25,16 +38,7 @@ from tasks.assign import (
     assign_file,
     read_model,
 )
-from tasks.clean import clean_customers
-from tasks.describe import describe_segments
-from tasks.errors import InputError
-from tasks.export import spreadsheet_safe, write_table_file
-from tasks.fit import fit_segments
-from tasks.ingest import canonical_frame, expected_types, read_file, table_for_file
-from tasks.model import model_to_json
-from tasks.sample_data import generate_customers, write_sample_csv
-from tasks.sample_tables import mixed_marketing_table, wide_behaviour_table, write_planted_table
-from tasks.scale import scale_features
+from tasks.scoring.export import spreadsheet_safe, write_table_file
 
 ROOT = Path(__file__).resolve().parents[1]
 

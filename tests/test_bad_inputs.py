@@ -42,8 +42,8 @@ from schemas.spec import MALL_PRESET
 from tasks.clean import CleanResult, clean_customers
 from tasks.errors import InputError
 from tasks.ingest import read_customers
-from tasks.report import latest_run
 from tasks.scale import scale_features
+from tasks.store.run_files import latest_run
 
 MALL_HEADER = "CustomerID,Genre,Age,Annual Income (k$),Spending Score (1-100)"
 # Four valid, different customers: data rows 1-4 of every generated file below.

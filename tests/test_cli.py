@@ -230,6 +230,24 @@ def test_unknown_column_key_is_a_usage_error_before_prefect_starts(tmp_path, cap
     assert main(args) == EXIT_BAD_INPUT
 
 
+def test_unknown_column_key_of_a_general_table_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    """No preset, no spec: a --column NAME that no feature or profile uses is a typo, not
+    something to ignore; a NAME the run does use works."""
+    _no_prefect(monkeypatch)
+    table = tmp_path / "wholesale.csv"
+    table.write_text("Channel,Fresh,Milk\n1,12669,9656\n2,7057,9810\n1,6353,8808\n")
+    base = ["run", "--input", str(table), "--output", str(tmp_path)]
+    assert main([*base, "--column", "nosuch=Fresh"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("segment: error: ") and err.count("\n") == 1
+    assert "['nosuch']" in err and "--features or --profile (here: customer_id)" in err
+    from flows.cli import check_input
+    from flows.settings import SegmentationSettings
+
+    used = SegmentationSettings(input=table, features=["fresh"], columns={"fresh": "Fresh"})
+    assert check_input(used) is None
+
+
 def test_invalid_spec_file_names_its_key_and_line_before_prefect_starts(tmp_path, capsys):
     spec = tmp_path / "spec.toml"
     spec.write_text('features = ["numeric"]\nmissing = "mean"\n')
@@ -490,7 +508,7 @@ def test_an_adhoc_run_of_mostly_duplicates_warns_and_is_named_tagged_and_keyed_f
     )
     from prefect.settings import PREFECT_API_URL
 
-    from tasks.artifacts import artifact_key
+    from tasks.reporting.artifacts import artifact_key
 
     lines = (shared_data / "mall_customers.csv").read_text().splitlines()
     copies = tmp_path / "copies.csv"

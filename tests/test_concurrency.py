@@ -1,6 +1,6 @@
 """Runs at the same time into one output folder: distinct complete runs, one unbroken history.
 
-The output folder's run lock (tasks.runlock) lets one run at a time go from loading the
+The output folder's run lock (tasks.store.runlock) lets one run at a time go from loading the
 previous run to publishing; the others wait. Unit tests of the lock with two processes, then
 real `segment run` processes against the session's Prefect server (``live_server``).
 """
@@ -23,13 +23,13 @@ from helpers import assert_output_consistent, debris, segment_command
 
 from live_server import ROOT, tail
 from live_server import start as launch
-from tasks.report import MANIFEST
-from tasks.runlock import RunLock
+from tasks.store.run_files import MANIFEST
+from tasks.store.runlock import RunLock
 
 CHILD = textwrap.dedent(
     """
     import logging, sys, time
-    from tasks.runlock import RunLock
+    from tasks.store.runlock import RunLock
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     lock = RunLock(sys.argv[1])
     try:

@@ -31,12 +31,12 @@ import pytest
 from helpers import assert_output_consistent, debris, segment_command
 from matplotlib.figure import Figure
 
-import tasks.report
+import tasks.store.run_files
 from live_server import ROOT, tail
 from live_server import start as launch
 from tasks.model import MODEL_FORMAT
-from tasks.plots import figure_to_png
-from tasks.report import (
+from tasks.reporting.plots import figure_to_png
+from tasks.store.run_files import (
     MANIFEST,
     finish_run,
     start_run,
@@ -161,8 +161,8 @@ def test_segment_run_survives_sigkill_at_random_moments(live_server, customers_c
 
 
 class _KillingOS:
-    """Stands in for ``os`` in tasks.report: counts its calls (open, fsync, replace, symlink,
-    close, ...) and SIGKILLs the process just before call number ``kill_at``."""
+    """Stands in for ``os`` in tasks.store.run_files: counts its calls (open, fsync, replace,
+    symlink, close, ...) and SIGKILLs the process just before call number ``kill_at``."""
 
     def __init__(self, kill_at: int | None) -> None:
         self.kill_at, self.calls = kill_at, 0
@@ -203,9 +203,9 @@ def _publish_in_child(output: Path, run_id: str, kill_at: int | None) -> int:
             os.close(read_end)
             staging = _stage_run(output, run_id)
             counter = _KillingOS(kill_at)
-            tasks.report.os = counter
+            tasks.store.run_files.os = counter
             finish_run(staging, {"run_id": run_id})
-            tasks.report.os = os
+            tasks.store.run_files.os = os
             os.write(write_end, str(counter.calls).encode())
         finally:
             os._exit(0)

@@ -20,15 +20,18 @@ from flows.settings import SegmentationSettings
 from schemas.outputs import Quarantine, Segments
 from tasks import partitioned
 from tasks.clean import clean_customers
+from tasks.describe import describe_segments
 from tasks.errors import InputError
+from tasks.fit import fit_segments
 from tasks.gates import GateError
 from tasks.ingest import read_customers, read_file, table_for_file
 from tasks.profile import profile_segments
-from tasks.report import latest_run
-from tasks.sample_data import generate_customers, write_sample_csv
-from tasks.sample_tables import mixed_marketing_table, write_planted_table
-from tasks.snapshots import first_data_file, is_partitioned_input, partition_files
+from tasks.samples.sample_data import generate_customers, write_sample_csv
+from tasks.samples.sample_tables import mixed_marketing_table, write_planted_table
+from tasks.scale import scale_features
 from tasks.spec_init import starter_spec
+from tasks.store.run_files import latest_run
+from tasks.store.snapshots import first_data_file, is_partitioned_input, partition_files
 from tasks.table import choose_spec, resolve_table
 
 N_PARTS = 4
@@ -51,7 +54,10 @@ def customers(tmp_path_factory):
 
 def _settings(**overrides) -> SegmentationSettings:
     # Sample thresholds low enough that 20k customers take the sampled sweep on both paths.
-    base = {"sample_threshold": 5_000, "sample_size": 5_000, "n_init": 4, "k_sweep_max": 8}
+    base = {
+        "n_init": 4,
+        "sweep": {"sample_threshold": 5_000, "sample_size": 5_000, "k_range": (1, 8)},
+    }
     return SegmentationSettings(**{**base, **overrides})
 
 
@@ -109,7 +115,9 @@ def test_partitioned_parquet_on_a_local_cluster_gives_the_local_segments(custome
     )
 
     # Quality gates hold on this path too: a breached gate fails the run, latest unchanged.
-    gated = on_dask.model_copy(update={"gate_min_segment_share": 0.5})
+    gated = on_dask.model_copy(
+        update={"gates": on_dask.gates.model_copy(update={"min_segment_share": 0.5})}
+    )
     with prefect_api_for_workers(gated), pytest.raises(GateError, match="min_segment_share"):
         flow_for(gated)(gated)
     assert latest_run(tmp_path / "dask") == dask_folder
@@ -276,7 +284,11 @@ def test_partitioned_mixed_table_uses_the_spec_core_and_finds_the_planted_segmen
     for i, rows in enumerate(np.array_split(np.arange(len(raw)), 3)):
         raw.iloc[rows].to_parquet(parts / f"part-{i}.parquet", index=False)
     settings = _settings(
-        input=parts, output_dir=tmp_path / "out", runner="dask", spec=spec, k_sweep_max=6
+        input=parts,
+        output_dir=tmp_path / "out",
+        runner="dask",
+        spec=spec,
+        sweep={"k_range": (1, 6)},
     )
     local_settings = settings.model_copy(update={"input": source, "runner": "local"})
     local = segment_customers(local_settings.model_copy(update={"output_dir": tmp_path / "mem"}))
@@ -366,3 +378,41 @@ def test_a_partitioned_input_with_a_wrong_column_or_median_fill_exits_before_pre
     assert cli.main([*args, "--missing", "median"]) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip()
     assert "not supported for a partitioned input" in err
+
+
+def test_partitions_scaled_and_described_on_dask_equal_the_in_memory_run(tmp_path):
+    rng = np.random.default_rng(5)
+    n = 600
+    frame = pd.DataFrame(
+        {
+            "customer_id": pd.array([f"C{i}" for i in range(n)], dtype="str"),
+            "spend": np.concatenate([rng.normal(m, 5, n // 3) for m in (20, 60, 100)]),
+            "visits": rng.poisson(5, n).astype("float64"),
+            "tier": pd.array(rng.choice(["gold", "silver"], n), dtype="str"),
+        }
+    )
+    header = ["spend", "visits", "tier"]
+    spec = choose_spec(header, features=["spend", "visits"], profile=["tier"])
+    table = resolve_table(header, frame[header].astype("str"), spec)
+    on_dask = dd.from_pandas(frame, npartitions=3)
+    with dask.config.set(scheduler="sync"):  # the sample is every customer: size >= n
+        space, rows, sample = partitioned.fit_space(on_dask, table, "standard", size=n, seed=1)
+        fit = fit_segments(rows.matrix, 3, seed=1)
+        got = partitioned.describe_partitions(
+            on_dask, space, rows, sample, fit, None, tmp_path, max_shift=0.5
+        )
+    scaled = scale_features(frame, None, "standard", table, seed=1)
+    np.testing.assert_allclose(rows.matrix, scaled.matrix, atol=1e-12)
+    expected = describe_segments(frame, scaled, fit, None, max_shift=0.5, table=table)
+    assert got.names == expected.names and got.identity == expected.identity
+    pd.testing.assert_frame_equal(got.centroids, expected.centroids)
+    pd.testing.assert_frame_equal(got.profiles, expected.profiles, check_exact=False, rtol=1e-12)
+    got_segments, expected_segments = got.model["segments"], expected.model["segments"]
+    assert [s["name"] for s in got_segments] == [s["name"] for s in expected_segments]
+    # every customer's largest distance, computed on the partitions
+    radii = [s["max_distance"] for s in got_segments]
+    assert radii == pytest.approx([s["max_distance"] for s in expected_segments], rel=1e-12)
+    written = pd.concat([pd.read_parquet(f) for f in sorted(tmp_path.glob("segments-*.parquet"))])
+    assert len(sorted(tmp_path.glob("segments-*.parquet"))) == 3
+    by_id = written.set_index("customer_id")["segment_id"]
+    assert by_id.loc[frame["customer_id"]].tolist() == expected.segments["segment_id"].tolist()

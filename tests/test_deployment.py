@@ -28,10 +28,9 @@ from flows.deployment import (
     FULL_NAME,
     backfill,
     main,
-    merge_over_deployment,
     serve_nightly,
-    settings_for_run,
 )
+from flows.run_settings import merge_over_deployment, settings_for_run
 from flows.settings import SegmentationSettings
 from live_server import BIN, ROOT, RUN_TIMEOUT, Server, start, stop, wait_for
 
@@ -146,7 +145,7 @@ def test_a_partial_settings_override_keeps_the_deployments_other_settings(server
     """The issue's command, `prefect deployment run ... --param 'settings={"k": 4}'`: Prefect
     stores only the fields given; the flow merges them over the deployment's settings, so the
     run reads the deployment's input and writes to its output, not the demo defaults."""
-    override = {"k": 4, "gate_max_moved_share": None}  # a k change moves many customers
+    override = {"k": 4, "gates": {"max_moved_share": None}}  # a k change moves many customers
     created = server.prefect(
         "deployment", "run", FULL_NAME, "--param", f"settings={json.dumps(override)}", "--watch",
         timeout=RUN_TIMEOUT,
@@ -160,7 +159,9 @@ def test_a_partial_settings_override_keeps_the_deployments_other_settings(server
     assert manifest["flow_run_id"] == str(run_id)
     assert manifest["input"]["path"] == str(CUSTOMERS)
     assert (manifest["k"]["chosen"], manifest["k"]["rule"]) == (4, "fixed")
-    assert manifest["settings"] == {**served.deployment.parameters["settings"], **override}
+    stored = served.deployment.parameters["settings"]  # merged deeply: the other gates stay
+    expected = {**stored, "k": 4, "gates": {**stored["gates"], "max_moved_share": None}}
+    assert manifest["settings"] == expected
     assert str(run_id)[:8] not in " ".join(_entries(ROOT / "outputs" / "runs"))  # the defaults
 
 

@@ -8,7 +8,7 @@ import pytest
 from helpers import A, B, C, E, as_previous, ids_by_customer, ids_by_tag, population, run
 
 from schemas.outputs import Profiles, Segments, Transitions
-from tasks.describe import Described
+from tasks.describe import Described, previous_k
 from tasks.model import load_model, model_to_json, score_customers
 
 
@@ -61,3 +61,12 @@ def test_second_model_json_round_trips_and_scores_customers_with_stable_ids(seco
     scored = pd.Series(score_customers(loaded, customers), index=customers["customer_id"])
     expected = ids_by_customer(second_run)
     assert scored.loc[expected.index].tolist() == expected.tolist()
+
+
+def test_the_previous_k_is_kept_only_from_a_run_on_the_same_columns(abc_run):
+    previous = as_previous(abc_run)
+    columns = tuple(abc_run.model["columns"])
+    assert previous_k(previous, columns) == previous.k == 3  # blobs A, B and C
+    assert previous_k(previous, columns[::-1]) == previous.k  # the same columns, in any order
+    assert previous_k(previous, (*columns, "age")) is None  # other columns: its k says nothing
+    assert previous_k(None, columns) is None  # a first run

@@ -228,7 +228,7 @@ def test_the_rule_respects_the_smallest_segment_gate_and_leaves_an_unmeetable_on
     choice = choose_k_within_gate(curve, gate_min_segment_share=0.01)
     assert choice.k == 5 and choice.rule == "silhouette"  # best silhouette of the others
     # the gate's threshold ruled the knee out, so the reason names the gate, not the rule's own
-    assert "below gate_min_segment_share (1.0%)" in choice.reason
+    assert "below the min_segment_share gate (1.0%)" in choice.reason
     own = choose_k_within_gate(curve, gate_min_segment_share=0.01, min_segment_share=0.1)
     assert "below min_segment_share (10.0%)" in own.reason  # the stricter bound is the rule's
     assert choose_k_within_gate(curve, gate_min_segment_share=None).k == 3

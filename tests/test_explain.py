@@ -1,4 +1,4 @@
-"""Tests for tasks.explain: what sets a segment apart, in numbers and in one sentence."""
+"""Tests for tasks.reporting.explain: what sets a segment apart, in numbers and in one sentence."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from schemas.spec import ColumnSpec
-from tasks import explain
 from tasks.profile import profile_segments
+from tasks.reporting import explain
 from tasks.table import Column, Table
 
 

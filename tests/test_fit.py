@@ -7,8 +7,9 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
+import tasks.fit
 from tasks.clean import clean_customers
-from tasks.fit import canonical_order, fit_segments
+from tasks.fit import canonical_order, fit_final, fit_segments, sweep_rows
 from tasks.ingest import read_customers
 from tasks.scale import scale_features
 
@@ -74,6 +75,41 @@ def test_distances_are_euclidean_to_own_centroid_which_is_the_nearest(blobs):
 def test_k_above_number_of_rows_raises_value_error():
     with pytest.raises(ValueError, match="n_samples=3 should be >= n_clusters=4"):
         fit_segments(np.arange(6.0).reshape(3, 2), 4)
+
+
+def test_sweep_rows_are_all_rows_up_to_the_threshold_then_a_seeded_sample_in_order():
+    matrix = np.arange(2_000.0).reshape(1_000, 2)
+    assert sweep_rows(matrix, 1_000, 100, seed=1) is matrix  # at the threshold: every row
+    sample = sweep_rows(matrix, 999, 100, seed=1)
+    assert sample.shape == (100, 2)
+    assert (np.diff(sample[:, 0]) > 0).all()  # distinct rows, in the input's order
+    assert np.isin(sample[:, 0], matrix[:, 0]).all()
+    np.testing.assert_array_equal(sample, sweep_rows(matrix, 999, 100, seed=1))
+    assert not np.array_equal(sample, sweep_rows(matrix, 999, 100, seed=2))
+
+
+def test_fit_final_on_all_rows_as_the_sample_is_one_fit(blobs):
+    X, _ = blobs
+    final = fit_final(X, X, 4, seed=7, n_init=3)
+    plain = fit_segments(X, 4, seed=7, n_init=3)
+    np.testing.assert_array_equal(final.labels, plain.labels)
+    np.testing.assert_array_equal(final.centroids, plain.centroids)
+
+
+def test_fit_final_on_a_sample_restarts_on_it_then_fits_all_rows_once(blobs, monkeypatch):
+    X, truth = blobs
+    calls = []
+
+    def spy(matrix, k, **options):
+        calls.append((len(matrix), options.get("init") is not None))
+        return fit_segments(matrix, k, **options)
+
+    monkeypatch.setattr(tasks.fit, "fit_segments", spy)
+    sample = sweep_rows(X, 100, 60, seed=7)
+    final = fit_final(X, sample, 4, seed=7, n_init=3)
+    assert calls == [(60, False), (len(X), True)]  # sample with restarts, then all rows from it
+    assert len(final.labels) == len(X)
+    assert adjusted_rand_score(truth, final.labels) == pytest.approx(1.0)
 
 
 def test_mall_customers_k5_golden_sizes_and_centroids(shared_data):

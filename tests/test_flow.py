@@ -11,10 +11,10 @@ from sklearn.metrics import adjusted_rand_score
 from flows.segmentation import segment_customers
 from flows.settings import DEFAULT_INPUT, SegmentationSettings
 from schemas.outputs import Elbow, Profiles, Quarantine, Segments
-from tasks import plots
 from tasks.errors import InputError
-from tasks.report import file_checksums, latest_run
-from tasks.sample_data import generate_customers
+from tasks.reporting import plots
+from tasks.samples.sample_data import generate_customers
+from tasks.store.run_files import file_checksums, latest_run
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 
@@ -163,7 +163,7 @@ def test_run_publishes_summary_and_profile_artifacts(default_run):
                 flow_run_id=ArtifactFilterFlowRunId(any_=[manifest["flow_run_id"]])
             )
         )
-    from tasks.artifacts import artifact_key
+    from tasks.reporting.artifacts import artifact_key
 
     by_key = {a.key: a for a in artifacts}
     output = manifest["settings"]["output_dir"]  # an ad-hoc run: keys of its output folder

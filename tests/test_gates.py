@@ -1,5 +1,5 @@
 """Tests for the quality gates (tasks.gates), k stability (choose_k with previous_k) and the
-changes section of the run summary (tasks.artifacts)."""
+changes section of the run summary (tasks.reporting.artifacts)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,16 @@ from tasks.gates import GateError, Gates, gate_breaches
 
 # Figures that pass every default gate.
 GOOD = {"smallest_share": 0.2, "silhouette": 0.6, "moved_share": 0.05}
+
+
+def breaches_for(gates, *, smallest_share, silhouette, moved_share):
+    """gate_breaches of a run with these figures: k=3 chosen from a sweep over k=2..4 (its
+    neighbours' silhouettes would pass and fail every floor), moved_share None: a first run."""
+    profiles = pd.DataFrame({"share": [smallest_share, 1.0]})
+    elbow = pd.DataFrame({"k": [2, 3, 4], "silhouette": [0.99, silhouette, -0.99]})
+    changes = None if moved_share is None else {"moved_share": moved_share}
+    return gate_breaches(gates, profiles=profiles, elbow=elbow, k=3, changes=changes)
+
 
 # --- gates ------------------------------------------------------------------------------------
 
@@ -46,14 +56,14 @@ GOOD = {"smallest_share": 0.2, "silhouette": 0.6, "moved_share": 0.05}
     ids=["min-segment-share", "silhouette-floor", "max-moved-share"],
 )
 def test_gate_passes_at_its_limit_and_fails_beyond_it(gates, figure, at_limit, beyond, message):
-    assert gate_breaches(gates, **{**GOOD, figure: at_limit}) == []
-    breaches = gate_breaches(gates, **{**GOOD, figure: beyond})
+    assert breaches_for(gates, **{**GOOD, figure: at_limit}) == []
+    breaches = breaches_for(gates, **{**GOOD, figure: beyond})
     assert breaches == [message]
     assert str(GateError(breaches)) == f"quality gate failed: {message}"
 
 
 def test_every_breached_gate_is_listed():
-    breaches = gate_breaches(Gates(), smallest_share=0.001, silhouette=0.1, moved_share=0.9)
+    breaches = breaches_for(Gates(), smallest_share=0.001, silhouette=0.1, moved_share=0.9)
     assert len(breaches) == 3
     assert [b.split(":")[0] for b in breaches] == [
         "min_segment_share",
@@ -66,10 +76,10 @@ def test_every_breached_gate_is_listed():
 
 def test_a_gate_set_to_none_is_off():
     off = Gates(min_segment_share=None, silhouette_floor=None, max_moved_share=None)
-    assert gate_breaches(off, smallest_share=0.0, silhouette=-1.0, moved_share=1.0) == []
+    assert breaches_for(off, smallest_share=0.0, silhouette=-1.0, moved_share=1.0) == []
     # only the gate turned off stops failing
     only_silhouette_off = Gates(silhouette_floor=None)
-    breaches = gate_breaches(
+    breaches = breaches_for(
         only_silhouette_off, smallest_share=0.0, silhouette=-1.0, moved_share=1.0
     )
     assert [b.split(":")[0] for b in breaches] == ["min_segment_share", "max_moved_share"]
@@ -77,12 +87,20 @@ def test_a_gate_set_to_none_is_off():
 
 def test_first_run_without_moved_share_never_fails_the_moved_gate():
     strict = Gates(max_moved_share=0.0)
-    assert gate_breaches(strict, smallest_share=0.2, silhouette=0.6, moved_share=None) == []
+    assert breaches_for(strict, smallest_share=0.2, silhouette=0.6, moved_share=None) == []
 
 
 def test_missing_silhouette_does_not_fail_the_silhouette_gate():
     # k=1 has no silhouette; the gate cannot judge it
-    assert gate_breaches(Gates(), smallest_share=1.0, silhouette=None, moved_share=None) == []
+    assert breaches_for(Gates(), smallest_share=1.0, silhouette=None, moved_share=None) == []
+
+
+def test_the_silhouette_gate_judges_the_chosen_k_and_skips_a_k_not_in_the_sweep():
+    profiles = pd.DataFrame({"share": [0.5, 0.5]})
+    elbow = pd.DataFrame({"k": [2, 3], "silhouette": [0.1, 0.6]})
+    judged = {k: gate_breaches(Gates(), profiles=profiles, elbow=elbow, k=k, changes=None)
+              for k in (2, 3, 7)}  # fmt: skip
+    assert judged == {2: ["silhouette_floor: silhouette 0.100 is below 0.2"], 3: [], 7: []}
 
 
 def test_gate_error_survives_pickling_with_its_breaches():

@@ -1,4 +1,4 @@
-"""Tests for tasks.history: reading the previous run of an output folder."""
+"""Tests for tasks.store.history: reading the previous run of an output folder."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import pytest
 from helpers import A, B, C, population, run
 
 from schemas.outputs import Segments
-from tasks.history import CorruptRunError, load_previous_run
 from tasks.model import model_to_json
-from tasks.report import finish_run, start_run, write_table, write_text
+from tasks.store.history import CorruptRunError, load_previous_run
+from tasks.store.run_files import finish_run, start_run, write_table, write_text
 
 
 def test_load_previous_run_is_none_without_a_complete_run(tmp_path):

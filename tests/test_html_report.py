@@ -25,16 +25,16 @@ import flows.segmentation as segmentation
 from flows.settings import SegmentationSettings
 from live_server import ROOT
 from tasks.elbow import sweep_k
-from tasks.history import load_previous_run
-from tasks.html_report import REPORT, TEMPLATES, quarantine_reasons
-from tasks.report import finish_run, start_run
-from tasks.sample_data import generate_snapshots, write_snapshots
-from tasks.sample_tables import (
+from tasks.reporting.html_report import REPORT, TEMPLATES, quarantine_reasons
+from tasks.samples.sample_data import generate_snapshots, write_snapshots
+from tasks.samples.sample_tables import (
     mixed_marketing_table,
     wholesale_like_table,
     wide_behaviour_table,
     write_planted_table,
 )
+from tasks.store.history import load_previous_run
+from tasks.store.run_files import finish_run, start_run
 
 SCREENSHOTS = ROOT / "outputs" / "report-screenshots"
 
@@ -42,20 +42,28 @@ SCREENSHOTS = ROOT / "outputs" / "report-screenshots"
 def segment_in_process(source: Path, output: Path, run_id: str, **options) -> Path:
     """One run of the in-memory flow's steps without the engine; the published run folder."""
     settings = SegmentationSettings(
-        input=source, output_dir=output, run_id=run_id, n_init=2, k_sweep_max=8, **options
+        input=source,
+        output_dir=output,
+        run_id=run_id,
+        n_init=2,
+        sweep={"k_range": (1, 8)},
+        **options,
     )
     with disable_run_logger():
         source = segmentation.resolve.fn(settings)
         table = segmentation.resolve_columns.fn(source, settings)
         staging = start_run(output, run_id)
         previous = load_previous_run(output)
-        raw = segmentation.ingest.fn(source, table, settings, staging)
-        cleaned = segmentation.clean.fn(raw, table, source, settings)
-        scaled = segmentation.scale.fn(cleaned.customers, table, settings)
+        raw = segmentation.ingest.fn(source, table, settings.sep, staging)
+        cleaned = segmentation.clean.fn(raw, table, source, settings.max_quarantine_share)
+        scaled = segmentation.scale.fn(cleaned.customers, table, settings.scaler, settings.seed)
         elbow = sweep_k(scaled.matrix, settings.k_values, seed=settings.seed, n_init=2, n_jobs=1)
         choice = segmentation.pick_k.fn(elbow, previous, settings, scaled.columns)
-        fit = segmentation.final_fit.fn(scaled, choice, settings)
-        described = segmentation.identify.fn(cleaned, scaled, fit, previous, table, settings)
+        fit = segmentation.final_fit.fn(
+            scaled, scaled.matrix, choice, settings.seed, settings.n_init
+        )
+        shift = settings.identity.max_shift
+        described = segmentation.identify.fn(cleaned, scaled, fit, previous, table, shift)
         segmentation.write_report.fn(
             staging, cleaned, scaled, elbow, choice, fit, described, table, settings, source
         )

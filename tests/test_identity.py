@@ -313,7 +313,7 @@ def summary_previous() -> PreviousRun:
 
 def test_change_summary_counts_moves_arrivals_departures_and_sizes():
     identity = Identity((1, 2, 4), {}, (4,), (3,), 5, {1: 0.1234567, 2: 0.0})
-    changes = change_summary(summary_previous(), CURRENT, identity)
+    changes = change_summary(summary_previous(), CURRENT, transitions(PREVIOUS, CURRENT), identity)
     assert changes["previous_run_id"] == "run-prev"
     assert changes["customers_in_both"] == 5
     assert changes["customers_moved"] == 2  # b 1->2, e 3->4
@@ -332,7 +332,7 @@ def test_change_summary_counts_moves_arrivals_departures_and_sizes():
 def test_change_summary_when_nothing_moved_has_ari_one_and_zero_moves():
     same = PREVIOUS[PREVIOUS["customer_id"] != "gone"]
     identity = Identity((1, 2, 3), {}, (), (), 4, {1: 0.0, 2: 0.0, 3: 0.0})
-    changes = change_summary(summary_previous(), same, identity)
+    changes = change_summary(summary_previous(), same, transitions(PREVIOUS, same), identity)
     assert changes["customers_moved"] == 0
     assert changes["moved_share"] == 0.0
     assert changes["adjusted_rand_index"] == pytest.approx(1.0)
@@ -344,7 +344,7 @@ def test_change_summary_when_nothing_moved_has_ari_one_and_zero_moves():
 
 
 def test_change_summary_is_none_for_a_first_run(abc_run):
-    assert change_summary(None, CURRENT, first_identity(3)) is None
+    assert change_summary(None, CURRENT, CURRENT.iloc[:0], first_identity(3)) is None
     assert abc_run.changes is None
     assert abc_run.transitions.empty
     assert abc_run.segments["previous_segment_id"].isna().all()
@@ -353,7 +353,7 @@ def test_change_summary_is_none_for_a_first_run(abc_run):
 # --- describe_segments end to end -------------------------------------------------------------
 
 
-# --- tasks.history ----------------------------------------------------------------------------
+# --- tasks.store.history ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("seed", range(6))

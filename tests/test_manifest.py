@@ -1,4 +1,4 @@
-"""Tests for tasks.manifest: step timings, run ids, package versions."""
+"""Tests for tasks.store.manifest: step timings, run ids, package versions."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import pandas as pd
 import pytest
 
-from tasks.manifest import StepTimer, new_run_id, package_versions
+from tasks.store.manifest import StepTimer, new_run_id, package_versions
 
 
 def test_step_timer_sums_repeated_steps_and_total_spans_all_steps():

@@ -8,8 +8,8 @@ import pytest
 from flows.segmentation import segment_customers
 from flows.settings import SegmentationSettings
 from tasks.gates import GateError
-from tasks.report import latest_run
-from tasks.sample_data import generate_snapshots, write_snapshots
+from tasks.samples.sample_data import generate_snapshots, write_snapshots
+from tasks.store.run_files import latest_run
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 
@@ -106,7 +106,7 @@ def test_a_breached_gate_fails_the_run_and_latest_stays_on_the_previous_good_run
     good = latest_run(output)
     runs_before = sorted(p.name for p in (output / "runs").iterdir())
     settings = SegmentationSettings(
-        input=folder, as_of=snapshots[-1].day, output_dir=output, gate_silhouette_floor=0.99
+        input=folder, as_of=snapshots[-1].day, output_dir=output, gates={"silhouette_floor": 0.99}
     )
     with pytest.raises(GateError, match=r"silhouette_floor: silhouette 0\.\d+ is below 0\.99"):
         segment_customers(settings)

@@ -15,7 +15,12 @@ from sklearn.datasets import make_blobs
 from sklearn.preprocessing import StandardScaler
 
 from schemas.customers import AGE, ANNUAL_INCOME, GENDER, SPENDING_SCORE
-from tasks import plots
+from tasks.describe import Described
+from tasks.elbow import KChoice
+from tasks.fit import Segmentation
+from tasks.identity import Identity
+from tasks.reporting import plots
+from tasks.table import mall_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NAMES = {1: "High income, low spending", 2: "Young spenders", 3: "Careful savers"}
@@ -337,3 +342,40 @@ def test_eda_has_four_panels_that_count_every_customer():
     expected = customers[GENDER].value_counts()
     assert [t.get_text() for t in gender_ax.get_xticklabels()] == ["Female", "Male"]
     assert [bar.get_height() for bar in gender_ax.patches] == [expected["Female"], expected["Male"]]
+
+
+# ------------------------------------------------------------------------------------ a run
+
+
+def test_run_figures_draws_every_plot_of_a_run_with_segments_under_their_stable_ids():
+    points, provisional, _, scaled, _ = make_segments(n=300, n_features=2)
+    keep = ~((provisional == 1) & (np.arange(300) % 2 == 0))  # segment sizes tell them apart
+    points, provisional, scaled = (
+        points[keep].reset_index(drop=True),
+        provisional[keep],
+        scaled[keep],
+    )
+    identity = Identity(ids=(3, 1, 2), kept_names={}, new_ids=(3, 1, 2), retired_ids=(), next_id=4)
+    stable = identity.relabel(provisional)  # provisional segment 1 is segment 3 ...
+    fitted = np.array([scaled[provisional == i].mean(axis=0) for i in (1, 2, 3)])
+    no_moves = pd.DataFrame({"previous_segment_id": [], "segment_id": [], "customers": []})
+    described = Described(
+        identity, NAMES, points.groupby(stable).mean(), None, make_profiles(), no_moves, None, {}
+    )
+    figures = plots.run_figures(
+        make_elbow(),
+        KChoice(k=4, rule="knee", reason="", knee=3),
+        Segmentation(provisional, fitted, np.zeros(len(points)), 1.0, 1),
+        described,
+        values=points,
+        scaled=scaled,
+        customers=make_customers(),
+        table=mall_table(),
+        seed=0,
+    )
+    assert list(figures) == ["elbow.png", "segments.png", "profiles.png", "eda.png",
+                             "transitions.png"]  # fmt: skip
+    assert "chosen k=4" in texts(figures["elbow.png"].axes[0])
+    entries = legend_texts(figures["segments.png"].axes[0].get_legend())[:3]  # then the centres
+    assert entries == [f"{i}: {NAMES[i]} (n={int((stable == i).sum()):,})" for i in (1, 2, 3)]
+    assert entries[2].endswith(f"(n={int((provisional == 1).sum())})")  # thinned out: 3 is 1

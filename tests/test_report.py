@@ -1,4 +1,5 @@
-"""Tests for tasks.report (run folders, atomic writes), tasks.manifest and tasks.artifacts."""
+"""Tests for tasks.store.run_files (run folders, atomic writes), tasks.store.manifest and
+tasks.reporting.artifacts."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from schemas.outputs import Elbow
-from tasks.plots import figure_to_png
-from tasks.report import (
+from tasks.reporting.plots import figure_to_png
+from tasks.store.run_files import (
     _atomic_write,
     abandon_run,
     finish_run,
@@ -173,7 +174,7 @@ def test_abandon_run_removes_the_staging_folder(tmp_path):
     assert all_names(tmp_path / "runs") == set()
 
 
-# --- tasks.manifest ---------------------------------------------------------------------------
+# --- tasks.store.manifest -----------------------------------------------------------------
 
 
 def test_start_run_refuses_a_latest_that_is_not_a_link(tmp_path):
@@ -286,7 +287,7 @@ def test_start_run_refuses_a_run_id_that_is_not_a_plain_folder_name(tmp_path, ru
 def test_write_table_writes_compressed_row_groups_that_read_back_whole(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
-    from tasks import report
+    from tasks.store import run_files as report
 
     monkeypatch.setattr(report, "ROW_GROUP", 4)
     frame = pd.DataFrame(

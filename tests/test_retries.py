@@ -1,6 +1,6 @@
 """Reading the input is retried after a fixed delay on transient I/O errors, never on bad data.
 
-Unit tests of the classification (tasks.retry) and the settings, then flow runs (throw-away
+Unit tests of the classification (tasks.store.retry) and the settings, then flow runs (throw-away
 Prefect server) whose source fails the first tries: through the ingest task's Prefect retries.
 """
 
@@ -20,9 +20,9 @@ from flows.segmentation import retry_on_transient
 from flows.settings import SegmentationSettings
 from tasks.errors import InputError
 from tasks.ingest import SAMPLE_ROWS
-from tasks.report import latest_run
-from tasks.retry import is_transient
-from tasks.sample_data import generate_customers, write_sample_csv
+from tasks.samples.sample_data import generate_customers, write_sample_csv
+from tasks.store.retry import is_transient
+from tasks.store.run_files import latest_run
 
 
 def _raised_from(error: InputError, cause: BaseException) -> InputError:
@@ -116,7 +116,7 @@ def _settings(source, output, **extra) -> SegmentationSettings:
         **{
             "input": source,
             "output_dir": output,
-            "n_jobs": 1,
+            "sweep": {"n_jobs": 1},
             "read_retries": 3,
             "read_retry_delay": 0.2,
             **extra,

@@ -8,8 +8,8 @@ import pytest
 
 from schemas.spec import RFM_PRESET, load_spec, parse_spec
 from tasks.errors import InputError
-from tasks.order_table import segmentable_customers, transactions_spec
-from tasks.rfm import CELLS, DEFAULT_GRID, check_grid, quintile_scores, rfm_scores
+from tasks.orders.order_table import segmentable_customers, transactions_spec
+from tasks.orders.rfm import CELLS, DEFAULT_GRID, check_grid, quintile_scores, rfm_scores
 
 
 def test_default_grid_maps_every_cell_once_with_ten_names():

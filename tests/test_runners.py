@@ -8,7 +8,7 @@ from flows import cli
 from flows.runners import dask_task_runner, flow_for
 from flows.settings import SegmentationSettings
 from tasks.errors import InputError
-from tasks.sample_data import generate_customers
+from tasks.samples.sample_data import generate_customers
 
 
 @pytest.fixture
@@ -37,6 +37,6 @@ def test_dask_runner_binds_its_local_cluster_to_loopback():
     assert runner.cluster_kwargs["host"] == "127.0.0.1"
     assert runner.cluster_kwargs["dashboard_address"] is None
     remote = dask_task_runner(
-        SegmentationSettings(runner="dask", dask_address="tcp://10.0.0.5:8786")
+        SegmentationSettings(runner="dask", dask={"address": "tcp://10.0.0.5:8786"})
     )
     assert remote.address == "tcp://10.0.0.5:8786"

@@ -26,9 +26,13 @@ from live_server import ROOT, Server
 SOURCE_DIRS = ("flows", "tasks", "schemas")
 SPREADSHEET_MODULES = {"openpyxl", "xlsxwriter", "xlwt", "odf", "pyexcel"}
 # Writers of synthetic input files: `segment sample-data`, and the planted test tables.
-CSV_WRITER_ALLOWED = {"tasks/sample_data.py", "tasks/sample_orders.py", "tasks/sample_tables.py"}
+CSV_WRITER_ALLOWED = {
+    "tasks/samples/sample_data.py",
+    "tasks/samples/sample_orders.py",
+    "tasks/samples/sample_tables.py",
+}
 # The one writer of tables for people (`segment assign --output FILE.csv`): it escapes formulas.
-CSV_EXPORTER = "tasks/export.py"
+CSV_EXPORTER = "tasks/scoring/export.py"
 
 
 def _sources() -> dict[str, ast.Module]:
@@ -283,7 +287,7 @@ def test_the_cli_refuses_an_escaping_run_id_with_the_usage_code(capsys, tmp_path
     with pytest.raises(SystemExit) as stop:
         main(["run", "--output", str(tmp_path), "--run-id", "../escaped"])
     assert stop.value.code == 2
-    assert "run_id" in capsys.readouterr().err
+    assert "--run-id: String should match pattern" in capsys.readouterr().err
     assert not (tmp_path.parent / "escaped").exists() and list(tmp_path.iterdir()) == []
 
 
@@ -378,12 +382,12 @@ def test_the_temporary_server_of_segment_run_listens_on_127_0_0_1_only():
 
 def test_csv_for_spreadsheets_is_written_only_by_the_exporter_that_escapes_formulas(tmp_path):
     """Runs write Parquet, PNG and JSON; `segment assign` may write CSV, through
-    tasks/export.py alone, and every text cell a spreadsheet would run as a formula (starting
-    with =, +, -, @, tab or carriage return) comes out with a leading apostrophe. No Excel
+    tasks/scoring/export.py alone, and every text cell a spreadsheet would run as a formula
+    (starting with =, +, -, @, tab or carriage return) comes out with a leading apostrophe. No Excel
     writer anywhere."""
     import csv
 
-    from tasks.export import write_table_file
+    from tasks.scoring.export import write_table_file
 
     exports = {path: spreadsheet_exports(tree) for path, tree in _sources().items()}
     writers = {path for path, found in exports.items() if found}
@@ -406,8 +410,8 @@ def test_csv_for_spreadsheets_is_written_only_by_the_exporter_that_escapes_formu
 def test_sample_data_csv_holds_no_cell_a_spreadsheet_would_run_as_a_formula():
     """The generator writes only numbers, ids and gender codes: a cell starting with '-' is a
     negative number (planted dirt), never a formula; none starts with '=', '+' or '@'."""
-    from tasks.sample_data import generate_customers, generate_snapshots
-    from tasks.sample_tables import (
+    from tasks.samples.sample_data import generate_customers, generate_snapshots
+    from tasks.samples.sample_tables import (
         mixed_marketing_table,
         wholesale_like_table,
         wide_behaviour_table,

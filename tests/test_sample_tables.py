@@ -13,7 +13,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 from sklearn.preprocessing import StandardScaler
 
-from tasks.sample_tables import (
+from tasks.samples.sample_tables import (
     EDUCATION_LEVELS,
     MARITAL_STATUSES,
     MIXED_COLUMNS,

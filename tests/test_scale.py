@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from schemas.customers import AGE, ANNUAL_INCOME, GENDER, SPENDING_SCORE
+from schemas.spec import parse_spec
 from tasks.scale import FeatureTransform, feature_frame, fit_transforms, scale_features
+from tasks.table import resolve_table
 
 
 def customers(**overrides) -> pd.DataFrame:
@@ -111,6 +113,18 @@ def test_gender_becomes_female_and_male_zero_one_columns():
     expected = (frame.to_numpy() - shares) / np.sqrt(np.sum(shares * (1 - shares)))
     np.testing.assert_allclose(scaled.matrix[:, :2], expected)
     assert scaled.matrix[:, :2].var(axis=0).sum() == pytest.approx(1.0)
+
+
+def test_values_keep_the_one_hot_columns_of_the_scaling_for_customers_without_a_value():
+    table = resolve_table(
+        list(customers()), customers(), parse_spec('features = ["gender", "age"]')
+    )
+    scaled = scale_features(customers(), None, "standard", table)
+    women = customers().iloc[[0, 2]]  # no "Male" among them
+    values = scaled.values(women, table)
+    assert list(values.columns) == ["gender_Female", "gender_Male", AGE]
+    assert values["gender_Male"].tolist() == [0.0, 0.0]
+    assert list(feature_frame(women, None, table).columns) == ["gender_Female", AGE]
 
 
 def test_a_categorical_feature_weighs_as_much_as_one_numeric_feature_however_many_values():

@@ -176,7 +176,7 @@ def test_warm_up_pays_the_one_time_costs_before_the_flow():
     cached and pandera's pandas backends are registered."""
     from pandera.api.pandas.container import DataFrameSchema
 
-    from tasks.html_report import report_template
+    from tasks.reporting.html_report import report_template
 
     early.warm_up()
     assert report_template.cache_info().currsize == 1

@@ -18,7 +18,7 @@ from helpers import (
 )
 
 from tasks.errors import InputError
-from tasks.sample_data import (
+from tasks.samples.sample_data import (
     MALL_HEADER,
     Snapshot,
     generate_customers,
@@ -26,7 +26,7 @@ from tasks.sample_data import (
     write_sample_csv,
     write_snapshots,
 )
-from tasks.snapshots import resolve_input, snapshot_date
+from tasks.store.snapshots import resolve_input, snapshot_date
 
 ID, GENDER = MALL_HEADER[:2]
 START = date(2026, 11, 20)
@@ -155,7 +155,7 @@ def test_a_missing_path_is_an_error(tmp_path: Path) -> None:
 
 def test_the_picked_snapshot_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     _touch(tmp_path, "customers_2026-11-20.csv", "customers_2026-11-21.csv")
-    with caplog.at_level(logging.INFO, logger="tasks.snapshots"):
+    with caplog.at_level(logging.INFO, logger="tasks.store.snapshots"):
         resolve_input(tmp_path, as_of=date(2026, 11, 20))
     assert "customers_2026-11-20.csv" in caplog.text and "2026-11-20" in caplog.text
 

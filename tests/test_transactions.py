@@ -11,7 +11,7 @@ import pytest
 
 from tasks.errors import ColumnMappingError, InputError
 from tasks.ingest import read_file
-from tasks.transactions import (
+from tasks.orders.transactions import (
     NO_CUSTOMER_ID,
     OrderColumns,
     derive_customers,

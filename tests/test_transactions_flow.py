@@ -12,8 +12,8 @@ from sklearn.metrics import adjusted_rand_score
 from flows.cli import format_summary
 from flows.segmentation import segment_customers
 from flows.settings import SegmentationSettings
-from tasks.report import latest_run
-from tasks.sample_orders import order_lines, write_order_lines
+from tasks.samples.sample_orders import order_lines, write_order_lines
+from tasks.store.run_files import latest_run
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 
@@ -68,6 +68,8 @@ def test_online_retail_sample_gives_named_segments_scores_and_exact_accounting(
     assert len(without) == manifest["transactions"]["customers"]["customers_without_purchases"] > 0
     quarantine = pd.read_parquet(folder / "quarantine_lines.parquet")
     assert len(quarantine) == lines["lines_quarantined"]
+    raw = pd.read_parquet(folder / "raw.parquet")  # a text file is kept as read
+    assert len(raw) == 20_000 and "InvoiceNo" in raw.columns
 
     summary = format_summary(json.loads((folder / "manifest.json").read_text()))
     assert "Lines: 20,000 read = " in summary
@@ -78,6 +80,9 @@ def test_planted_behaviour_groups_are_found_from_parquet_order_lines(tmp_path):
     orders = order_lines(2000, seed=7)
     source = write_order_lines(orders, tmp_path / "orders.parquet")
     manifest, folder = run(tmp_path, source)
+    # a Parquet input is not copied: the manifest names it with its size and sha256
+    assert not (folder / "raw.parquet").exists()
+    assert manifest["input"]["sha256"] and manifest["input"]["bytes"] == source.stat().st_size
     segments = pd.read_parquet(folder / "segments.parquet")
     truth = orders.groups.loc[segments["customer_id"]].to_numpy()
     assert adjusted_rand_score(truth, segments["segment_id"]) >= 0.9

@@ -17,6 +17,7 @@ import math
 import textwrap
 from collections.abc import Mapping, Sequence
 from io import BytesIO
+from typing import TYPE_CHECKING
 
 import matplotlib
 import numpy as np
@@ -33,6 +34,11 @@ from sklearn.decomposition import PCA
 
 from schemas.customers import AGE, ANNUAL_INCOME, CUSTOMER_ID, GENDER, SPENDING_SCORE
 from tasks.table import Table, mall_table
+
+if TYPE_CHECKING:
+    from tasks.describe import Described
+    from tasks.elbow import KChoice
+    from tasks.fit import Segmentation
 
 PNG_DPI = 100
 PNG_COMPRESS_LEVEL = 1  # zlib level of the PNGs (Pillow's default is 6)
@@ -613,39 +619,35 @@ def plot_transitions(table: pd.DataFrame, names: Mapping[int, str]) -> Figure:
 
 
 def run_figures(
-    *,
     elbow: pd.DataFrame,
-    chosen_k: int,
-    knee: int | None,
+    choice: KChoice,
+    segmentation: Segmentation,
+    described: Described,
+    *,
     values: pd.DataFrame,
-    labels: np.ndarray,
-    centroids: pd.DataFrame,
-    names: Mapping[int, str],
     scaled: np.ndarray,
-    scaled_centroids: np.ndarray,
-    profiles: pd.DataFrame,
     customers: pd.DataFrame,
-    transitions: pd.DataFrame,
     table: Table,
     seed: int,
 ) -> dict[str, Figure]:
-    """The PNGs of a run, by file name. ``values``, ``labels``, ``scaled`` and ``customers``
-    are every customer of an in-memory run, a partitioned run's seeded sample; ``centroids``
-    (original units) and ``scaled_centroids`` are in segment-id order."""
+    """The PNGs of a run, by file name. ``values`` (feature columns in original units),
+    ``scaled`` (the rows K-Means saw) and ``customers`` are the rows of ``segmentation``: every
+    customer of an in-memory run, a partitioned run's seeded sample."""
+    identity = described.identity
     labels_of = column_labels(table, values.columns)
     return {
-        "elbow.png": plot_elbow(elbow, chosen_k, knee),
+        "elbow.png": plot_elbow(elbow, choice.k, choice.knee),
         "segments.png": plot_segments(
             values,
-            labels,
-            centroids,
-            names,
+            identity.relabel(segmentation.labels),
+            described.centroids,
+            described.names,
             scaled=scaled,
-            scaled_centroids=scaled_centroids,
+            scaled_centroids=segmentation.centroids[np.argsort(identity.ids)],  # in id order
             seed=seed,
             column_names=labels_of,
         ),
-        "profiles.png": plot_profiles(profiles, profile_panels(table), labels_of),
+        "profiles.png": plot_profiles(described.profiles, profile_panels(table), labels_of),
         "eda.png": plot_eda(customers, table),
-        "transitions.png": plot_transitions(transitions, names),
+        "transitions.png": plot_transitions(described.transitions, described.names),
     }

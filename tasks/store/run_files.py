@@ -7,7 +7,7 @@ A crash at any point leaves either no run folder or a ``.partial`` one that is n
 complete.
 
 **One run at a time.** ``start_run`` first takes the output folder's lock
-(``tasks.runlock.RunLock``: a second run waits for it) and holds it until ``finish_run`` or
+(``tasks.store.runlock.RunLock``: a second run waits for it) and holds it until ``finish_run`` or
 ``abandon_run``. Only the holder stages anything, so whatever staging debris the holder finds
 (``.partial`` folders, ``.latest.<run-id>.tmp`` links) was left by a crashed run, and
 ``start_run`` removes it. The kernel drops the lock when its process dies, SIGKILL included.
@@ -33,8 +33,8 @@ from matplotlib.figure import Figure
 from schemas.outputs import Elbow, Transitions
 from tasks.describe import Described
 from tasks.model import model_to_json
-from tasks.plots import figure_to_png
-from tasks.runlock import RunLock
+from tasks.reporting.plots import figure_to_png
+from tasks.store.runlock import RunLock
 
 log = logging.getLogger(__name__)
 

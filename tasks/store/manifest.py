@@ -14,7 +14,7 @@ import pandas as pd
 
 from tasks.elbow import KChoice
 from tasks.ingest import PARQUET_SUFFIXES
-from tasks.report import file_checksums, sha256_of
+from tasks.store.run_files import file_checksums, sha256_of
 
 PACKAGES = (
     "prefect",

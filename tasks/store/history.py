@@ -11,7 +11,7 @@ import pandas as pd
 from schemas.customers import CUSTOMER_ID
 from tasks.identity import SEGMENT_ID, PreviousRun
 from tasks.model import load_model
-from tasks.report import MANIFEST, latest_run, sha256_of
+from tasks.store.run_files import MANIFEST, latest_run, sha256_of
 
 log = logging.getLogger(__name__)
 

@@ -428,5 +428,5 @@ def _insert_at_random(
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    default_csv = Path(__file__).resolve().parents[1] / "data" / "customers.csv"
+    default_csv = Path(__file__).resolve().parents[2] / "data" / "customers.csv"
     write_sample_csv(generate_customers(), default_csv)

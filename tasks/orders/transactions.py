@@ -22,6 +22,7 @@ The rules (README "Order lines"):
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -32,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.errors import ColumnMappingError, InputError
-from tasks.ingest import numbers_as_text
+from tasks.orders.encoded_lines import EncodedColumn, EncodedLines, encode_frame
 from tasks.table import CUSTOMER_ID, SOURCE_ROW, normalise
 
 log = logging.getLogger(__name__)
@@ -191,27 +192,28 @@ def parse_dates(values: pd.Series, date_format: str | None = None) -> ParsedDate
     ``--date-format`` (a wrong guess silently corrupts recency); so do dates of which some
     only parse day-first and others only month-first. Values that fit no form are NaT.
     """
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return ParsedDates(values.astype("datetime64[ns]"), "timestamps")
     codes, uniques = pd.factorize(values)
-    return _parse_distinct(codes, uniques, values.index, date_format)
+    column = EncodedColumn(codes.astype("int64", copy=False), pd.Series(uniques))
+    parsed, reading = _parse_distinct(column, date_format)
+    return ParsedDates(pd.Series(parsed, index=values.index), reading)
 
 
-def _parse_distinct(
-    codes: np.ndarray, uniques, index: pd.Index, date_format: str | None
-) -> ParsedDates:
-    """``parse_dates`` on a factorized column: each distinct value parsed once."""
-    distinct = _text(pd.Series(uniques)).astype("str")
-    if date_format is not None:
-        parsed = pd.to_datetime(distinct, format=date_format, errors="coerce")
-        reading = f"--date-format {date_format}"
+def _parse_distinct(column: EncodedColumn, date_format: str | None) -> tuple[np.ndarray, str]:
+    """The dates of an encoded column, one per line as datetime64[ns] (NaT: missing or not a
+    date), each distinct value parsed once, and how they were read."""
+    if pd.api.types.is_datetime64_any_dtype(column.values):
+        parsed = column.values.astype("datetime64[ns]").to_numpy()
+        reading = "timestamps"
     else:
-        parsed, reading = _parse_forms(distinct)
-    parsed = parsed.astype("datetime64[ns]").to_numpy()
-    if not len(parsed):
-        parsed = np.array([np.datetime64("NaT")], dtype="datetime64[ns]")
-    taken = np.where(codes >= 0, parsed[np.maximum(codes, 0)], np.datetime64("NaT"))
-    return ParsedDates(pd.Series(taken, index=index, dtype="datetime64[ns]"), reading)
+        distinct = pd.Series(pd.array(column.text_array, dtype="str"))
+        if date_format is not None:
+            parsed = pd.to_datetime(distinct, format=date_format, errors="coerce")
+            reading = f"--date-format {date_format}"
+        else:
+            parsed, reading = _parse_forms(distinct)
+        parsed = parsed.astype("datetime64[ns]").to_numpy()
+    parsed = np.append(parsed, np.datetime64("NaT", "ns"))  # a missing code (-1) is NaT
+    return parsed[column.codes], reading
 
 
 def _parse_forms(distinct: pd.Series) -> tuple[pd.Series, str]:
@@ -331,52 +333,41 @@ class Derivation:
 
 
 def derive_customers(
-    lines: pd.DataFrame,
+    lines: pd.DataFrame | EncodedLines,
     columns: OrderColumns,
     *,
     as_of: date | None = None,
     date_format: str | None = None,
 ) -> Derivation:
     """One row per customer with a purchase line, from order lines as read by
-    ``tasks.ingest.read_file`` (``source_row`` then the file's columns, text or float64).
+    ``tasks.orders.encoded_lines.read_encoded_lines`` (or as ``tasks.ingest.read_file`` gives them:
+    ``source_row`` then the file's columns, text or float64).
 
     Columns: ``customer_id`` (text), ``first_purchase``, ``last_purchase``, ``recency_days``,
     ``frequency``, ``monetary``, ``tenure_days``, ``average_order_value``, ``returned_value``,
     then the profile columns (each customer's most frequent value over its purchase lines).
     Raises ``InputError`` when no purchase line is left; ``RuntimeError`` if the accounting
     does not add up (a bug)."""
+    if isinstance(lines, pd.DataFrame):
+        lines = encode_frame(lines)
     n = len(lines)
-    # Every column factorized once (the costly part with text): the codes find the exact
-    # duplicates, number the customers and invoices, and give each distinct date to parse.
-    # One integer key per distinct line, built column by column (a few arrays of n integers
-    # alive at a time, not one per column); only the fields' codes are kept.
-    fields = {columns.customer_id, columns.invoice, columns.date}
-    factorized = {}
-    key = np.zeros(n, dtype="int64")
-    for name in lines.columns[1:]:
-        codes, uniques = pd.factorize(lines[name])
-        if name in fields:
-            factorized[name] = (codes, uniques)
-        key = pd.factorize(key * (len(uniques) + 1) + (codes + 1))[0]  # < n * (n + 1)
-    duplicate = pd.Series(key).duplicated().to_numpy()
-    del key
+    # Each column is codes into its distinct values: the codes find the exact duplicates,
+    # number the customers and invoices; values are parsed and printed once per distinct value.
+    duplicate = _duplicates(lines)
 
-    id_codes, id_uniques = factorized[columns.customer_id]
-    id_text = _text(pd.Series(id_uniques)).to_numpy(dtype=object)
-    no_id = id_codes < 0
-    invoice_codes, invoice_uniques = factorized[columns.invoice]
-    starts_c = _text(pd.Series(invoice_uniques)).str.startswith(("C", "c")).to_numpy(dtype=bool)
-    cancellation = (invoice_codes >= 0) & np.append(starts_c, False)[invoice_codes]
+    ids, invoices = lines[columns.customer_id], lines[columns.invoice]
+    id_text = ids.text()
+    no_id = ~ids.present
+    text = invoices.text_array
+    starts_c = pc.or_(pc.starts_with(text, "C"), pc.starts_with(text, "c"))
+    cancellation = np.append(starts_c.to_numpy(zero_copy_only=False), False)[invoices.codes]
     try:
-        if pd.api.types.is_datetime64_any_dtype(lines[columns.date]):
-            dates = parse_dates(lines[columns.date], date_format)
-        else:
-            dates = _parse_distinct(*factorized[columns.date], lines.index, date_format)
+        when, date_reading = _parse_distinct(lines[columns.date], date_format)
     except InputError as error:
         raise InputError(error.message, column=columns.date) from error
     checks: list[Check] = [(no_id, NO_CUSTOMER_ID)]
-    checks.append((invoice_codes < 0, f"{columns.invoice}: missing value"))
-    checks += _value_checks(lines, columns.date, dates.values.isna().to_numpy(), "not a date")
+    checks.append((~invoices.present, f"{columns.invoice}: missing value"))
+    checks += _value_checks(lines, columns.date, np.isnat(when), "not a date")
     if columns.quantity is not None and columns.price is not None:  # not columns.by_amount
         quantity, price = _number(lines[columns.quantity]), _number(lines[columns.price])
         checks += _value_checks(lines, columns.quantity, np.isnan(quantity), "not a number")
@@ -390,7 +381,6 @@ def derive_customers(
         positive = amount > 0
     else:  # find_order_columns never returns these
         raise ValueError(f"order columns without an amount or quantity and price: {columns}")
-    when = dates.values.to_numpy()
     if as_of is not None:
         snapshot = np.datetime64(as_of, "ns")
         after = ~np.isnat(when) & (when >= snapshot)
@@ -420,27 +410,30 @@ def derive_customers(
         cancellation_lines=int((valid & cancellation).sum()),
     )
     check_line_accounting(accounting)
+    reasons = _reason_counts(quarantined, checks)
     if not used.any():
         raise InputError(
             "no purchase line left to segment: "
             + accounting_line(accounting.as_dict())
-            + (f"; quarantine reasons: {_top(quarantine)}" if len(quarantine) else "")
+            + (f"; quarantine reasons: {_top(reasons)}" if reasons else "")
         )
 
-    # Customers are numbered over every valid line (those with only cancellations included).
-    codes, first_codes = pd.factorize(id_codes[valid])
+    # Customers are numbered over every valid line (those with only cancellations included),
+    # in the order of their first valid line.
+    codes, first_codes = _number_by_first_line(ids.codes[valid], len(id_text))
     customer_ids = id_text[first_codes]
     k = len(customer_ids)
     used_v, cancel_v = used[valid], cancellation[valid]
     c_used = codes[used_v]
-    days = when[valid][used_v].astype("datetime64[ns]").view("int64")
-    value_used = value[valid][used_v]
+    days = when[used].view("int64")
+    value_used = value[used]
     first = _group_reduce(np.minimum, c_used, days, k, np.iinfo("int64").max)
     last = _group_reduce(np.maximum, c_used, days, k, np.iinfo("int64").min)
     monetary = np.bincount(c_used, weights=value_used, minlength=k)
-    pairs = pd.DataFrame({"c": c_used, "i": invoice_codes[valid][used_v]}).drop_duplicates()
-    frequency = np.bincount(pairs["c"].to_numpy(), minlength=k)
-    returned = np.bincount(codes[cancel_v], weights=np.abs(value[valid][cancel_v]), minlength=k)
+    frequency = _distinct_per_group(c_used, invoices.codes[used], k)
+    returned = np.bincount(
+        codes[cancel_v], weights=np.abs(value[valid & cancellation]), minlength=k
+    )
     bought = np.bincount(c_used, minlength=k) > 0
 
     first_ts = pd.to_datetime(first[bought]).as_unit("ns")
@@ -463,11 +456,8 @@ def derive_customers(
         }
     )
     for name in columns.profile:
-        customers[name] = _most_frequent(_text(lines[name]).to_numpy()[valid][used_v], c_used, k)[
-            bought
-        ]
+        customers[name] = _most_frequent(lines[name], used, c_used, k)[bought]
     without = _without_purchases(customer_ids, bought, codes, cancel_v, returned)
-    reasons = _reason_counts(quarantine)
     log.info(
         "Order lines: %s; %d customers with purchases, %d with none (only cancellations or "
         "non-positive lines); snapshot date %s; dates read as %s",
@@ -475,7 +465,7 @@ def derive_customers(
         len(customers),
         len(without),
         snapshot_day.date().isoformat(),
-        dates.reading,
+        date_reading,
     )
     return Derivation(
         customers=customers,
@@ -483,7 +473,7 @@ def derive_customers(
         without_purchases=without,
         accounting=accounting,
         snapshot=snapshot_day.date(),
-        date_reading=dates.reading,
+        date_reading=date_reading,
         columns=columns,
         reasons=reasons,
     )
@@ -505,32 +495,79 @@ def accounting_line(lines: Mapping[str, int]) -> str:
     )
 
 
-def _text(values: pd.Series) -> pd.Series:
-    """Text as the file shows it; a column of numbers (Parquet) is printed once per distinct
-    value (``17850.0`` -> ``"17850"``), not once per line."""
-    if pd.api.types.is_string_dtype(values):
-        return values
-    codes, uniques = pd.factorize(values)
-    text = numbers_as_text(pd.Series(uniques)).to_numpy(dtype=object)
-    taken = np.where(codes >= 0, text[np.maximum(codes, 0)] if len(text) else None, None)
-    return pd.Series(taken, index=values.index, dtype="str")
+def _duplicates(lines: EncodedLines) -> np.ndarray:
+    """Lines equal in every column to an earlier line. A 64-bit hash of each line's codes
+    finds the candidates (lines whose hash occurs more than once: every duplicate, and rarely
+    a collision) with one sort; the exact comparison runs on the candidates only."""
+    n = len(lines)
+    mixed = np.zeros(n, dtype="uint64")
+    with np.errstate(over="ignore"):
+        for column in lines.columns.values():
+            mixed = _mix(mixed ^ (column.codes + 1).astype("uint64"))
+    ordered = np.sort(mixed)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    candidates = np.flatnonzero(pd.Series(mixed).isin(repeated).to_numpy())
+    duplicate = np.zeros(n, dtype=bool)
+    if len(candidates):
+        codes = pd.DataFrame({i: c.codes[candidates] for i, c in enumerate(lines.columns.values())})
+        duplicate[candidates] = codes.duplicated().to_numpy()
+    return duplicate
 
 
-def _number(values: pd.Series) -> np.ndarray:
-    """float64 values; text that is not a number (or missing) is NaN. Arrow's cast parses a
-    clean text column much faster than ``pd.to_numeric``, which parses the distinct values of
-    any other."""
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: every input bit changes about half of the output bits."""
+    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def _distinct_per_group(groups: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
+    """How many distinct ``values`` (codes >= 0) each of ``k`` groups has. Values seen in one
+    group only (an invoice of one customer) are counted with a scatter; only values shared by
+    several groups are paired and sorted."""
+    if not len(values):
+        return np.zeros(k, dtype="int64")
+    owner = np.full(int(values.max()) + 1, -1, dtype="int64")
+    owner[values] = groups  # one of the groups each value occurs in
+    seen = owner >= 0
+    shared = np.zeros(len(owner), dtype=bool)
+    shared[values[owner[values] != groups]] = True  # a value in more than one group
+    counts = np.bincount(owner[seen & ~shared], minlength=k)
+    if shared.any():
+        mine = shared[values]
+        size = len(owner)
+        pairs = np.unique(groups[mine].astype("int64") * size + values[mine])
+        counts += np.bincount(pairs // size, minlength=k)
+    return counts
+
+
+def _number_by_first_line(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize`` of codes in 0..size-1 (none missing) by a scatter, not a hash table:
+    (new codes numbered in the order of their first line, the old code of each new one)."""
+    first = np.full(size, len(codes), dtype="int64")
+    np.minimum.at(first, codes, np.arange(len(codes)))
+    order = np.argsort(first, kind="stable")[: int((first < len(codes)).sum())]
+    renumber = np.empty(size, dtype="int64")
+    renumber[order] = np.arange(len(order))
+    return renumber[codes], order
+
+
+def _number(column: EncodedColumn) -> np.ndarray:
+    """float64 per line; text that is not a number (or missing) is NaN. Each distinct value is
+    parsed once: by Arrow's cast when every one is a clean number, else by ``pd.to_numeric``."""
+    values = column.values
     if pd.api.types.is_numeric_dtype(values):
-        return values.to_numpy(dtype="float64", na_value=np.nan)
-    try:
-        cast = pc.cast(pa.array(values, from_pandas=True), pa.float64())
-        return cast.to_numpy(zero_copy_only=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # some text: parse each distinct value once
-        codes, uniques = pd.factorize(values)
-        parsed = pd.to_numeric(pd.Series(uniques), errors="coerce").to_numpy(
-            dtype="float64", na_value=np.nan
-        )
-        return np.where(codes >= 0, parsed[np.maximum(codes, 0)] if len(parsed) else 0, np.nan)
+        parsed = values.to_numpy(dtype="float64", na_value=np.nan)
+    else:
+        try:
+            parsed = pc.cast(pa.array(values, from_pandas=True), pa.float64()).to_numpy(
+                zero_copy_only=False
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # some text that is not a number
+            parsed = pd.to_numeric(values, errors="coerce").to_numpy(
+                dtype="float64", na_value=np.nan
+            )
+    return np.append(parsed.astype("float64", copy=False), np.nan)[column.codes]
 
 
 # A check: the lines it fails, and its reason: a text, or (header, problem) for a value shown
@@ -539,37 +576,44 @@ Check = tuple[np.ndarray, "str | tuple[str, str]"]
 
 
 def _value_checks(
-    lines: pd.DataFrame, header: str, unparsed: np.ndarray, problem: str
+    lines: EncodedLines, header: str, unparsed: np.ndarray, problem: str
 ) -> list[Check]:
     """A missing value, and a present value that did not parse (with the value shown)."""
-    present = lines[header].notna().to_numpy()
+    present = lines[header].present
     return [(~present, f"{header}: missing value"), (present & unparsed, (header, problem))]
 
 
 def _quarantine(
-    lines: pd.DataFrame,
+    lines: EncodedLines,
     columns: OrderColumns,
     quarantined: np.ndarray,
     checks: list[Check],
 ) -> pd.DataFrame:
-    """The quarantined lines: ``source_row``, each field's value as read, and every reason."""
+    """The quarantined lines: ``source_row``, each field's value as read, and every reason.
+    Lines failing the same checks share one reason text, unless a value is shown in it."""
     rows = np.flatnonzero(quarantined)
-    reason = pd.Series("", index=rows, dtype="str")
-    for mask, message in checks:
-        hit = mask[rows]
-        if not hit.any():
+    pattern = np.zeros(len(rows), dtype="int64")  # which checks each line fails, as bits
+    for bit, (mask, _) in enumerate(checks):
+        pattern |= mask[rows].astype("int64") << bit
+    reason = pd.Series("", index=np.arange(len(rows)), dtype="str")
+    for bits in np.unique(pattern):
+        hit = pattern == bits
+        parts = [message for bit, (_, message) in enumerate(checks) if bits >> bit & 1]
+        texts = [part for part in parts if isinstance(part, str)]
+        if len(texts) == len(parts):  # no value to show: one text for them all
+            reason[hit] = "; ".join(texts)
             continue
-        if isinstance(message, str):
-            text = message
-        else:
-            header, problem = message
-            shown = _text(lines[header].iloc[rows[hit]]).fillna("").to_numpy(dtype=object)
-            text = header + "='" + shown + f"': {problem}"
-        before = reason[hit]
-        reason[hit] = before.where(before == "", before + "; ") + text
-    frame = {SOURCE_ROW: lines[SOURCE_ROW].to_numpy()[rows]}
+        text = pd.Series("", index=np.flatnonzero(hit), dtype="str")
+        for part in parts:
+            if not isinstance(part, str):
+                header, problem = part
+                shown = lines[header].shown(rows[hit]).fillna("").to_numpy(dtype=object)
+                part = header + "='" + shown + f"': {problem}"
+            text = text.where(text == "", text + "; ") + part
+        reason[hit] = text.to_numpy()
+    frame = {SOURCE_ROW: lines.source_row[rows]}
     for name, header in columns.used.items():
-        frame[name] = pd.array(_text(lines[header].iloc[rows]).to_numpy(), dtype="str")
+        frame[name] = lines[header].shown(rows).array
     frame[REASON] = reason.to_numpy()
     return pd.DataFrame(frame).astype({REASON: "str"})
 
@@ -580,14 +624,24 @@ def _group_reduce(ufunc, codes: np.ndarray, values: np.ndarray, k: int, start) -
     return out
 
 
-def _most_frequent(values: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
-    """Per customer code, the most frequent value (ties: the first in sorted order)."""
-    frame = pd.DataFrame({"c": codes, "v": values}).dropna()
-    counts = frame.groupby(["c", "v"], sort=True).size().rename("n").reset_index()
-    counts = counts.sort_values(["c", "n"], ascending=[True, False], kind="stable")
-    top = counts.drop_duplicates("c")
+def _most_frequent(column: EncodedColumn, used: np.ndarray, c_used: np.ndarray, k: int):
+    """Per customer code, the most frequent value over its used lines (ties: the first in
+    sorted order of the text)."""
+    text = column.text()
+    value_codes = column.codes[used]
+    keep = value_codes >= 0
+    rank = np.empty(len(text), dtype="int64")  # each distinct value's place in sorted order
+    rank[np.argsort(text, kind="stable")] = np.arange(len(text))
+    m = max(len(text), 1)
+    pairs, counts = np.unique(
+        c_used[keep].astype("int64") * m + rank[value_codes[keep]], return_counts=True
+    )
+    customer, value_rank = pairs // m, pairs % m
+    top = np.lexsort((value_rank, -counts, customer))  # per customer: most lines, then first
+    first = top[np.r_[True, customer[top][1:] != customer[top][:-1]]]
+    by_rank = text[np.argsort(rank)] if len(text) else text
     out = np.full(k, None, dtype=object)
-    out[top["c"].to_numpy()] = top["v"].to_numpy()
+    out[customer[first]] = by_rank[value_rank[first]]
     return pd.array(out, dtype="str")
 
 
@@ -619,15 +673,18 @@ def _without_purchases(
     )
 
 
-def _reason_counts(quarantine: pd.DataFrame) -> dict[str, int]:
-    """Quarantined lines per kind of reason (the part before ``=`` or ``:``)."""
-    if quarantine.empty:
-        return {}
-    kinds = quarantine[REASON].str.split("; ").explode()
-    kinds = kinds.str.replace(r"=.*?': ", ": ", regex=True)
-    kinds = kinds.str.replace(r" \d{4}-\d{2}-\d{2} ", " ", regex=True)
-    return {str(k): int(v) for k, v in kinds.value_counts().items()}
+def _reason_counts(quarantined: np.ndarray, checks: list[Check]) -> dict[str, int]:
+    """Quarantined lines per kind of reason (a shown value and an --as-of date left out),
+    most frequent first."""
+    counts: dict[str, int] = {}
+    for mask, message in checks:
+        count = int((mask & quarantined).sum())
+        if count:
+            kind = f"{message[0]}: {message[1]}" if isinstance(message, tuple) else message
+            kind = re.sub(r" \d{4}-\d{2}-\d{2} ", " ", kind)
+            counts[kind] = counts.get(kind, 0) + count
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
-def _top(quarantine: pd.DataFrame) -> str:
-    return ", ".join(f"{k} ({v:,})" for k, v in list(_reason_counts(quarantine).items())[:3])
+def _top(reasons: Mapping[str, int]) -> str:
+    return ", ".join(f"{k} ({v:,})" for k, v in list(reasons.items())[:3])

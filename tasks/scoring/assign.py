@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.json"
 MANIFEST_FILE = "manifest.json"
-LATEST = "latest"  # <output>/latest -> the newest complete run (tasks.report)
+LATEST = "latest"  # <output>/latest -> the newest complete run (tasks.store.run_files)
 SEGMENT_ID = "segment_id"
 SEGMENT_NAME = "segment_name"
 DISTANCE = "distance_to_centroid"
@@ -392,7 +392,7 @@ def assign_file(
     reasons beside it (``<stem>.quarantine.<suffix>``, written even when empty, so an old one
     is never taken for today's). Raises ``ModelError``, ``InputError`` or ``ValueError`` (an
     output that is neither .parquet nor .csv) before anything is written."""
-    from tasks.export import check_output_path
+    from tasks.scoring.export import check_output_path
 
     output = check_output_path(output_path)
     model = read_model(model_path)
@@ -420,7 +420,7 @@ def write_assignment(assignment: Assignment, output: Path) -> tuple[Path, Path]:
     """Write the assigned customers to ``output`` and the quarantine beside it
     (``<stem>.quarantine.<suffix>``, even when empty, so an old one is never taken for
     today's); the quarantine first, so a complete output always has its quarantine."""
-    from tasks.export import sidecar_path, write_table_file
+    from tasks.scoring.export import sidecar_path, write_table_file
 
     quarantine = write_table_file(assignment.quarantine, sidecar_path(output, QUARANTINE_LABEL))
     written = write_table_file(assignment.customers, output)

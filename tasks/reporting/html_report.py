@@ -2,8 +2,9 @@
 
 The page needs no network and no JavaScript: the stylesheet is inlined, the plots are the
 run's own PNG bytes as ``data:`` URIs, and a Content-Security-Policy forbids every fetch
-(``default-src 'none'``) should anything try. The numbers come from ``tasks.explain``; this
-module only gathers them into the template's context and renders it.
+(``default-src 'none'``) should anything try. The numbers come from
+``tasks.reporting.explain``; this module only gathers them into the template's context and
+renders it.
 """
 
 from __future__ import annotations
@@ -18,17 +19,17 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from tasks import explain
-from tasks.artifacts import duplicates_warning, png_data_uri
 from tasks.clean import REASON, RowAccounting
 from tasks.describe import Described
 from tasks.elbow import KChoice
-from tasks.snapshots import snapshot_date
+from tasks.reporting import explain
+from tasks.reporting.artifacts import duplicates_warning, png_data_uri
+from tasks.store.snapshots import snapshot_date
 from tasks.table import Table
 
 REPORT = "report.html"
 TEMPLATES = Path(__file__).with_name("templates")
-# Plots in the report, by file name (as written by tasks.plots.run_figures), with captions.
+# Plots in the report, by file name (as tasks.reporting.plots.run_figures writes them), captioned.
 PLOTS = {
     "segments.png": "Customers by segment",
     "elbow.png": "Inertia and silhouette by k",

@@ -97,8 +97,8 @@ def summary_markdown(
     if warning is not None:
         lines += ["", f"**{warning}**"]
     orders = manifest.get("transactions")
-    if orders:  # order lines: their accounting too (tasks/transactions.py)
-        from tasks.transactions import accounting_line
+    if orders:  # order lines: their accounting too (tasks/orders/transactions.py)
+        from tasks.orders.transactions import accounting_line
 
         no_id, read = orders["lines"]["lines_without_customer_id"], orders["lines"]["lines_read"]
         lines += [
@@ -149,6 +149,23 @@ def gate_failure_markdown(run_id: str, breaches: list[str]) -> str:
         "",
     ]
     return "\n".join(lines + [f"- {breach}" for breach in breaches]) + "\n"
+
+
+def assignment_markdown(summary: dict, names: Mapping[int, str]) -> str:
+    """What the UI shows for an assign-segments run: customers per segment, the row
+    accounting (read = assigned + quarantined + duplicates), outliers and the files written."""
+    rows = "\n".join(
+        f"| {i} | {names[i]} | {summary['segments'].get(i, 0):,} |" for i in sorted(names)
+    )
+    return (
+        f"# New customers assigned\n\nModel: `{summary['model']}`\n\n"
+        "| id | segment | customers |\n| ---: | --- | ---: |\n"
+        f"{rows}\n\n"
+        f"Rows: {summary['rows_read']:,} read = {summary['rows_kept']:,} assigned + "
+        f"{summary['rows_quarantined']:,} quarantined + {summary['duplicates_dropped']:,} "
+        f"duplicates; outliers: {summary['outliers']:,}\n\n"
+        f"Output: `{summary['output']}`; quarantine: `{summary['quarantine']}`\n"
+    )
 
 
 def _changes_lines(changes: dict | None) -> list[str]:

@@ -18,9 +18,9 @@ import pandas as pd
 from schemas.spec import RFM_PRESET, ColumnSpec, TableSpec, load_spec
 from tasks.errors import InputError
 from tasks.ingest import read_header
-from tasks.rfm import DEFAULT_GRID, rfm_scores
+from tasks.orders.rfm import DEFAULT_GRID, rfm_scores
+from tasks.orders.transactions import EXTRAS, RFM, OrderColumns, find_order_columns
 from tasks.table import CUSTOMER_ID, SOURCE_ROW, Table, resolve_table
-from tasks.transactions import EXTRAS, RFM, OrderColumns, find_order_columns
 
 NOT_CLUSTERED = ("first_purchase", "last_purchase")  # dates: in customers.parquet only
 

@@ -1,0 +1,2 @@
+"""What a run shows people: plots, report.html (with ``explain``'s numbers) and the Prefect
+UI's artifacts."""

@@ -1,0 +1,3 @@
+"""The run store's plumbing: run folders and the output lock (``run_files``, ``runlock``),
+the manifest, the previous run (``history``), dated input snapshots, transient-error
+retries, and returning freed memory."""

@@ -50,7 +50,7 @@ import argparse
 import sys
 import zoneinfo
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import ValidationError
 
@@ -94,18 +94,22 @@ def nightly_deployment(
 
     from flows.segmentation import segment_customers
 
-    return segment_customers.to_deployment(
-        name=name,
-        schedule=Cron(cron, timezone=timezone),
-        # JSON, not the model: run parameters are stored and merged as JSON by the server.
-        parameters={"settings": settings.model_dump(mode="json")},
-        description=(
-            f"Nightly customer re-segmentation at cron {cron!r} in the {timezone} time zone, "
-            f"of {settings.input} into {settings.output_dir}/runs/."
+    # Prefect types its sync/async functions as returning "X | Coroutine": from sync code, X
+    return cast(
+        "RunnerDeployment",
+        segment_customers.to_deployment(
+            name=name,
+            schedule=Cron(cron, timezone=timezone),
+            # JSON, not the model: run parameters are stored and merged as JSON by the server.
+            parameters={"settings": settings.model_dump(mode="json")},
+            description=(
+                f"Nightly customer re-segmentation at cron {cron!r} in the {timezone} time zone, "
+                f"of {settings.input} into {settings.output_dir}/runs/."
+            ),
+            tags=TAGS,
+            # `flows` is an installed package: the runner imports it from any working directory.
+            entrypoint_type=EntrypointType.MODULE_PATH,
         ),
-        tags=TAGS,
-        # `flows` is an installed package: the runner imports it, whatever its working directory.
-        entrypoint_type=EntrypointType.MODULE_PATH,
     )
 
 
@@ -158,13 +162,16 @@ def backfill(
             f"{AS_OF_NEEDS_A_FOLDER}, but the input of {name} is a single file "
             f"({settings.input}): serve it with --input on a snapshot folder"
         )
-    return run_deployment(
-        name,
-        parameters={"settings": settings.model_dump(mode="json")},
-        timeout=timeout,
-        scheduled_time=scheduled_time,
-        poll_interval=2,
-        as_subflow=False,
+    return cast(  # as above: from sync code, the FlowRun itself
+        "FlowRun",
+        run_deployment(
+            name,
+            parameters={"settings": settings.model_dump(mode="json")},
+            timeout=timeout,
+            scheduled_time=scheduled_time,
+            poll_interval=2,
+            as_subflow=False,
+        ),
     )
 
 

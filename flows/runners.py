@@ -32,7 +32,7 @@ def dask_task_runner(settings: SegmentationSettings):
     )
 
 
-def flow_for(settings: SegmentationSettings) -> Flow:
+def flow_for(settings: SegmentationSettings) -> Flow[[SegmentationSettings], dict]:
     """The flow that segments ``settings.input`` with the task runner ``settings.runner`` asks for.
 
     runner=local: the in-memory flow in this process. runner=dask: the same flow with the elbow

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
+from uuid import UUID
 
 import numpy as np
 import pandas as pd
@@ -145,10 +147,14 @@ def scale(customers: pd.DataFrame, table: Table, scaler: str, seed: int) -> Scal
 @pipeline_task("elbow-sweep")
 def elbow_sweep(rows: np.ndarray, settings: SegmentationSettings) -> pd.DataFrame:
     """Inertia and quality metrics for each k of the sweep, with a progress artifact."""
-    tracker = create_progress_artifact(
-        progress=0.0,
-        key=run_artifact_key("elbow-sweep-progress", settings),
-        description="k values fitted in the sweep",
+    # Prefect types its sync/async functions as returning "X | Coroutine": from sync code, X
+    tracker = cast(
+        UUID,
+        create_progress_artifact(
+            progress=0.0,
+            key=run_artifact_key("elbow-sweep-progress", settings),
+            description="k values fitted in the sweep",
+        ),
     )
 
     def report(done: int, total: int) -> None:
@@ -394,6 +400,8 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
             if orders is not None:  # order lines: segment the derived per-customer table
                 with step("derive"):
                     derivation, raw, table = derive(raw, orders, source, settings, staging)
+            if table is None:  # a customer table or derived from order lines: never None here
+                raise RuntimeError("no customer table to segment")
             with step("clean"):
                 cleaned = clean(raw, table, source, settings.max_quarantine_share)
                 del raw  # the input as read is not needed again: free it before the fit

@@ -46,7 +46,6 @@ class Option:
     metavar: str | None = None
     parse: Callable[[str], Any] | None = None  # text -> value (argparse ``type``)
     prefix: str | None = None  # on a nested model field: the prefix of its fields' flags
-    hidden: bool = False  # not a command-line option (still a setting)
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def _specs(
 ) -> Iterator[Spec]:
     for name, field in model.model_fields.items():
         option = _option(field)
-        if name in skip or option.hidden:
+        if name in skip:
             continue
         kind = _unwrap(field.annotation)
         if isinstance(kind, type) and issubclass(kind, BaseModel):

@@ -94,8 +94,7 @@ def _is_number(text: str) -> bool:
 
 def _mean_and_std(values: pd.Series) -> tuple[float, float, float]:
     x = values.to_numpy(dtype="float64")
-    size = float(np.abs(x).max()) if len(x) else 0.0
-    size = size if size > 1e150 else 1.0  # squares of values >= 1e155 overflow: use x / size
+    size = overflow_power(x)  # squares of values >= 1e155 overflow: use x / size
     x = x / size
     return float(x.mean()), float(x.std()), size
 
@@ -213,18 +212,22 @@ def profile_segments(
     return profiles_from_statistics(size, means, medians, value_shares, names, table, shares)
 
 
+def overflow_power(values: np.ndarray) -> float:
+    """1.0, or for values so large (> 2**500, ~3e150) that a sum, a square or a median's
+    midpoint could overflow to inf (valid if absurd input) a power of two to divide them by
+    first: the largest becomes ~2**100, and no digit of any value above 2**-900 changes."""
+    largest = float(np.nanmax(np.abs(values), initial=0))
+    return 2.0 ** (int(np.ceil(np.log2(largest))) - 100) if largest > 2.0**500 else 1.0
+
+
 def _overflow_powers(customers: pd.DataFrame, table: Table) -> dict[str, float]:
-    """A power of two per numeric column whose values are so large (> 2**500, ~3e150) that a
-    group's sum or a median's midpoint could overflow to inf (a valid if absurd input): the
-    statistics are computed on the values divided by it (the largest becomes ~2**100), which
-    changes no digit of any value above 2**-900."""
+    """``overflow_power`` of each numeric column that needs one."""
     powers = {}
     for column in table.columns:
         if column.numeric and column.name in customers:
-            values = np.abs(customers[column.name].to_numpy("float64"))
-            largest = float(np.nanmax(values, initial=0))
-            if largest > 2.0**500:
-                powers[column.name] = 2.0 ** (int(np.ceil(np.log2(largest))) - 100)
+            power = overflow_power(customers[column.name].to_numpy("float64"))
+            if power != 1.0:
+                powers[column.name] = power
     return powers
 
 

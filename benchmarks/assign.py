@@ -1,6 +1,6 @@
 """`segment assign` benchmark: n new customers scored into a model's segments, whole process.
 
-The customers are the planted segments of ``tasks.samples.sample_data`` at scale, as
+The customers are the planted segments of ``tasks.sample_data`` at scale, as
 ``benchmarks/scale.py`` writes them (its ``write_dataset``: the generator's recipe, vectorised,
 since ``generate_customers`` numbers ids with 5 digits): a typed Parquet file, and a CSV with
 1 % of its rows damaged (text in age, a score of 500, an unknown gender, a missing income), so

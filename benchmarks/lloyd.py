@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from measure import log
 
-from tasks.samples.sample_data import planted_population
+from tasks.sample_data import planted_population
 
 LLOYD_SIZE = 10_000_000
 

@@ -1,7 +1,7 @@
 """Scale benchmark: the plain tutorial script and ``segment run`` on 200 .. 10M synthetic customers.
 
 For each size n it generates (or reuses) n seeded customers in the five planted segments of
-``tasks.samples.sample_data`` (no dirt), written as Parquet (for ``segment run``), as CSV (for
+``tasks.sample_data`` (no dirt), written as Parquet (for ``segment run``), as CSV (for
 the plain script, which reads CSV) and a labels Parquet with the planted segment of every
 customer. Then, in fresh processes and alternately ``--repeat`` times:
 

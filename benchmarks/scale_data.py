@@ -1,4 +1,4 @@
-"""The scale benchmark's input files: n seeded customers of ``tasks.samples.sample_data``'s planted
+"""The scale benchmark's input files: n seeded customers of ``tasks.sample_data``'s planted
 segments (``planted_population``: no dirt, any n) as Parquet, CSV and a labels Parquet."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from measure import log
 
-from tasks.samples.sample_data import MALL_HEADER, planted_population
+from tasks.sample_data import MALL_HEADER, planted_population
 
 DEFAULT_SEED = 20261126
 ID_WIDTH = 8  # customer ids "00000001" .. "99999999"

@@ -1,8 +1,8 @@
 """Order-lines benchmark: the RFM derivation of `segment run --transactions` against the plain
 pandas groupby recipe on the same generated order lines (Parquet), and the whole command.
 
-The lines come from ``tasks.samples.sample_orders.order_lines`` (four planted behaviour groups, ~66
-lines per customer, with no-id lines, cancellations, zero prices, duplicates and a few
+The lines come from ``order_lines`` of ``tests/planted_orders.py`` (four planted behaviour
+groups, ~66 lines per customer, with no-id lines, cancellations, zero prices, duplicates and a few
 unparseable quantities). Each measurement runs in a fresh process (wall time and peak RSS):
 
 - ``plain``: the usual recipe: ``pd.read_parquet``, drop duplicates, drop lines with no
@@ -33,6 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # `tasks` when the project is not installed
     sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+sys.path.insert(0, str(REPO_ROOT / "tests"))  # the planted test tables
 
 RESULTS_MD = REPO_ROOT / "benchmarks" / "results" / "transactions-latest.md"
 SEED = 20261129
@@ -41,7 +42,7 @@ LINES_PER_CUSTOMER = 66  # about what order_lines draws per customer, dirt inclu
 
 def write_lines(lines: int, folder: Path) -> Path:
     """The generated order lines as Parquet (reused when present)."""
-    from tasks.samples.sample_orders import order_lines, write_order_lines
+    from planted_orders import order_lines, write_order_lines
 
     path = folder / f"orders-{lines}-seed{SEED}.parquet"
     if not path.is_file():

@@ -1,7 +1,7 @@
 """Wide-table benchmark: `segment run` on n customers x 17 behaviour features, against the same
 n Mall-like customers (2 features) run by the same script, alternately.
 
-The wide table is ``tasks.samples.sample_tables.wide_behaviour_table`` (credit-card behaviour in
+The wide table is ``wide_behaviour_table`` of ``tests/planted_tables.py`` (credit-card behaviour in
 four planted groups: skewed money columns, 0.3 % extreme spenders, missing credit limits and minimum
 payments) plus the three frequency columns the public credit-card table also has, so 17 numeric
 columns besides the id. It runs as a first run with the command line's defaults would:
@@ -30,6 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # `tasks` when the project is not installed
     sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+sys.path.insert(0, str(REPO_ROOT / "tests"))  # the planted test tables
 
 from measure import (  # noqa: E402  (running and measuring a process)
     child_env,
@@ -53,8 +54,7 @@ def write_wide(n: int, folder: Path) -> tuple[Path, Path]:
     """The n-customer wide Parquet file and its planted labels (reused when present)."""
     import numpy as np
     import pandas as pd
-
-    from tasks.samples.sample_tables import wide_behaviour_table, write_planted_table
+    from planted_tables import wide_behaviour_table, write_planted_table
 
     path, labels = folder / f"wide-{n}-seed{SEED}.parquet", folder / f"wide-{n}-labels.parquet"
     if path.is_file() and labels.is_file():

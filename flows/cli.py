@@ -525,7 +525,7 @@ def _init(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _sample_data(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from tasks.samples.sample_data import (
+    from tasks.sample_data import (
         generate_customers,
         generate_snapshots,
         write_sample_csv,

@@ -7,6 +7,6 @@ runs), ``describe`` and ``profile`` (segments table, names, profiles), ``gates``
 gates), ``model`` (model.json), then ``reporting/`` (plots, report.html, Prefect artifacts).
 Beside them: ``orders/`` (order lines -> one row per customer: RFM), ``scoring/`` (``segment
 assign``), ``partitioned`` (the same stages on Dask collections), ``spec_init`` (``segment
-init``), ``samples/`` (generated data with planted segments), and ``store/`` (the run store's
-plumbing: run folders and their lock, manifest, history, snapshots, retries, memory).
+init``), ``sample_data`` (the default customers, with planted segments), and ``store/`` (the
+run store's plumbing: run folders and their lock, manifest, history, snapshots, retries, memory).
 """

@@ -114,7 +114,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def customers_csv(tmp_path_factory) -> Path:
     """600 seeded sample customers (the generator's default shape) as a Mall-style CSV."""
-    from tasks.samples.sample_data import generate_customers, write_sample_csv
+    from tasks.sample_data import generate_customers, write_sample_csv
 
     path = tmp_path_factory.mktemp("input") / "customers.csv"
     write_sample_csv(generate_customers(n=600, seed=5), path)

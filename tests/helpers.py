@@ -27,7 +27,7 @@ from tasks.describe import Described, describe_segments
 from tasks.fit import fit_segments
 from tasks.identity import PreviousRun
 from tasks.model import load_model
-from tasks.samples.sample_data import MALL_HEADER, SampleData
+from tasks.sample_data import MALL_HEADER, SampleData
 from tasks.scale import scale_features
 from tasks.store.history import load_previous_run
 from tasks.store.run_files import MANIFEST, latest_run, sha256_of

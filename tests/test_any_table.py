@@ -8,17 +8,17 @@ import tomllib
 
 import pandas as pd
 import pytest
-from sklearn.metrics import adjusted_rand_score
-
-from flows.segmentation import segment_customers
-from flows.settings import SegmentationSettings
-from tasks.ingest import read_file
-from tasks.samples.sample_tables import (
+from planted_tables import (
     mixed_marketing_table,
     wholesale_like_table,
     wide_behaviour_table,
     write_planted_table,
 )
+from sklearn.metrics import adjusted_rand_score
+
+from flows.segmentation import segment_customers
+from flows.settings import SegmentationSettings
+from tasks.ingest import read_file
 from tasks.spec_init import starter_spec
 from tasks.store.run_files import latest_run
 

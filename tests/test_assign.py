@@ -14,6 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from planted_tables import (
+    mixed_marketing_table,
+    wide_behaviour_table,
+    write_planted_table,
+)
 
 from flows.cli import EXIT_BAD_INPUT, EXIT_BAD_MODEL, EXIT_OK, EXIT_USAGE, main
 from tasks.clean import clean_customers
@@ -22,12 +27,7 @@ from tasks.errors import InputError
 from tasks.fit import fit_segments
 from tasks.ingest import canonical_frame, expected_types, read_file, table_for_file
 from tasks.model import model_to_json
-from tasks.samples.sample_data import generate_customers, write_sample_csv
-from tasks.samples.sample_tables import (
-    mixed_marketing_table,
-    wide_behaviour_table,
-    write_planted_table,
-)
+from tasks.sample_data import generate_customers, write_sample_csv
 from tasks.scale import scale_features
 from tasks.scoring.assign import (
     DISTANCE,

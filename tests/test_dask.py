@@ -11,6 +11,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
+from planted_tables import mixed_marketing_table, write_planted_table
 from sklearn.metrics import adjusted_rand_score
 
 from flows import cli
@@ -26,8 +27,7 @@ from tasks.fit import fit_segments
 from tasks.gates import GateError
 from tasks.ingest import read_customers, read_file, table_for_file
 from tasks.profile import profile_segments
-from tasks.samples.sample_data import generate_customers, write_sample_csv
-from tasks.samples.sample_tables import mixed_marketing_table, write_planted_table
+from tasks.sample_data import generate_customers, write_sample_csv
 from tasks.scale import scale_features
 from tasks.spec_init import starter_spec
 from tasks.store.run_files import latest_run

@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from planted_orders import order_lines
 
 from tasks.errors import InputError
 from tasks.ingest import read_file
@@ -20,7 +21,6 @@ from tasks.orders.transactions import (
     derive_customers,
     find_order_columns,
 )
-from tasks.samples.sample_orders import order_lines
 
 
 def decoded(lines, header: str) -> list:

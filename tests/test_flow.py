@@ -13,7 +13,7 @@ from flows.settings import DEFAULT_INPUT, SegmentationSettings
 from schemas.outputs import Elbow, Profiles, Quarantine, Segments
 from tasks.errors import InputError
 from tasks.reporting import plots
-from tasks.samples.sample_data import generate_customers
+from tasks.sample_data import generate_customers
 from tasks.store.run_files import file_checksums, latest_run
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]

@@ -19,6 +19,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from helpers import CHROMIUM_FLAGS, chromium
+from planted_tables import (
+    mixed_marketing_table,
+    wholesale_like_table,
+    wide_behaviour_table,
+    write_planted_table,
+)
 from prefect.logging import disable_run_logger
 
 import flows.segmentation as segmentation
@@ -26,13 +32,7 @@ from flows.settings import SegmentationSettings
 from live_server import ROOT
 from tasks.elbow import sweep_k
 from tasks.reporting.html_report import REPORT, TEMPLATES, quarantine_reasons
-from tasks.samples.sample_data import generate_snapshots, write_snapshots
-from tasks.samples.sample_tables import (
-    mixed_marketing_table,
-    wholesale_like_table,
-    wide_behaviour_table,
-    write_planted_table,
-)
+from tasks.sample_data import generate_snapshots, write_snapshots
 from tasks.store.history import load_previous_run
 from tasks.store.run_files import finish_run, start_run
 

@@ -8,7 +8,7 @@ import pytest
 from flows.segmentation import segment_customers
 from flows.settings import SegmentationSettings
 from tasks.gates import GateError
-from tasks.samples.sample_data import generate_snapshots, write_snapshots
+from tasks.sample_data import generate_snapshots, write_snapshots
 from tasks.store.run_files import latest_run
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]

@@ -20,7 +20,7 @@ from flows.segmentation import retry_on_transient
 from flows.settings import SegmentationSettings
 from tasks.errors import InputError
 from tasks.ingest import SAMPLE_ROWS
-from tasks.samples.sample_data import generate_customers, write_sample_csv
+from tasks.sample_data import generate_customers, write_sample_csv
 from tasks.store.retry import is_transient
 from tasks.store.run_files import latest_run
 

@@ -8,7 +8,7 @@ from flows import cli
 from flows.runners import dask_task_runner, flow_for
 from flows.settings import SegmentationSettings
 from tasks.errors import InputError
-from tasks.samples.sample_data import generate_customers
+from tasks.sample_data import generate_customers
 
 
 @pytest.fixture

@@ -25,12 +25,8 @@ from live_server import ROOT, Server
 
 SOURCE_DIRS = ("flows", "tasks", "schemas")
 SPREADSHEET_MODULES = {"openpyxl", "xlsxwriter", "xlwt", "odf", "pyexcel"}
-# Writers of synthetic input files: `segment sample-data`, and the planted test tables.
-CSV_WRITER_ALLOWED = {
-    "tasks/samples/sample_data.py",
-    "tasks/samples/sample_orders.py",
-    "tasks/samples/sample_tables.py",
-}
+# The writer of synthetic input files: `segment sample-data`.
+CSV_WRITER_ALLOWED = {"tasks/sample_data.py"}
 # The one writer of tables for people (`segment assign --output FILE.csv`): it escapes formulas.
 CSV_EXPORTER = "tasks/scoring/export.py"
 
@@ -410,12 +406,13 @@ def test_csv_for_spreadsheets_is_written_only_by_the_exporter_that_escapes_formu
 def test_sample_data_csv_holds_no_cell_a_spreadsheet_would_run_as_a_formula():
     """The generator writes only numbers, ids and gender codes: a cell starting with '-' is a
     negative number (planted dirt), never a formula; none starts with '=', '+' or '@'."""
-    from tasks.samples.sample_data import generate_customers, generate_snapshots
-    from tasks.samples.sample_tables import (
+    from planted_tables import (
         mixed_marketing_table,
         wholesale_like_table,
         wide_behaviour_table,
     )
+
+    from tasks.sample_data import generate_customers, generate_snapshots
 
     frames = [generate_customers(n=3000).frame] + [s.sample.frame for s in generate_snapshots(3)]
     frames += [

@@ -13,7 +13,7 @@ from helpers import (
     clean_sample_rows,
 )
 
-from tasks.samples.sample_data import (
+from tasks.sample_data import (
     MALL_HEADER,
     MIN_INCOME,
     SEGMENTS,

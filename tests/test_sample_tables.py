@@ -9,11 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.cluster import KMeans
-from sklearn.metrics import adjusted_rand_score
-from sklearn.preprocessing import StandardScaler
-
-from tasks.samples.sample_tables import (
+from planted_tables import (
     EDUCATION_LEVELS,
     MARITAL_STATUSES,
     MIXED_COLUMNS,
@@ -32,6 +28,9 @@ from tasks.samples.sample_tables import (
     wide_behaviour_table,
     write_planted_table,
 )
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+from sklearn.preprocessing import StandardScaler
 
 MIN_ARI = 0.9
 

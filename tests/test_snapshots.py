@@ -18,7 +18,7 @@ from helpers import (
 )
 
 from tasks.errors import InputError
-from tasks.samples.sample_data import (
+from tasks.sample_data import (
     MALL_HEADER,
     Snapshot,
     generate_customers,

@@ -7,12 +7,12 @@ import json
 
 import pandas as pd
 import pytest
+from planted_orders import order_lines, write_order_lines
 from sklearn.metrics import adjusted_rand_score
 
 from flows.cli import format_summary
 from flows.segmentation import segment_customers
 from flows.settings import SegmentationSettings
-from tasks.samples.sample_orders import order_lines, write_order_lines
 from tasks.store.run_files import latest_run
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]

@@ -17,7 +17,7 @@ import pytest
 from helpers import CHROMIUM_FLAGS, chromium
 
 from live_server import ROOT, Server
-from tasks.samples.sample_data import generate_snapshots, write_snapshots
+from tasks.sample_data import generate_snapshots, write_snapshots
 
 pytestmark = pytest.mark.flow
 

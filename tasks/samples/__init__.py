@@ -1,2 +1,0 @@
-"""Generated data with known, planted segments: the default customers, other customer
-tables, order lines."""

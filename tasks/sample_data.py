@@ -85,6 +85,7 @@ _SWITCH_RATE = 0.005  # of the continuing customers switch to another segment
 
 _SEGMENT = "segment"  # 0-based planted segment column of a population frame
 _MISSING_TOKENS = ("", "NA", "?")
+_OUT_OF_RANGE = ((2, "150"), (2, "-3"), (4, "0"), (4, "140"))  # (column, value): age, score
 _GENDER_VARIANTS = {"Female": ("female", "F"), "Male": ("M", "male ")}
 
 
@@ -389,16 +390,11 @@ def _make_missing(rng: np.random.Generator, row: list[str]) -> None:
 
 
 def _make_out_of_range(rng: np.random.Generator, row: list[str]) -> None:
-    kind = int(rng.integers(0, 5))
-    if kind == 0:
-        row[2] = "150"
-    elif kind == 1:
-        row[2] = "-3"
-    elif kind == 2:
-        row[4] = "0"
-    elif kind == 3:
-        row[4] = "140"
-    else:
+    kind = int(rng.integers(0, len(_OUT_OF_RANGE) + 1))
+    if kind < len(_OUT_OF_RANGE):
+        column, value = _OUT_OF_RANGE[kind]
+        row[column] = value
+    else:  # a negative income
         row[3] = str(-int(rng.integers(5, 60)))
 
 
@@ -424,9 +420,3 @@ def _insert_at_random(
     order = np.lexsort((before, keys))  # by position, extras just before the base row there
     combined = rows + extra
     return [combined[i] for i in order]
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    default_csv = Path(__file__).resolve().parents[2] / "data" / "customers.csv"
-    write_sample_csv(generate_customers(), default_csv)

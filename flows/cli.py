@@ -255,9 +255,8 @@ def check_input(settings: SegmentationSettings) -> tuple[int, str] | None:
     problems (a column not in the file, a text column as a numeric feature, a feature with one
     value ...) with EXIT_BAD_INPUT. A partitioned Dask input's columns come from its first file
     with data rows."""
-    from schemas.spec import load_spec
     from tasks.errors import ColumnMappingError, InputError
-    from tasks.ingest import count_data_rows, table_for_file
+    from tasks.ingest import count_data_rows
     from tasks.store.snapshots import (
         PARTITIONED_NEEDS_DASK,
         first_data_file,
@@ -280,14 +279,7 @@ def check_input(settings: SegmentationSettings) -> tuple[int, str] | None:
             source = first_data_file(partition_files(settings.input))
         else:
             source = resolve_input(settings.input, settings.as_of)
-        spec = load_spec(settings.spec) if settings.spec else None
-        table = table_for_file(
-            source,
-            sep=settings.sep,
-            spec=spec,
-            columns=settings.columns,
-            **settings.column_choices(),
-        )
+        table = settings.table_for(source)
         if partitioned:
             check_partitioned_table(table, settings.input)
         asks_k = any(k is not None for k in (settings.k, settings.k_min, settings.k_max))
@@ -353,8 +345,7 @@ def format_summary(manifest: dict) -> str:
     if filled := manifest.get("missing_filled"):
         listed = ", ".join(f"{name} {count:,}" for name, count in filled.items())
         lines.append(f"Missing feature values filled with the column median: {listed}")
-    columns = manifest.get("columns") or {}
-    if columns and columns.get("id_header") is None:
+    if (columns := manifest.get("columns")) and columns.get("id_header") is None:
         lines.append(
             "Ids: data row numbers (no id column), so identity across runs follows row positions"
         )
@@ -398,12 +389,10 @@ def order_lines_summary(record: dict | None) -> list[str]:
             f"{no_id:,} of the {read:,} lines ({no_id / read:.1%}) had no customer id "
             "(quarantined, see quarantine_lines.parquet)"
         )
-    others = {
-        k: v for k, v in (record.get("quarantine_reasons") or {}).items() if k != "no customer id"
-    }
+    reasons = record.get("quarantine_reasons") or {}
+    others = [f"{reason} ({n:,})" for reason, n in reasons.items() if reason != "no customer id"]
     if others:
-        listed = ", ".join(f"{reason} ({count:,})" for reason, count in list(others.items())[:4])
-        text.append(f"Other quarantined lines: {listed}")
+        text.append(f"Other quarantined lines: {', '.join(others[:4])}")
     text.append(
         f"Customers: {customers['customers']:,} with purchases (snapshot date "
         f"{record['snapshot_date']}, dates read as {record['date_reading']})"

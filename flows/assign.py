@@ -18,7 +18,6 @@ from prefect.artifacts import create_markdown_artifact
 from flows.run_folder import configure_run_logging, fails_without_persisting, pipeline_task
 from tasks.reporting.artifacts import assignment_markdown
 from tasks.scoring.assign import (
-    Assignment,
     Model,
     assign_customers,
     read_model,
@@ -28,37 +27,16 @@ from tasks.scoring.assign import (
 from tasks.scoring.export import check_output_path
 from tasks.table import Table
 
-
-@pipeline_task("load-model")
-def load_model_task(model: Path) -> Model:
-    """The run's model.json (a run folder, the file, or an output folder's latest run)."""
-    return read_model(model)
+load_model_task = pipeline_task("load-model")(read_model)
+assign_task = pipeline_task("assign-customers")(assign_customers)
+write_task = pipeline_task("write-assignments")(write_assignment)
 
 
+# A wrapper for its return type: read_new_customers declares none.
 @pipeline_task("read-new-customers")
 def read_customers_task(source: Path, model: Model, sep: str | None) -> tuple[pd.DataFrame, Table]:
     """The new customers, their headers matched to the model's table."""
     return read_new_customers(source, model, sep)
-
-
-@pipeline_task("assign-customers")
-def assign_task(
-    frame: pd.DataFrame,
-    model: Model,
-    table: Table,
-    source: Path,
-    max_quarantine_share: float | None,
-) -> Assignment:
-    """The run's checks, then each valid customer's nearest segment, distance and outlier flag."""
-    return assign_customers(
-        frame, model, table, source=str(source), max_quarantine_share=max_quarantine_share
-    )
-
-
-@pipeline_task("write-assignments")
-def write_task(assignment: Assignment, output: Path) -> tuple[Path, Path]:
-    """The assigned customers and, beside them, the quarantine (written even when empty)."""
-    return write_assignment(assignment, output)
 
 
 @flow(name="assign-segments", log_prints=True, persist_result=False)
@@ -77,7 +55,9 @@ def assign_segments(
     output = check_output_path(output)
     loaded = load_model_task(model)
     frame, table = read_customers_task(input, loaded, sep)
-    assignment = assign_task(frame, loaded, table, input, max_quarantine_share)
+    assignment = assign_task(
+        frame, loaded, table, source=str(input), max_quarantine_share=max_quarantine_share
+    )
     written, quarantine = write_task(assignment, output)
     summary = {
         **assignment.accounting(),

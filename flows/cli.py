@@ -39,7 +39,9 @@ log = logging.getLogger("flows.cli")
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["serve"]:  # its own parser (flows.deployment), options passed through
-        return _serve(argv[1:])
+        from flows.deployment import main as serve_main
+
+        return serve_main(argv[1:], prog="segment serve")
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -186,6 +188,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(message: object, code: int) -> int:
+    """Print ``segment: error: <message>`` on standard error; return the exit code ``code``."""
+    print(f"segment: error: {message}", file=sys.stderr)
+    return code
+
+
 def _settings(args: argparse.Namespace) -> SegmentationSettings:
     return SegmentationSettings.model_validate(given_settings(args, SegmentationSettings))
 
@@ -196,26 +204,23 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except ValidationError as error:
         parser.error(usage_error(error, SegmentationSettings))
     if not settings.input.exists():  # fail fast, before Prefect starts a server
-        print(f"segment: error: {settings.input}: no such file", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _fail(f"{settings.input}: no such file", EXIT_BAD_INPUT)
     if settings.date_format is not None and not settings.transactions:
         parser.error("--date-format reads the dates of order lines: use it with --transactions")
     if (
         settings.as_of is not None and not settings.input.is_dir() and not settings.transactions
     ):  # refused, not ignored
-        print(
-            "segment: error: --as-of picks a dated snapshot from a folder of snapshots, "
+        return _fail(
+            "--as-of picks a dated snapshot from a folder of snapshots, "
             f"but --input {settings.input} is a single file",
-            file=sys.stderr,
+            EXIT_USAGE,
         )
-        return EXIT_USAGE
     configure_prefect()
     server = start_early_server()  # boots while this process imports and checks the input
     problem = check_input(settings)  # wrong column names, k, etc.: before any slow work
     if problem is not None:
         code, message = problem
-        print(f"segment: error: {message}", file=sys.stderr)
-        return code
+        return _fail(message, code)
 
     from prefect import tags
 
@@ -232,8 +237,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         with prefect_api_for_workers(settings), tags(*ADHOC_TAGS):
             manifest = flow_for(settings)(settings)
     except InputError as error:
-        print(f"segment: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _fail(error, EXIT_BAD_INPUT)
     except GateError as error:
         print(f"segment: {error}; outputs/latest is unchanged", file=sys.stderr)
         return EXIT_GATE
@@ -251,9 +255,8 @@ def check_input(settings: SegmentationSettings) -> tuple[int, str] | None:
     problems (a column not in the file, a text column as a numeric feature, a feature with one
     value ...) with EXIT_BAD_INPUT. A partitioned Dask input's columns come from its first file
     with data rows."""
-    from schemas.spec import load_spec
     from tasks.errors import ColumnMappingError, InputError
-    from tasks.ingest import count_data_rows, table_for_file
+    from tasks.ingest import count_data_rows
     from tasks.store.snapshots import (
         PARTITIONED_NEEDS_DASK,
         first_data_file,
@@ -276,14 +279,7 @@ def check_input(settings: SegmentationSettings) -> tuple[int, str] | None:
             source = first_data_file(partition_files(settings.input))
         else:
             source = resolve_input(settings.input, settings.as_of)
-        spec = load_spec(settings.spec) if settings.spec else None
-        table = table_for_file(
-            source,
-            sep=settings.sep,
-            spec=spec,
-            columns=settings.columns,
-            **settings.column_choices(),
-        )
+        table = settings.table_for(source)
         if partitioned:
             check_partitioned_table(table, settings.input)
         asks_k = any(k is not None for k in (settings.k, settings.k_min, settings.k_max))
@@ -332,33 +328,24 @@ def format_summary(manifest: dict) -> str:
 
     rows, choice = manifest["rows"], manifest["k"]
     total = sum(s["size"] for s in manifest["segments"])
+    segments = [(s["id"], s["size"], s["name"]) for s in manifest["segments"]]
     lines = [
         f"Segmented {total:,} customers from {manifest['input']['path']}",
         f"k = {choice['chosen']} ({choice['rule']}: {choice['reason']})",
         "",
-        f"  {'id':>3}  {'customers':>9}  {'share':>6}  name",
-    ]
-    for segment in manifest["segments"]:
-        share = segment["size"] / total
-        lines.append(
-            f"  {segment['id']:>3}  {segment['size']:>9,}  {share:>6.1%}  {segment['name']}"
-        )
-    lines.append("")
-    lines += order_lines_summary(manifest.get("transactions"))
-    lines += [
+        *segment_table(segments, total),
+        "",
+        *order_lines_summary(manifest.get("transactions")),
         f"{'Customer rows' if manifest.get('transactions') else 'Rows'}: "
         f"{rows['rows_read']:,} read = {rows['rows_kept']:,} segmented + "
         f"{rows['rows_quarantined']:,} quarantined + {rows['duplicates_dropped']:,} duplicates",
     ]
-    warning = duplicates_warning(rows)
-    if warning is not None:
+    if (warning := duplicates_warning(rows)) is not None:
         lines.append(warning)
-    filled = manifest.get("missing_filled") or {}
-    if filled:
+    if filled := manifest.get("missing_filled"):
         listed = ", ".join(f"{name} {count:,}" for name, count in filled.items())
         lines.append(f"Missing feature values filled with the column median: {listed}")
-    columns = manifest.get("columns") or {}
-    if columns and columns.get("id_header") is None:
+    if (columns := manifest.get("columns")) and columns.get("id_header") is None:
         lines.append(
             "Ids: data row numbers (no id column), so identity across runs follows row positions"
         )
@@ -380,6 +367,14 @@ def format_summary(manifest: dict) -> str:
     return "\n".join(lines)
 
 
+def segment_table(sizes: list[tuple[int, int, str]], total: int) -> list[str]:
+    """Both summaries' segment table: id, customers and their share of ``total``, name."""
+    return [f"  {'id':>3}  {'customers':>9}  {'share':>6}  name"] + [
+        f"  {segment_id:>3}  {size:>9,}  {size / total:>6.1%}  {name}"
+        for segment_id, size, name in sizes
+    ]
+
+
 def order_lines_summary(record: dict | None) -> list[str]:
     """The order lines' accounting for the summary (none for a customer table)."""
     if not record:
@@ -394,12 +389,10 @@ def order_lines_summary(record: dict | None) -> list[str]:
             f"{no_id:,} of the {read:,} lines ({no_id / read:.1%}) had no customer id "
             "(quarantined, see quarantine_lines.parquet)"
         )
-    others = {
-        k: v for k, v in (record.get("quarantine_reasons") or {}).items() if k != "no customer id"
-    }
+    reasons = record.get("quarantine_reasons") or {}
+    others = [f"{reason} ({n:,})" for reason, n in reasons.items() if reason != "no customer id"]
     if others:
-        listed = ", ".join(f"{reason} ({count:,})" for reason, count in list(others.items())[:4])
-        text.append(f"Other quarantined lines: {listed}")
+        text.append(f"Other quarantined lines: {', '.join(others[:4])}")
     text.append(
         f"Customers: {customers['customers']:,} with purchases (snapshot date "
         f"{record['snapshot_date']}, dates read as {record['date_reading']})"
@@ -413,12 +406,6 @@ def order_lines_summary(record: dict | None) -> list[str]:
     return text
 
 
-def _serve(options: list[str]) -> int:
-    from flows.deployment import main as serve_main
-
-    return serve_main(options, prog="segment serve")
-
-
 def _backfill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     configure_prefect()
     from flows.deployment import backfill
@@ -426,11 +413,9 @@ def _backfill(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         run = backfill(args.as_of, timeout=0 if args.no_wait else None)
     except RuntimeError as error:  # no server
-        print(f"segment: error: {error}", file=sys.stderr)
-        return EXIT_INTERNAL
+        return _fail(error, EXIT_INTERNAL)
     except ValueError as error:  # settings that cannot run, e.g. as_of with a single file
-        print(f"segment: error: {one_line(error)}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(one_line(error), EXIT_USAGE)
     state = run.state.name if run.state else "unknown"
     print(f"Flow run {run.name} ({run.id}) for as_of {args.as_of}: {state}")
     return EXIT_OK if args.no_wait or (run.state and run.state.is_completed()) else EXIT_INTERNAL
@@ -458,17 +443,13 @@ def _assign(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             max_quarantine_share=args.max_quarantine_share,
         )
     except ModelError as error:
-        print(f"segment: error: {one_line(error)}", file=sys.stderr)
-        return EXIT_BAD_MODEL
+        return _fail(one_line(error), EXIT_BAD_MODEL)
     except InputError as error:
-        print(f"segment: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _fail(error, EXIT_BAD_INPUT)
     except ValueError as error:  # an output that is neither .parquet nor .csv
-        print(f"segment: error: {one_line(error)}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(one_line(error), EXIT_USAGE)
     except OSError as error:  # e.g. the output folder cannot be written
-        print(f"segment: error: {error}", file=sys.stderr)
-        return EXIT_INTERNAL
+        return _fail(error, EXIT_INTERNAL)
     print(format_assigned(done))
     return EXIT_OK
 
@@ -477,17 +458,12 @@ def format_assigned(done) -> str:
     """The terminal summary of `segment assign` (``tasks.scoring.assign.AssignedFiles``)."""
     result = done.assignment
     sizes = result.sizes()
-    total = max(result.rows_kept, 1)
+    segments = [(i, sizes.get(i, 0), name) for i, name in sorted(done.names.items())]
     lines = [
         f"Assigned {result.rows_kept:,} customers from {done.input}",
         f"Model: {done.model} (run {done.model.resolve().parent.name})",
         "",
-        f"  {'id':>3}  {'customers':>9}  {'share':>6}  name",
-    ]
-    for segment_id, name in sorted(done.names.items()):
-        size = sizes.get(segment_id, 0)
-        lines.append(f"  {segment_id:>3}  {size:>9,}  {size / total:>6.1%}  {name}")
-    lines += [
+        *segment_table(segments, max(result.rows_kept, 1)),
         "",
         f"Rows: {result.rows_read:,} read = {result.rows_kept:,} assigned + "
         f"{result.rows_quarantined:,} quarantined + {result.duplicates_dropped:,} duplicates",
@@ -509,13 +485,11 @@ def _init(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from tasks.spec_init import starter_spec
 
     if args.output.exists() and not args.force:
-        print(f"segment: error: {args.output}: exists (use --force to overwrite)", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(f"{args.output}: exists (use --force to overwrite)", EXIT_USAGE)
     try:
         text = starter_spec(read_file(args.input, args.sep), str(args.input))
     except InputError as error:
-        print(f"segment: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _fail(error, EXIT_BAD_INPUT)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text, encoding="utf-8")
     print(

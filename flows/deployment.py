@@ -114,24 +114,19 @@ def nightly_deployment(
 
 
 def serve_nightly(
-    settings: SegmentationSettings,
-    *,
-    cron: str = DEFAULT_CRON,
-    timezone: str = DEFAULT_TIMEZONE,
-    name: str = DEPLOYMENT_NAME,
-    limit: int | None = None,
+    settings: SegmentationSettings, *, limit: int | None = None, **schedule: str
 ) -> None:
     """Register the nightly deployment and execute its runs until interrupted (blocks).
 
-    ``limit`` caps the runs executing at the same time. Raises ``RuntimeError`` when no Prefect
-    server is configured (``PREFECT_API_URL``) or it does not answer: Prefect would otherwise
-    start its temporary server, on which schedules never fire.
+    ``schedule``: ``nightly_deployment``'s ``cron``, ``timezone`` and ``name``; ``limit`` caps
+    the runs executing at the same time. Raises ``RuntimeError`` when no Prefect server is
+    configured (``PREFECT_API_URL``) or it does not answer: Prefect would otherwise start its
+    temporary server, on which schedules never fire.
     """
     from prefect import serve
 
     require_server()
-    deployment = nightly_deployment(settings, cron=cron, timezone=timezone, name=name)
-    serve(deployment, limit=limit)
+    serve(nightly_deployment(settings, **schedule), limit=limit)
 
 
 def backfill(
@@ -175,8 +170,8 @@ def backfill(
     )
 
 
-def require_server() -> str:
-    """The configured PREFECT_API_URL if a server answers there, else a RuntimeError saying how."""
+def require_server() -> None:
+    """A RuntimeError saying how to start one unless a server answers at PREFECT_API_URL."""
     from prefect.client.orchestration import get_client
     from prefect.settings import get_current_settings
 
@@ -193,7 +188,6 @@ def require_server() -> str:
             f"no Prefect server answers at PREFECT_API_URL={api_url} "
             f"({type(error).__name__}: {error}); {SERVER_HINT}"
         )
-    return api_url
 
 
 def check_timezone(timezone: str) -> str:
@@ -234,8 +228,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         default=None,
         help="most runs executing at the same time; default: no limit",
     )
-    # every setting of a run, generated from the model (a nightly run names its own folder)
-    # the nightly run names its own folder and runs the in-memory flow (no Dask runner)
+    # every setting of a run, generated from the model, except that the nightly run names its
+    # own folder and runs the in-memory flow (no Dask runner)
     add_options(parser, SegmentationSettings, skip=("run_id", "runner", "dask"))
     return parser
 

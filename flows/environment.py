@@ -50,11 +50,9 @@ def configure_prefect() -> None:
 RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 
 
-class _NoRunFailures(logging.Filter):
+def _no_run_failures(record: logging.LogRecord) -> bool:
     """Drops a run's ERROR records: the CLI prints the failure itself, once."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno < logging.ERROR or not record.name.startswith(RUN_LOGGERS)
+    return record.levelno < logging.ERROR or not record.name.startswith(RUN_LOGGERS)
 
 
 def quiet_console() -> None:
@@ -67,8 +65,7 @@ def quiet_console() -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, PrefectConsoleHandler):
             handler.setLevel(logging.WARNING)
-            if not any(isinstance(f, _NoRunFailures) for f in handler.filters):
-                handler.addFilter(_NoRunFailures())
+            handler.addFilter(_no_run_failures)  # added once: addFilter skips one already there
 
 
 def one_line(error: Exception) -> str:

@@ -28,14 +28,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-OFF = ("off", "none")
-METAVARS = {
-    int: "N",
-    float: "X",
-    str: "TEXT",
-    Path: "PATH",
-    date: "YYYY-MM-DD",
-}  # an optional setting with a default is switched off with these words
+OFF = ("off", "none")  # an optional setting with a default is switched off with these words
+METAVARS = {int: "N", float: "X", str: "TEXT", Path: "PATH", date: "YYYY-MM-DD"}
 
 
 @dataclass(frozen=True)
@@ -78,9 +72,9 @@ def _specs(
     skip: tuple[str, ...],
 ) -> Iterator[Spec]:
     for name, field in model.model_fields.items():
-        option = _option(field)
         if name in skip:
             continue
+        option = next((m for m in field.metadata if isinstance(m, Option)), Option())
         kind = _unwrap(field.annotation)
         if isinstance(kind, type) and issubclass(kind, BaseModel):
             yield from _specs(kind, (*path, name), option.prefix or name, name, ())
@@ -88,10 +82,6 @@ def _specs(
         flag = option.flag or "--" + "-".join(p for p in (prefix, name) if p).replace("_", "-")
         kwargs, shown = _argparse_kwargs(field, kind, option)
         yield Spec((*path, name), flag, kwargs, shown, field.description or "", group)
-
-
-def _option(field: FieldInfo) -> Option:
-    return next((m for m in field.metadata if isinstance(m, Option)), Option())
 
 
 def _optional(annotation: Any) -> bool:
@@ -203,14 +193,6 @@ def given_settings(args: argparse.Namespace, model: type[BaseModel]) -> dict[str
     return given
 
 
-def flag_of(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
-    """The option of a settings field (its path as in a validation error), if it has one."""
-    for spec in option_specs(model):
-        if spec.path == tuple(str(p) for p in loc[: len(spec.path)]):
-            return spec.flag
-    return None
-
-
 def usage_error(error: ValidationError, model: type[BaseModel]) -> str:
     """A settings validation error as one line naming the options (``--k-min: ...``)."""
     specs = option_specs(model)
@@ -218,7 +200,8 @@ def usage_error(error: ValidationError, model: type[BaseModel]) -> str:
     for item in error.errors():
         loc = tuple(str(p) for p in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
-        flag = flag_of(model, loc)
+        # the option of the field (its path as in the error), if it has one
+        flag = next((spec.flag for spec in specs if spec.path == loc[: len(spec.path)]), None)
         if flag is None:  # a check across fields (k_min > k_max): name their options instead
             for spec in specs:
                 if spec.path[:-1] == loc:

@@ -17,19 +17,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
-from prefect import flow
 
 from flows.run_folder import (
     configure_run_logging,
-    fails_without_persisting,
-    flow_run_name,
     pipeline_task,
     run_id_for,
+    segmentation_flow,
     staged_run,
     untagged_tasks,
 )
 from flows.segmentation import (
     columns_of,
+    load_previous,
     pick_k,
     publish,
     quality_gates,
@@ -46,7 +45,6 @@ from tasks.partitioned import ClusterSpace, Partitions
 from tasks.reporting import plots
 from tasks.reporting.html_report import REPORT, run_report
 from tasks.scale import ScaledFeatures
-from tasks.store.history import load_previous_run
 from tasks.store.manifest import StepTimer, utc_now
 from tasks.store.run_files import run_id_of, write_run_files, write_text
 from tasks.store.snapshots import first_data_file, partition_files
@@ -79,12 +77,6 @@ def resolve_columns(settings: SegmentationSettings) -> tuple[tuple[Path, ...], T
     files = partition_files(settings.input)
     table = columns_of(first_data_file(files), settings)
     return files, table
-
-
-@pipeline_task("load-previous-run")
-def load_previous(settings: SegmentationSettings) -> PreviousRun | None:
-    """The previous complete run's model; its segment files are read on the cluster."""
-    return load_previous_run(settings.output_dir, assignments=False)
 
 
 @pipeline_task("clean-partitions")
@@ -195,13 +187,7 @@ def write_report(
     return images
 
 
-@flow(
-    name="customer-segmentation-partitioned",
-    flow_run_name=flow_run_name,  # segment-<run-id>, as the run folder
-    log_prints=True,
-    persist_result=False,
-)
-@fails_without_persisting  # a failed run writes no pickle of its exception either
+@segmentation_flow("customer-segmentation-partitioned")
 def segment_partitioned(settings: SegmentationSettings) -> dict:
     """Segment a folder of Parquet partition files on Dask; returns the run's manifest."""
     configure_run_logging()
@@ -210,7 +196,8 @@ def segment_partitioned(settings: SegmentationSettings) -> dict:
         files, table = resolve_columns(settings)
         started, step = utc_now(), StepTimer()
         with staged_run(settings.output_dir, run_id, settings.input) as staging:
-            previous = load_previous(settings)
+            # the previous run's model; its segment files are read on the cluster
+            previous = load_previous(settings.output_dir, assignments=False)
             with step("clean"):
                 parts = clean(files, table, settings)
             with step("scale"):

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from prefect import Task, task
+from prefect import Flow, Task, flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.environment import RUN_LOGGERS
@@ -51,10 +51,9 @@ def flow_run_name() -> str:
     from prefect.runtime import flow_run
 
     settings = flow_run.get_parameters().get("settings")
-    if isinstance(settings, dict):
-        given = settings.get("run_id")
-    else:
-        given = getattr(settings, "run_id", None)
+    given = (
+        settings.get("run_id") if isinstance(settings, dict) else getattr(settings, "run_id", None)
+    )
     return RUN_NAME_PREFIX + (given or new_run_id(str(flow_run.get_id() or "local")))
 
 
@@ -137,6 +136,19 @@ def fails_without_persisting(fn: Callable[..., Any]) -> Callable[..., Any]:
     run.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
     run.__annotations__ = inspect.get_annotations(fn, eval_str=True)
     return run
+
+
+def segmentation_flow(name: str) -> Callable[[Callable[..., Any]], Flow[..., Any]]:
+    """``@flow`` for the segmentation flows: named ``name``, each run named segment-<run-id> as
+    its run folder (``flow_run_name``), results not persisted, and a failed run writes no pickle
+    of its exception either (``fails_without_persisting``)."""
+
+    def decorate(fn: Callable[..., Any]) -> Flow[..., Any]:
+        return flow(name=name, flow_run_name=flow_run_name, log_prints=True, persist_result=False)(
+            fails_without_persisting(fn)
+        )
+
+    return decorate
 
 
 @contextmanager

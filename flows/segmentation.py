@@ -8,7 +8,7 @@ from uuid import UUID
 
 import numpy as np
 import pandas as pd
-from prefect import flow, get_run_logger, unmapped
+from prefect import get_run_logger, unmapped
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
@@ -21,18 +21,16 @@ from prefect.states import State
 from flows.order_lines import derive, read_order_lines, resolve_order_columns
 from flows.run_folder import (
     configure_run_logging,
-    fails_without_persisting,
-    flow_run_name,
     pipeline_task,
     run_artifact_key,
     run_id_for,
+    segmentation_flow,
     staged_run,
     untagged_tasks,
 )
 from flows.run_settings import settings_for_run
 from flows.settings import SegmentationSettings
 from schemas.outputs import segments_schema
-from schemas.spec import load_spec
 from tasks.clean import CleanResult, RowAccounting, clean_customers
 from tasks.describe import Described, describe_segments, previous_k
 from tasks.elbow import (
@@ -47,7 +45,7 @@ from tasks.errors import InputError
 from tasks.fit import Segmentation, fit_final, sweep_rows
 from tasks.gates import GateError, gate_breaches
 from tasks.identity import PreviousRun
-from tasks.ingest import canonical_frame, expected_types, read_file, table_for_file
+from tasks.ingest import canonical_frame, expected_types, read_file
 from tasks.orders.encoded_lines import EncodedLines
 from tasks.reporting import plots
 from tasks.reporting.artifacts import (
@@ -70,10 +68,7 @@ from tasks.table import Table, columns_line, describe_table
 # Results stay in memory: no input hashing of large frames, nothing pickled to disk.
 
 
-@pipeline_task("load-previous-run")
-def load_previous(output_dir: Path) -> PreviousRun | None:
-    """The previous complete run (segment ids and names to keep), if there is one."""
-    return load_previous_run(output_dir)
+load_previous = pipeline_task("load-previous-run")(load_previous_run)
 
 
 @pipeline_task("resolve-input")
@@ -95,10 +90,7 @@ def resolve_columns(source: Path, settings: SegmentationSettings) -> Table:
 def columns_of(source: Path, settings: SegmentationSettings) -> Table:
     """The resolved columns of ``source`` (a file, or a partitioned input's first data file),
     logged with where they came from."""
-    spec = load_spec(settings.spec) if settings.spec else None
-    table = table_for_file(
-        source, sep=settings.sep, spec=spec, columns=settings.columns, **settings.column_choices()
-    )
+    table = settings.table_for(source)
     get_run_logger().info(columns_line(table, settings.spec))
     return table
 
@@ -171,12 +163,7 @@ def elbow_sweep(rows: np.ndarray, settings: SegmentationSettings) -> pd.DataFram
     )
 
 
-@pipeline_task("fit-k")
-def fit_k(
-    rows: np.ndarray, k: int, seed: int, n_init: int, silhouette_sample: int
-) -> dict[str, float]:
-    """One k of the elbow sweep (with runner=dask, one task per k on the Dask workers)."""
-    return metrics_for_k(rows, k, seed=seed, n_init=n_init, silhouette_sample=silhouette_sample)
+fit_k = pipeline_task("fit-k")(metrics_for_k)
 
 
 def sweep_on_workers(rows: np.ndarray, settings: SegmentationSettings) -> pd.DataFrame:
@@ -185,9 +172,9 @@ def sweep_on_workers(rows: np.ndarray, settings: SegmentationSettings) -> pd.Dat
     futures = fit_k.map(
         unmapped(rows),
         ks,
-        unmapped(settings.seed),
-        unmapped(settings.n_init),
-        unmapped(settings.sweep.silhouette_sample),
+        seed=unmapped(settings.seed),
+        n_init=unmapped(settings.n_init),
+        silhouette_sample=unmapped(settings.sweep.silhouette_sample),
     )
     return elbow_table([future.result() for future in futures])
 
@@ -372,13 +359,7 @@ def run_manifest(
     )
 
 
-@flow(
-    name="customer-segmentation",
-    flow_run_name=flow_run_name,  # segment-<run-id>, as the run folder
-    log_prints=True,
-    persist_result=False,
-)
-@fails_without_persisting  # a failed run writes no pickle of its exception either
+@segmentation_flow("customer-segmentation")
 def segment_customers(settings: SegmentationSettings | None = None) -> dict:
     """Segment the customers in ``settings.input``; returns the run's manifest."""
     configure_run_logging()

@@ -149,21 +149,15 @@ API_SETTING = re.compile(
 EPHEMERAL_SWITCHES = ("PREFECT_SERVER_EPHEMERAL_ENABLED", "PREFECT_SERVER_ALLOW_EPHEMERAL_MODE")
 
 
-def settings_files(environ: dict[str, str], cwd: Path) -> list[Path]:
-    """The files Prefect may read settings from: the profiles file and, in the working
-    folder, ``prefect.toml``, ``.env`` and ``pyproject.toml``."""
-    home = Path(environ.get("PREFECT_HOME") or "~/.prefect").expanduser()
-    profiles = Path(environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
-    return [profiles, cwd / "prefect.toml", cwd / ".env", cwd / "pyproject.toml"]
-
-
 def api_named_elsewhere(environ: dict[str, str], cwd: Path) -> bool:
     """True when something besides Prefect's defaults may choose the API or the temporary
     server: ``PREFECT_API_URL`` or an ephemeral-mode switch in the environment, or a settings
     file that mentions an API (conservative: a false alarm only costs the early start)."""
     if environ.get(API_URL_VARIABLE) or any(name in environ for name in EPHEMERAL_SWITCHES):
         return True
-    for path in settings_files(environ, cwd):
+    home = Path(environ.get("PREFECT_HOME") or "~/.prefect").expanduser()
+    profiles = Path(environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
+    for path in (profiles, cwd / "prefect.toml", cwd / ".env", cwd / "pyproject.toml"):
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
         except OSError:

@@ -5,20 +5,22 @@ from __future__ import annotations
 import argparse
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from flows.options import Option
-from schemas.spec import Missing
+from schemas.spec import Missing, load_spec
 from tasks.gates import Gates
+
+if TYPE_CHECKING:
+    from tasks.table import Table
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = PROJECT_ROOT / "data" / "customers.csv"
 DEFAULT_OUTPUT = PROJECT_ROOT / "outputs"
-DEFAULT_SNAPSHOTS = (
-    PROJECT_ROOT / "data" / "snapshots"
-)  # written by `segment sample-data --snapshots`
+# written by `segment sample-data --snapshots`
+DEFAULT_SNAPSHOTS = PROJECT_ROOT / "data" / "snapshots"
 
 Scaler = Literal["standard", "robust", "minmax", "log-standard"]
 Runner = Literal["local", "dask"]
@@ -244,16 +246,15 @@ class SegmentationSettings(BaseModel):
             raise ValueError(f"features listed twice: {self.features}")
         return self
 
-    def column_choices(self) -> dict:
-        """The column choices given on the command line (None: not given), for
-        ``tasks.ingest.table_for_file``."""
-        return {
-            "features": self.features,
-            "profile": self.profile,
-            "id_column": self.id_column,
-            "missing": self.missing,
-            "pca": self.pca,
-        }
+    def table_for(self, source: Path) -> Table:
+        """The columns of ``source`` as these settings choose them: the spec file's, with the
+        column choices given on the command line (None: not given) over them
+        (``tasks.ingest.table_for_file``)."""
+        from tasks.ingest import table_for_file
+
+        spec = load_spec(self.spec) if self.spec else None
+        choices = self.model_dump(include={"features", "profile", "id_column", "missing", "pca"})
+        return table_for_file(source, sep=self.sep, spec=spec, columns=self.columns, **choices)
 
     def order_fields(self) -> dict[str, str]:
         """With transactions: order-line field -> header given on the command line

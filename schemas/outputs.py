@@ -6,7 +6,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from schemas.customers import Customers
+from schemas.customers import Customers, customers_schema
 
 
 class Quarantine(pa.DataFrameModel):
@@ -97,15 +97,11 @@ class Elbow(pa.DataFrameModel):
 def segments_schema(table) -> pa.DataFrameSchema:
     """The segments table of a run on ``table`` (``tasks.table.Table``): the clean customers'
     columns, then the segment columns (built at run time; ``Segments`` is the Mall case)."""
-    from schemas.customers import customers_schema
-
-    schema = customers_schema(table)
-    segment_columns = {
+    columns = {
+        **customers_schema(table).columns,
         "segment_id": pa.Column(int, pa.Check.ge(1)),
         "previous_segment_id": pa.Column(pd.Int64Dtype(), pa.Check.ge(1), nullable=True),
         "segment_name": pa.Column(pd.CategoricalDtype()),
         "distance_to_centroid": pa.Column(float, pa.Check.ge(0)),
     }
-    return pa.DataFrameSchema(
-        {**schema.columns, **segment_columns}, strict=True, coerce=False, name="Segments"
-    )
+    return pa.DataFrameSchema(columns, strict=True, coerce=False, name="Segments")

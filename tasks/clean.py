@@ -96,7 +96,8 @@ def clean_customers(
     for column in table.columns:
         if column.spec.recode:
             frame[column.name] = recode(frame[column.name], column.spec.recode)
-    typed = _parse_numbers(frame, table)  # numbers parsed once; text kept in `frame` for reasons
+    # Numbers parsed once (text that is not a number -> NaN); text kept in `frame` for reasons.
+    typed = frame.assign(**{name: _to_float(frame[name]) for name in table.numeric_names})
     # Hashing 10M text ids costs seconds: do it once, then work on integer codes.
     id_codes = pd.Series(pd.factorize(frame[CUSTOMER_ID])[0], index=frame.index)
 
@@ -230,23 +231,18 @@ def _exact_duplicates(
 
 def _conflicting_ids(frame: pd.DataFrame, id_codes: pd.Series) -> pd.Series:
     """Reasons for rows whose customer id appears again with different values."""
-    ids = frame[CUSTOMER_ID]
     repeated = (id_codes >= 0) & id_codes.duplicated(keep=False)
     if not repeated.any():
         return pd.Series(dtype="str", name=REASON)
-    rows_by_id = frame.loc[repeated].groupby(CUSTOMER_ID)[SOURCE_ROW].agg(list)
-    reasons = {}
-    for index, customer_id in ids[repeated].items():
-        rows = ", ".join(str(r) for r in rows_by_id[customer_id])
-        reasons[index] = (
-            f"{CUSTOMER_ID}={customer_id!r}: id appears in rows {rows} with different values"
-        )
+    listed = (
+        frame.loc[repeated].groupby(CUSTOMER_ID)[SOURCE_ROW].agg(lambda r: ", ".join(map(str, r)))
+    )
+    reasons = {
+        index: f"{CUSTOMER_ID}={customer_id!r}: id appears in rows {listed[customer_id]} with "
+        "different values"
+        for index, customer_id in frame.loc[repeated, CUSTOMER_ID].items()
+    }
     return pd.Series(reasons, dtype="str", name=REASON)
-
-
-def _parse_numbers(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
-    """The frame with its numeric columns as float64 (text that is not a number -> NaN)."""
-    return frame.assign(**{column: _to_float(frame[column]) for column in table.numeric_names})
 
 
 def _to_float(values: pd.Series) -> pd.Series:

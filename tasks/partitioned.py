@@ -85,7 +85,6 @@ DISTANCE = "distance_to_centroid"
 class Partitions(RowAccounting):
     """Clean customers spread over the cluster, quarantine per partition, row accounting."""
 
-    files: tuple[Path, ...]
     customers: dd.DataFrame  # persisted on the cluster
     quarantine: pd.DataFrame  # rows numbered as if the files were one, in name order
     rows_read: int
@@ -139,26 +138,23 @@ def clean_partitions(
     )
     by_id = raw.shuffle(on=CUSTOMER_ID, npartitions=len(files))
     source = str(files[0].parent)
+    # An empty frame cleaned: the types of the results, and the result of an empty partition.
+    with _silent(logging.getLogger("tasks.clean")):
+        empty = clean_customers(meta, source=source, max_quarantine_share=None, table=table)
     cleaned = dask.persist(
-        *[dask.delayed(_clean_part)(part, source, table) for part in by_id.to_delayed()]
+        *[dask.delayed(_clean_part)(part, source, table, empty) for part in by_id.to_delayed()]
     )
-    with _silent(logging.getLogger("tasks.clean")):  # an empty frame: only for the types
-        customers_meta = clean_customers(
-            meta, source=source, max_quarantine_share=None, table=table
-        )
     customers = dd.from_delayed(
-        [dask.delayed(_customers_of)(result, customers_meta.customers) for result in cleaned],
-        meta=customers_meta.customers,
-        verify_meta=False,
+        [result.customers for result in cleaned], meta=empty.customers, verify_meta=False
     ).persist()
-    empty = customers_meta.quarantine
-    tallies = dask.compute(*[dask.delayed(_tally)(result, empty) for result in cleaned])
+    tallies = dask.compute(
+        *[(r.quarantine, r.rows_read, r.duplicates_dropped, r.rows_kept) for r in cleaned]
+    )
     quarantine = pd.concat([q for q, *_ in tallies], ignore_index=True)
     quarantine = quarantine_schema(table).validate(
         quarantine.sort_values(SOURCE_ROW, ignore_index=True)
     )
     result = Partitions(
-        files=files,
         customers=customers,
         quarantine=quarantine,
         rows_read=sum(read for _, read, _, _ in tallies),
@@ -200,21 +196,11 @@ def _silent(logger: logging.Logger) -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _clean_part(part: pd.DataFrame, source: str, table: Table) -> CleanResult | None:
+def _clean_part(part: pd.DataFrame, source: str, table: Table, empty: CleanResult) -> CleanResult:
     if part.empty:
-        return None
+        return empty
     part = part.sort_values(SOURCE_ROW, ignore_index=True)  # deterministic "first" rows
     return clean_customers(part, source=source, max_quarantine_share=None, table=table)
-
-
-def _customers_of(result: CleanResult | None, meta: pd.DataFrame) -> pd.DataFrame:
-    return meta if result is None else result.customers
-
-
-def _tally(result: CleanResult | None, empty: pd.DataFrame) -> tuple[pd.DataFrame, int, int, int]:
-    if result is None:
-        return empty, 0, 0, 0
-    return result.quarantine, result.rows_read, result.duplicates_dropped, result.rows_kept
 
 
 def _check_enough_left(result: Partitions, folder: Path, max_share: float) -> None:

@@ -37,14 +37,14 @@ class Inferred:
     role: str  # id, feature, profile or unused
     label: str
     unit: str | None
-    minimum: float | None
-    maximum: float | None
     nullable: bool
-    allowed: tuple[str, ...] | None
-    skew: float | None
-    transform: str
     missing: int
     note: str
+    minimum: float | None = None
+    maximum: float | None = None
+    allowed: tuple[str, ...] | None = None
+    skew: float | None = None
+    transform: str = "none"
 
 
 def typed_frame(raw: pd.DataFrame) -> pd.DataFrame:
@@ -101,42 +101,35 @@ def _infer(header: str, values: pd.Series, column: pa.Column, is_id: bool) -> In
         missing=missing,
     )
     if is_id:
-        return common(
-            kind="categorical", role="id", minimum=None, maximum=None,
-            allowed=None, skew=None, transform="none", note="the customer id (unique values)",
-        )  # fmt: skip
+        return common(kind="categorical", role="id", note="the customer id (unique values)")
     if not numeric:
         if distinct > MAX_CATEGORIES or distinct <= 1:
             why = f"{distinct} different values" if distinct > 1 else "one value"
             return common(
-                kind="categorical", role="unused", minimum=None, maximum=None,
-                allowed=None, skew=None, transform="none",
+                kind="categorical", role="unused",
                 note=f"text with {why}: not used (name it in profile to describe it)",
             )  # fmt: skip
         allowed = tuple(sorted(str(v) for v in present.unique()))
         return common(
-            kind="categorical", role="profile", minimum=None, maximum=None,
-            allowed=allowed, skew=None, transform="none",
+            kind="categorical", role="profile", allowed=allowed,
             note=f"text with {distinct} values: described per segment",
         )  # fmt: skip
     x = present.to_numpy(dtype="float64")
     whole = bool(len(x)) and np.array_equal(x, np.round(x))
     if distinct <= 1:
         return common(
-            kind="numeric", role="unused", minimum=low, maximum=high, allowed=None,
-            skew=None, transform="none", note="one value in every row: cannot separate segments",
+            kind="numeric", role="unused", minimum=low, maximum=high,
+            note="one value in every row: cannot separate segments",
         )  # fmt: skip
     if whole and distinct <= 2 and set(np.unique(x)) <= {0.0, 1.0}:
         return common(
-            kind="numeric", role="profile", minimum=low, maximum=high, allowed=None,
-            skew=None, transform="none", note="a 0/1 flag: its rate is described per segment",
+            kind="numeric", role="profile", minimum=low, maximum=high,
+            note="a 0/1 flag: its rate is described per segment",
         )  # fmt: skip
     small_codes = whole and distinct <= MAX_CODES
     if small_codes and low is not None and high is not None and low >= 0 and high <= 20:
-        allowed = tuple(str(int(v)) for v in np.unique(x))
         return common(
-            kind="categorical", role="profile", minimum=None, maximum=None,
-            allowed=allowed, skew=None, transform="none",
+            kind="categorical", role="profile", allowed=tuple(str(int(v)) for v in np.unique(x)),
             note=f"{distinct} whole-number codes: described per segment as categories",
         )  # fmt: skip
     skew = float(stats.skew(x)) if len(x) > 2 else 0.0
@@ -145,7 +138,7 @@ def _infer(header: str, values: pd.Series, column: pa.Column, is_id: bool) -> In
     if transform == "log1p":
         note += f"; right-skewed (skew {skew:.1f}), so log1p before scaling"
     return common(
-        kind="numeric", role="feature", minimum=low, maximum=high, allowed=None,
+        kind="numeric", role="feature", minimum=low, maximum=high,
         skew=skew, transform=transform, note=note,
     )  # fmt: skip
 
@@ -235,7 +228,7 @@ def _column_lines(column: Inferred) -> list[str]:
             "any other value"
         )
     may_miss = column.missing > 0 or column.role == "profile"
-    lines.append(f"nullable = {_b(may_miss)}  # may the value be missing?")
+    lines.append(f"nullable = {str(may_miss).lower()}  # may the value be missing?")
     if column.role == "feature":
         lines.append(
             f"transform = {_q(column.transform)}  # none, log1p, yeo-johnson or clip (quantiles "
@@ -255,10 +248,6 @@ def _q(text: str) -> str:
 
 def _list(items) -> str:
     return "[" + ", ".join(_q(str(i)) for i in items) + "]"
-
-
-def _b(flag: bool) -> str:
-    return "true" if flag else "false"
 
 
 def _n(value: float) -> str:

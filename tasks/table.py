@@ -65,9 +65,7 @@ class Column(BaseModel):
     @property
     def nullable(self) -> bool:
         """May the value be missing in a clean row (a filled feature is never missing)?"""
-        if self.spec.nullable is not None:
-            return self.spec.nullable and self.role == "profile"
-        return self.role == "profile"
+        return self.role == "profile" and self.spec.nullable is not False
 
     @property
     def numeric(self) -> bool:
@@ -116,12 +114,6 @@ class Table(BaseModel):
                 return column
         raise KeyError(name)
 
-    @property
-    def headers(self) -> dict[str, str]:
-        """Name in the cleaned tables -> header in the file, the id included."""
-        mapping = {CUSTOMER_ID: self.id_header} if self.id_header is not None else {}
-        return mapping | {c.name: c.header for c in self.columns}
-
 
 def normalise(header: str) -> str:
     """A header without case and punctuation: ``Annual Income (k$)`` -> ``annualincomek``."""
@@ -139,15 +131,6 @@ def _unmatched(spec: TableSpec, header: Sequence[str], explicit: Mapping[str, st
         if found is None:
             missing.append(name)
     return missing
-
-
-def _outside(spec: TableSpec, names: Sequence[str]) -> list[str]:
-    """The ``names`` (``numeric`` included) that are no column of ``spec`` by name or alias."""
-    return [
-        name
-        for name in names
-        if name == NUMERIC or (name not in spec.columns and not _spec_key_for_alias(name, spec))
-    ]
 
 
 def choose_spec(
@@ -180,7 +163,11 @@ def _mall_or_general(
 ) -> TableSpec:
     mall = mall_spec()
     missing = _unmatched(mall, header, explicit)
-    outside = _outside(mall, features or ())
+    outside = [  # features (``numeric`` included) that are no Mall column by name or alias
+        name
+        for name in features or ()
+        if name == NUMERIC or (name not in mall.columns and not _spec_key_for_alias(name, mall))
+    ]
     if not missing and not outside:
         return mall
     if len(missing) < len(mall.columns):  # some Mall-like headers: say why it is not the preset
@@ -279,7 +266,7 @@ def resolve_table(
         column_spec = _spec_for(name, column_header, spec)
         columns.append(
             Column(
-                name=_safe_name(name),
+                name=f"{name}_column" if name in RESERVED else name,
                 header=column_header,
                 role=role,
                 kind=kinds[column_header],
@@ -446,10 +433,6 @@ def _ordered(header: Sequence[str], roles: Mapping[str, tuple[str, Role]], spec:
     return first + [h for h in header if h in roles and h not in first]
 
 
-def _safe_name(name: str) -> str:
-    return f"{name}_column" if name in RESERVED else name
-
-
 def _kind(
     column_header: str,
     name: str,
@@ -462,9 +445,7 @@ def _kind(
     declared = _spec_for(name, column_header, spec).kind
     if declared is not None:
         return declared
-    if column_header in numeric_headers:
-        return "numeric"
-    if values is None or column_header not in values:
+    if column_header in numeric_headers or values is None or column_header not in values:
         return "numeric"
     present = values[column_header].dropna()
     if present.empty:

@@ -355,9 +355,7 @@ MAX_PROFILE_PANELS = 5  # mean panels besides the size panel
 def profile_panels(table: Table) -> list[str]:
     """Columns whose per-segment means ``plot_profiles`` draws: numeric features first, then
     numeric profile columns, at most ``MAX_PROFILE_PANELS``."""
-    numeric = [c.name for c in table.features if c.numeric]
-    numeric += [c.name for c in table.profile if c.numeric]
-    return numeric[:MAX_PROFILE_PANELS]
+    return [c.name for c in (*table.features, *table.profile) if c.numeric][:MAX_PROFILE_PANELS]
 
 
 def plot_profiles(

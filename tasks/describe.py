@@ -17,7 +17,7 @@ from tasks.identity import (
     transitions,
 )
 from tasks.model import build_model
-from tasks.profile import name_segments, profile_segments, segment_table
+from tasks.profile import name_segments, profile_segments, segment_table, unique_name
 from tasks.scale import ScaledFeatures, feature_frame
 from tasks.table import Table, mall_table
 
@@ -154,10 +154,6 @@ def _names(identity: Identity, computed: dict[int, str]) -> dict[int, str]:
     """Kept names for matched segments; computed ones for new segments, made unique."""
     names = dict(identity.kept_names)
     for stable_id in sorted(computed):
-        if stable_id in names:
-            continue
-        name, n = computed[stable_id], 2
-        while name in names.values():
-            name, n = f"{computed[stable_id]} #{n}", n + 1
-        names[stable_id] = name
+        if stable_id not in names:
+            names[stable_id] = unique_name(computed[stable_id], set(names.values()))
     return dict(sorted(names.items()))

@@ -54,9 +54,9 @@ def build_model(
     transforms = scaled.transforms
     in_features = scaled.to_feature_space(segmentation.centroids)
     original = np.column_stack([t.invert(in_features[:, j]) for j, t in enumerate(transforms)])
-    if max_distances is None:
-        radius = _max_distances(segmentation)
-        max_distances = {stable: radius[i] for i, stable in enumerate(identity.ids)}
+    if max_distances is None:  # provisional segment i + 1 is identity.ids[i]
+        largest = pd.Series(segmentation.distances).groupby(segmentation.labels).max()
+        max_distances = {stable: largest.get(i + 1, 0.0) for i, stable in enumerate(identity.ids)}
     return {
         "format": MODEL_FORMAT,
         "table": describe_table(table or mall_table()),
@@ -65,7 +65,10 @@ def build_model(
         "scaler": scaled.scaler,
         "transforms": [t.to_dict() for t in transforms],
         "projection": None if scaled.projection is None else scaled.projection.to_dict(),
-        "fill_values": {name: _plain(value) for name, value in (fill_values or {}).items()},
+        "fill_values": {  # a numpy scalar as the Python number JSON writes
+            name: value.item() if isinstance(value, np.generic) else value
+            for name, value in (fill_values or {}).items()
+        },
         "segments": sorted(
             (
                 {
@@ -84,22 +87,11 @@ def build_model(
     }
 
 
-def _max_distances(segmentation: Segmentation) -> np.ndarray:
-    """Per canonical segment (1..k): the largest distance of its customers to the centroid."""
-    largest = pd.Series(segmentation.distances).groupby(segmentation.labels).max()
-    return largest.reindex(range(1, segmentation.k + 1), fill_value=0.0).to_numpy()
-
-
 def _finite(value: float) -> float | None:
     """A distance for JSON: None when it overflowed (values near the float limit), read as
     "no limit" when scoring."""
     value = float(value)
     return value if np.isfinite(value) else None
-
-
-def _plain(value: object) -> object:
-    """A numpy scalar as the Python number JSON writes."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def model_to_json(model: dict) -> str:
@@ -124,12 +116,6 @@ class Scores:
     distances: np.ndarray
     outlier: np.ndarray | None
     finite: np.ndarray
-
-
-def score_customers(model: dict, customers: pd.DataFrame) -> np.ndarray:
-    """Segment id of each clean customer row (columns under the model table's names): its
-    nearest centroid in the model's scaled (and projected) space."""
-    return score_frame(model, customers).segment_ids
 
 
 def score_frame(model: dict, customers: pd.DataFrame) -> Scores:

@@ -64,7 +64,7 @@ def name_segments(
         parts += _majorities(centroid, table)
         name = ", ".join(parts) if parts else f"segment {segment_id}"
         name = name[0].upper() + name[1:]
-        names[int(segment_id)] = _unique(name, set(names.values()))
+        names[int(segment_id)] = unique_name(name, set(names.values()))
     return names
 
 
@@ -107,7 +107,8 @@ def _level(z: float) -> int:
     return 0 if z < -LEVEL_CUTOFF else 2 if z > LEVEL_CUTOFF else 1
 
 
-def _unique(name: str, taken: set[str]) -> str:
+def unique_name(name: str, taken: set[str]) -> str:
+    """``name``, or with the first free ``#2``, ``#3``, ... suffix when ``taken`` has it."""
     candidate, n = name, 2
     while candidate in taken:
         candidate, n = f"{name} #{n}", n + 1
@@ -202,7 +203,12 @@ def profile_segments(
     a categorical or few-valued column (``<column>_<value>_share``)."""
     table = table or mall_table()
     shares = shared_values(customers, table)
-    powers = _overflow_powers(customers, table)
+    powers = {
+        c.name: overflow_power(customers[c.name].to_numpy("float64"))
+        for c in table.columns
+        if c.numeric and c.name in customers
+    }
+    powers = {name: power for name, power in powers.items() if power != 1.0}
     shrunk = {name: customers[name] / power for name, power in powers.items()}
     labelled = customers.assign(**shrunk, segment_id=labels)
     size, means, medians, value_shares = segment_statistics(labelled, table, shares)
@@ -218,17 +224,6 @@ def overflow_power(values: np.ndarray) -> float:
     first: the largest becomes ~2**100, and no digit of any value above 2**-900 changes."""
     largest = float(np.nanmax(np.abs(values), initial=0))
     return 2.0 ** (int(np.ceil(np.log2(largest))) - 100) if largest > 2.0**500 else 1.0
-
-
-def _overflow_powers(customers: pd.DataFrame, table: Table) -> dict[str, float]:
-    """``overflow_power`` of each numeric column that needs one."""
-    powers = {}
-    for column in table.columns:
-        if column.numeric and column.name in customers:
-            power = overflow_power(customers[column.name].to_numpy("float64"))
-            if power != 1.0:
-                powers[column.name] = power
-    return powers
 
 
 def profiles_schema(columns) -> pa.DataFrameSchema:

@@ -9,7 +9,7 @@ from helpers import A, B, C, E, as_previous, ids_by_customer, ids_by_tag, popula
 
 from schemas.outputs import Profiles, Segments, Transitions
 from tasks.describe import Described, previous_k
-from tasks.model import load_model, model_to_json, score_customers
+from tasks.model import load_model, model_to_json, score_frame
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_second_model_json_round_trips_and_scores_customers_with_stable_ids(seco
     assert loaded["retired_segment_ids"] == []
     assert [s["id"] for s in loaded["segments"]] == [1, 2, 3, 4]
     customers = population(A=A, B=B, C=C, E=E)
-    scored = pd.Series(score_customers(loaded, customers), index=customers["customer_id"])
+    scored = pd.Series(score_frame(loaded, customers).segment_ids, index=customers["customer_id"])
     expected = ids_by_customer(second_run)
     assert scored.loc[expected.index].tolist() == expected.tolist()
 

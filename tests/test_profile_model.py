@@ -12,7 +12,7 @@ from sklearn.datasets import make_blobs
 from schemas.customers import AGE, ANNUAL_INCOME, COLUMNS, GENDER, SPENDING_SCORE
 from schemas.outputs import Profiles, Segments
 from tasks.fit import fit_segments
-from tasks.model import MODEL_FORMAT, build_model, load_model, model_to_json, score_customers
+from tasks.model import MODEL_FORMAT, build_model, load_model, model_to_json, score_frame
 from tasks.profile import name_segments, profile_segments, segment_table
 from tasks.scale import feature_frame, scale_features
 
@@ -212,7 +212,9 @@ def test_scoring_the_training_customers_reproduces_the_fitted_labels(fitted, tmp
     customers, scaled, segmentation, names = fitted
     path = tmp_path / "model.json"
     path.write_text(model_to_json(build_model(scaled, segmentation, None, names, FEATURES)))
-    np.testing.assert_array_equal(score_customers(load_model(path), customers), segmentation.labels)
+    np.testing.assert_array_equal(
+        score_frame(load_model(path), customers).segment_ids, segmentation.labels
+    )
 
 
 def test_new_customer_is_assigned_to_the_nearest_centroid(fitted):
@@ -223,7 +225,7 @@ def test_new_customer_is_assigned_to_the_nearest_centroid(fitted):
         annual_income=[97.0, 24.0, 58.0],
         spending_score=[25.0, 75.0, 47.0],
     )
-    assert score_customers(model, new).tolist() == [3, 1, 2]
+    assert score_frame(model, new).segment_ids.tolist() == [3, 1, 2]
 
 
 def test_model_with_gender_feature_scores_the_training_customers():
@@ -234,7 +236,7 @@ def test_model_with_gender_feature_scores_the_training_customers():
     names = {1: "a", 2: "b", 3: "c"}
     model = json.loads(model_to_json(build_model(scaled, segmentation, None, names, features)))
     assert model["columns"] == [ANNUAL_INCOME, SPENDING_SCORE, "gender_Female", "gender_Male"]
-    np.testing.assert_array_equal(score_customers(model, customers), segmentation.labels)
+    np.testing.assert_array_equal(score_frame(model, customers).segment_ids, segmentation.labels)
 
 
 @pytest.mark.parametrize(

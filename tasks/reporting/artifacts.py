@@ -81,7 +81,7 @@ def summary_markdown(
         "|---:|---|---:|---:|" + "---:|" * len(means),
     ]
     for p in profiles.to_dict(orient="records"):
-        cells = "".join(f"{_number(p[f'{column}_mean'])} | " for column in means)
+        cells = "".join(f"{number(p[f'{column}_mean'])} | " for column in means)
         lines.append(
             f"| {p['segment_id']} | {p['segment_name']} | {p['size']:,} | {p['share']:.1%} | "
             + cells
@@ -128,11 +128,12 @@ def summary_means(table) -> dict[str, str]:
     return {c.name: c.titled() for c in table.features if c.numeric}
 
 
-def _number(value: float) -> str:
-    """A mean for reading: one decimal, thousands separated; more digits for small values."""
-    if pd.isna(value):
+def number(value: float | None, digits: int = 1) -> str:
+    """A number for reading: thousands separated, ``digits`` decimals (3 significant digits
+    below 1), "n/a" when missing."""
+    if value is None or pd.isna(value):
         return "n/a"
-    return f"{value:,.1f}" if abs(value) >= 1 or value == 0 else f"{value:.3g}"
+    return f"{value:,.{digits}f}" if abs(value) >= 1 or value == 0 else f"{value:.3g}"
 
 
 def png_data_uri(png: bytes) -> str:

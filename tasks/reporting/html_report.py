@@ -10,6 +10,7 @@ renders it.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -23,7 +24,7 @@ from tasks.clean import REASON, RowAccounting
 from tasks.describe import Described
 from tasks.elbow import KChoice
 from tasks.reporting import explain
-from tasks.reporting.artifacts import duplicates_warning, png_data_uri
+from tasks.reporting.artifacts import duplicates_warning, number, png_data_uri
 from tasks.store.snapshots import snapshot_date
 from tasks.table import Table
 
@@ -70,51 +71,17 @@ def run_report(
     assigned: pd.DataFrame | None = None,
 ) -> str:
     """report.html of a run (both flows): ``accounting`` is the cleaning's result (a
-    ``CleanResult``, or a partitioned run's ``Partitions``). ``population`` and ``assigned``
-    default to the in-memory run's customers and segments table; a partitioned run passes its
-    seeded sample and the sample's segments."""
-    return build_report(
-        run_id=run_id,
-        source=source,
-        rows=accounting.accounting(),
-        missing_filled=getattr(accounting, "missing_filled", {}),
-        quarantine=accounting.quarantine,
-        choice=choice,
-        elbow=elbow,
-        profiles=described.profiles,
-        transitions=described.transitions,
-        changes=described.changes,
-        population=accounting.customers if population is None else population,
-        assigned=described.segments if assigned is None else assigned,
-        table=table,
-        images=images,
-        sampled=population is not None and len(population) < accounting.rows_kept,
-    )
-
-
-def build_report(
-    *,
-    run_id: str,
-    source: Path,
-    rows: dict[str, int],
-    missing_filled: dict[str, int],
-    quarantine: pd.DataFrame,
-    choice: KChoice,
-    elbow: pd.DataFrame,
-    profiles: pd.DataFrame,
-    transitions: pd.DataFrame,
-    changes: dict | None,
-    population: pd.DataFrame,
-    assigned: pd.DataFrame,
-    table: Table,
-    images: dict[str, bytes],
-    sampled: bool = False,
-) -> str:
-    """The report's HTML. ``population``: the clean customers (a partitioned run: its seeded
-    sample), for the medians and spreads of all customers; ``assigned``: ``customer_id``,
-    ``segment_id`` and ``distance_to_centroid`` of the same customers, for the typical ones;
-    ``images``: PNG bytes by file name (the run's plots, not drawn again)."""
-    cards = segment_cards(profiles, population, assigned, table)
+    ``CleanResult``, or a partitioned run's ``Partitions``); ``images``: PNG bytes by file name
+    (the run's plots, not drawn again). ``population``: the clean customers, for the medians
+    and spreads of all customers; ``assigned``: ``customer_id``, ``segment_id`` and
+    ``distance_to_centroid`` of the same customers, for the typical ones. Both default to the
+    in-memory run's customers and segments table; a partitioned run passes its seeded sample
+    and the sample's segments."""
+    sampled = population is not None and len(population) < accounting.rows_kept
+    population = accounting.customers if population is None else population
+    assigned = described.segments if assigned is None else assigned
+    rows = accounting.accounting()
+    cards = segment_cards(described.profiles, population, assigned, table)
     context = {
         "run_id": run_id,
         "source": str(source),
@@ -130,12 +97,12 @@ def build_report(
         "sample_size": len(population),
         "cards": cards,
         "names": {card.id: card.name for card in cards},
-        "changes": changes,
-        "moves": largest_moves(transitions),
+        "changes": described.changes,
+        "moves": largest_moves(described.transitions),
         "rows": rows,
         "duplicates_warning": duplicates_warning(rows),
-        "reasons": quarantine_reasons(quarantine),
-        "missing_filled": missing_filled,
+        "reasons": quarantine_reasons(accounting.quarantine),
+        "missing_filled": getattr(accounting, "missing_filled", {}),
         "images": {name: png_data_uri(png) for name, png in images.items() if name in PLOTS},
         "captions": PLOTS,
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -225,10 +192,8 @@ def quarantine_reasons(quarantine: pd.DataFrame) -> list[tuple[str, int]]:
     if quarantine.empty:
         return []
     parts = quarantine[REASON].astype("str").str.split("; ").explode()
-    kinds = [_reason_kind(part) for part in parts]
-    counts = pd.Series(kinds, dtype="str").value_counts(sort=False)
-    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    return [(kind, int(count)) for kind, count in ordered]
+    counts = Counter(_reason_kind(part) for part in parts)
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
 def _reason_kind(reason: str) -> str:
@@ -253,16 +218,6 @@ def largest_moves(transitions: pd.DataFrame, n: int = MAX_MOVES) -> list[tuple[i
         for r in moved.head(n).itertuples()
         if r.customers > 0
     ]
-
-
-def number(value: float | None, digits: int = 1) -> str:
-    """A number for reading: thousands separated, ``digits`` decimals (3 significant digits
-    below 1), "n/a" when missing."""
-    if value is None or (isinstance(value, float | np.floating) and np.isnan(value)):
-        return "n/a"
-    if abs(value) >= 1 or value == 0:
-        return f"{value:,.{digits}f}"
-    return f"{value:.3g}"
 
 
 def percent(value: float | None) -> str:

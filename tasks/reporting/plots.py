@@ -254,14 +254,6 @@ def plot_segments(
         raise ValueError(f"plot_segments needs at least 2 feature columns, got {columns}")
     if len(labels) != n_total:
         raise ValueError(f"{len(labels)} labels for {n_total} points")
-    use_pca = len(columns) > 2
-    if use_pca:
-        if scaled is None or scaled_centroids is None:
-            raise ValueError("more than 2 features: pass scaled and scaled_centroids for PCA")
-        scaled = np.asarray(scaled, dtype=float)
-        scaled_centroids = np.asarray(scaled_centroids, dtype=float)
-        if len(scaled) != n_total:
-            raise ValueError(f"scaled has {len(scaled)} rows, points has {n_total}")
 
     if n_total > max_points:
         rows = np.sort(np.random.default_rng(seed).choice(n_total, size=max_points, replace=False))
@@ -269,21 +261,26 @@ def plot_segments(
         rows = np.arange(n_total)
     shown_labels = labels[rows]
 
-    if use_pca and scaled is not None and scaled_centroids is not None:  # both: checked above
+    title = "Customer segments"
+    if len(columns) > 2:
+        if scaled is None or scaled_centroids is None:
+            raise ValueError("more than 2 features: pass scaled and scaled_centroids for PCA")
+        scaled = np.asarray(scaled, dtype=float)
+        if len(scaled) != n_total:
+            raise ValueError(f"scaled has {len(scaled)} rows, points has {n_total}")
         pca = PCA(n_components=2, random_state=seed).fit(scaled[rows])
         xy = pca.transform(scaled[rows])
-        centre_xy = dict(
-            zip(centroids.index.astype(int), pca.transform(scaled_centroids), strict=True)
-        )
+        centres = pca.transform(np.asarray(scaled_centroids, dtype=float))
         ratios = pca.explained_variance_ratio_
         x_label = f"PC1 ({ratios[0]:.0%} of variance)"
         y_label = f"PC2 ({ratios[1]:.0%} of variance)"
-        view = f"PCA view of {len(columns)} scaled features"
+        title += f" (PCA view of {len(columns)} scaled features)"
     else:
         xy = points.iloc[rows, :2].to_numpy(dtype=float)
+        centres = centroids.loc[:, columns[:2]].to_numpy(dtype=float)
         x_label = label_for(columns[0], column_names)
         y_label = label_for(columns[1], column_names)
-        view = None
+    centre_xy = dict(zip(centroids.index.astype(int), centres, strict=True))
 
     segment_ids = sorted({int(s) for s in np.unique(labels)} | {int(s) for s in centroids.index})
     counts = pd.Series(labels).value_counts()
@@ -297,14 +294,7 @@ def plot_segments(
         color = segment_color(segment)
         mine = shown_labels == segment
         ax.scatter(xy[mine, 0], xy[mine, 1], s=marker_size, color=color, alpha=alpha, linewidths=0)
-        if use_pca:
-            centre = centre_xy.get(segment)
-        else:
-            centre = (
-                centroids.loc[segment, columns[:2]].to_numpy(dtype=float)
-                if segment in centroids.index
-                else None
-            )
+        centre = centre_xy.get(segment)
         if centre is not None:
             ax.plot(
                 [centre[0]],
@@ -343,9 +333,6 @@ def plot_segments(
         alignment="left",
     )
 
-    title = "Customer segments"
-    if view:
-        title += f" ({view})"
     if len(rows) < n_total:
         title += f"\nshowing {len(rows):,} of {n_total:,} customers"
     else:
@@ -368,9 +355,7 @@ MAX_PROFILE_PANELS = 5  # mean panels besides the size panel
 def profile_panels(table: Table) -> list[str]:
     """Columns whose per-segment means ``plot_profiles`` draws: numeric features first, then
     numeric profile columns, at most ``MAX_PROFILE_PANELS``."""
-    numeric = [c.name for c in table.features if c.numeric]
-    numeric += [c.name for c in table.profile if c.numeric]
-    return numeric[:MAX_PROFILE_PANELS]
+    return [c.name for c in (*table.features, *table.profile) if c.numeric][:MAX_PROFILE_PANELS]
 
 
 def plot_profiles(
@@ -457,9 +442,7 @@ def _bin_edges(data: np.ndarray) -> np.ndarray | int:
     return HIST_BINS
 
 
-def _histogram(
-    ax: Axes, values: pd.Series, column: str, labels: Mapping[str, str] | None = None
-) -> None:
+def _histogram(ax: Axes, values: pd.Series, label: str) -> None:
     data = values.dropna().to_numpy(dtype=float)
     data = data[np.isfinite(data)]
     if data.size:
@@ -467,21 +450,15 @@ def _histogram(
         ax.stairs(counts, edges, fill=True, color=_NEUTRAL, alpha=0.85)
     else:
         ax.text(0.5, 0.5, "no data", ha="center", transform=ax.transAxes)
-    ax.set_title(_wrap_title(label_for(column, labels)))
-    ax.set_xlabel(label_for(column, labels))
-    ax.set_ylabel("Customers")
-    ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    ax.set_xlabel(label)
 
 
-def _bars(ax: Axes, values: pd.Series, column: str, labels: Mapping[str, str] | None) -> None:
+def _bars(ax: Axes, values: pd.Series, label: str) -> None:
     counts = values.astype("str").value_counts()
     order = sorted(counts.index, key=lambda v: (-counts[v], v))[:MAX_BARS]
     heights = [int(counts[v]) for v in order]
     bars = ax.bar(order, heights, color=_NEUTRAL, edgecolor="black", linewidth=0.5)
     ax.bar_label(bars, labels=[f"{h:,}" for h in heights], padding=2, fontsize=8)
-    ax.set_title(_wrap_title(label_for(column, labels)))
-    ax.set_ylabel("Customers")
-    ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     ax.tick_params(axis="x", labelrotation=30 if len(order) > 4 else 0, labelsize=8)
     ax.margins(y=0.12)
 
@@ -510,10 +487,12 @@ def plot_eda(customers: pd.DataFrame, table: Table | None = None) -> Figure:
     fig = _new_figure(EDA_SIZE)
     axes = np.atleast_1d(fig.subplots(n_rows, n_cols)).ravel()
     for ax, column in zip(axes, shown, strict=False):
-        if column.numeric:
-            _histogram(ax, customers[column.name], column.name, labels)
-        else:
-            _bars(ax, customers[column.name], column.name, labels)
+        label = label_for(column.name, labels)
+        draw = _histogram if column.numeric else _bars
+        draw(ax, customers[column.name], label)
+        ax.set_title(_wrap_title(label))
+        ax.set_ylabel("Customers")
+        ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     for ax in axes[len(shown) :]:
         ax.set_visible(False)
     more = len(ordered) - len(shown)
@@ -607,13 +586,8 @@ def plot_transitions(table: pd.DataFrame, names: Mapping[int, str]) -> Figure:
     )
     ax.set_xlabel("Segment now (id)")
     ax.set_ylabel("Segment in the previous run")
-    stayed = sum(
-        counts[i, j]
-        for i, r in enumerate(matrix.index)
-        for j, c in enumerate(matrix.columns)
-        if r == c
-    )
-    ax.set_title(f"Where customers went ({counts.sum() - stayed:,} of {counts.sum():,} moved)")
+    moved = table.loc[table["previous_segment_id"] != table["segment_id"], "customers"].sum()
+    ax.set_title(f"Where customers went ({moved:,} of {counts.sum():,} moved)")
     fig.colorbar(image, ax=ax, label="share of the previous segment")
     return fig
 

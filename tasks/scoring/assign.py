@@ -33,6 +33,7 @@ from tasks.errors import InputError
 from tasks.ingest import canonical_frame, expected_types, numbers_as_text, read_file, read_header
 from tasks.model import MODEL_FORMAT, Scores, score_frame
 from tasks.scale import FeatureTransform
+from tasks.scoring.export import check_output_path, sidecar_path, write_table_file
 from tasks.table import CUSTOMER_ID, SOURCE_ROW, Table, normalise
 
 log = logging.getLogger(__name__)
@@ -260,18 +261,13 @@ def assign_customers(
     )
     customers, quarantine = cleaned.customers, cleaned.quarantine
     scores = score_frame(model.data, customers)
+    assigned = _with_segments(customers, scores, model.names)
     if not scores.finite.all():  # e.g. log1p of a value below -1: no place in the model's space
         bad = ~scores.finite
         quarantine = _with_unscorable(quarantine, raw, customers.loc[bad], model, table)
-        customers = customers.loc[~bad].reset_index(drop=True)
-        scores = Scores(
-            scores.segment_ids[~bad],
-            scores.distances[~bad],
-            None if scores.outlier is None else scores.outlier[~bad],
-            scores.finite[~bad],
-        )
+        assigned = assigned.loc[~bad].reset_index(drop=True)
     assignment = Assignment(
-        customers=_with_segments(customers, scores, model.names),
+        customers=assigned,
         quarantine=quarantine,
         rows_read=cleaned.rows_read,
         duplicates_dropped=cleaned.duplicates_dropped,
@@ -333,17 +329,17 @@ def _with_unscorable(
 
 def _unscorable_reason(row: pd.Series, model: Model) -> str:
     reasons = []
-    for t in model.data["transforms"]:
-        if t.get("category") is not None:
+    for transform in (FeatureTransform(**t) for t in model.data["transforms"]):
+        if transform.category is not None:
             continue
-        name = t.get("source") or t["column"]
-        transform = FeatureTransform(**t)
+        name = transform.source or transform.column
         value = float(row[name])
         with np.errstate(invalid="ignore", divide="ignore"):
             scaled = transform.apply(np.array([value]))
         if not np.isfinite(scaled).all():
-            kind = t.get("kind", "none")
-            reasons.append(f"{name}={value:g}: outside what the model's {kind} transform takes")
+            reasons.append(
+                f"{name}={value:g}: outside what the model's {transform.kind} transform takes"
+            )
     return "; ".join(reasons) or "no finite distance to the model's centroids"
 
 
@@ -392,8 +388,6 @@ def assign_file(
     reasons beside it (``<stem>.quarantine.<suffix>``, written even when empty, so an old one
     is never taken for today's). Raises ``ModelError``, ``InputError`` or ``ValueError`` (an
     output that is neither .parquet nor .csv) before anything is written."""
-    from tasks.scoring.export import check_output_path
-
     output = check_output_path(output_path)
     model = read_model(model_path)
     frame, table = read_new_customers(input_path, model, sep)
@@ -420,8 +414,6 @@ def write_assignment(assignment: Assignment, output: Path) -> tuple[Path, Path]:
     """Write the assigned customers to ``output`` and the quarantine beside it
     (``<stem>.quarantine.<suffix>``, even when empty, so an old one is never taken for
     today's); the quarantine first, so a complete output always has its quarantine."""
-    from tasks.scoring.export import sidecar_path, write_table_file
-
     quarantine = write_table_file(assignment.quarantine, sidecar_path(output, QUARANTINE_LABEL))
     written = write_table_file(assignment.customers, output)
     log.info("Wrote %s and %s", written, quarantine)

@@ -42,7 +42,8 @@ def sidecar_path(path: str | Path, label: str) -> Path:
 
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with every text cell that a spreadsheet would run as a formula escaped by a
-    leading apostrophe; numeric, boolean and missing cells unchanged."""
+    leading apostrophe and categorical columns as their text (a CSV has no dictionary
+    columns); numeric, boolean and missing cells unchanged."""
     escaped = {}
     for name in frame.columns:
         values = frame[name]
@@ -64,7 +65,7 @@ def write_table_file(frame: pd.DataFrame, path: str | Path) -> Path:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         if path.suffix.lower() == ".csv":
-            table = pa.Table.from_pandas(_plain_text(spreadsheet_safe(frame)), preserve_index=False)
+            table = pa.Table.from_pandas(spreadsheet_safe(frame), preserve_index=False)
             pa_csv.write_csv(table, tmp, pa_csv.WriteOptions(quoting_style="needed"))
         else:
             table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -73,13 +74,3 @@ def write_table_file(frame: pd.DataFrame, path: str | Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
-
-
-def _plain_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """Categorical columns as their text (a CSV has no dictionary columns)."""
-    categorical = {
-        name: frame[name].astype("str").mask(frame[name].isna())
-        for name in frame.columns
-        if isinstance(frame[name].dtype, pd.CategoricalDtype)
-    }
-    return frame.assign(**categorical) if categorical else frame

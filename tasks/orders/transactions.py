@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date
 
 import numpy as np
@@ -67,9 +67,9 @@ ORDER_SPELLINGS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 FIELDS = tuple(ORDER_SPELLINGS)
 
-# Columns of the derived customers table, in this order (customers.parquet), then extras.
+# The features derived per customer, R, F and M then the extras (the order of customers.parquet,
+# after the customer id and the first and last purchase).
 RFM = ("recency_days", "frequency", "monetary")
-DERIVED = (CUSTOMER_ID, "first_purchase", "last_purchase", *RFM)
 EXTRAS = ("tenure_days", "average_order_value", "returned_value")
 
 _ISO = r"\d{4}-\d{1,2}-\d{1,2}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
@@ -175,32 +175,17 @@ def columns_line(columns: OrderColumns) -> str:
 # ---------------------------------------------------------------- dates
 
 
-@dataclass(frozen=True)
-class ParsedDates:
-    """Parsed dates (NaT: missing or not a date) and how they were read."""
-
-    values: pd.Series
-    reading: str
-
-
-def parse_dates(values: pd.Series, date_format: str | None = None) -> ParsedDates:
-    """Parse order dates: ISO (``2011-12-09 12:50:00``) and numeric day-first or month-first
+def parse_dates(column: EncodedColumn, date_format: str | None = None) -> tuple[np.ndarray, str]:
+    """The order dates of an encoded column, one per line as datetime64[ns], and how they were
+    read: ISO (``2011-12-09 12:50:00``) and numeric day-first or month-first
     (``09/12/2011 12:50``, ``12/9/2011``), or exactly ``date_format`` (strftime codes) when given.
 
-    Each distinct text is parsed once. When both the day-first and the month-first reading
+    Each distinct value is parsed once. When both the day-first and the month-first reading
     parse every numeric date and they disagree on one, raise ``InputError`` asking for
     ``--date-format`` (a wrong guess silently corrupts recency); so do dates of which some
-    only parse day-first and others only month-first. Values that fit no form are NaT.
+    only parse day-first and others only month-first. Missing values and values that fit no
+    form are NaT.
     """
-    codes, uniques = pd.factorize(values)
-    column = EncodedColumn(codes.astype("int64", copy=False), pd.Series(uniques))
-    parsed, reading = _parse_distinct(column, date_format)
-    return ParsedDates(pd.Series(parsed, index=values.index), reading)
-
-
-def _parse_distinct(column: EncodedColumn, date_format: str | None) -> tuple[np.ndarray, str]:
-    """The dates of an encoded column, one per line as datetime64[ns] (NaT: missing or not a
-    date), each distinct value parsed once, and how they were read."""
     if pd.api.types.is_datetime64_any_dtype(column.values):
         parsed = column.values.astype("datetime64[ns]").to_numpy()
         reading = "timestamps"
@@ -230,10 +215,8 @@ def _parse_forms(distinct: pd.Series) -> tuple[pd.Series, str]:
     if not parts.empty:
         day_first = _from_parts(parts, day=0, month=1)
         month_first = _from_parts(parts, day=1, month=0)
-        only_day, only_month = (
-            day_first.notna() & month_first.isna(),
-            month_first.notna() & (day_first.isna()),
-        )
+        only_day = day_first.notna() & month_first.isna()
+        only_month = month_first.notna() & day_first.isna()
         if only_day.any() and only_month.any():
             raise InputError(
                 "dates in both day-first and month-first order (e.g. "
@@ -295,9 +278,6 @@ class LineAccounting:
     lines_without_customer_id: int
     cancellation_lines: int
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
-
 
 @dataclass(frozen=True)
 class Derivation:
@@ -317,7 +297,7 @@ class Derivation:
         """JSON-ready: accounting at line and customer level, rules' inputs, where from."""
         a = self.accounting
         return {
-            "lines": a.as_dict(),
+            "lines": asdict(a),
             "customers": {
                 "customers_with_lines": len(self.customers) + len(self.without_purchases),
                 "customers": len(self.customers),
@@ -346,8 +326,7 @@ def derive_customers(
     Columns: ``customer_id`` (text), ``first_purchase``, ``last_purchase``, ``recency_days``,
     ``frequency``, ``monetary``, ``tenure_days``, ``average_order_value``, ``returned_value``,
     then the profile columns (each customer's most frequent value over its purchase lines).
-    Raises ``InputError`` when no purchase line is left; ``RuntimeError`` if the accounting
-    does not add up (a bug)."""
+    Raises ``InputError`` when no purchase line is left."""
     if isinstance(lines, pd.DataFrame):
         lines = encode_frame(lines)
     n = len(lines)
@@ -362,7 +341,7 @@ def derive_customers(
     starts_c = pc.or_(pc.starts_with(text, "C"), pc.starts_with(text, "c"))
     cancellation = np.append(starts_c.to_numpy(zero_copy_only=False), False)[invoices.codes]
     try:
-        when, date_reading = _parse_distinct(lines[columns.date], date_format)
+        when, date_reading = parse_dates(lines[columns.date], date_format)
     except InputError as error:
         raise InputError(error.message, column=columns.date) from error
     checks: list[Check] = [(no_id, NO_CUSTOMER_ID)]
@@ -382,15 +361,11 @@ def derive_customers(
     else:  # find_order_columns never returns these
         raise ValueError(f"order columns without an amount or quantity and price: {columns}")
     if as_of is not None:
-        snapshot = np.datetime64(as_of, "ns")
-        after = ~np.isnat(when) & (when >= snapshot)
-        checks.append(
-            (
-                after,
-                f"{columns.date}: on or after the snapshot date {as_of.isoformat()} (--as-of)",
-            )
-        )
+        after = ~np.isnat(when) & (when >= np.datetime64(as_of, "ns"))
+        reason = f"{columns.date}: on or after the snapshot date {as_of.isoformat()} (--as-of)"
+        checks.append((after, reason))
 
+    # Each line is exactly one of: duplicate, quarantined, not a purchase, used.
     bad = np.zeros(n, dtype=bool)
     for mask, _ in checks:
         bad |= mask
@@ -409,12 +384,11 @@ def derive_customers(
         lines_without_customer_id=int((no_id & ~duplicate).sum()),
         cancellation_lines=int((valid & cancellation).sum()),
     )
-    check_line_accounting(accounting)
     reasons = _reason_counts(quarantined, checks)
     if not used.any():
         raise InputError(
             "no purchase line left to segment: "
-            + accounting_line(accounting.as_dict())
+            + accounting_line(asdict(accounting))
             + (f"; quarantine reasons: {_top(reasons)}" if reasons else "")
         )
 
@@ -461,7 +435,7 @@ def derive_customers(
     log.info(
         "Order lines: %s; %d customers with purchases, %d with none (only cancellations or "
         "non-positive lines); snapshot date %s; dates read as %s",
-        accounting_line(accounting.as_dict()),
+        accounting_line(asdict(accounting)),
         len(customers),
         len(without),
         snapshot_day.date().isoformat(),
@@ -477,13 +451,6 @@ def derive_customers(
         columns=columns,
         reasons=reasons,
     )
-
-
-def check_line_accounting(a: LineAccounting) -> None:
-    """lines_read = lines_used + lines_not_purchases + lines_quarantined + duplicates_dropped."""
-    total = a.lines_used + a.lines_not_purchases + a.lines_quarantined + a.duplicates_dropped
-    if total != a.lines_read:
-        raise RuntimeError(f"line accounting does not add up: {a} (a bug in the derivation)")
 
 
 def accounting_line(lines: Mapping[str, int]) -> str:

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from schemas.spec import ID_SPELLINGS, TableSpec, mall_spec
+from schemas.spec import TableSpec
 from tasks.errors import InputError
 from tasks.table import CUSTOMER_ID, SOURCE_ROW, Table, choose_spec, resolve_table
 
@@ -31,12 +31,6 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_ROWS = 10_000  # rows read before the run to resolve and check the columns
 SAMPLE_BYTES = 8 * 2**20  # at most this much of a text file is read for that sample
-
-
-def default_aliases() -> dict[str, tuple[str, ...]]:
-    """The Mall preset's accepted headers per canonical column, the id first."""
-    spec = mall_spec()
-    return {CUSTOMER_ID: ID_SPELLINGS} | {n: c.aliases for n, c in spec.columns.items()}
 
 
 # Whole-field tokens read as missing, compared after stripping whitespace, in their lower,
@@ -58,35 +52,6 @@ _MERGE_MARKER = re.compile(r"^(?:<<<<<<< |=======\r?$|>>>>>>> )", re.MULTILINE)
 # these messages to the installed pandas and pyarrow.
 _PARSER_LINE = re.compile(r"line (\d+)")
 _UNCLOSED_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
-
-
-def read_customers(
-    path: str | Path,
-    columns: Mapping[str, str] | None = None,
-    sep: str | None = None,
-    table: Table | None = None,
-) -> pd.DataFrame:
-    """Read a customer file into ``source_row``, ``customer_id``, the table's columns under
-    their names (the Mall preset's canonical names by default), then the file's other columns.
-
-    Values are text as read (stripped, NA tokens missing), except numeric columns of a
-    Parquet file stored as numbers: those stay numbers (float64), so ten million rows are not
-    printed as text here to be parsed back in the cleaning.
-    """
-    path = Path(path)
-    header = read_header(path, sep)
-    if table is None:
-        spec = mall_spec()
-        table = _resolve_or_locate(path, lambda: resolve_table(header, None, spec, columns))
-    raw = read_file(path, sep, expected=expected_types(table))
-    return canonical_frame(raw, table)
-
-
-def _resolve_or_locate(path: Path, resolve):
-    try:
-        return resolve()
-    except InputError as error:
-        raise error if error.path is not None else error.with_path(path) from error
 
 
 def read_header(path: str | Path, sep: str | None = None) -> list[str]:
@@ -122,12 +87,6 @@ def count_data_rows(path: str | Path) -> int:
     return max(lines - 1, 0)
 
 
-def read_sample(path: str | Path, sep: str | None = None, rows: int = SAMPLE_ROWS) -> pd.DataFrame:
-    """The first ``rows`` data rows, as ``read_file`` gives them: to resolve the columns and
-    check them before the whole file is read."""
-    return read_file(path, sep, nrows=rows)
-
-
 def read_file(
     path: str | Path,
     sep: str | None = None,
@@ -137,9 +96,9 @@ def read_file(
 ) -> pd.DataFrame:
     """Read a CSV or Parquet file into ``source_row`` plus every column under its own header.
 
-    Values are text (stripped, NA tokens missing); a Parquet column named in ``numeric`` and
-    stored as numbers is float64. ``expected`` (from ``expected_types``): what each used column
-    may be stored as in Parquet, numbers kept as numbers. ``nrows``: only the first rows.
+    Values are text (stripped, NA tokens missing), but a Parquet column stored as numbers is
+    float64. ``expected`` (from ``expected_types``): what each used column may be stored as in
+    Parquet; then only its "numbers or text" columns stay numbers. ``nrows``: the first rows.
     """
     path = Path(path)
     _check_is_file(path)
@@ -186,11 +145,6 @@ def canonical_frame(raw: pd.DataFrame, table: Table) -> pd.DataFrame:
         if name not in used:
             data[_unique_name(name, data)] = raw[name]
     return pd.DataFrame(data)
-
-
-def _normalise(header: str) -> str:
-    """Lowercase a header and drop every non-alphanumeric character."""
-    return "".join(char for char in header.lower() if char.isalnum())
 
 
 def _check_is_file(path: Path) -> None:
@@ -525,15 +479,14 @@ def table_for_file(
     line's ``choices`` (features, profile, id_column, missing, pca) on top. Cheap: run before
     the flow so that a wrong column name fails at once, and again inside it."""
     path = Path(path)
-    sample = read_sample(path, sep)
+    sample = read_file(path, sep, nrows=SAMPLE_ROWS)
     header = list(sample.columns[1:])
-
-    def resolve() -> Table:
+    numeric_stored = [name for name in header if pd.api.types.is_float_dtype(sample[name])]
+    try:
         chosen = choose_spec(header, spec, columns, **choices)
-        numeric_stored = [name for name in header if pd.api.types.is_float_dtype(sample[name])]
-        return resolve_table(header, sample, chosen, columns, numeric_headers=numeric_stored)
-
-    table = _resolve_or_locate(path, resolve)
+        table = resolve_table(header, sample, chosen, columns, numeric_headers=numeric_stored)
+    except InputError as error:
+        raise error.with_path(path) from error
     if path.suffix.lower() in PARQUET_SUFFIXES:
         schema = pq.read_schema(path)
         types = dict(zip(schema.names, schema.types, strict=True))

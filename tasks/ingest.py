@@ -14,7 +14,8 @@ import io
 import logging
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -67,10 +68,8 @@ def count_data_rows(path: str | Path) -> int:
     path = Path(path)
     _check_is_file(path)
     if path.suffix.lower() in PARQUET_SUFFIXES:
-        try:
+        with _parquet_errors(path):
             return pq.ParquetFile(path).metadata.num_rows
-        except (pa.ArrowException, OSError) as error:
-            raise InputError(f"not a readable Parquet file: {error}", path=path) from error
     newlines = carriage_returns = 0
     last = b""
     try:
@@ -333,7 +332,7 @@ def _read_parquet(path: Path, nrows: int | None = None) -> tuple[list[str], pa.T
     """Read a Parquet file (or its first ``nrows`` rows) into (header names, Arrow table)."""
     if path.stat().st_size == 0:
         raise InputError("is empty", path=path)
-    try:
+    with _parquet_errors(path):
         if nrows is None:
             table = pq.read_table(path)
         else:
@@ -344,13 +343,20 @@ def _read_parquet(path: Path, nrows: int | None = None) -> tuple[list[str], pa.T
                 if batch is not None
                 else parquet.schema_arrow.empty_table()
             )
-    except (pa.ArrowException, OSError) as error:
-        reason = re.sub(r"^Could not open Parquet input source '.*?': ", "", str(error))
-        raise InputError(f"not a readable Parquet file: {reason}", path=path) from error
     if table.num_rows == 0:
         raise InputError("has columns but no data rows", path=path)
     header = [_header_name(name, position) for position, name in enumerate(table.column_names, 1)]
     return header, table
+
+
+@contextmanager
+def _parquet_errors(path: Path) -> Iterator[None]:
+    """Arrow's errors reading a Parquet file as one ``InputError`` naming the file (once)."""
+    try:
+        yield
+    except (pa.ArrowException, OSError) as error:
+        reason = re.sub(r"^Could not open Parquet input source '.*?': ", "", str(error))
+        raise InputError(f"not a readable Parquet file: {reason}", path=path) from error
 
 
 def _parquet_columns(table: pa.Table, header: list[str], numeric: set[str]) -> dict[str, pd.Series]:
@@ -416,7 +422,7 @@ def _check_parquet_types(
 PARQUET_TYPES = {
     "numbers or text": lambda kind: _is_number(kind) or _is_text(kind),
     "text or integers": lambda kind: _is_text(kind) or pa.types.is_integer(kind),
-    "text": lambda kind: _is_text(kind),
+    "text": _is_text,
     "text or booleans": lambda kind: _is_text(kind) or pa.types.is_boolean(kind),
 }
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import date
 
 import numpy as np
@@ -153,11 +153,8 @@ def find_order_columns(
 def _first_spelling(spellings: Sequence[str], header: Sequence[str]) -> str | None:
     by_form: dict[str, str] = {}
     for h in header:
-        by_form.setdefault(normalise(h), h)
-    for spelling in spellings:
-        if normalise(spelling) in by_form:
-            return by_form[normalise(spelling)]
-    return None
+        by_form.setdefault(normalise(h), h)  # the first header of each form
+    return next((by_form[form] for form in map(normalise, spellings) if form in by_form), None)
 
 
 def _found(header: Sequence[str]) -> str:
@@ -291,7 +288,7 @@ class Derivation:
     snapshot: date
     date_reading: str
     columns: OrderColumns
-    reasons: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int]
 
     def manifest_record(self) -> dict:
         """JSON-ready: accounting at line and customer level, rules' inputs, where from."""
@@ -337,8 +334,7 @@ def derive_customers(
     ids, invoices = lines[columns.customer_id], lines[columns.invoice]
     id_text = ids.text()
     no_id = ~ids.present
-    text = invoices.text_array
-    starts_c = pc.or_(pc.starts_with(text, "C"), pc.starts_with(text, "c"))
+    starts_c = pc.starts_with(invoices.text_array, "C", ignore_case=True)
     cancellation = np.append(starts_c.to_numpy(zero_copy_only=False), False)[invoices.codes]
     try:
         when, date_reading = parse_dates(lines[columns.date], date_format)

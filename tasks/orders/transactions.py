@@ -292,9 +292,8 @@ class Derivation:
 
     def manifest_record(self) -> dict:
         """JSON-ready: accounting at line and customer level, rules' inputs, where from."""
-        a = self.accounting
         return {
-            "lines": asdict(a),
+            "lines": asdict(self.accounting),
             "customers": {
                 "customers_with_lines": len(self.customers) + len(self.without_purchases),
                 "customers": len(self.customers),
@@ -396,10 +395,9 @@ def derive_customers(
     used_v, cancel_v = used[valid], cancellation[valid]
     c_used = codes[used_v]
     days = when[used].view("int64")
-    value_used = value[used]
     first = _group_reduce(np.minimum, c_used, days, k, np.iinfo("int64").max)
     last = _group_reduce(np.maximum, c_used, days, k, np.iinfo("int64").min)
-    monetary = np.bincount(c_used, weights=value_used, minlength=k)
+    monetary = np.bincount(c_used, weights=value[used], minlength=k)
     frequency = _distinct_per_group(c_used, invoices.codes[used], k)
     returned = np.bincount(
         codes[cancel_v], weights=np.abs(value[valid & cancellation]), minlength=k

@@ -142,17 +142,16 @@ def _read_column(path: Path, name: str) -> pa.ChunkedArray:
     """One column as stored. Text of few distinct values comes as a dictionary per row group
     (the file's own dictionary pages: no string is hashed per line); text of many (invoice
     ids, timestamps), where each row group's dictionary is nearly as long as the row group,
-    as one dictionary built in one pass over the lines."""
+    as plain text (``encode_arrow`` builds one dictionary in one pass over the lines)."""
     with _parquet_errors(path):
         parquet = pq.ParquetFile(path)  # one per thread: a reader is not shared
-        if not _is_text(parquet.schema_arrow.field(name).type):
-            return parquet.read(columns=[name], use_pandas_metadata=False).column(0)
-        by_group = pq.ParquetFile(path, read_dictionary=[name])
-        probe = by_group.read_row_group(0, columns=[name], use_pandas_metadata=False).column(0)
-        if sum(len(chunk.dictionary) for chunk in probe.chunks) <= DICTIONARY_SHARE * len(probe):
-            return by_group.read(columns=[name], use_pandas_metadata=False).column(0)
-        column = parquet.read(columns=[name], use_pandas_metadata=False).column(0)
-        return pa.chunked_array([pc.dictionary_encode(column.combine_chunks())])
+        if _is_text(parquet.schema_arrow.field(name).type):
+            by_group = pq.ParquetFile(path, read_dictionary=[name])
+            probe = by_group.read_row_group(0, columns=[name], use_pandas_metadata=False)
+            dictionaries = sum(len(chunk.dictionary) for chunk in probe.column(0).chunks)
+            if dictionaries <= DICTIONARY_SHARE * probe.num_rows:
+                return by_group.read(columns=[name], use_pandas_metadata=False).column(0)
+        return parquet.read(columns=[name], use_pandas_metadata=False).column(0)
 
 
 def encode_arrow(column: pa.ChunkedArray) -> EncodedColumn:

@@ -236,6 +236,15 @@ def test_profile_column_is_each_customers_most_frequent_value():
     assert derived.customers["Country"].tolist() == ["Spain", "Spain"]
 
 
+def test_profile_column_missing_on_every_purchase_line_is_missing_not_a_crash():
+    frame = lines(
+        line("1", "1", "2011-01-01", "5", "A", country=None),
+        line("C2", "-1", "2011-01-02", "5", "A", country="Spain"),  # a cancellation only
+    )
+    columns = OrderColumns(**{**COLUMNS.__dict__, "profile": ("Country",)})
+    assert derive_customers(frame, columns).customers["Country"].isna().tolist() == [True]
+
+
 # ---------------------------------------------------------------- the real sample
 
 

@@ -591,18 +591,18 @@ def _most_frequent(column: EncodedColumn, used: np.ndarray, c_used: np.ndarray, 
     text = column.text()
     value_codes = column.codes[used]
     keep = value_codes >= 0
-    rank = np.empty(len(text), dtype="int64")  # each distinct value's place in sorted order
-    rank[np.argsort(text, kind="stable")] = np.arange(len(text))
+    order = np.argsort(text, kind="stable")  # the distinct values in sorted order
+    rank = np.empty(len(text), dtype="int64")  # each distinct value's place in that order
+    rank[order] = np.arange(len(text))
     m = max(len(text), 1)
     pairs, counts = np.unique(
         c_used[keep].astype("int64") * m + rank[value_codes[keep]], return_counts=True
     )
     customer, value_rank = pairs // m, pairs % m
     top = np.lexsort((value_rank, -counts, customer))  # per customer: most lines, then first
-    first = top[np.r_[True, customer[top][1:] != customer[top][:-1]]]
-    by_rank = text[np.argsort(rank)] if len(text) else text
+    first = top[np.flatnonzero(np.diff(customer[top], prepend=-1))]  # each customer's first
     out = np.full(k, None, dtype=object)
-    out[customer[first]] = by_rank[value_rank[first]]
+    out[customer[first]] = text[order][value_rank[first]]
     return pd.array(out, dtype="str")
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
@@ -139,7 +140,7 @@ def find_order_columns(
             "--column NAME=HEADER"
         )
     used = set(found.values())
-    repeated = sorted(h for h in used if list(found.values()).count(h) > 1)
+    repeated = sorted(h for h, times in Counter(found.values()).items() if times > 1)
     if repeated:
         raise InputError(f"column(s) {repeated} matched two order-line fields; use --column")
     for name in profile:
@@ -637,14 +638,13 @@ def _without_purchases(
 def _reason_counts(quarantined: np.ndarray, checks: list[Check]) -> dict[str, int]:
     """Quarantined lines per kind of reason (a shown value and an --as-of date left out),
     most frequent first."""
-    counts: dict[str, int] = {}
+    counts: Counter[str] = Counter()
     for mask, message in checks:
         count = int((mask & quarantined).sum())
         if count:
             kind = f"{message[0]}: {message[1]}" if isinstance(message, tuple) else message
-            kind = re.sub(r" \d{4}-\d{2}-\d{2} ", " ", kind)
-            counts[kind] = counts.get(kind, 0) + count
-    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+            counts[re.sub(r" \d{4}-\d{2}-\d{2} ", " ", kind)] += count
+    return dict(counts.most_common())  # ties keep their order
 
 
 def _top(reasons: Mapping[str, int]) -> str:

@@ -14,7 +14,8 @@ import io
 import logging
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from schemas.spec import ID_SPELLINGS, TableSpec, mall_spec
+from schemas.spec import TableSpec
 from tasks.errors import InputError
 from tasks.table import CUSTOMER_ID, SOURCE_ROW, Table, choose_spec, resolve_table
 
@@ -31,12 +32,6 @@ logger = logging.getLogger(__name__)
 
 SAMPLE_ROWS = 10_000  # rows read before the run to resolve and check the columns
 SAMPLE_BYTES = 8 * 2**20  # at most this much of a text file is read for that sample
-
-
-def default_aliases() -> dict[str, tuple[str, ...]]:
-    """The Mall preset's accepted headers per canonical column, the id first."""
-    spec = mall_spec()
-    return {CUSTOMER_ID: ID_SPELLINGS} | {n: c.aliases for n, c in spec.columns.items()}
 
 
 # Whole-field tokens read as missing, compared after stripping whitespace, in their lower,
@@ -60,35 +55,6 @@ _PARSER_LINE = re.compile(r"line (\d+)")
 _UNCLOSED_QUOTE = re.compile(r"EOF inside string starting at row (\d+)")
 
 
-def read_customers(
-    path: str | Path,
-    columns: Mapping[str, str] | None = None,
-    sep: str | None = None,
-    table: Table | None = None,
-) -> pd.DataFrame:
-    """Read a customer file into ``source_row``, ``customer_id``, the table's columns under
-    their names (the Mall preset's canonical names by default), then the file's other columns.
-
-    Values are text as read (stripped, NA tokens missing), except numeric columns of a
-    Parquet file stored as numbers: those stay numbers (float64), so ten million rows are not
-    printed as text here to be parsed back in the cleaning.
-    """
-    path = Path(path)
-    header = read_header(path, sep)
-    if table is None:
-        spec = mall_spec()
-        table = _resolve_or_locate(path, lambda: resolve_table(header, None, spec, columns))
-    raw = read_file(path, sep, expected=expected_types(table))
-    return canonical_frame(raw, table)
-
-
-def _resolve_or_locate(path: Path, resolve):
-    try:
-        return resolve()
-    except InputError as error:
-        raise error if error.path is not None else error.with_path(path) from error
-
-
 def read_header(path: str | Path, sep: str | None = None) -> list[str]:
     """The file's header as written (cheap: the Parquet schema, or the first lines of text)."""
     return list(read_file(path, sep, nrows=1).columns[1:])
@@ -102,10 +68,8 @@ def count_data_rows(path: str | Path) -> int:
     path = Path(path)
     _check_is_file(path)
     if path.suffix.lower() in PARQUET_SUFFIXES:
-        try:
+        with _parquet_errors(path):
             return pq.ParquetFile(path).metadata.num_rows
-        except (pa.ArrowException, OSError) as error:
-            raise InputError(f"not a readable Parquet file: {error}", path=path) from error
     newlines = carriage_returns = 0
     last = b""
     try:
@@ -122,12 +86,6 @@ def count_data_rows(path: str | Path) -> int:
     return max(lines - 1, 0)
 
 
-def read_sample(path: str | Path, sep: str | None = None, rows: int = SAMPLE_ROWS) -> pd.DataFrame:
-    """The first ``rows`` data rows, as ``read_file`` gives them: to resolve the columns and
-    check them before the whole file is read."""
-    return read_file(path, sep, nrows=rows)
-
-
 def read_file(
     path: str | Path,
     sep: str | None = None,
@@ -137,9 +95,9 @@ def read_file(
 ) -> pd.DataFrame:
     """Read a CSV or Parquet file into ``source_row`` plus every column under its own header.
 
-    Values are text (stripped, NA tokens missing); a Parquet column named in ``numeric`` and
-    stored as numbers is float64. ``expected`` (from ``expected_types``): what each used column
-    may be stored as in Parquet, numbers kept as numbers. ``nrows``: only the first rows.
+    Values are text (stripped, NA tokens missing), but a Parquet column stored as numbers is
+    float64. ``expected`` (from ``expected_types``): what each used column may be stored as in
+    Parquet; then only its "numbers or text" columns stay numbers. ``nrows``: the first rows.
     """
     path = Path(path)
     _check_is_file(path)
@@ -186,11 +144,6 @@ def canonical_frame(raw: pd.DataFrame, table: Table) -> pd.DataFrame:
         if name not in used:
             data[_unique_name(name, data)] = raw[name]
     return pd.DataFrame(data)
-
-
-def _normalise(header: str) -> str:
-    """Lowercase a header and drop every non-alphanumeric character."""
-    return "".join(char for char in header.lower() if char.isalnum())
 
 
 def _check_is_file(path: Path) -> None:
@@ -379,7 +332,7 @@ def _read_parquet(path: Path, nrows: int | None = None) -> tuple[list[str], pa.T
     """Read a Parquet file (or its first ``nrows`` rows) into (header names, Arrow table)."""
     if path.stat().st_size == 0:
         raise InputError("is empty", path=path)
-    try:
+    with _parquet_errors(path):
         if nrows is None:
             table = pq.read_table(path)
         else:
@@ -390,13 +343,20 @@ def _read_parquet(path: Path, nrows: int | None = None) -> tuple[list[str], pa.T
                 if batch is not None
                 else parquet.schema_arrow.empty_table()
             )
-    except (pa.ArrowException, OSError) as error:
-        reason = re.sub(r"^Could not open Parquet input source '.*?': ", "", str(error))
-        raise InputError(f"not a readable Parquet file: {reason}", path=path) from error
     if table.num_rows == 0:
         raise InputError("has columns but no data rows", path=path)
     header = [_header_name(name, position) for position, name in enumerate(table.column_names, 1)]
     return header, table
+
+
+@contextmanager
+def _parquet_errors(path: Path) -> Iterator[None]:
+    """Arrow's errors reading a Parquet file as one ``InputError`` naming the file (once)."""
+    try:
+        yield
+    except (pa.ArrowException, OSError) as error:
+        reason = re.sub(r"^Could not open Parquet input source '.*?': ", "", str(error))
+        raise InputError(f"not a readable Parquet file: {reason}", path=path) from error
 
 
 def _parquet_columns(table: pa.Table, header: list[str], numeric: set[str]) -> dict[str, pd.Series]:
@@ -462,7 +422,7 @@ def _check_parquet_types(
 PARQUET_TYPES = {
     "numbers or text": lambda kind: _is_number(kind) or _is_text(kind),
     "text or integers": lambda kind: _is_text(kind) or pa.types.is_integer(kind),
-    "text": lambda kind: _is_text(kind),
+    "text": _is_text,
     "text or booleans": lambda kind: _is_text(kind) or pa.types.is_boolean(kind),
 }
 
@@ -525,15 +485,14 @@ def table_for_file(
     line's ``choices`` (features, profile, id_column, missing, pca) on top. Cheap: run before
     the flow so that a wrong column name fails at once, and again inside it."""
     path = Path(path)
-    sample = read_sample(path, sep)
+    sample = read_file(path, sep, nrows=SAMPLE_ROWS)
     header = list(sample.columns[1:])
-
-    def resolve() -> Table:
+    numeric_stored = [name for name in header if pd.api.types.is_float_dtype(sample[name])]
+    try:
         chosen = choose_spec(header, spec, columns, **choices)
-        numeric_stored = [name for name in header if pd.api.types.is_float_dtype(sample[name])]
-        return resolve_table(header, sample, chosen, columns, numeric_headers=numeric_stored)
-
-    table = _resolve_or_locate(path, resolve)
+        table = resolve_table(header, sample, chosen, columns, numeric_headers=numeric_stored)
+    except InputError as error:
+        raise error.with_path(path) from error
     if path.suffix.lower() in PARQUET_SUFFIXES:
         schema = pq.read_schema(path)
         types = dict(zip(schema.names, schema.types, strict=True))

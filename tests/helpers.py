@@ -3,7 +3,8 @@
 - segment runs on planted blobs (identity, describe, history tests);
 - the crash-safety invariants of an output folder, and `segment run` as a process;
 - headless Chromium;
-- the checks the base sample and every dated snapshot of the sample generator must pass.
+- the checks the base sample and every dated snapshot of the sample generator must pass;
+- a customer file read with the Mall preset, as the flow reads it.
 """
 
 from __future__ import annotations
@@ -23,15 +24,19 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.preprocessing import StandardScaler
 
 from schemas.customers import AGE, ANNUAL_INCOME, SPENDING_SCORE
+from schemas.spec import mall_spec
 from tasks.describe import Described, describe_segments
+from tasks.errors import InputError
 from tasks.fit import fit_segments
 from tasks.identity import PreviousRun
+from tasks.ingest import canonical_frame, expected_types, read_file, read_header
 from tasks.model import load_model
 from tasks.sample_data import MALL_HEADER, SampleData
 from tasks.scale import scale_features
 from tasks.store.history import load_previous_run
 from tasks.store.run_files import MANIFEST, latest_run, sha256_of
 from tasks.store.runlock import RunLock
+from tasks.table import resolve_table
 
 # --- segment runs on planted blobs ------------------------------------------------------------
 
@@ -274,3 +279,21 @@ def assert_planted_segments_recoverable(sample: SampleData) -> None:
     features = StandardScaler().fit_transform(clean[[income, score]])
     labels = KMeans(5, n_init=10, random_state=0).fit_predict(features)
     assert adjusted_rand_score(truth.loc[clean[id_]].to_numpy(), labels) >= 0.9
+
+
+# --- a customer file read with the Mall preset -------------------------------------------------
+
+
+def read_customers(
+    path: str | Path, columns: dict[str, str] | None = None, sep: str | None = None
+) -> pd.DataFrame:
+    """``source_row``, ``customer_id``, the Mall preset's columns under their names, then the
+    file's other columns, read as the flow reads them (``read_file`` then ``canonical_frame``):
+    text as read (stripped, NA tokens missing), Parquet numbers as float64. A column problem
+    raises ``InputError`` naming the file."""
+    header = read_header(path, sep)
+    try:
+        table = resolve_table(header, None, mall_spec(), columns)
+    except InputError as error:
+        raise error.with_path(path) from error
+    return canonical_frame(read_file(path, sep, expected=expected_types(table)), table)

@@ -34,6 +34,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import read_customers
 
 import flows.segmentation  # noqa: F401 - Prefect sets up its log handlers on import: before capsys
 from flows.cli import EXIT_BAD_INPUT, EXIT_OK, main
@@ -41,7 +42,6 @@ from schemas.customers import COLUMNS, CUSTOMER_ID, SOURCE_ROW
 from schemas.spec import MALL_PRESET
 from tasks.clean import CleanResult, clean_customers
 from tasks.errors import InputError
-from tasks.ingest import read_customers
 from tasks.scale import scale_features
 from tasks.store.run_files import latest_run
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import read_customers
 
 from schemas.customers import (
     AGE,
@@ -20,7 +21,6 @@ from schemas.customers import (
 from schemas.outputs import Quarantine
 from tasks.clean import clean_customers
 from tasks.errors import InputError
-from tasks.ingest import read_customers
 
 # Four valid customers, as text the way read_customers returns them.
 GOOD = [
@@ -323,8 +323,6 @@ def test_typed_parquet_and_the_same_rows_as_csv_clean_identically(tmp_path):
     quarantined rows with the same values as read and the same reasons, the same accounting."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from tasks.ingest import read_customers
 
     rows = [
         ("1", "Female", 30.0, 50.0, 60.0),

@@ -11,6 +11,7 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import read_customers
 from planted_tables import mixed_marketing_table, write_planted_table
 from sklearn.metrics import adjusted_rand_score
 
@@ -25,7 +26,7 @@ from tasks.describe import describe_segments
 from tasks.errors import InputError
 from tasks.fit import fit_segments
 from tasks.gates import GateError
-from tasks.ingest import read_customers, read_file, table_for_file
+from tasks.ingest import read_file, table_for_file
 from tasks.profile import profile_segments
 from tasks.sample_data import generate_customers, write_sample_csv
 from tasks.scale import scale_features

@@ -7,13 +7,13 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import read_customers
 from sklearn.datasets import make_blobs
 
 from schemas.outputs import Elbow
 from tasks.clean import clean_customers
 from tasks.elbow import choose_k, choose_k_within_gate, find_knee, sweep_k
 from tasks.errors import InputError
-from tasks.ingest import read_customers
 from tasks.scale import scale_features
 
 K_RANGE = range(1, 11)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import read_customers
 from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 import tasks.fit
 from tasks.clean import clean_customers
 from tasks.fit import canonical_order, fit_final, fit_segments, sweep_rows
-from tasks.ingest import read_customers
 from tasks.scale import scale_features
 
 

@@ -8,6 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import read_customers
 
 from schemas.customers import (
     AGE,
@@ -18,10 +19,13 @@ from schemas.customers import (
     SOURCE_ROW,
     SPENDING_SCORE,
 )
+from schemas.spec import ID_SPELLINGS, mall_spec
 from tasks.errors import InputError
-from tasks.ingest import default_aliases, read_customers
 
-DEFAULT_ALIASES = default_aliases()
+# The Mall preset's accepted headers per canonical column, the id first.
+DEFAULT_ALIASES = {CUSTOMER_ID: ID_SPELLINGS} | {
+    n: c.aliases for n, c in mall_spec().columns.items()
+}
 
 MALL_HEADER = b"CustomerID,Genre,Age,Annual Income (k$),Spending Score (1-100)"
 

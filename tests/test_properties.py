@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pytest
+from helpers import read_customers
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
@@ -55,7 +56,7 @@ from tasks.clean import CleanResult, clean_customers
 from tasks.describe import describe_segments
 from tasks.errors import InputError
 from tasks.fit import fit_segments
-from tasks.ingest import NA_TOKENS, read_customers
+from tasks.ingest import NA_TOKENS
 from tasks.model import model_to_json
 from tasks.scale import SCALERS, feature_frame, scale_features
 

@@ -11,6 +11,7 @@ import pytest
 
 from tasks.errors import ColumnMappingError, InputError
 from tasks.ingest import read_file
+from tasks.orders.encoded_lines import EncodedColumn
 from tasks.orders.transactions import (
     NO_CUSTOMER_ID,
     OrderColumns,
@@ -34,6 +35,13 @@ def lines(*rows: tuple) -> pd.DataFrame:
     frame = pd.DataFrame(list(rows), columns=HEADER, dtype="str")
     frame.insert(0, "source_row", np.arange(1, len(frame) + 1, dtype="int64"))
     return frame
+
+
+def dates(*texts: str, date_format: str | None = None) -> tuple[pd.Series, str]:
+    """Date texts (one line each) parsed as ``derive_customers`` parses its date column."""
+    column = EncodedColumn(np.arange(len(texts)), pd.Series(texts, dtype="str"))
+    parsed, reading = parse_dates(column, date_format)
+    return pd.Series(parsed), reading
 
 
 def line(invoice, quantity, when, price, customer, stock="A", country="UK") -> tuple:
@@ -86,40 +94,40 @@ def test_profile_column_must_exist():
 
 
 def test_iso_dates_parse():
-    parsed = parse_dates(pd.Series(["2011-12-09 12:50:00", "2010-12-01", "soon"], dtype="str"))
-    assert parsed.reading == "ISO"
-    assert parsed.values[0] == pd.Timestamp("2011-12-09 12:50")
-    assert parsed.values[1] == pd.Timestamp("2010-12-01") and pd.isna(parsed.values[2])
+    parsed, reading = dates("2011-12-09 12:50:00", "2010-12-01", "soon")
+    assert reading == "ISO"
+    assert parsed[0] == pd.Timestamp("2011-12-09 12:50")
+    assert parsed[1] == pd.Timestamp("2010-12-01") and pd.isna(parsed[2])
 
 
 def test_day_first_found_from_a_day_above_12():
-    parsed = parse_dates(pd.Series(["13/01/2011 08:26", "02/03/2011 10:00"], dtype="str"))
-    assert parsed.reading == "day-first"
-    assert parsed.values[1] == pd.Timestamp("2011-03-02 10:00")
+    parsed, reading = dates("13/01/2011 08:26", "02/03/2011 10:00")
+    assert reading == "day-first"
+    assert parsed[1] == pd.Timestamp("2011-03-02 10:00")
 
 
 def test_month_first_found_from_a_day_above_12():
-    parsed = parse_dates(pd.Series(["12/13/2010 8:26", "1/2/2011"], dtype="str"))
-    assert parsed.reading == "month-first"
-    assert parsed.values[1] == pd.Timestamp("2011-01-02")
+    parsed, reading = dates("12/13/2010 8:26", "1/2/2011")
+    assert reading == "month-first"
+    assert parsed[1] == pd.Timestamp("2011-01-02")
 
 
 def test_ambiguous_dates_stop_and_ask_for_date_format():
-    values = pd.Series(["01/02/2011", "03/04/2011 10:00", "05/06/2011"], dtype="str")
+    values = ("01/02/2011", "03/04/2011 10:00", "05/06/2011")
     with pytest.raises(InputError, match=r"ambiguous dates.*--date-format"):
-        parse_dates(values)
-    parsed = parse_dates(values, "%d/%m/%Y")  # explicit: parsed as told, odd ones NaT
-    assert parsed.values[0] == pd.Timestamp("2011-02-01") and pd.isna(parsed.values[1])
+        dates(*values)
+    parsed, _ = dates(*values, date_format="%d/%m/%Y")  # explicit: parsed as told, odd ones NaT
+    assert parsed[0] == pd.Timestamp("2011-02-01") and pd.isna(parsed[1])
 
 
 def test_dates_mixing_both_orders_stop():
     with pytest.raises(InputError, match="both day-first and month-first"):
-        parse_dates(pd.Series(["13/01/2011", "01/13/2011"], dtype="str"))
+        dates("13/01/2011", "01/13/2011")
 
 
 def test_dates_equal_either_way_are_not_ambiguous():
-    parsed = parse_dates(pd.Series(["01/01/2011", "02/02/2011"], dtype="str"))
-    assert parsed.values[1] == pd.Timestamp("2011-02-02")
+    parsed, _ = dates("01/01/2011", "02/02/2011")
+    assert parsed[1] == pd.Timestamp("2011-02-02")
 
 
 # ---------------------------------------------------------------- line rules
@@ -228,6 +236,15 @@ def test_profile_column_is_each_customers_most_frequent_value():
     assert derived.customers["Country"].tolist() == ["Spain", "Spain"]
 
 
+def test_profile_column_missing_on_every_purchase_line_is_missing_not_a_crash():
+    frame = lines(
+        line("1", "1", "2011-01-01", "5", "A", country=None),
+        line("C2", "-1", "2011-01-02", "5", "A", country="Spain"),  # a cancellation only
+    )
+    columns = OrderColumns(**{**COLUMNS.__dict__, "profile": ("Country",)})
+    assert derive_customers(frame, columns).customers["Country"].isna().tolist() == [True]
+
+
 # ---------------------------------------------------------------- the real sample
 
 
@@ -277,8 +294,8 @@ def test_online_retail_rfm_equals_an_independent_pandas_recomputation(shared_dat
 
 
 def test_iso_dates_with_a_utc_offset_are_taken_in_utc():
-    parsed = parse_dates(pd.Series(["2011-01-01T10:00:00+02:00", "2011-01-01 09:00"], dtype="str"))
-    assert parsed.values.tolist() == [
+    parsed, _ = dates("2011-01-01T10:00:00+02:00", "2011-01-01 09:00")
+    assert parsed.tolist() == [
         pd.Timestamp("2011-01-01 08:00"), pd.Timestamp("2011-01-01 09:00")
     ]  # fmt: skip
 

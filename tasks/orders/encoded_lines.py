@@ -15,10 +15,8 @@ million lines), and only the distinct values are cleaned. The values it gives ar
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -32,16 +30,15 @@ import pyarrow.parquet as pq
 from tasks.errors import InputError
 from tasks.ingest import (
     NA_TOKENS,
-    PARQUET_SUFFIXES,
     _arrow_to_text,
     _check_is_file,
     _check_unique,
     _clean_text,
     _header_name,
     _is_number,
+    _parquet_errors,
     _unique_name,
     numbers_as_text,
-    read_file,
 )
 from tasks.table import SOURCE_ROW
 
@@ -62,9 +59,7 @@ class EncodedColumn:
     @cached_property
     def text_array(self) -> pa.Array:
         """The distinct values as the file shows them (``17850.0`` -> ``"17850"``), in Arrow."""
-        values = self.values.reset_index(drop=True)
-        if not pd.api.types.is_string_dtype(values):
-            values = numbers_as_text(values)
+        values = numbers_as_text(self.values.reset_index(drop=True))
         return pa.array(values, type=pa.large_string(), from_pandas=True)
 
     def text(self) -> np.ndarray:
@@ -106,15 +101,11 @@ def encode_frame(lines: pd.DataFrame) -> EncodedLines:
     return EncodedLines(lines[SOURCE_ROW].to_numpy(dtype="int64"), columns)
 
 
-def read_encoded_lines(
-    path: str | Path, sep: str | None = None, *, threads: int = 2
-) -> EncodedLines:
-    """Read an order-line file into codes: a Parquet file column by column in its own types
-    (see the module docstring), ``threads`` columns at a time (Arrow reads and hashes without
-    holding the GIL); any other file through ``read_file`` then ``encode_frame``."""
+def read_encoded_lines(path: str | Path, *, threads: int = 2) -> EncodedLines:
+    """Read a Parquet file of order lines into codes, column by column in its own types (see
+    the module docstring), ``threads`` columns at a time (Arrow reads and hashes without
+    holding the GIL)."""
     path = Path(path)
-    if path.suffix.lower() not in PARQUET_SUFFIXES:
-        return encode_frame(read_file(path, sep))
     _check_is_file(path)
     headers, names, rows = _parquet_layout(path)
     with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -151,26 +142,16 @@ def _read_column(path: Path, name: str) -> pa.ChunkedArray:
     """One column as stored. Text of few distinct values comes as a dictionary per row group
     (the file's own dictionary pages: no string is hashed per line); text of many (invoice
     ids, timestamps), where each row group's dictionary is nearly as long as the row group,
-    as one dictionary built in one pass over the lines."""
+    as plain text (``encode_arrow`` builds one dictionary in one pass over the lines)."""
     with _parquet_errors(path):
         parquet = pq.ParquetFile(path)  # one per thread: a reader is not shared
-        if not _is_text(parquet.schema_arrow.field(name).type):
-            return parquet.read(columns=[name], use_pandas_metadata=False).column(0)
-        by_group = pq.ParquetFile(path, read_dictionary=[name])
-        probe = by_group.read_row_group(0, columns=[name], use_pandas_metadata=False).column(0)
-        if sum(len(chunk.dictionary) for chunk in probe.chunks) <= DICTIONARY_SHARE * len(probe):
-            return by_group.read(columns=[name], use_pandas_metadata=False).column(0)
-        column = parquet.read(columns=[name], use_pandas_metadata=False).column(0)
-        return pa.chunked_array([pc.dictionary_encode(column.combine_chunks())])
-
-
-@contextmanager
-def _parquet_errors(path: Path) -> Iterator[None]:
-    try:
-        yield
-    except (pa.ArrowException, OSError) as error:
-        reason = re.sub(r"^Could not open Parquet input source '.*?': ", "", str(error))
-        raise InputError(f"not a readable Parquet file: {reason}", path=path) from error
+        if _is_text(parquet.schema_arrow.field(name).type):
+            by_group = pq.ParquetFile(path, read_dictionary=[name])
+            probe = by_group.read_row_group(0, columns=[name], use_pandas_metadata=False)
+            dictionaries = sum(len(chunk.dictionary) for chunk in probe.column(0).chunks)
+            if dictionaries <= DICTIONARY_SHARE * probe.num_rows:
+                return by_group.read(columns=[name], use_pandas_metadata=False).column(0)
+        return parquet.read(columns=[name], use_pandas_metadata=False).column(0)
 
 
 def encode_arrow(column: pa.ChunkedArray) -> EncodedColumn:
@@ -231,4 +212,5 @@ def _factorize_text(text: pa.Array, distinct: bool) -> tuple[np.ndarray, pd.Seri
 
 
 def _is_text(kind: pa.DataType) -> bool:
+    """Text that Arrow's string kernels take (string_view is cleaned as ``read_file`` does)."""
     return pa.types.is_string(kind) or pa.types.is_large_string(kind)

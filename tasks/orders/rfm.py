@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-SCORES = ("r_score", "f_score", "m_score")
 RFM_SEGMENT = "rfm_segment"
 CELLS = tuple(f"{r}{f}" for r in range(1, 6) for f in range(1, 6))  # "RF": recency, frequency
 
@@ -65,11 +64,8 @@ def check_grid(grid: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
 def quintile_scores(values: pd.Series, *, ascending: bool = True) -> np.ndarray:
     """Scores 1-5 by quintile of rank (ties broken by order: every quintile filled when there
     are at least 5 values); ``ascending=False``: the smallest values score 5."""
-    n = len(values)
-    if n == 0:
-        return np.zeros(0, dtype="int64")
     ranks = values.rank(method="first", ascending=ascending).to_numpy()
-    return ((ranks - 1) * 5 // n + 1).astype("int64")
+    return ((ranks - 1) * 5 // len(values) + 1).astype("int64")  # none: an empty array
 
 
 def rfm_scores(

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import date
 
 import numpy as np
@@ -67,9 +68,9 @@ ORDER_SPELLINGS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 FIELDS = tuple(ORDER_SPELLINGS)
 
-# Columns of the derived customers table, in this order (customers.parquet), then extras.
+# The features derived per customer, R, F and M then the extras (the order of customers.parquet,
+# after the customer id and the first and last purchase).
 RFM = ("recency_days", "frequency", "monetary")
-DERIVED = (CUSTOMER_ID, "first_purchase", "last_purchase", *RFM)
 EXTRAS = ("tenure_days", "average_order_value", "returned_value")
 
 _ISO = r"\d{4}-\d{1,2}-\d{1,2}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
@@ -139,7 +140,7 @@ def find_order_columns(
             "--column NAME=HEADER"
         )
     used = set(found.values())
-    repeated = sorted(h for h in used if list(found.values()).count(h) > 1)
+    repeated = sorted(h for h, times in Counter(found.values()).items() if times > 1)
     if repeated:
         raise InputError(f"column(s) {repeated} matched two order-line fields; use --column")
     for name in profile:
@@ -153,11 +154,8 @@ def find_order_columns(
 def _first_spelling(spellings: Sequence[str], header: Sequence[str]) -> str | None:
     by_form: dict[str, str] = {}
     for h in header:
-        by_form.setdefault(normalise(h), h)
-    for spelling in spellings:
-        if normalise(spelling) in by_form:
-            return by_form[normalise(spelling)]
-    return None
+        by_form.setdefault(normalise(h), h)  # the first header of each form
+    return next((by_form[form] for form in map(normalise, spellings) if form in by_form), None)
 
 
 def _found(header: Sequence[str]) -> str:
@@ -175,32 +173,17 @@ def columns_line(columns: OrderColumns) -> str:
 # ---------------------------------------------------------------- dates
 
 
-@dataclass(frozen=True)
-class ParsedDates:
-    """Parsed dates (NaT: missing or not a date) and how they were read."""
-
-    values: pd.Series
-    reading: str
-
-
-def parse_dates(values: pd.Series, date_format: str | None = None) -> ParsedDates:
-    """Parse order dates: ISO (``2011-12-09 12:50:00``) and numeric day-first or month-first
+def parse_dates(column: EncodedColumn, date_format: str | None = None) -> tuple[np.ndarray, str]:
+    """The order dates of an encoded column, one per line as datetime64[ns], and how they were
+    read: ISO (``2011-12-09 12:50:00``) and numeric day-first or month-first
     (``09/12/2011 12:50``, ``12/9/2011``), or exactly ``date_format`` (strftime codes) when given.
 
-    Each distinct text is parsed once. When both the day-first and the month-first reading
+    Each distinct value is parsed once. When both the day-first and the month-first reading
     parse every numeric date and they disagree on one, raise ``InputError`` asking for
     ``--date-format`` (a wrong guess silently corrupts recency); so do dates of which some
-    only parse day-first and others only month-first. Values that fit no form are NaT.
+    only parse day-first and others only month-first. Missing values and values that fit no
+    form are NaT.
     """
-    codes, uniques = pd.factorize(values)
-    column = EncodedColumn(codes.astype("int64", copy=False), pd.Series(uniques))
-    parsed, reading = _parse_distinct(column, date_format)
-    return ParsedDates(pd.Series(parsed, index=values.index), reading)
-
-
-def _parse_distinct(column: EncodedColumn, date_format: str | None) -> tuple[np.ndarray, str]:
-    """The dates of an encoded column, one per line as datetime64[ns] (NaT: missing or not a
-    date), each distinct value parsed once, and how they were read."""
     if pd.api.types.is_datetime64_any_dtype(column.values):
         parsed = column.values.astype("datetime64[ns]").to_numpy()
         reading = "timestamps"
@@ -230,10 +213,8 @@ def _parse_forms(distinct: pd.Series) -> tuple[pd.Series, str]:
     if not parts.empty:
         day_first = _from_parts(parts, day=0, month=1)
         month_first = _from_parts(parts, day=1, month=0)
-        only_day, only_month = (
-            day_first.notna() & month_first.isna(),
-            month_first.notna() & (day_first.isna()),
-        )
+        only_day = day_first.notna() & month_first.isna()
+        only_month = month_first.notna() & day_first.isna()
         if only_day.any() and only_month.any():
             raise InputError(
                 "dates in both day-first and month-first order (e.g. "
@@ -295,9 +276,6 @@ class LineAccounting:
     lines_without_customer_id: int
     cancellation_lines: int
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
-
 
 @dataclass(frozen=True)
 class Derivation:
@@ -311,13 +289,12 @@ class Derivation:
     snapshot: date
     date_reading: str
     columns: OrderColumns
-    reasons: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int]
 
     def manifest_record(self) -> dict:
         """JSON-ready: accounting at line and customer level, rules' inputs, where from."""
-        a = self.accounting
         return {
-            "lines": a.as_dict(),
+            "lines": asdict(self.accounting),
             "customers": {
                 "customers_with_lines": len(self.customers) + len(self.without_purchases),
                 "customers": len(self.customers),
@@ -346,8 +323,7 @@ def derive_customers(
     Columns: ``customer_id`` (text), ``first_purchase``, ``last_purchase``, ``recency_days``,
     ``frequency``, ``monetary``, ``tenure_days``, ``average_order_value``, ``returned_value``,
     then the profile columns (each customer's most frequent value over its purchase lines).
-    Raises ``InputError`` when no purchase line is left; ``RuntimeError`` if the accounting
-    does not add up (a bug)."""
+    Raises ``InputError`` when no purchase line is left."""
     if isinstance(lines, pd.DataFrame):
         lines = encode_frame(lines)
     n = len(lines)
@@ -358,11 +334,10 @@ def derive_customers(
     ids, invoices = lines[columns.customer_id], lines[columns.invoice]
     id_text = ids.text()
     no_id = ~ids.present
-    text = invoices.text_array
-    starts_c = pc.or_(pc.starts_with(text, "C"), pc.starts_with(text, "c"))
+    starts_c = pc.starts_with(invoices.text_array, "C", ignore_case=True)
     cancellation = np.append(starts_c.to_numpy(zero_copy_only=False), False)[invoices.codes]
     try:
-        when, date_reading = _parse_distinct(lines[columns.date], date_format)
+        when, date_reading = parse_dates(lines[columns.date], date_format)
     except InputError as error:
         raise InputError(error.message, column=columns.date) from error
     checks: list[Check] = [(no_id, NO_CUSTOMER_ID)]
@@ -382,15 +357,11 @@ def derive_customers(
     else:  # find_order_columns never returns these
         raise ValueError(f"order columns without an amount or quantity and price: {columns}")
     if as_of is not None:
-        snapshot = np.datetime64(as_of, "ns")
-        after = ~np.isnat(when) & (when >= snapshot)
-        checks.append(
-            (
-                after,
-                f"{columns.date}: on or after the snapshot date {as_of.isoformat()} (--as-of)",
-            )
-        )
+        after = ~np.isnat(when) & (when >= np.datetime64(as_of, "ns"))
+        reason = f"{columns.date}: on or after the snapshot date {as_of.isoformat()} (--as-of)"
+        checks.append((after, reason))
 
+    # Each line is exactly one of: duplicate, quarantined, not a purchase, used.
     bad = np.zeros(n, dtype=bool)
     for mask, _ in checks:
         bad |= mask
@@ -409,12 +380,11 @@ def derive_customers(
         lines_without_customer_id=int((no_id & ~duplicate).sum()),
         cancellation_lines=int((valid & cancellation).sum()),
     )
-    check_line_accounting(accounting)
     reasons = _reason_counts(quarantined, checks)
     if not used.any():
         raise InputError(
             "no purchase line left to segment: "
-            + accounting_line(accounting.as_dict())
+            + accounting_line(asdict(accounting))
             + (f"; quarantine reasons: {_top(reasons)}" if reasons else "")
         )
 
@@ -426,10 +396,9 @@ def derive_customers(
     used_v, cancel_v = used[valid], cancellation[valid]
     c_used = codes[used_v]
     days = when[used].view("int64")
-    value_used = value[used]
     first = _group_reduce(np.minimum, c_used, days, k, np.iinfo("int64").max)
     last = _group_reduce(np.maximum, c_used, days, k, np.iinfo("int64").min)
-    monetary = np.bincount(c_used, weights=value_used, minlength=k)
+    monetary = np.bincount(c_used, weights=value[used], minlength=k)
     frequency = _distinct_per_group(c_used, invoices.codes[used], k)
     returned = np.bincount(
         codes[cancel_v], weights=np.abs(value[valid & cancellation]), minlength=k
@@ -461,7 +430,7 @@ def derive_customers(
     log.info(
         "Order lines: %s; %d customers with purchases, %d with none (only cancellations or "
         "non-positive lines); snapshot date %s; dates read as %s",
-        accounting_line(accounting.as_dict()),
+        accounting_line(asdict(accounting)),
         len(customers),
         len(without),
         snapshot_day.date().isoformat(),
@@ -477,13 +446,6 @@ def derive_customers(
         columns=columns,
         reasons=reasons,
     )
-
-
-def check_line_accounting(a: LineAccounting) -> None:
-    """lines_read = lines_used + lines_not_purchases + lines_quarantined + duplicates_dropped."""
-    total = a.lines_used + a.lines_not_purchases + a.lines_quarantined + a.duplicates_dropped
-    if total != a.lines_read:
-        raise RuntimeError(f"line accounting does not add up: {a} (a bug in the derivation)")
 
 
 def accounting_line(lines: Mapping[str, int]) -> str:
@@ -630,18 +592,18 @@ def _most_frequent(column: EncodedColumn, used: np.ndarray, c_used: np.ndarray, 
     text = column.text()
     value_codes = column.codes[used]
     keep = value_codes >= 0
-    rank = np.empty(len(text), dtype="int64")  # each distinct value's place in sorted order
-    rank[np.argsort(text, kind="stable")] = np.arange(len(text))
+    order = np.argsort(text, kind="stable")  # the distinct values in sorted order
+    rank = np.empty(len(text), dtype="int64")  # each distinct value's place in that order
+    rank[order] = np.arange(len(text))
     m = max(len(text), 1)
     pairs, counts = np.unique(
         c_used[keep].astype("int64") * m + rank[value_codes[keep]], return_counts=True
     )
     customer, value_rank = pairs // m, pairs % m
     top = np.lexsort((value_rank, -counts, customer))  # per customer: most lines, then first
-    first = top[np.r_[True, customer[top][1:] != customer[top][:-1]]]
-    by_rank = text[np.argsort(rank)] if len(text) else text
+    first = top[np.flatnonzero(np.diff(customer[top], prepend=-1))]  # each customer's first
     out = np.full(k, None, dtype=object)
-    out[customer[first]] = by_rank[value_rank[first]]
+    out[customer[first]] = text[order][value_rank[first]]
     return pd.array(out, dtype="str")
 
 
@@ -676,14 +638,13 @@ def _without_purchases(
 def _reason_counts(quarantined: np.ndarray, checks: list[Check]) -> dict[str, int]:
     """Quarantined lines per kind of reason (a shown value and an --as-of date left out),
     most frequent first."""
-    counts: dict[str, int] = {}
+    counts: Counter[str] = Counter()
     for mask, message in checks:
         count = int((mask & quarantined).sum())
         if count:
             kind = f"{message[0]}: {message[1]}" if isinstance(message, tuple) else message
-            kind = re.sub(r" \d{4}-\d{2}-\d{2} ", " ", kind)
-            counts[kind] = counts.get(kind, 0) + count
-    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+            counts[re.sub(r" \d{4}-\d{2}-\d{2} ", " ", kind)] += count
+    return dict(counts.most_common())  # ties keep their order
 
 
 def _top(reasons: Mapping[str, int]) -> str:

@@ -78,7 +78,7 @@ def clean_customers(
 ) -> CleanResult:
     """Drop exact duplicates, quarantine invalid or conflicting rows, return typed clean rows.
 
-    ``raw`` is the output of ``tasks.ingest.read_customers`` (text values, ``source_row``,
+    ``raw`` is the output of ``tasks.ingest.canonical_frame`` (text values, ``source_row``,
     ``customer_id`` and the columns of ``table`` under their names; default: the Mall preset).
     Missing feature values of a column whose policy is ``median`` are filled with the median
     of the column (a categorical one: its most frequent value) and counted in

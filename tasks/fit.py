@@ -55,7 +55,7 @@ def fit_segments(
     rank[order] = np.arange(k)
     labels = rank[model.labels_] + 1
     centroids = model.cluster_centers_[order]
-    distances = np.linalg.norm(matrix - centroids[labels - 1], axis=1)
+    distances = row_lengths(matrix - centroids[labels - 1])
     log.info(
         "Fitted K-Means with k=%d: inertia %.4g after %d iterations",
         k,
@@ -63,6 +63,18 @@ def fit_segments(
         model.n_iter_,
     )
     return Segmentation(labels, centroids, distances, float(model.inertia_), int(model.n_iter_))
+
+
+def row_lengths(rows: np.ndarray) -> np.ndarray:
+    """The Euclidean length of each row. A row whose squares overflow (values above ~1e154,
+    which valid but huge inputs give under the robust scaler) is measured with ``hypot``,
+    which scales instead of squaring; the others as ``np.linalg.norm`` measures them."""
+    with np.errstate(over="ignore"):
+        lengths = np.linalg.norm(rows, axis=1)
+    overflow = ~np.isfinite(lengths)
+    if overflow.any():
+        lengths[overflow] = np.hypot.reduce(rows[overflow], axis=1)
+    return lengths
 
 
 def canonical_order(centroids: np.ndarray, decimals: int = 6) -> np.ndarray:

@@ -10,7 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import tasks.fit
 from tasks.clean import clean_customers
-from tasks.fit import canonical_order, fit_final, fit_segments, sweep_rows
+from tasks.fit import canonical_order, fit_final, fit_segments, row_lengths, sweep_rows
 from tasks.scale import scale_features
 
 
@@ -124,3 +124,18 @@ def test_mall_customers_k5_golden_sizes_and_centroids(shared_data):
     )
     expected = [(25.7, 79.4), (26.3, 20.9), (55.3, 49.5), (86.5, 82.1), (88.2, 17.1)]
     np.testing.assert_allclose(original, expected, atol=0.5)
+
+
+def test_distances_stay_finite_when_squares_would_overflow():
+    """Robust-scaled huge incomes give rows near 1e300: their squares overflow, their distance
+    to the centroid does not (a NaN or inf distance would fail the segments contract)."""
+    matrix = np.array([[1e300, 0.0], [0.0, 1.0], [1.0, 0.0], [2.0, 2.0]])
+    fit = fit_segments(matrix, k=1, seed=0)
+    assert np.isfinite(fit.distances).all()
+    centroid = matrix.mean(axis=0)
+    expected = [np.hypot(*(row - centroid)) for row in matrix]
+    np.testing.assert_allclose(fit.distances, expected, rtol=1e-15)
+    rows = np.array([[3.0, 4.0], [0.1, 0.2], [1e300, 1e300]])
+    lengths = row_lengths(rows)  # rows that do not overflow: exactly as np.linalg.norm
+    np.testing.assert_array_equal(lengths[:2], np.linalg.norm(rows[:2], axis=1))
+    assert lengths[2] == pytest.approx(np.sqrt(2) * 1e300)

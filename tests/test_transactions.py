@@ -112,6 +112,15 @@ def test_month_first_found_from_a_day_above_12():
     assert parsed[1] == pd.Timestamp("2011-01-02")
 
 
+def test_a_date_format_no_date_matches_is_named_with_an_example():
+    """A wrong --date-format is the user's setting, not bad lines: one message saying so,
+    rather than every line quarantined as "not a date"."""
+    with pytest.raises(InputError, match=r"no date matches --date-format %d/%m/%Y \(e\.g\. "):
+        dates("2011-12-09 08:26:00", "2011-12-10 09:00:00", date_format="%d/%m/%Y")
+    parsed, _ = dates("09/12/2011", "2011-12-10", date_format="%d/%m/%Y")  # some match: kept
+    assert parsed.notna().tolist() == [True, False]
+
+
 def test_ambiguous_dates_stop_and_ask_for_date_format():
     values = ("01/02/2011", "03/04/2011 10:00", "05/06/2011")
     with pytest.raises(InputError, match=r"ambiguous dates.*--date-format"):

@@ -192,6 +192,12 @@ def parse_dates(column: EncodedColumn, date_format: str | None = None) -> tuple[
         if date_format is not None:
             parsed = pd.to_datetime(distinct, format=date_format, errors="coerce")
             reading = f"--date-format {date_format}"
+            if len(distinct) and parsed.isna().all():  # a wrong format, not bad lines
+                raise InputError(
+                    f"no date matches --date-format {date_format} (e.g. {distinct.iloc[0]!r}): "
+                    "give the format the dates are written in, or leave --date-format out to "
+                    "read ISO and numeric dates"
+                )
         else:
             parsed, reading = _parse_forms(distinct)
         parsed = parsed.astype("datetime64[ns]").to_numpy()

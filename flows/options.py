@@ -16,6 +16,7 @@ and it keeps the existing option spellings and exit codes (2 on a usage error) u
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import types
 from collections.abc import Callable, Iterator
@@ -138,7 +139,8 @@ def _shown(default: Any) -> str:
 
 
 def _path(text: str) -> Path:
-    return Path(text).expanduser().absolute()
+    """Absolute, with ``..`` resolved as text (``os.path.abspath``): the path runs record."""
+    return Path(os.path.abspath(Path(text).expanduser()))
 
 
 def _pair(text: str) -> tuple[str, str]:

@@ -252,9 +252,9 @@ def resolve_table(
     unused = sorted(set(explicit) - named)
     if unused:  # a typo in --column NAME=HEADER would otherwise be silently ignored
         raise ColumnMappingError(
-            f"--column name(s) {unused} name no column of this run: NAME must be customer_id, "
-            "a column of the spec or a name given with --features or --profile (here: "
-            f"{', '.join(sorted(named))})"
+            f"--column {', '.join(unused)}: no column of this run has that name; NAME must "
+            "be customer_id, a column of the spec or a name given with --features or "
+            f"--profile (here: {', '.join(sorted(named))})"
         )
     kinds = {h: _kind(h, roles.get(h, (h, None))[0], spec, values, numeric_headers) for h in header}
     _check_decimal_commas(header, roles, id_header, values, spec, wants_numeric)

@@ -240,7 +240,8 @@ def test_unknown_column_key_of_a_general_table_is_a_usage_error(tmp_path, capsys
     assert main([*base, "--column", "nosuch=Fresh"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert err.startswith("segment: error: ") and err.count("\n") == 1
-    assert "['nosuch']" in err and "--features or --profile (here: customer_id)" in err
+    assert "--column nosuch: no column of this run has that name" in err
+    assert "--features or --profile (here: customer_id)" in err
     from flows.cli import check_input
     from flows.settings import SegmentationSettings
 

@@ -333,7 +333,7 @@ def format_summary(manifest: dict) -> str:
         f"Segmented {total:,} customers from {manifest['input']['path']}",
         f"k = {choice['chosen']} ({choice['rule']}: {choice['reason']})",
         "",
-        *segment_table(segments, total),
+        *segment_lines(segments, total),
         "",
         *order_lines_summary(manifest.get("transactions")),
         f"{'Customer rows' if manifest.get('transactions') else 'Rows'}: "
@@ -367,7 +367,7 @@ def format_summary(manifest: dict) -> str:
     return "\n".join(lines)
 
 
-def segment_table(sizes: list[tuple[int, int, str]], total: int) -> list[str]:
+def segment_lines(sizes: list[tuple[int, int, str]], total: int) -> list[str]:
     """Both summaries' segment table: id, customers and their share of ``total``, name."""
     return [f"  {'id':>3}  {'customers':>9}  {'share':>6}  name"] + [
         f"  {segment_id:>3}  {size:>9,}  {size / total:>6.1%}  {name}"
@@ -463,7 +463,7 @@ def format_assigned(done) -> str:
         f"Assigned {result.rows_kept:,} customers from {done.input}",
         f"Model: {done.model} (run {done.model.resolve().parent.name})",
         "",
-        *segment_table(segments, max(result.rows_kept, 1)),
+        *segment_lines(segments, max(result.rows_kept, 1)),
         "",
         f"Rows: {result.rows_read:,} read = {result.rows_kept:,} assigned + "
         f"{result.rows_quarantined:,} quarantined + {result.duplicates_dropped:,} duplicates",

@@ -37,7 +37,7 @@ from flows.segmentation import (
 )
 from flows.settings import SegmentationSettings
 from tasks import partitioned
-from tasks.describe import Described
+from tasks.describe import Described, clustered_on
 from tasks.elbow import KChoice
 from tasks.fit import Segmentation
 from tasks.identity import PreviousRun
@@ -204,7 +204,7 @@ def segment_partitioned(settings: SegmentationSettings) -> dict:
                 space, rows, sample = scale(parts, table, settings)
             with step("elbow"):
                 elbow = sweep_on_workers(rows.matrix, settings)
-                choice = pick_k(elbow, previous, settings, rows.columns)
+                choice = pick_k(elbow, previous, settings, clustered_on(rows.transforms))
             with step("fit"):
                 segmentation = final_fit(parts, space, rows, choice, settings)
             with step("identify"):

@@ -32,7 +32,7 @@ from flows.run_settings import settings_for_run
 from flows.settings import SegmentationSettings
 from schemas.outputs import segments_schema
 from tasks.clean import CleanResult, RowAccounting, clean_customers
-from tasks.describe import Described, describe_segments, previous_k
+from tasks.describe import Described, clustered_on, describe_segments, previous_k
 from tasks.elbow import (
     KChoice,
     choose_k_within_gate,
@@ -91,7 +91,10 @@ def columns_of(source: Path, settings: SegmentationSettings) -> Table:
     """The resolved columns of ``source`` (a file, or a partitioned input's first data file),
     logged with where they came from."""
     table = settings.table_for(source)
-    get_run_logger().info(columns_line(table, settings.spec))
+    logger = get_run_logger()
+    logger.info(columns_line(table, settings.spec))
+    for note in table.notes:  # what was inferred (no spec, not the Mall preset), and why
+        logger.info(note)
     return table
 
 
@@ -401,7 +404,7 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
                 )
                 sweep = sweep_on_workers if settings.runner == "dask" else elbow_sweep
                 elbow = sweep(rows, settings)
-                choice = pick_k(elbow, previous, settings, scaled.columns)
+                choice = pick_k(elbow, previous, settings, clustered_on(scaled.transforms))
             with step("fit"):
                 segmentation = final_fit(scaled, rows, choice, settings.seed, settings.n_init)
             with step("identify"):

@@ -146,7 +146,8 @@ class SegmentationSettings(BaseModel):
         None,
         description="a segmentation spec (roles, kinds, labels, checks and transforms of the "
         "columns; `segment init` writes one); options given here override it; unset: the Mall "
-        "preset for a Mall-like file, else every numeric column",
+        "preset for a Mall-like file, else the spec `segment init` would write, inferred from "
+        "the file's first 10,000 rows (the run log says each choice and why)",
     )
     features: Annotated[list[str] | None, Option(metavar="COL")] = Field(
         None,
@@ -154,12 +155,14 @@ class SegmentationSettings(BaseModel):
         description="columns to cluster on, by their header ('numeric': every numeric column "
         "except the id and the profile columns; 0/1 flags become profile columns, constant and "
         "id-like columns are left out); unset: the spec's, the Mall preset's (annual_income "
-        "spending_score) for a file with all its columns, else numeric",
+        "spending_score) for a file with all its columns, else the inferred ones (numeric "
+        "columns other than codes and 0/1 flags)",
     )
     profile: Annotated[list[str] | None, Option(metavar="COL")] = Field(
         None,
         description="columns described per segment but not clustered on; unset: the spec's, the "
-        "Mall preset's (gender age) for a Mall-like file, else none",
+        "Mall preset's (gender age) for a Mall-like file, else the inferred ones (text with up "
+        "to 50 values, 0/1 flags, whole-number codes)",
     )
     id_column: Annotated[str | None, Option(metavar="NAME")] = Field(
         None,
@@ -186,8 +189,8 @@ class SegmentationSettings(BaseModel):
     )
     scaler: Scaler = Field(
         "standard",
-        description="feature scaling before K-Means (log-standard: log1p first on money "
-        "columns, those with a currency sign in their unit)",
+        description="feature scaling before K-Means (log-standard: log1p first on every feature "
+        "with no negative value, besides the spec's or inferred transforms)",
     )
     k: int | None = Field(
         None, ge=1, description="fix the number of segments; unset: the elbow rule"

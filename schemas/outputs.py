@@ -63,6 +63,7 @@ class Profiles(pa.DataFrameModel):
 
     segment_id: Series[int] = pa.Field(ge=1, unique=True)
     segment_name: Series[str] = pa.Field(unique=True)
+    summary: Series[str] | None  # the sentence of the segment's report card (a run writes it)
     size: Series[int] = pa.Field(ge=1)
     share: Series[float] = pa.Field(gt=0, le=1)
     age_mean: Series[float]

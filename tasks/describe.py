@@ -17,8 +17,15 @@ from tasks.identity import (
     transitions,
 )
 from tasks.model import build_model
-from tasks.profile import name_segments, profile_segments, segment_table, unique_name
-from tasks.scale import ScaledFeatures, feature_frame
+from tasks.profile import (
+    level_words,
+    named_profiles,
+    segment_profile_statistics,
+    segment_table,
+    unique_name,
+)
+from tasks.reporting import explain
+from tasks.scale import FeatureTransform, ScaledFeatures, feature_frame
 from tasks.table import Table, mall_table
 
 
@@ -30,10 +37,11 @@ class Described:
     names: dict[int, str]
     centroids: pd.DataFrame  # index: stable segment id; feature columns in original units
     segments: pd.DataFrame | None  # None: written per partition by a partitioned run
-    profiles: pd.DataFrame
+    profiles: pd.DataFrame  # with each segment's name and summary (its card's sentence)
     transitions: pd.DataFrame  # empty for a first run
     changes: dict | None
     model: dict
+    effects: pd.DataFrame  # segment id x numeric feature: z on the clustering's scale
 
 
 def describe_segments(
@@ -52,10 +60,13 @@ def describe_segments(
     table = table or mall_table()
     features = list(table.feature_names if features is None else features)
     identity = match_segments(segmentation.centroids, scaled, previous, max_shift=max_shift)
-    previous, restarted = compared_previous(previous, identity, scaled.columns)
+    previous, restarted = compared_previous(previous, identity, clustered_on(scaled.transforms))
     labels = identity.relabel(segmentation.labels)
     values = feature_frame(customers, features, table)
-    centroids, names = named_centroids(values, scaled, segmentation.centroids, identity, table)
+    centroids = centroid_frame(scaled, segmentation.centroids, identity)
+    effects = effect_sizes(values, scaled, segmentation.centroids, identity)
+    statistics = segment_profile_statistics(customers, labels, table)
+    names, summaries = names_and_summaries(statistics, effects, table, identity)
     segments = segment_table(
         customers,
         labels,
@@ -71,31 +82,66 @@ def describe_segments(
         )
     )
     changes = change_summary(previous, segments, moved, identity) or restarted
-    profiles = profile_segments(customers, labels, names, table)
+    profiles = named_profiles(statistics, names, summaries)
     model = build_model(
         scaled, segmentation, identity, names, features, table, fill_values=fill_values
     )
-    return Described(identity, names, centroids, segments, profiles, moved, changes, model)
+    return Described(identity, names, centroids, segments, profiles, moved, changes, model, effects)
 
 
-def named_centroids(
-    values: pd.DataFrame,
-    scaled: ScaledFeatures,
-    centroids: np.ndarray,
-    identity: Identity,
-    table: Table,
-) -> tuple[pd.DataFrame, dict[int, str]]:
-    """The centroids in original units (index: stable id) and the segments' names: kept for
-    matched segments, computed from where each centroid sits among ``values`` (the feature
-    frame of all customers, or of a partitioned run's sample) for new ones."""
+def centroid_frame(
+    scaled: ScaledFeatures, centroids: np.ndarray, identity: Identity
+) -> pd.DataFrame:
+    """The centroids in original units (index: stable id, sorted)."""
     in_features = scaled.to_feature_space(centroids)
     frame = pd.DataFrame(
         {t.column: t.invert(in_features[:, j]) for j, t in enumerate(scaled.transforms)},
         index=pd.Index(identity.ids, name="segment_id"),
     )
-    z = transformed_z(values, in_features, scaled, frame.index)
-    computed = name_segments(frame, values.loc[:, list(frame.columns)], table, z)
-    return frame.sort_index(), _names(identity, computed)
+    return frame.sort_index()
+
+
+def effect_sizes(
+    values: pd.DataFrame, scaled: ScaledFeatures, centroids: np.ndarray, identity: Identity
+) -> pd.DataFrame:
+    """Per segment (index: stable id) and numeric feature: how many standard deviations of
+    all customers (``values``: the feature frame of all of them, or of a partitioned run's
+    sample) the centroid lies from their mean, on the scale the clustering used: after the
+    feature's transform (``log1p``, Yeo-Johnson, clip), where a few extreme customers do not
+    dominate the spread."""
+    in_features = scaled.to_feature_space(centroids)
+    z = {}
+    for j, t in enumerate(scaled.transforms):
+        if t.category is not None:
+            continue
+        y = t.prepare(values[t.column].to_numpy(dtype="float64"))
+        unit = float(np.nanmax(np.abs(y), initial=0.0))
+        unit = unit if unit > 1e150 else 1.0  # squares of values >= 1e155 overflow
+        y = y / unit
+        mean, std = float(np.nanmean(y)), float(np.nanstd(y))
+        centre = (in_features[:, j] * t.scale + t.center) / unit  # on the transformed scale
+        z[t.column] = (centre - mean) / std if std > 0 else np.zeros(len(centre))
+    return pd.DataFrame(z, index=pd.Index(identity.ids, name="segment_id")).sort_index()
+
+
+def names_and_summaries(
+    statistics: pd.DataFrame, effects: pd.DataFrame, table: Table, identity: Identity
+) -> tuple[dict[int, str], dict[int, str]]:
+    """Each segment's name and the sentence of its card, from one ranking of what sets it
+    apart (``explain.portrait``): matched segments keep the previous run's name, new ones get
+    a computed one (made unique)."""
+    numbers = explain.differences(statistics, None, table, effects)
+    categories = explain.shares(statistics, table)
+    words = {c.name: level_words(c) for c in table.features if c.numeric}
+    computed, summaries = {}, {}
+    for segment_id in identity.ids:  # a centroid no customer is closest to has no profile
+        if segment_id not in numbers:
+            computed[segment_id] = f"Segment {segment_id}"
+            continue
+        picture = explain.portrait(numbers[segment_id], categories[segment_id])
+        summaries[segment_id] = explain.summary(picture)
+        computed[segment_id] = explain.segment_name(picture, words) or f"Segment {segment_id}"
+    return _names(identity, computed), summaries
 
 
 def compared_previous(
@@ -109,9 +155,25 @@ def compared_previous(
 
 
 def same_features(previous: PreviousRun, columns: tuple[str, ...]) -> bool:
-    """Did the previous run cluster on the same columns (in any order)? If not, its segments
-    are not comparable: no customer "moved", and its k is not kept."""
-    return set(previous.model["columns"]) == set(columns)
+    """Did the previous run cluster on the same columns (in any order), each through the same
+    transform (``clustered_on``)? If not, its segments are not comparable: no customer
+    "moved", and its k is not kept."""
+    return set(clustered_on(previous.model["transforms"])) == set(columns)
+
+
+def clustered_on(transforms: tuple[FeatureTransform, ...] | list[dict]) -> tuple[str, ...]:
+    """The clustering's columns with their non-linear transform: ``BALANCE``,
+    ``log1p(PURCHASES)``, ``clip(AGE)`` (a run's transforms, or a model's as dicts)."""
+    keys = []
+    for t in transforms:
+        item = t if isinstance(t, dict) else t.to_dict()
+        kind = item.get("kind") or "none"
+        steps = [kind] if kind != "none" else []
+        if item["log"] and kind != "log1p":
+            steps.append("log1p")
+        column = item["column"]
+        keys.append(f"{'+'.join(steps)}({column})" if steps else column)
+    return tuple(keys)
 
 
 def previous_k(previous: PreviousRun | None, columns: tuple[str, ...]) -> int | None:
@@ -131,23 +193,6 @@ def restart_summary(previous: PreviousRun, identity: Identity) -> dict:
         "new_segment_ids": list(identity.new_ids),
         "retired_segment_ids": sorted(int(s["id"]) for s in previous.model["segments"]),
     }
-
-
-def transformed_z(
-    values: pd.DataFrame, in_features: np.ndarray, scaled: ScaledFeatures, ids: pd.Index
-) -> pd.DataFrame:
-    """z-scores of the centroids for columns with a non-linear transform (log1p, Yeo-Johnson,
-    clip), measured on the transformed scale the clustering saw; other columns are left to
-    the names' comparison in original units (the same z for a linear scaling)."""
-    z = {}
-    for j, t in enumerate(scaled.transforms):
-        if t.category is not None or (t.kind == "none" and not t.log):
-            continue
-        y = t.prepare(values[t.column].to_numpy(dtype="float64"))
-        std = float(y.std())
-        centre = in_features[:, j] * t.scale + t.center  # back on the transformed scale
-        z[t.column] = (centre - float(y.mean())) / std if std > 0 else np.zeros(len(centre))
-    return pd.DataFrame(z, index=ids)
 
 
 def _names(identity: Identity, computed: dict[int, str]) -> dict[int, str]:

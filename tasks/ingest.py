@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from schemas.spec import TableSpec
 from tasks.errors import InputError
+from tasks.spec_init import Inferred, infer_columns, inference_notes, inferred_spec
 from tasks.table import CUSTOMER_ID, SOURCE_ROW, Table, choose_spec, resolve_table
 
 logger = logging.getLogger(__name__)
@@ -481,18 +482,28 @@ def table_for_file(
     **choices: object,
 ) -> Table:
     """Resolve the columns of a customer file from its header and first rows: ``spec`` (else
-    the Mall preset for a Mall-like file, else every numeric column a feature) with the command
-    line's ``choices`` (features, profile, id_column, missing, pca) on top. Cheap: run before
-    the flow so that a wrong column name fails at once, and again inside it."""
+    the Mall preset for a Mall-like file, else the spec ``segment init`` infers from those
+    rows) with the command line's ``choices`` (features, profile, id_column, missing, pca) on
+    top; the table's ``notes`` say what was inferred and why. Cheap: run before the flow so
+    that a wrong column name fails at once, and again inside it (same rows, same result)."""
     path = Path(path)
     sample = read_file(path, sep, nrows=SAMPLE_ROWS)
     header = list(sample.columns[1:])
     numeric_stored = [name for name in header if pd.api.types.is_float_dtype(sample[name])]
+    inferred: list[Inferred] = []
+
+    def infer() -> TableSpec:
+        inferred.extend(infer_columns(sample.drop(columns=SOURCE_ROW)))
+        return inferred_spec(inferred, fill_missing=False)
+
     try:
-        chosen = choose_spec(header, spec, columns, **choices)
+        chosen = choose_spec(header, spec, columns, infer, **choices)
         table = resolve_table(header, sample, chosen, columns, numeric_headers=numeric_stored)
     except InputError as error:
         raise error.with_path(path) from error
+    if inferred:
+        notes = inference_notes(inferred, table, len(sample))
+        table = table.model_copy(update={"notes": notes})
     if path.suffix.lower() in PARQUET_SUFFIXES:
         schema = pq.read_schema(path)
         types = dict(zip(schema.names, schema.types, strict=True))

@@ -41,7 +41,14 @@ from tasks.clean import (
     check_quarantine_share,
     clean_customers,
 )
-from tasks.describe import Described, compared_previous, named_centroids
+from tasks.describe import (
+    Described,
+    centroid_frame,
+    clustered_on,
+    compared_previous,
+    effect_sizes,
+    names_and_summaries,
+)
 from tasks.errors import InputError
 from tasks.fit import Segmentation, canonical_order, fit_segments
 from tasks.identity import (
@@ -54,6 +61,7 @@ from tasks.identity import (
 from tasks.ingest import canonical_frame, expected_types, numbers_as_text, read_file
 from tasks.model import build_model
 from tasks.profile import (
+    named_profiles,
     profiles_from_statistics,
     segment_statistics,
     segment_table,
@@ -352,12 +360,15 @@ def describe_partitions(
     fitted): each partition's segments table written into ``folder``."""
     table = space.table
     identity = match_segments(segmentation.centroids, rows, previous, max_shift=max_shift)
-    previous, restarted = compared_previous(previous, identity, rows.columns)
+    previous, restarted = compared_previous(previous, identity, clustered_on(rows.transforms))
     values = space.values(sample)
-    centroids, names = named_centroids(values, rows, segmentation.centroids, identity, table)
+    centroids = centroid_frame(rows, segmentation.centroids, identity)
+    effects = effect_sizes(values, rows, segmentation.centroids, identity)
     labelled = label_customers(customers, space, segmentation.centroids, identity.ids, previous)
+    statistics = statistics_of(labelled, table)
+    names, summaries = names_and_summaries(statistics, effects, table, identity)
     write_segments(labelled, names, table, folder)
-    profiles = profile_labelled(labelled, names, table)
+    profiles = named_profiles(statistics, names, summaries)
     moves = transitions_of(labelled)
     changes = restarted
     if previous is not None:
@@ -373,7 +384,7 @@ def describe_partitions(
     model = build_model(
         rows, segmentation, identity, names, list(table.feature_names), table, max_distances=radii
     )
-    return Described(identity, names, centroids, None, profiles, moves, changes, model)
+    return Described(identity, names, centroids, None, profiles, moves, changes, model, effects)
 
 
 def label_customers(
@@ -431,11 +442,11 @@ def transitions_of(labelled: dd.DataFrame) -> pd.DataFrame:
     return table.astype("int64").sort_values([PREVIOUS_SEGMENT_ID, SEGMENT_ID], ignore_index=True)
 
 
-def profile_labelled(labelled: dd.DataFrame, names: dict[int, str], table: Table) -> pd.DataFrame:
-    """The profiles table over all partitions, by the in-memory run's statistics."""
+def statistics_of(labelled: dd.DataFrame, table: Table) -> pd.DataFrame:
+    """The profiles' statistics over all partitions, by the in-memory run's statistics."""
     shares = shared_values(labelled, table)
     size, means, medians, value_shares = dask.compute(*segment_statistics(labelled, table, shares))
-    return profiles_from_statistics(size, means, medians, value_shares, names, table, shares)
+    return profiles_from_statistics(size, means, medians, value_shares, table, shares)
 
 
 def write_segments(

@@ -1,4 +1,5 @@
-"""Readable segment names and per-segment profiles in original units, for any table."""
+"""Per-segment profiles in original units, for any table, and the words segment names use
+(the names themselves come from ``tasks.reporting.explain``'s ranking)."""
 
 from __future__ import annotations
 
@@ -6,105 +7,15 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from tasks.table import Column, Table, mall_table
-
-LEVEL_CUTOFF = 0.5  # in population standard deviations
-MAJORITY = 0.65  # share of one value of a categorical feature to call a segment "mostly ..."
-MAX_NAMED = 3  # with more numeric features, a name says only the most distinctive ones
+from tasks.table import Column, Table, mall_table, value_order
 
 
 def level_words(column: Column) -> tuple[str, str, str]:
-    """Words for a centroid below / near / above the population mean of a feature."""
+    """Words for a segment low / about average / high on a feature (``explain.level``)."""
     if column.spec.words:
         return column.spec.words
     label = column.label
     return (f"low {label}", f"average {label}", f"high {label}")
-
-
-def name_segments(
-    centroids: pd.DataFrame,
-    population: pd.DataFrame,
-    table: Table | None = None,
-    z: pd.DataFrame | None = None,
-) -> dict[int, str]:
-    """Name each segment by where its centroid sits relative to the whole population.
-
-    ``centroids``: one row per segment id, feature columns in original units (a categorical
-    feature as 0/1 share columns ``<column>_<value>``). ``population``: the same columns, one
-    row per customer. With up to three numeric features every one is named (``Low income, high
-    spending``); with more, the (at most three) that differ most from the average. A
-    categorical feature adds ``mostly <value>`` when one value holds 65 % of the segment.
-    Names are unique; a repeated name gets a ``#2`` suffix. ``z`` (segment id x column): the
-    centroids' z-scores where they are better measured after a transform (a log-scaled amount
-    is compared on the log scale, where the clustering saw it).
-    """
-    table = table or mall_table()
-    ordered = [*table.features, *table.profile]
-    numeric = [c for c in ordered if c.numeric and c.name in centroids.columns]
-    given = z if z is not None else pd.DataFrame(index=centroids.index)
-    stats = {
-        c.name: _mean_and_std(population[c.name]) for c in numeric if c.name not in given.columns
-    }
-    names: dict[int, str] = {}
-    for segment_id, centroid in centroids.iterrows():
-        z = {
-            c.name: float(given.at[segment_id, c.name])
-            if c.name in given.columns
-            else _z(centroid[c.name], *stats[c.name])
-            for c in numeric
-        }
-        if len(numeric) <= MAX_NAMED:
-            chosen = numeric
-        else:
-            ranked = sorted(numeric, key=lambda c: -abs(z[c.name]))
-            chosen = [c for c in ranked[:MAX_NAMED] if abs(z[c.name]) > LEVEL_CUTOFF]
-        parts = [level_words(c)[_level(z[c.name])] for c in chosen]
-        if not parts and numeric:
-            parts = ["close to average on every feature"]
-        parts += _majorities(centroid, table)
-        name = ", ".join(parts) if parts else f"segment {segment_id}"
-        name = name[0].upper() + name[1:]
-        names[int(segment_id)] = unique_name(name, set(names.values()))
-    return names
-
-
-def _majorities(centroid: pd.Series, table: Table) -> list[str]:
-    parts = []
-    for column in table.columns:
-        if column.numeric:
-            continue
-        prefix = f"{column.name}_"
-        shares = {k[len(prefix) :]: v for k, v in centroid.items() if str(k).startswith(prefix)}
-        if not shares:
-            continue
-        value, share = max(shares.items(), key=lambda item: item[1])
-        if share >= MAJORITY:
-            shown = value.lower() if not _is_number(value) else f"{column.label} {value}"
-            parts.append(f"mostly {shown}")
-    return parts
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _mean_and_std(values: pd.Series) -> tuple[float, float, float]:
-    x = values.to_numpy(dtype="float64")
-    size = overflow_power(x)  # squares of values >= 1e155 overflow: use x / size
-    x = x / size
-    return float(x.mean()), float(x.std()), size
-
-
-def _z(value: float, mean: float, std: float, size: float) -> float:
-    return 0.0 if std == 0 else (value / size - mean) / std
-
-
-def _level(z: float) -> int:
-    return 0 if z < -LEVEL_CUTOFF else 2 if z > LEVEL_CUTOFF else 1
 
 
 def unique_name(name: str, taken: set[str]) -> str:
@@ -121,8 +32,7 @@ def share_values(column: Column, distinct) -> list[str] | None:
     0/1 flag (and its spec allows nothing above 1); else None."""
     if not column.numeric:
         allowed = list(column.spec.allowed or ())
-        present = sorted({str(v) for v in distinct} - set(allowed))
-        return allowed + present
+        return allowed + value_order({str(v) for v in distinct} - set(allowed))
     if column.role != "profile" or (column.spec.max is not None and column.spec.max > 1):
         return None  # a feature, or a column whose spec allows more than 0/1
     x = np.asarray(distinct, dtype="float64")
@@ -176,12 +86,11 @@ def profiles_from_statistics(
     means: pd.DataFrame,
     medians: pd.DataFrame,
     shares: pd.DataFrame,
-    names: dict[int, str],
     table: Table,
     values: dict[str, list[str]],
 ) -> pd.DataFrame:
-    """The profiles table (validated) from ``segment_statistics``' computed results
-    (``values``: the share values it was given)."""
+    """``segment_statistics``' computed results as one frame, ``segment_id`` first (``values``:
+    the share values it was given); not yet named (``named_profiles``)."""
     size = size.sort_index()
     columns: dict[str, pd.Series] = {"size": size, "share": size / size.sum()}
     for column in table.columns:
@@ -190,18 +99,27 @@ def profiles_from_statistics(
             columns[f"{column.name}_median"] = medians[column.name]
         for value in values.get(column.name, ()):
             columns[f"{column.name}_{value}_share"] = shares[f"{column.name}_{value}_share"]
-    profiles = pd.DataFrame(columns).rename_axis("segment_id").reset_index()
+    return pd.DataFrame(columns).rename_axis("segment_id").reset_index()
+
+
+def named_profiles(
+    statistics: pd.DataFrame, names: dict[int, str], summaries: dict[int, str] | None = None
+) -> pd.DataFrame:
+    """The profiles table (validated): the statistics with each segment's name and, when
+    given, its ``summary`` (the sentence its report card shows)."""
+    profiles = statistics.copy()
     profiles.insert(1, "segment_name", profiles["segment_id"].map(names))
+    if summaries is not None:
+        profiles.insert(2, "summary", profiles["segment_id"].map(summaries))
     return profiles_schema(profiles.columns).validate(profiles)
 
 
-def profile_segments(
-    customers: pd.DataFrame, labels: np.ndarray, names: dict[int, str], table: Table | None = None
+def segment_profile_statistics(
+    customers: pd.DataFrame, labels: np.ndarray, table: Table
 ) -> pd.DataFrame:
     """Per segment: size and share; mean and median of each numeric column (features and
     profile columns, under their own names: ``<column>_mean``); and the share of each value of
     a categorical or few-valued column (``<column>_<value>_share``)."""
-    table = table or mall_table()
     shares = shared_values(customers, table)
     powers = {
         c.name: overflow_power(customers[c.name].to_numpy("float64"))
@@ -215,7 +133,15 @@ def profile_segments(
     for name, power in powers.items():  # exact: scaling by a power of two only moves exponents
         means[name] *= power
         medians[name] *= power
-    return profiles_from_statistics(size, means, medians, value_shares, names, table, shares)
+    return profiles_from_statistics(size, means, medians, value_shares, table, shares)
+
+
+def profile_segments(
+    customers: pd.DataFrame, labels: np.ndarray, names: dict[int, str], table: Table | None = None
+) -> pd.DataFrame:
+    """The profiles table of ``segment_profile_statistics``, with the segments' ``names``."""
+    statistics = segment_profile_statistics(customers, labels, table or mall_table())
+    return named_profiles(statistics, names)
 
 
 def overflow_power(values: np.ndarray) -> float:
@@ -231,6 +157,7 @@ def profiles_schema(columns) -> pa.DataFrameSchema:
     checks: dict[str, pa.Column] = {
         "segment_id": pa.Column(int, pa.Check.ge(1), unique=True),
         "segment_name": pa.Column(str, unique=True),
+        "summary": pa.Column(str, required=False),
         "size": pa.Column(int, pa.Check.ge(1)),
         "share": pa.Column(float, [pa.Check.gt(0), pa.Check.le(1)]),
     }

@@ -1,30 +1,29 @@
 """Turn clean customers into the matrix K-Means sees, keeping every parameter to redo it.
 
 Per feature: an optional transform from the spec (``log1p``, Yeo-Johnson, clip at quantiles;
-``log1p`` also on money columns under the ``log-standard`` scaler), then centring and scaling
-(standard, robust or min-max), then the column's weight. A categorical feature becomes one 0/1
-column per value, centred and scaled together so that the feature as a whole has variance 1: one
-categorical feature counts as much as one standard-scaled numeric feature, however many values
-it has. Optionally a PCA projection follows (``pca``: components or share of variance).
+``log1p`` also on every column with no negative value under the ``log-standard`` scaler), then
+centring and scaling (standard, robust or min-max), then the column's weight. A categorical
+feature becomes one 0/1 column per value, centred and scaled together so that the feature as a
+whole has variance 1: one categorical feature counts as much as one standard-scaled numeric
+feature, however many values it has. Optionally a PCA projection follows (``pca``: components
+or share of variance).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from tasks.errors import InputError
-from tasks.table import Table, mall_table
+from tasks.table import Table, mall_table, value_order
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FEATURES = ("annual_income", "spending_score")
 SCALERS = ("standard", "robust", "minmax", "log-standard")
-CURRENCY_SIGNS = ("$", "€", "£", "¥")  # a unit with one of these marks a money column
 FIT_SAMPLE = 200_000  # rows a Yeo-Johnson lambda is estimated on (seeded sample above that)
 # log1p of the largest float: a centroid of log1p values is at most this, but scaling it back
 # (z * scale + center) can round just above it, and expm1 would then give inf
@@ -159,7 +158,7 @@ def feature_frame(
             continue
         values = (categories or {}).get(feature) or list(column.spec.allowed or ())
         if not values:
-            values = sorted(str(v) for v in customers[feature].dropna().unique())
+            values = value_order(customers[feature].dropna().unique())
         for value in values:
             columns[f"{feature}_{value}"] = (customers[feature] == value).astype("float64")
     return pd.DataFrame(columns, index=customers.index)
@@ -256,7 +255,7 @@ def fit_shapes(
             continue
         x = values[name].to_numpy(dtype="float64")
         kind = column.spec.transform
-        log_it = kind == "log1p" or (scaler == "log-standard" and _is_money(column))
+        log_it = kind == "log1p" or (scaler == "log-standard" and _non_negative(x))
         low = high = lmbda = None
         if kind == "clip":
             low, high = (float(q) for q in np.quantile(x, column.spec.clip))
@@ -354,9 +353,9 @@ def _sources(columns: pd.Index, table: Table) -> dict[str, tuple[str, str | None
     return result
 
 
-def _is_money(column: Any) -> bool:
-    unit = column.unit or ""
-    return any(sign in unit for sign in CURRENCY_SIGNS)
+def _non_negative(x: np.ndarray) -> bool:
+    """Every value at least 0 (amounts, counts): ``log-standard`` takes their ``log1p``."""
+    return bool(len(x)) and bool(np.nanmin(x) >= 0)
 
 
 def _log1p_checked(x: np.ndarray, header: str) -> np.ndarray:

@@ -10,13 +10,13 @@ names the column and lists what the file has.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import cast
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.spec import (
     ID_SPELLINGS,
@@ -87,6 +87,8 @@ class Table(BaseModel):
     columns: tuple[Column, ...]
     pca: float | None = None
     preset: str | None = None
+    # what was inferred and why, one line each (logged by the run; not part of the model)
+    notes: tuple[str, ...] = Field((), exclude=True)
 
     @property
     def features(self) -> tuple[Column, ...]:
@@ -115,6 +117,16 @@ class Table(BaseModel):
         raise KeyError(name)
 
 
+def value_order(values) -> list[str]:
+    """Values in reading order: numerically when every one is a number (codes 2, 10, 12:
+    not "10" before "2"), else alphabetically."""
+    values = sorted(str(v) for v in values)
+    try:
+        return sorted(values, key=float)
+    except ValueError:
+        return values
+
+
 def normalise(header: str) -> str:
     """A header without case and punctuation: ``Annual Income (k$)`` -> ``annualincomek``."""
     return "".join(char for char in str(header).lower() if char.isalnum())
@@ -137,30 +149,42 @@ def choose_spec(
     header: Sequence[str],
     spec: TableSpec | None = None,
     explicit: Mapping[str, str] | None = None,
+    infer: Callable[[], TableSpec] | None = None,
     **overrides: object,
 ) -> TableSpec:
     """The spec for a file: the one given; else the Mall preset when the file has every column
-    of the preset and ``features`` (if given) names only preset columns; else the general
-    default (every numeric column a feature). Then the command line's choices (``features``,
-    ``profile``, ``id_column``, ``missing``, ``pca``) on top.
+    of the preset and ``features`` (if given) names only preset columns; else the spec
+    ``infer`` makes from the file's values (``segment init``'s; without ``infer``, every
+    numeric column a feature). Then the command line's choices (``features``, ``profile``,
+    ``id_column``, ``missing``, ``pca``) on top.
 
     So ``--spec FILE`` (any spec) or ``--features numeric`` (or any column outside the preset)
     never gets the preset, and a file that only shares the income and score headers with the
-    Mall file (a credit score, other columns) is segmented on its own columns."""
+    Mall file (a credit score, other columns) is segmented on its own columns. Over a preset or
+    an inferred spec, ``--features`` takes its columns out of the profile columns and
+    ``--profile`` takes its columns out of the features."""
     # the command line's --features: column names (the spec's validation checks them)
     features = cast("Sequence[str] | None", overrides.get("features"))
+    profile = cast("Sequence[str] | None", overrides.get("profile"))
+    ours = spec is None or spec.preset is not None  # not a spec file the user wrote
     if spec is None:
-        spec = _mall_or_general(header, explicit or {}, features)
-    if spec.preset and features and not overrides.get("profile"):
-        # new features of a preset: its profile columns among them are no longer profile ones
-        chosen = {_spec_key_for_alias(name, spec) or name for name in features}
-        overrides["profile"] = tuple(name for name in spec.profile if name not in chosen)
+        spec = _mall_or_none(header, explicit or {}, features)
+    if spec is None:
+        spec = infer() if infer is not None else TableSpec()
+    if ours and features and not profile:
+        # new features: the preset's or inferred profile columns among them are features now
+        taken = {_spec_key_for_alias(name, spec) or name for name in features}
+        overrides["profile"] = tuple(name for name in spec.profile if name not in taken)
+    if ours and profile and not features and NUMERIC not in spec.features:
+        taken = {_spec_key_for_alias(name, spec) or name for name in profile}
+        kept = tuple(name for name in spec.features if name not in taken)
+        overrides["features"] = kept or None
     return spec.with_overrides(**overrides)
 
 
-def _mall_or_general(
+def _mall_or_none(
     header: Sequence[str], explicit: Mapping[str, str], features: Sequence[str] | None
-) -> TableSpec:
+) -> TableSpec | None:
     mall = mall_spec()
     missing = _unmatched(mall, header, explicit)
     outside = [  # features (``numeric`` included) that are no Mall column by name or alias
@@ -173,11 +197,12 @@ def _mall_or_general(
     if len(missing) < len(mall.columns):  # some Mall-like headers: say why it is not the preset
         why = f"no {', '.join(missing)} column" if missing else f"--features {' '.join(outside)}"
         log.info(
-            "Mall preset not used (%s): the general defaults apply; --spec %s forces it",
+            "Mall preset not used (%s): the columns are inferred from the file; --spec %s "
+            "forces the preset",
             why,
             MALL_PRESET,
         )
-    return TableSpec()
+    return None
 
 
 def resolve_table(
@@ -629,7 +654,7 @@ def columns_line(table: Table, spec: str | Path | None) -> str:
     elif table.preset:
         origin = f"{table.preset.capitalize()} preset (opt out: --spec FILE or --features numeric)"
     else:
-        origin = "General defaults (no --spec, not the Mall preset)"
+        origin = "Inferred from the file (no --spec, not the Mall preset)"
     return "{}. Features: {}; profile columns: {}; id: {}".format(
         origin,
         ", ".join(c.header for c in table.features),

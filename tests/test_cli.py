@@ -141,7 +141,10 @@ def test_a_spec_section_for_no_column_of_the_file_exits_3_before_prefect_starts(
     ("options", "said"),
     [
         ({}, "Mall preset (opt out: --spec FILE or --features numeric). Features: Annual Income"),
-        ({"features": ["numeric"]}, "General defaults (no --spec, not the Mall preset). Features:"),
+        (
+            {"features": ["numeric"]},
+            "Inferred from the file (no --spec, not the Mall preset). Features:",
+        ),
     ],
     ids=["mall-preset", "features-numeric"],
 )
@@ -241,7 +244,7 @@ def test_unknown_column_key_of_a_general_table_is_a_usage_error(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.startswith("segment: error: ") and err.count("\n") == 1
     assert "--column nosuch: no column of this run has that name" in err
-    assert "--features or --profile (here: customer_id)" in err
+    assert "--features or --profile (here: Channel, Fresh, Milk, customer_id)" in err
     from flows.cli import check_input
     from flows.settings import SegmentationSettings
 

@@ -27,7 +27,7 @@ from tasks.errors import InputError
 from tasks.fit import fit_segments
 from tasks.gates import GateError
 from tasks.ingest import read_file, table_for_file
-from tasks.profile import profile_segments
+from tasks.profile import named_profiles, profile_segments
 from tasks.sample_data import generate_customers, write_sample_csv
 from tasks.scale import scale_features
 from tasks.spec_init import starter_spec
@@ -364,7 +364,7 @@ def test_profiles_on_dask_partitions_equal_the_in_memory_profiles():
     assert {"tier_gold_share", "opted_in_1_share", "visits_median"} <= set(expected.columns)
     on_dask = dd.from_pandas(frame.assign(segment_id=labels), npartitions=3)
     with dask.config.set(scheduler="sync"):
-        got = partitioned.profile_labelled(on_dask, names, table)
+        got = named_profiles(partitioned.statistics_of(on_dask, table), names)
     pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-12)
 
 

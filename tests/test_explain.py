@@ -105,13 +105,17 @@ def test_shares_per_value_with_the_overall_share(profiles):
     assert response["1"].overall == pytest.approx(2 / 6)
 
 
-def test_sentence_says_the_largest_differences_of_the_features_only(profiles, spread):
+def test_summary_says_the_features_only_in_table_order(profiles, spread):
     numbers = explain.differences(profiles, spread, TABLE)[1]
     categories = explain.shares(profiles, TABLE)[1]
-    # age (a profile column) differs a lot too, but the sentence explains the clustering
-    assert explain.sentence(numbers, categories) == (
-        "Spending 2.5x the average, income about average."
-    )
+    # age (a profile column) differs a lot too, but the words explain the clustering
+    picture = explain.portrait(numbers, categories)
+    assert explain.summary(picture) == "Spending 2.5x the average, income about average."
+    words = {
+        "spend": ("low spending", "average spending", "high spending"),
+        "income": ("low income", "average income", "high income"),
+    }
+    assert explain.segment_name(picture, words) == "High spending, average income"
 
 
 @pytest.mark.parametrize(
@@ -131,20 +135,76 @@ def test_phrase(index, z, said):
     assert explain.phrase(item) == said
 
 
-def test_largest_ranks_numbers_and_categories_on_one_scale():
-    big = explain.Difference("a", "a", True, 1, 1, 1, 1, 300.0, 3.0)
-    small = explain.Difference("b", "b", True, 1, 1, 1, 1, 110.0, 0.3)
-    profile = explain.Difference("c", "c", False, 1, 1, 1, 1, 900.0, 9.0)
+def diff(column: str, index: float | None, z: float, feature: bool = True):
+    return explain.Difference(column, column, feature, 1, 1, 1, 1, index, z)
+
+
+@pytest.mark.parametrize(
+    ("index", "z", "word"),
+    [
+        (125.0, 0.1, explain.HIGH),  # 1.25x the average: high whatever the spread
+        (124.0, 0.4, explain.AVERAGE),
+        (112.0, 0.6, explain.HIGH),  # 12 % above and half a standard deviation
+        (108.0, 2.0, explain.AVERAGE),  # under 10 % off: about average even if z is large
+        (80.0, -0.1, explain.LOW),
+        (88.0, -0.7, explain.LOW),
+        (95.0, -3.0, explain.AVERAGE),
+        (22.0, -0.3, explain.LOW),  # RFM: a mean of 23 against 105 is never "about average"
+        (None, 0.6, explain.HIGH),
+        (None, -0.4, explain.AVERAGE),
+    ],
+)
+def test_level_about_average_only_within_25_percent(index, z, word):
+    assert explain.level(diff("a", index, z)) == word
+
+
+def test_portrait_names_the_three_most_distinctive_features_not_about_average():
+    numbers = [
+        diff("a", 300.0, 3.0),
+        diff("b", 110.0, 0.3),  # about average: never named
+        diff("c", 40.0, -1.5),
+        diff("d", 130.0, 0.9),
+        diff("e", 150.0, 1.0),
+        diff("p", 900.0, 9.0, feature=False),  # a profile column: left out
+    ]
     values = [
         explain.Share("edu", "education", "PhD", True, 0.8, 0.2, 1.5),
-        explain.Share("edu", "education", "Basic", True, 0.0, 0.3, -0.65),
+        explain.Share("edu", "education", "Basic", True, 0.2, 0.8, -1.5),
         explain.Share("x", "x", "1", False, 1.0, 0.1, 3.0),  # a profile column: left out
     ]
-    ranked = explain.largest([small, big, profile], values)
-    assert [getattr(item, "value", item.column) for item in ranked] == ["a", "PhD", "b"]
-    assert explain.phrase(ranked[1]) == "education: 80% PhD (20% overall)"
-    close = explain.Share("edu", "education", "Basic", True, 0.01, 0.02, -0.07)
-    assert explain.phrase(close) == "education as among all customers"
+    picture = explain.portrait(numbers, values)
+    assert [d.column for d in picture.numbers] == ["a", "c", "e"]
+    assert [s.value for s in picture.majorities] == ["PhD"]
+    words = {c: (f"low {c}", f"average {c}", f"high {c}") for c in "abcde"}
+    assert explain.segment_name(picture, words) == "High a, low c, high e, mostly phd"
+    assert explain.summary(picture) == (
+        "A 3.0x the average, c 60% below average, e 1.5x the average, "
+        "education: 80% PhD (20% overall)."
+    )
+
+
+def test_close_to_average_on_every_feature_only_when_every_feature_is():
+    numbers = [diff(c, 100.0 + i, 0.1) for i, c in enumerate("abcd")]
+    picture = explain.portrait(numbers, [])
+    assert picture.every_feature_average
+    words = {c: (f"low {c}", f"average {c}", f"high {c}") for c in "abcd"}
+    assert explain.segment_name(picture, words) == "Close to average on every feature"
+    assert explain.summary(picture).startswith("Close to average on every feature")
+    one_off = explain.portrait([*numbers[:3], diff("d", 70.0, -0.2)], [])
+    assert not one_off.every_feature_average
+    assert explain.segment_name(one_off, words) == "Low d"
+
+
+def test_a_code_value_is_named_with_its_column():
+    values = [explain.Share("Channel", "Channel", "2", True, 0.9, 0.3, 1.3)]
+    picture = explain.portrait([], values)
+    assert explain.segment_name(picture, {}) == "Mostly Channel 2"
+    assert explain.phrase(values[0]) == "Channel 2: 90% (30% overall)"
+
+
+def test_no_feature_to_compare_gives_no_name():
+    picture = explain.portrait([], [explain.Share("g", "g", "x", True, 0.5, 0.5, 0.0)])
+    assert explain.segment_name(picture, {}) is None
 
 
 def test_share_columns_belong_to_the_longest_matching_column():

@@ -19,55 +19,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from helpers import CHROMIUM_FLAGS, chromium
+from in_process import segment_in_process
 from planted_tables import (
     mixed_marketing_table,
     wholesale_like_table,
     wide_behaviour_table,
     write_planted_table,
 )
-from prefect.logging import disable_run_logger
 
-import flows.segmentation as segmentation
-from flows.settings import SegmentationSettings
 from live_server import ROOT
-from tasks.elbow import sweep_k
 from tasks.reporting.html_report import REPORT, TEMPLATES, quarantine_reasons
 from tasks.sample_data import generate_snapshots, write_snapshots
-from tasks.store.history import load_previous_run
-from tasks.store.run_files import finish_run, start_run
 
 SCREENSHOTS = ROOT / "outputs" / "report-screenshots"
-
-
-def segment_in_process(source: Path, output: Path, run_id: str, **options) -> Path:
-    """One run of the in-memory flow's steps without the engine; the published run folder."""
-    settings = SegmentationSettings(
-        input=source,
-        output_dir=output,
-        run_id=run_id,
-        n_init=2,
-        sweep={"k_range": (1, 8)},
-        **options,
-    )
-    with disable_run_logger():
-        source = segmentation.resolve.fn(settings)
-        table = segmentation.resolve_columns.fn(source, settings)
-        staging = start_run(output, run_id)
-        previous = load_previous_run(output)
-        raw = segmentation.ingest.fn(source, table, settings.sep, staging)
-        cleaned = segmentation.clean.fn(raw, table, source, settings.max_quarantine_share)
-        scaled = segmentation.scale.fn(cleaned.customers, table, settings.scaler, settings.seed)
-        elbow = sweep_k(scaled.matrix, settings.k_values, seed=settings.seed, n_init=2, n_jobs=1)
-        choice = segmentation.pick_k.fn(elbow, previous, settings, scaled.columns)
-        fit = segmentation.final_fit.fn(
-            scaled, scaled.matrix, choice, settings.seed, settings.n_init
-        )
-        shift = settings.identity.max_shift
-        described = segmentation.identify.fn(cleaned, scaled, fit, previous, table, shift)
-        segmentation.write_report.fn(
-            staging, cleaned, scaled, elbow, choice, fit, described, table, settings, source
-        )
-    return finish_run(staging, {"run_id": run_id})
 
 
 def segment_names(folder: Path) -> list[str]:

@@ -359,8 +359,10 @@ def test_run_figures_draws_every_plot_of_a_run_with_segments_under_their_stable_
     stable = identity.relabel(provisional)  # provisional segment 1 is segment 3 ...
     fitted = np.array([scaled[provisional == i].mean(axis=0) for i in (1, 2, 3)])
     no_moves = pd.DataFrame({"previous_segment_id": [], "segment_id": [], "customers": []})
+    centroids = points.groupby(stable).mean()
+    effects = pd.DataFrame(0.0, index=centroids.index, columns=centroids.columns)
     described = Described(
-        identity, NAMES, points.groupby(stable).mean(), None, make_profiles(), no_moves, None, {}
+        identity, NAMES, centroids, None, make_profiles(), no_moves, None, {}, effects
     )
     figures = plots.run_figures(
         make_elbow(),

@@ -13,8 +13,16 @@ from schemas.customers import AGE, ANNUAL_INCOME, COLUMNS, GENDER, SPENDING_SCOR
 from schemas.outputs import Profiles, Segments
 from tasks.fit import fit_segments
 from tasks.model import MODEL_FORMAT, build_model, load_model, model_to_json, score_frame
-from tasks.profile import name_segments, profile_segments, segment_table
-from tasks.scale import feature_frame, scale_features
+from tasks.profile import (
+    level_words,
+    profile_segments,
+    segment_profile_statistics,
+    segment_table,
+    unique_name,
+)
+from tasks.reporting import explain
+from tasks.scale import scale_features
+from tasks.table import mall_table
 
 FEATURES = [ANNUAL_INCOME, SPENDING_SCORE]
 # income, score: low/high, mid/mid, high/low
@@ -40,74 +48,68 @@ def fitted():
     customers = make_customers()
     scaled = scale_features(customers, FEATURES)
     segmentation = fit_segments(scaled.matrix, 3)
-    centroids = pd.DataFrame(
-        {t.column: t.invert(segmentation.centroids[:, j]) for j, t in enumerate(scaled.transforms)},
-        index=pd.RangeIndex(1, 4, name="segment_id"),
-    )
-    names = name_segments(centroids, feature_frame(customers, FEATURES))
+    names = computed_names(customers, segmentation.labels)
     return customers, scaled, segmentation, names
 
 
-# --- name_segments ----------------------------------------------------------------------------
-
-POPULATION = pd.DataFrame(
-    {
-        ANNUAL_INCOME: [20.0, 20.0, 60.0, 60.0, 100.0, 100.0],
-        SPENDING_SCORE: [80.0, 80.0, 50.0, 50.0, 20.0, 20.0],
-    }
-)
+# --- names: explain's ranking over the profiles ------------------------------------------------
 
 
-def test_names_describe_centroid_levels_against_the_population():
-    centroids = pd.DataFrame(
-        {ANNUAL_INCOME: [20.0, 60.0, 100.0], SPENDING_SCORE: [80.0, 50.0, 20.0]}, index=[1, 2, 3]
+def computed_names(customers: pd.DataFrame, labels: np.ndarray, table=None) -> dict[int, str]:
+    """Each segment's name as a run computes it for a new segment (no effects given: z from
+    the spread of all customers, as for a plain standard scaling)."""
+    table = table or mall_table()
+    statistics = segment_profile_statistics(customers, labels, table)
+    numeric = [c.name for c in table.columns if c.numeric]
+    spread = explain.population_spread(customers, numeric)
+    numbers = explain.differences(statistics, spread, table)
+    categories = explain.shares(statistics, table)
+    words = {c.name: level_words(c) for c in table.features if c.numeric}
+    names: dict[int, str] = {}
+    for segment_id in statistics["segment_id"]:
+        sid = int(segment_id)
+        picture = explain.portrait(numbers[sid], categories[sid])
+        name = explain.segment_name(picture, words) or f"Segment {sid}"
+        names[sid] = unique_name(name, set(names.values()))
+    return names
+
+
+def mall_like(income, score, age=None) -> pd.DataFrame:
+    n = len(income)
+    return pd.DataFrame(
+        {
+            "customer_id": pd.Series([f"C{i}" for i in range(n)], dtype="str"),
+            GENDER: pd.Series(["Female"] * n, dtype="str"),
+            AGE: np.asarray(age if age is not None else [30.0] * n, dtype="float64"),
+            ANNUAL_INCOME: np.asarray(income, dtype="float64"),
+            SPENDING_SCORE: np.asarray(score, dtype="float64"),
+        }
     )
-    assert name_segments(centroids, POPULATION) == {
+
+
+def test_names_describe_segment_levels_against_all_customers():
+    customers = mall_like([20, 20, 60, 60, 100, 100], [80, 80, 50, 50, 20, 20])
+    assert computed_names(customers, np.array([1, 1, 2, 2, 3, 3])) == {
         1: "Low income, high spending",
         2: "Average income, average spending",
         3: "High income, low spending",
     }
 
 
-def test_age_level_words_follow_income_and_spending():
-    population = POPULATION.assign(**{AGE: [20.0, 20.0, 40.0, 40.0, 60.0, 60.0]})
-    centroids = pd.DataFrame(
-        {ANNUAL_INCOME: [100.0], SPENDING_SCORE: [80.0], AGE: [21.0]}, index=[1]
-    )
-    assert name_segments(centroids, population) == {1: "High income, high spending, younger"}
-
-
 def test_colliding_names_get_a_numbered_suffix():
-    centroids = pd.DataFrame(
-        {ANNUAL_INCOME: [100.0, 98.0, 99.0], SPENDING_SCORE: [20.0, 22.0, 21.0]}, index=[1, 2, 3]
-    )
-    names = name_segments(centroids, POPULATION)
+    customers = mall_like([20, 20, 100, 98, 99, 100], [80, 80, 20, 22, 21, 20])
+    names = computed_names(customers, np.array([1, 1, 2, 3, 4, 4]))
     assert names == {
-        1: "High income, low spending",
-        2: "High income, low spending #2",
-        3: "High income, low spending #3",
+        1: "Low income, high spending",
+        2: "High income, low spending",
+        3: "High income, low spending #2",
+        4: "High income, low spending #3",
     }
-    assert len(set(names.values())) == 3
 
 
-def test_gender_share_columns_add_mostly_female_or_male():
-    population = pd.DataFrame(
-        {"gender_Female": [1.0, 1.0, 0.0, 0.0], "gender_Male": [0.0, 0.0, 1.0, 1.0]}
-    )
-    centroids = pd.DataFrame(
-        {"gender_Female": [0.9, 0.2, 0.5], "gender_Male": [0.1, 0.8, 0.5]}, index=[1, 2, 3]
-    )
-    names = name_segments(centroids, population)
-    assert names[1] == "Mostly female"
-    assert names[2] == "Mostly male"
-    # a 50/50 segment has no known words: it falls back to its number
-    assert names[3] == "Segment 3"
-
-
-def test_segment_without_known_features_is_named_by_its_number():
-    centroids = pd.DataFrame({"other": [1.0, 2.0]}, index=[4, 7])
-    names = name_segments(centroids, pd.DataFrame({"other": [1.0, 2.0]}))
-    assert names == {4: "Segment 4", 7: "Segment 7"}
+def test_unique_name_takes_the_first_free_suffix():
+    assert unique_name("A", {"A", "A #2"}) == "A #3"
+    assert unique_name("B", {"A"}) == "B"
 
 
 # --- profile_segments and segment_table ------------------------------------------------------

@@ -62,17 +62,20 @@ def test_minmax_scaler_maps_to_zero_one():
     assert scaled.matrix.max(axis=0).tolist() == [1.0, 1.0]
 
 
-def test_log_standard_logs_annual_income_only_then_standardises():
-    scaled = scale_features(customers(), NUMERIC, "log-standard")
+def test_log_standard_logs_every_column_without_negative_values_then_standardises():
+    # any table: no unit or spec needed; a column with a negative value is left as it is
+    frame = customers(**{AGE: [-20.0, 30.0, 40.0, 50.0, 60.0]})
+    scaled = scale_features(frame, NUMERIC, "log-standard")
     income, score, age = scaled.transforms
-    assert (income.log, score.log, age.log) == (True, False, False)
+    assert (income.log, score.log, age.log) == (True, True, False)
+    assert (income.kind, score.kind, age.kind) == ("log1p", "log1p", "none")
     # log1p(income) is equally spaced, so its z-scores equal those of 0, 1, 2, 3, 4
     expected = (np.arange(5) - 2) / np.sqrt(2.0)
     np.testing.assert_allclose(scaled.matrix[:, 0], expected, atol=1e-12)
     assert income.center == pytest.approx(2 * np.log(2))
-    # the other columns are scaled exactly as the standard scaler does
-    standard = scale_features(customers(), NUMERIC, "standard").matrix
-    np.testing.assert_allclose(scaled.matrix[:, 1:], standard[:, 1:])
+    # the column with a negative value is scaled exactly as the standard scaler does
+    standard = scale_features(frame, NUMERIC, "standard").matrix
+    np.testing.assert_allclose(scaled.matrix[:, 2], standard[:, 2])
 
 
 @pytest.mark.parametrize("scaler", ["standard", "robust", "minmax", "log-standard"])
@@ -219,5 +222,4 @@ def test_the_scaling_log_line_names_the_transforms_applied_first(caplog):
     with caplog.at_level("INFO", logger="tasks.scale"):
         scale_features(customers, (ANNUAL_INCOME, SPENDING_SCORE), "log-standard")
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("Scaled"))
-    assert "log-standard scaler (log1p on annual_income first)" in line
-    assert "spending_score first" not in line
+    assert "log-standard scaler (log1p on annual_income, log1p on spending_score first)" in line

@@ -1,18 +1,28 @@
-"""What sets each segment apart, in numbers and in one sentence (for the HTML report).
+"""What sets each segment apart, in numbers and in words (the segment's name, the sentence of
+its card and ``profiles.parquet``'s ``summary``, all from one ranking).
 
 Pure functions over a run's profiles table (per segment: size, share, ``<column>_mean``,
-``<column>_median``, ``<column>_<value>_share``) and the spread of all customers (median and
-standard deviation per numeric column, ``population_spread``). Works for any table: every
-numeric column with a mean and median is compared (features and numeric profile columns such
-as the Mall's age); every column with shares (a category, a 0/1 flag) is described by the share
-of each value in the segment and overall.
+``<column>_median``, ``<column>_<value>_share``), the spread of all customers (median and
+standard deviation per numeric column, ``population_spread``) and the features' effect sizes
+(``effects``: each segment's distance from all customers on the scale the clustering used).
+Works for any table: every numeric column with a mean and median is compared (features and
+numeric profile columns such as the Mall's age); every column with shares (a category, a 0/1
+flag) is described by the share of each value in the segment and overall.
 
 - **index**: the segment's mean as a percentage of the mean of all customers (100 = average);
   undefined (None) when the overall mean is not positive (a column with negative values), where
   a ratio does not read as "x times".
-- **z**: (segment mean - overall mean) / overall standard deviation; for a value of a category
-  the z of its 0/1 indicator, (segment share - overall share) / sqrt(p (1 - p)), so numbers
-  and categories are ranked on one scale.
+- **z**: how many standard deviations of all customers the segment lies from them: for a
+  feature on the scale the clustering used (``log1p`` for a log-transformed column, where a few
+  extreme customers do not dominate), for a profile column (segment mean - overall mean) /
+  overall standard deviation; for a value of a category the z of its 0/1 indicator,
+  (segment share - overall share) / sqrt(p (1 - p)).
+- **level** (the words): "high" when the mean is at least 1.25x the average (index >= 125), or
+  at least 10 % above it and z >= 0.5; "low" likewise below (index <= 80, or <= 90 and
+  z <= -0.5); else "about average". So "about average" is never said of a mean more than 25 %
+  away from the average, and "high" never of a mean below it.
+- **ranking**: with up to three numeric features all are named (in table order); with more, the
+  three with the largest |z| among those not about average.
 """
 
 from __future__ import annotations
@@ -25,10 +35,15 @@ import pandas as pd
 
 from tasks.table import Table
 
-ABOUT_AVERAGE_Z = 0.25  # |z| below this reads "about average"
+HIGH_INDEX = 125.0  # a mean at least 1.25x the average is "high"
+LOW_INDEX = 80.0  # a mean at most 0.8x the average is "low"
+CLEAR_Z = 0.5  # or: this many standard deviations away (on the clustering's scale) ...
+CLEAR_INDEX = 10.0  # ... with the mean at least this many percent off the average
 TIMES_FROM = 1.5  # ratios from here up read "2.3x the average"; below, in percent
-LARGEST = 3  # differences said in the sentence
+MAX_NAMED = 3  # with more numeric features, the name and the sentence say the most distinctive
+MAJORITY = 0.65  # share of one value of a categorical feature to call a segment "mostly ..."
 TYPICAL = 5  # typical customers shown per segment
+LOW, AVERAGE, HIGH = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -123,18 +138,31 @@ def share_columns(profiles: pd.DataFrame, column: str, table: Table) -> list[str
 
 
 def differences(
-    profiles: pd.DataFrame, spread: pd.DataFrame, table: Table
+    profiles: pd.DataFrame,
+    spread: pd.DataFrame | None,
+    table: Table,
+    effects: pd.DataFrame | None = None,
 ) -> dict[int, list[Difference]]:
-    """Per segment id: every numeric column compared with all customers, in table order."""
+    """Per segment id: every numeric column compared with all customers, in table order.
+    ``effects`` (segment id x column): the z of the columns it has (the features, on the
+    clustering's scale); other columns get (mean - overall mean) / the spread's std.
+    ``spread`` None: only the columns of ``effects`` (overall medians unknown)."""
     numeric, _ = compared_columns(profiles, table)
+    if spread is None:
+        numeric = [c for c in numeric if effects is not None and c in effects.columns]
     means = overall_means(profiles, [f"{c}_mean" for c in numeric])
     result: dict[int, list[Difference]] = {}
     for row in profiles.to_dict(orient="records"):
+        segment_id = int(row["segment_id"])
         rows = []
         for name in numeric:
             column = table.column(name)
             mean, overall = float(row[f"{name}_mean"]), float(means[f"{name}_mean"])
-            std = float(spread.at[name, "std"])
+            if effects is not None and name in effects.columns:
+                z = float(effects.at[segment_id, name])
+            else:
+                std = float(spread.at[name, "std"]) if spread is not None else 0.0
+                z = (mean - overall) / std if std > 0 and mean == mean else 0.0
             rows.append(
                 Difference(
                     column=name,
@@ -144,12 +172,14 @@ def differences(
                     mean=mean,
                     median=float(row[f"{name}_median"]),
                     overall_mean=overall,
-                    overall_median=float(spread.at[name, "median"]),
+                    overall_median=(
+                        float(spread.at[name, "median"]) if spread is not None else math.nan
+                    ),
                     index=100.0 * mean / overall if overall > 0 and mean == mean else None,
-                    z=(mean - overall) / std if std > 0 and mean == mean else 0.0,
+                    z=z if math.isfinite(z) else 0.0,
                 )
             )
-        result[int(row["segment_id"])] = rows
+        result[segment_id] = rows
     return result
 
 
@@ -182,49 +212,124 @@ def shares(profiles: pd.DataFrame, table: Table) -> dict[int, list[Share]]:
     return result
 
 
-def largest(
-    numbers: list[Difference], categories: list[Share], n: int = LARGEST
-) -> list[Difference | Share]:
-    """The ``n`` features that set a segment apart most (largest |z|): numeric features, and
-    per categorical feature its value with the largest |z|. Profile columns are left out: the
-    sentence explains the clustering."""
-    by_column: dict[str, Share] = {}
+def level(item: Difference) -> int:
+    """``LOW``, ``AVERAGE`` or ``HIGH``: the word for a segment's mean (module docstring)."""
+    z, index = item.z, item.index
+    if index is None:  # no ratio: standard deviations only
+        return LOW if z <= -CLEAR_Z else HIGH if z >= CLEAR_Z else AVERAGE
+    if index >= HIGH_INDEX or (index >= 100 + CLEAR_INDEX and z >= CLEAR_Z):
+        return HIGH
+    if index <= LOW_INDEX or (index <= 100 - CLEAR_INDEX and z <= -CLEAR_Z):
+        return LOW
+    return AVERAGE
+
+
+@dataclass(frozen=True)
+class Portrait:
+    """What sets one segment apart, ranked: the numeric features its name and sentence say,
+    and the values of categorical features that hold most of it."""
+
+    numbers: list[Difference]
+    majorities: list[Share]
+    every_feature_average: bool  # more than MAX_NAMED numeric features, none named
+    has_categories: bool
+
+
+def portrait(
+    numbers: list[Difference], categories: list[Share], max_named: int = MAX_NAMED
+) -> Portrait:
+    """The segment's ranking (features only: the words explain the clustering)."""
+    features = [d for d in numbers if d.feature]
+    if len(features) <= max_named:
+        named = features
+    else:
+        apart = [d for d in features if level(d) != AVERAGE]
+        named = sorted(apart, key=lambda d: -abs(d.z))[:max_named]
+    best: dict[str, Share] = {}
     for share in (s for s in categories if s.feature):
-        if share.column not in by_column or abs(share.z) > abs(by_column[share.column].z):
-            by_column[share.column] = share
-    candidates = [d for d in numbers if d.feature] + list(by_column.values())
-    return sorted(candidates, key=lambda item: -abs(item.z))[:n]
+        if share.column not in best or share.share > best[share.column].share:
+            best[share.column] = share
+    majorities = [s for s in best.values() if s.share >= MAJORITY]
+    return Portrait(named, majorities, bool(features) and not named, bool(best))
+
+
+def segment_name(picture: Portrait, words: dict[str, tuple[str, str, str]]) -> str | None:
+    """The name: "Low income, high spending", "High BALANCE, high PURCHASES, mostly PhD";
+    ``words`` per column: its low / average / high words. None: nothing to say."""
+    parts = [words[d.column][level(d)] for d in picture.numbers]
+    if picture.every_feature_average and not picture.majorities:
+        which = "numeric feature" if picture.has_categories else "feature"
+        parts = [f"close to average on every {which}"]
+    for share in picture.majorities:  # "mostly phd"; a code: "mostly Channel 2"
+        value = share.value
+        parts.append(f"mostly {f'{share.label} {value}' if _is_number(value) else value.lower()}")
+    if not parts:
+        return None
+    name = ", ".join(parts)
+    return name[0].upper() + name[1:]
 
 
 def phrase(item: Difference | Share) -> str:
-    """One difference in words: "income 2.3x the average", "spending score 40% below
-    average", "age about average", "gender: 80% Female (56% overall)", "gender as among all
-    customers"."""
+    """One difference in words, as its level says: "income 2.3x the average", "spending score
+    40% below average", "age about average"; a category's value with its numbers: "gender: 80%
+    Female (56% overall)", a code's "Channel 2: 90% (30% overall)"."""
     if isinstance(item, Share):
-        if abs(item.z) < ABOUT_AVERAGE_Z:
-            return f"{item.label} as among all customers"
+        if _is_number(item.value):  # a code: "Channel 2: 90% (30% overall)"
+            return f"{item.label} {item.value}: {item.share:.0%} ({item.overall:.0%} overall)"
         return f"{item.label}: {item.share:.0%} {item.value} ({item.overall:.0%} overall)"
-    if abs(item.z) < ABOUT_AVERAGE_Z:
+    said = level(item)
+    if said == AVERAGE:
         return f"{item.label} about average"
+    side = "above" if said == HIGH else "below"
     if item.index is None:  # no ratio: say it in standard deviations
-        side = "above" if item.z > 0 else "below"
         return f"{item.label} {abs(item.z):.1f} SD {side} average"
     ratio = item.index / 100
     if ratio >= TIMES_FROM:
         return f"{item.label} {ratio:.1f}x the average"
-    percent = round(abs(ratio - 1) * 100)
-    if percent == 0:
-        return f"{item.label} about average"
-    return f"{item.label} {percent}% {'above' if ratio > 1 else 'below'} average"
+    return f"{item.label} {round(abs(ratio - 1) * 100)}% {side} average"
 
 
-def sentence(numbers: list[Difference], categories: list[Share], n: int = LARGEST) -> str:
-    """The ``n`` largest differences of a segment said in one sentence."""
-    parts = [phrase(item) for item in largest(numbers, categories, n)]
+def summary(picture: Portrait) -> str:
+    """The card's sentence: the name's features, in the name's order, with their numbers."""
+    items: list[Difference | Share] = [*picture.numbers, *picture.majorities]
+    parts = [phrase(item) for item in items]
+    if picture.every_feature_average:
+        which = "numeric feature" if picture.has_categories else "feature"
+        parts.insert(
+            0,
+            f"close to average on every {which} (each mean between {LOW_INDEX / 100:g} and "
+            f"{HIGH_INDEX / 100:g} times the average of all customers)",
+        )
     if not parts:
         return "No feature to compare."
     text = ", ".join(parts)
     return text[0].upper() + text[1:] + "."
+
+
+def how_to_read() -> str:
+    """The report's note on the cards' numbers and words (this module's rules, said once)."""
+    return (
+        "Index: the segment's mean as a percentage of the mean of all customers (100 = "
+        "average). z: how many standard deviations of all customers the segment lies from "
+        "them; for a feature on the scale the clustering used (after log1p for a skewed "
+        "column, so a few extreme customers do not dominate), for a profile column in its "
+        f"own units. The words: high when the index is at least {HIGH_INDEX:g}, or at least "
+        f"{100 + CLEAR_INDEX:g} with z at least {CLEAR_Z:g}; low when it is at most "
+        f"{LOW_INDEX:g}, or at most {100 - CLEAR_INDEX:g} with z at most -{CLEAR_Z:g}; "
+        "otherwise about average (so within 25 % of the average). The name and the sentence "
+        f"say the same features in the same order: every feature when there are up to "
+        f"{MAX_NAMED}, else the {MAX_NAMED} furthest from average (largest |z|) that are not "
+        f"about average; a categorical feature's value when it holds at least "
+        f"{MAJORITY:.0%} of the segment."
+    )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def typical_customers(

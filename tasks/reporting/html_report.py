@@ -81,7 +81,7 @@ def run_report(
     population = accounting.customers if population is None else population
     assigned = described.segments if assigned is None else assigned
     rows = accounting.accounting()
-    cards = segment_cards(described.profiles, population, assigned, table)
+    cards = segment_cards(described.profiles, population, assigned, table, described.effects)
     context = {
         "run_id": run_id,
         "source": str(source),
@@ -89,6 +89,7 @@ def run_report(
         "customers": int(rows["rows_kept"]),
         "k": choice.k,
         "k_sentence": k_sentence(choice),
+        "how_to_read": explain.how_to_read(),
         "reason": choice.reason,
         "sweep": elbow.loc[:, ["k", "inertia", "silhouette", "min_share"]].to_dict("records"),
         "features": [c.titled() for c in table.features],
@@ -127,12 +128,17 @@ def report_template():
 
 
 def segment_cards(
-    profiles: pd.DataFrame, population: pd.DataFrame, assigned: pd.DataFrame, table: Table
+    profiles: pd.DataFrame,
+    population: pd.DataFrame,
+    assigned: pd.DataFrame,
+    table: Table,
+    effects: pd.DataFrame | None = None,
 ) -> list[Card]:
-    """A card per segment: size, share, differences, the sentence, shares, typical customers."""
+    """A card per segment: size, share, differences (the features' z from ``effects``), the
+    sentence (the profiles' ``summary``), shares, typical customers."""
     numeric, _ = explain.compared_columns(profiles, table)
     spread = explain.population_spread(population, numeric)
-    differences = explain.differences(profiles, spread, table)
+    differences = explain.differences(profiles, spread, table, effects)
     shares = explain.shares(profiles, table)
     typical = explain.typical_customers(
         assigned["customer_id"],
@@ -148,7 +154,7 @@ def segment_cards(
                 name=str(row.segment_name),
                 size=int(row.size),
                 share=float(row.share),
-                sentence=explain.sentence(differences[segment_id], shares[segment_id]),
+                sentence=str(row.summary),
                 differences=differences[segment_id],
                 shares=_by_column(shares[segment_id]),
                 typical=typical.get(segment_id, []),

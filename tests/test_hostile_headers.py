@@ -45,3 +45,17 @@ def test_init_then_run_with_its_spec_keeps_headers_with_line_breaks_quotes_and_t
     assert code == EXIT_OK, capsys.readouterr().err
     segments = pd.read_parquet(latest_run(output) / "segments.parquet")
     assert set(headers) <= set(segments.columns)
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
+def test_a_table_with_one_feature_is_segmented_with_its_report(tmp_path, capsys):
+    data = two_groups_csv(tmp_path / "one.csv", ["income"])
+    output = tmp_path / "outputs"
+    code = main(["run", "--input", str(data), "--output", str(output)])
+    assert code == EXIT_OK, capsys.readouterr().err
+    run = latest_run(output)
+    segments = pd.read_parquet(run / "segments.parquet")
+    assert len(segments) == 120 and segments["segment_id"].nunique() >= 2
+    assert (run / "segments.png").read_bytes().startswith(b"\x89PNG")
+    assert (run / "report.html").is_file()

@@ -379,3 +379,23 @@ def test_run_figures_draws_every_plot_of_a_run_with_segments_under_their_stable_
     entries = legend_texts(figures["segments.png"].axes[0].get_legend())[:3]  # then the centres
     assert entries == [f"{i}: {NAMES[i]} (n={int((stable == i).sum()):,})" for i in (1, 2, 3)]
     assert entries[2].endswith(f"(n={int((provisional == 1).sum())})")  # thinned out: 3 is 1
+
+
+def test_segments_of_one_feature_are_strips_along_it():
+    points, labels, centroids, _, _ = make_segments(n=300, n_features=1)
+    fig = plots.plot_segments(points, labels, centroids, NAMES)
+    (ax,) = fig.axes
+    assert ax.get_xlabel() == "Annual income (k$)"
+    assert ax.get_ylabel() == "Segment"
+    assert [tick.get_text() for tick in ax.get_yticklabels()] == ["1", "2", "3"]
+    for segment, collection in zip(sorted(NAMES), ax.collections, strict=True):
+        xy = collection.get_offsets()
+        assert np.array_equal(np.sort(xy[:, 0]), np.sort(points[ANNUAL_INCOME][labels == segment]))
+        assert np.all(np.abs(xy[:, 1] - segment) <= 0.3)  # a strip at the segment's id
+    crosses = sorted(
+        (line.get_ydata()[0], line.get_xdata()[0])
+        for line in ax.get_lines()
+        if line.get_marker() == "X"
+    )
+    assert np.allclose(crosses, [(s, centroids.loc[s, ANNUAL_INCOME]) for s in (1, 2, 3)])
+    assert plots.figure_to_png(fig).startswith(PNG_SIGNATURE)

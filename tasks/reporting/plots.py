@@ -241,7 +241,8 @@ def plot_segments(
 
     ``points`` holds the feature columns in original units (one row per customer), ``labels``
     the segment id of each row and ``centroids`` the centres, indexed by segment id, with the
-    same columns. With two features the axes are those features; with more, ``scaled`` (same
+    same columns. With one feature it is the x axis and each segment a strip at its id on the
+    y axis (see ``_strips``); with two the axes are those features; with more, ``scaled`` (same
     rows) and ``scaled_centroids`` (rows in ``centroids.index`` order) go through a PCA fitted on
     the plotted rows. At most ``max_points`` rows are drawn, a seeded sample without replacement;
     the title then says "showing m of n customers". Legend counts (n=…) are over all customers.
@@ -250,8 +251,8 @@ def plot_segments(
     columns = list(points.columns)
     n_total = len(points)
     labels = np.asarray(labels).astype(int, copy=False)
-    if len(columns) < 2:
-        raise ValueError(f"plot_segments needs at least 2 feature columns, got {columns}")
+    if not columns:
+        raise ValueError("plot_segments needs at least 1 feature column")
     if len(labels) != n_total:
         raise ValueError(f"{len(labels)} labels for {n_total} points")
 
@@ -262,7 +263,13 @@ def plot_segments(
     shown_labels = labels[rows]
 
     title = "Customer segments"
-    if len(columns) > 2:
+    if len(columns) == 1:
+        values = points.iloc[rows, 0].to_numpy(dtype=float)
+        xy, centres = _strips(values, shown_labels, centroids[columns[0]], seed)
+        x_label = label_for(columns[0], column_names)
+        y_label = "Segment"
+        title += " along one feature"
+    elif len(columns) > 2:
         if scaled is None or scaled_centroids is None:
             raise ValueError("more than 2 features: pass scaled and scaled_centroids for PCA")
         scaled = np.asarray(scaled, dtype=float)
@@ -340,8 +347,21 @@ def plot_segments(
     ax.set_title(title)
     ax.set_xlabel(x_label)
     ax.set_ylabel(y_label)
+    if len(columns) == 1:
+        ax.set_yticks(segment_ids, [str(segment) for segment in segment_ids])
     ax.grid(alpha=0.3)
     return fig
+
+
+def _strips(
+    values: np.ndarray, labels: np.ndarray, centres: pd.Series, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The 1-D view of one feature: (x, y) of each customer and of each centre, x the value and
+    y the segment id, customers jittered (seeded, +-0.3) so that equal values stay visible."""
+    jitter = np.random.default_rng(seed).uniform(-0.3, 0.3, size=len(values))
+    xy = np.column_stack([values, labels + jitter])
+    centre_xy = np.column_stack([centres.to_numpy(dtype=float), centres.index.astype(float)])
+    return xy, centre_xy
 
 
 # --------------------------------------------------------------------------------------------

@@ -59,3 +59,19 @@ def test_a_table_with_one_feature_is_segmented_with_its_report(tmp_path, capsys)
     assert len(segments) == 120 and segments["segment_id"].nunique() >= 2
     assert (run / "segments.png").read_bytes().startswith(b"\x89PNG")
     assert (run / "report.html").is_file()
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
+def test_headers_with_dollars_carets_backslashes_and_braces_are_plotted_as_written(
+    tmp_path, capsys
+):
+    headers = ["income_$", "spend_$", "x^{2} \\beta"]
+    data = two_groups_csv(tmp_path / "dollars.csv", headers)
+    output = tmp_path / "outputs"
+    code = main(["run", "--input", str(data), "--output", str(output)])
+    assert code == EXIT_OK, capsys.readouterr().err
+    run = latest_run(output)
+    for name in ("segments.png", "profiles.png", "eda.png"):
+        assert (run / name).read_bytes().startswith(b"\x89PNG"), name
+    assert set(headers) <= set(pd.read_parquet(run / "segments.parquet").columns)

@@ -7,6 +7,9 @@ object once the last reference to it is dropped; there is nothing to ``close``.
 The only I/O is :func:`figure_to_png`, which renders at a fixed ``PNG_DPI`` without tight
 cropping, so a PNG is exactly ``figsize * PNG_DPI`` pixels (e.g. ``ELBOW_SIZE`` -> 1100 x 450).
 
+Text is never parsed as math (``text.parse_math`` is off, below): a ``$`` in a header, a
+segment name or a value is drawn as written.
+
 Segment ids are ints ``1..k``; segment ``i`` is drawn in ``tab10[(i - 1) % 10]`` in every plot
 (see :func:`segment_color`).
 """
@@ -59,6 +62,12 @@ LABELS = {
     SPENDING_SCORE: "Spending score (1-100)",
 }
 GENDER_PREFIX = f"{GENDER}_"  # one-hot columns look like ``gender_Female``
+
+# Every text on a figure (titles, labels, legends, ticks, annotations) is drawn as written,
+# never as TeX math: headers such as ``income_$`` and ``spend_$`` hold two ``$``, and text
+# between them would be parsed as math (a pyparsing error, or a formula instead of the name).
+# Set here, before any text is made: tick labels are made while drawing, from this setting.
+matplotlib.rcParams["text.parse_math"] = False
 
 _SEGMENT_COLORS = matplotlib.color_sequences["tab10"]  # the colours of the tab10 colormap
 _NEUTRAL = "slategray"  # for plots that are not about segments

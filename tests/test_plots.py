@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from io import BytesIO
 
@@ -484,4 +485,33 @@ def test_every_text_on_a_figure_is_drawn_literally_never_as_math():
         "{braces} ^caret",
         *HOSTILE_VALUES,
     ]:
+        assert expected in everything, expected
+
+
+def test_a_tab_or_other_control_character_is_drawn_as_its_escape_not_a_missing_glyph():
+    rng = np.random.default_rng(4)
+    customers = pd.DataFrame(
+        {
+            "id": [str(i) for i in range(40)],
+            "in\tcome": rng.normal(50, 10, 40),
+            "kind": rng.choice(["a\tb", "bell\x07"], 40),
+        }
+    )
+    spec = TableSpec(features=("in\tcome",), profile=("kind",))
+    table = resolve_table(list(customers.columns), customers.astype("str"), spec)
+    points = customers[["in\tcome"]]
+    segment = np.arange(40) % 2 + 1
+    names = {1: "low\tin\x07come", 2: "high"}
+    profiles = make_profiles(2).assign(segment_name=list(names.values()), **{"in\tcome_mean": 1.0})
+    moves = pd.DataFrame({"previous_segment_id": [1], "segment_id": [2], "customers": [5]})
+    figures = [
+        plots.plot_eda(customers, table),
+        plots.plot_segments(points, segment, points.groupby(segment).mean(), names),
+        plots.plot_profiles(profiles, ["in\tcome"]),
+        plots.plot_transitions(moves, names),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Glyph 9 (\t) missing from font(s)" was a warning
+        everything = " | ".join(t.get_text() for fig in figures for t in drawn_texts(fig))
+    for expected in ["In\\tcome", "a\\tb", "bell\\x07", "in\\tcome", "low\\tin\\x07come"]:
         assert expected in everything, expected

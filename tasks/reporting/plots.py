@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+import unicodedata
 from collections.abc import Mapping, Sequence
 from io import BytesIO
 from typing import TYPE_CHECKING
@@ -77,14 +78,25 @@ HIST_BINS = 30
 
 def label_for(column: str, labels: Mapping[str, str] | None = None) -> str:
     """Human label for a column: ``labels`` (see ``column_labels``), else ``LABELS``, one-hot
-    gender columns, else the name itself."""
+    gender columns, else the name itself; as drawn (``shown``)."""
     if labels and column in labels:
-        return labels[column]
-    if column in LABELS:
-        return LABELS[column]
-    if column.startswith(GENDER_PREFIX):
-        return f"Gender: {column[len(GENDER_PREFIX) :]} (0/1)"
-    return column
+        label = labels[column]
+    elif column in LABELS:
+        label = LABELS[column]
+    elif column.startswith(GENDER_PREFIX):
+        label = f"Gender: {column[len(GENDER_PREFIX) :]} (0/1)"
+    else:
+        label = column
+    return shown(label)
+
+
+def shown(text: str) -> str:
+    """``text`` as drawn: a control character other than the line break (a tab in a header)
+    has no glyph in the font (a box and a warning), so it is drawn as its escape, ``\\t``."""
+    return "".join(
+        char if char == "\n" or unicodedata.category(char) != "Cc" else repr(char)[1:-1]
+        for char in text
+    )
 
 
 def column_labels(table: Table, matrix_columns: Sequence[str] = ()) -> dict[str, str]:
@@ -105,7 +117,7 @@ def segment_color(segment_id: int) -> ColorType:
 
 
 def _wrap(text: str) -> str:
-    return textwrap.fill(text, _LEGEND_WRAP)
+    return textwrap.fill(shown(text), _LEGEND_WRAP)
 
 
 def figure_to_png(fig: Figure) -> bytes:
@@ -483,7 +495,7 @@ def _histogram(ax: Axes, values: pd.Series, label: str) -> None:
 
 
 def _bars(ax: Axes, values: pd.Series, label: str) -> None:
-    counts = values.astype("str").value_counts()
+    counts = values.astype("str").map(shown, na_action="ignore").value_counts()
     order = sorted(counts.index, key=lambda v: (-counts[v], v))[:MAX_BARS]
     heights = [int(counts[v]) for v in order]
     bars = ax.bar(order, heights, color=_NEUTRAL, edgecolor="black", linewidth=0.5)
@@ -545,7 +557,7 @@ def _lower_first(label: str) -> str:
 
 
 def _wrap_title(text: str) -> str:
-    return "\n".join(textwrap.wrap(text, 28)) or text
+    return "\n".join(textwrap.wrap(shown(text), 28)) or text
 
 
 def _short_number(value: float) -> str:
@@ -611,7 +623,10 @@ def plot_transitions(table: pd.DataFrame, names: Mapping[int, str]) -> Figure:
     ax.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns])
     ax.set_yticks(
         range(len(matrix.index)),
-        [textwrap.fill(f"{r}: {names.get(int(r), f'Segment {r}')}", 26) for r in matrix.index],
+        [
+            textwrap.fill(shown(f"{r}: {names.get(int(r), f'Segment {r}')}"), 26)
+            for r in matrix.index
+        ],
     )
     ax.set_xlabel("Segment now (id)")
     ax.set_ylabel("Segment in the previous run")

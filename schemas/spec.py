@@ -25,6 +25,11 @@ Role = Literal["feature", "profile"]
 NUMERIC = "numeric"  # in ``features``: every numeric column except the id and profile columns
 NO_ID = "none"  # as ``id_column``: the file has no id; ids are the 1-based data row numbers
 
+# A column's weight: beyond these, it drowns every other column, or the squared distances of
+# K-Means overflow (1e200 is finite, its square is not).
+MIN_WEIGHT = 0.001
+MAX_WEIGHT = 1000.0
+
 PRESETS = Path(__file__).resolve().parent / "presets"
 MALL_PRESET = PRESETS / "mall.toml"
 RFM_PRESET = PRESETS / "rfm.toml"  # the derived per-customer table of order lines
@@ -48,9 +53,10 @@ ID_SPELLINGS = (
 
 
 class ColumnSpec(BaseModel):
-    """What the spec says of one column; every key is optional."""
+    """What the spec says of one column; every key is optional. Every number is finite (TOML's
+    ``inf`` and ``nan`` are refused) and in its range."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: Kind | None = Field(
         None, description="numeric or categorical; unset: inferred from the values"
@@ -83,7 +89,12 @@ class ColumnSpec(BaseModel):
     missing: Missing | None = Field(
         None, description="missing feature values: quarantine the row or fill with the median"
     )
-    weight: float = Field(1.0, gt=0, description="multiplies the column after scaling")
+    weight: float = Field(
+        1.0,
+        ge=MIN_WEIGHT,
+        le=MAX_WEIGHT,
+        description=f"multiplies the column after scaling ({MIN_WEIGHT:g} to {MAX_WEIGHT:g})",
+    )
     words: tuple[str, str, str] | None = Field(
         None, description="words for low / average / high values in segment names"
     )
@@ -105,7 +116,7 @@ class ColumnSpec(BaseModel):
 class TableSpec(BaseModel):
     """Which columns play which role, and how each is read, checked and transformed."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     id_column: str | None = Field(
         None, description="header of the customer id; 'none': no id (row numbers); unset: found"

@@ -310,8 +310,8 @@ def render_spec(columns: list[Inferred], source: str, rows: int) -> str:
     """The starter spec as TOML text, with a comment on each key."""
     spec = inferred_spec(columns)
     lines = [
-        f"# Segmentation spec for {source}, written by `segment init` from {rows:,} rows.",
-        f"# Edit it, then run: segment run --input {source} --spec THIS_FILE.toml",
+        f"# Segmentation spec for {_plain(source)}, written by `segment init` from {rows:,} rows.",
+        f"# Edit it, then run: segment run --input {_plain(source)} --spec THIS_FILE.toml",
         "# Options given on the command line (--features, --profile, ...) override this file.",
         "",
         '# The customer id column ("none": the file has no id; customers are numbered by row).',
@@ -331,7 +331,7 @@ def render_spec(columns: list[Inferred], source: str, rows: int) -> str:
         "# pca = 0.9",
     ]
     for column in columns:
-        lines += ["", f"# {column.header}: {column.note}"]
+        lines += ["", f"# {_plain(column.header)}: {_plain(column.note)}"]
         if column.header not in spec.columns:
             lines.append(f"# [columns.{_q(column.header)}] is not used")
             continue
@@ -381,7 +381,15 @@ def _column_lines(column: Inferred, spec: ColumnSpec) -> list[str]:
 
 
 def _q(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
+    """``text`` as a TOML basic string: JSON's escapes of quotes, backslashes and control
+    characters are TOML's too, but JSON leaves DEL as it is and TOML refuses it raw."""
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _plain(text: str) -> str:
+    """``text`` (a header, a path) escaped as in ``_q`` but unquoted, safe in a comment line:
+    a line break in a header would otherwise end the comment."""
+    return _q(text)[1:-1]
 
 
 def _list(items) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from io import BytesIO
 
@@ -11,16 +12,18 @@ import pandas as pd
 import pytest
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from sklearn.datasets import make_blobs
 from sklearn.preprocessing import StandardScaler
 
 from schemas.customers import AGE, ANNUAL_INCOME, GENDER, SPENDING_SCORE
+from schemas.spec import ColumnSpec, TableSpec
 from tasks.describe import Described
 from tasks.elbow import KChoice
 from tasks.fit import Segmentation
 from tasks.identity import Identity
 from tasks.reporting import plots
-from tasks.table import mall_table
+from tasks.table import mall_table, resolve_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NAMES = {1: "High income, low spending", 2: "Young spenders", 3: "Careful savers"}
@@ -381,3 +384,136 @@ def test_run_figures_draws_every_plot_of_a_run_with_segments_under_their_stable_
     entries = legend_texts(figures["segments.png"].axes[0].get_legend())[:3]  # then the centres
     assert entries == [f"{i}: {NAMES[i]} (n={int((stable == i).sum()):,})" for i in (1, 2, 3)]
     assert entries[2].endswith(f"(n={int((provisional == 1).sum())})")  # thinned out: 3 is 1
+
+
+def test_segments_of_one_feature_are_strips_along_it():
+    points, labels, centroids, _, _ = make_segments(n=300, n_features=1)
+    fig = plots.plot_segments(points, labels, centroids, NAMES)
+    (ax,) = fig.axes
+    assert ax.get_xlabel() == "Annual income (k$)"
+    assert ax.get_ylabel() == "Segment"
+    assert [tick.get_text() for tick in ax.get_yticklabels()] == ["1", "2", "3"]
+    for segment, collection in zip(sorted(NAMES), ax.collections, strict=True):
+        xy = collection.get_offsets()
+        assert np.array_equal(np.sort(xy[:, 0]), np.sort(points[ANNUAL_INCOME][labels == segment]))
+        assert np.all(np.abs(xy[:, 1] - segment) <= 0.3)  # a strip at the segment's id
+    crosses = sorted(
+        (line.get_ydata()[0], line.get_xdata()[0])
+        for line in ax.get_lines()
+        if line.get_marker() == "X"
+    )
+    assert np.allclose(crosses, [(s, centroids.loc[s, ANNUAL_INCOME]) for s in (1, 2, 3)])
+    assert plots.figure_to_png(fig).startswith(PNG_SIGNATURE)
+
+
+# ------------------------------------------------------------------------------------ hostile text
+
+HOSTILE_VALUES = ["$a$", "b_$", "\\$c^{d}$"]
+
+
+def hostile_table():
+    """Headers and categorical values full of ``$ _ ^ \\ { }`` (pairs of ``$`` included)."""
+    rng = np.random.default_rng(3)
+    n = 90
+    customers = pd.DataFrame(
+        {
+            "id": [str(i) for i in range(n)],
+            "income_$": rng.normal(50, 10, n),
+            "spend_$": rng.normal(50, 10, n),
+            "a^b \\c {d}": rng.normal(5, 1, n),
+            "kind {$}": rng.choice(HOSTILE_VALUES, n),
+        }
+    )
+    spec = TableSpec(
+        features=("income_$", "spend_$", "a^b \\c {d}"),
+        profile=("kind {$}",),
+        columns={"spend_$": ColumnSpec(unit="k$", label="spend_$ {x}")},
+    )
+    return resolve_table(list(customers.columns), customers.astype("str"), spec), customers
+
+
+def drawn_texts(fig: Figure) -> list[Text]:
+    """Every text of ``fig`` once drawn (tick labels are made while drawing)."""
+    assert plots.figure_to_png(fig).startswith(PNG_SIGNATURE)
+    return [text for text in fig.findobj(Text) if text.get_text()]
+
+
+def hostile_figures() -> dict[str, Figure]:
+    table, customers = hostile_table()
+    labels = plots.column_labels(table)
+    features = list(table.feature_names)
+    segment = np.arange(len(customers)) % 3 + 1
+    points = customers[features]
+    names = {1: "High income_$, low spend_$", 2: "$x^2$ \\alpha", 3: "{braces} ^caret"}
+    profiles = make_profiles(3).assign(
+        segment_name=list(names.values()), **{f"{c}_mean": [1.0, 2.0, 3.0] for c in features}
+    )
+    moves = pd.DataFrame(
+        {"previous_segment_id": [1, 2, 3], "segment_id": [1, 3, 2], "customers": [5, 6, 7]}
+    )
+    scaled = StandardScaler().fit_transform(points)
+    figures = {
+        f"segments-{n}": plots.plot_segments(
+            points.iloc[:, :n],
+            segment,
+            points.iloc[:, :n].groupby(segment).mean(),
+            names,
+            scaled=scaled,
+            scaled_centroids=pd.DataFrame(scaled).groupby(segment).mean().to_numpy(),
+            column_names=labels,
+        )
+        for n in (1, 2, 3)  # a strip, two features, a PCA view
+    }
+    return figures | {
+        "profiles": plots.plot_profiles(profiles, features, labels),
+        "eda": plots.plot_eda(customers, table),
+        "transitions": plots.plot_transitions(moves, names),
+    }
+
+
+def test_every_text_on_a_figure_is_drawn_literally_never_as_math():
+    """A header like ``income_$`` beside ``spend_$`` is not TeX math between the two ``$``
+    (it crashed the run), nor is a name or value: each text keeps its string as written."""
+    figures = hostile_figures()
+    shown = {name: drawn_texts(fig) for name, fig in figures.items()}
+    for name, texts_of in shown.items():
+        assert all(not text.get_parse_math() for text in texts_of), name
+    everything = " | ".join(t.get_text() for texts_of in shown.values() for t in texts_of)
+    for expected in [
+        "income_$",
+        "Spend_$ {x} (k$)",
+        "A^b \\c {d}",
+        "$x^2$ \\alpha",
+        "{braces} ^caret",
+        *HOSTILE_VALUES,
+    ]:
+        assert expected in everything, expected
+
+
+def test_a_tab_or_other_control_character_is_drawn_as_its_escape_not_a_missing_glyph():
+    rng = np.random.default_rng(4)
+    customers = pd.DataFrame(
+        {
+            "id": [str(i) for i in range(40)],
+            "in\tcome": rng.normal(50, 10, 40),
+            "kind": rng.choice(["a\tb", "bell\x07"], 40),
+        }
+    )
+    spec = TableSpec(features=("in\tcome",), profile=("kind",))
+    table = resolve_table(list(customers.columns), customers.astype("str"), spec)
+    points = customers[["in\tcome"]]
+    segment = np.arange(40) % 2 + 1
+    names = {1: "low\tin\x07come", 2: "high"}
+    profiles = make_profiles(2).assign(segment_name=list(names.values()), **{"in\tcome_mean": 1.0})
+    moves = pd.DataFrame({"previous_segment_id": [1], "segment_id": [2], "customers": [5]})
+    figures = [
+        plots.plot_eda(customers, table),
+        plots.plot_segments(points, segment, points.groupby(segment).mean(), names),
+        plots.plot_profiles(profiles, ["in\tcome"]),
+        plots.plot_transitions(moves, names),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Glyph 9 (\t) missing from font(s)" was a warning
+        everything = " | ".join(t.get_text() for fig in figures for t in drawn_texts(fig))
+    for expected in ["In\\tcome", "a\\tb", "bell\\x07", "in\\tcome", "low\\tin\\x07come"]:
+        assert expected in everything, expected

@@ -105,3 +105,20 @@ def test_the_starter_spec_runs_on_its_file_and_does_not_quarantine_a_new_days_va
     result = _clean_with(spec, tomorrow_csv)
     assert result.rows_quarantined == 1
     assert result.quarantine["source_row"].tolist() == [6]
+
+
+HOSTILE_HEADERS = ["inc\nome", 'sp"end', "back\\slash", "t\tab", "del\x7fete"]
+
+
+def test_any_header_is_written_escaped_and_reads_back_as_it_was():
+    rng = np.random.default_rng(1)
+    raw = pd.DataFrame(
+        {"id": [str(i) for i in range(100)]}
+        | {header: rng.normal(50, 10, 100).round(1).astype(str) for header in HOSTILE_HEADERS}
+    )
+    text = starter_spec(raw, "a\nfolder/customers.csv")  # a path with a line break too
+    spec = parse_spec(text)
+    assert spec.features == tuple(HOSTILE_HEADERS)
+    assert set(spec.columns) == set(HOSTILE_HEADERS)
+    assert spec.columns["inc\nome"].label == "inc\nome"
+    assert "# inc\\nome: numeric: clustered on" in text  # the comment stays one line

@@ -281,3 +281,30 @@ def test_numbers_with_decimal_commas_are_refused_with_a_message_that_says_so(tmp
     # a text column with commas is no number: as a feature it is a category, not refused
     table = table_for_file(path, features=["CITY"])
     assert table.column("CITY").kind == "categorical"
+
+
+@pytest.mark.parametrize(
+    ("keys", "key", "why"),
+    [
+        ("weight = inf", "columns.a.weight", "finite number"),
+        ("weight = nan", "columns.a.weight", "finite number"),
+        ("weight = 1e200", "columns.a.weight", "less than or equal to 1000"),
+        ("weight = 0.0", "columns.a.weight", "greater than or equal to 0.001"),
+        ("min = -inf", "columns.a.min", "finite number"),
+        ("max = nan", "columns.a.max", "finite number"),
+        ("clip = [0.01, nan]", "columns.a.clip.1", "finite number"),
+    ],
+)
+def test_every_number_of_a_spec_is_finite_and_in_range(keys, key, why):
+    text = f'features = ["a"]\n\n[columns.a]\nkind = "numeric"\n{keys}\n'
+    with pytest.raises(InputError) as caught:
+        parse_spec(text, "my.toml")
+    message = str(caught.value)
+    assert message.startswith(f"my.toml: line 5, key {key}: "), message
+    assert why in message and "\n" not in message
+
+
+@pytest.mark.parametrize("pca", ["inf", "nan"])
+def test_a_spec_pca_is_finite(pca):
+    with pytest.raises(InputError, match=r"^my.toml: line 2, key pca: .*finite number"):
+        parse_spec(f'features = ["a"]\npca = {pca}\n', "my.toml")

@@ -7,6 +7,9 @@ object once the last reference to it is dropped; there is nothing to ``close``.
 The only I/O is :func:`figure_to_png`, which renders at a fixed ``PNG_DPI`` without tight
 cropping, so a PNG is exactly ``figsize * PNG_DPI`` pixels (e.g. ``ELBOW_SIZE`` -> 1100 x 450).
 
+Text is never parsed as math (``text.parse_math`` is off, below): a ``$`` in a header, a
+segment name or a value is drawn as written.
+
 Segment ids are ints ``1..k``; segment ``i`` is drawn in ``tab10[(i - 1) % 10]`` in every plot
 (see :func:`segment_color`).
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+import unicodedata
 from collections.abc import Mapping, Sequence
 from io import BytesIO
 from typing import TYPE_CHECKING
@@ -60,6 +64,12 @@ LABELS = {
 }
 GENDER_PREFIX = f"{GENDER}_"  # one-hot columns look like ``gender_Female``
 
+# Every text on a figure (titles, labels, legends, ticks, annotations) is drawn as written,
+# never as TeX math: headers such as ``income_$`` and ``spend_$`` hold two ``$``, and text
+# between them would be parsed as math (a pyparsing error, or a formula instead of the name).
+# Set here, before any text is made: tick labels are made while drawing, from this setting.
+matplotlib.rcParams["text.parse_math"] = False
+
 _SEGMENT_COLORS = matplotlib.color_sequences["tab10"]  # the colours of the tab10 colormap
 _NEUTRAL = "slategray"  # for plots that are not about segments
 _LEGEND_WRAP = 40  # characters per line of a legend entry
@@ -68,14 +78,25 @@ HIST_BINS = 30
 
 def label_for(column: str, labels: Mapping[str, str] | None = None) -> str:
     """Human label for a column: ``labels`` (see ``column_labels``), else ``LABELS``, one-hot
-    gender columns, else the name itself."""
+    gender columns, else the name itself; as drawn (``shown``)."""
     if labels and column in labels:
-        return labels[column]
-    if column in LABELS:
-        return LABELS[column]
-    if column.startswith(GENDER_PREFIX):
-        return f"Gender: {column[len(GENDER_PREFIX) :]} (0/1)"
-    return column
+        label = labels[column]
+    elif column in LABELS:
+        label = LABELS[column]
+    elif column.startswith(GENDER_PREFIX):
+        label = f"Gender: {column[len(GENDER_PREFIX) :]} (0/1)"
+    else:
+        label = column
+    return shown(label)
+
+
+def shown(text: str) -> str:
+    """``text`` as drawn: a control character other than the line break (a tab in a header)
+    has no glyph in the font (a box and a warning), so it is drawn as its escape, ``\\t``."""
+    return "".join(
+        char if char == "\n" or unicodedata.category(char) != "Cc" else repr(char)[1:-1]
+        for char in text
+    )
 
 
 def column_labels(table: Table, matrix_columns: Sequence[str] = ()) -> dict[str, str]:
@@ -96,7 +117,7 @@ def segment_color(segment_id: int) -> ColorType:
 
 
 def _wrap(text: str) -> str:
-    return textwrap.fill(text, _LEGEND_WRAP)
+    return textwrap.fill(shown(text), _LEGEND_WRAP)
 
 
 def figure_to_png(fig: Figure) -> bytes:
@@ -241,7 +262,8 @@ def plot_segments(
 
     ``points`` holds the feature columns in original units (one row per customer), ``labels``
     the segment id of each row and ``centroids`` the centres, indexed by segment id, with the
-    same columns. With two features the axes are those features; with more, ``scaled`` (same
+    same columns. With one feature it is the x axis and each segment a strip at its id on the
+    y axis (see ``_strips``); with two the axes are those features; with more, ``scaled`` (same
     rows) and ``scaled_centroids`` (rows in ``centroids.index`` order) go through a PCA fitted on
     the plotted rows. At most ``max_points`` rows are drawn, a seeded sample without replacement;
     the title then says "showing m of n customers". Legend counts (n=…) are over all customers.
@@ -250,8 +272,8 @@ def plot_segments(
     columns = list(points.columns)
     n_total = len(points)
     labels = np.asarray(labels).astype(int, copy=False)
-    if len(columns) < 2:
-        raise ValueError(f"plot_segments needs at least 2 feature columns, got {columns}")
+    if not columns:
+        raise ValueError("plot_segments needs at least 1 feature column")
     if len(labels) != n_total:
         raise ValueError(f"{len(labels)} labels for {n_total} points")
 
@@ -262,7 +284,13 @@ def plot_segments(
     shown_labels = labels[rows]
 
     title = "Customer segments"
-    if len(columns) > 2:
+    if len(columns) == 1:
+        values = points.iloc[rows, 0].to_numpy(dtype=float)
+        xy, centres = _strips(values, shown_labels, centroids[columns[0]], seed)
+        x_label = label_for(columns[0], column_names)
+        y_label = "Segment"
+        title += " along one feature"
+    elif len(columns) > 2:
         if scaled is None or scaled_centroids is None:
             raise ValueError("more than 2 features: pass scaled and scaled_centroids for PCA")
         scaled = np.asarray(scaled, dtype=float)
@@ -340,8 +368,21 @@ def plot_segments(
     ax.set_title(title)
     ax.set_xlabel(x_label)
     ax.set_ylabel(y_label)
+    if len(columns) == 1:
+        ax.set_yticks(segment_ids, [str(segment) for segment in segment_ids])
     ax.grid(alpha=0.3)
     return fig
+
+
+def _strips(
+    values: np.ndarray, labels: np.ndarray, centres: pd.Series, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The 1-D view of one feature: (x, y) of each customer and of each centre, x the value and
+    y the segment id, customers jittered (seeded, +-0.3) so that equal values stay visible."""
+    jitter = np.random.default_rng(seed).uniform(-0.3, 0.3, size=len(values))
+    xy = np.column_stack([values, labels + jitter])
+    centre_xy = np.column_stack([centres.to_numpy(dtype=float), centres.index.astype(float)])
+    return xy, centre_xy
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,7 +495,7 @@ def _histogram(ax: Axes, values: pd.Series, label: str) -> None:
 
 
 def _bars(ax: Axes, values: pd.Series, label: str) -> None:
-    counts = values.astype("str").value_counts()
+    counts = values.astype("str").map(shown, na_action="ignore").value_counts()
     order = sorted(counts.index, key=lambda v: (-counts[v], v))[:MAX_BARS]
     heights = [int(counts[v]) for v in order]
     bars = ax.bar(order, heights, color=_NEUTRAL, edgecolor="black", linewidth=0.5)
@@ -516,7 +557,7 @@ def _lower_first(label: str) -> str:
 
 
 def _wrap_title(text: str) -> str:
-    return "\n".join(textwrap.wrap(text, 28)) or text
+    return "\n".join(textwrap.wrap(shown(text), 28)) or text
 
 
 def _short_number(value: float) -> str:
@@ -582,7 +623,10 @@ def plot_transitions(table: pd.DataFrame, names: Mapping[int, str]) -> Figure:
     ax.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns])
     ax.set_yticks(
         range(len(matrix.index)),
-        [textwrap.fill(f"{r}: {names.get(int(r), f'Segment {r}')}", 26) for r in matrix.index],
+        [
+            textwrap.fill(shown(f"{r}: {names.get(int(r), f'Segment {r}')}"), 26)
+            for r in matrix.index
+        ],
     )
     ax.set_xlabel("Segment now (id)")
     ax.set_ylabel("Segment in the previous run")

@@ -128,6 +128,22 @@ def failed_columns(row: Row) -> frozenset[str]:
     return frozenset(failed)
 
 
+def plausible_income(rows: list[Row]) -> float:
+    """README's rule for implausible values, restated: the income (the only Mall column with
+    one bound) may be at most the upper quartile Q3 of the nonzero finite magnitudes times
+    max(1e6, (Q3/Q1)**3), over the rows that are not exact duplicates."""
+    magnitudes = [
+        abs(row[3].value)
+        for row in rows
+        if isinstance(row[3], Num) and math.isfinite(row[3].value) and row[3].value != 0
+    ]
+    if not magnitudes:
+        return math.inf
+    q1, q3 = np.percentile(magnitudes, [25, 75])
+    with np.errstate(over="ignore"):
+        return float(q3 * max(1e6, (q3 / q1) ** 3))
+
+
 @dataclass(frozen=True)
 class Fate:
     kind: str  # "kept", "quarantined" or "duplicate"
@@ -149,8 +165,12 @@ def expected_fates(rows: list[Row]) -> tuple[Fate, ...]:
     for i in first.values():
         if rows[i][0] is not None:
             by_id[rows[i][0]].append(i + 1)
+    limit = plausible_income([rows[i] for i in first.values()])
     for i in first.values():
         failed = failed_columns(rows[i])
+        income = rows[i][3]
+        if isinstance(income, Num) and math.isfinite(income.value) and abs(income.value) > limit:
+            failed |= {ANNUAL_INCOME}
         same_id = tuple(sorted(by_id.get(rows[i][0], ())))
         if len(same_id) > 1:
             fates[i] = Fate("quarantined", failed, conflict_rows=same_id)

@@ -24,6 +24,14 @@ log = logging.getLogger(__name__)
 
 REASON = "reason"
 NOT_A_NUMBER = "not a number"
+# A value is implausible (quarantined, named) when its magnitude is more than this factor above
+# the upper quartile Q3 of the column's nonzero magnitudes, or (Q3/Q1)**FAR_SPREADS above it
+# if that is larger: a long-tailed money column (max/median of 1000x) is far inside, 1e308 in
+# an income column is not. README: "Implausible values".
+FAR_FACTOR = 1e6
+FAR_SPREADS = 3
+QUARTILE_SAMPLE = 1_000_000  # quartiles from every n-th value of a larger column (10M: 0.1 s)
+IMPLAUSIBLE = "implausible"
 
 
 class RowAccounting:
@@ -295,13 +303,63 @@ def _not_numbers(frame: pd.DataFrame, typed: pd.DataFrame, table: Table) -> pd.D
     return pd.concat(cases, ignore_index=True).astype({"index": "int64"})
 
 
+def plausible_limit(values: np.ndarray) -> tuple[float, float]:
+    """The largest plausible magnitude of a column's values as (Q3, factor): the upper
+    quartile of its nonzero finite magnitudes and ``max(FAR_FACTOR, (Q3 / Q1) ** FAR_SPREADS)``;
+    (inf, 1) when there are none. Above QUARTILE_SAMPLE values, from an evenly spaced sample."""
+    if len(values) > QUARTILE_SAMPLE:
+        values = values[:: len(values) // QUARTILE_SAMPLE]
+    magnitudes = np.abs(values[np.isfinite(values) & (values != 0)])
+    if magnitudes.size == 0:
+        return float("inf"), 1.0
+    q1, q3 = np.percentile(magnitudes, [25, 75])
+    with np.errstate(over="ignore"):
+        return float(q3), float(max(FAR_FACTOR, (q3 / q1) ** FAR_SPREADS))
+
+
+def _implausible(typed: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """Failure cases for finite values whose magnitude is beyond ``plausible_limit`` of their
+    column (a column whose spec sets both min and max is checked by those alone)."""
+    cases = [pd.DataFrame(columns=["index", "column", "check", "failure_case"])]
+    for column in table.columns:
+        if not column.numeric or (column.spec.min is not None and column.spec.max is not None):
+            continue
+        values = typed[column.name].to_numpy(dtype="float64")
+        quartile, factor = plausible_limit(values)
+        with np.errstate(over="ignore"):
+            limit = quartile * factor
+        far = np.abs(values) > limit  # NaN: False
+        far &= np.isfinite(values)  # inf is "not a finite number", said once
+        if not far.any():
+            continue
+        check = (
+            f"{IMPLAUSIBLE}, beyond {limit:.3g} in magnitude ({factor:.3g} times the column's "
+            f"upper quartile {quartile:.3g})"
+        )
+        cases.append(
+            pd.DataFrame(
+                {
+                    "index": typed.index[far],
+                    "column": column.name,
+                    "check": check,
+                    "failure_case": pd.Series(values[far], dtype=object).to_numpy(),
+                }
+            )
+        )
+    return pd.concat(cases, ignore_index=True).astype({"index": "int64"})
+
+
 def _invalid_values(
     frame: pd.DataFrame, typed: pd.DataFrame, table: Table, schema: pa.DataFrameSchema
 ) -> pd.Series:
     """One reason string per invalid row, listing every failed check (lazy validation)."""
     names = [CUSTOMER_ID, *table.names]
     cases = pd.concat(
-        [_not_numbers(frame, typed, table), _failure_cases(schema, typed.loc[:, names])],
+        [
+            _not_numbers(frame, typed, table),
+            _failure_cases(schema, typed.loc[:, names]),
+            _implausible(typed, table),
+        ],
         ignore_index=True,
     )
     if cases.empty:
@@ -326,8 +384,10 @@ def _invalid_values(
 
 def _one_reason_per_value(cases: pd.DataFrame) -> pd.DataFrame:
     """Failure cases without the follow-on ones: text that is not a number is also missing
-    after parsing, and ``inf`` also breaks the range checks; report what the value is."""
-    primary = cases["check"].isin([NOT_A_NUMBER, NOT_FINITE])
+    after parsing, and ``inf`` or an implausible value also breaks the range checks; report
+    what the value is."""
+    checks = cases["check"].astype("str")
+    primary = checks.isin([NOT_A_NUMBER, NOT_FINITE]) | checks.str.startswith(IMPLAUSIBLE)
     if not primary.any():
         return cases
     cells = pd.MultiIndex.from_frame(cases.loc[:, ["index", "column"]])

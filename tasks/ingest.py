@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from schemas.spec import TableSpec
 from tasks.errors import InputError
 from tasks.spec_init import Inferred, infer_columns, inference_notes, inferred_spec
-from tasks.table import CUSTOMER_ID, SOURCE_ROW, Table, choose_spec, resolve_table
+from tasks.table import CUSTOMER_ID, SEPARATOR, SOURCE_ROW, Table, choose_spec, resolve_table
 
 logger = logging.getLogger(__name__)
 
@@ -99,9 +99,11 @@ def read_file(
     Values are text (stripped, NA tokens missing), but a Parquet column stored as numbers is
     float64. ``expected`` (from ``expected_types``): what each used column may be stored as in
     Parquet; then only its "numbers or text" columns stay numbers. ``nrows``: the first rows.
+    A text file's separator (given or sniffed) is in the result's ``attrs[SEPARATOR]``.
     """
     path = Path(path)
     _check_is_file(path)
+    separator = None
     if path.suffix.lower() in PARQUET_SUFFIXES:
         header, table = _read_parquet(path, nrows)
         _check_unique(path, header)
@@ -114,11 +116,13 @@ def read_file(
         columns = _parquet_columns(table, header, numeric)
         del table
     else:
-        header, frame = _read_text(path, sep, nrows)
+        header, frame, separator = _read_text(path, sep, nrows)
         _check_unique(path, header)
         frame.columns = header
         columns = {name: frame[name] for name in header}
     result = _file_frame(columns)
+    if separator is not None:
+        result.attrs[SEPARATOR] = separator  # to tell thousands separators from decimal commas
     if nrows is None:
         logger.info("read %d rows and %d columns from %s", len(result), len(header), path)
     return result
@@ -242,9 +246,9 @@ def _sniff_sep(header_line: str) -> str:
 
 def _read_text(
     path: Path, sep: str | None, nrows: int | None = None
-) -> tuple[list[str], pd.DataFrame]:
-    """Read delimited text into (header names, all-text data frame); with ``nrows``, only the
-    first rows, from the start of the file."""
+) -> tuple[list[str], pd.DataFrame, str]:
+    """Read delimited text into (header names, all-text data frame, separator); with
+    ``nrows``, only the first rows, from the start of the file."""
     text = _decode(path, _read_bytes(path, None if nrows is None else SAMPLE_BYTES))
     if "\n" not in text:
         text = text.replace("\r", "\n")  # old Mac line endings: CR only
@@ -273,7 +277,7 @@ def _read_text(
     header = [_header_name(value, position) for position, value in enumerate(frame.iloc[0], 1)]
     data = frame.iloc[1:].reset_index(drop=True)
     _check_rows_split(path, data, sep)
-    return header, data
+    return header, data, sep
 
 
 def _other_separator(text: str, sep: str) -> str | None:

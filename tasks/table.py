@@ -10,6 +10,7 @@ names the column and lists what the file has.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
@@ -40,6 +41,9 @@ RESERVED = (CUSTOMER_ID, SOURCE_ROW, "segment_id", "previous_segment_id", "segme
 MAX_CATEGORIES = 50  # a categorical feature with more values is refused (suggest --profile)
 NUMERIC_SHARE = 0.95  # a column is numeric when this share of its present values are numbers
 _DECIMAL_COMMA = r"[-+]?(?:\d{1,3}(?:\.\d{3})+|\d+),\d+"  # 1,5  -12,25  1.234,5
+_THOUSANDS = r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?"  # 36,419  1,234,567  -1,234.50
+_SEVERAL_GROUPS = r"[-+]?\d{1,3}(?:,\d{3}){2,}(?:\.\d+)?|.*,\d{3}\.\d+"  # only thousands
+SEPARATOR = "separator"  # attrs key of a text file's values: its field separator
 
 
 class Column(BaseModel):
@@ -500,15 +504,59 @@ def _check_decimal_commas(
             continue
         if _spec_for(role[0], column_header, spec).kind == "categorical":
             continue
+        separator = values.attrs.get(SEPARATOR)
+        grouped = thousands_example(values[column_header], separator)
+        if grouped is not None:
+            raise InputError(_thousands_message(grouped, separator), column=column_header)
         example = decimal_comma_example(values[column_header])
         if example is not None:
             raise InputError(
                 f"numbers with decimal commas (e.g. {example!r}) read as text, not numbers: "
                 "convert the file to decimal points first, e.g. "
                 "pandas.read_csv(path, sep=';', decimal=',', thousands='.').to_csv(new_path, "
-                "index=False)",
+                "index=False)" + _thousands_hint(example),
                 column=column_header,
             )
+
+
+def thousands_example(values: pd.Series, separator: str | None) -> str | None:
+    """A value of ``values`` written with thousands separators (``36,419``, ``1,234,567``),
+    when nearly every present value is a number once commas are removed but not as written,
+    every comma is followed by a group of 3 digits, and the commas cannot be decimal ones: the
+    file is comma-separated (a decimal comma there is rare), or a value has several groups or a
+    decimal point after them (``1,234,567``, ``1,234.5``); else None."""
+    if pd.api.types.is_numeric_dtype(values):
+        return None
+    present = values.dropna().astype("str")
+    commas = present[present.str.contains(",", regex=False)]
+    if commas.empty or not commas.str.fullmatch(_THOUSANDS).all():
+        return None
+    if pd.to_numeric(present, errors="coerce").notna().mean() >= NUMERIC_SHARE:
+        return None
+    removed = present.str.replace(",", "", regex=False)
+    if pd.to_numeric(removed, errors="coerce").notna().mean() < NUMERIC_SHARE:
+        return None
+    several = commas[commas.str.fullmatch(_SEVERAL_GROUPS)]
+    if separator == ",":
+        return str(commas.iloc[0])
+    return None if several.empty else str(several.iloc[0])
+
+
+def _thousands_message(example: str, separator: str | None) -> str:
+    sep = "" if separator in (None, ",") else f", sep={separator!r}"
+    return (
+        f"numbers with thousands separators (e.g. {example!r}, that is "
+        f"{example.replace(',', '')}) read as text, not numbers: remove the separators first, "
+        f"e.g. pandas.read_csv(path{sep}, thousands=',').to_csv(new_path, index=False)"
+    )
+
+
+def _thousands_hint(example: str) -> str:
+    """For a decimal-comma example that could also be a thousands group (``1,234``)."""
+    if not re.fullmatch(_THOUSANDS, example):
+        return ""
+    plain = example.replace(",", "")
+    return f"; if {example!r} means {plain}, the comma separates thousands: use thousands=','"
 
 
 def decimal_comma_example(values: pd.Series) -> str | None:

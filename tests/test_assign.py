@@ -337,6 +337,70 @@ def test_a_bad_model_exits_5_with_one_line(mall, tmp_path, capsys, content, expe
     assert not (tmp_path / "out.parquet").exists()
 
 
+def _set(path: str, value):
+    """A change to a model's JSON: ``value`` at ``path`` (keys and list positions by dots)."""
+
+    def change(model: dict) -> None:
+        *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
+        node = model
+        for part in parents:
+            node = node[part]
+        node[last] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (_set("segments.0.centroid_scaled.1", "1.5x"), "segments[0].centroid_scaled[1]"),
+        (_set("segments.1.centroid_scaled", "0.1, 0.2"), "segments[1].centroid_scaled"),
+        (_set("segments.0.centroid_scaled.0", float("nan")), "segments[0].centroid_scaled[0]"),
+        (_set("transforms.0.scale", 0), "transforms[0].scale"),
+        (_set("transforms.1.center", float("inf")), "transforms[1].center"),
+        (_set("segments.2.centroid_scaled", [0.5]), "segments[2].centroid_scaled"),
+        (_set("segments.0.max_distance", -1), "segments[0].max_distance"),
+        (_set("segments.1.id", 1), "segments: an id appears twice"),
+        (_set("transforms.0.kind", "sqrt"), "transforms[0].kind"),
+    ],
+    ids=[
+        "centroid-text", "centroid-string", "centroid-nan", "scale-0", "center-inf",
+        "centroid-short", "radius-negative", "repeated-id", "unknown-transform",
+    ],
+)  # fmt: skip
+def test_a_defective_model_exits_5_naming_the_file_and_the_field(
+    mall, tmp_path, capsys, change, field
+):
+    """Issue 21 item 13: the model is validated whole before scoring; a defect is the model's
+    (exit 5 naming model.json and the field), never every row quarantined blaming the input."""
+    source, model, _ = mall
+    data = json.loads(model.read_text())
+    change(data)
+    broken = tmp_path / "model.json"
+    broken.write_text(json.dumps(data))
+    code, _out, err = run_cli(
+        capsys, "--model", str(broken), "--input", str(source), "--output",
+        str(tmp_path / "out.csv"),
+    )  # fmt: skip
+    assert code == EXIT_BAD_MODEL, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{broken}: invalid model: {field}" in err
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_deeply_nested_model_exits_5_not_a_recursion_traceback(mall, tmp_path, capsys):
+    source, _, _ = mall
+    broken = tmp_path / "model.json"
+    nested = "[" * 100_000 + "]" * 100_000
+    broken.write_text('{"format": "customer-segmentation-model/1", "table": ' + nested + "}")
+    code, _out, err = run_cli(
+        capsys, "--model", str(broken), "--input", str(source), "--output",
+        str(tmp_path / "out.csv"),
+    )  # fmt: skip
+    assert code == EXIT_BAD_MODEL and err.count("\n") == 1
+    assert f"{broken}: not a run's model.json (JSON nested too deeply)" in err
+
+
 def test_a_folder_without_a_model_and_a_changed_model_are_refused(mall, tmp_path):
     _, model, _ = mall
     with pytest.raises(ModelError, match=r"no model\.json in this folder"):

@@ -393,7 +393,7 @@ def test_negative_huge_infinite_and_nan_values_are_quarantined(tmp_path):
         "11,Male,30,40,Infinity",
         "12,Male,30,NaN,50",
         "13,Male,30,1e400,50",
-        "14,Male,30,1e300,50",  # a huge income is valid: Customers asks only >= 0 and finite
+        "14,Male,30,1e300,50",  # finite and >= 0, but implausible beside incomes of 20-80
     ]
     _, result = read_and_clean(write(tmp_path, csv_bytes(*GOOD, *rows)))
     assert quarantined(result) == [
@@ -406,14 +406,19 @@ def test_negative_huge_infinite_and_nan_values_are_quarantined(tmp_path):
         (11, "spending_score=inf: must be <= 100"),
         (12, "annual_income: missing value"),
         (13, "annual_income=inf: not a finite number"),  # overflows to inf when parsed
+        (
+            14,
+            "annual_income=1e+300: implausible, beyond 5.5e+07 in magnitude (1e+06 times the "
+            "column's upper quartile 55)",
+        ),
     ]
-    assert result.customers[CUSTOMER_ID].tolist() == ["1", "2", "3", "4", "14"]
-    assert result.accounting() == accounting(read=14, kept=5, quarantined=9)
+    assert result.customers[CUSTOMER_ID].tolist() == ["1", "2", "3", "4"]
+    assert result.accounting() == accounting(read=14, kept=4, quarantined=10)
 
 
 @pytest.mark.flow
 @pytest.mark.usefixtures("prefect_server")
-def test_huge_but_finite_income_is_segmented_not_an_internal_error(tmp_path, capsys):
+def test_huge_but_finite_income_is_quarantined_naming_it_not_an_internal_error(tmp_path, capsys):
     rows = [
         *GOOD,
         "5,Female,35,45,55",
@@ -426,11 +431,12 @@ def test_huge_but_finite_income_is_segmented_not_an_internal_error(tmp_path, cap
 
     assert code == EXIT_OK, err
     run = latest_run(output)
-    assert json.loads((run / "manifest.json").read_text())["rows"] == accounting(read=8, kept=8)
-    segments = pd.read_parquet(run / "segments.parquet")
-    huge = segments[CUSTOMER_ID] == "8"
-    assert segments.loc[huge, "annual_income"].tolist() == [1e300]
-    assert (segments.loc[~huge, "segment_id"] != segments.loc[huge, "segment_id"].item()).all()
+    rows = json.loads((run / "manifest.json").read_text())["rows"]
+    assert rows == accounting(read=8, kept=7, quarantined=1)
+    quarantine = pd.read_parquet(run / "quarantine.parquet")
+    assert quarantine[CUSTOMER_ID].tolist() == ["8"]
+    assert quarantine["reason"].item().startswith("annual_income=1e+300: implausible, beyond")
+    assert "8" not in set(pd.read_parquet(run / "segments.parquet")[CUSTOMER_ID])
 
 
 def test_duplicate_ids_with_equal_rows_are_dropped_as_duplicates(tmp_path):

@@ -128,6 +128,22 @@ def failed_columns(row: Row) -> frozenset[str]:
     return frozenset(failed)
 
 
+def plausible_income(rows: list[Row]) -> float:
+    """README's rule for implausible values, restated: the income (the only Mall column with
+    one bound) may be at most the upper quartile Q3 of the nonzero finite magnitudes times
+    max(1e6, (Q3/Q1)**3), over the rows that are not exact duplicates."""
+    magnitudes = [
+        abs(row[3].value)
+        for row in rows
+        if isinstance(row[3], Num) and math.isfinite(row[3].value) and row[3].value != 0
+    ]
+    if not magnitudes:
+        return math.inf
+    q1, q3 = np.percentile(magnitudes, [25, 75])
+    with np.errstate(over="ignore"):
+        return float(q3 * max(1e6, (q3 / q1) ** 3))
+
+
 @dataclass(frozen=True)
 class Fate:
     kind: str  # "kept", "quarantined" or "duplicate"
@@ -149,8 +165,12 @@ def expected_fates(rows: list[Row]) -> tuple[Fate, ...]:
     for i in first.values():
         if rows[i][0] is not None:
             by_id[rows[i][0]].append(i + 1)
+    limit = plausible_income([rows[i] for i in first.values()])
     for i in first.values():
         failed = failed_columns(rows[i])
+        income = rows[i][3]
+        if isinstance(income, Num) and math.isfinite(income.value) and abs(income.value) > limit:
+            failed |= {ANNUAL_INCOME}
         same_id = tuple(sorted(by_id.get(rows[i][0], ())))
         if len(same_id) > 1:
             fates[i] = Fate("quarantined", failed, conflict_rows=same_id)
@@ -518,7 +538,9 @@ def test_conflicting_rows_also_report_their_invalid_values(case: Case):
 @settings(PROPERTIES, max_examples=examples(40))
 @given(st.integers(1, 8).flatmap(lambda n: SCHEMA_DOMAIN.strategy(size=n)), st.data())
 def test_any_frame_valid_under_customers_is_kept_whole_and_exact(customers: pd.DataFrame, data):
-    """pandera draws from the whole Customers domain (subnormal ages, incomes up to 1.8e308)."""
+    """pandera draws from the whole Customers domain (subnormal ages, incomes up to 1.8e308):
+    every row is kept exactly, but for an income implausible beside the others (README's rule,
+    ``plausible_income``), which alone is quarantined as such."""
     ids = customers[CUSTOMER_ID].tolist()
     rows = [
         (str(i), str(g), Num(a), Num(inc), Num(s))
@@ -533,15 +555,19 @@ def test_any_frame_valid_under_customers_is_kept_whole_and_exact(customers: pd.D
     ]
     cells = tuple(data.draw(render_row(row)) for row in rows)
     case = Case(tuple(rows), cells, expected_fates(rows))
+    kept = [i for i, fate in enumerate(case.fates) if fate.kind == "kept"]
     result = clean_customers(case.raw(), max_quarantine_share=None)
     assert result.accounting() == {
         "rows_read": len(rows),
-        "rows_kept": len(rows),
-        "rows_quarantined": 0,
+        "rows_kept": len(kept),
+        "rows_quarantined": len(rows) - len(kept),
         "duplicates_dropped": 0,
     }
-    expected = customers.astype({CUSTOMER_ID: "str", GENDER: "str"}).reset_index(drop=True)
-    pd.testing.assert_frame_equal(result.customers, expected, check_exact=True)
+    assert result.quarantine["reason"].str.contains(": implausible, beyond ").all()
+    expected = customers.astype({CUSTOMER_ID: "str", GENDER: "str"}).iloc[kept]
+    pd.testing.assert_frame_equal(
+        result.customers, expected.reset_index(drop=True), check_exact=True
+    )
 
 
 # --- through a real file: ingest strips whitespace, maps NA tokens ------------------------------

@@ -308,3 +308,39 @@ def test_every_number_of_a_spec_is_finite_and_in_range(keys, key, why):
 def test_a_spec_pca_is_finite(pca):
     with pytest.raises(InputError, match=r"^my.toml: line 2, key pca: .*finite number"):
         parse_spec(f'features = ["a"]\npca = {pca}\n', "my.toml")
+
+
+@pytest.mark.parametrize(
+    ("sep", "rows", "example", "advice"),
+    [
+        (",", ['C1,"36,419",12', 'C2,"1,250",3', "C3,512,7"], "36,419", "read_csv(path, thousands"),
+        (";", ["C1;1,234,567;12", "C2;2,500,000;3", "C3;512;7"], "1,234,567", "sep=';', thousands"),
+        ("\t", ["C1\t1,234.50\t12", "C2\t36,419.00\t3", "C3\t5.5\t7"], "1,234.50", "thousands"),
+    ],
+    ids=["comma-file", "several-groups", "decimal-point-after"],
+)
+def test_thousands_separators_get_advice_that_reads_them_as_thousands(
+    tmp_path, sep, rows, example, advice
+):
+    """Issue 21 item 6: '36,419' in a comma-separated file is 36419, not 36.419: the advice
+    must not be decimal=','."""
+    path = tmp_path / "money.csv"
+    path.write_text(sep.join(["CUST_ID", "BALANCE", "TENURE"]) + "\n" + "\n".join(rows) + "\n")
+    with pytest.raises(InputError) as caught:
+        table_for_file(path)
+    message = str(caught.value)
+    plain = example.replace(",", "")
+    said = f"'BALANCE': numbers with thousands separators (e.g. '{example}', that is {plain})"
+    assert said in message
+    assert advice in message and "decimal=" not in message
+
+
+def test_a_lone_digit_group_in_a_semicolon_file_keeps_the_decimal_advice_and_names_both(tmp_path):
+    """'36,419' with ';' between fields may be 36.419 (decimal comma): both readings are said."""
+    path = tmp_path / "money.csv"
+    path.write_text("CUST_ID;BALANCE;TENURE\nC1;36,419;12\nC2;1,250;3\nC3;512;7\n")
+    with pytest.raises(InputError) as caught:
+        table_for_file(path)
+    message = str(caught.value)
+    assert "numbers with decimal commas (e.g. '36,419')" in message
+    assert "if '36,419' means 36419, the comma separates thousands: use thousands=','" in message

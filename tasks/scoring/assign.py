@@ -34,6 +34,7 @@ from tasks.ingest import canonical_frame, expected_types, numbers_as_text, read_
 from tasks.model import MODEL_FORMAT, Scores, score_frame
 from tasks.scale import FeatureTransform
 from tasks.scoring.export import check_output_path, sidecar_path, write_table_file
+from tasks.scoring.model_file import ModelFile, first_defect
 from tasks.table import CUSTOMER_ID, SOURCE_ROW, Table, normalise
 
 log = logging.getLogger(__name__)
@@ -121,42 +122,28 @@ def read_model(path: str | Path) -> Model:
         raise ModelError(
             f"{path}: not JSON ({error.msg} at line {error.lineno}); expected a run's {MODEL_FILE}"
         ) from error
+    except RecursionError as error:
+        raise ModelError(f"{path}: not a run's {MODEL_FILE} (JSON nested too deeply)") from error
     if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise ModelError(f"{path}: not a {MODEL_FORMAT} model (format={found!r})")
     missing = [key for key in MODEL_KEYS if not data.get(key)]
     if missing:
         raise ModelError(f"{path}: incomplete model, no {', '.join(missing)}")
-    try:
-        table = Table.model_validate(data["table"])
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ModelError(f"{path}: invalid table in the model: {where}: {first['msg']}") from error
-    _check_shapes(path, data, table)
+    table = _checked_whole(path, data).table
     _check_manifest(path)
     return Model(path, data, table)
 
 
-def _check_shapes(path: Path, data: dict, table: Table) -> None:
-    """Transforms that name the table's features, centroids of the clustering space's size."""
+def _checked_whole(path: Path, data: dict) -> ModelFile:
+    """``data`` validated against the contract of ``model.json``: every field typed, every
+    number finite, shapes that agree; a defect is a ``ModelError`` naming the field."""
     try:
-        transforms = [FeatureTransform(**t) for t in data["transforms"]]
-    except TypeError as error:
-        raise ModelError(f"{path}: invalid transform in the model: {error}") from error
-    names = set(table.names)
-    unknown = [t.column for t in transforms if (t.source or t.column) not in names]
-    if unknown:
-        raise ModelError(f"{path}: transforms of columns not in the model's table: {unknown}")
-    projection = data.get("projection")
-    size = len(projection["components"]) if projection else len(transforms)
-    for segment in data["segments"]:
-        centroid = segment.get("centroid_scaled") if isinstance(segment, dict) else None
-        if not isinstance(centroid, list) or len(centroid) != size or "id" not in segment:
-            raise ModelError(
-                f"{path}: segment {segment.get('id') if isinstance(segment, dict) else segment!r}"
-                f" has no centroid of {size} values"
-            )
+        return ModelFile.model_validate(data)
+    except ValidationError as error:
+        raise ModelError(f"{path}: invalid model: {first_defect(error)}") from error
+    except RecursionError as error:
+        raise ModelError(f"{path}: invalid model: values nested too deeply") from error
 
 
 def _check_manifest(path: Path) -> None:

@@ -5,11 +5,43 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import string
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+# Markdown shown in the Prefect UI. Both its UIs (the classic one at /, the React one at /v2)
+# render HTML inside Markdown (`<a href>`, `<b>`, `<img>`), and the /v2 one turns any text that
+# reads like a URL or an e-mail address into a live link, even with its punctuation escaped
+# (checked in headless Chromium, tests/test_ui.py). So text from data (names, labels, headers,
+# paths, ids) goes through `markdown_text`: HTML's special characters as entities, the other
+# ASCII punctuation that Markdown reads inside a line backslash-escaped (so `|` stays inside its
+# table cell), an empty HTML comment before `:`, `@` and after `www` so that nothing is linked,
+# line breaks and tabs as spaces (a table row is one line; the classic UI shows a numeric
+# entity such as `&#10;` as it is). `, . / ; % ? - + =` do nothing inside a line: left as they are.
+HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}
+INERT_IN_A_LINE = ",./;%?-+="
+NO_LINK = "<!---->"
+MARKDOWN_ESCAPES = {
+    **{c: "\\" + c for c in string.punctuation if c not in INERT_IN_A_LINE},
+    ":": NO_LINK + "\\:",
+    "@": NO_LINK + "\\@",
+    **HTML_ENTITIES,
+    **dict.fromkeys("\t\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029", " "),
+}
+MARKDOWN_TRANSLATION = str.maketrans(MARKDOWN_ESCAPES)
+WWW = re.compile(r"(www)(?=\.)", re.IGNORECASE)
+
+
+def markdown_text(value: object) -> str:
+    """``value`` as Markdown that the Prefect UI shows as this very text, placed inside a line
+    (never at its start): no link, no HTML, no emphasis, no table cell break (line breaks and
+    tabs show as spaces)."""
+    escaped = str(value).translate(MARKDOWN_TRANSLATION)
+    return WWW.sub(r"\1" + NO_LINK, escaped)
+
 
 # Plots shown in the run's summary in the Prefect UI, in this order, with their captions.
 SUMMARY_PLOTS = {
@@ -71,20 +103,20 @@ def summary_markdown(
     rows = manifest["rows"]
     choice = manifest["k"]
     lines = [
-        f"# Customer segmentation: {manifest['run_id']}",
+        f"# Customer segmentation: {markdown_text(manifest['run_id'])}",
         "",
-        f"**{choice['chosen']} segments** from `{manifest['input']['path']}` "
+        f"**{choice['chosen']} segments** from {markdown_text(manifest['input']['path'])} "
         f"(rule: {choice['rule']}; {choice['reason']}).",
         "",
         "| segment | name | customers | share | "
-        + "".join(f"mean {label} | " for label in means.values()),
+        + "".join(f"mean {markdown_text(label)} | " for label in means.values()),
         "|---:|---|---:|---:|" + "---:|" * len(means),
     ]
     for p in profiles.to_dict(orient="records"):
         cells = "".join(f"{number(p[f'{column}_mean'])} | " for column in means)
         lines.append(
-            f"| {p['segment_id']} | {p['segment_name']} | {p['size']:,} | {p['share']:.1%} | "
-            + cells
+            f"| {p['segment_id']} | {markdown_text(p['segment_name'])} | {p['size']:,} | "
+            f"{p['share']:.1%} | " + cells
         )
     lines += [
         "",
@@ -112,9 +144,10 @@ def summary_markdown(
     lines += _changes_lines(manifest.get("changes"))
     lines += [
         "",
-        f"**Files**: `{manifest['output_folder']}`",
+        f"**Files**: {markdown_text(manifest['output_folder'])}",
         "",
-        f"**Report**: `{Path(manifest['output_folder']) / 'report.html'}` (open it in a browser: "
+        f"**Report**: {markdown_text(Path(manifest['output_folder']) / 'report.html')} (open it "
+        "in a browser: "
         "segments explained, how k was chosen, changes, data quality; no network needed)",
     ]
     for name, caption in SUMMARY_PLOTS.items():
@@ -144,7 +177,7 @@ def png_data_uri(png: bytes) -> str:
 def gate_failure_markdown(run_id: str, breaches: list[str]) -> str:
     """What the UI shows for a run stopped by a quality gate."""
     lines = [
-        f"# Customer segmentation: {run_id} failed a quality gate",
+        f"# Customer segmentation: {markdown_text(run_id)} failed a quality gate",
         "",
         "Nothing was published; `outputs/latest` still names the previous good run.",
         "",
@@ -156,16 +189,18 @@ def assignment_markdown(summary: dict, names: Mapping[int, str]) -> str:
     """What the UI shows for an assign-segments run: customers per segment, the row
     accounting (read = assigned + quarantined + duplicates), outliers and the files written."""
     rows = "\n".join(
-        f"| {i} | {names[i]} | {summary['segments'].get(i, 0):,} |" for i in sorted(names)
+        f"| {i} | {markdown_text(names[i])} | {summary['segments'].get(i, 0):,} |"
+        for i in sorted(names)
     )
     return (
-        f"# New customers assigned\n\nModel: `{summary['model']}`\n\n"
+        f"# New customers assigned\n\nModel: {markdown_text(summary['model'])}\n\n"
         "| id | segment | customers |\n| ---: | --- | ---: |\n"
         f"{rows}\n\n"
         f"Rows: {summary['rows_read']:,} read = {summary['rows_kept']:,} assigned + "
         f"{summary['rows_quarantined']:,} quarantined + {summary['duplicates_dropped']:,} "
         f"duplicates; outliers: {summary['outliers']:,}\n\n"
-        f"Output: `{summary['output']}`; quarantine: `{summary['quarantine']}`\n"
+        f"Output: {markdown_text(summary['output'])}; quarantine: "
+        f"{markdown_text(summary['quarantine'])}\n"
     )
 
 
@@ -177,13 +212,14 @@ def _changes_lines(changes: dict | None) -> list[str]:
         new = ", ".join(map(str, changes["new_segment_ids"]))
         return [
             "",
-            f"**Since the previous run** (`{changes['previous_run_id']}`): it clustered on other "
+            f"**Since the previous run** ({markdown_text(changes['previous_run_id'])}): it "
+            "clustered on other "
             f"columns, so customers are not compared and segments start afresh (new ids {new}).",
         ]
     ari = changes["adjusted_rand_index"]
     lines = [
         "",
-        f"**Since the previous run** (`{changes['previous_run_id']}`): "
+        f"**Since the previous run** ({markdown_text(changes['previous_run_id'])}): "
         f"{changes['customers_moved']:,} of {changes['customers_in_both']:,} returning customers "
         f"changed segment ({changes['moved_share']:.1%}); adjusted Rand index "
         f"{'n/a' if ari is None else f'{ari:.3f}'}; {changes['customers_joined']:,} joined, "

@@ -268,3 +268,19 @@ def test_assignment_and_gate_summaries_show_names_and_paths_from_data_as_text():
     for value in [HOSTILE[2], HOSTILE[4], f"/m/{HOSTILE[1]}/model.json", f"/o/{HOSTILE[0]}.csv"]:
         assert " ".join(value.split()) in shown(markdown), value
     assert f"{' '.join(HOSTILE[0].split())} failed a quality gate" in shown(gate)
+
+
+def test_table_artifact_cells_with_names_from_data_are_escaped_for_the_classic_ui():
+    """The classic UI renders each table cell as Markdown: a name is escaped there too."""
+    table = profiles()
+    table["segment_name"] = HOSTILE[:2]
+    records = profiles_records(table)
+    moves = pd.DataFrame({"previous_segment_id": [1], "segment_id": [4], "customers": [5]})
+    (transition,) = transitions_records(moves, {4: HOSTILE[0]})
+    for record, name in (
+        (records[0], HOSTILE[0]),
+        (records[1], HOSTILE[1]),
+        (transition, HOSTILE[0]),
+    ):
+        assert_inert(record["segment_name"])
+        assert shown(record["segment_name"]) == name

@@ -104,13 +104,13 @@ def test_run_keeps_hostile_headers_and_values_as_they_are_in_parquet_and_report(
     assert_shows_as_text(report, FEATURES[:3] + names)
 
 
-def _summary_id(server: Server, flow_run_id: str) -> str:
+def _artifact_id(server: Server, flow_run_id: str, base: str) -> str:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     only_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
     with server.client() as client:
         artifacts = client.read_artifacts(artifact_filter=only_run)
-    return str(next(a.id for a in artifacts if a.key.startswith("segmentation-summary-adhoc-")))
+    return str(next(a.id for a in artifacts if a.key.startswith(f"{base}-adhoc-")))
 
 
 @pytest.mark.parametrize("ui", ["", "/v2"], ids=["classic-ui", "v2-ui"])
@@ -118,7 +118,7 @@ def test_summary_artifact_shows_hostile_names_and_labels_as_text(
     live_server, hostile_run, tmp_path, ui
 ):
     manifest = hostile_run["manifest"]
-    artifact = _summary_id(live_server, manifest["flow_run_id"])
+    artifact = _artifact_id(live_server, manifest["flow_run_id"], "segmentation-summary")
     base = live_server.url.removesuffix("/api")
     dom = browse(f"{base}{ui}/artifacts/artifact/{artifact}", tmp_path / "chromium")
     start = dom.find("Customer segmentation")
@@ -127,6 +127,22 @@ def test_summary_artifact_shows_hostile_names_and_labels_as_text(
     assert not re.search(r"<(a|b|img)\b", summary), "a link or markup in the summary's text"
     names = [s["name"] for s in manifest["segments"]]
     assert_shows_as_text(summary, [*names, str(hostile_run["folder"] / "customers.csv")])
+
+
+def test_profiles_table_shows_hostile_names_as_text_in_the_classic_ui(
+    live_server, hostile_run, tmp_path
+):
+    """The classic UI (Prefect's default) renders each table cell as Markdown; the /v2 UI shows
+    cells as plain text, so there a name with punctuation shows its escapes (not checked)."""
+    manifest = hostile_run["manifest"]
+    artifact = _artifact_id(live_server, manifest["flow_run_id"], "segment-profiles")
+    base = live_server.url.removesuffix("/api")
+    dom = browse(f"{base}/artifacts/artifact/{artifact}", tmp_path / "chromium")
+    start = dom.find("<table")
+    assert start >= 0, "the table did not render"
+    table = dom[start : dom.find("</table>", start)]
+    assert not re.search(r"<(a|b|img)\b", table), "a link or markup in the table"
+    assert_shows_as_text(table, [s["name"] for s in manifest["segments"]])
 
 
 def test_assign_writes_hostile_headers_and_values_literally_and_spreadsheet_safe(

@@ -15,12 +15,17 @@ import pandas as pd
 # Markdown shown in the Prefect UI. Both its UIs (the classic one at /, the React one at /v2)
 # render HTML inside Markdown (`<a href>`, `<b>`, `<img>`), and the /v2 one turns any text that
 # reads like a URL or an e-mail address into a live link, even with its punctuation escaped
-# (checked in headless Chromium, tests/test_ui.py). So text from data (names, labels, headers,
-# paths, ids) goes through `markdown_text`: HTML's special characters as entities, the other
-# ASCII punctuation that Markdown reads inside a line backslash-escaped (so `|` stays inside its
-# table cell), an empty HTML comment before `:`, `@` and after `www` so that nothing is linked,
-# line breaks and tabs as spaces (a table row is one line; the classic UI shows a numeric
-# entity such as `&#10;` as it is). `, . / ; % ? - + =` do nothing inside a line: left as they are.
+# (checked in headless Chromium, tests/test_hostile_text.py). So text from data (names, labels,
+# headers, paths, ids) goes through `markdown_text`: HTML's special characters as entities, the
+# other ASCII punctuation that Markdown reads inside a line backslash-escaped (so `|` stays
+# inside its table cell), an empty HTML comment before `:`, `@` and after `www` so that nothing
+# is linked, line breaks and tabs as spaces (a table row is one line; the classic UI shows a
+# numeric entity such as `&#10;` as it is). `, . / ; % ? - + =` do nothing inside a line: left
+# as they are.
+# Table artifacts: the classic UI (Prefect's default) renders each cell of a table artifact as
+# Markdown, so a name with `<a href>` would be a live link there; the /v2 UI shows cells as plain
+# text. Text cells are escaped for the default one: /v2 then shows the escapes of a name with
+# punctuation (`\(`, `&lt;`), never markup. Column headers are plain text in both: left as they are.
 HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}
 INERT_IN_A_LINE = ",./;%?-+="
 NO_LINK = "<!---->"
@@ -248,12 +253,13 @@ def _changes_lines(changes: dict | None) -> list[str]:
 
 
 def transitions_records(transitions: pd.DataFrame, names: Mapping[int, str]) -> list[dict]:
-    """The transition counts as rows with the current segment's name, for a table artifact."""
+    """The transition counts as rows with the current segment's name, for a table artifact
+    (the name through `markdown_text`: see the note on table artifacts above markdown_text)."""
     return [
         {
             "previous_segment_id": int(row.previous_segment_id),
             "segment_id": int(row.segment_id),
-            "segment_name": names[int(row.segment_id)],
+            "segment_name": markdown_text(names[int(row.segment_id)]),
             "customers": int(row.customers),
         }
         for row in transitions.itertuples()
@@ -263,7 +269,8 @@ def transitions_records(transitions: pd.DataFrame, names: Mapping[int, str]) -> 
 def profiles_records(profiles: pd.DataFrame) -> list[dict]:
     """The profiles as JSON-ready rows for the UI's table: shares (``share``,
     ``<column>_<value>_share``) as percentages (``"12.5%"``), other numbers rounded for reading
-    (one decimal; three significant digits below 1), missing values empty."""
+    (one decimal; three significant digits below 1), missing values empty, text through
+    `markdown_text` (see the note on table artifacts above markdown_text)."""
     return [
         {key: _cell(key, value) for key, value in row.items()}
         for row in profiles.to_dict(orient="records")
@@ -271,7 +278,9 @@ def profiles_records(profiles: pd.DataFrame) -> list[dict]:
 
 
 def _cell(key: str, value: object) -> object:
-    if isinstance(value, bool | str) or value is None:
+    if isinstance(value, str):
+        return markdown_text(value)
+    if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int | np.integer):
         return int(value)

@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -104,13 +105,24 @@ def test_run_keeps_hostile_headers_and_values_as_they_are_in_parquet_and_report(
     assert_shows_as_text(report, FEATURES[:3] + names)
 
 
-def _artifact_id(server: Server, flow_run_id: str, base: str) -> str:
+def rendered_artifact(
+    server: Server, run: dict, base: str, ui: str, between: tuple[str, str], user_data: Path
+) -> str:
+    """The part of the run's artifact ``base`` page in ``ui`` ("" classic, "/v2") from the first
+    to the next of ``between``, after checking it holds no link or markup."""
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    only_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+    only_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run["flow_run_id"]]))
     with server.client() as client:
         artifacts = client.read_artifacts(artifact_filter=only_run)
-    return str(next(a.id for a in artifacts if a.key.startswith(f"{base}-adhoc-")))
+    artifact = next(a.id for a in artifacts if a.key.startswith(f"{base}-adhoc-"))
+    url = f"{server.url.removesuffix('/api')}{ui}/artifacts/artifact/{artifact}"
+    dom = browse(url, user_data)
+    start = dom.find(between[0])
+    assert start >= 0, f"{base} did not render"
+    part = dom[start : dom.find(between[1], start)]
+    assert not re.search(r"<(a|b|img)\b", part), f"a link or markup in {base}"
+    return part
 
 
 @pytest.mark.parametrize("ui", ["", "/v2"], ids=["classic-ui", "v2-ui"])
@@ -118,13 +130,10 @@ def test_summary_artifact_shows_hostile_names_and_labels_as_text(
     live_server, hostile_run, tmp_path, ui
 ):
     manifest = hostile_run["manifest"]
-    artifact = _artifact_id(live_server, manifest["flow_run_id"], "segmentation-summary")
-    base = live_server.url.removesuffix("/api")
-    dom = browse(f"{base}{ui}/artifacts/artifact/{artifact}", tmp_path / "chromium")
-    start = dom.find("Customer segmentation")
-    assert start >= 0, "the summary did not render"
-    summary = dom[start : dom.find("Elbow: inertia", start)]  # the text, before the plots
-    assert not re.search(r"<(a|b|img)\b", summary), "a link or markup in the summary's text"
+    between = ("Customer segmentation", "Elbow: inertia")  # the text, before the plots
+    summary = rendered_artifact(
+        live_server, manifest, "segmentation-summary", ui, between, tmp_path / "chromium"
+    )
     names = [s["name"] for s in manifest["segments"]]
     assert_shows_as_text(summary, [*names, str(hostile_run["folder"] / "customers.csv")])
 
@@ -135,13 +144,9 @@ def test_profiles_table_shows_hostile_names_as_text_in_the_classic_ui(
     """The classic UI (Prefect's default) renders each table cell as Markdown; the /v2 UI shows
     cells as plain text, so there a name with punctuation shows its escapes (not checked)."""
     manifest = hostile_run["manifest"]
-    artifact = _artifact_id(live_server, manifest["flow_run_id"], "segment-profiles")
-    base = live_server.url.removesuffix("/api")
-    dom = browse(f"{base}/artifacts/artifact/{artifact}", tmp_path / "chromium")
-    start = dom.find("<table")
-    assert start >= 0, "the table did not render"
-    table = dom[start : dom.find("</table>", start)]
-    assert not re.search(r"<(a|b|img)\b", table), "a link or markup in the table"
+    table = rendered_artifact(
+        live_server, manifest, "segment-profiles", "", ("<table", "</table>"), tmp_path / "chr"
+    )
     assert_shows_as_text(table, [s["name"] for s in manifest["segments"]])
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -214,6 +215,22 @@ def chromium() -> str:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def browse(url: str, user_data: Path, *, screenshot: Path | None = None) -> str:
+    """The page's DOM after its scripts ran, in headless Chromium; optionally a screenshot too."""
+    base = [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={user_data}"]
+    if screenshot is not None:
+        subprocess.run(
+            [*base, "--window-size=1400,2400", f"--screenshot={screenshot}", url],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+    done = subprocess.run(
+        [*base, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True
+    )
+    return done.stdout
 
 
 # --- the sample generator: checks of the base sample and of every dated snapshot ---------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 
@@ -74,7 +75,7 @@ def test_summary_lists_what_changed_since_the_previous_run(via_json):
     # the manifest's JSON turns integer keys into strings; the summary reads both
     changes = json.loads(json.dumps(CHANGES)) if via_json else CHANGES
     text = summary_markdown(manifest(changes), profiles())
-    assert "`20250101T000000Z-first000`" in text
+    assert "(20250101T000000Z-first000)" in text
     assert "37 of 1,000 returning customers changed segment (3.7%)" in text
     assert "adjusted Rand index 0.912" in text
     assert "100 joined, 12 left" in text
@@ -119,7 +120,7 @@ def test_summary_names_run_k_rule_segments_and_row_accounting():
 
 def test_summary_names_the_runs_report_html():
     text = summary_markdown(manifest(None), profiles())
-    assert "**Report**: `outputs/runs/20250102T000000Z-second00/report.html`" in text
+    assert "**Report**: outputs/runs/20250102T000000Z-second00/report.html (open" in text
 
 
 def test_summary_warns_when_most_rows_read_were_duplicates():
@@ -205,4 +206,81 @@ def test_assignment_summary_lists_every_segment_and_accounts_for_every_row():
     markdown = assignment_markdown(summary, {1: "Savers", 2: "Spenders", 3: "Careful"})
     assert "| 1 | Savers | 1,000 |\n| 2 | Spenders | 0 |\n| 3 | Careful | 190 |" in markdown
     assert "1,205 read = 1,190 assigned + 10 quarantined + 5 duplicates; outliers: 3" in markdown
-    assert "Output: `a.parquet`; quarantine: `a.quarantine.parquet`" in markdown
+    assert "Output: a.parquet; quarantine: a.quarantine.parquet" in markdown
+
+
+# --- text from data in Markdown: shown as itself in the Prefect UI --------------------------------
+
+HOSTILE = [
+    '<a href="http://evil.example/">click me</a>',
+    "[x](http://evil.example/)",
+    "<b>bold</b> <script>alert(1)</script> <img src=x onerror=alert(1)>",
+    "www.evil.example mail@evil.example *em* _u_ `tick` ~~del~~ | pipe \\ # $ ^ { } = + - @",
+    "line\nbreak\ttab 😀 " + "long" * 200,
+]
+
+
+def shown(markdown: str) -> str:
+    """The text a Markdown renderer shows for escaped text: comments dropped, backslash escapes
+    and HTML entities resolved, whitespace runs as one space (as a browser lays them out)."""
+    text = re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", markdown.replace("<!---->", ""))
+    return " ".join(html.unescape(text).split())
+
+
+def assert_inert(markdown: str) -> None:
+    """No HTML tag, link, autolinked URL or e-mail address, emphasis or code mark left active."""
+    assert not re.search(r"<(?!!---->)", markdown), "an HTML tag"
+    assert not re.search(r"(?<!\\)[\[\]`*_~]", markdown.replace("**", "")), "Markdown syntax"
+    assert not re.search(r"https?:|www\.|\w@", markdown, re.IGNORECASE), "a URL or address"
+
+
+def test_summary_shows_names_labels_ids_and_paths_from_data_as_text():
+    table = profiles()
+    table["segment_name"] = HOSTILE[:2]
+    data = {**manifest(CHANGES), "input": {"path": f"/in/{HOSTILE[3]}.csv"}}
+    data["output_folder"] = f"/out/{HOSTILE[1]}"
+    data["changes"] = {**CHANGES, "previous_run_id": HOSTILE[2]}
+    labels = {"annual_income": HOSTILE[4], "spending_score": HOSTILE[0]}
+    text = summary_markdown(data, table, means=labels)
+    table_lines = [line for line in text.splitlines() if line.startswith("|")]
+    header, *rows = table_lines[:4]
+    pipes = header.count("|")
+    assert all(re.sub(r"\\\|", "", row).count("|") == pipes for row in rows), rows
+    for line in text.splitlines():
+        if HOSTILE[0] in shown(line) or "evil" in line or "bold" in line:
+            assert_inert(line.replace("**", ""))
+    for value in [*HOSTILE, f"/in/{HOSTILE[3]}.csv"]:
+        assert " ".join(value.split()) in shown(text), value
+
+
+def test_assignment_and_gate_summaries_show_names_and_paths_from_data_as_text():
+    summary = {
+        "rows_read": 3, "rows_kept": 3, "rows_quarantined": 0, "duplicates_dropped": 0,
+        "outliers": 0, "segments": {1: 2, 2: 1}, "model": f"/m/{HOSTILE[1]}/model.json",
+        "output": f"/o/{HOSTILE[3]}.csv", "quarantine": f"/o/{HOSTILE[0]}.csv",
+    }  # fmt: skip
+    markdown = assignment_markdown(summary, {1: HOSTILE[2], 2: HOSTILE[4]})
+    gate = gate_failure_markdown(HOSTILE[0], ["min_segment_share: 1% below 2%"])
+    assert_inert("\n".join(line for line in markdown.splitlines() if "| ---" not in line))
+    assert_inert(gate.splitlines()[0])
+    rows = [line for line in markdown.splitlines() if line.startswith("| 1 ") or line[:4] == "| 2 "]
+    assert [re.sub(r"\\\|", "", row).count("|") for row in rows] == [4, 4]
+    for value in [HOSTILE[2], HOSTILE[4], f"/m/{HOSTILE[1]}/model.json", f"/o/{HOSTILE[0]}.csv"]:
+        assert " ".join(value.split()) in shown(markdown), value
+    assert f"{' '.join(HOSTILE[0].split())} failed a quality gate" in shown(gate)
+
+
+def test_table_artifact_cells_with_names_from_data_are_escaped_for_the_classic_ui():
+    """The classic UI renders each table cell as Markdown: a name is escaped there too."""
+    table = profiles()
+    table["segment_name"] = HOSTILE[:2]
+    records = profiles_records(table)
+    moves = pd.DataFrame({"previous_segment_id": [1], "segment_id": [4], "customers": [5]})
+    (transition,) = transitions_records(moves, {4: HOSTILE[0]})
+    for record, name in (
+        (records[0], HOSTILE[0]),
+        (records[1], HOSTILE[1]),
+        (transition, HOSTILE[0]),
+    ):
+        assert_inert(record["segment_name"])
+        assert shown(record["segment_name"]) == name

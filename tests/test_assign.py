@@ -288,6 +288,29 @@ def test_assign_csv_output_escapes_a_formula_in_a_customer_id(mall, tmp_path):
     assert row["customer_id"] == "'=cmd|' /C calc'!A0"
 
 
+FORMULA_HEADERS = ['=HYPERLINK("http://h","inc")', "@SUM(1)prof", "-2+3"]
+
+
+def test_assign_csv_escapes_formula_headers_in_output_and_quarantine(tmp_path):
+    """Headers come from the input file: the header row of both CSVs is escaped like a cell."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"id": [f"c{i}" for i in range(200)]})
+    for name, (mean, sd) in zip(FORMULA_HEADERS, [(50, 10), (5, 2), (0, 1)], strict=True):
+        frame[name] = rng.normal(mean, sd, 200).round(1)
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    model, _ = fit_like_a_run(tmp_path / "in.csv", tmp_path / "run", 2)
+    new = frame.head(3).astype(str)
+    new.iloc[0, 1] = "abc"  # one quarantined row
+    new.to_csv(tmp_path / "new.csv", index=False)
+    done = assign_file(model, tmp_path / "new.csv", tmp_path / "out.csv")
+    for path in (tmp_path / "out.csv", done.quarantine_file):
+        with path.open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle))
+        assert [f"'{name}" for name in FORMULA_HEADERS] == [h for h in header if h[:1] == "'"]
+        assert not [h for h in header if h[:1] in {"=", "+", "-", "@", "\t", "\r"}], header
+    assert len(pd.read_csv(done.quarantine_file)) == 1
+
+
 # --- the command line: exit codes and one-line errors ---------------------------------------
 
 

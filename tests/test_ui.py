@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import CHROMIUM_FLAGS, chromium
+from helpers import browse
 
 from live_server import ROOT, Server
 from tasks.sample_data import generate_snapshots, write_snapshots
@@ -22,22 +22,6 @@ from tasks.sample_data import generate_snapshots, write_snapshots
 pytestmark = pytest.mark.flow
 
 SCREENSHOTS = ROOT / "outputs" / "ui-screenshots"
-
-
-def _browse(url: str, user_data: Path, *, screenshot: Path | None = None) -> str:
-    """The page's DOM after its scripts ran; optionally a screenshot of it too."""
-    base = [chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={user_data}"]
-    if screenshot is not None:
-        subprocess.run(
-            [*base, "--window-size=1400,2400", f"--screenshot={screenshot}", url],
-            capture_output=True,
-            timeout=120,
-            check=True,
-        )
-    done = subprocess.run(
-        [*base, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True
-    )
-    return done.stdout
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +59,7 @@ def test_flow_run_page_lists_the_runs_artifacts(live_server, two_nights, tmp_pat
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     screenshot = SCREENSHOTS / "flow-run.png"
     url = f"{_ui(live_server)}/v2/runs/flow-run/{two_nights['flow_run_id']}?tab=Artifacts"
-    dom = _browse(url, tmp_path / "chromium", screenshot=screenshot)
+    dom = browse(url, tmp_path / "chromium", screenshot=screenshot)
     assert "Completed" in dom
     for key in ("segmentation-summary", "segment-profiles", "segment-transitions"):
         assert key in dom, f"artifact {key} not on the run page"
@@ -88,7 +72,7 @@ def test_summary_artifact_shows_the_story_with_its_plots_inline(live_server, two
     screenshot = SCREENSHOTS / "summary-artifact.png"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     url = f"{_ui(live_server)}/v2/artifacts/artifact/{artifact}"
-    dom = _browse(url, tmp_path / "chromium", screenshot=screenshot)
+    dom = browse(url, tmp_path / "chromium", screenshot=screenshot)
     assert two_nights["run_id"] in dom
     for segment in two_nights["segments"]:
         assert segment["name"] in dom

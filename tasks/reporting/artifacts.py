@@ -5,11 +5,48 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import string
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+# Markdown shown in the Prefect UI. Both its UIs (the classic one at /, the React one at /v2)
+# render HTML inside Markdown (`<a href>`, `<b>`, `<img>`), and the /v2 one turns any text that
+# reads like a URL or an e-mail address into a live link, even with its punctuation escaped
+# (checked in headless Chromium, tests/test_hostile_text.py). So text from data (names, labels,
+# headers, paths, ids) goes through `markdown_text`: HTML's special characters as entities, the
+# other ASCII punctuation that Markdown reads inside a line backslash-escaped (so `|` stays
+# inside its table cell), an empty HTML comment before `:`, `@` and after `www` so that nothing
+# is linked, line breaks and tabs as spaces (a table row is one line; the classic UI shows a
+# numeric entity such as `&#10;` as it is). `, . / ; % ? - + =` do nothing inside a line: left
+# as they are.
+# Table artifacts: the classic UI (Prefect's default) renders each cell of a table artifact as
+# Markdown, so a name with `<a href>` would be a live link there; the /v2 UI shows cells as plain
+# text. Text cells are escaped for the default one: /v2 then shows the escapes of a name with
+# punctuation (`\(`, `&lt;`), never markup. Column headers are plain text in both: left as they are.
+HTML_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}
+INERT_IN_A_LINE = ",./;%?-+="
+NO_LINK = "<!---->"
+MARKDOWN_ESCAPES = {
+    **{c: "\\" + c for c in string.punctuation if c not in INERT_IN_A_LINE},
+    ":": NO_LINK + "\\:",
+    "@": NO_LINK + "\\@",
+    **HTML_ENTITIES,
+    **dict.fromkeys("\t\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029", " "),
+}
+MARKDOWN_TRANSLATION = str.maketrans(MARKDOWN_ESCAPES)
+WWW = re.compile(r"(www)(?=\.)", re.IGNORECASE)
+
+
+def markdown_text(value: object) -> str:
+    """``value`` as Markdown that the Prefect UI shows as this very text, placed inside a line
+    (never at its start): no link, no HTML, no emphasis, no table cell break (line breaks and
+    tabs show as spaces)."""
+    escaped = str(value).translate(MARKDOWN_TRANSLATION)
+    return WWW.sub(r"\1" + NO_LINK, escaped)
+
 
 # Plots shown in the run's summary in the Prefect UI, in this order, with their captions.
 SUMMARY_PLOTS = {
@@ -71,20 +108,20 @@ def summary_markdown(
     rows = manifest["rows"]
     choice = manifest["k"]
     lines = [
-        f"# Customer segmentation: {manifest['run_id']}",
+        f"# Customer segmentation: {markdown_text(manifest['run_id'])}",
         "",
-        f"**{choice['chosen']} segments** from `{manifest['input']['path']}` "
+        f"**{choice['chosen']} segments** from {markdown_text(manifest['input']['path'])} "
         f"(rule: {choice['rule']}; {choice['reason']}).",
         "",
         "| segment | name | customers | share | "
-        + "".join(f"mean {label} | " for label in means.values()),
+        + "".join(f"mean {markdown_text(label)} | " for label in means.values()),
         "|---:|---|---:|---:|" + "---:|" * len(means),
     ]
     for p in profiles.to_dict(orient="records"):
         cells = "".join(f"{number(p[f'{column}_mean'])} | " for column in means)
         lines.append(
-            f"| {p['segment_id']} | {p['segment_name']} | {p['size']:,} | {p['share']:.1%} | "
-            + cells
+            f"| {p['segment_id']} | {markdown_text(p['segment_name'])} | {p['size']:,} | "
+            f"{p['share']:.1%} | " + cells
         )
     lines += [
         "",
@@ -112,9 +149,10 @@ def summary_markdown(
     lines += _changes_lines(manifest.get("changes"))
     lines += [
         "",
-        f"**Files**: `{manifest['output_folder']}`",
+        f"**Files**: {markdown_text(manifest['output_folder'])}",
         "",
-        f"**Report**: `{Path(manifest['output_folder']) / 'report.html'}` (open it in a browser: "
+        f"**Report**: {markdown_text(Path(manifest['output_folder']) / 'report.html')} (open it "
+        "in a browser: "
         "segments explained, how k was chosen, changes, data quality; no network needed)",
     ]
     for name, caption in SUMMARY_PLOTS.items():
@@ -144,7 +182,7 @@ def png_data_uri(png: bytes) -> str:
 def gate_failure_markdown(run_id: str, breaches: list[str]) -> str:
     """What the UI shows for a run stopped by a quality gate."""
     lines = [
-        f"# Customer segmentation: {run_id} failed a quality gate",
+        f"# Customer segmentation: {markdown_text(run_id)} failed a quality gate",
         "",
         "Nothing was published; `outputs/latest` still names the previous good run.",
         "",
@@ -156,16 +194,18 @@ def assignment_markdown(summary: dict, names: Mapping[int, str]) -> str:
     """What the UI shows for an assign-segments run: customers per segment, the row
     accounting (read = assigned + quarantined + duplicates), outliers and the files written."""
     rows = "\n".join(
-        f"| {i} | {names[i]} | {summary['segments'].get(i, 0):,} |" for i in sorted(names)
+        f"| {i} | {markdown_text(names[i])} | {summary['segments'].get(i, 0):,} |"
+        for i in sorted(names)
     )
     return (
-        f"# New customers assigned\n\nModel: `{summary['model']}`\n\n"
+        f"# New customers assigned\n\nModel: {markdown_text(summary['model'])}\n\n"
         "| id | segment | customers |\n| ---: | --- | ---: |\n"
         f"{rows}\n\n"
         f"Rows: {summary['rows_read']:,} read = {summary['rows_kept']:,} assigned + "
         f"{summary['rows_quarantined']:,} quarantined + {summary['duplicates_dropped']:,} "
         f"duplicates; outliers: {summary['outliers']:,}\n\n"
-        f"Output: `{summary['output']}`; quarantine: `{summary['quarantine']}`\n"
+        f"Output: {markdown_text(summary['output'])}; quarantine: "
+        f"{markdown_text(summary['quarantine'])}\n"
     )
 
 
@@ -177,13 +217,14 @@ def _changes_lines(changes: dict | None) -> list[str]:
         new = ", ".join(map(str, changes["new_segment_ids"]))
         return [
             "",
-            f"**Since the previous run** (`{changes['previous_run_id']}`): it clustered on other "
+            f"**Since the previous run** ({markdown_text(changes['previous_run_id'])}): it "
+            "clustered on other "
             f"columns, so customers are not compared and segments start afresh (new ids {new}).",
         ]
     ari = changes["adjusted_rand_index"]
     lines = [
         "",
-        f"**Since the previous run** (`{changes['previous_run_id']}`): "
+        f"**Since the previous run** ({markdown_text(changes['previous_run_id'])}): "
         f"{changes['customers_moved']:,} of {changes['customers_in_both']:,} returning customers "
         f"changed segment ({changes['moved_share']:.1%}); adjusted Rand index "
         f"{'n/a' if ari is None else f'{ari:.3f}'}; {changes['customers_joined']:,} joined, "
@@ -212,12 +253,13 @@ def _changes_lines(changes: dict | None) -> list[str]:
 
 
 def transitions_records(transitions: pd.DataFrame, names: Mapping[int, str]) -> list[dict]:
-    """The transition counts as rows with the current segment's name, for a table artifact."""
+    """The transition counts as rows with the current segment's name, for a table artifact
+    (the name through `markdown_text`: see the note on table artifacts above markdown_text)."""
     return [
         {
             "previous_segment_id": int(row.previous_segment_id),
             "segment_id": int(row.segment_id),
-            "segment_name": names[int(row.segment_id)],
+            "segment_name": markdown_text(names[int(row.segment_id)]),
             "customers": int(row.customers),
         }
         for row in transitions.itertuples()
@@ -227,7 +269,8 @@ def transitions_records(transitions: pd.DataFrame, names: Mapping[int, str]) -> 
 def profiles_records(profiles: pd.DataFrame) -> list[dict]:
     """The profiles as JSON-ready rows for the UI's table: shares (``share``,
     ``<column>_<value>_share``) as percentages (``"12.5%"``), other numbers rounded for reading
-    (one decimal; three significant digits below 1), missing values empty."""
+    (one decimal; three significant digits below 1), missing values empty, text through
+    `markdown_text` (see the note on table artifacts above markdown_text)."""
     return [
         {key: _cell(key, value) for key, value in row.items()}
         for row in profiles.to_dict(orient="records")
@@ -235,7 +278,9 @@ def profiles_records(profiles: pd.DataFrame) -> list[dict]:
 
 
 def _cell(key: str, value: object) -> object:
-    if isinstance(value, bool | str) or value is None:
+    if isinstance(value, str):
+        return markdown_text(value)
+    if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int | np.integer):
         return int(value)

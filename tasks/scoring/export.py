@@ -3,8 +3,9 @@
 A spreadsheet runs a cell that begins with ``=``, ``+``, ``-`` or ``@`` (and, in some, a tab or
 carriage return) as a formula: ``=HYPERLINK(...)`` in a customer id would run on opening. In a
 CSV written here every text cell that begins with one of them gets a leading apostrophe (the
-usual rule, OWASP "CSV injection"), which the spreadsheet shows as text. Numbers stay numbers
-(``-5`` in a numeric column is written as it is). Each file is written to a temporary name
+usual rule, OWASP "CSV injection"), which the spreadsheet shows as text; so does every header
+cell (a header comes from the input file). Numbers stay numbers (``-5`` in a numeric column is
+written as it is). Each file is written to a temporary name
 beside it and renamed into place, so a reader never sees half a file.
 """
 
@@ -40,10 +41,18 @@ def sidecar_path(path: str | Path, label: str) -> Path:
     return path.with_name(f"{path.stem}.{label}{path.suffix}")
 
 
+def safe_header(name: object) -> object:
+    """A column name as a CSV header cell: with a leading apostrophe when a spreadsheet would
+    run it as a formula (the header row is cells too); other names unchanged."""
+    if isinstance(name, str) and name.startswith(FORMULA_STARTS):
+        return ESCAPE + name
+    return name
+
+
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with every text cell that a spreadsheet would run as a formula escaped by a
-    leading apostrophe and categorical columns as their text (a CSV has no dictionary
-    columns); numeric, boolean and missing cells unchanged."""
+    """``frame`` with every text cell and header that a spreadsheet would run as a formula
+    escaped by a leading apostrophe and categorical columns as their text (a CSV has no
+    dictionary columns); numeric, boolean and missing cells unchanged."""
     escaped = {}
     for name in frame.columns:
         values = frame[name]
@@ -54,7 +63,8 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
         text = values.astype("str")
         risky = text.str.startswith(FORMULA_STARTS) & values.notna()
         escaped[name] = (ESCAPE + text).where(risky, values) if risky.any() else values
-    return frame.assign(**escaped) if escaped else frame
+    safe = frame.assign(**escaped) if escaped else frame
+    return safe.rename(columns=safe_header)
 
 
 def write_table_file(frame: pd.DataFrame, path: str | Path) -> Path:

@@ -215,6 +215,9 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             f"but --input {settings.input} is a single file",
             EXIT_USAGE,
         )
+    unwritable = check_output(settings.output_dir)
+    if unwritable is not None:
+        return _fail(unwritable, EXIT_BAD_INPUT)
     configure_prefect()
     server = start_early_server()  # boots while this process imports and checks the input
     problem = check_input(settings)  # wrong column names, k, etc.: before any slow work
@@ -246,6 +249,20 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return EXIT_INTERNAL
     print(format_summary(manifest))
     return EXIT_OK
+
+
+def check_output(output_dir: Path) -> str | None:
+    """Why the runs cannot be written to ``output_dir`` (not a folder, read-only, a store path
+    that is a link ...), in one line, or None: checked before Prefect starts, not found by the
+    flow after the fit."""
+    from tasks.errors import OutputError
+    from tasks.store.paths import check_output_folder
+
+    try:
+        check_output_folder(output_dir)
+    except OutputError as error:
+        return str(error)
+    return None
 
 
 def check_input(settings: SegmentationSettings) -> tuple[int, str] | None:

@@ -461,11 +461,11 @@ def _assign(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
     except ModelError as error:
         return _fail(one_line(error), EXIT_BAD_MODEL)
-    except InputError as error:
+    except InputError as error:  # bad input, or an output that cannot be written (OutputError)
         return _fail(error, EXIT_BAD_INPUT)
     except ValueError as error:  # an output that is neither .parquet nor .csv
         return _fail(one_line(error), EXIT_USAGE)
-    except OSError as error:  # e.g. the output folder cannot be written
+    except OSError as error:  # the environment (writing the output is an OutputError above)
         return _fail(error, EXIT_INTERNAL)
     print(format_assigned(done))
     return EXIT_OK

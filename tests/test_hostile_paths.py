@@ -17,10 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_assign import fit_like_a_run
 
 from flows.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from flows.run_folder import staged_run
 from tasks.errors import OutputError
+from tasks.sample_data import generate_customers, write_sample_csv
+from tasks.scoring.assign import assign_file
 from tasks.store.run_files import finish_run, latest_run, start_run, write_table, write_text
 
 VICTIM_TEXT = "someone else's file\n"
@@ -258,3 +261,52 @@ def test_segment_run_on_a_full_disk_exits_3_naming_the_file_and_keeps_latest(
     )
     assert os.readlink(output / "latest") == "runs/first"
     assert sorted(p.name for p in (output / "runs").iterdir()) == ["first"]
+
+
+# --- item 8: segment assign on a full disk ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    """A model fitted on 600 sample customers, and that file."""
+    folder = tmp_path_factory.mktemp("small-model")
+    source = folder / "customers.csv"
+    write_sample_csv(generate_customers(n=600, seed=7), source)
+    model, _ = fit_like_a_run(source, folder / "run", k=3)
+    return model, source
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_a_failed_assign_leaves_yesterdays_pair_and_names_the_file(
+    small_model, tmp_path, monkeypatch, capsys, suffix
+):
+    import pyarrow.csv
+    import pyarrow.parquet
+
+    model, source = small_model
+    output = tmp_path / f"assigned{suffix}"
+    quarantine = tmp_path / f"assigned.quarantine{suffix}"
+    lines = source.read_text().splitlines(keepends=True)
+    yesterdays_file = tmp_path / "yesterday" / "customers.csv"
+    yesterdays_file.parent.mkdir()
+    yesterdays_file.write_text("".join(lines[:300]))  # fewer customers, another quarantine
+    assign_file(model, yesterdays_file, output)  # yesterday's pair
+    yesterday = {p.name: p.read_bytes() for p in (output, quarantine)}
+    writer = pyarrow.csv if suffix == ".csv" else pyarrow.parquet
+    name = "write_csv" if suffix == ".csv" else "write_table"
+    write, calls = getattr(writer, name), []
+
+    def second_call_fills_the_disk(table, where, *args, **kwargs):
+        calls.append(where)
+        if len(calls) == 2:  # the quarantine is written first, then the assigned customers
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write(table, where, *args, **kwargs)
+
+    monkeypatch.setattr(writer, name, second_call_fills_the_disk)
+    code = main(["assign", "--model", str(model), "--input", str(source), "--output", str(output)])
+    assert code == EXIT_BAD_INPUT
+    assert capsys.readouterr().err == (
+        f"segment: error: {output}: cannot be written: No space left on device\n"
+    )
+    assert {p.name: p.read_bytes() for p in (output, quarantine)} == yesterday
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*yesterday, "yesterday"])

@@ -205,6 +205,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(usage_error(error, SegmentationSettings))
     if not settings.input.exists():  # fail fast, before Prefect starts a server
         return _fail(f"{settings.input}: no such file", EXIT_BAD_INPUT)
+    if not (settings.input.is_file() or settings.input.is_dir()):  # a pipe would hang or drain
+        from tasks.errors import NOT_A_REGULAR_FILE
+
+        return _fail(f"{settings.input}: {NOT_A_REGULAR_FILE}", EXIT_BAD_INPUT)
     if settings.date_format is not None and not settings.transactions:
         parser.error("--date-format reads the dates of order lines: use it with --transactions")
     if (

@@ -85,3 +85,11 @@ def _rebuild_output_error(message, path, row, column) -> OutputError:
 def cannot_write(path: str | Path, error: OSError) -> OutputError:
     """The one-line error for an OS error writing ``path`` (disk full, read-only ...)."""
     return OutputError(f"cannot be written: {error.strerror or error}", path=path)
+
+
+# Why a pipe, socket or device is refused as an input file (a pipe's contents can be read only
+# once, and a pipe with no writer blocks forever).
+NOT_A_REGULAR_FILE = (
+    "is not a regular file (a pipe, socket or device?); save it to a CSV or Parquet file and "
+    "give that"
+)

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -21,10 +25,11 @@ from test_assign import fit_like_a_run
 
 from flows.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from flows.run_folder import staged_run
-from tasks.errors import OutputError
+from tasks.errors import NOT_A_REGULAR_FILE, InputError, OutputError
 from tasks.sample_data import generate_customers, write_sample_csv
 from tasks.scoring.assign import assign_file
 from tasks.store.run_files import finish_run, latest_run, start_run, write_table, write_text
+from tasks.store.snapshots import resolve_input
 
 VICTIM_TEXT = "someone else's file\n"
 
@@ -310,3 +315,93 @@ def test_a_failed_assign_leaves_yesterdays_pair_and_names_the_file(
     )
     assert {p.name: p.read_bytes() for p in (output, quarantine)} == yesterday
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*yesterday, "yesterday"])
+
+
+# --- item 10: pipes as input ------------------------------------------------------------------
+
+
+@contextmanager
+def unblocked_after(fifo: Path, seconds: float = 3.0) -> Iterator[None]:
+    """If something opens ``fifo`` to read and waits for a writer (the hang this guards
+    against), open and close it for writing after ``seconds``: the test then fails on its
+    assertions instead of hanging."""
+    stop = threading.Event()
+
+    def watch() -> None:
+        if stop.wait(seconds):
+            return
+        while not stop.is_set():
+            try:
+                descriptor = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: no reader (yet)
+                time.sleep(0.05)
+                continue
+            os.close(descriptor)
+            return
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextmanager
+def pipe_holding(data: bytes) -> Iterator[Path]:
+    """``/dev/fd/N`` of a pipe holding ``data`` (what a shell's ``<(cat file)`` passes)."""
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, data)
+        os.close(write_end)
+        yield Path(f"/dev/fd/{read_end}")
+    finally:
+        os.close(read_end)
+
+
+@pytest.fixture
+def fifo(tmp_path) -> Path:
+    path = tmp_path / "customers.csv"
+    os.mkfifo(path)
+    return path
+
+
+def test_segment_run_refuses_a_fifo_with_no_writer_in_one_line_before_prefect_starts(
+    fifo, tmp_path, capsys, monkeypatch
+):
+    _no_prefect(monkeypatch)
+    with unblocked_after(fifo):
+        code = main(["run", "--input", str(fifo), "--output", str(tmp_path / "out")])
+    assert code == EXIT_BAD_INPUT
+    assert capsys.readouterr().err == f"segment: error: {fifo}: {NOT_A_REGULAR_FILE}\n"
+
+
+def test_segment_run_refuses_a_process_substitution_instead_of_calling_it_empty(
+    customers_csv, tmp_path, capsys, monkeypatch
+):
+    _no_prefect(monkeypatch)
+    with pipe_holding(customers_csv.read_bytes()[:30_000]) as pipe:
+        code = main(["run", "--input", str(pipe), "--output", str(tmp_path / "out")])
+    assert code == EXIT_BAD_INPUT
+    assert capsys.readouterr().err == f"segment: error: {pipe}: {NOT_A_REGULAR_FILE}\n"
+
+
+def test_segment_assign_refuses_pipes_in_one_line_and_writes_nothing(
+    small_model, fifo, tmp_path, capsys
+):
+    model, source = small_model
+    output = tmp_path / "assigned.parquet"
+    base = ["assign", "--model", str(model), "--output", str(output), "--input"]
+    with unblocked_after(fifo):
+        assert main([*base, str(fifo)]) == EXIT_BAD_INPUT
+    assert capsys.readouterr().err == f"segment: error: {fifo}: {NOT_A_REGULAR_FILE}\n"
+    with pipe_holding(source.read_bytes()[:30_000]) as pipe:
+        assert main([*base, str(pipe)]) == EXIT_BAD_INPUT
+    assert capsys.readouterr().err == f"segment: error: {pipe}: {NOT_A_REGULAR_FILE}\n"
+    assert not output.exists()
+
+
+def test_a_flow_given_a_pipe_refuses_it_when_resolving_the_input(fifo):
+    with unblocked_after(fifo), pytest.raises(InputError, match="is not a regular file"):
+        resolve_input(fifo)

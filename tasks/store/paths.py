@@ -65,7 +65,8 @@ def check_store_paths(output_dir: Path) -> None:
 def refused_link(path: Path, what: str) -> OutputError:
     """The error for a path of the run store that is a symbolic link."""
     return OutputError(
-        f"{what} is a symbolic link; it must be a real file or folder (remove the link and re-run)",
+        f"{what} is a symbolic link, which the run store never writes through; remove it and "
+        "re-run",
         path=path,
     )
 

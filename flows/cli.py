@@ -205,6 +205,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(usage_error(error, SegmentationSettings))
     if not settings.input.exists():  # fail fast, before Prefect starts a server
         return _fail(f"{settings.input}: no such file", EXIT_BAD_INPUT)
+    if not (settings.input.is_file() or settings.input.is_dir()):  # a pipe would hang or drain
+        from tasks.errors import NOT_A_REGULAR_FILE
+
+        return _fail(f"{settings.input}: {NOT_A_REGULAR_FILE}", EXIT_BAD_INPUT)
     if settings.date_format is not None and not settings.transactions:
         parser.error("--date-format reads the dates of order lines: use it with --transactions")
     if (
@@ -215,6 +219,9 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             f"but --input {settings.input} is a single file",
             EXIT_USAGE,
         )
+    unwritable = check_output(settings.output_dir)
+    if unwritable is not None:
+        return _fail(unwritable, EXIT_BAD_INPUT)
     configure_prefect()
     server = start_early_server()  # boots while this process imports and checks the input
     problem = check_input(settings)  # wrong column names, k, etc.: before any slow work
@@ -246,6 +253,20 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return EXIT_INTERNAL
     print(format_summary(manifest))
     return EXIT_OK
+
+
+def check_output(output_dir: Path) -> str | None:
+    """Why the runs cannot be written to ``output_dir`` (not a folder, read-only, a store path
+    that is a link ...), in one line, or None: checked before Prefect starts, not found by the
+    flow after the fit."""
+    from tasks.errors import OutputError
+    from tasks.store.paths import check_output_folder
+
+    try:
+        check_output_folder(output_dir)
+    except OutputError as error:
+        return str(error)
+    return None
 
 
 def check_input(settings: SegmentationSettings) -> tuple[int, str] | None:
@@ -444,11 +465,11 @@ def _assign(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
     except ModelError as error:
         return _fail(one_line(error), EXIT_BAD_MODEL)
-    except InputError as error:
+    except InputError as error:  # bad input, or an output that cannot be written (OutputError)
         return _fail(error, EXIT_BAD_INPUT)
     except ValueError as error:  # an output that is neither .parquet nor .csv
         return _fail(one_line(error), EXIT_USAGE)
-    except OSError as error:  # e.g. the output folder cannot be written
+    except OSError as error:  # the environment (writing the output is an OutputError above)
         return _fail(error, EXIT_INTERNAL)
     print(format_assigned(done))
     return EXIT_OK

@@ -66,3 +66,30 @@ class ColumnMappingError(InputError):
 
 def _rebuild_column_mapping_error(message, path, row, column) -> ColumnMappingError:
     return ColumnMappingError(message, path=path, row=row, column=column)
+
+
+class OutputError(InputError):
+    """The output location is unusable: a file where the output folder should be, a folder
+    that cannot be created or written (read-only, no permission, disk full), or a path of the
+    run store that is a symbolic link or not a regular file or folder (someone else's, in a
+    shared folder). Names the path; the CLI exits with ``EXIT_BAD_INPUT`` as for bad input."""
+
+    def __reduce__(self):
+        return (_rebuild_output_error, (self.message, self.path, self.row, self.column))
+
+
+def _rebuild_output_error(message, path, row, column) -> OutputError:
+    return OutputError(message, path=path, row=row, column=column)
+
+
+def cannot_write(path: str | Path, error: OSError) -> OutputError:
+    """The one-line error for an OS error writing ``path`` (disk full, read-only ...)."""
+    return OutputError(f"cannot be written: {error.strerror or error}", path=path)
+
+
+# Why a pipe, socket or device is refused as an input file (a pipe's contents can be read only
+# once, and a pipe with no writer blocks forever).
+NOT_A_REGULAR_FILE = (
+    "is not a regular file (a pipe, socket or device?); save it to a CSV or Parquet file and "
+    "give that"
+)

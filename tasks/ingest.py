@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from schemas.spec import TableSpec
-from tasks.errors import InputError
+from tasks.errors import NOT_A_REGULAR_FILE, InputError
 from tasks.spec_init import Inferred, infer_columns, inference_notes, inferred_spec
 from tasks.table import CUSTOMER_ID, SEPARATOR, SOURCE_ROW, Table, choose_spec, resolve_table
 
@@ -152,11 +152,14 @@ def canonical_frame(raw: pd.DataFrame, table: Table) -> pd.DataFrame:
 
 
 def _check_is_file(path: Path) -> None:
-    """Raise InputError unless ``path`` is an existing regular file."""
+    """Raise InputError unless ``path`` is an existing regular file (a pipe is refused: with
+    no writer, opening it waits forever; with one, its contents can be read only once)."""
     if not path.exists():
         raise InputError("no such file", path=path)
     if path.is_dir():
         raise InputError("is a directory, expected a CSV or Parquet file", path=path)
+    if not path.is_file():
+        raise InputError(NOT_A_REGULAR_FILE, path=path)
 
 
 def _read_bytes(path: Path, limit: int | None = None) -> bytes:

@@ -3,6 +3,7 @@ tasks.reporting.artifacts."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from schemas.outputs import Elbow
+from tasks.errors import OutputError
 from tasks.reporting.plots import figure_to_png
 from tasks.store.run_files import (
     _atomic_write,
@@ -180,18 +182,19 @@ def test_abandon_run_removes_the_staging_folder(tmp_path):
 def test_start_run_refuses_a_latest_that_is_not_a_link(tmp_path):
     # caught before any work, not after the run folder has been published
     (tmp_path / "latest").mkdir()
-    with pytest.raises(FileExistsError, match="not a link to a run"):
+    with pytest.raises(OutputError, match="latest: is not a link to a run"):
         start_run(tmp_path, "r1")
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
 
 
-def test_failed_write_leaves_no_temporary_file(tmp_path):
-    def explode(tmp):
-        tmp.write_text("half")
-        raise OSError("disk full")
+def test_failed_write_leaves_no_temporary_file_and_names_the_path(tmp_path):
+    def explode(handle):
+        handle.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    with pytest.raises(OSError, match="disk full"):
-        _atomic_write(tmp_path / "table.parquet", explode)
+    target = tmp_path / "table.parquet"
+    with pytest.raises(OutputError, match=f"^{target}: cannot be written: No space left"):
+        _atomic_write(target, explode)
     assert list(tmp_path.iterdir()) == []
 
 

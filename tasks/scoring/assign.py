@@ -33,7 +33,7 @@ from tasks.errors import InputError
 from tasks.ingest import canonical_frame, expected_types, numbers_as_text, read_file, read_header
 from tasks.model import MODEL_FORMAT, Scores, score_frame
 from tasks.scale import FeatureTransform
-from tasks.scoring.export import check_output_path, sidecar_path, write_table_file
+from tasks.scoring.export import check_output_path, sidecar_path, write_table_files
 from tasks.scoring.model_file import ModelFile, first_defect
 from tasks.table import CUSTOMER_ID, SOURCE_ROW, Table, normalise
 
@@ -400,8 +400,14 @@ def assign_file(
 def write_assignment(assignment: Assignment, output: Path) -> tuple[Path, Path]:
     """Write the assigned customers to ``output`` and the quarantine beside it
     (``<stem>.quarantine.<suffix>``, even when empty, so an old one is never taken for
-    today's); the quarantine first, so a complete output always has its quarantine."""
-    quarantine = write_table_file(assignment.quarantine, sidecar_path(output, QUARANTINE_LABEL))
-    written = write_table_file(assignment.customers, output)
+    today's). Both are written to temporary names and renamed only when both are complete
+    (the quarantine first), so a failure such as a full disk (``OutputError`` naming the file)
+    leaves yesterday's pair as it was, never today's quarantine beside yesterday's output."""
+    quarantine, written = write_table_files(
+        [
+            (assignment.quarantine, sidecar_path(output, QUARANTINE_LABEL)),
+            (assignment.customers, output),
+        ]
+    )
     log.info("Wrote %s and %s", written, quarantine)
     return written, quarantine

@@ -5,20 +5,28 @@ carriage return) as a formula: ``=HYPERLINK(...)`` in a customer id would run on
 CSV written here every text cell that begins with one of them gets a leading apostrophe (the
 usual rule, OWASP "CSV injection"), which the spreadsheet shows as text; so does every header
 cell (a header comes from the input file). Numbers stay numbers (``-5`` in a numeric column is
-written as it is). Each file is written to a temporary name
-beside it and renamed into place, so a reader never sees half a file.
+written as it is). Each file is written to a temporary name beside it and renamed into place,
+so a reader never sees half a file; files that belong together (the assigned customers and
+their quarantine) are renamed only once all of them are complete, so a failure (a full disk)
+leaves the previous pair as it was, never a new file beside an old one. A write that fails is
+an ``OutputError`` naming the file.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+
+from tasks.errors import cannot_write
+from tasks.store.paths import open_new_file
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 ESCAPE = "'"
@@ -70,17 +78,43 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
 def write_table_file(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write ``frame`` as Parquet or (spreadsheet-safe) CSV by the suffix of ``path``,
     atomically (a temporary name beside it, then a rename)."""
-    path = check_output_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    return write_table_files([(frame, Path(path))])[0]
+
+
+def write_table_files(tables: Sequence[tuple[pd.DataFrame, Path]]) -> list[Path]:
+    """Write each ``(frame, path)`` as ``write_table_file`` does, all or none: every frame goes
+    to a temporary file beside its path, and only when all are complete are they renamed into
+    place, in the order given. An OS error (disk full, read-only, a folder that cannot be
+    created) raises ``OutputError`` naming the path; the temporary files are removed and the
+    files already at the paths are left as they were."""
+    paths = [check_output_path(path) for _, path in tables]
+    temporaries: list[Path] = []
     try:
-        if path.suffix.lower() == ".csv":
-            table = pa.Table.from_pandas(spreadsheet_safe(frame), preserve_index=False)
-            pa_csv.write_csv(table, tmp, pa_csv.WriteOptions(quoting_style="needed"))
-        else:
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            pq.write_table(table, tmp)
-        os.replace(tmp, path)
+        for (frame, _), path in zip(tables, paths, strict=True):
+            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                temporaries.append(tmp)
+                with open_new_file(tmp) as handle:
+                    _write_table(frame, path.suffix.lower(), handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as error:
+                raise cannot_write(path, error) from error
+        for tmp, path in zip(temporaries, paths, strict=True):
+            try:
+                os.replace(tmp, path)
+            except OSError as error:
+                raise cannot_write(path, error) from error
     finally:
-        tmp.unlink(missing_ok=True)
-    return path
+        for tmp in temporaries:
+            tmp.unlink(missing_ok=True)
+    return paths
+
+
+def _write_table(frame: pd.DataFrame, suffix: str, handle: BinaryIO) -> None:
+    if suffix == ".csv":
+        table = pa.Table.from_pandas(spreadsheet_safe(frame), preserve_index=False)
+        pa_csv.write_csv(table, handle, pa_csv.WriteOptions(quoting_style="needed"))
+    else:
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), handle)

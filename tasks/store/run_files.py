@@ -11,6 +11,15 @@ complete.
 ``abandon_run``. Only the holder stages anything, so whatever staging debris the holder finds
 (``.partial`` folders, ``.latest.<run-id>.tmp`` links) was left by a crashed run, and
 ``start_run`` removes it. The kernel drops the lock when its process dies, SIGKILL included.
+
+**Hostile or broken folders.** An output folder may be shared, and whoever can write in it can
+plant links. No path of the store is followed through a symbolic link when it is written:
+the lock is opened with ``O_NOFOLLOW``, ``runs`` and a run folder that are links (or not
+folders) are refused, every temporary file is created anew (``O_EXCL | O_NOFOLLOW``) and
+renamed over, and a staging folder holding anything but regular files is not published. A
+failure to create or write (a read-only file system, a full disk) names the path. All of these
+raise ``OutputError`` (the CLI's exit 3); ``latest`` is switched only after everything is
+written, so it stays on the previous run.
 """
 
 from __future__ import annotations
@@ -21,8 +30,9 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypedDict
+from typing import BinaryIO, TypedDict
 
 import pandas as pd
 import pandera.pandas as pa
@@ -32,14 +42,21 @@ from matplotlib.figure import Figure
 
 from schemas.outputs import Elbow, Transitions
 from tasks.describe import Described
+from tasks.errors import cannot_write
 from tasks.model import model_to_json
 from tasks.reporting.plots import figure_to_png
+from tasks.store.paths import (
+    LATEST,
+    RUNS,
+    check_store_paths,
+    not_regular,
+    open_new_file,
+    refused_link,
+)
 from tasks.store.runlock import RunLock
 
 log = logging.getLogger(__name__)
 
-RUNS = "runs"
-LATEST = "latest"
 MANIFEST = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
 # A run folder name: one path component, no separators, not "." or "..", not hidden.
@@ -61,22 +78,28 @@ def check_run_id(run_id: str) -> str:
 def start_run(output_dir: str | Path, run_id: str, *, timeout: float | None = None) -> Path:
     """Take the output folder's lock (waiting for a run in progress, at most ``timeout``
     seconds if given: TimeoutError), remove crashed runs' debris, and create and return the
-    staging folder of a new run. The lock is held until ``finish_run`` or ``abandon_run``."""
+    staging folder of a new run. The lock is held until ``finish_run`` or ``abandon_run``.
+    A store path that is a link or of the wrong kind, or a folder that cannot be created,
+    raises ``OutputError`` naming it."""
     check_run_id(run_id)
     output_dir = Path(output_dir)
-    latest = output_dir / LATEST
-    if latest.exists() and not latest.is_symlink():  # found now, not after the run is published
-        raise FileExistsError(f"{latest} is not a link to a run; move it away and re-run")
+    check_store_paths(output_dir)  # found now, not after the run is published
     lock = RunLock(output_dir)
     lock.acquire(run_id, timeout=timeout)
     try:
         runs = output_dir / RUNS
+        check_store_paths(output_dir)  # again, now that no other run of ours changes them
+        if (runs / run_id).is_symlink():
+            raise refused_link(runs / run_id, "the run folder")
         if (runs / run_id).exists():
             raise FileExistsError(f"run {run_id} already exists in {output_dir}")
-        runs.mkdir(parents=True, exist_ok=True)
-        remove_debris(output_dir)
         staging = runs / f".{run_id}{PARTIAL_SUFFIX}"
-        staging.mkdir()
+        try:
+            runs.mkdir(parents=True, exist_ok=True)
+            remove_debris(output_dir)
+            staging.mkdir()  # never follows a link: a link left there was removed as debris
+        except OSError as error:
+            raise cannot_write(staging, error) from error
     except BaseException:
         lock.release()
         raise
@@ -104,7 +127,10 @@ def remove_debris(output_dir: str | Path) -> list[Path]:
     output_dir = Path(output_dir)
     removed: list[Path] = []
     for staging in sorted((output_dir / RUNS).glob(f".*{PARTIAL_SUFFIX}")):
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging.is_symlink() or not staging.is_dir():
+            staging.unlink(missing_ok=True)  # the link itself, never what it points to
+        else:
+            shutil.rmtree(staging, ignore_errors=True)
         removed.append(staging)
     for link in sorted(output_dir.glob(f".{LATEST}.*.tmp")):
         link.unlink(missing_ok=True)
@@ -125,15 +151,15 @@ def write_table(
     place rather than copying it."""
     if schema is not None:
         frame = schema.validate(frame, inplace=True)
-    return _atomic_write(path, lambda tmp: _write_parquet(frame, tmp))
+    return _atomic_write(path, lambda handle: _write_parquet(frame, handle))
 
 
 ROW_GROUP = 1_000_000
 
 
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+def _write_parquet(frame: pd.DataFrame, handle: BinaryIO) -> None:
     first = pa_arrow.Table.from_pandas(frame.iloc[:ROW_GROUP], preserve_index=False)
-    with pq.ParquetWriter(path, first.schema, compression="zstd") as writer:
+    with pq.ParquetWriter(handle, first.schema, compression="zstd") as writer:
         writer.write_table(first)
         del first
         for start in range(ROW_GROUP, len(frame), ROW_GROUP):
@@ -144,24 +170,30 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
 
 
 def write_bytes(data: bytes, path: Path) -> Path:
-    return _atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    return _atomic_write(path, lambda handle: handle.write(data))
 
 
 def write_text(text: str, path: Path) -> Path:
-    return _atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return _atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def write_json(data: dict, path: Path) -> Path:
     return write_text(json.dumps(data, indent=2, allow_nan=False, default=str) + "\n", path)
 
 
-def _atomic_write(path: Path, write) -> Path:
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Write ``path`` through ``write(handle)`` into a new temporary file beside it, flush it
+    to disk and rename it into place. An OS error (disk full, read-only) is an
+    ``OutputError`` naming ``path``; the temporary file is removed whatever happens."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
+        with open_new_file(tmp) as handle:
+            write(handle)
+            handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # replaces a link at ``path`` itself, never its target
+    except OSError as error:
+        raise cannot_write(path, error) from error
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -209,18 +241,37 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def finish_run(staging: Path, manifest: dict) -> Path:
-    """Write the manifest (with checksums) last, publish the folder, point ``latest`` at it."""
+    """Write the manifest (with checksums) last, publish the folder, point ``latest`` at it.
+    A staging folder holding anything but regular files (a link planted by someone else) is
+    not published: ``OutputError`` naming it."""
+    check_only_regular_files(staging)
     manifest = {**manifest, "files": file_checksums(staging)}
     write_json(manifest, staging / MANIFEST)
     runs = staging.parent
     run_id = run_id_of(staging)
     final = runs / run_id
-    os.replace(staging, final)
+    try:
+        os.replace(staging, final)
+    except OSError as error:
+        raise cannot_write(final, error) from error
     _fsync_dir(runs)
-    _point_latest(runs.parent, final)
+    try:
+        _point_latest(runs.parent, final)
+    except OSError as error:  # the run folder is there, but latest still names the previous one
+        raise cannot_write(runs.parent / LATEST, error) from error
     release_run(staging)
     log.info("Run %s complete: %s", run_id, final)
     return final
+
+
+def check_only_regular_files(staging: Path) -> None:
+    """``OutputError`` naming the first entry of ``staging`` that is a link or not a regular
+    file: a run writes only regular files there."""
+    for entry in sorted(staging.iterdir()):
+        if entry.is_symlink():
+            raise refused_link(entry, "a file of the run being published")
+        if not entry.is_file():
+            raise not_regular(entry, "a file of the run being published")
 
 
 def _point_latest(output_dir: Path, final: Path) -> None:

@@ -12,20 +12,28 @@ then loads the run the first one published.
 The kernel releases the lock when its holder exits, however it exits (SIGKILL included), so a
 crashed run never leaves the folder locked. The file itself stays (it is not debris); it holds
 the current holder's pid and run id, for the waiting run's log line.
+
+The lock file is opened without following a symbolic link (``O_NOFOLLOW``) and must be a
+regular file with no other hard link: in a shared output folder, a ``.lock`` planted as a link
+to someone's file would otherwise have that file truncated. Such a lock is refused
+(``OutputError`` naming it), never written.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
 import os
+import stat
 import time
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from tasks.errors import OutputError, cannot_write
+from tasks.store.paths import LOCK_NAME, not_regular, refused_link
 
-LOCK_NAME = ".lock"
+log = logging.getLogger(__name__)
 
 
 class RunLock:
@@ -50,8 +58,7 @@ class RunLock:
         """
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already held by this RunLock")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by children
+        fd = open_lock_file(self.path)
         try:
             if not try_lock(fd):
                 started = time.monotonic()
@@ -79,8 +86,11 @@ class RunLock:
                     time.monotonic() - started,
                 )
             holder = json.dumps({"pid": os.getpid(), "run_id": run_id, "since": time.time()})
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, holder.encode(), 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, holder.encode(), 0)
+            except OSError as error:  # e.g. a full disk
+                raise cannot_write(self.path, error) from error
         except BaseException:
             os.close(fd)  # closing also releases the lock if it was taken
             raise
@@ -102,6 +112,37 @@ class RunLock:
 
     def __exit__(self, *exc_info) -> None:
         self.release()
+
+
+def open_lock_file(path: Path) -> int:
+    """Open (creating it if needed) the lock file ``path``, refusing a symbolic link, anything
+    but a regular file, and a file with other hard links (``OutputError`` naming it). The
+    descriptor is not inherited by child processes."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # O_NONBLOCK: opening a FIFO planted as the lock must not wait for a writer
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise refused_link(path, "the output folder's lock") from error
+        if error.errno in (errno.EISDIR, errno.ENXIO, errno.EOPNOTSUPP):
+            raise not_regular(path, "the output folder's lock") from error
+        raise cannot_write(path, error) from error
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise not_regular(path, "the output folder's lock")
+        if status.st_nlink != 1:
+            raise OutputError(
+                f"the output folder's lock has {status.st_nlink} hard links (a link to another "
+                "file?); remove it and re-run",
+                path=path,
+            )
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def try_lock(fd: int) -> bool:

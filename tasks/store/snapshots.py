@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa_arrow
 import pyarrow.parquet as pq
 
-from tasks.errors import InputError
+from tasks.errors import NOT_A_REGULAR_FILE, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +43,14 @@ AS_OF_NEEDS_A_FOLDER = "as_of picks a dated snapshot from a folder of snapshots"
 def resolve_input(path: str | Path, as_of: date | None = None) -> Path:
     """Return ``path`` if it is a file, else its newest snapshot on or before ``as_of`` (if set).
 
-    An ``as_of`` with a single file is refused (InputError), not ignored."""
+    An ``as_of`` with a single file is refused (InputError), not ignored, and so is a path
+    that is neither a regular file nor a folder (a pipe)."""
     path = Path(path)
     if not path.exists():
         raise InputError("no such file or folder", path=path)
     if not path.is_dir():
+        if not path.is_file():  # a pipe: it would hang, or be drained by a first read
+            raise InputError(NOT_A_REGULAR_FILE, path=path)
         if as_of is not None:
             raise InputError(f"{AS_OF_NEEDS_A_FOLDER}, but this is a single file", path=path)
         return path

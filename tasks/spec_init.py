@@ -27,9 +27,11 @@ from schemas.spec import ID_SPELLINGS, NO_ID, ColumnSpec, TableSpec, parse_spec
 from tasks.table import (
     MAX_CATEGORIES,
     NUMERIC_SHARE,
+    SEPARATOR,
     Table,
     decimal_comma_example,
     normalise,
+    thousands_example,
     value_order,
 )
 
@@ -85,7 +87,7 @@ def infer_columns(raw: pd.DataFrame) -> list[Inferred]:
     inferred = []
     for header in typed.columns:
         column = _infer(header, typed[header], schema.columns[header], header == id_header)
-        if typed[header].dtype != "float64" and decimal_comma_example(raw[header]) is not None:
+        if typed[header].dtype != "float64" and _commas(raw[header], raw.attrs.get(SEPARATOR)):
             # numbers, once converted: a feature, so that the run refuses it and says how
             column = _decimal_commas(column)
         elif column.role != "id" and normalise(header) in id_like:
@@ -169,6 +171,12 @@ def _infer(header: str, values: pd.Series, column: pa.Column, is_id: bool) -> In
     )  # fmt: skip
 
 
+def _commas(values: pd.Series, separator: str | None) -> bool:
+    """Numbers written with decimal commas or thousands separators (read as text)."""
+    found = thousands_example(values, separator) or decimal_comma_example(values)
+    return found is not None
+
+
 def _decimal_commas(column: Inferred) -> Inferred:
     return replace(
         column,
@@ -176,7 +184,7 @@ def _decimal_commas(column: Inferred) -> Inferred:
         role="feature",
         group="decimal commas",
         allowed=None,
-        note="numbers written with decimal commas: convert the file to decimal points first",
+        note="numbers written with commas (decimal or thousands): convert the file first",
     )
 
 

@@ -170,6 +170,8 @@ def share_phrase(phrase: str, card: Card) -> bool:
         return False
     assert share >= 100 * explain.MAJORITY - 0.5, phrase
     found = [s for (heading, v), s in card.shares.items() if v == value and label in heading]
+    if value == "1":  # a 0/1 feature: a row of the card's rates table
+        found += [s for (heading, v), s in card.shares.items() if heading.startswith("Rates")]
     assert any(abs(100 * s - share) <= 0.51 for s in found), (phrase, card.shares)
     return True
 

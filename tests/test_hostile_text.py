@@ -211,7 +211,6 @@ def without_server() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
 
 
-@pytest.mark.xfail(strict=False, reason="item 5 on branch hostile-plots")
 def test_run_with_dollar_signs_in_headers_draws_them_literally(live_server, tmp_path):
     frame = hostile_table(n=120).drop(columns=FEATURES[2:])
     frame = frame.rename(columns={FEATURES[0]: "income_$", FEATURES[1]: "spend_$ {x}^2"})

@@ -28,7 +28,8 @@ from planted_tables import (
 )
 
 from live_server import ROOT
-from tasks.reporting.html_report import REPORT, TEMPLATES, quarantine_reasons
+from tasks.reporting import explain
+from tasks.reporting.html_report import REPORT, TEMPLATES, is_flag, quarantine_reasons, top_values
 from tasks.sample_data import generate_snapshots, write_snapshots
 
 SCREENSHOTS = ROOT / "outputs" / "report-screenshots"
@@ -146,6 +147,55 @@ def test_report_works_for_every_table_shape(kind, tmp_path):
         assert ">Education<" in page and '>Response <span class="tag">profile</span><' in page
     if kind == "wide":
         assert ">CREDIT_LIMIT<" in page  # values filled with the median, listed
+
+
+def share(value: str, segment: float, overall: float) -> explain.Share:
+    return explain.Share("status", "status", value, False, segment, overall, 0.0)
+
+
+def test_a_category_with_many_values_shows_the_top_five_and_other():
+    values = [share(f"v{i}", (i + 1) / 78, 1 / 12) for i in range(12)]  # shares 1..12 / 78
+    shown = top_values(values)
+    assert [s.value for s in shown] == ["v7", "v8", "v9", "v10", "v11", "other (7 values)"]
+    assert shown[-1].share == pytest.approx(sum(range(1, 8)) / 78)
+    assert shown[-1].overall == pytest.approx(7 / 12)
+    few = values[:6]
+    assert top_values(few) == few  # up to six values: all of them, in their order
+
+
+def test_a_0_1_column_is_a_flag_shown_by_its_rate():
+    assert is_flag([share("0", 0.7, 0.8), share("1", 0.3, 0.2)])
+    assert not is_flag([share("0", 0.5, 0.5), share("1", 0.3, 0.3), share("2", 0.2, 0.2)])
+    assert not is_flag([share("No", 0.7, 0.8), share("Yes", 0.3, 0.2)])
+
+
+@pytest.mark.process
+def test_campaign_report_is_compact_at_1280_px(tmp_path):
+    """Issue 20 item 7: flags are one rates table, many-valued categories their top values,
+    share tables side by side. The planted campaign table (3 segments) measured 7,833 px at
+    1280 px wide before; the bound keeps it well under that."""
+    source = write_planted_table(mixed_marketing_table(n=2000, seed=11), tmp_path / "m.tsv")
+    folder = segment_in_process(source, tmp_path / "out", "run-1")
+    page = folder / REPORT
+    text = page.read_text(encoding="utf-8")
+    assert text.count("Rates (0/1 columns)") == len(segment_names(folder))
+    process, tools = open_in_chromium(page, tmp_path / "chromium")
+    try:
+        tools.call("Page.enable")
+        tools.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=1280, height=900, deviceScaleFactor=1, mobile=False,
+        )  # fmt: skip
+        tools.call("Page.navigate", url=page.as_uri())
+        tools.wait_for("Page.loadEventFired")
+        height = tools.call("Runtime.evaluate", expression="document.documentElement.scrollHeight")[
+            "result"
+        ]["value"]
+    finally:
+        tools.socket.close()
+        process.kill()
+        process.wait(timeout=30)
+    assert height <= 6000, f"report.html is {height} px tall at 1280 px"
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,6 +42,8 @@ RULES = {
     "silhouette": "the best silhouette score among the allowed k",
 }
 MAX_MOVES = 10  # largest moves between segments listed
+TOP_VALUES = 5  # a category with more values shows the segment's top 5 and "other"
+FLAG_VALUES = ("0", "1")  # a 0/1 flag: shown by its rate, one row among the card's flags
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class Card:
     differences: list[explain.Difference]
     shares: list[tuple[str, bool, list[explain.Share]]]  # (label, is a feature, values)
     typical: list[tuple[str, float]]
+    rates: list[explain.Share]  # 0/1 flags: each flag's share of 1s (its rate)
 
 
 def run_report(
@@ -156,18 +159,51 @@ def segment_cards(
                 share=float(row.share),
                 sentence=str(row.summary),
                 differences=differences[segment_id],
-                shares=_by_column(shares[segment_id]),
+                shares=[
+                    (label, feature, top_values(values))
+                    for label, feature, values in by_column(shares[segment_id])
+                    if not is_flag(values)
+                ],
                 typical=typical.get(segment_id, []),
+                rates=[
+                    values[1] for _, _, values in by_column(shares[segment_id]) if is_flag(values)
+                ],
             )
         )
     return cards
 
 
-def _by_column(shares: list[explain.Share]) -> list[tuple[str, bool, list[explain.Share]]]:
+def by_column(shares: list[explain.Share]) -> list[tuple[str, bool, list[explain.Share]]]:
+    """The shares grouped by column, in table order: (label, is a feature, values)."""
     grouped: dict[str, tuple[str, bool, list[explain.Share]]] = {}
     for share in shares:
         grouped.setdefault(share.column, (share.label, share.feature, []))[2].append(share)
     return list(grouped.values())
+
+
+def is_flag(values: list[explain.Share]) -> bool:
+    """A 0/1 flag's shares (values "0" and "1"): the card shows its rate, the share of 1s."""
+    return tuple(s.value for s in values) == FLAG_VALUES
+
+
+def top_values(values: list[explain.Share], top: int = TOP_VALUES) -> list[explain.Share]:
+    """Every value of a category with up to ``top + 1`` values, in its order; of one with more,
+    the ``top`` with the largest share in the segment (in the category's order) and one
+    "other (N values)" row adding up the rest, in the segment and among all customers."""
+    if len(values) <= top + 1:
+        return values
+    kept = set(sorted(range(len(values)), key=lambda i: -values[i].share)[:top])
+    rest = [v for i, v in enumerate(values) if i not in kept]
+    other = explain.Share(
+        column=rest[0].column,
+        label=rest[0].label,
+        value=f"other ({len(rest)} values)",
+        feature=rest[0].feature,
+        share=sum(v.share for v in rest),
+        overall=sum(v.overall for v in rest),
+        z=0.0,
+    )
+    return [v for i, v in enumerate(values) if i in kept] + [other]
 
 
 def k_sentence(choice: KChoice) -> str:

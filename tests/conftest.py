@@ -1,6 +1,6 @@
 """Test-wide setup: an isolated Prefect home, no telemetry, the test tiers, shared fixtures.
 
-Tiers (see README, "Tests"): ``make test-fast`` runs every test not marked ``flow``,
+Tiers (see docs/development.md, "Tests"): ``make test-fast`` runs every test not marked ``flow``,
 ``process`` or ``slow`` (a whole pipeline run in this process); ``make test`` runs them all.
 A test that uses the ``prefect_server`` or ``live_server`` fixture is marked ``flow`` here,
 automatically. A test that starts a process (subprocess, fork, Chromium, a temporary Prefect

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import unicodedata
 from datetime import date
 from pathlib import Path
 
@@ -190,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _fail(message: object, code: int) -> int:
     """Print ``segment: error: <message>`` on standard error; return the exit code ``code``."""
-    print(f"segment: error: {message}", file=sys.stderr)
+    print(f"segment: error: {printable(message)}", file=sys.stderr)
     return code
 
 
@@ -246,10 +247,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except InputError as error:
         return _fail(error, EXIT_BAD_INPUT)
     except GateError as error:
-        print(f"segment: {error}; outputs/latest is unchanged", file=sys.stderr)
+        print(f"segment: {printable(str(error))}; outputs/latest is unchanged", file=sys.stderr)
         return EXIT_GATE
     except Exception as error:  # noqa: BLE001 - a last-resort message; Prefect logged the traceback
-        print(f"segment: internal error: {internal_error_line(error)}", file=sys.stderr)
+        print(f"segment: internal error: {printable(internal_error_line(error))}", file=sys.stderr)
         return EXIT_INTERNAL
     print(format_summary(manifest))
     return EXIT_OK
@@ -385,7 +386,22 @@ def format_summary(manifest: dict) -> str:
         )
     lines.append(f"Output: {manifest['output_folder']}")
     lines.append(f"Report: {Path(manifest['output_folder']) / 'report.html'}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
+
+
+ESCAPED = ("Cc", "Cf")  # Unicode control and format characters
+ZWJ = "\u200d"  # a format character that joins emoji (family, flags): kept
+
+
+def printable(text: str) -> str:
+    """``text`` for the terminal: a control or format character (a line break or tab in a
+    segment name or path, an escape sequence, a right-to-left override) as its escape
+    (``\\n``, ``\\x1b``, ``\\u202e``), so a name from the data cannot break the table or
+    drive the terminal."""
+    return "".join(
+        repr(char)[1:-1] if unicodedata.category(char) in ESCAPED and char != ZWJ else char
+        for char in text
+    )
 
 
 def segment_lines(sizes: list[tuple[int, int, str]], total: int) -> list[str]:
@@ -497,7 +513,7 @@ def format_assigned(done) -> str:
     else:
         lines.append("Outliers: not known (a model from before training distances were stored)")
     lines.append(f"Output: {done.output}; quarantine: {done.quarantine_file}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
 
 
 def _init(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -385,6 +385,26 @@ def test_summary_lists_segments_rows_and_output_folder():
     assert text.endswith("Output: outputs/runs/x\nReport: outputs/runs/x/report.html")
 
 
+def test_summary_shows_names_and_paths_with_control_characters_escaped():
+    """A name or path from the data cannot break the table or drive the terminal: a line
+    break, a tab, an escape sequence and a right-to-left override are shown as escapes."""
+    manifest = {
+        "input": {"path": "in\nput.csv"},
+        "k": {"chosen": 2, "rule": "elbow", "reason": "knee at k=2"},
+        "segments": [
+            {"id": 1, "name": "High\nincome\t\x1b[31mred\u202eevil", "size": 30},
+            {"id": 2, "name": "Mostly 👨\u200d👩\u200d👧", "size": 10},
+        ],
+        "rows": {"rows_read": 40, "rows_kept": 40, "rows_quarantined": 0, "duplicates_dropped": 0},
+        "output_folder": "outputs/runs/x",
+    }
+    lines = format_summary(manifest).splitlines()
+    assert lines[0] == "Segmented 40 customers from in\\nput.csv"
+    assert lines[4].endswith("  High\\nincome\\t\\x1b[31mred\\u202eevil")
+    assert lines[5].endswith("  Mostly 👨\u200d👩\u200d👧")  # emoji joiners kept
+    assert not any(ch in "".join(lines) for ch in "\t\x1b\u202e")
+
+
 def test_summary_warns_when_most_rows_read_were_duplicates():
     manifest = {
         "input": {"path": "copies.csv"},

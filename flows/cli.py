@@ -191,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _fail(message: object, code: int) -> int:
     """Print ``segment: error: <message>`` on standard error; return the exit code ``code``."""
-    print(f"segment: error: {printable(message)}", file=sys.stderr)
+    print(f"segment: error: {printable(str(message))}", file=sys.stderr)
     return code
 
 

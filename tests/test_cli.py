@@ -365,17 +365,22 @@ def test_sample_data_command_writes_the_committed_default_file(tmp_path, capsys)
     assert "Wrote 3,036 rows" in capsys.readouterr().out
 
 
-def test_summary_lists_segments_rows_and_output_folder():
-    manifest = {
-        "input": {"path": "in.csv"},
+def summary_manifest(path: str, names: list[str]) -> dict:
+    """A run's manifest as the summary reads it: two segments of 30 and 10 customers."""
+    return {
+        "input": {"path": path},
         "k": {"chosen": 2, "rule": "elbow", "reason": "knee at k=2"},
         "segments": [
-            {"id": 1, "name": "Low income, low spending", "size": 30},
-            {"id": 2, "name": "High income, high spending", "size": 10},
+            {"id": i, "name": n, "size": s} for i, n, s in zip((1, 2), names, (30, 10), strict=True)
         ],
         "rows": {"rows_read": 45, "rows_kept": 40, "rows_quarantined": 3, "duplicates_dropped": 2},
         "output_folder": "outputs/runs/x",
     }
+
+
+def test_summary_lists_segments_rows_and_output_folder():
+    names = ["Low income, low spending", "High income, high spending"]
+    manifest = summary_manifest("in.csv", names)
     text = format_summary(manifest)
     assert "Segmented 40 customers from in.csv" in text
     assert "k = 2 (elbow: knee at k=2)" in text
@@ -388,16 +393,8 @@ def test_summary_lists_segments_rows_and_output_folder():
 def test_summary_shows_names_and_paths_with_control_characters_escaped():
     """A name or path from the data cannot break the table or drive the terminal: a line
     break, a tab, an escape sequence and a right-to-left override are shown as escapes."""
-    manifest = {
-        "input": {"path": "in\nput.csv"},
-        "k": {"chosen": 2, "rule": "elbow", "reason": "knee at k=2"},
-        "segments": [
-            {"id": 1, "name": "High\nincome\t\x1b[31mred\u202eevil", "size": 30},
-            {"id": 2, "name": "Mostly 👨\u200d👩\u200d👧", "size": 10},
-        ],
-        "rows": {"rows_read": 40, "rows_kept": 40, "rows_quarantined": 0, "duplicates_dropped": 0},
-        "output_folder": "outputs/runs/x",
-    }
+    names = ["High\nincome\t\x1b[31mred\u202eevil", "Mostly 👨\u200d👩\u200d👧"]
+    manifest = summary_manifest("in\nput.csv", names)
     lines = format_summary(manifest).splitlines()
     assert lines[0] == "Segmented 40 customers from in\\nput.csv"
     assert lines[4].endswith("  High\\nincome\\t\\x1b[31mred\\u202eevil")

@@ -9,7 +9,11 @@ import pytest
 from schemas.spec import RFM_PRESET, load_spec, parse_spec
 from tasks.errors import InputError
 from tasks.ingest import read_file, read_header
-from tasks.orders.order_table import segmentable_customers, transactions_spec
+from tasks.orders.order_table import (
+    segmentable_customers,
+    transactions_spec,
+    without_constant_features,
+)
 from tasks.orders.rfm import CELLS, DEFAULT_GRID, check_grid, quintile_scores, rfm_scores
 from tasks.orders.transactions import derive_customers, find_order_columns
 
@@ -61,8 +65,19 @@ def test_seven_customers_who_bought_the_same_day_get_the_same_r_score():
     )
     scores = rfm_scores(customers)
     assert scores["r_score"].iloc[:7].nunique() == 1
-    assert scores["r_score"].tolist() == [2] * 7 + [5, 1, 1]  # 2 of 10 bought earlier
+    assert scores["r_score"].tolist() == [5] * 7 + [5, 1, 1]  # 1 of 10 more recent: still 5
     assert scores["m_score"].nunique() == 1  # equal spend, equal M
+
+
+def test_customers_of_the_latest_purchase_day_are_never_hibernating():
+    # every order on one day: one recency, R = 5 for all; one-time buyers are new customers
+    customers = pd.DataFrame(
+        {"recency_days": [1] * 6, "frequency": [1, 1, 2, 3, 5, 8], "monetary": [1.0] * 6}
+    )
+    scores = rfm_scores(customers)
+    assert scores["r_score"].tolist() == [5] * 6
+    assert scores["rfm_segment"].tolist()[:2] == ["new customers"] * 2
+    assert "hibernating" not in set(scores["rfm_segment"])
 
 
 def test_equal_r_f_and_m_give_the_same_grid_name():
@@ -185,3 +200,31 @@ def test_user_spec_keeps_the_preset_columns_and_overrides_the_grid():
     assert spec.columns["monetary"].transform == "log1p"
     assert spec.rfm_grid["stars"] == ("55",)
     assert "frequency" not in spec.features
+
+
+def test_a_constant_derived_feature_is_left_out_with_a_warning(caplog):
+    # every order on one day: one recency for all customers; the others still separate them
+    customers = pd.DataFrame(
+        {
+            "customer_id": pd.array(["a", "b", "c", "d", "e", "f"], dtype="str"),
+            "first_purchase": pd.to_datetime(["2011-12-09"] * 6),
+            "last_purchase": pd.to_datetime(["2011-12-09"] * 6),
+            "recency_days": [1] * 6,
+            "frequency": [1, 1, 2, 3, 5, 8],
+            "monetary": [5.0, 9.0, 30.0, 80.0, 200.0, 650.0],
+            "tenure_days": [1] * 6,
+            "average_order_value": [5.0, 9.0, 15.0, 26.7, 40.0, 81.3],
+            "returned_value": [0.0] * 6,
+        }
+    )
+    caplog.set_level("WARNING", logger="tasks.orders.order_table")
+    *_, table = segmentable_customers(customers, transactions_spec())
+    assert table.feature_names == ("frequency", "monetary")
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("Left out of the features: recency_days (one value" in line for line in warned)
+
+
+def test_no_feature_is_left_out_when_every_one_is_constant():
+    customers = pd.DataFrame({"recency_days": [1, 1], "frequency": [2, 2], "monetary": [3.0, 3.0]})
+    spec = transactions_spec()
+    assert without_constant_features(customers, spec).features == spec.features

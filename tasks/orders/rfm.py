@@ -2,12 +2,13 @@
 
 ``rfm_scores`` adds ``r_score``, ``f_score``, ``m_score`` (5 = most recent / most frequent /
 highest spend) and ``rfm_segment``, the name of the customer's (r_score, f_score) cell in the
-grid. Scores are fair to ties: a score is 1 + 5 x the share of customers with a strictly lower
-value (for R: a strictly older last purchase), rounded down, so equal values get equal scores
-(and equal R, F and M the same grid name), the lowest value always scores 1 (a one-time buyer
-has F = 1: never a champion or loyal customer) and a score may be empty when many tie. The
-grid maps each of the 25 cells exactly once (``check_grid``); it is data, kept in the spec
-file (``rfm_grid``), the widely used 10-name map by default (``DEFAULT_GRID``).
+grid. Scores are fair to ties: with s the share of customers with a strictly smaller value,
+F and M are 1 + floor(5 s), R is 5 - floor(5 s) (fewer days since the last purchase score
+higher). Equal values get equal scores (and equal R, F and M the same grid name); the smallest
+value is the anchor: a one-time buyer has F = 1 (never a champion or loyal customer), a
+customer of the latest purchase day has R = 5 (never hibernating); a score may be empty when
+many tie. The grid maps each of the 25 cells exactly once (``check_grid``); it is data, kept in
+the spec file (``rfm_grid``), the widely used 10-name map by default (``DEFAULT_GRID``).
 """
 
 from __future__ import annotations
@@ -65,11 +66,12 @@ def check_grid(grid: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
 
 
 def quintile_scores(values: pd.Series, *, ascending: bool = True) -> np.ndarray:
-    """Scores 1-5 by quintile of the share of customers below: 1 + floor(5 x the share of
-    values strictly lower), so equal values score the same and the lowest scores 1;
-    ``ascending=False``: by the share strictly higher (the smallest values score 5)."""
-    below = values.rank(method="min", ascending=ascending).to_numpy() - 1
-    return (below * 5 // len(values) + 1).astype("int64")  # none: an empty array
+    """Scores 1-5 by quintile of the share of customers with a strictly smaller value:
+    1 + floor(5 x that share), so equal values score the same and the smallest scores 1;
+    ``ascending=False``: 5 - floor(5 x that share) (the smallest values score 5)."""
+    smaller = values.rank(method="min").to_numpy() - 1
+    step = (smaller * 5 // len(values)).astype("int64")  # 0-4; none: an empty array
+    return step + 1 if ascending else 5 - step
 
 
 def rfm_scores(

@@ -274,9 +274,11 @@ def write_report(
     table: Table,
     settings: SegmentationSettings,
     source: Path,
+    order_lines: dict | None = None,
 ) -> dict[str, bytes]:
     """Write the tables (each validated), the model, the plots and report.html into the run
-    folder."""
+    folder. ``order_lines``: a run on order lines' line accounting (``Derivation``'s
+    ``manifest_record()``), shown in the report's data quality section."""
     write_table(described.segments, staging / "segments.parquet", segments_schema(table))
     figures = plots.run_figures(
         elbow,
@@ -290,7 +292,17 @@ def write_report(
         seed=settings.seed,
     )
     images = write_run_files(staging, described, elbow, cleaned.quarantine, figures)
-    html = run_report(run_id_of(staging), source, cleaned, elbow, choice, described, table, images)
+    html = run_report(
+        run_id_of(staging),
+        source,
+        cleaned,
+        elbow,
+        choice,
+        described,
+        table,
+        images,
+        order_lines=order_lines,
+    )
     write_text(html, staging / REPORT)
     return images
 
@@ -381,9 +393,11 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
                     # one number, not a backoff list: the Prefect UI shows a list as NaN
                     retry_delay_seconds=settings.read_retry_delay,
                 )(source, table, settings.sep, staging)
+            transactions = None  # order lines: their accounting, for the report and manifest
             if orders is not None:  # order lines: segment the derived per-customer table
                 with step("derive"):
                     derivation, raw, table = derive(raw, orders, source, settings, staging)
+                    transactions = derivation.manifest_record()
             if table is None:  # a customer table or derived from order lines: never None here
                 raise RuntimeError("no customer table to segment")
             with step("clean"):
@@ -424,6 +438,7 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
                     table,
                     settings,
                     source,
+                    transactions,
                 )
             manifest = run_manifest(
                 settings,
@@ -438,6 +453,6 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
                 scaled,
                 table,
             )
-            if orders is not None:
-                manifest["transactions"] = derivation.manifest_record()
+            if transactions is not None:
+                manifest["transactions"] = transactions
             return publish(staging, manifest, described, table, settings, images)

@@ -16,7 +16,7 @@ import pyarrow as pa_arrow
 import pyarrow.compute as pc
 
 from schemas.customers import NOT_FINITE, customers_schema, quarantine_schema
-from tasks.errors import InputError
+from tasks.errors import InputError, shown_value
 from tasks.ingest import numbers_as_text
 from tasks.table import CUSTOMER_ID, SOURCE_ROW, Table, mall_table
 
@@ -433,7 +433,7 @@ def _describe(
     if check == "not_nullable":
         return f"{column}: missing value"
     if check == "field_uniqueness":
-        return f"{column}={value!r}: duplicate id"
+        return f"{column}={shown_value(value)}: duplicate id"
     shown = repr(value) if isinstance(value, str) else _format_number(value)
     bound = _BOUND.fullmatch(check)
     if bound:

@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import re
+from numbers import Integral, Real
 from pathlib import Path
 
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+
+
+def shown_value(value: object) -> str:
+    """A value as a message shows it: text quoted, a number as written (``1``, ``2.5``, never
+    a Python repr such as ``np.float64(1.0)``), anything else as ``str``."""
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, Real):
+        number = float(value)
+        if number.is_integer() and abs(number) < 1e15:
+            return str(int(number))
+        return repr(number)
+    return str(value)
 
 
 class InputError(ValueError):

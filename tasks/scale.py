@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from tasks.errors import InputError
+from tasks.errors import InputError, shown_value
 from tasks.table import Table, mall_table, value_order
 
 log = logging.getLogger(__name__)
@@ -424,7 +424,7 @@ def check_features_vary(customers: pd.DataFrame, table: Table) -> None:
         values = customers[column.name]
         if len(values) > 1 and _one_value(values):
             raise InputError(
-                f"feature {column.header!r} has one value ({values.iloc[0]!r}) for all "
+                f"feature {column.header!r} has one value ({shown_value(values.iloc[0])}) for all "
                 f"{len(values)} valid customers: it cannot separate segments; leave it out of "
                 "the features",
                 column=column.header,

@@ -31,7 +31,7 @@ from schemas.spec import (
     TableSpec,
     mall_spec,
 )
-from tasks.errors import ColumnMappingError, InputError
+from tasks.errors import ColumnMappingError, InputError, shown_value
 
 log = logging.getLogger(__name__)
 
@@ -666,8 +666,8 @@ def _check_features(table: Table, values: pd.DataFrame | None) -> None:
         distinct = present.nunique()
         if distinct == 1 and len(values) > 1 and not alike:
             raise InputError(
-                f"feature {column.header!r} has one value ({present.iloc[0]!r}) in every row: "
-                "it cannot separate segments; leave it out of --features",
+                f"feature {column.header!r} has one value ({shown_value(present.iloc[0])}) in "
+                "every row: it cannot separate segments; leave it out of --features",
                 column=column.header,
             )
         if not column.numeric and distinct > MAX_CATEGORIES:

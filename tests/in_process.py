@@ -30,10 +30,12 @@ def segment_in_process(source: Path, output: Path, run_id: str, **options) -> Pa
         source = segmentation.resolve.fn(settings)
         staging = start_run(output, run_id)
         previous = load_previous_run(output)
+        transactions = None
         if settings.transactions:  # order lines: derive the customer table first
             orders = order_lines.resolve_order_columns.fn(source, settings)
             lines = order_lines.read_order_lines(source, settings.sep, staging)
-            _, raw, table = order_lines.derive.fn(lines, orders, source, settings, staging)
+            derivation, raw, table = order_lines.derive.fn(lines, orders, source, settings, staging)
+            transactions = derivation.manifest_record()
         else:
             table = segmentation.resolve_columns.fn(source, settings)
             raw = segmentation.ingest.fn(source, table, settings.sep, staging)
@@ -47,6 +49,16 @@ def segment_in_process(source: Path, output: Path, run_id: str, **options) -> Pa
         shift = settings.identity.max_shift
         described = segmentation.identify.fn(cleaned, scaled, fit, previous, table, shift)
         segmentation.write_report.fn(
-            staging, cleaned, scaled, elbow, choice, fit, described, table, settings, source
+            staging,
+            cleaned,
+            scaled,
+            elbow,
+            choice,
+            fit,
+            described,
+            table,
+            settings,
+            source,
+            transactions,
         )
     return finish_run(staging, {"run_id": run_id})

@@ -223,3 +223,16 @@ def test_the_scaling_log_line_names_the_transforms_applied_first(caplog):
         scale_features(customers, (ANNUAL_INCOME, SPENDING_SCORE), "log-standard")
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("Scaled"))
     assert "log-standard scaler (log1p on annual_income, log1p on spending_score first)" in line
+
+
+def test_a_constant_feature_is_refused_with_its_value_as_written_not_a_python_repr():
+    from tasks.errors import InputError
+    from tasks.scale import check_features_vary
+
+    table = resolve_table(["id", "spend", "visits"], None, parse_spec('features = ["spend"]'))
+    customers = pd.DataFrame({"spend": np.full(4, 1.0), "visits": [1.0, 2.0, 3.0, 4.0]})
+    with pytest.raises(InputError) as error:
+        check_features_vary(customers, table)
+    message = str(error.value)
+    assert "has one value (1) for all 4 valid customers" in message
+    assert "np." not in message and "float64" not in message

@@ -9,6 +9,7 @@ that ``tasks.clean.clean_customers`` and every later step take, as for any custo
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from tasks.ingest import read_header
 from tasks.orders.rfm import DEFAULT_GRID, rfm_scores
 from tasks.orders.transactions import EXTRAS, RFM, OrderColumns, find_order_columns
 from tasks.table import CUSTOMER_ID, SOURCE_ROW, Table, resolve_table
+
+log = logging.getLogger(__name__)
 
 NOT_CLUSTERED = ("first_purchase", "last_purchase")  # dates: in customers.parquet only
 
@@ -89,8 +92,11 @@ def segmentable_customers(
     """(customers with the RFM scores, the frame for the cleaning step, its ``Table``).
 
     The cleaning frame has ``source_row`` (the customer's row in ``customers.parquet``),
-    ``customer_id`` and the derived columns: numbers as float64, text as text."""
+    ``customer_id`` and the derived columns: numbers as float64, text as text. A feature with
+    one value for every customer (every order on one day: one recency) is left out with a
+    warning, as a constant column of a customer table is, unless no feature would be left."""
     scores = rfm_scores(customers, spec.rfm_grid or DEFAULT_GRID)
+    spec = without_constant_features(customers, spec)
     scored = pd.concat([customers, scores], axis=1)
     columns = [c for c in scored.columns if c not in NOT_CLUSTERED and c != CUSTOMER_ID]
     data = {
@@ -107,3 +113,24 @@ def segmentable_customers(
     frame = pd.DataFrame(data)
     table = resolve_table([CUSTOMER_ID, *columns], None, spec, {})
     return scored, frame, table
+
+
+def without_constant_features(customers: pd.DataFrame, spec: TableSpec) -> TableSpec:
+    """``spec`` without the features that have one value for every customer (logged as a
+    warning); unchanged when every feature is constant (the cleaning then says why no
+    segments can be found)."""
+    constant = [
+        name
+        for name in spec.features
+        if name in customers and customers[name].nunique(dropna=True) <= 1
+    ]
+    kept = tuple(name for name in spec.features if name not in constant)
+    if not constant or not kept or len(customers) < 2:
+        return spec
+    log.warning(
+        "Left out of the features: %s (one value for every customer, e.g. every order on one "
+        "day: cannot separate segments); clustering on %s",
+        ", ".join(constant),
+        ", ".join(kept),
+    )
+    return spec.model_copy(update={"features": kept})

@@ -1,10 +1,14 @@
 """The classic RFM scores and names: quintile scores 1-5 and the recency x frequency grid.
 
 ``rfm_scores`` adds ``r_score``, ``f_score``, ``m_score`` (5 = most recent / most frequent /
-highest spend; ties broken by rank, so every quintile is filled) and ``rfm_segment``, the name
-of the customer's (r_score, f_score) cell in the grid. The grid maps each of the 25 cells
-exactly once (``check_grid``); it is data, kept in the spec file (``rfm_grid``), the widely
-used 10-name map by default (``DEFAULT_GRID``).
+highest spend) and ``rfm_segment``, the name of the customer's (r_score, f_score) cell in the
+grid. Scores are fair to ties: with s the share of customers with a strictly smaller value,
+F and M are 1 + floor(5 s), R is 5 - floor(5 s) (fewer days since the last purchase score
+higher). Equal values get equal scores (and equal R, F and M the same grid name); the smallest
+value is the anchor: a one-time buyer has F = 1 (never a champion or loyal customer), a
+customer of the latest purchase day has R = 5 (never hibernating); a score may be empty when
+many tie. The grid maps each of the 25 cells exactly once (``check_grid``); it is data, kept in
+the spec file (``rfm_grid``), the widely used 10-name map by default (``DEFAULT_GRID``).
 """
 
 from __future__ import annotations
@@ -62,10 +66,12 @@ def check_grid(grid: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
 
 
 def quintile_scores(values: pd.Series, *, ascending: bool = True) -> np.ndarray:
-    """Scores 1-5 by quintile of rank (ties broken by order: every quintile filled when there
-    are at least 5 values); ``ascending=False``: the smallest values score 5."""
-    ranks = values.rank(method="first", ascending=ascending).to_numpy()
-    return ((ranks - 1) * 5 // len(values) + 1).astype("int64")  # none: an empty array
+    """Scores 1-5 by quintile of the share of customers with a strictly smaller value:
+    1 + floor(5 x that share), so equal values score the same and the smallest scores 1;
+    ``ascending=False``: 5 - floor(5 x that share) (the smallest values score 5)."""
+    smaller = values.rank(method="min").to_numpy() - 1
+    step = (smaller * 5 // len(values)).astype("int64")  # 0-4; none: an empty array
+    return step + 1 if ascending else 5 - step
 
 
 def rfm_scores(

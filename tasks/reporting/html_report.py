@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -72,6 +74,7 @@ def run_report(
     images: dict[str, bytes],
     population: pd.DataFrame | None = None,
     assigned: pd.DataFrame | None = None,
+    order_lines: Mapping[str, Any] | None = None,
 ) -> str:
     """report.html of a run (both flows): ``accounting`` is the cleaning's result (a
     ``CleanResult``, or a partitioned run's ``Partitions``); ``images``: PNG bytes by file name
@@ -79,7 +82,9 @@ def run_report(
     and spreads of all customers; ``assigned``: ``customer_id``, ``segment_id`` and
     ``distance_to_centroid`` of the same customers, for the typical ones. Both default to the
     in-memory run's customers and segments table; a partitioned run passes its seeded sample
-    and the sample's segments."""
+    and the sample's segments. ``order_lines``: for a run on order lines, the derivation's
+    ``manifest_record()`` (line accounting, quarantine reasons, customers), shown in the data
+    quality section before the derived customers' rows."""
     sampled = population is not None and len(population) < accounting.rows_kept
     population = accounting.customers if population is None else population
     assigned = described.segments if assigned is None else assigned
@@ -107,6 +112,7 @@ def run_report(
         "duplicates_warning": duplicates_warning(rows),
         "reasons": quarantine_reasons(accounting.quarantine),
         "missing_filled": getattr(accounting, "missing_filled", {}),
+        "order_lines": order_lines,
         "images": {name: png_data_uri(png) for name, png in images.items() if name in PLOTS},
         "captions": PLOTS,
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -16,8 +16,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.exceptions import ConvergenceWarning
 
 RESAMPLES = 20  # bootstrap resamples (Hennig: at least 20)
 MAX_ROWS = 5_000  # customers the resamples are drawn from (a seeded sample above that)
@@ -30,6 +28,16 @@ def stability_word(score: float) -> str:
     if score >= STABLE:
         return "stable"
     return "fairly stable" if score >= FAIRLY_STABLE else "doubtful"
+
+
+def stability_note() -> str:
+    """What the stability score says, for the report and the run summary."""
+    return (
+        f"Stability: how well a segment comes back when the fit is repeated on {RESAMPLES} "
+        "bootstrap resamples of the customers (the mean Jaccard similarity with its best match, "
+        f"0 to 1): stable at {STABLE:g} or more, fairly stable at {FAIRLY_STABLE:g} or more, "
+        "doubtful below (a cut the data does not clearly support: act on it with care)."
+    )
 
 
 def segment_stability(
@@ -69,6 +77,9 @@ def refit_labels(
 ) -> np.ndarray:
     """K-Means fitted on the ``drawn`` rows (with repeats); every row's new cluster (0..k-1).
     A resample with fewer distinct rows than k gives fewer clusters: not an error."""
+    from sklearn.cluster import KMeans  # ~0.9 s: not for the summaries that only need words
+    from sklearn.exceptions import ConvergenceWarning
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(matrix[drawn])

@@ -206,3 +206,11 @@ def test_assignment_summary_lists_every_segment_and_accounts_for_every_row():
     assert "| 1 | Savers | 1,000 |\n| 2 | Spenders | 0 |\n| 3 | Careful | 190 |" in markdown
     assert "1,205 read = 1,190 assigned + 10 quarantined + 5 duplicates; outliers: 3" in markdown
     assert "Output: `a.parquet`; quarantine: `a.quarantine.parquet`" in markdown
+
+
+def test_summary_shows_each_segments_stability_in_words():
+    stable = profiles().assign(stability=[0.91, 0.62])
+    text = summary_markdown(manifest(None), stable)
+    assert "| 1 | Low income, high spending | 2 | 50.0% | 21.0 | 81.0 | 0.91 stable |" in text
+    assert "| 4 | High income, low spending | 2 | 50.0% | 92.0 | 12.0 | 0.62 doubtful |" in text
+    assert "stable at 0.85 or more, fairly stable at 0.75 or more, doubtful below" in text

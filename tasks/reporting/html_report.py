@@ -25,6 +25,7 @@ from tasks.describe import Described
 from tasks.elbow import KChoice
 from tasks.reporting import explain
 from tasks.reporting.artifacts import duplicates_warning, number, png_data_uri
+from tasks.stability import stability_note, stability_word
 from tasks.store.snapshots import snapshot_date
 from tasks.table import Table
 
@@ -56,6 +57,11 @@ class Card:
     differences: list[explain.Difference]
     shares: list[tuple[str, bool, list[explain.Share]]]  # (label, is a feature, values)
     typical: list[tuple[str, float]]
+    stability: float | None = None  # tasks.stability; None in profiles without it
+
+    @property
+    def stability_word(self) -> str:
+        return "" if self.stability is None else stability_word(self.stability)
 
 
 def run_report(
@@ -90,6 +96,7 @@ def run_report(
         "k": choice.k,
         "k_sentence": k_sentence(choice),
         "how_to_read": explain.how_to_read(),
+        "stability_note": stability_note(),
         "reason": choice.reason,
         "sweep": elbow.loc[:, ["k", "inertia", "silhouette", "min_share"]].to_dict("records"),
         "features": [c.titled() for c in table.features],
@@ -158,9 +165,15 @@ def segment_cards(
                 differences=differences[segment_id],
                 shares=_by_column(shares[segment_id]),
                 typical=typical.get(segment_id, []),
+                stability=_stability(row),
             )
         )
     return cards
+
+
+def _stability(row: object) -> float | None:
+    value = getattr(row, "stability", None)
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def _by_column(shares: list[explain.Share]) -> list[tuple[str, bool, list[explain.Share]]]:

@@ -142,6 +142,7 @@ def identify(
             previous,
             staging,
             max_shift=settings.identity.max_shift,
+            seed=settings.seed,
         )
 
 

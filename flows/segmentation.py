@@ -224,8 +224,10 @@ def identify(
     previous: PreviousRun | None,
     table: Table,
     max_shift: float,
+    seed: int = 42,
 ) -> Described:
-    """Stable ids and names (matched to the previous run), profiles, transitions, model."""
+    """Stable ids and names (matched to the previous run), profiles (with each segment's
+    stability), transitions, model."""
     return describe_segments(
         cleaned.customers,
         scaled,
@@ -234,6 +236,7 @@ def identify(
         max_shift=max_shift,
         table=table,
         fill_values=cleaned.fill_values,
+        seed=seed,
     )
 
 
@@ -423,7 +426,13 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
                 segmentation = final_fit(scaled, rows, choice, settings.seed, settings.n_init)
             with step("identify"):
                 described = identify(
-                    cleaned, scaled, segmentation, previous, table, settings.identity.max_shift
+                    cleaned,
+                    scaled,
+                    segmentation,
+                    previous,
+                    table,
+                    settings.identity.max_shift,
+                    settings.seed,
                 )
                 quality_gates(described, elbow, choice, run_id, settings)
             with step("report"):

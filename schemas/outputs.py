@@ -66,6 +66,8 @@ class Profiles(pa.DataFrameModel):
     summary: Series[str] | None  # the sentence of the segment's report card (a run writes it)
     size: Series[int] = pa.Field(ge=1)
     share: Series[float] = pa.Field(gt=0, le=1)
+    # mean best Jaccard of the segment over bootstrap refits (tasks/stability.py; a run writes it)
+    stability: Series[float] | None = pa.Field(ge=0, le=1)
     age_mean: Series[float]
     age_median: Series[float]
     annual_income_mean: Series[float]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,10 @@ from tasks.profile import (
 )
 from tasks.reporting import explain
 from tasks.scale import FeatureTransform, ScaledFeatures, feature_frame
+from tasks.stability import segment_stability
 from tasks.table import Table, mall_table
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,9 +58,11 @@ def describe_segments(
     max_shift: float = 0.5,
     table: Table | None = None,
     fill_values: dict[str, object] | None = None,
+    seed: int = 42,
 ) -> Described:
-    """Stable ids (matched to the previous run), names, profiles, transitions and the model
-    (with the cleaning's ``fill_values``, so new customers are filled alike)."""
+    """Stable ids (matched to the previous run), names, profiles (with each segment's
+    stability, seeded by ``seed``), transitions and the model (with the cleaning's
+    ``fill_values``, so new customers are filled alike)."""
     table = table or mall_table()
     features = list(table.feature_names if features is None else features)
     identity = match_segments(segmentation.centroids, scaled, previous, max_shift=max_shift)
@@ -82,11 +88,27 @@ def describe_segments(
         )
     )
     changes = change_summary(previous, segments, moved, identity) or restarted
-    profiles = named_profiles(statistics, names, summaries)
+    stability = stability_by_id(scaled.matrix, segmentation, identity, seed)
+    profiles = named_profiles(statistics, names, summaries, stability)
     model = build_model(
         scaled, segmentation, identity, names, features, table, fill_values=fill_values
     )
     return Described(identity, names, centroids, segments, profiles, moved, changes, model, effects)
+
+
+def stability_by_id(
+    matrix: np.ndarray, segmentation: Segmentation, identity: Identity, seed: int
+) -> dict[int, float]:
+    """Each segment's stability (``tasks.stability``) by stable id: the bootstrap refits run
+    on ``matrix``, the rows ``segmentation.labels`` label (all customers, or a partitioned
+    run's sample)."""
+    scores = segment_stability(matrix, segmentation.labels, segmentation.k, seed=seed)
+    by_id = {identity.ids[label - 1]: score for label, score in scores.items()}
+    log.info(
+        "Stability per segment (mean best Jaccard over bootstrap refits): %s",
+        ", ".join(f"{segment_id} {score:.2f}" for segment_id, score in sorted(by_id.items())),
+    )
+    return by_id
 
 
 def centroid_frame(

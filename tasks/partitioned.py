@@ -48,6 +48,7 @@ from tasks.describe import (
     compared_previous,
     effect_sizes,
     names_and_summaries,
+    stability_by_id,
 )
 from tasks.errors import InputError
 from tasks.fit import Segmentation, canonical_order, fit_segments
@@ -355,9 +356,10 @@ def describe_partitions(
     folder: Path,
     *,
     max_shift: float,
+    seed: int = 42,
 ) -> Described:
-    """``describe_segments`` over partitions (names from the ``sample``, whose ``rows`` were
-    fitted): each partition's segments table written into ``folder``."""
+    """``describe_segments`` over partitions (names and stability from the ``sample``, whose
+    ``rows`` were fitted): each partition's segments table written into ``folder``."""
     table = space.table
     identity = match_segments(segmentation.centroids, rows, previous, max_shift=max_shift)
     previous, restarted = compared_previous(previous, identity, clustered_on(rows.transforms))
@@ -368,7 +370,8 @@ def describe_partitions(
     statistics = statistics_of(labelled, table)
     names, summaries = names_and_summaries(statistics, effects, table, identity)
     write_segments(labelled, names, table, folder)
-    profiles = named_profiles(statistics, names, summaries)
+    stability = stability_by_id(rows.matrix, segmentation, identity, seed)
+    profiles = named_profiles(statistics, names, summaries, stability)
     moves = transitions_of(labelled)
     changes = restarted
     if previous is not None:

@@ -103,14 +103,21 @@ def profiles_from_statistics(
 
 
 def named_profiles(
-    statistics: pd.DataFrame, names: dict[int, str], summaries: dict[int, str] | None = None
+    statistics: pd.DataFrame,
+    names: dict[int, str],
+    summaries: dict[int, str] | None = None,
+    stability: dict[int, float] | None = None,
 ) -> pd.DataFrame:
     """The profiles table (validated): the statistics with each segment's name and, when
-    given, its ``summary`` (the sentence its report card shows)."""
+    given, its ``summary`` (the sentence its report card shows) and ``stability`` (after
+    ``share``; ``tasks.stability``)."""
     profiles = statistics.copy()
     profiles.insert(1, "segment_name", profiles["segment_id"].map(names))
     if summaries is not None:
         profiles.insert(2, "summary", profiles["segment_id"].map(summaries))
+    if stability is not None:
+        after_share = list(profiles.columns).index("share") + 1
+        profiles.insert(after_share, "stability", profiles["segment_id"].map(stability))
     return profiles_schema(profiles.columns).validate(profiles)
 
 
@@ -160,6 +167,7 @@ def profiles_schema(columns) -> pa.DataFrameSchema:
         "summary": pa.Column(str, required=False),
         "size": pa.Column(int, pa.Check.ge(1)),
         "share": pa.Column(float, [pa.Check.gt(0), pa.Check.le(1)]),
+        "stability": pa.Column(float, pa.Check.in_range(0, 1), required=False),
     }
     for name in columns:
         if name in checks:

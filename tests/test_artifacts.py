@@ -284,3 +284,11 @@ def test_table_artifact_cells_with_names_from_data_are_escaped_for_the_classic_u
     ):
         assert_inert(record["segment_name"])
         assert shown(record["segment_name"]) == name
+
+
+def test_summary_shows_each_segments_stability_in_words():
+    stable = profiles().assign(stability=[0.91, 0.62])
+    text = summary_markdown(manifest(None), stable)
+    assert "| 1 | Low income, high spending | 2 | 50.0% | 21.0 | 81.0 | 0.91 stable |" in text
+    assert "| 4 | High income, low spending | 2 | 50.0% | 92.0 | 12.0 | 0.62 doubtful |" in text
+    assert "stable at 0.85 or more, fairly stable at 0.75 or more, doubtful below" in text

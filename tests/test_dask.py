@@ -408,6 +408,7 @@ def test_partitions_scaled_and_described_on_dask_equal_the_in_memory_run(tmp_pat
     assert got.names == expected.names and got.identity == expected.identity
     pd.testing.assert_frame_equal(got.centroids, expected.centroids)
     pd.testing.assert_frame_equal(got.profiles, expected.profiles, check_exact=False, rtol=1e-12)
+    assert got.profiles["stability"].between(0, 1).all()  # from the sample, as in memory
     got_segments, expected_segments = got.model["segments"], expected.model["segments"]
     assert [s["name"] for s in got_segments] == [s["name"] for s in expected_segments]
     # every customer's largest distance, computed on the partitions

@@ -70,3 +70,17 @@ def test_the_previous_k_is_kept_only_from_a_run_on_the_same_columns(abc_run):
     assert previous_k(previous, columns[::-1]) == previous.k  # the same columns, in any order
     assert previous_k(previous, (*columns, "age")) is None  # other columns: its k says nothing
     assert previous_k(None, columns) is None  # a first run
+
+
+def test_every_segment_has_a_stability_score_in_its_profile(abc_run):
+    stability = abc_run.profiles.set_index("segment_id")["stability"]
+    assert stability.index.tolist() == sorted(abc_run.names)
+    assert (stability >= 0.9).all(), stability  # three planted, far-apart blobs
+    assert abc_run.profiles.columns.tolist()[:6] == [
+        "segment_id",
+        "segment_name",
+        "summary",
+        "size",
+        "share",
+        "stability",
+    ]

@@ -31,6 +31,7 @@ from live_server import ROOT
 from tasks.reporting import explain
 from tasks.reporting.html_report import REPORT, TEMPLATES, is_flag, quarantine_reasons, top_values
 from tasks.sample_data import generate_snapshots, write_snapshots
+from tasks.stability import stability_word
 
 SCREENSHOTS = ROOT / "outputs" / "report-screenshots"
 
@@ -112,6 +113,19 @@ def test_report_counts_every_quarantined_row_under_its_reasons(two_nights):
     page = (two_nights / REPORT).read_text(encoding="utf-8")
     for reason, count in reasons:
         assert f'<td class="text">{html.escape(reason)}</td><td>{count:,}</td>' in page
+
+
+@pytest.mark.slow
+def test_a_run_writes_each_segments_stability_and_the_report_says_it_in_words(two_nights):
+    profiles = pd.read_parquet(two_nights / "profiles.parquet")
+    assert profiles["stability"].between(0, 1).all()
+    page = (two_nights / REPORT).read_text(encoding="utf-8")
+    assert "doubtful below" in page  # the note says what the words mean
+    for row in profiles.itertuples():
+        word = stability_word(row.stability)
+        score = f"{row.stability:.2f}"
+        assert f'<td class="text">{score} {word}</td></tr>' in page  # the overview table
+        assert f"stability {score}: {word}</p>" in page  # the segment's card
 
 
 def test_quarantine_reasons_group_by_column_and_check_not_by_value():

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tasks.stability import stability_note, stability_word
+
 # Markdown shown in the Prefect UI. Both its UIs (the classic one at /, the React one at /v2)
 # render HTML inside Markdown (`<a href>`, `<b>`, `<img>`), and the /v2 one turns any text that
 # reads like a URL or an e-mail address into a live link, even with its punctuation escaped
@@ -97,7 +99,8 @@ def summary_markdown(
     images: Mapping[str, bytes] | None = None,
     means: Mapping[str, str] | None = None,
 ) -> str:
-    """A run summary: chosen k and why, segments, row accounting, changes, files, and plots.
+    """A run summary: chosen k and why, segments (with their stability), row accounting,
+    changes, files, and plots.
 
     ``images`` (PNG bytes by file name) are embedded as data URIs: the Prefect UI renders them
     with no file server and no network (checked in headless Chromium), unlike image artifacts,
@@ -105,6 +108,7 @@ def summary_markdown(
     (default: the Mall's income and spending score).
     """
     means = dict(list((means or MALL_MEANS).items())[:MAX_MEAN_COLUMNS])
+    stable = "stability" in profiles.columns  # tasks.stability's score per segment
     rows = manifest["rows"]
     choice = manifest["k"]
     lines = [
@@ -114,15 +118,20 @@ def summary_markdown(
         f"(rule: {choice['rule']}; {choice['reason']}).",
         "",
         "| segment | name | customers | share | "
-        + "".join(f"mean {markdown_text(label)} | " for label in means.values()),
-        "|---:|---|---:|---:|" + "---:|" * len(means),
+        + "".join(f"mean {markdown_text(label)} | " for label in means.values())
+        + ("stability |" if stable else ""),
+        "|---:|---|---:|---:|" + "---:|" * len(means) + ("---|" if stable else ""),
     ]
     for p in profiles.to_dict(orient="records"):
         cells = "".join(f"{number(p[f'{column}_mean'])} | " for column in means)
+        if stable:
+            cells += f"{p['stability']:.2f} {stability_word(p['stability'])} |"
         lines.append(
             f"| {p['segment_id']} | {markdown_text(p['segment_name'])} | {p['size']:,} | "
             f"{p['share']:.1%} | " + cells
         )
+    if stable:
+        lines += ["", stability_note()]
     lines += [
         "",
         "**Rows**: "

@@ -27,6 +27,7 @@ from tasks.describe import Described
 from tasks.elbow import KChoice
 from tasks.reporting import explain
 from tasks.reporting.artifacts import duplicates_warning, number, png_data_uri
+from tasks.stability import stability_note, stability_word
 from tasks.store.snapshots import snapshot_date
 from tasks.table import Table
 
@@ -61,6 +62,11 @@ class Card:
     shares: list[tuple[str, bool, list[explain.Share]]]  # (label, is a feature, values)
     typical: list[tuple[str, float]]
     rates: list[explain.Share]  # 0/1 flags: each flag's share of 1s (its rate)
+    stability: float | None = None  # tasks.stability; None in profiles without it
+
+    @property
+    def stability_word(self) -> str:
+        return "" if self.stability is None else stability_word(self.stability)
 
 
 def run_report(
@@ -98,6 +104,7 @@ def run_report(
         "k": choice.k,
         "k_sentence": k_sentence(choice),
         "how_to_read": explain.how_to_read(),
+        "stability_note": stability_note(),
         "reason": choice.reason,
         "sweep": elbow.loc[:, ["k", "inertia", "silhouette", "min_share"]].to_dict("records"),
         "features": [c.titled() for c in table.features],
@@ -174,9 +181,15 @@ def segment_cards(
                 rates=[
                     values[1] for _, _, values in by_column(shares[segment_id]) if is_flag(values)
                 ],
+                stability=_stability(row),
             )
         )
     return cards
+
+
+def _stability(row: object) -> float | None:
+    value = getattr(row, "stability", None)
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def by_column(shares: list[explain.Share]) -> list[tuple[str, bool, list[explain.Share]]]:

@@ -500,6 +500,10 @@ def table_for_file(
     inferred: list[Inferred] = []
 
     def infer() -> TableSpec:
+        from tasks.orders.transactions import order_lines_hint  # it reads files with this module
+
+        if not choices.get("features") and (hint := order_lines_hint(sample)) is not None:
+            raise InputError(hint)
         inferred.extend(infer_columns(sample.drop(columns=SOURCE_ROW)))
         return inferred_spec(inferred, fill_missing=False)
 

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def preset_words() -> dict[str, int]:
-    """The presets' own words (Mall's age, RFM's "recent" / "one-off" ...) -> their level."""
+    """The presets' own words (Mall's age, RFM's "recent" / "infrequent" ...) -> their level."""
     words = {}
     for preset in (ROOT / "schemas" / "presets").glob("*.toml"):
         for column in tomllib.loads(preset.read_text())["columns"].values():
@@ -125,6 +125,11 @@ def numbers_of(card: Card, label: str) -> tuple[float | None, float, bool]:
     return card.numbers[label]
 
 
+def level_of_row(index: float | None, z: float) -> int:
+    """The level the card's numbers give a feature (explain.level, on the shown numbers)."""
+    return explain.level(explain.Difference("x", "x", True, 1, 1, 1, 1, index, z))
+
+
 def level_of_phrase(phrase: str, card: Card) -> tuple[str, int] | None:
     """(label, level) a sentence's phrase says, after checking its number against the card."""
     if m := re.fullmatch(r"(.+) about average", phrase):
@@ -186,6 +191,14 @@ def check_card(card: Card) -> None:
                 assert index is not None or abs(z) < 0.5 + 0.005, (card.name, label, z)
         sentence = re.sub(r"^[Cc]lose to average on every [a-z ]+ \([^)]*\)(, )?", "", sentence)
         assert card.name.lower().startswith("close to average on every"), card.name
+    every = re.match(r"(High|Low) on every [a-z ]+; most apart: ", sentence)
+    if every:  # every feature high (or low): the three most apart are said
+        side = explain.HIGH if every[1] == "High" else explain.LOW
+        for label, (index, z, feature) in card.numbers.items():
+            if feature:
+                assert level_of_row(index, z) == side, (card.name, label, index, z)
+        assert card.name.lower().startswith(f"{every[1].lower()} on every"), card.name
+        sentence = sentence[every.end() :]
     said = []
     for phrase in [p for p in sentence.split(", ") if p]:
         level = level_of_phrase(phrase, card)
@@ -199,6 +212,10 @@ def check_card(card: Card) -> None:
     name_parts = [p.strip().lower() for p in re.sub(r" #\d+$", "", card.name).split(",")]
     if everything_average:
         name_parts = name_parts[1:]
+    if every:  # the name says "High on every feature", the sentence the three most apart
+        assert all(level == side for _, level in said if level != SHARE), card.sentence
+        name_parts = name_parts[1:]
+        said = [item for item in said if item[1] == SHARE]
     assert len(name_parts) == len(said), (card.name, card.sentence)
     for part, (_, level) in zip(name_parts, said, strict=True):
         if part.startswith("mostly "):

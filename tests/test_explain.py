@@ -195,6 +195,24 @@ def test_close_to_average_on_every_feature_only_when_every_feature_is():
     assert explain.segment_name(one_off, words) == "Low d"
 
 
+def test_a_segment_high_on_every_feature_is_named_so_not_after_three_of_them():
+    numbers = [
+        diff("a", 150.0, 1.0),
+        diff("b", 130.0, 0.8),
+        diff("c", 200.0, 2.0),
+        diff("d", 126.0, 0.3),
+    ]
+    picture = explain.portrait(numbers, [])
+    words = {c: (f"low {c}", f"average {c}", f"high {c}") for c in "abcd"}
+    assert explain.segment_name(picture, words) == "High on every feature"
+    assert explain.summary(picture) == (
+        "High on every feature; most apart: c 2.0x the average, a 1.5x the average, "
+        "b 30% above average."
+    )
+    mixed = explain.portrait([*numbers[:3], diff("d", 100.0, 0.0)], [])
+    assert explain.segment_name(mixed, words) == "High c, high a, high b"
+
+
 def test_a_code_value_is_named_with_its_column():
     values = [explain.Share("Channel", "Channel", "2", True, 0.9, 0.3, 1.3)]
     picture = explain.portrait([], values)

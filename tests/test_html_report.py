@@ -173,6 +173,9 @@ def test_a_category_with_many_values_shows_the_top_five_and_other():
     assert [s.value for s in shown] == ["v7", "v8", "v9", "v10", "v11", "other (7 values)"]
     assert shown[-1].share == pytest.approx(sum(range(1, 8)) / 78)
     assert shown[-1].overall == pytest.approx(7 / 12)
+    # a value the segment lacks but many customers have is shown, not hidden in "other"
+    lacking = [*values[:11], share("v11", 0.0, 0.3)]
+    assert "v11" in [s.value for s in top_values(lacking)]
     few = values[:6]
     assert top_values(few) == few  # up to six values: all of them, in their order
 

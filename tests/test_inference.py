@@ -135,3 +135,31 @@ def test_no_spec_gives_the_segments_of_init_and_spec_on_the_wholesale_file(share
     source = shared_data / "wholesale_customers.csv"
     options = {"profile": ["Channel", "Region"], "id_column": "none"}  # the README's one-liner
     assert _same_segments(source, tmp_path, options) >= 0.95
+
+
+def test_order_lines_read_as_a_customer_table_are_refused_with_a_hint_to_add_transactions(
+    tmp_path,
+):
+    """Order lines given without --transactions: one line suggesting it, before any run
+    (was: invoices clustered as a feature, then 90 % of rows quarantined as conflicting ids)."""
+    from planted_orders import order_lines, write_order_lines
+
+    from tasks.errors import InputError
+
+    source = write_order_lines(order_lines(customers=300, seed=5), tmp_path / "orders.csv")
+    with pytest.raises(InputError) as caught:
+        table_for_file(source)
+    message = str(caught.value)
+    assert message.startswith(f"{source}: looks like order lines, not one row per customer")
+    assert "add --transactions" in message and "\n" not in message
+    # asked for explicitly, the rows are segmented as they are
+    assert table_for_file(source, features=["Quantity"]).feature_names == ("Quantity",)
+
+
+def test_a_customer_table_with_repeated_ids_but_no_order_columns_is_not_taken_for_order_lines(
+    tmp_path,
+):
+    source = tmp_path / "customers.csv"
+    rows = [f"C{i % 50},{i % 7},{i * 3.5}" for i in range(300)]
+    source.write_text("CustomerID,visits,spend\n" + "\n".join(rows) + "\n")
+    assert set(table_for_file(source).feature_names) <= {"visits", "spend"}

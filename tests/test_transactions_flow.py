@@ -90,7 +90,7 @@ def test_planted_behaviour_groups_are_found_from_parquet_order_lines(tmp_path):
     assert adjusted_rand_score(truth, segments["segment_id"]) >= 0.9
     assert manifest["transactions"]["snapshot_date"] == orders.snapshot.isoformat()
     names = set(segments["segment_name"].astype(str))
-    assert "Recent, frequent, high spend" in names and "Lapsed, one-off, low spend" in names
+    assert "Recent, frequent, high spend" in names and "Lapsed, infrequent, low spend" in names
 
 
 def test_a_week_of_nightly_runs_on_a_growing_order_file_keeps_segment_ids(tmp_path):

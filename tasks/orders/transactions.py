@@ -151,6 +151,31 @@ def find_order_columns(
     return OrderColumns(**found, profile=tuple(profile))
 
 
+REPEATED_IDS = 0.8  # ids per row below this in a sample: several rows per customer
+
+
+def order_lines_hint(sample: pd.DataFrame) -> str | None:
+    """When a file read as a customer table (``sample``: its first rows, as text) is order
+    lines (an id, invoice and date column, quantity and price or an amount, and the ids
+    repeated: several rows per customer), what to say: add ``--transactions``; else None."""
+    header = [h for h in sample.columns if h != SOURCE_ROW]
+    try:
+        columns = find_order_columns(header)
+    except InputError:
+        return None
+    ids = sample[columns.customer_id].dropna()
+    distinct = ids.nunique()
+    if len(ids) < 2 or distinct >= REPEATED_IDS * len(ids):
+        return None
+    return (
+        f"looks like order lines, not one row per customer: {len(ids):,} rows of the first "
+        f"{len(sample):,} hold only {distinct:,} distinct {columns.customer_id!r} values, with "
+        f"order columns {', '.join(repr(h) for h in columns.used.values())}; add "
+        "--transactions to derive one row per customer (recency, frequency, monetary value), or "
+        "give --features (or --spec) to segment the rows as they are"
+    )
+
+
 def _first_spelling(spellings: Sequence[str], header: Sequence[str]) -> str | None:
     by_form: dict[str, str] = {}
     for h in header:

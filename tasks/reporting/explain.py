@@ -22,7 +22,8 @@ flag) is described by the share of each value in the segment and overall.
   z <= -0.5); else "about average". So "about average" is never said of a mean more than 25 %
   away from the average, and "high" never of a mean below it.
 - **ranking**: with up to three numeric features all are named (in table order); with more, the
-  three with the largest |z| among those not about average.
+  three with the largest |z| among those not about average; when every one of them is high (or
+  low), the name says "High on every feature" and the sentence names the three most apart.
 """
 
 from __future__ import annotations
@@ -233,6 +234,7 @@ class Portrait:
     majorities: list[Share]
     every_feature_average: bool  # more than MAX_NAMED numeric features, none named
     has_categories: bool
+    every_feature: int | None = None  # more than MAX_NAMED numeric features, all HIGH (or LOW)
 
 
 def portrait(
@@ -250,16 +252,25 @@ def portrait(
         if share.column not in best or share.share > best[share.column].share:
             best[share.column] = share
     majorities = [s for s in best.values() if s.share >= MAJORITY]
-    return Portrait(named, majorities, bool(features) and not named, bool(best))
+    levels = {level(d) for d in features}
+    every = levels.pop() if len(features) > max_named and len(levels) == 1 else None
+    return Portrait(
+        named,
+        majorities,
+        bool(features) and not named,
+        bool(best),
+        every if every != AVERAGE else None,
+    )
 
 
 def segment_name(picture: Portrait, words: dict[str, tuple[str, str, str]]) -> str | None:
     """The name: "Low income, high spending", "High BALANCE, high PURCHASES, mostly PhD";
     ``words`` per column: its low / average / high words. None: nothing to say."""
     parts = [words[d.column][level(d)] for d in picture.numbers]
+    if picture.every_feature is not None:  # "High on every feature", not three of them
+        parts = [f"{'high' if picture.every_feature == HIGH else 'low'} on every {_which(picture)}"]
     if picture.every_feature_average and not picture.majorities:
-        which = "numeric feature" if picture.has_categories else "feature"
-        parts = [f"close to average on every {which}"]
+        parts = [f"close to average on every {_which(picture)}"]
     for share in picture.majorities:  # "mostly phd"; a code: "mostly Channel 2"
         value = share.value
         parts.append(f"mostly {f'{share.label} {value}' if _is_number(value) else value.lower()}")
@@ -294,16 +305,22 @@ def summary(picture: Portrait) -> str:
     items: list[Difference | Share] = [*picture.numbers, *picture.majorities]
     parts = [phrase(item) for item in items]
     if picture.every_feature_average:
-        which = "numeric feature" if picture.has_categories else "feature"
         parts.insert(
             0,
-            f"close to average on every {which} (each mean between {LOW_INDEX / 100:g} and "
-            f"{HIGH_INDEX / 100:g} times the average of all customers)",
+            f"close to average on every {_which(picture)} (each mean between "
+            f"{LOW_INDEX / 100:g} and {HIGH_INDEX / 100:g} times the average of all customers)",
         )
     if not parts:
         return "No feature to compare."
     text = ", ".join(parts)
+    if picture.every_feature is not None:
+        side = "high" if picture.every_feature == HIGH else "low"
+        text = f"{side} on every {_which(picture)}; most apart: {text}"
     return text[0].upper() + text[1:] + "."
+
+
+def _which(picture: Portrait) -> str:
+    return "numeric feature" if picture.has_categories else "feature"
 
 
 def how_to_read() -> str:
@@ -319,7 +336,8 @@ def how_to_read() -> str:
         "otherwise about average (so within 25 % of the average). The name and the sentence "
         f"say the same features in the same order: every feature when there are up to "
         f"{MAX_NAMED}, else the {MAX_NAMED} furthest from average (largest |z|) that are not "
-        f"about average; a categorical feature's value when it holds at least "
+        'about average ("high on every feature" when all of them are high, and likewise '
+        "low); a categorical feature's value when it holds at least "
         f"{MAJORITY:.0%} of the segment."
     )
 

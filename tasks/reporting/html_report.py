@@ -207,11 +207,13 @@ def is_flag(values: list[explain.Share]) -> bool:
 
 def top_values(values: list[explain.Share], top: int = TOP_VALUES) -> list[explain.Share]:
     """Every value of a category with up to ``top + 1`` values, in its order; of one with more,
-    the ``top`` with the largest share in the segment (in the category's order) and one
+    the ``top`` with the largest share in the segment or among all customers (so a value the
+    segment lacks shows as well as one it has most of), in the category's order, and one
     "other (N values)" row adding up the rest, in the segment and among all customers."""
     if len(values) <= top + 1:
         return values
-    kept = set(sorted(range(len(values)), key=lambda i: -values[i].share)[:top])
+    largest = sorted(range(len(values)), key=lambda i: -max(values[i].share, values[i].overall))
+    kept = set(largest[:top])
     rest = [v for i, v in enumerate(values) if i not in kept]
     other = explain.Share(
         column=rest[0].column,

@@ -37,7 +37,9 @@ from tasks.table import (
 
 SKEW_FOR_LOG = 1.0  # a non-negative column skewed more than this gets log1p suggested
 MAX_CODES = 10  # whole numbers with at most this many values are codes or counts to profile
-_UNIT = re.compile(r"^(?P<label>.*?)\s*[\(\[](?P<unit>[^\)\]]{1,20})[\)\]]\s*$")
+# "Annual Income (k$)" -> label and unit; a unit is short and plain (no quotes, commas or
+# brackets): '=HYPERLINK("http://h","inc")' is a header shown as written, not a label and unit
+_UNIT = re.compile(r"^(?P<label>.*?)\s*[\(\[](?P<unit>[^\)\]\(\[\"',]{1,20})[\)\]]\s*$")
 
 
 @dataclass(frozen=True)

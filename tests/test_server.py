@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import psutil
@@ -120,13 +122,16 @@ def test_an_early_server_answers_then_stops(tmp_path, monkeypatch):
 
 
 def _servers_of(home: Path) -> list[psutil.Process]:
-    """Running Prefect API server processes whose PREFECT_HOME is ``home``."""
+    """Running Prefect API server processes whose PREFECT_HOME is ``home`` (a zombie, dead
+    and waiting to be reaped, is not running)."""
     found = []
-    for process in psutil.process_iter(["cmdline"]):
+    for process in psutil.process_iter(["cmdline", "status"]):
         try:
             if "prefect.server.api.server:create_app" not in " ".join(
                 process.info["cmdline"] or []
             ):
+                continue
+            if process.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
             if process.environ().get("PREFECT_HOME") == str(home):
                 found.append(process)
@@ -181,3 +186,53 @@ def test_warm_up_pays_the_one_time_costs_before_the_flow():
     early.warm_up()
     assert report_template.cache_info().currsize == 1
     assert DataFrameSchema.BACKEND_REGISTRY  # pandera's backends, registered on first use
+
+
+def _bare_env(home: Path) -> dict[str, str]:
+    """This environment without Prefect settings: ``segment run`` starts its own server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    return env | {
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+def _wait_for_no_server(home: Path, timeout: float = 15) -> list[psutil.Process]:
+    """The servers of ``home`` still running after up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while (left := _servers_of(home)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+@pytest.mark.process
+def test_the_server_dies_with_a_killed_parent(tmp_path):
+    """The parent that started the server is killed with SIGKILL (no exit handler runs): the
+    server goes too, instead of living on under PID 1."""
+    home = tmp_path / "home"
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from flows.server import EarlyServer
+        server = EarlyServer.start()
+        server.wait(timeout=120)
+        print(server.process.pid, flush=True)
+        time.sleep(600)
+        """
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_ROOT,
+        env=_bare_env(home),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        server_pid = int(parent.stdout.readline())
+        assert [p.pid for p in _servers_of(home)] == [server_pid]
+    finally:
+        parent.kill()
+        parent.wait(timeout=30)
+    assert _wait_for_no_server(home) == []

@@ -199,6 +199,22 @@ def _settings(args: argparse.Namespace) -> SegmentationSettings:
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """`segment run`; a SIGTERM or SIGINT stops it with one line and exit code 128 + the
+    signal's number (the flow run is marked Crashed, the temporary server stopped)."""
+    from flows.signals import Stopped, stopped_by_signals
+
+    try:
+        with stopped_by_signals():
+            return _segment(args, parser)
+    except Stopped as stop:
+        print(
+            f"segment: stopped by {stop.name}; outputs/latest names the last complete run",
+            file=sys.stderr,
+        )
+        return stop.exit_code
+
+
+def _segment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         settings = _settings(args)
     except ValidationError as error:
@@ -224,6 +240,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     from prefect import tags
 
+    from flows.killed_runs import crash_killed_runs
     from flows.runners import flow_for, prefect_api_for_workers  # Prefect imported when needed
     from tasks.errors import InputError
     from tasks.gates import GateError
@@ -235,6 +252,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             warm_up()
             server.wait(startup_timeout())
         with prefect_api_for_workers(settings), tags(*ADHOC_TAGS):
+            crash_killed_runs()  # the runs of killed `segment run`s, left RUNNING
             manifest = flow_for(settings)(settings)
     except InputError as error:
         return _fail(error, EXIT_BAD_INPUT)

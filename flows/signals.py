@@ -5,6 +5,7 @@ stopped by its exit handler, and the command prints one line."""
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -36,8 +37,12 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def stopped_by_signals() -> Iterator[None]:
-    """SIGTERM and SIGINT raise :class:`Stopped` while inside (main thread only); the
-    previous handlers are restored on the way out."""
+    """SIGTERM and SIGINT raise :class:`Stopped` while inside; the previous handlers are
+    restored on the way out. Outside the main thread (where Python cannot set handlers), the
+    handlers are left as they are."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = {number: signal.signal(number, _stop) for number in STOPPING_SIGNALS}
     try:
         yield

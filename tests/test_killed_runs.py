@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -84,6 +85,19 @@ def test_stopped_passes_by_except_exception():
     """Prefect's flow engine and the CLI's last-resort handler catch Exception: a stop is not
     a failure of the run."""
     assert not issubclass(Stopped, Exception)
+
+
+def test_outside_the_main_thread_the_handlers_are_left_alone():
+    before, seen = signal.getsignal(signal.SIGTERM), []
+
+    def run() -> None:
+        with stopped_by_signals():
+            seen.append(signal.getsignal(signal.SIGTERM))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert seen == [before]
 
 
 # --------------------------------------------------------------- against a Prefect server

@@ -64,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
         "folder of Parquet tables and PNG plots under OUTPUT/runs/<run-id>/ "
         "(OUTPUT/latest points at the newest complete run). Uses Prefect's temporary local "
         "server unless PREFECT_API_URL is set. Exit codes: 0 ok, 1 internal error, "
-        "2 usage error, 3 bad input data, 4 quality gate failed.",
+        "2 usage error, 3 bad input data, 4 quality gate failed, 130/143 stopped by "
+        "SIGINT/SIGTERM.",
         formatter_class=HelpFormatter,
     )
     defaults = SegmentationSettings()

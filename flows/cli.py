@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
         "folder of Parquet tables and PNG plots under OUTPUT/runs/<run-id>/ "
         "(OUTPUT/latest points at the newest complete run). Uses Prefect's temporary local "
         "server unless PREFECT_API_URL is set. Exit codes: 0 ok, 1 internal error, "
-        "2 usage error, 3 bad input data, 4 quality gate failed.",
+        "2 usage error, 3 bad input data, 4 quality gate failed, 130/143 stopped by "
+        "SIGINT/SIGTERM.",
         formatter_class=HelpFormatter,
     )
     defaults = SegmentationSettings()
@@ -200,6 +201,22 @@ def _settings(args: argparse.Namespace) -> SegmentationSettings:
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """`segment run`; a SIGTERM or SIGINT stops it with one line and exit code 128 + the
+    signal's number (the flow run is marked Crashed, the temporary server stopped)."""
+    from flows.signals import Stopped, stopped_by_signals
+
+    try:
+        with stopped_by_signals():
+            return _segment(args, parser)
+    except Stopped as stop:
+        print(
+            f"segment: stopped by {stop.name}; outputs/latest names the last complete run",
+            file=sys.stderr,
+        )
+        return stop.exit_code
+
+
+def _segment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         settings = _settings(args)
     except ValidationError as error:
@@ -232,6 +249,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     from prefect import tags
 
+    from flows.killed_runs import crash_killed_runs
     from flows.runners import flow_for, prefect_api_for_workers  # Prefect imported when needed
     from tasks.errors import InputError
     from tasks.gates import GateError
@@ -243,6 +261,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             warm_up()
             server.wait(startup_timeout())
         with prefect_api_for_workers(settings), tags(*ADHOC_TAGS):
+            crash_killed_runs()  # the runs of killed `segment run`s, left RUNNING
             manifest = flow_for(settings)(settings)
     except InputError as error:
         return _fail(error, EXIT_BAD_INPUT)

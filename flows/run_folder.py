@@ -15,6 +15,7 @@ from prefect import Flow, Task, flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.environment import RUN_LOGGERS
+from flows.killed_runs import record_process
 from flows.settings import SegmentationSettings
 from tasks.errors import InputError
 from tasks.gates import GateError
@@ -144,9 +145,13 @@ def segmentation_flow(name: str) -> Callable[[Callable[..., Any]], Flow[..., Any
     of its exception either (``fails_without_persisting``)."""
 
     def decorate(fn: Callable[..., Any]) -> Flow[..., Any]:
-        return flow(name=name, flow_run_name=flow_run_name, log_prints=True, persist_result=False)(
-            fails_without_persisting(fn)
-        )
+        return flow(
+            name=name,
+            flow_run_name=flow_run_name,
+            log_prints=True,
+            persist_result=False,
+            on_running=[record_process],  # a killed run's process: see flows.killed_runs
+        )(fails_without_persisting(fn))
 
     return decorate
 

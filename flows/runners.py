@@ -56,27 +56,35 @@ def flow_for(settings: SegmentationSettings) -> Flow[[SegmentationSettings], dic
 
 @contextmanager
 def prefect_api_for_workers(settings: SegmentationSettings) -> Iterator[None]:
-    """With runner=dask, one Prefect API for this process and every Dask worker it starts.
+    """One Prefect API for this process and every Dask worker it starts, from a temporary
+    server that dies with this process.
 
     Worker processes report their task runs to the API named by ``PREFECT_API_URL`` in their
     environment; without one, each would start its own temporary server. So: use the API this
-    process is configured with, or start one temporary server, and export its URL while the
-    flow runs (restored afterwards). A no-op for runner=local.
+    process is configured with, or start one temporary server (flows.server's, which dies with
+    this process, where Prefect's own would outlive a killed run) and export its URL while the
+    flow runs (restored afterwards). With runner=local the same server, in this process only;
+    nothing to do when an API is configured (``segment run`` normally started flows.server's
+    early server already and named it), or when Prefect may not start a temporary server (it
+    then says so itself).
     """
-    if settings.runner != "dask":
-        yield
-        return
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
     url = PREFECT_API_URL.value()
+    if not url and not get_current_settings().server.ephemeral.enabled:
+        yield
+        return
     if not url:
-        # Prefect's own temporary-server class (no public API starts one and returns its URL);
-        # segment run normally started flows.server's early server already (URL set above).
-        from prefect.server.api.server import SubprocessASGIServer
+        from flows.environment import startup_timeout
+        from flows.server import EarlyServer
 
-        server = SubprocessASGIServer()  # stopped at exit, as Prefect's own temporary server
-        server.start()
+        server = EarlyServer.start()  # stopped at exit, as Prefect's own temporary server
+        server.wait(startup_timeout())
         url = server.api_url
+    if settings.runner != "dask":
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield
+        return
     before = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = url
     import distributed  # noqa: F401 - its import sets its loggers' levels: quieten them after

@@ -6,7 +6,9 @@ time a flow needs it, and waits for it: most of a small run's time. Here the sam
 started before Prefect is even imported, and ``PREFECT_API_URL`` names it, so it boots on one
 core while this process imports Prefect, pandas and scikit-learn and checks the input on the
 other; Prefect then talks to it as to any server and never imports its own server code. It is
-stopped when the process exits, like Prefect's own.
+stopped when the process exits, like Prefect's own, and unlike Prefect's own it also dies when
+this process is killed (SIGKILL, or any signal that ends it without running its exit
+handlers): on Linux the kernel sends it SIGKILL when its parent dies (``PR_SET_PDEATHSIG``).
 
 Only when nothing else names an API: not the environment, and no Prefect settings file this
 process reads (a profile, ``prefect.toml``, ``.env``, ``pyproject.toml``) mentions one;
@@ -19,16 +21,19 @@ installed Prefect.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import importlib.util
 import logging
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +47,35 @@ SERVER_ENVIRONMENT = {
     "PREFECT__SERVER_EPHEMERAL": "1",
     "PREFECT__SERVER_FINAL": "1",
 }
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def dies_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` for ``subprocess.Popen``: the child asks the kernel for SIGKILL when
+    the thread that started it ends (its whole process, when started from the main thread),
+    and exits at once if that process is already gone (it died before the request: no signal
+    would come). Linux only: None elsewhere, where the child outlives a killed parent."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls it
+    parent = os.getpid()
+
+    def die_with_parent() -> None:
+        prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return die_with_parent
+
+
+def start_server_process(port: int) -> subprocess.Popen:
+    """The temporary server on ``port``, as Prefect starts it, but dying with this process."""
+    command = server_command(port)  # this interpreter and fixed arguments, no shell
+    return subprocess.Popen(  # noqa: S603
+        command, env={**os.environ, **SERVER_ENVIRONMENT}, preexec_fn=dies_with_parent()
+    )
 
 
 def free_port() -> int:
@@ -87,9 +121,7 @@ class EarlyServer:
     @classmethod
     def start(cls) -> EarlyServer:
         port = free_port()
-        command = server_command(port)  # this interpreter and fixed arguments, no shell
-        process = subprocess.Popen(command, env={**os.environ, **SERVER_ENVIRONMENT})  # noqa: S603
-        server = cls(port, process)
+        server = cls(port, start_server_process(port))
         atexit.register(server.stop)  # after Prefect's own exit handlers (registered later)
         return server
 
@@ -113,9 +145,7 @@ class EarlyServer:
             code = self.process.poll()
             if code == PORT_IN_USE_EXIT:
                 self.port = free_port()
-                self.process = subprocess.Popen(  # noqa: S603 - as in start()
-                    server_command(self.port), env={**os.environ, **SERVER_ENVIRONMENT}
-                )
+                self.process = start_server_process(self.port)
                 continue
             if code is not None:
                 raise RuntimeError(

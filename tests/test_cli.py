@@ -326,6 +326,20 @@ STARTUP_HINT = (
 )
 
 
+def _no_server(monkeypatch) -> None:
+    """No temporary server and no API calls before the flow: for the tests below, which
+    replace the flow itself and only read the CLI's line for its error."""
+    import contextlib
+
+    import flows.killed_runs
+    import flows.runners
+
+    monkeypatch.setattr(
+        flows.runners, "prefect_api_for_workers", lambda settings: contextlib.nullcontext()
+    )
+    monkeypatch.setattr(flows.killed_runs, "crash_killed_runs", lambda: 0)
+
+
 def test_a_temporary_server_that_does_not_start_in_time_says_what_to_do(
     tmp_path, capsys, monkeypatch
 ):
@@ -338,6 +352,7 @@ def test_a_temporary_server_that_does_not_start_in_time_says_what_to_do(
     from prefect.settings import temporary_settings
 
     monkeypatch.setattr(flows.runners, "flow_for", lambda settings: timed_out)
+    _no_server(monkeypatch)
     monkeypatch.setenv(STARTUP_TIMEOUT_VARIABLE, "90")  # what the CLI sets (kept in this process)
     with temporary_settings({LIMIT: 90}):  # whatever folder the tests run from
         assert main(["run", "--output", str(tmp_path), "--quiet"]) == EXIT_INTERNAL
@@ -354,6 +369,7 @@ def test_other_internal_errors_keep_their_type_and_message(tmp_path, capsys, mon
         raise KeyError("no such thing")
 
     monkeypatch.setattr(flows.runners, "flow_for", lambda settings: broken)
+    _no_server(monkeypatch)
     assert main(["run", "--output", str(tmp_path), "--quiet"]) == EXIT_INTERNAL
     assert capsys.readouterr().err == "segment: internal error: KeyError: 'no such thing'\n"
 

@@ -181,6 +181,20 @@ def test_run_publishes_summary_and_profile_artifacts(default_run):
         assert segment["name"] in summary
 
 
+def test_a_run_records_its_process_for_the_next_run_to_check(default_run):
+    """The flow run names this process (``host:pid``, as Prefect's workers do): if it is
+    killed, the next run sees the process is gone and marks the run Crashed."""
+    from prefect.client.orchestration import get_client
+
+    from flows.killed_runs import this_process
+
+    manifest, _ = default_run
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(manifest["flow_run_id"])
+    assert run.infrastructure_pid == this_process()
+    assert run.state is not None and run.state.is_completed()
+
+
 def test_dirty_mall_copy_runs_with_its_bad_rows_quarantined(tmp_path, shared_data):
     settings = SegmentationSettings(
         input=shared_data / "dirty" / "mall_customers_qmarks_dupes_812rows.csv", output_dir=tmp_path

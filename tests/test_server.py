@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import random
+import signal
+import sqlite3
 import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import psutil
 import pytest
+from helpers import assert_output_consistent, segment_command
 
 from flows import server as early
 
@@ -120,13 +126,16 @@ def test_an_early_server_answers_then_stops(tmp_path, monkeypatch):
 
 
 def _servers_of(home: Path) -> list[psutil.Process]:
-    """Running Prefect API server processes whose PREFECT_HOME is ``home``."""
+    """Running Prefect API server processes whose PREFECT_HOME is ``home`` (a zombie, dead
+    and waiting to be reaped, is not running)."""
     found = []
-    for process in psutil.process_iter(["cmdline"]):
+    for process in psutil.process_iter(["cmdline", "status"]):
         try:
             if "prefect.server.api.server:create_app" not in " ".join(
                 process.info["cmdline"] or []
             ):
+                continue
+            if process.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
             if process.environ().get("PREFECT_HOME") == str(home):
                 found.append(process)
@@ -181,3 +190,151 @@ def test_warm_up_pays_the_one_time_costs_before_the_flow():
     early.warm_up()
     assert report_template.cache_info().currsize == 1
     assert DataFrameSchema.BACKEND_REGISTRY  # pandera's backends, registered on first use
+
+
+def _bare_env(home: Path) -> dict[str, str]:
+    """This environment without Prefect settings: ``segment run`` starts its own server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    return env | {
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+def _wait_for_no_server(home: Path, timeout: float = 15) -> list[psutil.Process]:
+    """The servers of ``home`` still running after up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while (left := _servers_of(home)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+@pytest.mark.process
+def test_the_server_dies_with_a_killed_parent(tmp_path):
+    """The parent that started the server is killed with SIGKILL (no exit handler runs): the
+    server goes too, instead of living on under PID 1."""
+    home = tmp_path / "home"
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from flows.server import EarlyServer
+        server = EarlyServer.start()
+        server.wait(timeout=120)
+        print(server.process.pid, flush=True)
+        time.sleep(600)
+        """
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_ROOT,
+        env=_bare_env(home),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert parent.stdout is not None
+        server_pid = int(parent.stdout.readline())
+        assert [p.pid for p in _servers_of(home)] == [server_pid]
+    finally:
+        parent.kill()
+        parent.wait(timeout=30)
+    assert _wait_for_no_server(home) == []
+
+
+KILL_SEED = 20261206
+SIGNALS = [signal.SIGKILL] * 20 + [signal.SIGTERM] * 5
+MAX_ATTEMPTS = 40
+
+
+def _server_started(process: subprocess.Popen) -> bool:
+    """Whether ``process`` started its temporary server (then it handles SIGTERM itself)."""
+    try:
+        children = psutil.Process(process.pid).children()
+        return any("create_app" in " ".join(child.cmdline()) for child in children)
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.process
+def test_no_server_outlives_killed_or_stopped_runs(tmp_path, shared_data):
+    """`segment run` (its own temporary server) is killed 20 times with SIGKILL and stopped 5
+    times with SIGTERM at seeded random moments: a SIGKILL anywhere in a run's duration (the
+    shortest seen so far), a
+    SIGTERM once its server started (before that, during its imports, Python's default ends
+    it: no server yet). After each: no server of those runs is left, ``latest`` names a
+    complete earlier run, a SIGTERM ends the command with exit code 143 and one line. At the
+    end a normal run succeeds and no flow run of a killed process is left RUNNING: the runs
+    marked them Crashed."""
+    home, output, logs = tmp_path / "home", tmp_path / "outputs", tmp_path / "logs"
+    logs.mkdir()
+    env = _bare_env(home)
+    command = segment_command(
+        shared_data / "mall_customers.csv", output, "--sweep", "1-8", "--n-init", "2", "--quiet"
+    )
+
+    def launch(log: Path) -> subprocess.Popen:
+        with log.open("w") as sink:  # the child keeps its own descriptor
+            return subprocess.Popen(command, cwd=tmp_path, env=env, stdout=sink, stderr=sink)
+
+    known: set[str] = set()
+    for name in ("first", "timed"):  # the first creates Prefect's database: slower
+        started = time.monotonic()
+        setup = launch(logs / f"{name}.log")
+        assert setup.wait(timeout=600) == 0, (logs / f"{name}.log").read_text()
+        duration = time.monotonic() - started
+        assert_output_consistent(output, known)
+        assert _wait_for_no_server(home) == []
+
+    rng = random.Random(KILL_SEED)
+    rng.shuffle(SIGNALS)
+    to_send, outcomes, completed = list(SIGNALS), [], 0
+    for number in range(MAX_ATTEMPTS):
+        if not to_send:
+            break
+        sent, share = to_send[0], rng.random()
+        log = logs / f"run-{number:02d}.log"
+        process = launch(log)
+        started = time.monotonic()
+        if sent == signal.SIGTERM:
+            while process.poll() is None and not _server_started(process):
+                time.sleep(0.01)
+        delay = share * max(duration - (time.monotonic() - started), 0)
+        try:
+            process.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            process.send_signal(sent)  # the command only: its server must go by itself
+        code = process.wait(timeout=120)
+        text = log.read_text()
+        if code == 0:  # it finished before its moment: runs are faster now (load varies)
+            completed += 1
+            duration = min(duration, time.monotonic() - started)
+        else:
+            to_send.pop(0)
+            if sent == signal.SIGKILL:
+                assert code == -signal.SIGKILL, text
+            else:
+                assert code == 128 + signal.SIGTERM, text
+                assert text.strip().splitlines() == [
+                    "segment: stopped by SIGTERM; outputs/latest names the last complete run"
+                ], text
+            outcomes.append(f"{signal.Signals(sent).name} at {time.monotonic() - started:.1f} s")
+        assert _wait_for_no_server(home) == [], f"attempt {number}: {sent!r} after {delay:.1f} s"
+        assert_output_consistent(output, known)
+
+    print(f"\nrun {duration:.1f} s; {completed} runs completed first; signals: {outcomes}")
+    assert not to_send, f"{len(to_send)} signals not sent in {MAX_ATTEMPTS} attempts"
+
+    last = launch(logs / "last.log")
+    assert last.wait(timeout=600) == 0, (logs / "last.log").read_text()
+    assert_output_consistent(output, known)
+    assert _wait_for_no_server(home) == []
+    # Prefect's database (read directly: no server is left to ask)
+    with sqlite3.connect(home / "prefect.db") as db:
+        running = db.execute(
+            "SELECT name, infrastructure_pid FROM flow_run WHERE state_type = 'RUNNING'"
+        ).fetchall()
+        crashed = db.execute("SELECT count(*) FROM flow_run WHERE state_type = 'CRASHED'")
+        print(f"{crashed.fetchone()[0]} flow runs Crashed; RUNNING: {running}")
+    assert [run for run in running if run[1]] == []  # each recorded its process: all gone

@@ -85,8 +85,8 @@ def write_dirty_csv(parquet: Path, path: Path, share: float = 0.01) -> None:
     """The Parquet customers as CSV with ``share`` of the rows damaged: text in age, a score
     out of range, an unknown gender, a missing income, in turn."""
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
+    import pyarrow as arrow
+    import pyarrow.csv as arrow_csv
     import pyarrow.parquet as pq
 
     frame = pq.read_table(parquet).to_pandas().astype("str")
@@ -94,7 +94,7 @@ def write_dirty_csv(parquet: Path, path: Path, share: float = 0.01) -> None:
     for i, (column, value) in enumerate(DAMAGE):
         frame.loc[rows[i :: len(DAMAGE) + 1], column] = value
     frame.loc[rows[len(DAMAGE) :: len(DAMAGE) + 1], "Annual Income (k$)"] = None
-    pa_csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), path)
+    arrow_csv.write_csv(arrow.Table.from_pandas(frame, preserve_index=False), path)
 
 
 def reproduced(output: Path, segments: Path) -> tuple[int, int]:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-import pyarrow as pa_arrow
+import pyarrow as arrow
 import pyarrow.compute as pc
 
 from schemas.customers import NOT_FINITE, customers_schema, quarantine_schema
@@ -262,16 +262,16 @@ def _to_float(values: pd.Series) -> pd.Series:
     """
     if pd.api.types.is_float_dtype(values):
         return values.astype("float64")
-    array = pa_arrow.array(values, from_pandas=True)
+    array = arrow.array(values, from_pandas=True)
     try:
-        cast = pc.cast(array, pa_arrow.float64())
+        cast = pc.cast(array, arrow.float64())
         return pd.Series(cast.to_numpy(zero_copy_only=False), index=values.index, name=values.name)
-    except (pa_arrow.ArrowInvalid, pa_arrow.ArrowTypeError):
+    except (arrow.ArrowInvalid, arrow.ArrowTypeError):
         pass
     try:
         plain = pc.match_substring_regex(array, _PLAIN_NUMBER)
-        cast = pc.cast(pc.if_else(plain, array, pa_arrow.scalar(None, array.type)), "float64")
-    except (pa_arrow.ArrowInvalid, pa_arrow.ArrowTypeError, pa_arrow.ArrowNotImplementedError):
+        cast = pc.cast(pc.if_else(plain, array, arrow.scalar(None, array.type)), "float64")
+    except (arrow.ArrowInvalid, arrow.ArrowTypeError, arrow.ArrowNotImplementedError):
         return pd.to_numeric(values, errors="coerce").astype("float64")
     result = cast.to_numpy(zero_copy_only=False)
     others = ~plain.fill_null(True).to_numpy(zero_copy_only=False)  # present, not plain

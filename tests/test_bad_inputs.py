@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
-import pyarrow as pa
+import pyarrow as arrow
 import pyarrow.parquet as pq
 import pytest
 from helpers import read_customers
@@ -87,7 +87,7 @@ def accounting(read: int, kept: int, quarantined: int = 0, duplicates: int = 0) 
 
 def _parquet(tmp_path: Path, name: str, **columns) -> Path:
     path = tmp_path / name
-    pq.write_table(pa.table(columns), path)
+    pq.write_table(arrow.table(columns), path)
     return path
 
 
@@ -188,7 +188,7 @@ BAD_INPUTS = {
             "customers.parquet",
             CustomerID=["1", "2"],
             Gender=["Male", "Female"],
-            Age=pa.array([pd.Timestamp("2001-02-03"), pd.Timestamp("2004-05-06")]),
+            Age=arrow.array([pd.Timestamp("2001-02-03"), pd.Timestamp("2004-05-06")]),
             Income=[15.0, 16.0],
             Score=[39, 6],
         ),

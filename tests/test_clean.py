@@ -376,7 +376,7 @@ def test_dirty_812_row_file_first_200_ids_equal_the_canonical_customers(shared_d
 def test_typed_parquet_and_the_same_rows_as_csv_clean_identically(tmp_path):
     """Numbers read as numbers (Parquet) or as text (CSV): the same customers, the same
     quarantined rows with the same values as read and the same reasons, the same accounting."""
-    import pyarrow as pa
+    import pyarrow as arrow
     import pyarrow.parquet as pq
 
     rows = [
@@ -391,9 +391,9 @@ def test_typed_parquet_and_the_same_rows_as_csv_clean_identically(tmp_path):
     ]
     header = ["CustomerID", "Gender", "Age", "Annual Income (k$)", "Spending Score (1-100)"]
     columns = list(zip(*rows, strict=True))
-    table = pa.table(
+    table = arrow.table(
         {
-            name: pa.array(values, from_pandas=True)
+            name: arrow.array(values, from_pandas=True)
             for name, values in zip(header, columns, strict=True)
         }
     )

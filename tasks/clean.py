@@ -15,14 +15,14 @@ import pandera.pandas as pa
 import pyarrow as arrow
 import pyarrow.compute as pc
 
+from schemas.columns import CUSTOMER_ID, REASON, SOURCE_ROW
 from schemas.customers import NOT_FINITE, customers_schema, quarantine_schema
 from tasks.errors import InputError, shown_value
 from tasks.ingest import numbers_as_text
-from tasks.table import CUSTOMER_ID, SOURCE_ROW, Table, mall_table
+from tasks.table import Table, mall_table
 
 log = logging.getLogger(__name__)
 
-REASON = "reason"
 NOT_A_NUMBER = "not a number"
 # A value is implausible (quarantined, named) when its magnitude is more than this factor above
 # the upper quartile Q3 of the column's nonzero magnitudes, or (Q3/Q1)**FAR_SPREADS above it

@@ -18,13 +18,10 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
-from schemas.customers import CUSTOMER_ID
+from schemas.columns import CUSTOMER_ID, PREVIOUS_SEGMENT_ID, SEGMENT_ID
 from tasks.scale import FeatureTransform, ScaledFeatures
 
 log = logging.getLogger(__name__)
-
-SEGMENT_ID = "segment_id"
-PREVIOUS_SEGMENT_ID = "previous_segment_id"
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,11 @@ import pyarrow as arrow
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from schemas.columns import CUSTOMER_ID, SOURCE_ROW
 from schemas.spec import TableSpec
 from tasks.errors import NOT_A_REGULAR_FILE, InputError
 from tasks.spec_init import Inferred, infer_columns, inference_notes, inferred_spec
-from tasks.table import CUSTOMER_ID, SEPARATOR, SOURCE_ROW, Table, choose_spec, resolve_table
+from tasks.table import SEPARATOR, Table, choose_spec, resolve_table
 
 logger = logging.getLogger(__name__)
 

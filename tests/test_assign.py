@@ -21,6 +21,7 @@ from planted_tables import (
 )
 
 from flows.cli import EXIT_BAD_INPUT, EXIT_BAD_MODEL, EXIT_OK, EXIT_USAGE, main
+from schemas.columns import DISTANCE, OUTLIER, SEGMENT_ID, SEGMENT_NAME
 from tasks.clean import clean_customers
 from tasks.describe import describe_segments
 from tasks.errors import InputError
@@ -29,15 +30,7 @@ from tasks.ingest import canonical_frame, expected_types, read_file, table_for_f
 from tasks.model import model_to_json
 from tasks.sample_data import generate_customers, write_sample_csv
 from tasks.scale import scale_features
-from tasks.scoring.assign import (
-    DISTANCE,
-    OUTLIER,
-    SEGMENT_ID,
-    SEGMENT_NAME,
-    ModelError,
-    assign_file,
-    read_model,
-)
+from tasks.scoring.assign import ModelError, assign_file, read_model
 from tasks.scoring.export import spreadsheet_safe, write_table_file
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -38,7 +38,8 @@ from helpers import read_customers
 
 import flows.segmentation  # noqa: F401 - Prefect sets up its log handlers on import: before capsys
 from flows.cli import EXIT_BAD_INPUT, EXIT_OK, main
-from schemas.customers import COLUMNS, CUSTOMER_ID, SOURCE_ROW
+from schemas.columns import CUSTOMER_ID, SOURCE_ROW
+from schemas.customers import COLUMNS
 from schemas.spec import MALL_PRESET
 from tasks.clean import CleanResult, clean_customers
 from tasks.errors import InputError

@@ -7,14 +7,13 @@ import pandas as pd
 import pytest
 from helpers import read_customers
 
+from schemas.columns import CUSTOMER_ID, SOURCE_ROW
 from schemas.customers import (
     AGE,
     ANNUAL_INCOME,
     COLUMNS,
-    CUSTOMER_ID,
     GENDER,
     NUMERIC_COLUMNS,
-    SOURCE_ROW,
     SPENDING_SCORE,
     Customers,
 )

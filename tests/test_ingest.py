@@ -10,15 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import read_customers
 
-from schemas.customers import (
-    AGE,
-    ANNUAL_INCOME,
-    COLUMNS,
-    CUSTOMER_ID,
-    GENDER,
-    SOURCE_ROW,
-    SPENDING_SCORE,
-)
+from schemas.columns import CUSTOMER_ID, SOURCE_ROW
+from schemas.customers import AGE, ANNUAL_INCOME, COLUMNS, GENDER, SPENDING_SCORE
 from schemas.spec import ID_SPELLINGS, mall_spec
 from tasks.errors import InputError
 

@@ -39,15 +39,14 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
+from schemas.columns import CUSTOMER_ID, SOURCE_ROW
 from schemas.customers import (
     AGE,
     ANNUAL_INCOME,
     COLUMNS,
-    CUSTOMER_ID,
     GENDER,
     GENDERS,
     NUMERIC_COLUMNS,
-    SOURCE_ROW,
     SPENDING_SCORE,
     Customers,
 )

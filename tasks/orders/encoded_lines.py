@@ -27,6 +27,7 @@ import pyarrow as arrow
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from schemas.columns import SOURCE_ROW
 from tasks.errors import InputError
 from tasks.ingest import (
     NA_TOKENS,
@@ -40,7 +41,6 @@ from tasks.ingest import (
     _unique_name,
     numbers_as_text,
 )
-from tasks.table import SOURCE_ROW
 
 log = logging.getLogger(__name__)
 

@@ -33,13 +33,13 @@ import pandas as pd
 import pyarrow as arrow
 import pyarrow.compute as pc
 
+from schemas.columns import CUSTOMER_ID, REASON, SOURCE_ROW
 from tasks.errors import ColumnMappingError, InputError
 from tasks.orders.encoded_lines import EncodedColumn, EncodedLines, encode_frame
-from tasks.table import CUSTOMER_ID, SOURCE_ROW, normalise
+from tasks.table import normalise
 
 log = logging.getLogger(__name__)
 
-REASON = "reason"
 NO_CUSTOMER_ID = "no customer id"
 
 # Accepted headers per order-line field, compared without case and punctuation; the first

@@ -47,6 +47,7 @@ from tasks.model import model_to_json
 from tasks.reporting.plots import figure_to_png
 from tasks.store.paths import (
     LATEST,
+    MANIFEST,
     RUNS,
     check_store_paths,
     not_regular,
@@ -57,7 +58,6 @@ from tasks.store.runlock import RunLock
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
 # A run folder name: one path component, no separators, not "." or "..", not hidden.
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

@@ -62,7 +62,9 @@ def prepare(n: int, folder: Path) -> tuple[Path, Path, Path, dict]:
     if not model_path.is_file():
         table = table_for_file(csv_path)
         raw = read_file(csv_path, expected=expected_types(table))
-        cleaned = clean_customers(canonical_frame(raw, table), table=table)
+        cleaned = clean_customers(
+            canonical_frame(raw, table), table=table, max_quarantine_share=0.2
+        )
         scaled = scale_features(cleaned.customers, None, "standard", table, seed=42)
         segmentation = fit_segments(scaled.matrix, K, seed=42, n_init=1)
         described = describe_segments(
@@ -72,6 +74,8 @@ def prepare(n: int, folder: Path) -> tuple[Path, Path, Path, dict]:
             None,
             table=table,
             fill_values=cleaned.fill_values,
+            max_shift=0.5,
+            seed=42,
         )
         model_path.write_text(model_to_json(described.model), encoding="utf-8")
         described.segments.loc[:, ["customer_id", "segment_id"]].to_parquet(segments_path)

@@ -80,7 +80,7 @@ def clean_customers(
     raw: pd.DataFrame,
     *,
     source: str = "input",
-    max_quarantine_share: float | None = 0.2,
+    max_quarantine_share: float | None,
     table: Table | None = None,
     fill_values: Mapping[str, object] | None = None,
 ) -> CleanResult:

@@ -64,7 +64,7 @@ def match_segments(
     scaled: ScaledFeatures,
     previous: PreviousRun | None,
     *,
-    max_shift: float = 0.5,
+    max_shift: float,
 ) -> Identity:
     """Give each current centroid (in the space K-Means works in, row i = provisional segment
     i + 1) a stable id.

@@ -352,7 +352,7 @@ def describe_partitions(
     folder: Path,
     *,
     max_shift: float,
-    seed: int = 42,
+    seed: int,
 ) -> Described:
     """``describe_segments`` over partitions (names and stability from the ``sample``, whose
     ``rows`` were fitted): each partition's segments table written into ``folder``."""

@@ -83,7 +83,7 @@ def run(
     scaled = scale_features(customers, features, scaler)
     segmentation = fit_segments(scaled.matrix, k, seed=seed, n_init=5)
     return describe_segments(
-        customers, scaled, segmentation, previous, features, max_shift=max_shift
+        customers, scaled, segmentation, previous, features, max_shift=max_shift, seed=42
     )
 
 

@@ -41,12 +41,12 @@ def fit_like_a_run(source: Path, folder: Path, k: int, **choices) -> tuple[Path,
     segments table (what segments.parquet holds)."""
     table = table_for_file(source, **choices)
     raw = read_file(source, expected=expected_types(table))
-    cleaned = clean_customers(canonical_frame(raw, table), table=table)
+    cleaned = clean_customers(canonical_frame(raw, table), table=table, max_quarantine_share=0.2)
     scaled = scale_features(cleaned.customers, None, "standard", table, seed=42)
     segmentation = fit_segments(scaled.matrix, k, seed=42, n_init=4)
     described = describe_segments(
         cleaned.customers, scaled, segmentation, None, table=table,
-        fill_values=cleaned.fill_values,
+        fill_values=cleaned.fill_values, max_shift=0.5, seed=42,
     )  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.json").write_text(model_to_json(described.model), encoding="utf-8")

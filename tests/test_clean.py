@@ -88,7 +88,7 @@ def test_clean_customers_validate_against_customers_schema():
 
 def test_extra_raw_columns_are_not_carried_into_clean_customers():
     raw = raw_frame(GOOD, notes=["a", "b", "c", "d"], region=["x", "y", "z", "w"])
-    customers = clean_customers(raw).customers
+    customers = clean_customers(raw, max_quarantine_share=0.2).customers
     assert list(customers.columns) == list(COLUMNS)
 
 
@@ -318,7 +318,9 @@ def test_a_long_tail_is_plausible_and_a_spec_range_replaces_the_rule():
 
 
 def test_canonical_mall_file_is_clean(shared_data):
-    result = clean_customers(read_customers(shared_data / "mall_customers.csv"))
+    result = clean_customers(
+        read_customers(shared_data / "mall_customers.csv"), max_quarantine_share=0.2
+    )
     assert result.accounting() == {
         "rows_read": 200,
         "rows_kept": 200,
@@ -357,9 +359,12 @@ def test_no_row_of_real_or_planted_skewed_tables_is_implausible(shared_data, tmp
 
 def test_dirty_812_row_file_first_200_ids_equal_the_canonical_customers(shared_data):
     dirty = clean_customers(
-        read_customers(shared_data / "dirty/mall_customers_qmarks_dupes_812rows.csv")
+        read_customers(shared_data / "dirty/mall_customers_qmarks_dupes_812rows.csv"),
+        max_quarantine_share=0.2,
     ).customers
-    canonical = clean_customers(read_customers(shared_data / "mall_customers.csv")).customers
+    canonical = clean_customers(
+        read_customers(shared_data / "mall_customers.csv"), max_quarantine_share=0.2
+    ).customers
 
     def by_number(frame: pd.DataFrame) -> pd.DataFrame:
         # canonical ids are zero-padded ("0001"), the dirty copy's are not ("1")

@@ -633,7 +633,9 @@ def segment(case: Case, chosen: PipelineSettings):
     scaled = scale_features(customers, chosen.features, chosen.scaler)
     k = min(chosen.k, len(customers))
     segmentation = fit_segments(scaled.matrix, k, seed=chosen.seed, n_init=chosen.n_init)
-    described = describe_segments(customers, scaled, segmentation, None, list(chosen.features))
+    described = describe_segments(
+        customers, scaled, segmentation, None, list(chosen.features), max_shift=0.5, seed=42
+    )
     return cleaned, scaled, described
 
 

@@ -62,7 +62,9 @@ def prepare(n: int, folder: Path) -> tuple[Path, Path, Path, dict]:
     if not model_path.is_file():
         table = table_for_file(csv_path)
         raw = read_file(csv_path, expected=expected_types(table))
-        cleaned = clean_customers(canonical_frame(raw, table), table=table)
+        cleaned = clean_customers(
+            canonical_frame(raw, table), table=table, max_quarantine_share=0.2
+        )
         scaled = scale_features(cleaned.customers, None, "standard", table, seed=42)
         segmentation = fit_segments(scaled.matrix, K, seed=42, n_init=1)
         described = describe_segments(
@@ -72,6 +74,8 @@ def prepare(n: int, folder: Path) -> tuple[Path, Path, Path, dict]:
             None,
             table=table,
             fill_values=cleaned.fill_values,
+            max_shift=0.5,
+            seed=42,
         )
         model_path.write_text(model_to_json(described.model), encoding="utf-8")
         described.segments.loc[:, ["customer_id", "segment_id"]].to_parquet(segments_path)
@@ -85,8 +89,8 @@ def write_dirty_csv(parquet: Path, path: Path, share: float = 0.01) -> None:
     """The Parquet customers as CSV with ``share`` of the rows damaged: text in age, a score
     out of range, an unknown gender, a missing income, in turn."""
     import numpy as np
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
+    import pyarrow as arrow
+    import pyarrow.csv as arrow_csv
     import pyarrow.parquet as pq
 
     frame = pq.read_table(parquet).to_pandas().astype("str")
@@ -94,7 +98,7 @@ def write_dirty_csv(parquet: Path, path: Path, share: float = 0.01) -> None:
     for i, (column, value) in enumerate(DAMAGE):
         frame.loc[rows[i :: len(DAMAGE) + 1], column] = value
     frame.loc[rows[len(DAMAGE) :: len(DAMAGE) + 1], "Annual Income (k$)"] = None
-    pa_csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), path)
+    arrow_csv.write_csv(arrow.Table.from_pandas(frame, preserve_index=False), path)
 
 
 def reproduced(output: Path, segments: Path) -> tuple[int, int]:

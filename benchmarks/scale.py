@@ -233,7 +233,7 @@ def run_segment(dataset: Dataset, out: Path, env: dict, load: float, keep: Path)
 
 def adjusted_rand(segments_path: Path, labels_path: Path, n: int) -> float:
     """ARI of the run's ``segment_id`` against the planted segments, joined on customer id."""
-    import pyarrow as pa
+    import pyarrow as arrow
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
     from sklearn.metrics import adjusted_rand_score
@@ -242,7 +242,7 @@ def adjusted_rand(segments_path: Path, labels_path: Path, n: int) -> float:
     planted = pq.read_table(labels_path, columns=["planted_segment"])["planted_segment"]
     planted = planted.to_numpy()
     # ids are "00000001" .. : customer i's planted label is row i - 1 of the labels file
-    ids = pc.cast(segments["customer_id"], pa.int64()).to_numpy()
+    ids = pc.cast(segments["customer_id"], arrow.int64()).to_numpy()
     if len(ids) != n or ids.min() < 1 or ids.max() > n or len(np.unique(ids)) != n:
         raise ValueError(f"{segments_path}: customer ids are not exactly 1..{n}")
     return float(adjusted_rand_score(planted[ids - 1], segments["segment_id"].to_numpy()))

@@ -32,17 +32,17 @@ class Dataset:
 
 
 def _customer_ids(n: int):
-    import pyarrow as pa
+    import pyarrow as arrow
     import pyarrow.compute as pc
 
-    numbers = pa.array(np.arange(1, n + 1, dtype=np.int64))
-    return pc.utf8_lpad(pc.cast(numbers, pa.string()), width=ID_WIDTH, padding="0")
+    numbers = arrow.array(np.arange(1, n + 1, dtype=np.int64))
+    return pc.utf8_lpad(pc.cast(numbers, arrow.string()), width=ID_WIDTH, padding="0")
 
 
 def write_dataset(n: int, seed: int, folder: Path) -> Dataset:
     """The n-customer Parquet, CSV and labels files in ``folder``; reused if already made."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
+    import pyarrow as arrow
+    import pyarrow.csv as arrow_csv
     import pyarrow.parquet as pq
 
     stem = f"customers-{n}-seed{seed}"
@@ -63,18 +63,18 @@ def write_dataset(n: int, seed: int, folder: Path) -> Dataset:
     start = time.perf_counter()
     segment, values = planted_population(n, seed)
     ids = _customer_ids(n)
-    table = pa.table(
-        [ids, *(pa.array(values[name]) for name in ("gender", "age", "income", "score"))],
+    table = arrow.table(
+        [ids, *(arrow.array(values[name]) for name in ("gender", "age", "income", "score"))],
         names=list(MALL_HEADER),
     )
-    labels = pa.table(
-        {"customer_id": ids, "planted_segment": pa.array(segment.astype(np.int8) + 1)}
+    labels = arrow.table(
+        {"customer_id": ids, "planted_segment": arrow.array(segment.astype(np.int8) + 1)}
     )
     # unquoted, like the Mall file (no value holds a comma or a quote)
-    options = pacsv.WriteOptions(quoting_style="none", quoting_header="none")
+    options = arrow_csv.WriteOptions(quoting_style="none", quoting_header="none")
     for path, write in [
         (dataset.parquet, lambda p: pq.write_table(table, p)),
-        (dataset.csv, lambda p: pacsv.write_csv(table, p, options)),
+        (dataset.csv, lambda p: arrow_csv.write_csv(table, p, options)),
         (dataset.labels, lambda p: pq.write_table(labels, p)),
     ]:
         partial = path.with_name(path.name + ".partial")

@@ -16,6 +16,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.run_folder import configure_run_logging, fails_without_persisting, pipeline_task
+from flows.settings import SegmentationSettings
 from tasks.reporting.artifacts import assignment_markdown
 from tasks.scoring.assign import (
     Model,
@@ -46,7 +47,7 @@ def assign_segments(
     input: Path,  # noqa: A002 - the deployment parameter's name, as the CLI's --input
     output: Path,
     sep: str | None = None,
-    max_quarantine_share: float | None = 0.2,
+    max_quarantine_share: float | None = SegmentationSettings().max_quarantine_share,
 ) -> dict:
     """Assign the customers of ``input`` to the segments of ``model`` (a run folder such as
     outputs/latest, or its model.json); write ``output`` (.parquet or .csv) and its

@@ -45,8 +45,11 @@ def merge_over_deployment(
     given: dict[str, Any], read_stored: Callable[[], dict[str, Any] | None]
 ) -> SegmentationSettings:
     """``given`` (a run's settings fields, as JSON) deep-merged over ``read_stored()`` (the
-    deployment's). Reads nothing when ``given`` has every field. ValueError, naming the fields
+    deployment's) by Prefect's ``deep_merge``: nested dicts key by key, any other value (None
+    too) replaced. Reads nothing when ``given`` has every field. ValueError, naming the fields
     given, when the stored settings cannot be read or the merged settings are invalid."""
+    from prefect.utilities.collections import deep_merge
+
     fields = ", ".join(sorted(given)) or "none"
     if set(given) >= set(SegmentationSettings.model_fields):
         stored: dict[str, Any] | None = {}
@@ -60,7 +63,7 @@ def merge_over_deployment(
                 "with the defaults for the others"
             ) from error
     try:
-        return SegmentationSettings.model_validate(_deep_merge(stored or {}, given))
+        return SegmentationSettings.model_validate(deep_merge(stored or {}, given))
     except ValidationError as error:
         raise ValueError(
             f"this run's settings ({fields}) merged over the deployment's are invalid: "
@@ -73,14 +76,3 @@ def _stored_settings(deployment_id: UUID) -> dict[str, Any] | None:
 
     with get_client(sync_client=True) as client:
         return client.read_deployment(deployment_id).parameters.get("settings")
-
-
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``over``'s keys: nested dicts merged key by key, anything else replaced."""
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged

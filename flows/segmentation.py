@@ -224,7 +224,7 @@ def identify(
     previous: PreviousRun | None,
     table: Table,
     max_shift: float,
-    seed: int = 42,
+    seed: int,
 ) -> Described:
     """Stable ids and names (matched to the previous run), profiles (with each segment's
     stability), transitions, model."""

@@ -7,13 +7,13 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
+from schemas.columns import CUSTOMER_ID, SOURCE_ROW
+
 # Canonical column names, used everywhere instead of string literals.
-CUSTOMER_ID = "customer_id"
 GENDER = "gender"
 AGE = "age"
 ANNUAL_INCOME = "annual_income"
 SPENDING_SCORE = "spending_score"
-SOURCE_ROW = "source_row"  # 1-based data row in the input file (row 1 = first row after the header)
 
 COLUMNS = (CUSTOMER_ID, GENDER, AGE, ANNUAL_INCOME, SPENDING_SCORE)
 NUMERIC_COLUMNS = (AGE, ANNUAL_INCOME, SPENDING_SCORE)

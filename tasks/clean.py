@@ -12,17 +12,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-import pyarrow as pa_arrow
+import pyarrow as arrow
 import pyarrow.compute as pc
 
+from schemas.columns import CUSTOMER_ID, REASON, SOURCE_ROW
 from schemas.customers import NOT_FINITE, customers_schema, quarantine_schema
 from tasks.errors import InputError, shown_value
 from tasks.ingest import numbers_as_text
-from tasks.table import CUSTOMER_ID, SOURCE_ROW, Table, mall_table
+from tasks.table import Table, mall_table
 
 log = logging.getLogger(__name__)
 
-REASON = "reason"
 NOT_A_NUMBER = "not a number"
 # A value is implausible (quarantined, named) when its magnitude is more than this factor above
 # the upper quartile Q3 of the column's nonzero magnitudes, or (Q3/Q1)**FAR_SPREADS above it
@@ -80,7 +80,7 @@ def clean_customers(
     raw: pd.DataFrame,
     *,
     source: str = "input",
-    max_quarantine_share: float | None = 0.2,
+    max_quarantine_share: float | None,
     table: Table | None = None,
     fill_values: Mapping[str, object] | None = None,
 ) -> CleanResult:
@@ -262,16 +262,16 @@ def _to_float(values: pd.Series) -> pd.Series:
     """
     if pd.api.types.is_float_dtype(values):
         return values.astype("float64")
-    array = pa_arrow.array(values, from_pandas=True)
+    array = arrow.array(values, from_pandas=True)
     try:
-        cast = pc.cast(array, pa_arrow.float64())
+        cast = pc.cast(array, arrow.float64())
         return pd.Series(cast.to_numpy(zero_copy_only=False), index=values.index, name=values.name)
-    except (pa_arrow.ArrowInvalid, pa_arrow.ArrowTypeError):
+    except (arrow.ArrowInvalid, arrow.ArrowTypeError):
         pass
     try:
         plain = pc.match_substring_regex(array, _PLAIN_NUMBER)
-        cast = pc.cast(pc.if_else(plain, array, pa_arrow.scalar(None, array.type)), "float64")
-    except (pa_arrow.ArrowInvalid, pa_arrow.ArrowTypeError, pa_arrow.ArrowNotImplementedError):
+        cast = pc.cast(pc.if_else(plain, array, arrow.scalar(None, array.type)), "float64")
+    except (arrow.ArrowInvalid, arrow.ArrowTypeError, arrow.ArrowNotImplementedError):
         return pd.to_numeric(values, errors="coerce").astype("float64")
     result = cast.to_numpy(zero_copy_only=False)
     others = ~plain.fill_null(True).to_numpy(zero_copy_only=False)  # present, not plain

@@ -55,10 +55,10 @@ def describe_segments(
     previous: PreviousRun | None,
     features: list[str] | tuple[str, ...] | None = None,
     *,
-    max_shift: float = 0.5,
+    max_shift: float,
     table: Table | None = None,
     fill_values: dict[str, object] | None = None,
-    seed: int = 42,
+    seed: int,
 ) -> Described:
     """Stable ids (matched to the previous run), names, profiles (with each segment's
     stability, seeded by ``seed``), transitions and the model (with the cleaning's

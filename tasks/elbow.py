@@ -36,9 +36,9 @@ def sweep_k(
     matrix: np.ndarray,
     k_values: range | list[int],
     *,
-    seed: int = 42,
-    n_init: int = 10,
-    silhouette_sample: int = 1_000,
+    seed: int,
+    n_init: int,
+    silhouette_sample: int,
     n_jobs: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
@@ -170,9 +170,9 @@ def choose_k(
     fixed_k: int | None = None,
     k_min: int | None = None,
     k_max: int | None = None,
-    min_segment_share: float = 0.0,
+    min_segment_share: float,
     previous_k: int | None = None,
-    k_margin: float = 0.05,
+    k_margin: float,
     share_name: str = "min_segment_share",
 ) -> KChoice:
     """Pick k: a fixed k if set; else the knee if it is allowed; else the best allowed silhouette.
@@ -195,7 +195,7 @@ def choose_k_within_gate(
     elbow: pd.DataFrame,
     *,
     gate_min_segment_share: float | None,
-    min_segment_share: float = 0.0,
+    min_segment_share: float,
     **rule: object,
 ) -> KChoice:
     """``choose_k`` that also respects the smallest-segment quality gate, so the rule never

@@ -30,8 +30,8 @@ def fit_segments(
     matrix: np.ndarray,
     k: int,
     *,
-    seed: int = 42,
-    n_init: int = 10,
+    seed: int,
+    n_init: int,
     max_iter: int = 300,
     init: np.ndarray | None = None,
 ) -> Segmentation:

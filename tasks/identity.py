@@ -18,13 +18,10 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import linear_sum_assignment
 
-from schemas.customers import CUSTOMER_ID
+from schemas.columns import CUSTOMER_ID, PREVIOUS_SEGMENT_ID, SEGMENT_ID
 from tasks.scale import FeatureTransform, ScaledFeatures
 
 log = logging.getLogger(__name__)
-
-SEGMENT_ID = "segment_id"
-PREVIOUS_SEGMENT_ID = "previous_segment_id"
 
 
 @dataclass(frozen=True)
@@ -67,7 +64,7 @@ def match_segments(
     scaled: ScaledFeatures,
     previous: PreviousRun | None,
     *,
-    max_shift: float = 0.5,
+    max_shift: float,
 ) -> Identity:
     """Give each current centroid (in the space K-Means works in, row i = provisional segment
     i + 1) a stable id.

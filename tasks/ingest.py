@@ -20,14 +20,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
+import pyarrow as arrow
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from schemas.columns import CUSTOMER_ID, SOURCE_ROW
 from schemas.spec import TableSpec
 from tasks.errors import NOT_A_REGULAR_FILE, InputError
 from tasks.spec_init import Inferred, infer_columns, inference_notes, inferred_spec
-from tasks.table import CUSTOMER_ID, SEPARATOR, SOURCE_ROW, Table, choose_spec, resolve_table
+from tasks.table import SEPARATOR, Table, choose_spec, resolve_table
 
 logger = logging.getLogger(__name__)
 
@@ -336,7 +337,7 @@ def _header_name(value: object, position: int) -> str:
     return name or f"unnamed_{position}"
 
 
-def _read_parquet(path: Path, nrows: int | None = None) -> tuple[list[str], pa.Table]:
+def _read_parquet(path: Path, nrows: int | None = None) -> tuple[list[str], arrow.Table]:
     """Read a Parquet file (or its first ``nrows`` rows) into (header names, Arrow table)."""
     if path.stat().st_size == 0:
         raise InputError("is empty", path=path)
@@ -347,7 +348,7 @@ def _read_parquet(path: Path, nrows: int | None = None) -> tuple[list[str], pa.T
             parquet = pq.ParquetFile(path)
             batch = next(parquet.iter_batches(batch_size=nrows), None)
             table = (
-                pa.Table.from_batches([batch])
+                arrow.Table.from_batches([batch])
                 if batch is not None
                 else parquet.schema_arrow.empty_table()
             )
@@ -362,31 +363,33 @@ def _parquet_errors(path: Path) -> Iterator[None]:
     """Arrow's errors reading a Parquet file as one ``InputError`` naming the file (once)."""
     try:
         yield
-    except (pa.ArrowException, OSError) as error:
+    except (arrow.ArrowException, OSError) as error:
         reason = re.sub(r"^Could not open Parquet input source '.*?': ", "", str(error))
         raise InputError(f"not a readable Parquet file: {reason}", path=path) from error
 
 
-def _parquet_columns(table: pa.Table, header: list[str], numeric: set[str]) -> dict[str, pd.Series]:
+def _parquet_columns(
+    table: arrow.Table, header: list[str], numeric: set[str]
+) -> dict[str, pd.Series]:
     """The table's columns by name as pandas: those named in ``numeric`` and stored as numbers
     become float64 (missing: NaN); every other column becomes text. (Not yet one frame: that
     would copy the numbers once more.)"""
     columns = {}
     for name, column in zip(header, table.columns, strict=True):
         if name in numeric and _is_number(column.type):
-            values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+            values = pc.cast(column, arrow.float64()).to_numpy(zero_copy_only=False)
             columns[name] = pd.Series(values, dtype="float64")
         else:
             columns[name] = _arrow_to_text(column)
     return columns
 
 
-def _arrow_to_text(column: pa.ChunkedArray) -> pd.Series:
+def _arrow_to_text(column: arrow.ChunkedArray) -> pd.Series:
     """Convert an Arrow column to pandas text; ints print without ``.0``, NaN/None become NA."""
     try:
-        text = pc.cast(column, pa.string())
-    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):  # e.g. lists, bytes that are not UTF-8
-        text = pa.array([None if value is None else str(value) for value in column.to_pylist()])
+        text = pc.cast(column, arrow.string())
+    except (arrow.ArrowNotImplementedError, arrow.ArrowInvalid):  # lists, bytes not UTF-8
+        text = arrow.array([None if value is None else str(value) for value in column.to_pylist()])
     return text.to_pandas().astype("str")
 
 
@@ -395,22 +398,28 @@ def numbers_as_text(values: pd.Series) -> pd.Series:
     NaN -> missing); a text column as it is."""
     if pd.api.types.is_string_dtype(values):
         return values
-    text = pc.cast(pa.array(values, from_pandas=True), pa.string())
+    text = pc.cast(arrow.array(values, from_pandas=True), arrow.string())
     return pd.Series(text.to_pylist(), index=values.index, dtype="str")
 
 
-def _is_text(kind: pa.DataType) -> bool:
+def _is_text(kind: arrow.DataType) -> bool:
     return (
-        pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+        arrow.types.is_string(kind)
+        or arrow.types.is_large_string(kind)
+        or arrow.types.is_string_view(kind)
     )
 
 
-def _is_number(kind: pa.DataType) -> bool:
-    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
+def _is_number(kind: arrow.DataType) -> bool:
+    return (
+        arrow.types.is_integer(kind)
+        or arrow.types.is_floating(kind)
+        or arrow.types.is_decimal(kind)
+    )
 
 
 def _check_parquet_types(
-    path: Path, types: Mapping[str, pa.DataType], expected: Mapping[str, tuple[str, str]]
+    path: Path, types: Mapping[str, arrow.DataType], expected: Mapping[str, tuple[str, str]]
 ) -> None:
     """Refuse a used column whose Parquet type cannot hold its values (dates, booleans...).
     ``expected``: header -> (column name, one of PARQUET_TYPES)."""
@@ -418,9 +427,9 @@ def _check_parquet_types(
         kind = types.get(header)
         if kind is None:
             continue
-        if pa.types.is_dictionary(kind):  # e.g. a pandas categorical
+        if arrow.types.is_dictionary(kind):  # e.g. a pandas categorical
             kind = kind.value_type
-        if not (pa.types.is_null(kind) or PARQUET_TYPES[what](kind)):
+        if not (arrow.types.is_null(kind) or PARQUET_TYPES[what](kind)):
             raise InputError(
                 f"Parquet type {kind} cannot hold {name}: expected {what}", path=path, column=header
             )
@@ -429,9 +438,9 @@ def _check_parquet_types(
 # The Parquet types a used column may have (text is cleaned like a CSV's values).
 PARQUET_TYPES = {
     "numbers or text": lambda kind: _is_number(kind) or _is_text(kind),
-    "text or integers": lambda kind: _is_text(kind) or pa.types.is_integer(kind),
+    "text or integers": lambda kind: _is_text(kind) or arrow.types.is_integer(kind),
     "text": _is_text,
-    "text or booleans": lambda kind: _is_text(kind) or pa.types.is_boolean(kind),
+    "text or booleans": lambda kind: _is_text(kind) or arrow.types.is_boolean(kind),
 }
 
 

@@ -31,10 +31,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import pairwise_distances_argmin_min
 
+from schemas.columns import CUSTOMER_ID, DISTANCE, PREVIOUS_SEGMENT_ID, SEGMENT_ID, SOURCE_ROW
 from schemas.customers import quarantine_schema
 from schemas.outputs import segments_schema
 from tasks.clean import (
-    SOURCE_ROW,
     CleanResult,
     RowAccounting,
     check_accounting,
@@ -53,8 +53,6 @@ from tasks.describe import (
 from tasks.errors import InputError
 from tasks.fit import Segmentation, canonical_order, fit_segments
 from tasks.identity import (
-    PREVIOUS_SEGMENT_ID,
-    SEGMENT_ID,
     PreviousRun,
     changes_since,
     match_segments,
@@ -83,11 +81,9 @@ from tasks.scale import (
 )
 from tasks.store.run_files import write_table
 from tasks.store.snapshots import row_count
-from tasks.table import CUSTOMER_ID, Table, check_partitioned_table
+from tasks.table import Table, check_partitioned_table
 
 log = logging.getLogger(__name__)
-
-DISTANCE = "distance_to_centroid"
 
 
 @dataclass(frozen=True)
@@ -356,7 +352,7 @@ def describe_partitions(
     folder: Path,
     *,
     max_shift: float,
-    seed: int = 42,
+    seed: int,
 ) -> Described:
     """``describe_segments`` over partitions (names and stability from the ``sample``, whose
     ``rows`` were fitted): each partition's segments table written into ``folder``."""

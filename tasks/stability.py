@@ -45,7 +45,7 @@ def segment_stability(
     labels: np.ndarray,
     k: int,
     *,
-    seed: int = 42,
+    seed: int,
     resamples: int = RESAMPLES,
     max_rows: int = MAX_ROWS,
     n_init: int = N_INIT,

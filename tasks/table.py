@@ -19,6 +19,7 @@ from typing import cast
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.columns import CUSTOMER_ID, PREVIOUS_SEGMENT_ID, SEGMENT_ID, SEGMENT_NAME, SOURCE_ROW
 from schemas.spec import (
     ID_SPELLINGS,
     MALL_PRESET,
@@ -35,9 +36,7 @@ from tasks.errors import ColumnMappingError, InputError, shown_value
 
 log = logging.getLogger(__name__)
 
-CUSTOMER_ID = "customer_id"  # the id's name in every table a run writes
-SOURCE_ROW = "source_row"
-RESERVED = (CUSTOMER_ID, SOURCE_ROW, "segment_id", "previous_segment_id", "segment_name")
+RESERVED = (CUSTOMER_ID, SOURCE_ROW, SEGMENT_ID, PREVIOUS_SEGMENT_ID, SEGMENT_NAME)
 MAX_CATEGORIES = 50  # a categorical feature with more values is refused (suggest --profile)
 NUMERIC_SHARE = 0.95  # a column is numeric when this share of its present values are numbers
 _DECIMAL_COMMA = r"[-+]?(?:\d{1,3}(?:\.\d{3})+|\d+),\d+"  # 1,5  -12,25  1.234,5

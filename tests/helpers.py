@@ -35,7 +35,8 @@ from tasks.model import load_model
 from tasks.sample_data import MALL_HEADER, SampleData
 from tasks.scale import scale_features
 from tasks.store.history import load_previous_run
-from tasks.store.run_files import MANIFEST, latest_run, sha256_of
+from tasks.store.paths import MANIFEST
+from tasks.store.run_files import latest_run, sha256_of
 from tasks.store.runlock import RunLock
 from tasks.table import resolve_table
 
@@ -82,7 +83,7 @@ def run(
     scaled = scale_features(customers, features, scaler)
     segmentation = fit_segments(scaled.matrix, k, seed=seed, n_init=5)
     return describe_segments(
-        customers, scaled, segmentation, previous, features, max_shift=max_shift
+        customers, scaled, segmentation, previous, features, max_shift=max_shift, seed=42
     )
 
 

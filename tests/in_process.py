@@ -41,13 +41,20 @@ def segment_in_process(source: Path, output: Path, run_id: str, **options) -> Pa
             raw = segmentation.ingest.fn(source, table, settings.sep, staging)
         cleaned = segmentation.clean.fn(raw, table, source, settings.max_quarantine_share)
         scaled = segmentation.scale.fn(cleaned.customers, table, settings.scaler, settings.seed)
-        elbow = sweep_k(scaled.matrix, settings.k_values, seed=settings.seed, n_init=2, n_jobs=1)
+        elbow = sweep_k(
+            scaled.matrix,
+            settings.k_values,
+            seed=settings.seed,
+            n_init=2,
+            n_jobs=1,
+            silhouette_sample=1_000,
+        )
         choice = segmentation.pick_k.fn(elbow, previous, settings, clustered_on(scaled.transforms))
         fit = segmentation.final_fit.fn(
             scaled, scaled.matrix, choice, settings.seed, settings.n_init
         )
         shift = settings.identity.max_shift
-        described = segmentation.identify.fn(cleaned, scaled, fit, previous, table, shift)
+        described = segmentation.identify.fn(cleaned, scaled, fit, previous, table, shift, seed=42)
         segmentation.write_report.fn(
             staging,
             cleaned,

@@ -21,6 +21,7 @@ from planted_tables import (
 )
 
 from flows.cli import EXIT_BAD_INPUT, EXIT_BAD_MODEL, EXIT_OK, EXIT_USAGE, main
+from schemas.columns import DISTANCE, OUTLIER, SEGMENT_ID, SEGMENT_NAME
 from tasks.clean import clean_customers
 from tasks.describe import describe_segments
 from tasks.errors import InputError
@@ -29,15 +30,7 @@ from tasks.ingest import canonical_frame, expected_types, read_file, table_for_f
 from tasks.model import model_to_json
 from tasks.sample_data import generate_customers, write_sample_csv
 from tasks.scale import scale_features
-from tasks.scoring.assign import (
-    DISTANCE,
-    OUTLIER,
-    SEGMENT_ID,
-    SEGMENT_NAME,
-    ModelError,
-    assign_file,
-    read_model,
-)
+from tasks.scoring.assign import ModelError, assign_file, read_model
 from tasks.scoring.export import spreadsheet_safe, write_table_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,12 +41,12 @@ def fit_like_a_run(source: Path, folder: Path, k: int, **choices) -> tuple[Path,
     segments table (what segments.parquet holds)."""
     table = table_for_file(source, **choices)
     raw = read_file(source, expected=expected_types(table))
-    cleaned = clean_customers(canonical_frame(raw, table), table=table)
+    cleaned = clean_customers(canonical_frame(raw, table), table=table, max_quarantine_share=0.2)
     scaled = scale_features(cleaned.customers, None, "standard", table, seed=42)
     segmentation = fit_segments(scaled.matrix, k, seed=42, n_init=4)
     described = describe_segments(
         cleaned.customers, scaled, segmentation, None, table=table,
-        fill_values=cleaned.fill_values,
+        fill_values=cleaned.fill_values, max_shift=0.5, seed=42,
     )  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.json").write_text(model_to_json(described.model), encoding="utf-8")

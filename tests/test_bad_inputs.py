@@ -31,14 +31,15 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
-import pyarrow as pa
+import pyarrow as arrow
 import pyarrow.parquet as pq
 import pytest
 from helpers import read_customers
 
 import flows.segmentation  # noqa: F401 - Prefect sets up its log handlers on import: before capsys
 from flows.cli import EXIT_BAD_INPUT, EXIT_OK, main
-from schemas.customers import COLUMNS, CUSTOMER_ID, SOURCE_ROW
+from schemas.columns import CUSTOMER_ID, SOURCE_ROW
+from schemas.customers import COLUMNS
 from schemas.spec import MALL_PRESET
 from tasks.clean import CleanResult, clean_customers
 from tasks.errors import InputError
@@ -87,7 +88,7 @@ def accounting(read: int, kept: int, quarantined: int = 0, duplicates: int = 0) 
 
 def _parquet(tmp_path: Path, name: str, **columns) -> Path:
     path = tmp_path / name
-    pq.write_table(pa.table(columns), path)
+    pq.write_table(arrow.table(columns), path)
     return path
 
 
@@ -188,7 +189,7 @@ BAD_INPUTS = {
             "customers.parquet",
             CustomerID=["1", "2"],
             Gender=["Male", "Female"],
-            Age=pa.array([pd.Timestamp("2001-02-03"), pd.Timestamp("2004-05-06")]),
+            Age=arrow.array([pd.Timestamp("2001-02-03"), pd.Timestamp("2004-05-06")]),
             Income=[15.0, 16.0],
             Score=[39, 6],
         ),

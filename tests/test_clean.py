@@ -7,14 +7,13 @@ import pandas as pd
 import pytest
 from helpers import read_customers
 
+from schemas.columns import CUSTOMER_ID, SOURCE_ROW
 from schemas.customers import (
     AGE,
     ANNUAL_INCOME,
     COLUMNS,
-    CUSTOMER_ID,
     GENDER,
     NUMERIC_COLUMNS,
-    SOURCE_ROW,
     SPENDING_SCORE,
     Customers,
 )
@@ -89,7 +88,7 @@ def test_clean_customers_validate_against_customers_schema():
 
 def test_extra_raw_columns_are_not_carried_into_clean_customers():
     raw = raw_frame(GOOD, notes=["a", "b", "c", "d"], region=["x", "y", "z", "w"])
-    customers = clean_customers(raw).customers
+    customers = clean_customers(raw, max_quarantine_share=0.2).customers
     assert list(customers.columns) == list(COLUMNS)
 
 
@@ -319,7 +318,9 @@ def test_a_long_tail_is_plausible_and_a_spec_range_replaces_the_rule():
 
 
 def test_canonical_mall_file_is_clean(shared_data):
-    result = clean_customers(read_customers(shared_data / "mall_customers.csv"))
+    result = clean_customers(
+        read_customers(shared_data / "mall_customers.csv"), max_quarantine_share=0.2
+    )
     assert result.accounting() == {
         "rows_read": 200,
         "rows_kept": 200,
@@ -358,9 +359,12 @@ def test_no_row_of_real_or_planted_skewed_tables_is_implausible(shared_data, tmp
 
 def test_dirty_812_row_file_first_200_ids_equal_the_canonical_customers(shared_data):
     dirty = clean_customers(
-        read_customers(shared_data / "dirty/mall_customers_qmarks_dupes_812rows.csv")
+        read_customers(shared_data / "dirty/mall_customers_qmarks_dupes_812rows.csv"),
+        max_quarantine_share=0.2,
     ).customers
-    canonical = clean_customers(read_customers(shared_data / "mall_customers.csv")).customers
+    canonical = clean_customers(
+        read_customers(shared_data / "mall_customers.csv"), max_quarantine_share=0.2
+    ).customers
 
     def by_number(frame: pd.DataFrame) -> pd.DataFrame:
         # canonical ids are zero-padded ("0001"), the dirty copy's are not ("1")
@@ -376,7 +380,7 @@ def test_dirty_812_row_file_first_200_ids_equal_the_canonical_customers(shared_d
 def test_typed_parquet_and_the_same_rows_as_csv_clean_identically(tmp_path):
     """Numbers read as numbers (Parquet) or as text (CSV): the same customers, the same
     quarantined rows with the same values as read and the same reasons, the same accounting."""
-    import pyarrow as pa
+    import pyarrow as arrow
     import pyarrow.parquet as pq
 
     rows = [
@@ -391,9 +395,9 @@ def test_typed_parquet_and_the_same_rows_as_csv_clean_identically(tmp_path):
     ]
     header = ["CustomerID", "Gender", "Age", "Annual Income (k$)", "Spending Score (1-100)"]
     columns = list(zip(*rows, strict=True))
-    table = pa.table(
+    table = arrow.table(
         {
-            name: pa.array(values, from_pandas=True)
+            name: arrow.array(values, from_pandas=True)
             for name, values in zip(header, columns, strict=True)
         }
     )

@@ -23,7 +23,7 @@ from helpers import assert_output_consistent, debris, segment_command
 
 from live_server import ROOT, tail
 from live_server import start as launch
-from tasks.store.run_files import MANIFEST
+from tasks.store.paths import MANIFEST
 from tasks.store.runlock import RunLock
 
 CHILD = textwrap.dedent(

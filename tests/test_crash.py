@@ -36,14 +36,8 @@ from live_server import ROOT, tail
 from live_server import start as launch
 from tasks.model import MODEL_FORMAT
 from tasks.reporting.plots import figure_to_png
-from tasks.store.run_files import (
-    MANIFEST,
-    finish_run,
-    start_run,
-    write_bytes,
-    write_json,
-    write_table,
-)
+from tasks.store.paths import MANIFEST
+from tasks.store.run_files import finish_run, start_run, write_bytes, write_json, write_table
 
 SEED = 20261127
 KILLS = 20

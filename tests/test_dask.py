@@ -241,7 +241,7 @@ def test_cleaning_partitions_equals_cleaning_the_concatenated_file(customers):
     with dask.config.set(scheduler="sync"):
         result = _clean(parts, 0.2)
         clean = result.customers.compute()
-    whole = clean_customers(read_customers(csv))
+    whole = clean_customers(read_customers(csv), max_quarantine_share=0.2)
     assert result.accounting() == whole.accounting()
     pd.testing.assert_frame_equal(result.quarantine, whole.quarantine)
     pd.testing.assert_frame_equal(
@@ -398,13 +398,13 @@ def test_partitions_scaled_and_described_on_dask_equal_the_in_memory_run(tmp_pat
     on_dask = dd.from_pandas(frame, npartitions=3)
     with dask.config.set(scheduler="sync"):  # the sample is every customer: size >= n
         space, rows, sample = partitioned.fit_space(on_dask, table, "standard", size=n, seed=1)
-        fit = fit_segments(rows.matrix, 3, seed=1)
+        fit = fit_segments(rows.matrix, 3, seed=1, n_init=10)
         got = partitioned.describe_partitions(
-            on_dask, space, rows, sample, fit, None, tmp_path, max_shift=0.5
+            on_dask, space, rows, sample, fit, None, tmp_path, max_shift=0.5, seed=42
         )
     scaled = scale_features(frame, None, "standard", table, seed=1)
     np.testing.assert_allclose(rows.matrix, scaled.matrix, atol=1e-12)
-    expected = describe_segments(frame, scaled, fit, None, max_shift=0.5, table=table)
+    expected = describe_segments(frame, scaled, fit, None, max_shift=0.5, table=table, seed=42)
     assert got.names == expected.names and got.identity == expected.identity
     pd.testing.assert_frame_equal(got.centroids, expected.centroids)
     pd.testing.assert_frame_equal(got.profiles, expected.profiles, check_exact=False, rtol=1e-12)

@@ -60,7 +60,7 @@ CURVE = table(
 
 @pytest.fixture(scope="module")
 def four_blob_sweep() -> pd.DataFrame:
-    return sweep_k(blobs(4, cluster_std=1.0), K_RANGE)
+    return sweep_k(blobs(4, cluster_std=1.0), K_RANGE, seed=42, n_init=10, silhouette_sample=1_000)
 
 
 # --- sweep_k ----------------------------------------------------------------------------------
@@ -94,30 +94,32 @@ def test_sweep_min_share_is_a_share(four_blob_sweep):
 def test_knee_is_found_when_the_first_splits_dominate_the_inertia(centers):
     # make_blobs' random centres: raw-inertia Kneedle says 3 for both; the log curve does not
     points, _ = make_blobs(n_samples=600, centers=centers, random_state=42)
-    elbow = sweep_k(points, K_RANGE, n_init=10)
+    elbow = sweep_k(points, K_RANGE, n_init=10, seed=42, silhouette_sample=1_000)
     assert find_knee(elbow) == centers
 
 
 @pytest.mark.parametrize("centers", [3, 4, 5])
 def test_knee_is_found_at_the_true_number_of_well_separated_blobs(centers):
-    elbow = sweep_k(blobs(circle_centers(centers)), K_RANGE, n_init=3)
+    elbow = sweep_k(
+        blobs(circle_centers(centers)), K_RANGE, n_init=3, seed=42, silhouette_sample=1_000
+    )
     assert find_knee(elbow) == centers
-    choice = choose_k(elbow)
+    choice = choose_k(elbow, min_segment_share=0.0, k_margin=0.05)
     assert (choice.k, choice.rule) == (centers, "elbow")
 
 
 def test_sweep_skips_k_above_the_number_of_distinct_points():
     points = np.repeat([[0.0, 0.0], [5.0, 5.0], [10.0, 0.0]], 4, axis=0)
-    elbow = sweep_k(points, K_RANGE)
+    elbow = sweep_k(points, K_RANGE, seed=42, n_init=10, silhouette_sample=1_000)
     assert elbow["k"].tolist() == [1, 2, 3]
     assert elbow["inertia"].iloc[-1] == pytest.approx(0.0)
 
 
 def test_all_identical_rows_give_only_k1_and_no_choice():
-    elbow = sweep_k(np.ones((10, 2)), K_RANGE)
+    elbow = sweep_k(np.ones((10, 2)), K_RANGE, seed=42, n_init=10, silhouette_sample=1_000)
     assert elbow["k"].tolist() == [1]
     with pytest.raises(InputError) as caught:
-        choose_k(elbow)
+        choose_k(elbow, min_segment_share=0.0, k_margin=0.05)
     assert str(caught.value) == (
         "no k satisfies the settings (k >= 2 with every segment >= 0% of customers); the sweep "
         "could fit only k=1..1 (k cannot exceed the number of distinct customers)"
@@ -126,7 +128,13 @@ def test_all_identical_rows_give_only_k1_and_no_choice():
 
 def test_sweep_without_any_fittable_k_raises_input_error():
     with pytest.raises(InputError) as caught:
-        sweep_k(np.array([[0.0], [1.0], [2.0]]), range(5, 8))
+        sweep_k(
+            np.array([[0.0], [1.0], [2.0]]),
+            range(5, 8),
+            seed=42,
+            n_init=10,
+            silhouette_sample=1_000,
+        )
     assert str(caught.value) == (
         "cannot sweep k=5..7: the customers have only 3 distinct point(s) in the features, "
         "and k cannot exceed that"
@@ -134,7 +142,9 @@ def test_sweep_without_any_fittable_k_raises_input_error():
 
 
 def test_parallel_sweep_equals_serial_sweep(four_blob_sweep):
-    parallel = sweep_k(blobs(4, cluster_std=1.0), K_RANGE, n_jobs=2)
+    parallel = sweep_k(
+        blobs(4, cluster_std=1.0), K_RANGE, n_jobs=2, seed=42, n_init=10, silhouette_sample=1_000
+    )
     pd.testing.assert_frame_equal(parallel, four_blob_sweep)
 
 
@@ -146,34 +156,34 @@ def test_hand_made_curve_has_its_knee_at_3():
 
 
 def test_fixed_k_is_honoured():
-    choice = choose_k(CURVE, fixed_k=6)
+    choice = choose_k(CURVE, fixed_k=6, min_segment_share=0.0, k_margin=0.05)
     assert (choice.k, choice.rule, choice.knee) == (6, "fixed", 3)
 
 
 def test_knee_inside_bounds_is_chosen_by_elbow_rule():
-    choice = choose_k(CURVE, k_min=2, k_max=6)
+    choice = choose_k(CURVE, k_min=2, k_max=6, min_segment_share=0.0, k_margin=0.05)
     assert (choice.k, choice.rule, choice.knee) == (3, "elbow", 3)
 
 
 def test_knee_below_k_min_falls_back_to_best_allowed_silhouette():
     # best silhouette overall is k=3 (0.7), but k=3 is below k_min; best of 4..8 is k=5
-    choice = choose_k(CURVE, k_min=4)
+    choice = choose_k(CURVE, k_min=4, min_segment_share=0.0, k_margin=0.05)
     assert (choice.k, choice.rule, choice.knee) == (5, "silhouette", 3)
     assert "knee k=3 is outside" in choice.reason
 
 
 def test_knee_above_k_max_falls_back_to_best_allowed_silhouette():
-    choice = choose_k(CURVE, k_max=2)
+    choice = choose_k(CURVE, k_max=2, min_segment_share=0.0, k_margin=0.05)
     assert (choice.k, choice.rule) == (2, "silhouette")
 
 
 def test_min_segment_share_excludes_k_with_tiny_segments():
     # k=3 is the knee and k=5 the best other silhouette, but both have a 1% segment
     curve = CURVE.assign(min_share=[1.0, 0.5, 0.01, 0.2, 0.01, 0.1, 0.1, 0.05])
-    choice = choose_k(curve, min_segment_share=0.1)
+    choice = choose_k(curve, min_segment_share=0.1, k_margin=0.05)
     assert (choice.k, choice.rule) == (4, "silhouette")
     assert "knee k=3 has a segment of 1.0% of customers" in choice.reason
-    assert choose_k(curve, min_segment_share=0.0).k == 3
+    assert choose_k(curve, min_segment_share=0.0, k_margin=0.05).k == 3
 
 
 def test_straight_line_inertia_has_no_knee_and_uses_silhouette():
@@ -183,14 +193,14 @@ def test_straight_line_inertia_has_no_knee_and_uses_silhouette():
         min_share=[1.0, 0.5, 0.3, 0.2, 0.15, 0.1, 0.1, 0.05],
     )
     assert find_knee(line) is None
-    choice = choose_k(line)
+    choice = choose_k(line, min_segment_share=0.0, k_margin=0.05)
     assert (choice.k, choice.rule, choice.knee) == (4, "silhouette", None)
     assert "no knee" in choice.reason
 
 
 def test_no_silhouette_among_allowed_picks_the_smallest_allowed_k():
     curve = CURVE.assign(silhouette=np.nan)
-    choice = choose_k(curve, k_min=5)
+    choice = choose_k(curve, k_min=5, min_segment_share=0.0, k_margin=0.05)
     assert (choice.k, choice.rule) == (5, "smallest-allowed")
 
 
@@ -201,14 +211,14 @@ def test_no_silhouette_among_allowed_picks_the_smallest_allowed_k():
 )
 def test_nothing_allowed_raises_input_error(settings):
     with pytest.raises(InputError, match="no k satisfies the settings"):
-        choose_k(CURVE, **settings)
+        choose_k(CURVE, **({"min_segment_share": 0.0, "k_margin": 0.05} | settings))
 
 
 def test_fixed_k_above_distinct_points_raises_input_error():
     points = np.repeat([[0.0, 0.0], [5.0, 5.0], [10.0, 0.0]], 4, axis=0)
-    elbow = sweep_k(points, K_RANGE)
+    elbow = sweep_k(points, K_RANGE, seed=42, n_init=10, silhouette_sample=1_000)
     with pytest.raises(InputError, match=r"k=5 cannot be fitted: the sweep covered k=1\.\.3"):
-        choose_k(elbow, fixed_k=5)
+        choose_k(elbow, fixed_k=5, min_segment_share=0.0, k_margin=0.05)
 
 
 # --- golden -----------------------------------------------------------------------------------
@@ -216,26 +226,48 @@ def test_fixed_k_above_distinct_points_raises_input_error():
 
 def test_mall_customers_default_recipe_picks_k5_by_elbow(shared_data):
     path = shared_data / "mall_customers.csv"
-    scaled = scale_features(clean_customers(read_customers(path)).customers)
-    choice = choose_k(sweep_k(scaled.matrix, K_RANGE))
+    scaled = scale_features(
+        clean_customers(read_customers(path), max_quarantine_share=0.2).customers
+    )
+    choice = choose_k(
+        sweep_k(scaled.matrix, K_RANGE, seed=42, n_init=10, silhouette_sample=1_000),
+        min_segment_share=0.0,
+        k_margin=0.05,
+    )
     assert (choice.k, choice.rule, choice.knee) == (5, "elbow", 5)
 
 
 def test_the_rule_respects_the_smallest_segment_gate_and_leaves_an_unmeetable_one_to_the_gate():
     # the knee k=3 has a segment of 0.5 %: the gate (1 %) would reject it, so the rule skips it
     curve = CURVE.assign(min_share=[1.0, 0.5, 0.005, 0.2, 0.15, 0.1, 0.1, 0.05])
-    assert choose_k(curve).k == 3
-    choice = choose_k_within_gate(curve, gate_min_segment_share=0.01)
+    assert choose_k(curve, min_segment_share=0.0, k_margin=0.05).k == 3
+    choice = choose_k_within_gate(
+        curve, gate_min_segment_share=0.01, min_segment_share=0.0, k_margin=0.05
+    )
     assert choice.k == 5 and choice.rule == "silhouette"  # best silhouette of the others
     # the gate's threshold ruled the knee out, so the reason names the gate, not the rule's own
     assert "below the min_segment_share gate (1.0%)" in choice.reason
-    own = choose_k_within_gate(curve, gate_min_segment_share=0.01, min_segment_share=0.1)
+    own = choose_k_within_gate(
+        curve, gate_min_segment_share=0.01, min_segment_share=0.1, k_margin=0.05
+    )
     assert "below min_segment_share (10.0%)" in own.reason  # the stricter bound is the rule's
-    assert choose_k_within_gate(curve, gate_min_segment_share=None).k == 3
+    assert (
+        choose_k_within_gate(
+            curve, gate_min_segment_share=None, min_segment_share=0.0, k_margin=0.05
+        ).k
+        == 3
+    )
     # no k >= 2 meets a 60 % gate: the rule ignores it, and the gate will report the breach
-    assert choose_k_within_gate(curve, gate_min_segment_share=0.6).k == 3
+    assert (
+        choose_k_within_gate(
+            curve, gate_min_segment_share=0.6, min_segment_share=0.0, k_margin=0.05
+        ).k
+        == 3
+    )
     with pytest.raises(InputError):  # the rule's own bound still fails as before
-        choose_k_within_gate(curve, gate_min_segment_share=0.01, min_segment_share=0.6)
+        choose_k_within_gate(
+            curve, gate_min_segment_share=0.01, min_segment_share=0.6, k_margin=0.05
+        )
 
 
 def _curves(count: int, seed: int = 7):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
+import pyarrow as arrow
 import pyarrow.parquet as pq
 import pytest
 from planted_orders import order_lines
@@ -39,18 +39,18 @@ def awkward_parquet(tmp_path):
     """Padded text, NA tokens, numbers with NaN, integers, a categorical, timestamps, an
     all-null column and a column named source_row, in row groups of 2 lines (one dictionary
     per row group)."""
-    table = pa.table(
+    table = arrow.table(
         {
             "Invoice": ["1", " 1", "NA", "2 ", None, "", "C3", "1"],
             "Price": [1.5, float("nan"), 2.0, None, 1.5, 3.0, 2.0, 1.5],
-            "Qty": pa.array([1, 2, None, 4, 1, 2, 3, 1], pa.int64()),
-            "Country": pa.array(
+            "Qty": arrow.array([1, 2, None, 4, 1, 2, 3, 1], arrow.int64()),
+            "Country": arrow.array(
                 ["UK", "FR", "UK", "n/a", "UK", "FR", "?", "UK"]
             ).dictionary_encode(),
-            "When": pa.array(
+            "When": arrow.array(
                 pd.to_datetime(["2011-01-01 10:00"] * 4 + [None] + ["2011-01-02 00:00"] * 3)
             ),
-            "Nothing": pa.nulls(8),
+            "Nothing": arrow.nulls(8),
             "source_row": ["a", "b", "c", "d", "e", "f", "g", "h"],
         }
     )
@@ -78,7 +78,7 @@ def test_equal_values_share_one_code_across_row_groups(awkward_parquet):
 
 def test_a_parquet_file_with_no_rows_is_bad_input(tmp_path):
     path = tmp_path / "empty.parquet"
-    pq.write_table(pa.table({"Invoice": pa.array([], pa.string())}), path)
+    pq.write_table(arrow.table({"Invoice": arrow.array([], arrow.string())}), path)
     with pytest.raises(InputError, match="no data rows"):
         read_encoded_lines(path)
 
@@ -87,7 +87,7 @@ def test_derivation_from_parquet_codes_equals_the_one_from_text(tmp_path):
     orders = order_lines(300, seed=5)  # with every kind of dirt
     path = tmp_path / "orders.parquet"
     pq.write_table(
-        pa.Table.from_pandas(orders.lines, preserve_index=False), path, row_group_size=997
+        arrow.Table.from_pandas(orders.lines, preserve_index=False), path, row_group_size=997
     )
     columns = find_order_columns(list(orders.lines.columns), None, ("Country", "StockCode"))
     from_text = derive_customers(read_file(path), columns)

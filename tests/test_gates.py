@@ -137,30 +137,37 @@ CURVE = elbow_table(
 
 
 def test_without_previous_k_the_elbow_picks_the_knee():
-    assert (choose_k(CURVE).k, choose_k(CURVE).rule) == (3, "elbow")
+    assert (
+        choose_k(CURVE, min_segment_share=0.0, k_margin=0.05).k,
+        choose_k(CURVE, min_segment_share=0.0, k_margin=0.05).rule,
+    ) == (3, "elbow")
 
 
 def test_previous_k_is_kept_when_the_rule_k_is_not_better_by_the_margin():
     # knee k=3 has silhouette 0.75, previous k=5 has 0.625: better by 0.125 < 0.25
-    choice = choose_k(CURVE, previous_k=5, k_margin=0.25)
+    choice = choose_k(CURVE, previous_k=5, k_margin=0.25, min_segment_share=0.0)
     assert (choice.k, choice.rule, choice.knee) == (5, "previous-k", 3)
     assert "k=3" in choice.reason
     assert "previous k=5" in choice.reason
 
 
 def test_previous_k_is_replaced_when_the_rule_k_is_clearly_better():
-    choice = choose_k(CURVE, previous_k=5, k_margin=0.125)  # exactly the margin: replaced
+    choice = choose_k(
+        CURVE, previous_k=5, k_margin=0.125, min_segment_share=0.0
+    )  # exactly the margin: replaced
     assert (choice.k, choice.rule, choice.knee) == (3, "elbow", 3)
     assert "replaces the previous k=5" in choice.reason
     assert "0.750 vs 0.625" in choice.reason
 
 
 def test_previous_k_equal_to_the_rule_k_is_the_rule_choice():
-    assert choose_k(CURVE, previous_k=3) == choose_k(CURVE)
+    assert choose_k(CURVE, previous_k=3, min_segment_share=0.0, k_margin=0.05) == choose_k(
+        CURVE, min_segment_share=0.0, k_margin=0.05
+    )
 
 
 def test_fixed_k_ignores_previous_k():
-    choice = choose_k(CURVE, fixed_k=6, previous_k=5, k_margin=1.0)
+    choice = choose_k(CURVE, fixed_k=6, previous_k=5, k_margin=1.0, min_segment_share=0.0)
     assert (choice.k, choice.rule) == (6, "fixed")
 
 
@@ -176,8 +183,9 @@ def test_fixed_k_ignores_previous_k():
     ids=["above-k_max", "below-k_min", "segment-too-small", "k1", "not-swept"],
 )
 def test_previous_k_that_is_not_allowed_does_not_block_the_rule(settings, previous_k):
-    choice = choose_k(CURVE, previous_k=previous_k, k_margin=1.0, **settings)
-    assert choice == choose_k(CURVE, **settings)
+    rule = {"min_segment_share": 0.0, "k_margin": 0.05} | settings
+    choice = choose_k(CURVE, **(rule | {"previous_k": previous_k, "k_margin": 1.0}))
+    assert choice == choose_k(CURVE, **rule)
     assert (choice.k, choice.rule) == (3, "elbow")
 
 
@@ -185,6 +193,6 @@ def test_previous_k_is_kept_when_the_rule_k_has_no_silhouette():
     # no silhouette anywhere: the rule falls back to the smallest allowed k, which cannot be
     # shown to beat the previous k
     curve = CURVE.assign(silhouette=np.nan)
-    choice = choose_k(curve, k_min=4, previous_k=6)
+    choice = choose_k(curve, k_min=4, previous_k=6, min_segment_share=0.0, k_margin=0.05)
     assert (choice.k, choice.rule) == (6, "previous-k")
     assert "n/a" in choice.reason

@@ -219,16 +219,16 @@ def test_a_read_only_output_exits_3_naming_it_before_prefect_starts(
 def _disk_full_on(columns: set[str], monkeypatch) -> None:
     """ENOSPC from the Parquet writer when it writes a table with ``columns`` (the segments
     table: customer_id and distance_to_centroid), as a disk that fills during the run."""
-    import pyarrow.parquet
+    import pyarrow.parquet as pq
 
-    write = pyarrow.parquet.ParquetWriter.write_table
+    write = pq.ParquetWriter.write_table
 
     def full(writer, table, *args, **kwargs):
         if columns <= set(writer.schema.names):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return write(writer, table, *args, **kwargs)
 
-    monkeypatch.setattr(pyarrow.parquet.ParquetWriter, "write_table", full)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full)
 
 
 SEGMENTS_TABLE = {"customer_id", "distance_to_centroid"}
@@ -285,8 +285,8 @@ def small_model(tmp_path_factory):
 def test_a_failed_assign_leaves_yesterdays_pair_and_names_the_file(
     small_model, tmp_path, monkeypatch, capsys, suffix
 ):
-    import pyarrow.csv
-    import pyarrow.parquet
+    import pyarrow.csv as arrow_csv
+    import pyarrow.parquet as pq
 
     model, source = small_model
     output = tmp_path / f"assigned{suffix}"
@@ -297,7 +297,7 @@ def test_a_failed_assign_leaves_yesterdays_pair_and_names_the_file(
     yesterdays_file.write_text("".join(lines[:300]))  # fewer customers, another quarantine
     assign_file(model, yesterdays_file, output)  # yesterday's pair
     yesterday = {p.name: p.read_bytes() for p in (output, quarantine)}
-    writer = pyarrow.csv if suffix == ".csv" else pyarrow.parquet
+    writer = arrow_csv if suffix == ".csv" else pq
     name = "write_csv" if suffix == ".csv" else "write_table"
     write, calls = getattr(writer, name), []
 

@@ -5,20 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
+import pyarrow as arrow
 import pyarrow.parquet as pq
 import pytest
 from helpers import read_customers
 
-from schemas.customers import (
-    AGE,
-    ANNUAL_INCOME,
-    COLUMNS,
-    CUSTOMER_ID,
-    GENDER,
-    SOURCE_ROW,
-    SPENDING_SCORE,
-)
+from schemas.columns import CUSTOMER_ID, SOURCE_ROW
+from schemas.customers import AGE, ANNUAL_INCOME, COLUMNS, GENDER, SPENDING_SCORE
 from schemas.spec import ID_SPELLINGS, mall_spec
 from tasks.errors import InputError
 
@@ -345,11 +338,11 @@ def test_row_with_too_many_fields_raises_with_file_line(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".parquet", ".pq"])
 def test_parquet_ids_and_text_as_text_numbers_stay_numbers(tmp_path, suffix):
-    table = pa.table(
+    table = arrow.table(
         {
-            "CustomerID": pa.array([1, 2], pa.int64()),
+            "CustomerID": arrow.array([1, 2], arrow.int64()),
             "Gender": ["Male", "Female"],
-            "Age": pa.array([19, 20], pa.int32()),
+            "Age": arrow.array([19, 20], arrow.int32()),
             "Annual Income (k$)": [15.5, 16.0],
             "Spending Score (1-100)": [39.0, 6.0],
         }
@@ -367,11 +360,11 @@ def test_parquet_ids_and_text_as_text_numbers_stay_numbers(tmp_path, suffix):
 
 
 def test_parquet_nan_and_null_become_na(tmp_path):
-    table = pa.table(
+    table = arrow.table(
         {
             "CustomerID": ["0001", None],
             "Gender": ["Male", "Female"],
-            "Age": pa.array([19, None], pa.int64()),
+            "Age": arrow.array([19, None], arrow.int64()),
             "Annual Income": [float("nan"), 16.0],
             "Spending Score": [39.0, None],
         }
@@ -385,14 +378,14 @@ def test_parquet_nan_and_null_become_na(tmp_path):
 
 
 def test_parquet_dictionary_columns_and_undecodable_extra_bytes_are_read(tmp_path):
-    table = pa.table(
+    table = arrow.table(
         {
-            "CustomerID": pa.array(["1", "2"]).dictionary_encode(),
-            "Gender": pa.array(["Male", "Female"]).dictionary_encode(),
-            "Age": pa.array([19, 20], pa.int8()),
-            "Annual Income": pa.array([15.5, None]),
-            "Spending Score": pa.array(["39", "6"]),
-            "Photo": pa.array([b"\xff\xd8", None]),
+            "CustomerID": arrow.array(["1", "2"]).dictionary_encode(),
+            "Gender": arrow.array(["Male", "Female"]).dictionary_encode(),
+            "Age": arrow.array([19, 20], arrow.int8()),
+            "Annual Income": arrow.array([15.5, None]),
+            "Spending Score": arrow.array(["39", "6"]),
+            "Photo": arrow.array([b"\xff\xd8", None]),
         }
     )
     pq.write_table(table, tmp_path / "c.parquet")
@@ -404,10 +397,10 @@ def test_parquet_dictionary_columns_and_undecodable_extra_bytes_are_read(tmp_pat
 @pytest.mark.parametrize(
     ("header", "values", "expected"),
     [
-        ("CustomerID", pa.array([1.0, 2.0]), "double cannot hold customer_id: expected text or"),
-        ("Gender", pa.array([0, 1]), "int64 cannot hold gender: expected text"),
-        ("Age", pa.array([True, False]), "bool cannot hold age: expected numbers or text"),
-        ("Spending Score", pa.array([b"39", b"6"]), "binary cannot hold spending_score"),
+        ("CustomerID", arrow.array([1.0, 2.0]), "double cannot hold customer_id: expected text or"),
+        ("Gender", arrow.array([0, 1]), "int64 cannot hold gender: expected text"),
+        ("Age", arrow.array([True, False]), "bool cannot hold age: expected numbers or text"),
+        ("Spending Score", arrow.array([b"39", b"6"]), "binary cannot hold spending_score"),
     ],
 )
 def test_parquet_column_of_a_type_that_cannot_hold_its_values_is_refused(
@@ -421,14 +414,14 @@ def test_parquet_column_of_a_type_that_cannot_hold_its_values_is_refused(
         "Spending Score": [39, 6],
     }
     columns[header] = values
-    pq.write_table(pa.table(columns), tmp_path / "c.parquet")
+    pq.write_table(arrow.table(columns), tmp_path / "c.parquet")
     with pytest.raises(InputError, match=f"Parquet type {expected}") as caught:
         read_customers(tmp_path / "c.parquet")
     assert caught.value.column == header
 
 
 def test_truncated_parquet_raises_not_readable(tmp_path):
-    table = pa.table({"CustomerID": ["1"], "Gender": ["Male"], "Age": ["19"]})
+    table = arrow.table({"CustomerID": ["1"], "Gender": ["Male"], "Age": ["19"]})
     pq.write_table(table, tmp_path / "full.parquet")
     data = (tmp_path / "full.parquet").read_bytes()
     path = _write(tmp_path, data[: len(data) // 2], name="broken.parquet")

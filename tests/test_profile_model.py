@@ -47,7 +47,7 @@ def make_customers(n: int = 90) -> pd.DataFrame:
 def fitted():
     customers = make_customers()
     scaled = scale_features(customers, FEATURES)
-    segmentation = fit_segments(scaled.matrix, 3)
+    segmentation = fit_segments(scaled.matrix, 3, seed=42, n_init=10)
     names = computed_names(customers, segmentation.labels)
     return customers, scaled, segmentation, names
 
@@ -234,7 +234,7 @@ def test_model_with_gender_feature_scores_the_training_customers():
     customers = make_customers()
     features = [ANNUAL_INCOME, SPENDING_SCORE, GENDER]
     scaled = scale_features(customers, features)
-    segmentation = fit_segments(scaled.matrix, 3)
+    segmentation = fit_segments(scaled.matrix, 3, seed=42, n_init=10)
     names = {1: "a", 2: "b", 3: "c"}
     model = json.loads(model_to_json(build_model(scaled, segmentation, None, names, features)))
     assert model["columns"] == [ANNUAL_INCOME, SPENDING_SCORE, "gender_Female", "gender_Male"]

@@ -39,15 +39,14 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
+from schemas.columns import CUSTOMER_ID, SOURCE_ROW
 from schemas.customers import (
     AGE,
     ANNUAL_INCOME,
     COLUMNS,
-    CUSTOMER_ID,
     GENDER,
     GENDERS,
     NUMERIC_COLUMNS,
-    SOURCE_ROW,
     SPENDING_SCORE,
     Customers,
 )
@@ -634,7 +633,9 @@ def segment(case: Case, chosen: PipelineSettings):
     scaled = scale_features(customers, chosen.features, chosen.scaler)
     k = min(chosen.k, len(customers))
     segmentation = fit_segments(scaled.matrix, k, seed=chosen.seed, n_init=chosen.n_init)
-    described = describe_segments(customers, scaled, segmentation, None, list(chosen.features))
+    described = describe_segments(
+        customers, scaled, segmentation, None, list(chosen.features), max_shift=0.5, seed=42
+    )
     return cleaned, scaled, described
 
 

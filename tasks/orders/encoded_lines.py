@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
+import pyarrow as arrow
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from schemas.columns import SOURCE_ROW
 from tasks.errors import InputError
 from tasks.ingest import (
     NA_TOKENS,
@@ -40,7 +41,6 @@ from tasks.ingest import (
     _unique_name,
     numbers_as_text,
 )
-from tasks.table import SOURCE_ROW
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,10 @@ class EncodedColumn:
         return self.codes >= 0
 
     @cached_property
-    def text_array(self) -> pa.Array:
+    def text_array(self) -> arrow.Array:
         """The distinct values as the file shows them (``17850.0`` -> ``"17850"``), in Arrow."""
         values = numbers_as_text(self.values.reset_index(drop=True))
-        return pa.array(values, type=pa.large_string(), from_pandas=True)
+        return arrow.array(values, type=arrow.large_string(), from_pandas=True)
 
     def text(self) -> np.ndarray:
         """The distinct values as the file shows them, as Python strings."""
@@ -69,7 +69,7 @@ class EncodedColumn:
     def shown(self, rows: np.ndarray) -> pd.Series:
         """The values of ``rows`` (positions) as text, missing as NA."""
         codes = self.codes[rows]
-        taken = self.text_array.take(pa.array(codes, mask=codes < 0))
+        taken = self.text_array.take(arrow.array(codes, mask=codes < 0))
         return pd.Series(pd.array(taken, dtype="str"))
 
 
@@ -138,7 +138,7 @@ def _parquet_layout(path: Path) -> tuple[list[str], list[str], int]:
 DICTIONARY_SHARE = 0.1
 
 
-def _read_column(path: Path, name: str) -> pa.ChunkedArray:
+def _read_column(path: Path, name: str) -> arrow.ChunkedArray:
     """One column as stored. Text of few distinct values comes as a dictionary per row group
     (the file's own dictionary pages: no string is hashed per line); text of many (invoice
     ids, timestamps), where each row group's dictionary is nearly as long as the row group,
@@ -154,34 +154,34 @@ def _read_column(path: Path, name: str) -> pa.ChunkedArray:
         return parquet.read(columns=[name], use_pandas_metadata=False).column(0)
 
 
-def encode_arrow(column: pa.ChunkedArray) -> EncodedColumn:
+def encode_arrow(column: arrow.ChunkedArray) -> EncodedColumn:
     """Codes of an Arrow column into its distinct values cleaned as ``read_file`` cleans them
     (numbers as float64; anything else as stripped text with NA tokens missing); values that
     clean to the same one share a code. A dictionary column (each Parquet row group with its
     own dictionary) is unified here: its dictionaries are cleaned and factorized together,
     one pass over the distinct values of each row group, none over the lines."""
-    if pa.types.is_null(column.type) or not len(column):  # no value at all
+    if arrow.types.is_null(column.type) or not len(column):  # no value at all
         return EncodedColumn(np.full(len(column), -1, dtype="int64"), pd.Series([], dtype="str"))
-    categorical = pa.types.is_dictionary(column.type) and not _is_text(column.type.value_type)
-    if not pa.types.is_dictionary(column.type):  # one dictionary for the whole column
-        column = pa.chunked_array([pc.dictionary_encode(column.combine_chunks())])
+    categorical = arrow.types.is_dictionary(column.type) and not _is_text(column.type.value_type)
+    if not arrow.types.is_dictionary(column.type):  # one dictionary for the whole column
+        column = arrow.chunked_array([pc.dictionary_encode(column.combine_chunks())])
     chunks = [chunk for chunk in column.chunks if len(chunk)]
-    dictionaries = pa.concat_arrays([chunk.dictionary for chunk in chunks])
+    dictionaries = arrow.concat_arrays([chunk.dictionary for chunk in chunks])
     if _is_text(dictionaries.type) and not _any_padded(dictionaries):
         remap, values = _factorize_text(dictionaries, len(chunks) == 1)  # all in Arrow
     else:
         if not categorical and _is_number(dictionaries.type):
             cleaned = pd.Series(
-                pc.cast(dictionaries, pa.float64()).to_numpy(zero_copy_only=False),
+                pc.cast(dictionaries, arrow.float64()).to_numpy(zero_copy_only=False),
                 dtype="float64",
             )
         else:
-            cleaned = _clean_text(_arrow_to_text(pa.chunked_array([dictionaries])))
+            cleaned = _clean_text(_arrow_to_text(arrow.chunked_array([dictionaries])))
         remap, values = pd.factorize(cleaned)  # NaN and NA tokens -> -1; equal values merged
     remap = np.append(remap.astype("int64"), -1)  # the last entry: a missing line stays missing
     codes, start, offset = np.empty(len(column), dtype="int64"), 0, 0
     for chunk in chunks:
-        indices = pc.fill_null(pc.cast(chunk.indices, pa.int64()), -1).to_numpy()
+        indices = pc.fill_null(pc.cast(chunk.indices, arrow.int64()), -1).to_numpy()
         end = start + len(chunk)
         codes[start:end] = remap[np.where(indices < 0, len(remap) - 1, indices + offset)]
         start, offset = end, offset + len(chunk.dictionary)
@@ -194,23 +194,23 @@ _SPACE = (
 )
 
 
-def _any_padded(text: pa.Array) -> bool:
+def _any_padded(text: arrow.Array) -> bool:
     """Whether any value starts or ends with whitespace (that ``_clean_text`` strips)."""
     return bool(pc.any(pc.match_substring_regex(text, f"^{_SPACE}|{_SPACE}$")).as_py())
 
 
-def _factorize_text(text: pa.Array, distinct: bool) -> tuple[np.ndarray, pd.Series]:
+def _factorize_text(text: arrow.Array, distinct: bool) -> tuple[np.ndarray, pd.Series]:
     """``pd.factorize(_clean_text(text))`` for text with nothing to strip, in Arrow: the NA
     tokens missing, then (codes, -1 missing, into the distinct values in order of first
     appearance). ``distinct``: no value repeats (one dictionary), so only NA tokens move."""
-    na = pc.is_in(text, value_set=pa.array(NA_TOKENS, text.type))
+    na = pc.is_in(text, value_set=arrow.array(NA_TOKENS, text.type))
     if distinct and not pc.any(na).as_py():
         return np.arange(len(text), dtype="int64"), text.to_pandas().astype("str")
-    encoded = pc.dictionary_encode(pc.if_else(na, pa.scalar(None, text.type), text))
-    codes = pc.fill_null(pc.cast(encoded.indices, pa.int64()), -1).to_numpy()
+    encoded = pc.dictionary_encode(pc.if_else(na, arrow.scalar(None, text.type), text))
+    codes = pc.fill_null(pc.cast(encoded.indices, arrow.int64()), -1).to_numpy()
     return codes, encoded.dictionary.to_pandas().astype("str")
 
 
-def _is_text(kind: pa.DataType) -> bool:
+def _is_text(kind: arrow.DataType) -> bool:
     """Text that Arrow's string kernels take (string_view is cleaned as ``read_file`` does)."""
-    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    return arrow.types.is_string(kind) or arrow.types.is_large_string(kind)

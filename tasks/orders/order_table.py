@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from schemas.columns import CUSTOMER_ID, SOURCE_ROW
 from schemas.spec import RFM_PRESET, ColumnSpec, TableSpec, load_spec
 from tasks.errors import InputError
 from tasks.ingest import read_header
 from tasks.orders.rfm import DEFAULT_GRID, rfm_scores
 from tasks.orders.transactions import EXTRAS, RFM, OrderColumns, find_order_columns
-from tasks.table import CUSTOMER_ID, SOURCE_ROW, Table, resolve_table
+from tasks.table import Table, resolve_table
 
 log = logging.getLogger(__name__)
 

@@ -30,16 +30,16 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
+import pyarrow as arrow
 import pyarrow.compute as pc
 
+from schemas.columns import CUSTOMER_ID, REASON, SOURCE_ROW
 from tasks.errors import ColumnMappingError, InputError
 from tasks.orders.encoded_lines import EncodedColumn, EncodedLines, encode_frame
-from tasks.table import CUSTOMER_ID, SOURCE_ROW, normalise
+from tasks.table import normalise
 
 log = logging.getLogger(__name__)
 
-REASON = "reason"
 NO_CUSTOMER_ID = "no customer id"
 
 # Accepted headers per order-line field, compared without case and punctuation; the first
@@ -553,10 +553,10 @@ def _number(column: EncodedColumn) -> np.ndarray:
         parsed = values.to_numpy(dtype="float64", na_value=np.nan)
     else:
         try:
-            parsed = pc.cast(pa.array(values, from_pandas=True), pa.float64()).to_numpy(
+            parsed = pc.cast(arrow.array(values, from_pandas=True), arrow.float64()).to_numpy(
                 zero_copy_only=False
             )
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # some text that is not a number
+        except (arrow.ArrowInvalid, arrow.ArrowTypeError):  # some text that is not a number
             parsed = pd.to_numeric(values, errors="coerce").to_numpy(
                 dtype="float64", na_value=np.nan
             )

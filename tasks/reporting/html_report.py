@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from tasks.clean import REASON, RowAccounting
+from schemas.columns import REASON
+from tasks.clean import RowAccounting
 from tasks.describe import Described
 from tasks.elbow import KChoice
 from tasks.reporting import explain

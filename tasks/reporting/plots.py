@@ -36,7 +36,8 @@ from matplotlib.ticker import MaxNLocator, StrMethodFormatter
 from matplotlib.typing import ColorType
 from sklearn.decomposition import PCA
 
-from schemas.customers import AGE, ANNUAL_INCOME, CUSTOMER_ID, GENDER, SPENDING_SCORE
+from schemas.columns import CUSTOMER_ID
+from schemas.customers import AGE, ANNUAL_INCOME, GENDER, SPENDING_SCORE
 from tasks.table import Table, mall_table
 
 if TYPE_CHECKING:

@@ -21,9 +21,17 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
+from schemas.columns import (
+    CUSTOMER_ID,
+    DISTANCE,
+    OUTLIER,
+    REASON,
+    SEGMENT_ID,
+    SEGMENT_NAME,
+    SOURCE_ROW,
+)
 from schemas.spec import ID_SPELLINGS
 from tasks.clean import (
-    REASON,
     RowAccounting,
     check_accounting,
     check_quarantine_share,
@@ -35,17 +43,12 @@ from tasks.model import MODEL_FORMAT, Scores, score_frame
 from tasks.scale import FeatureTransform
 from tasks.scoring.export import check_output_path, sidecar_path, write_table_files
 from tasks.scoring.model_file import ModelFile, first_defect
-from tasks.table import CUSTOMER_ID, SOURCE_ROW, Table, normalise
+from tasks.store.paths import LATEST, MANIFEST
+from tasks.table import Table, normalise
 
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.json"
-MANIFEST_FILE = "manifest.json"
-LATEST = "latest"  # <output>/latest -> the newest complete run (tasks.store.run_files)
-SEGMENT_ID = "segment_id"
-SEGMENT_NAME = "segment_name"
-DISTANCE = "distance_to_centroid"
-OUTLIER = "outlier"
 MODEL_KEYS = ("table", "transforms", "segments")
 
 
@@ -148,7 +151,7 @@ def _checked_whole(path: Path, data: dict) -> ModelFile:
 
 def _check_manifest(path: Path) -> None:
     """In a published run folder, the model must match the checksum its manifest recorded."""
-    manifest = path.parent / MANIFEST_FILE
+    manifest = path.parent / MANIFEST
     if not manifest.is_file():
         return
     try:

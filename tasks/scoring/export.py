@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pa_csv
+import pyarrow as arrow
+import pyarrow.csv as arrow_csv
 import pyarrow.parquet as pq
 
 from tasks.errors import cannot_write
@@ -114,7 +114,7 @@ def write_table_files(tables: Sequence[tuple[pd.DataFrame, Path]]) -> list[Path]
 
 def _write_table(frame: pd.DataFrame, suffix: str, handle: BinaryIO) -> None:
     if suffix == ".csv":
-        table = pa.Table.from_pandas(spreadsheet_safe(frame), preserve_index=False)
-        pa_csv.write_csv(table, handle, pa_csv.WriteOptions(quoting_style="needed"))
+        table = arrow.Table.from_pandas(spreadsheet_safe(frame), preserve_index=False)
+        arrow_csv.write_csv(table, handle, arrow_csv.WriteOptions(quoting_style="needed"))
     else:
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), handle)
+        pq.write_table(arrow.Table.from_pandas(frame, preserve_index=False), handle)

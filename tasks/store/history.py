@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from schemas.customers import CUSTOMER_ID
-from tasks.identity import SEGMENT_ID, PreviousRun
+from schemas.columns import CUSTOMER_ID, SEGMENT_ID
+from tasks.identity import PreviousRun
 from tasks.model import load_model
-from tasks.store.run_files import MANIFEST, latest_run, sha256_of
+from tasks.store.paths import MANIFEST
+from tasks.store.run_files import latest_run, sha256_of
 
 log = logging.getLogger(__name__)
 

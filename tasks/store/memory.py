@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pyarrow as pa
+import pyarrow as arrow
 
 
 def release_unused_memory() -> None:
@@ -13,4 +13,4 @@ def release_unused_memory() -> None:
     ``gc.collect()``: the frames are freed by reference counting, and a full collection in a
     process with Prefect loaded costs ~0.2 s, as much as the whole cleaning of a small file.)
     """
-    pa.default_memory_pool().release_unused()
+    arrow.default_memory_pool().release_unused()

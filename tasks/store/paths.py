@@ -20,7 +20,8 @@ from typing import BinaryIO
 from tasks.errors import OutputError
 
 RUNS = "runs"
-LATEST = "latest"
+LATEST = "latest"  # <output>/latest -> the newest complete run
+MANIFEST = "manifest.json"
 LOCK_NAME = ".lock"
 
 

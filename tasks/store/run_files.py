@@ -36,7 +36,7 @@ from typing import BinaryIO, TypedDict
 
 import pandas as pd
 import pandera.pandas as pa
-import pyarrow as pa_arrow
+import pyarrow as arrow
 import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
@@ -47,6 +47,7 @@ from tasks.model import model_to_json
 from tasks.reporting.plots import figure_to_png
 from tasks.store.paths import (
     LATEST,
+    MANIFEST,
     RUNS,
     check_store_paths,
     not_regular,
@@ -57,7 +58,6 @@ from tasks.store.runlock import RunLock
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 PARTIAL_SUFFIX = ".partial"
 # A run folder name: one path component, no separators, not "." or "..", not hidden.
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -158,14 +158,14 @@ ROW_GROUP = 1_000_000
 
 
 def _write_parquet(frame: pd.DataFrame, handle: BinaryIO) -> None:
-    first = pa_arrow.Table.from_pandas(frame.iloc[:ROW_GROUP], preserve_index=False)
+    first = arrow.Table.from_pandas(frame.iloc[:ROW_GROUP], preserve_index=False)
     with pq.ParquetWriter(handle, first.schema, compression="zstd") as writer:
         writer.write_table(first)
         del first
         for start in range(ROW_GROUP, len(frame), ROW_GROUP):
             part = frame.iloc[start : start + ROW_GROUP]
             writer.write_table(
-                pa_arrow.Table.from_pandas(part, schema=writer.schema, preserve_index=False)
+                arrow.Table.from_pandas(part, schema=writer.schema, preserve_index=False)
             )
 
 

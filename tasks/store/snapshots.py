@@ -12,7 +12,7 @@ import re
 from datetime import date
 from pathlib import Path
 
-import pyarrow as pa_arrow
+import pyarrow as arrow
 import pyarrow.parquet as pq
 
 from tasks.errors import NOT_A_REGULAR_FILE, InputError
@@ -135,5 +135,5 @@ def row_count(path: Path) -> int:
     """Rows in a Parquet file, from its footer; a file that is not Parquet is bad input."""
     try:
         return pq.ParquetFile(path).metadata.num_rows
-    except (pa_arrow.ArrowException, OSError) as error:
+    except (arrow.ArrowException, OSError) as error:
         raise InputError(f"not a readable Parquet file: {error}", path=path) from error

@@ -129,15 +129,9 @@ def score_frame(model: dict, customers: pd.DataFrame) -> Scores:
     segments = model["segments"]
     centroids = np.array([s["centroid_scaled"] for s in segments], dtype="float64")
     ids = np.array([s["id"] for s in segments], dtype="int64")
-    # Squared distances as k rows of n, summed one contiguous column at a time: numpy is slow
-    # at reducing a row of a few values, fast along long contiguous arrays (1M x 2: ~10x).
-    columns = [np.ascontiguousarray(matrix[:, j]) for j in range(matrix.shape[1])]
-    squared = np.zeros((len(centroids), len(matrix)), dtype="float64")
-    for i, centroid in enumerate(centroids):
-        for column, centre in zip(columns, centroid, strict=True):
-            squared[i] += np.square(column - centre)
+    squared = squared_distances(matrix, centroids)
     finite = np.all(np.isfinite(squared), axis=0)
-    nearest, best = _nearest(squared)
+    nearest, best = nearest_of(squared)
     best[~finite] = np.inf
     distances = np.sqrt(best)
     outlier = None
@@ -151,7 +145,27 @@ def score_frame(model: dict, customers: pd.DataFrame) -> Scores:
     return Scores(ids[nearest], distances, outlier, finite)
 
 
-def _nearest(squared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def squared_distances(matrix: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Squared distances of every row of ``matrix`` (n x d) to every centroid (k x d), as k
+    rows of n, summed one contiguous column at a time: numpy is slow at reducing a row of a few
+    values, fast along long contiguous arrays (1M x 2: ~10x); exact sums of squares, not the
+    ``|x|^2 - 2 x.c + |c|^2`` shortcut that loses digits far from the origin."""
+    columns = [np.ascontiguousarray(matrix[:, j]) for j in range(matrix.shape[1])]
+    squared = np.zeros((len(centroids), len(matrix)), dtype="float64")
+    for i, centroid in enumerate(centroids):
+        for column, centre in zip(columns, centroid, strict=True):
+            squared[i] += np.square(column - centre)
+    return squared
+
+
+def nearest_centroid(matrix: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Segment (1..k, by the centroids' order) of each row and its distance to that centroid:
+    the one nearest-centroid rule of scoring (``score_frame``) and of partitioned runs."""
+    nearest, best = nearest_of(squared_distances(matrix, centroids))
+    return nearest + 1, np.sqrt(best)
+
+
+def nearest_of(squared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per column of ``squared`` (k x n): the row of the smallest value (the first of equal
     ones, as ``argmin``) and that value, by a running minimum over the k rows."""
     best = squared[0].copy()

@@ -29,7 +29,6 @@ import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-from sklearn.metrics import pairwise_distances_argmin_min
 
 from schemas.columns import CUSTOMER_ID, DISTANCE, PREVIOUS_SEGMENT_ID, SEGMENT_ID, SOURCE_ROW
 from schemas.customers import quarantine_schema
@@ -58,7 +57,7 @@ from tasks.identity import (
     match_segments,
 )
 from tasks.ingest import canonical_frame, expected_types, numbers_as_text, read_file
-from tasks.model import build_model
+from tasks.model import build_model, nearest_centroid
 from tasks.profile import (
     named_profiles,
     profiles_from_statistics,
@@ -334,12 +333,6 @@ def _squared_distances(part: pd.DataFrame, space: ClusterSpace, centroids: np.nd
         return 0.0
     _, distances = nearest_centroid(space.matrix(part), centroids)
     return float((distances**2).sum())
-
-
-def nearest_centroid(matrix: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Segment (1..k) of each row and its distance to that centroid."""
-    nearest, distances = pairwise_distances_argmin_min(matrix, centroids)
-    return nearest + 1, distances
 
 
 def describe_partitions(

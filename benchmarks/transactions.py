@@ -77,7 +77,8 @@ def plain_recipe(path: Path) -> int:
 def derive(path: Path) -> int:
     """The flow's reading and derivation; returns the number of customers."""
     from tasks.orders.encoded_lines import read_encoded_lines
-    from tasks.orders.transactions import derive_customers, find_order_columns
+    from tasks.orders.order_columns import find_order_columns
+    from tasks.orders.transactions import derive_customers
 
     lines = read_encoded_lines(path)
     derived = derive_customers(lines, find_order_columns(lines.headers))

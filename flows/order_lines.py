@@ -14,8 +14,9 @@ from flows.settings import SegmentationSettings
 from tasks.errors import InputError
 from tasks.ingest import PARQUET_SUFFIXES, read_file
 from tasks.orders.encoded_lines import EncodedLines, encode_frame, read_encoded_lines
+from tasks.orders.order_columns import OrderColumns, columns_line
 from tasks.orders.order_table import order_columns_for, order_spec, segmentable_customers
-from tasks.orders.transactions import Derivation, OrderColumns, columns_line, derive_customers
+from tasks.orders.transactions import Derivation, derive_customers
 from tasks.store.run_files import write_table
 from tasks.table import Table
 

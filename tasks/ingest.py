@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from schemas.columns import CUSTOMER_ID, SOURCE_ROW
 from schemas.spec import TableSpec
 from tasks.errors import NOT_A_REGULAR_FILE, InputError
+from tasks.orders.order_columns import order_lines_hint
 from tasks.spec_init import Inferred, infer_columns, inference_notes, inferred_spec
 from tasks.table import SEPARATOR, Table, choose_spec, resolve_table
 
@@ -509,8 +510,6 @@ def table_for_file(
     inferred: list[Inferred] = []
 
     def infer() -> TableSpec:
-        from tasks.orders.transactions import order_lines_hint  # it reads files with this module
-
         if not choices.get("features") and (hint := order_lines_hint(sample)) is not None:
             raise InputError(hint)
         inferred.extend(infer_columns(sample.drop(columns=SOURCE_ROW)))

@@ -14,12 +14,12 @@ from planted_orders import order_lines
 from tasks.errors import InputError
 from tasks.ingest import read_file
 from tasks.orders.encoded_lines import encode_frame, read_encoded_lines
+from tasks.orders.order_columns import find_order_columns
 from tasks.orders.transactions import (
     _distinct_per_group,
     _duplicates,
     _number_by_first_line,
     derive_customers,
-    find_order_columns,
 )
 
 

@@ -15,7 +15,8 @@ from in_process import segment_in_process
 from planted_orders import order_lines, write_order_lines
 
 from tasks.ingest import read_file, read_header
-from tasks.orders.transactions import derive_customers, find_order_columns
+from tasks.orders.order_columns import find_order_columns
+from tasks.orders.transactions import derive_customers
 from tasks.reporting.html_report import REPORT
 
 pytestmark = pytest.mark.slow

@@ -9,13 +9,14 @@ import pytest
 from schemas.spec import RFM_PRESET, load_spec, parse_spec
 from tasks.errors import InputError
 from tasks.ingest import read_file, read_header
+from tasks.orders.order_columns import find_order_columns
 from tasks.orders.order_table import (
     segmentable_customers,
     transactions_spec,
     without_constant_features,
 )
 from tasks.orders.rfm import CELLS, DEFAULT_GRID, check_grid, quintile_scores, rfm_scores
-from tasks.orders.transactions import derive_customers, find_order_columns
+from tasks.orders.transactions import derive_customers
 
 
 def test_default_grid_maps_every_cell_once_with_ten_names():

@@ -12,13 +12,8 @@ import pytest
 from tasks.errors import ColumnMappingError, InputError
 from tasks.ingest import read_file
 from tasks.orders.encoded_lines import EncodedColumn
-from tasks.orders.transactions import (
-    NO_CUSTOMER_ID,
-    OrderColumns,
-    derive_customers,
-    find_order_columns,
-    parse_dates,
-)
+from tasks.orders.order_columns import OrderColumns, find_order_columns
+from tasks.orders.transactions import NO_CUSTOMER_ID, derive_customers, parse_dates
 
 HEADER = ["InvoiceNo", "StockCode", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
 COLUMNS = OrderColumns(

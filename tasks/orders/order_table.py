@@ -20,8 +20,9 @@ from schemas.columns import CUSTOMER_ID, SOURCE_ROW
 from schemas.spec import RFM_PRESET, ColumnSpec, TableSpec, load_spec
 from tasks.errors import InputError
 from tasks.ingest import read_header
+from tasks.orders.order_columns import OrderColumns, find_order_columns
 from tasks.orders.rfm import DEFAULT_GRID, rfm_scores
-from tasks.orders.transactions import EXTRAS, RFM, OrderColumns, find_order_columns
+from tasks.orders.transactions import EXTRAS, RFM
 from tasks.table import Table, resolve_table
 
 log = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from tasks.elbow import KChoice
 from tasks.fit import Segmentation
 from tasks.identity import (
     Identity,
@@ -46,6 +47,18 @@ class Described:
     changes: dict | None
     model: dict
     effects: pd.DataFrame  # segment id x numeric feature: z on the clustering's scale
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a run's steps made, handed on to its report and manifest: the elbow sweep on
+    ``scaled`` (the rows K-Means saw), the chosen k, the final fit and its description."""
+
+    scaled: ScaledFeatures
+    elbow: pd.DataFrame
+    choice: KChoice
+    segmentation: Segmentation
+    described: Described
 
 
 def describe_segments(

@@ -38,7 +38,7 @@ from flows.segmentation import (
 )
 from flows.settings import SegmentationSettings
 from tasks import partitioned
-from tasks.describe import Described, Outcome, clustered_on
+from tasks.describe import Described, FittedRows, Outcome, clustered_on
 from tasks.elbow import KChoice
 from tasks.fit import Segmentation
 from tasks.identity import PreviousRun
@@ -136,9 +136,8 @@ def identify(
         return partitioned.describe_partitions(
             parts.customers,
             space,
-            rows,
+            FittedRows(rows, segmentation),
             sample,
-            segmentation,
             previous,
             staging,
             max_shift=settings.identity.max_shift,
@@ -163,9 +162,7 @@ def write_report(
         outcome.choice,
         segmentation,
         described,
-        values=space.values(sample),
-        scaled=outcome.scaled.matrix,
-        customers=sample,
+        rows=plots.PlottedRows(sample, space.values(sample), outcome.scaled.matrix),
         table=space.table,
         seed=settings.seed,
     )

@@ -33,7 +33,14 @@ from flows.run_settings import settings_for_run
 from flows.settings import SegmentationSettings
 from schemas.outputs import segments_schema
 from tasks.clean import CleanResult, RowAccounting, clean_customers
-from tasks.describe import Described, Outcome, clustered_on, describe_segments, previous_k
+from tasks.describe import (
+    Described,
+    FittedRows,
+    Outcome,
+    clustered_on,
+    describe_segments,
+    previous_k,
+)
 from tasks.elbow import (
     KChoice,
     choose_k_within_gate,
@@ -240,8 +247,7 @@ def identify(
     stability), transitions, model."""
     return describe_segments(
         cleaned.customers,
-        scaled,
-        segmentation,
+        FittedRows(scaled, segmentation),
         previous,
         max_shift=max_shift,
         table=table,
@@ -295,9 +301,11 @@ def write_report(
         outcome.choice,
         outcome.segmentation,
         described,
-        values=outcome.scaled.values(cleaned.customers, table),
-        scaled=outcome.scaled.matrix,
-        customers=cleaned.customers,
+        rows=plots.PlottedRows(
+            cleaned.customers,
+            outcome.scaled.values(cleaned.customers, table),
+            outcome.scaled.matrix,
+        ),
         table=table,
         seed=settings.seed,
     )

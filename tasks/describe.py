@@ -50,6 +50,14 @@ class Described:
 
 
 @dataclass(frozen=True)
+class FittedRows:
+    """A K-Means fit (``segmentation``) and the scaled rows it labels (``scaled``)."""
+
+    scaled: ScaledFeatures
+    segmentation: Segmentation
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What a run's steps made, handed on to its report and manifest: the elbow sweep on
     ``scaled`` (the rows K-Means saw), the chosen k, the final fit and its description."""
@@ -63,8 +71,7 @@ class Outcome:
 
 def describe_segments(
     customers: pd.DataFrame,
-    scaled: ScaledFeatures,
-    segmentation: Segmentation,
+    fitted: FittedRows,
     previous: PreviousRun | None,
     features: list[str] | tuple[str, ...] | None = None,
     *,
@@ -76,6 +83,7 @@ def describe_segments(
     """Stable ids (matched to the previous run), names, profiles (with each segment's
     stability, seeded by ``seed``), transitions and the model (with the cleaning's
     ``fill_values``, so new customers are filled alike)."""
+    scaled, segmentation = fitted.scaled, fitted.segmentation
     table = table or mall_table()
     features = list(table.feature_names if features is None else features)
     identity = match_segments(segmentation.centroids, scaled, previous, max_shift=max_shift)

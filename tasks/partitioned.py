@@ -43,6 +43,7 @@ from tasks.clean import (
 )
 from tasks.describe import (
     Described,
+    FittedRows,
     centroid_frame,
     clustered_on,
     compared_previous,
@@ -349,9 +350,8 @@ def nearest_centroid(matrix: np.ndarray, centroids: np.ndarray) -> tuple[np.ndar
 def describe_partitions(
     customers: dd.DataFrame,
     space: ClusterSpace,
-    rows: ScaledFeatures,
+    fitted: FittedRows,
     sample: pd.DataFrame,
-    segmentation: Segmentation,
     previous: PreviousRun | None,
     folder: Path,
     *,
@@ -359,7 +359,8 @@ def describe_partitions(
     seed: int = 42,
 ) -> Described:
     """``describe_segments`` over partitions (names and stability from the ``sample``, whose
-    ``rows`` were fitted): each partition's segments table written into ``folder``."""
+    scaled rows were fitted): each partition's segments table written into ``folder``."""
+    rows, segmentation = fitted.scaled, fitted.segmentation
     table = space.table
     identity = match_segments(segmentation.centroids, rows, previous, max_shift=max_shift)
     previous, restarted = compared_previous(previous, identity, clustered_on(rows.transforms))

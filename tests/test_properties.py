@@ -53,7 +53,7 @@ from schemas.customers import (
 )
 from schemas.outputs import Profiles, Quarantine, Segments
 from tasks.clean import CleanResult, clean_customers
-from tasks.describe import describe_segments
+from tasks.describe import FittedRows, describe_segments
 from tasks.errors import InputError
 from tasks.fit import fit_segments
 from tasks.ingest import NA_TOKENS
@@ -634,7 +634,9 @@ def segment(case: Case, chosen: PipelineSettings):
     scaled = scale_features(customers, chosen.features, chosen.scaler)
     k = min(chosen.k, len(customers))
     segmentation = fit_segments(scaled.matrix, k, seed=chosen.seed, n_init=chosen.n_init)
-    described = describe_segments(customers, scaled, segmentation, None, list(chosen.features))
+    described = describe_segments(
+        customers, FittedRows(scaled, segmentation), None, list(chosen.features)
+    )
     return cleaned, scaled, described
 
 

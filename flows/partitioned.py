@@ -124,9 +124,8 @@ def identify(
     staging: Path,
     parts: Partitions,
     space: ClusterSpace,
-    rows: ScaledFeatures,
+    fitted: FittedRows,
     sample: pd.DataFrame,
-    segmentation: Segmentation,
     previous: PreviousRun | None,
     settings: SegmentationSettings,
 ) -> Described:
@@ -136,7 +135,7 @@ def identify(
         return partitioned.describe_partitions(
             parts.customers,
             space,
-            FittedRows(rows, segmentation),
+            fitted,
             sample,
             previous,
             staging,
@@ -156,13 +155,13 @@ def write_report(
 ) -> dict[str, bytes]:
     """Profiles, quarantine, elbow, transitions, model, plots (drawn from the sample) and
     report.html (medians, spreads and typical customers from the sample)."""
-    segmentation, described = outcome.segmentation, outcome.described
+    segmentation, described = outcome.fitted.segmentation, outcome.described
     figures = plots.run_figures(
         outcome.elbow,
         outcome.choice,
         segmentation,
         described,
-        rows=plots.PlottedRows(sample, space.values(sample), outcome.scaled.matrix),
+        rows=plots.PlottedRows(sample, space.values(sample), outcome.fitted.scaled.matrix),
         table=space.table,
         seed=settings.seed,
     )
@@ -204,11 +203,10 @@ def segment_partitioned(settings: SegmentationSettings) -> dict:
             with step("fit"):
                 segmentation = final_fit(parts, space, rows, choice, settings)
             with step("identify"):
-                described = identify(
-                    staging, parts, space, rows, sample, segmentation, previous, settings
-                )
+                fitted = FittedRows(rows, segmentation)
+                described = identify(staging, parts, space, fitted, sample, previous, settings)
                 quality_gates(described, elbow, choice, run_id, settings)
-            outcome = Outcome(rows, elbow, choice, segmentation, described)
+            outcome = Outcome(fitted, elbow, choice, described)
             with step("report"):
                 images = write_report(staging, parts, sample, outcome, space, settings)
             manifest = run_manifest(run, parts, outcome, table)

@@ -299,12 +299,12 @@ def write_report(
     figures = plots.run_figures(
         outcome.elbow,
         outcome.choice,
-        outcome.segmentation,
+        outcome.fitted.segmentation,
         described,
         rows=plots.PlottedRows(
             cleaned.customers,
-            outcome.scaled.values(cleaned.customers, table),
-            outcome.scaled.matrix,
+            outcome.fitted.scaled.values(cleaned.customers, table),
+            outcome.fitted.scaled.matrix,
         ),
         table=table,
         seed=settings.seed,
@@ -382,12 +382,12 @@ def run_manifest(
         input=input_record(run.source),
         rows=accounting.accounting(),
         k=KRecord.of(outcome.choice),
-        inertia=outcome.segmentation.inertia,
+        inertia=outcome.fitted.segmentation.inertia,
         segments=segment_records(described.profiles),
-        features=list(outcome.scaled.columns),
+        features=list(outcome.fitted.scaled.columns),
         columns=describe_table(table),
         missing_filled=dict(getattr(accounting, "missing_filled", {})),
-        pca=PcaRecord.of(outcome.scaled.projection),
+        pca=PcaRecord.of(outcome.fitted.scaled.projection),
         changes=described.changes,
         timings=run.step.as_dict(),
         settings=settings.model_dump(mode="json"),
@@ -455,7 +455,7 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
                     settings.seed,
                 )
                 quality_gates(described, elbow, choice, run_id, settings)
-            outcome = Outcome(scaled, elbow, choice, segmentation, described)
+            outcome = Outcome(FittedRows(scaled, segmentation), elbow, choice, described)
             with step("report"):
                 images = write_report(
                     staging, cleaned, outcome, table, settings, source, transactions

@@ -59,13 +59,12 @@ class FittedRows:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a run's steps made, handed on to its report and manifest: the elbow sweep on
-    ``scaled`` (the rows K-Means saw), the chosen k, the final fit and its description."""
+    """What a run's steps made, handed on to its report and manifest: the elbow sweep on the
+    scaled rows, the chosen k, the final fit (with the rows it labels) and its description."""
 
-    scaled: ScaledFeatures
+    fitted: FittedRows
     elbow: pd.DataFrame
     choice: KChoice
-    segmentation: Segmentation
     described: Described
 
 

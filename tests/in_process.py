@@ -10,7 +10,7 @@ from prefect.logging import disable_run_logger
 import flows.order_lines as order_lines
 import flows.segmentation as segmentation
 from flows.settings import SegmentationSettings
-from tasks.describe import Outcome, clustered_on
+from tasks.describe import FittedRows, Outcome, clustered_on
 from tasks.elbow import sweep_k
 from tasks.store.history import load_previous_run
 from tasks.store.run_files import finish_run, start_run
@@ -48,7 +48,7 @@ def segment_in_process(source: Path, output: Path, run_id: str, **options) -> Pa
         )
         shift = settings.identity.max_shift
         described = segmentation.identify.fn(cleaned, scaled, fit, previous, table, shift)
-        outcome = Outcome(scaled, elbow, choice, fit, described)
+        outcome = Outcome(FittedRows(scaled, fit), elbow, choice, described)
         segmentation.write_report.fn(
             staging, cleaned, outcome, table, settings, source, transactions
         )

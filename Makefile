@@ -55,8 +55,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 # Everything CI checks before the tests (configured in pyproject.toml): ruff's rules (with the
-# banned APIs: no pickle, no pyplot in product code), ruff's formatting, mypy over flows/,
-# tasks/ and schemas/, and the import contract (tasks/ and schemas/ never import Prefect).
+# banned APIs: no pickle, no pyplot in product code; at most 8 parameters a product function),
+# ruff's formatting, mypy over flows/, tasks/ and schemas/, and the import contract (tasks/ and
+# schemas/ never import Prefect).
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

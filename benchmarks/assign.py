@@ -46,7 +46,7 @@ def prepare(n: int, folder: Path) -> tuple[Path, Path, Path, dict]:
     """The CSV and Parquet customer files, the model, and the fit's figures (reused when the
     files are there)."""
     from tasks.clean import clean_customers
-    from tasks.describe import describe_segments
+    from tasks.describe import FittedRows, describe_segments
     from tasks.fit import fit_segments
     from tasks.ingest import canonical_frame, expected_types, read_file, table_for_file
     from tasks.model import model_to_json
@@ -69,8 +69,7 @@ def prepare(n: int, folder: Path) -> tuple[Path, Path, Path, dict]:
         segmentation = fit_segments(scaled.matrix, K, seed=42, n_init=1)
         described = describe_segments(
             cleaned.customers,
-            scaled,
-            segmentation,
+            FittedRows(scaled, segmentation),
             None,
             table=table,
             fill_values=cleaned.fill_values,

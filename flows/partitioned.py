@@ -27,6 +27,7 @@ from flows.run_folder import (
     untagged_tasks,
 )
 from flows.segmentation import (
+    RunStart,
     columns_of,
     load_previous,
     pick_k,
@@ -37,15 +38,14 @@ from flows.segmentation import (
 )
 from flows.settings import SegmentationSettings
 from tasks import partitioned
-from tasks.describe import Described, clustered_on
+from tasks.describe import Described, FittedRows, Outcome, clustered_on
 from tasks.elbow import KChoice
 from tasks.fit import Segmentation
 from tasks.identity import PreviousRun
 from tasks.partitioned import ClusterSpace, Partitions
 from tasks.reporting import plots
-from tasks.reporting.html_report import REPORT, run_report
+from tasks.reporting.html_report import REPORT, ReportSample, run_report
 from tasks.scale import ScaledFeatures
-from tasks.store.manifest import StepTimer, utc_now
 from tasks.store.run_files import run_id_of, write_run_files, write_text
 from tasks.store.snapshots import first_data_file, partition_files
 from tasks.table import Table
@@ -124,9 +124,8 @@ def identify(
     staging: Path,
     parts: Partitions,
     space: ClusterSpace,
-    rows: ScaledFeatures,
+    fitted: FittedRows,
     sample: pd.DataFrame,
-    segmentation: Segmentation,
     previous: PreviousRun | None,
     settings: SegmentationSettings,
 ) -> Described:
@@ -136,9 +135,8 @@ def identify(
         return partitioned.describe_partitions(
             parts.customers,
             space,
-            rows,
+            fitted,
             sample,
-            segmentation,
             previous,
             staging,
             max_shift=settings.identity.max_shift,
@@ -150,29 +148,24 @@ def identify(
 def write_report(
     staging: Path,
     parts: Partitions,
-    rows: ScaledFeatures,
     sample: pd.DataFrame,
-    elbow: pd.DataFrame,
-    choice: KChoice,
-    segmentation: Segmentation,
-    described: Described,
+    outcome: Outcome,
     space: ClusterSpace,
     settings: SegmentationSettings,
 ) -> dict[str, bytes]:
     """Profiles, quarantine, elbow, transitions, model, plots (drawn from the sample) and
     report.html (medians, spreads and typical customers from the sample)."""
+    segmentation, described = outcome.fitted.segmentation, outcome.described
     figures = plots.run_figures(
-        elbow,
-        choice,
+        outcome.elbow,
+        outcome.choice,
         segmentation,
         described,
-        values=space.values(sample),
-        scaled=rows.matrix,
-        customers=sample,
+        rows=plots.PlottedRows(sample, space.values(sample), outcome.fitted.scaled.matrix),
         table=space.table,
         seed=settings.seed,
     )
-    images = write_run_files(staging, described, elbow, parts.quarantine, figures)
+    images = write_run_files(staging, described, outcome.elbow, parts.quarantine, figures)
     assigned = pd.DataFrame(
         {
             "customer_id": sample["customer_id"].to_numpy(),
@@ -181,8 +174,8 @@ def write_report(
         }
     )
     html = run_report(
-        run_id_of(staging), settings.input, parts, elbow, choice, described, space.table,
-        images, population=sample, assigned=assigned,
+        run_id_of(staging), settings.input, parts, outcome, space.table, images,
+        sample=ReportSample(sample, assigned),
     )  # fmt: skip
     write_text(html, staging / REPORT)
     return images
@@ -195,7 +188,8 @@ def segment_partitioned(settings: SegmentationSettings) -> dict:
     with untagged_tasks():  # no tag-concurrency round trip before each task
         run_id = run_id_for(settings)  # the flow run's name is segment-<run-id>
         files, table = resolve_columns(settings)
-        started, step = utc_now(), StepTimer()
+        run = RunStart(settings, run_id, settings.input)
+        step = run.step
         with staged_run(settings.output_dir, run_id, settings.input) as staging:
             # the previous run's model; its segment files are read on the cluster
             previous = load_previous(settings.output_dir, assignments=False)
@@ -209,34 +203,11 @@ def segment_partitioned(settings: SegmentationSettings) -> dict:
             with step("fit"):
                 segmentation = final_fit(parts, space, rows, choice, settings)
             with step("identify"):
-                described = identify(
-                    staging, parts, space, rows, sample, segmentation, previous, settings
-                )
+                fitted = FittedRows(rows, segmentation)
+                described = identify(staging, parts, space, fitted, sample, previous, settings)
                 quality_gates(described, elbow, choice, run_id, settings)
+            outcome = Outcome(fitted, elbow, choice, described)
             with step("report"):
-                images = write_report(
-                    staging,
-                    parts,
-                    rows,
-                    sample,
-                    elbow,
-                    choice,
-                    segmentation,
-                    described,
-                    space,
-                    settings,
-                )
-            manifest = run_manifest(
-                settings,
-                run_id,
-                started,
-                step,
-                settings.input,
-                parts,
-                choice,
-                segmentation,
-                described,
-                rows,
-                table,
-            )
+                images = write_report(staging, parts, sample, outcome, space, settings)
+            manifest = run_manifest(run, parts, outcome, table)
             return publish(staging, manifest, described, table, settings, images)

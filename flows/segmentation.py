@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 from uuid import UUID
@@ -32,7 +33,14 @@ from flows.run_settings import settings_for_run
 from flows.settings import SegmentationSettings
 from schemas.outputs import segments_schema
 from tasks.clean import CleanResult, RowAccounting, clean_customers
-from tasks.describe import Described, clustered_on, describe_segments, previous_k
+from tasks.describe import (
+    Described,
+    FittedRows,
+    Outcome,
+    clustered_on,
+    describe_segments,
+    previous_k,
+)
 from tasks.elbow import (
     KChoice,
     choose_k_within_gate,
@@ -58,7 +66,16 @@ from tasks.reporting.artifacts import (
 from tasks.reporting.html_report import REPORT, run_report
 from tasks.scale import ScaledFeatures, check_features_vary, scale_features
 from tasks.store.history import load_previous_run
-from tasks.store.manifest import StepTimer, build_manifest, utc_now
+from tasks.store.manifest import (
+    KRecord,
+    Manifest,
+    PcaRecord,
+    StepTimer,
+    input_record,
+    package_versions,
+    segment_records,
+    utc_now,
+)
 from tasks.store.memory import release_unused_memory
 from tasks.store.retry import is_transient
 from tasks.store.run_files import finish_run, run_id_of, write_run_files, write_table, write_text
@@ -230,8 +247,7 @@ def identify(
     stability), transitions, model."""
     return describe_segments(
         cleaned.customers,
-        scaled,
-        segmentation,
+        FittedRows(scaled, segmentation),
         previous,
         max_shift=max_shift,
         table=table,
@@ -269,11 +285,7 @@ def quality_gates(
 def write_report(
     staging: Path,
     cleaned: CleanResult,
-    scaled: ScaledFeatures,
-    elbow: pd.DataFrame,
-    choice: KChoice,
-    segmentation: Segmentation,
-    described: Described,
+    outcome: Outcome,
     table: Table,
     settings: SegmentationSettings,
     source: Path,
@@ -282,29 +294,24 @@ def write_report(
     """Write the tables (each validated), the model, the plots and report.html into the run
     folder. ``order_lines``: a run on order lines' line accounting (``Derivation``'s
     ``manifest_record()``), shown in the report's data quality section."""
+    described = outcome.described
     write_table(described.segments, staging / "segments.parquet", segments_schema(table))
     figures = plots.run_figures(
-        elbow,
-        choice,
-        segmentation,
+        outcome.elbow,
+        outcome.choice,
+        outcome.fitted.segmentation,
         described,
-        values=scaled.values(cleaned.customers, table),
-        scaled=scaled.matrix,
-        customers=cleaned.customers,
+        rows=plots.PlottedRows(
+            cleaned.customers,
+            outcome.fitted.scaled.values(cleaned.customers, table),
+            outcome.fitted.scaled.matrix,
+        ),
         table=table,
         seed=settings.seed,
     )
-    images = write_run_files(staging, described, elbow, cleaned.quarantine, figures)
+    images = write_run_files(staging, described, outcome.elbow, cleaned.quarantine, figures)
     html = run_report(
-        run_id_of(staging),
-        source,
-        cleaned,
-        elbow,
-        choice,
-        described,
-        table,
-        images,
-        order_lines=order_lines,
+        run_id_of(staging), source, cleaned, outcome, table, images, order_lines=order_lines
     )
     write_text(html, staging / REPORT)
     return images
@@ -313,19 +320,20 @@ def write_report(
 @pipeline_task("publish-run")
 def publish(
     staging: Path,
-    manifest: dict,
+    manifest: Manifest,
     described: Described,
     table: Table,
     settings: SegmentationSettings,
     images: dict[str, bytes],
 ) -> dict:
     """Write the manifest last, publish the run folder, point `latest` at it, add UI artifacts
-    (the summary shows ``images``, the run's PNGs by file name)."""
-    final = finish_run(staging, manifest)
-    manifest = {**manifest, "output_folder": str(final)}
+    (the summary shows ``images``, the run's PNGs by file name); returns the manifest as a
+    dict, with the published folder as its output folder."""
+    final = finish_run(staging, manifest.model_dump())
+    record = manifest.model_copy(update={"output_folder": str(final)}).model_dump()
     create_markdown_artifact(
         key=run_artifact_key("segmentation-summary", settings),
-        markdown=summary_markdown(manifest, described.profiles, images, summary_means(table)),
+        markdown=summary_markdown(record, described.profiles, images, summary_means(table)),
         description="Segments, chosen k, row accounting, changes since the previous run, plots",
     )
     create_table_artifact(
@@ -339,41 +347,52 @@ def publish(
             table=transitions_records(described.transitions, described.names),
             description="Customers in both runs by previous and current segment",
         )
-    return manifest
+    return record
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What a run knows before its first step: its settings, id and input (a file, or a
+    folder of partition files), when it started and the clock of its steps."""
+
+    settings: SegmentationSettings
+    run_id: str
+    source: Path
+    started: str = field(default_factory=utc_now)
+    step: StepTimer = field(default_factory=StepTimer)
 
 
 def run_manifest(
-    settings: SegmentationSettings,
-    run_id: str,
-    started: str,
-    step: StepTimer,
-    source: Path,
+    run: RunStart,
     accounting: RowAccounting,
-    choice: KChoice,
-    segmentation: Segmentation,
-    described: Described,
-    scaled: ScaledFeatures,
+    outcome: Outcome,
     table: Table,
-) -> dict:
+    order_lines: dict | None = None,
+) -> Manifest:
     """The run's manifest (both flows): ``accounting`` is the cleaning's row accounting (a
-    ``CleanResult`` or a partitioned run's ``Partitions``)."""
-    return build_manifest(
-        run_id=run_id,
+    ``CleanResult`` or a partitioned run's ``Partitions``); ``order_lines``: a run on order
+    lines' line accounting."""
+    settings, described = run.settings, outcome.described
+    return Manifest(
+        run_id=run.run_id,
         flow_run_id=str(flow_run.get_id()),
-        started_at=started,
-        output_folder=settings.output_dir / "runs" / run_id,
-        source=source,
+        started_at=run.started,
+        finished_at=utc_now(),
+        output_folder=str(settings.output_dir / "runs" / run.run_id),
+        input=input_record(run.source),
         rows=accounting.accounting(),
-        choice=choice,
-        inertia=segmentation.inertia,
-        profiles=described.profiles,
-        features=list(scaled.columns),
+        k=KRecord.of(outcome.choice),
+        inertia=outcome.fitted.segmentation.inertia,
+        segments=segment_records(described.profiles),
+        features=list(outcome.fitted.scaled.columns),
+        columns=describe_table(table),
+        missing_filled=dict(getattr(accounting, "missing_filled", {})),
+        pca=PcaRecord.of(outcome.fitted.scaled.projection),
         changes=described.changes,
-        timings=step.as_dict(),
+        timings=run.step.as_dict(),
         settings=settings.model_dump(mode="json"),
-        table=describe_table(table),
-        missing_filled=getattr(accounting, "missing_filled", {}),
-        projection=scaled.projection,
+        versions=package_versions(),
+        transactions=order_lines,
     )
 
 
@@ -387,7 +406,8 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
         source = resolve(settings)
         orders = resolve_order_columns(source, settings) if settings.transactions else None
         table = None if orders else resolve_columns(source, settings)
-        started, step = utc_now(), StepTimer()
+        run = RunStart(settings, run_id, source)
+        step = run.step
         with staged_run(settings.output_dir, run_id, source) as staging:
             previous = load_previous(settings.output_dir)
             with step("ingest"):
@@ -435,33 +455,10 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
                     settings.seed,
                 )
                 quality_gates(described, elbow, choice, run_id, settings)
+            outcome = Outcome(FittedRows(scaled, segmentation), elbow, choice, described)
             with step("report"):
                 images = write_report(
-                    staging,
-                    cleaned,
-                    scaled,
-                    elbow,
-                    choice,
-                    segmentation,
-                    described,
-                    table,
-                    settings,
-                    source,
-                    transactions,
+                    staging, cleaned, outcome, table, settings, source, transactions
                 )
-            manifest = run_manifest(
-                settings,
-                run_id,
-                started,
-                step,
-                source,
-                cleaned,
-                choice,
-                segmentation,
-                described,
-                scaled,
-                table,
-            )
-            if transactions is not None:
-                manifest["transactions"] = transactions
+            manifest = run_manifest(run, cleaned, outcome, table, transactions)
             return publish(staging, manifest, described, table, settings, images)

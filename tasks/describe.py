@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from tasks.elbow import KChoice
 from tasks.fit import Segmentation
 from tasks.identity import (
     Identity,
@@ -48,10 +49,28 @@ class Described:
     effects: pd.DataFrame  # segment id x numeric feature: z on the clustering's scale
 
 
+@dataclass(frozen=True)
+class FittedRows:
+    """A K-Means fit (``segmentation``) and the scaled rows it labels (``scaled``)."""
+
+    scaled: ScaledFeatures
+    segmentation: Segmentation
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a run's steps made, handed on to its report and manifest: the elbow sweep on the
+    scaled rows, the chosen k, the final fit (with the rows it labels) and its description."""
+
+    fitted: FittedRows
+    elbow: pd.DataFrame
+    choice: KChoice
+    described: Described
+
+
 def describe_segments(
     customers: pd.DataFrame,
-    scaled: ScaledFeatures,
-    segmentation: Segmentation,
+    fitted: FittedRows,
     previous: PreviousRun | None,
     features: list[str] | tuple[str, ...] | None = None,
     *,
@@ -63,6 +82,7 @@ def describe_segments(
     """Stable ids (matched to the previous run), names, profiles (with each segment's
     stability, seeded by ``seed``), transitions and the model (with the cleaning's
     ``fill_values``, so new customers are filled alike)."""
+    scaled, segmentation = fitted.scaled, fitted.segmentation
     table = table or mall_table()
     features = list(table.feature_names if features is None else features)
     identity = match_segments(segmentation.centroids, scaled, previous, max_shift=max_shift)

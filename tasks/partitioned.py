@@ -42,6 +42,7 @@ from tasks.clean import (
 )
 from tasks.describe import (
     Described,
+    FittedRows,
     centroid_frame,
     clustered_on,
     compared_previous,
@@ -338,9 +339,8 @@ def _squared_distances(part: pd.DataFrame, space: ClusterSpace, centroids: np.nd
 def describe_partitions(
     customers: dd.DataFrame,
     space: ClusterSpace,
-    rows: ScaledFeatures,
+    fitted: FittedRows,
     sample: pd.DataFrame,
-    segmentation: Segmentation,
     previous: PreviousRun | None,
     folder: Path,
     *,
@@ -348,7 +348,8 @@ def describe_partitions(
     seed: int,
 ) -> Described:
     """``describe_segments`` over partitions (names and stability from the ``sample``, whose
-    ``rows`` were fitted): each partition's segments table written into ``folder``."""
+    scaled rows were fitted): each partition's segments table written into ``folder``."""
+    rows, segmentation = fitted.scaled, fitted.segmentation
     table = space.table
     identity = match_segments(segmentation.centroids, rows, previous, max_shift=max_shift)
     previous, restarted = compared_previous(previous, identity, clustered_on(rows.transforms))

@@ -26,7 +26,7 @@ from sklearn.preprocessing import StandardScaler
 
 from schemas.customers import AGE, ANNUAL_INCOME, SPENDING_SCORE
 from schemas.spec import mall_spec
-from tasks.describe import Described, describe_segments
+from tasks.describe import Described, FittedRows, describe_segments
 from tasks.errors import InputError
 from tasks.fit import fit_segments
 from tasks.identity import PreviousRun
@@ -83,7 +83,12 @@ def run(
     scaled = scale_features(customers, features, scaler)
     segmentation = fit_segments(scaled.matrix, k, seed=seed, n_init=5)
     return describe_segments(
-        customers, scaled, segmentation, previous, features, max_shift=max_shift, seed=42
+        customers,
+        FittedRows(scaled, segmentation),
+        previous,
+        features,
+        max_shift=max_shift,
+        seed=42,
     )
 
 

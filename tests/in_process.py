@@ -10,7 +10,7 @@ from prefect.logging import disable_run_logger
 import flows.order_lines as order_lines
 import flows.segmentation as segmentation
 from flows.settings import SegmentationSettings
-from tasks.describe import clustered_on
+from tasks.describe import FittedRows, Outcome, clustered_on
 from tasks.elbow import sweep_k
 from tasks.store.history import load_previous_run
 from tasks.store.run_files import finish_run, start_run
@@ -55,17 +55,8 @@ def segment_in_process(source: Path, output: Path, run_id: str, **options) -> Pa
         )
         shift = settings.identity.max_shift
         described = segmentation.identify.fn(cleaned, scaled, fit, previous, table, shift, seed=42)
+        outcome = Outcome(FittedRows(scaled, fit), elbow, choice, described)
         segmentation.write_report.fn(
-            staging,
-            cleaned,
-            scaled,
-            elbow,
-            choice,
-            fit,
-            described,
-            table,
-            settings,
-            source,
-            transactions,
+            staging, cleaned, outcome, table, settings, source, transactions
         )
     return finish_run(staging, {"run_id": run_id})

@@ -23,7 +23,7 @@ from planted_tables import (
 from flows.cli import EXIT_BAD_INPUT, EXIT_BAD_MODEL, EXIT_OK, EXIT_USAGE, main
 from schemas.columns import DISTANCE, OUTLIER, SEGMENT_ID, SEGMENT_NAME
 from tasks.clean import clean_customers
-from tasks.describe import describe_segments
+from tasks.describe import FittedRows, describe_segments
 from tasks.errors import InputError
 from tasks.fit import fit_segments
 from tasks.ingest import canonical_frame, expected_types, read_file, table_for_file
@@ -45,7 +45,7 @@ def fit_like_a_run(source: Path, folder: Path, k: int, **choices) -> tuple[Path,
     scaled = scale_features(cleaned.customers, None, "standard", table, seed=42)
     segmentation = fit_segments(scaled.matrix, k, seed=42, n_init=4)
     described = describe_segments(
-        cleaned.customers, scaled, segmentation, None, table=table,
+        cleaned.customers, FittedRows(scaled, segmentation), None, table=table,
         fill_values=cleaned.fill_values, max_shift=0.5, seed=42,
     )  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)

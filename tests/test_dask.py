@@ -22,7 +22,7 @@ from flows.settings import SegmentationSettings
 from schemas.outputs import Quarantine, Segments
 from tasks import partitioned
 from tasks.clean import clean_customers
-from tasks.describe import describe_segments
+from tasks.describe import FittedRows, describe_segments
 from tasks.errors import InputError
 from tasks.fit import fit_segments
 from tasks.gates import GateError
@@ -400,11 +400,13 @@ def test_partitions_scaled_and_described_on_dask_equal_the_in_memory_run(tmp_pat
         space, rows, sample = partitioned.fit_space(on_dask, table, "standard", size=n, seed=1)
         fit = fit_segments(rows.matrix, 3, seed=1, n_init=10)
         got = partitioned.describe_partitions(
-            on_dask, space, rows, sample, fit, None, tmp_path, max_shift=0.5, seed=42
+            on_dask, space, FittedRows(rows, fit), sample, None, tmp_path, max_shift=0.5, seed=42
         )
     scaled = scale_features(frame, None, "standard", table, seed=1)
     np.testing.assert_allclose(rows.matrix, scaled.matrix, atol=1e-12)
-    expected = describe_segments(frame, scaled, fit, None, max_shift=0.5, table=table, seed=42)
+    expected = describe_segments(
+        frame, FittedRows(scaled, fit), None, max_shift=0.5, table=table, seed=42
+    )
     assert got.names == expected.names and got.identity == expected.identity
     pd.testing.assert_frame_equal(got.centroids, expected.centroids)
     pd.testing.assert_frame_equal(got.profiles, expected.profiles, check_exact=False, rtol=1e-12)

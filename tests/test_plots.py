@@ -98,7 +98,7 @@ def make_customers(n: int = 500) -> pd.DataFrame:
 def segments_figure(n_features: int) -> Figure:
     points, labels, centroids, scaled, scaled_centroids = make_segments(n_features=n_features)
     return plots.plot_segments(
-        points, labels, centroids, NAMES, scaled=scaled, scaled_centroids=scaled_centroids
+        points, labels, centroids, NAMES, scaled=plots.ScaledView(scaled, scaled_centroids)
     )
 
 
@@ -236,7 +236,7 @@ def test_segments_two_features_uses_human_axis_labels_and_names():
 def test_segments_more_than_two_features_uses_pca_axes():
     points, labels, centroids, scaled, scaled_centroids = make_segments(n=300, n_features=3)
     fig = plots.plot_segments(
-        points, labels, centroids, NAMES, scaled=scaled, scaled_centroids=scaled_centroids
+        points, labels, centroids, NAMES, scaled=plots.ScaledView(scaled, scaled_centroids)
     )
     (ax,) = fig.axes
     assert ax.get_xlabel().startswith("PC1 (") and "% of variance" in ax.get_xlabel()
@@ -263,8 +263,7 @@ def test_segments_downsamples_with_a_seed(n_features):
             labels,
             centroids,
             NAMES,
-            scaled=scaled,
-            scaled_centroids=scaled_centroids,
+            scaled=plots.ScaledView(scaled, scaled_centroids),
             max_points=100,
             seed=seed,
         )
@@ -372,9 +371,7 @@ def test_run_figures_draws_every_plot_of_a_run_with_segments_under_their_stable_
         KChoice(k=4, rule="knee", reason="", knee=3),
         Segmentation(provisional, fitted, np.zeros(len(points)), 1.0, 1),
         described,
-        values=points,
-        scaled=scaled,
-        customers=make_customers(),
+        rows=plots.PlottedRows(customers=make_customers(), values=points, scaled=scaled),
         table=mall_table(),
         seed=0,
     )
@@ -458,8 +455,9 @@ def hostile_figures() -> dict[str, Figure]:
             segment,
             points.iloc[:, :n].groupby(segment).mean(),
             names,
-            scaled=scaled,
-            scaled_centroids=pd.DataFrame(scaled).groupby(segment).mean().to_numpy(),
+            scaled=plots.ScaledView(
+                scaled, pd.DataFrame(scaled).groupby(segment).mean().to_numpy()
+            ),
             column_names=labels,
         )
         for n in (1, 2, 3)  # a strip, two features, a PCA view

@@ -52,7 +52,7 @@ from schemas.customers import (
 )
 from schemas.outputs import Profiles, Quarantine, Segments
 from tasks.clean import CleanResult, clean_customers
-from tasks.describe import describe_segments
+from tasks.describe import FittedRows, describe_segments
 from tasks.errors import InputError
 from tasks.fit import fit_segments
 from tasks.ingest import NA_TOKENS
@@ -634,7 +634,12 @@ def segment(case: Case, chosen: PipelineSettings):
     k = min(chosen.k, len(customers))
     segmentation = fit_segments(scaled.matrix, k, seed=chosen.seed, n_init=chosen.n_init)
     described = describe_segments(
-        customers, scaled, segmentation, None, list(chosen.features), max_shift=0.5, seed=42
+        customers,
+        FittedRows(scaled, segmentation),
+        None,
+        list(chosen.features),
+        max_shift=0.5,
+        seed=42,
     )
     return cleaned, scaled, described
 

@@ -24,7 +24,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from schemas.columns import REASON
 from tasks.clean import RowAccounting
-from tasks.describe import Described
+from tasks.describe import Outcome
 from tasks.elbow import KChoice
 from tasks.reporting import explain
 from tasks.reporting.artifacts import duplicates_warning, number, png_data_uri
@@ -70,31 +70,38 @@ class Card:
         return "" if self.stability is None else stability_word(self.stability)
 
 
+@dataclass(frozen=True)
+class ReportSample:
+    """A partitioned run's seeded sample for its report: the sampled customers
+    (``population``) and their ``customer_id``, ``segment_id`` and ``distance_to_centroid``
+    (``assigned``)."""
+
+    population: pd.DataFrame
+    assigned: pd.DataFrame
+
+
 def run_report(
     run_id: str,
     source: Path,
     accounting: RowAccounting,
-    elbow: pd.DataFrame,
-    choice: KChoice,
-    described: Described,
+    outcome: Outcome,
     table: Table,
     images: dict[str, bytes],
-    population: pd.DataFrame | None = None,
-    assigned: pd.DataFrame | None = None,
+    sample: ReportSample | None = None,
     order_lines: Mapping[str, Any] | None = None,
 ) -> str:
     """report.html of a run (both flows): ``accounting`` is the cleaning's result (a
-    ``CleanResult``, or a partitioned run's ``Partitions``); ``images``: PNG bytes by file name
-    (the run's plots, not drawn again). ``population``: the clean customers, for the medians
-    and spreads of all customers; ``assigned``: ``customer_id``, ``segment_id`` and
-    ``distance_to_centroid`` of the same customers, for the typical ones. Both default to the
-    in-memory run's customers and segments table; a partitioned run passes its seeded sample
-    and the sample's segments. ``order_lines``: for a run on order lines, the derivation's
+    ``CleanResult``, or a partitioned run's ``Partitions``); ``outcome``: its elbow sweep,
+    chosen k and described segments; ``images``: PNG bytes by file name (the run's plots, not
+    drawn again). The medians and spreads of all customers and the typical ones are drawn
+    from the in-memory run's customers and segments table, or from a partitioned run's
+    ``sample``. ``order_lines``: for a run on order lines, the derivation's
     ``manifest_record()`` (line accounting, quarantine reasons, customers), shown in the data
     quality section before the derived customers' rows."""
-    sampled = population is not None and len(population) < accounting.rows_kept
-    population = accounting.customers if population is None else population
-    assigned = described.segments if assigned is None else assigned
+    elbow, choice, described = outcome.elbow, outcome.choice, outcome.described
+    population = accounting.customers if sample is None else sample.population
+    sampled = sample is not None and len(population) < accounting.rows_kept
+    assigned = described.segments if sample is None else sample.assigned
     rows = accounting.accounting()
     cards = segment_cards(described.profiles, population, assigned, table, described.effects)
     context = {

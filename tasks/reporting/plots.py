@@ -20,6 +20,7 @@ import math
 import textwrap
 import unicodedata
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from io import BytesIO
 from typing import TYPE_CHECKING
 
@@ -247,14 +248,23 @@ def plot_elbow(elbow: pd.DataFrame, chosen_k: int, knee: int | None) -> Figure:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ScaledView:
+    """Customers and centres on the clustering's scale, for a PCA view of more than two
+    features: ``rows`` (one per plotted customer) and ``centroids`` (in the order of the
+    centres' segment ids)."""
+
+    rows: np.ndarray
+    centroids: np.ndarray
+
+
 def plot_segments(
     points: pd.DataFrame,
     labels: np.ndarray,
     centroids: pd.DataFrame,
     names: Mapping[int, str],
     *,
-    scaled: np.ndarray | None = None,
-    scaled_centroids: np.ndarray | None = None,
+    scaled: ScaledView | None = None,
     max_points: int = 20_000,
     seed: int = 0,
     column_names: Mapping[str, str] | None = None,
@@ -264,10 +274,11 @@ def plot_segments(
     ``points`` holds the feature columns in original units (one row per customer), ``labels``
     the segment id of each row and ``centroids`` the centres, indexed by segment id, with the
     same columns. With one feature it is the x axis and each segment a strip at its id on the
-    y axis (see ``_strips``); with two the axes are those features; with more, ``scaled`` (same
-    rows) and ``scaled_centroids`` (rows in ``centroids.index`` order) go through a PCA fitted on
-    the plotted rows. At most ``max_points`` rows are drawn, a seeded sample without replacement;
-    the title then says "showing m of n customers". Legend counts (n=…) are over all customers.
+    y axis (see ``_strips``); with two the axes are those features; with more, ``scaled`` (its
+    rows the same as ``points``, its centroids in ``centroids.index`` order) goes through a PCA
+    fitted on the plotted rows. At most ``max_points`` rows are drawn, a seeded sample without
+    replacement; the title then says "showing m of n customers". Legend counts (n=…) are over
+    all customers.
     Customers are one scatter collection per segment; centroids are lines (markers only).
     """
     columns = list(points.columns)
@@ -292,14 +303,14 @@ def plot_segments(
         y_label = "Segment"
         title += " along one feature"
     elif len(columns) > 2:
-        if scaled is None or scaled_centroids is None:
-            raise ValueError("more than 2 features: pass scaled and scaled_centroids for PCA")
-        scaled = np.asarray(scaled, dtype=float)
-        if len(scaled) != n_total:
-            raise ValueError(f"scaled has {len(scaled)} rows, points has {n_total}")
-        pca = PCA(n_components=2, random_state=seed).fit(scaled[rows])
-        xy = pca.transform(scaled[rows])
-        centres = pca.transform(np.asarray(scaled_centroids, dtype=float))
+        if scaled is None:
+            raise ValueError("more than 2 features: pass scaled rows and centroids for PCA")
+        matrix = np.asarray(scaled.rows, dtype=float)
+        if len(matrix) != n_total:
+            raise ValueError(f"scaled has {len(matrix)} rows, points has {n_total}")
+        pca = PCA(n_components=2, random_state=seed).fit(matrix[rows])
+        xy = pca.transform(matrix[rows])
+        centres = pca.transform(np.asarray(scaled.centroids, dtype=float))
         ratios = pca.explained_variance_ratio_
         x_label = f"PC1 ({ratios[0]:.0%} of variance)"
         y_label = f"PC2 ({ratios[1]:.0%} of variance)"
@@ -637,21 +648,29 @@ def plot_transitions(table: pd.DataFrame, names: Mapping[int, str]) -> Figure:
     return fig
 
 
+@dataclass(frozen=True)
+class PlottedRows:
+    """The rows of a run's fit, as its plots draw them: every customer of an in-memory run, a
+    partitioned run's seeded sample; as read (``customers``), their feature columns in original
+    units (``values``) and the rows K-Means saw (``scaled``)."""
+
+    customers: pd.DataFrame
+    values: pd.DataFrame
+    scaled: np.ndarray
+
+
 def run_figures(
     elbow: pd.DataFrame,
     choice: KChoice,
     segmentation: Segmentation,
     described: Described,
     *,
-    values: pd.DataFrame,
-    scaled: np.ndarray,
-    customers: pd.DataFrame,
+    rows: PlottedRows,
     table: Table,
     seed: int,
 ) -> dict[str, Figure]:
-    """The PNGs of a run, by file name. ``values`` (feature columns in original units),
-    ``scaled`` (the rows K-Means saw) and ``customers`` are the rows of ``segmentation``: every
-    customer of an in-memory run, a partitioned run's seeded sample."""
+    """The PNGs of a run, by file name; ``rows`` are the rows of ``segmentation``."""
+    values = rows.values
     identity = described.identity
     labels_of = column_labels(table, values.columns)
     return {
@@ -661,12 +680,12 @@ def run_figures(
             identity.relabel(segmentation.labels),
             described.centroids,
             described.names,
-            scaled=scaled,
-            scaled_centroids=segmentation.centroids[np.argsort(identity.ids)],  # in id order
+            # the centroids in id order
+            scaled=ScaledView(rows.scaled, segmentation.centroids[np.argsort(identity.ids)]),
             seed=seed,
             column_names=labels_of,
         ),
         "profiles.png": plot_profiles(described.profiles, profile_panels(table), labels_of),
-        "eda.png": plot_eda(customers, table),
+        "eda.png": plot_eda(rows.customers, table),
         "transitions.png": plot_transitions(described.transitions, described.names),
     }

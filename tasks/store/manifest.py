@@ -1,4 +1,8 @@
-"""The run's manifest: what went in, what came out, and how the rows add up."""
+"""The run's manifest: what went in, what came out, and how the rows add up.
+
+``Manifest`` is the typed record; its ``model_dump()`` is the manifest.json a run writes (file
+checksums are added when the run is published) and the dict a flow returns.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 from tasks.elbow import KChoice
 from tasks.ingest import PARQUET_SUFFIXES
@@ -38,78 +43,118 @@ def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     return versions
 
 
-def build_manifest(
-    *,
-    run_id: str,
-    flow_run_id: str,
-    started_at: str,
-    output_folder: Path,
-    source: Path,
-    rows: dict[str, int],
-    choice: KChoice,
-    inertia: float,
-    profiles: pd.DataFrame,
-    features: list[str],
-    changes: dict | None,
-    timings: dict[str, float],
-    settings: dict,
-    table: dict | None = None,
-    missing_filled: dict[str, int] | None = None,
-    projection: Any = None,
-) -> dict:
-    """Everything a run records about itself; file checksums are added when it is published.
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
 
-    ``table``: the resolved columns (id, features, profile columns, kinds, specs);
-    ``missing_filled``: feature values filled with the median, per column; ``projection``: the
-    PCA projection, if any (its explained variance is recorded).
+
+class InputFile(_Record):
+    """The input file: path, sha256 and size."""
+
+    path: str
+    sha256: str
+    bytes: int
+
+
+class InputFolder(_Record):
+    """A folder of Parquet partition files: each file's sha256 and size, and their total."""
+
+    path: str
+    files: dict[str, dict[str, Any]]
+    bytes: int
+
+
+class KRecord(_Record):
+    """The chosen k, the rule that chose it and why, and the knee (if any)."""
+
+    chosen: int
+    rule: str
+    reason: str
+    knee: int | None
+
+    @classmethod
+    def of(cls, choice: KChoice) -> KRecord:
+        return cls(chosen=choice.k, rule=choice.rule, reason=choice.reason, knee=choice.knee)
+
+
+class SegmentRecord(_Record):
+    id: int
+    name: str
+    size: int
+
+
+class PcaRecord(_Record):
+    """A PCA projection's components and explained variance (each ratio to 6 decimals)."""
+
+    components: int
+    explained_variance_ratio: list[float]
+    explained_variance: float
+
+    @classmethod
+    def of(cls, projection: Any) -> PcaRecord | None:
+        if projection is None:
+            return None
+        ratios = projection.explained_variance_ratio
+        return cls(
+            components=len(projection.components),
+            explained_variance_ratio=[round(float(v), 6) for v in ratios],
+            explained_variance=round(float(ratios.sum()), 6),
+        )
+
+
+class Manifest(_Record):
+    """Everything a run records about itself (file checksums are added when it is published).
+
+    ``columns``: the resolved columns (id, features, profile columns, kinds, specs);
+    ``missing_filled``: feature values filled with the median, per column; ``pca``: the PCA
+    projection's explained variance, if any; ``transactions``: a run on order lines' line
+    accounting (left out of the JSON for a customer table).
     """
-    return {
-        "run_id": run_id,
-        "flow_run_id": flow_run_id,
-        "status": "complete",
-        "started_at": started_at,
-        "finished_at": utc_now(),
-        "output_folder": str(output_folder),
-        "input": input_record(source),
-        "rows": rows,
-        "k": {
-            "chosen": choice.k,
-            "rule": choice.rule,
-            "reason": choice.reason,
-            "knee": choice.knee,
-        },
-        "inertia": inertia,
-        "segments": [
-            {"id": int(p.segment_id), "name": p.segment_name, "size": int(p.size)}
-            for p in profiles.itertuples()
-        ],
-        "features": features,
-        "columns": table,
-        "missing_filled": dict(missing_filled or {}),
-        "pca": None
-        if projection is None
-        else {
-            "components": len(projection.components),
-            "explained_variance_ratio": [
-                round(float(v), 6) for v in projection.explained_variance_ratio
-            ],
-            "explained_variance": round(float(projection.explained_variance_ratio.sum()), 6),
-        },
-        "changes": changes,
-        "timings": timings,
-        "settings": settings,
-        "versions": package_versions(),
-    }
+
+    run_id: str
+    flow_run_id: str
+    status: Literal["complete"] = "complete"
+    started_at: str
+    finished_at: str
+    output_folder: str
+    input: InputFile | InputFolder
+    rows: dict[str, int]
+    k: KRecord
+    inertia: float
+    segments: list[SegmentRecord]
+    features: list[str]
+    columns: dict[str, Any] | None
+    missing_filled: dict[str, int]
+    pca: PcaRecord | None
+    changes: dict[str, Any] | None
+    timings: dict[str, float]
+    settings: dict[str, Any]
+    versions: dict[str, str]
+    transactions: dict[str, Any] | None = None
+
+    @model_serializer(mode="wrap")
+    def _leave_out_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("transactions") is None:
+            data.pop("transactions", None)
+        return data
 
 
-def input_record(source: Path) -> dict:
+def segment_records(profiles: pd.DataFrame) -> list[SegmentRecord]:
+    """Each segment's id, name and size, from the profiles table."""
+    return [
+        SegmentRecord(id=int(p.segment_id), name=p.segment_name, size=int(p.size))
+        for p in profiles.itertuples()
+    ]
+
+
+def input_record(source: Path) -> InputFile | InputFolder:
     """Path, sha256 and size of the input file; for a folder of Parquet partition files, each
     file's."""
     if source.is_dir():
         files = file_checksums(source, PARQUET_SUFFIXES)
         total = sum(f["bytes"] for f in files.values())
-        return {"path": str(source), "files": files, "bytes": total}
-    return {"path": str(source), "sha256": sha256_of(source), "bytes": source.stat().st_size}
+        return InputFolder(path=str(source), files=files, bytes=total)
+    return InputFile(path=str(source), sha256=sha256_of(source), bytes=source.stat().st_size)
 
 
 def new_run_id(suffix: str) -> str:

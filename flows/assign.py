@@ -26,7 +26,7 @@ from tasks.scoring.assign import (
     write_assignment,
 )
 from tasks.scoring.export import check_output_path
-from tasks.table import Table
+from tasks.table import ColumnPlan
 
 load_model_task = pipeline_task("load-model")(read_model)
 assign_task = pipeline_task("assign-customers")(assign_customers)
@@ -35,7 +35,9 @@ write_task = pipeline_task("write-assignments")(write_assignment)
 
 # A wrapper for its return type: read_new_customers declares none.
 @pipeline_task("read-new-customers")
-def read_customers_task(source: Path, model: Model, sep: str | None) -> tuple[pd.DataFrame, Table]:
+def read_customers_task(
+    source: Path, model: Model, sep: str | None
+) -> tuple[pd.DataFrame, ColumnPlan]:
     """The new customers, their headers matched to the model's table."""
     return read_new_customers(source, model, sep)
 

@@ -18,7 +18,7 @@ from tasks.orders.order_columns import OrderColumns, columns_line
 from tasks.orders.order_table import order_columns_for, order_spec, segmentable_customers
 from tasks.orders.transactions import Derivation, derive_customers
 from tasks.store.run_files import write_table
-from tasks.table import Table
+from tasks.table import ColumnPlan
 
 
 @pipeline_task("resolve-order-columns")
@@ -48,10 +48,10 @@ def derive(
     source: Path,
     settings: SegmentationSettings,
     staging: Path,
-) -> tuple[Derivation, pd.DataFrame, Table]:
+) -> tuple[Derivation, pd.DataFrame, ColumnPlan]:
     """Order lines -> one row per customer (R, F, M, extras, RFM scores). Writes
     customers.parquet, quarantine_lines.parquet and customers_without_purchases.parquet;
-    returns the derivation, the customers as a customer table to clean, and its Table."""
+    returns the derivation, the customers as a customer table to clean, and its ColumnPlan."""
     try:
         derivation = derive_customers(
             lines, orders, as_of=settings.as_of, date_format=settings.date_format

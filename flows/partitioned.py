@@ -48,7 +48,7 @@ from tasks.reporting.html_report import REPORT, ReportSample, run_report
 from tasks.scale import ScaledFeatures
 from tasks.store.run_files import run_id_of, write_run_files, write_text
 from tasks.store.snapshots import first_data_file, partition_files
-from tasks.table import Table
+from tasks.table import ColumnPlan
 
 # Results stay in memory (Dask collections on the cluster): nothing hashed, nothing pickled.
 
@@ -72,7 +72,7 @@ def flow_dask_client() -> Iterator[None]:
 
 
 @pipeline_task("resolve-columns")
-def resolve_columns(settings: SegmentationSettings) -> tuple[tuple[Path, ...], Table]:
+def resolve_columns(settings: SegmentationSettings) -> tuple[tuple[Path, ...], ColumnPlan]:
     """The partition files, and the columns resolved from the first file with data rows."""
     files = partition_files(settings.input)
     table = columns_of(first_data_file(files), settings)
@@ -80,7 +80,7 @@ def resolve_columns(settings: SegmentationSettings) -> tuple[tuple[Path, ...], T
 
 
 @pipeline_task("clean-partitions")
-def clean(files: tuple[Path, ...], table: Table, settings: SegmentationSettings) -> Partitions:
+def clean(files: tuple[Path, ...], table: ColumnPlan, settings: SegmentationSettings) -> Partitions:
     """Read and clean each Parquet file on the workers; duplicates found across files."""
     with flow_dask_client():
         parts = partitioned.clean_partitions(files, table, settings.max_quarantine_share)
@@ -90,7 +90,7 @@ def clean(files: tuple[Path, ...], table: Table, settings: SegmentationSettings)
 
 @pipeline_task("scale-features")
 def scale(
-    parts: Partitions, table: Table, settings: SegmentationSettings
+    parts: Partitions, table: ColumnPlan, settings: SegmentationSettings
 ) -> tuple[ClusterSpace, ScaledFeatures, pd.DataFrame]:
     """Transforms from statistics over all partitions; the seeded sample, scaled, for the
     sweep and the plots (and the sample's customers)."""

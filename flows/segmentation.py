@@ -80,7 +80,7 @@ from tasks.store.memory import release_unused_memory
 from tasks.store.retry import is_transient
 from tasks.store.run_files import finish_run, run_id_of, write_run_files, write_table, write_text
 from tasks.store.snapshots import resolve_input
-from tasks.table import Table, columns_line, describe_table
+from tasks.table import ColumnPlan, columns_line, describe_table
 
 # Results stay in memory: no input hashing of large frames, nothing pickled to disk.
 
@@ -97,14 +97,14 @@ def resolve(settings: SegmentationSettings) -> Path:
 
 
 @pipeline_task("resolve-columns")
-def resolve_columns(source: Path, settings: SegmentationSettings) -> Table:
+def resolve_columns(source: Path, settings: SegmentationSettings) -> ColumnPlan:
     """Which columns are the id, the features and the profile columns (from the header and
     the first rows; the spec file, else the Mall preset for a Mall-like file, else every
     numeric column), each column's kind, label and checks."""
     return columns_of(source, settings)
 
 
-def columns_of(source: Path, settings: SegmentationSettings) -> Table:
+def columns_of(source: Path, settings: SegmentationSettings) -> ColumnPlan:
     """The resolved columns of ``source`` (a file, or a partitioned input's first data file),
     logged with where they came from."""
     table = settings.table_for(source)
@@ -123,7 +123,7 @@ def retry_on_transient(task: object, task_run: object, state: State) -> bool:
 
 @pipeline_task("ingest", retry_condition_fn=retry_on_transient)
 def ingest(
-    source: Path, table: Table | None, sep: str | None, staging: Path
+    source: Path, table: ColumnPlan | None, sep: str | None, staging: Path
 ) -> pd.DataFrame | EncodedLines:
     """Read the customer file and keep a raw Parquet copy (the file's own headers) in the run
     folder; ``table`` None: order lines, read as codes (flows/order_lines.py). Retried on
@@ -138,7 +138,7 @@ def ingest(
 
 @pipeline_task("validate-and-clean")
 def clean(
-    raw: pd.DataFrame, table: Table, source: Path, max_quarantine_share: float
+    raw: pd.DataFrame, table: ColumnPlan, source: Path, max_quarantine_share: float
 ) -> CleanResult:
     """Drop duplicates, quarantine invalid rows with reasons, return typed customers."""
     return clean_customers(
@@ -150,7 +150,7 @@ def clean(
 
 
 @pipeline_task("scale-features")
-def scale(customers: pd.DataFrame, table: Table, scaler: str, seed: int) -> ScaledFeatures:
+def scale(customers: pd.DataFrame, table: ColumnPlan, scaler: str, seed: int) -> ScaledFeatures:
     """Select, transform and scale the clustering features (then PCA, if asked)."""
     check_features_vary(customers, table)
     return scale_features(customers, None, scaler, table, seed=seed)
@@ -239,7 +239,7 @@ def identify(
     scaled: ScaledFeatures,
     segmentation: Segmentation,
     previous: PreviousRun | None,
-    table: Table,
+    table: ColumnPlan,
     max_shift: float,
     seed: int,
 ) -> Described:
@@ -286,7 +286,7 @@ def write_report(
     staging: Path,
     cleaned: CleanResult,
     outcome: Outcome,
-    table: Table,
+    table: ColumnPlan,
     settings: SegmentationSettings,
     source: Path,
     order_lines: dict | None = None,
@@ -322,7 +322,7 @@ def publish(
     staging: Path,
     manifest: Manifest,
     described: Described,
-    table: Table,
+    table: ColumnPlan,
     settings: SegmentationSettings,
     images: dict[str, bytes],
 ) -> dict:
@@ -366,7 +366,7 @@ def run_manifest(
     run: RunStart,
     accounting: RowAccounting,
     outcome: Outcome,
-    table: Table,
+    table: ColumnPlan,
     order_lines: dict | None = None,
 ) -> Manifest:
     """The run's manifest (both flows): ``accounting`` is the cleaning's row accounting (a

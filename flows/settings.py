@@ -14,7 +14,7 @@ from schemas.spec import Missing, load_spec
 from tasks.gates import Gates
 
 if TYPE_CHECKING:
-    from tasks.table import Table
+    from tasks.table import ColumnPlan
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = PROJECT_ROOT / "data" / "customers.csv"
@@ -249,7 +249,7 @@ class SegmentationSettings(BaseModel):
             raise ValueError(f"features listed twice: {self.features}")
         return self
 
-    def table_for(self, source: Path) -> Table:
+    def table_for(self, source: Path) -> ColumnPlan:
         """The columns of ``source`` as these settings choose them: the spec file's, with the
         column choices given on the command line (None: not given) over them
         (``tasks.ingest.table_for_file``)."""

@@ -46,7 +46,7 @@ class Customers(pa.DataFrameModel):
 
 
 # --------------------------------------------------------------------------------------------
-# Contracts built at run time from a resolved table (tasks.table.Table): any customer table.
+# Contracts built at run time from a resolved table (tasks.table.ColumnPlan): any customer table.
 # --------------------------------------------------------------------------------------------
 
 NOT_FINITE = "not a finite number"

@@ -98,7 +98,7 @@ class Elbow(pa.DataFrameModel):
 
 
 def segments_schema(table) -> pa.DataFrameSchema:
-    """The segments table of a run on ``table`` (``tasks.table.Table``): the clean customers'
+    """The segments table of a run on ``table`` (``tasks.table.ColumnPlan``): the clean customers'
     columns, then the segment columns (built at run time; ``Segments`` is the Mall case)."""
     columns = {
         **customers_schema(table).columns,

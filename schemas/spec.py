@@ -3,7 +3,7 @@ profile columns, and per column its kind, label, unit, checks, transform and wei
 
 A spec is data (a TOML file a team keeps in version control, ``segment run --spec FILE``); the
 Mall recipe is one of them (``schemas/presets/mall.toml``). ``tasks.table.resolve_table`` matches a
-spec against a file's header and values and gives the resolved ``Table`` every step works from.
+spec against a file's header and values and gives the resolved ``ColumnPlan`` every step works from.
 """
 
 from __future__ import annotations

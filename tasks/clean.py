@@ -19,7 +19,7 @@ from schemas.columns import CUSTOMER_ID, REASON, SOURCE_ROW
 from schemas.customers import NOT_FINITE, customers_schema, quarantine_schema
 from tasks.errors import InputError, shown_value
 from tasks.ingest import numbers_as_text
-from tasks.table import Table, mall_table
+from tasks.table import ColumnPlan, mall_table
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def clean_customers(
     *,
     source: str = "input",
     max_quarantine_share: float | None,
-    table: Table | None = None,
+    table: ColumnPlan | None = None,
     fill_values: Mapping[str, object] | None = None,
 ) -> CleanResult:
     """Drop exact duplicates, quarantine invalid or conflicting rows, return typed clean rows.
@@ -180,7 +180,7 @@ def recode(values: pd.Series, spellings: Mapping[str, str]) -> pd.Series:
 def _fill_missing(
     frame: pd.DataFrame,
     typed: pd.DataFrame,
-    table: Table,
+    table: ColumnPlan,
     fixed: Mapping[str, object] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, pd.Series], dict[str, object]]:
     """Fill missing values of features whose policy is ``median``: the filled cells per
@@ -214,7 +214,7 @@ def _fill_missing(
 
 
 def _exact_duplicates(
-    frame: pd.DataFrame, typed: pd.DataFrame, id_codes: pd.Series, table: Table
+    frame: pd.DataFrame, typed: pd.DataFrame, id_codes: pd.Series, table: ColumnPlan
 ) -> pd.Series:
     """True for each row that repeats an earlier row exactly (numbers compared as numbers,
     text that is not a number compared as text)."""
@@ -283,7 +283,7 @@ def _to_float(values: pd.Series) -> pd.Series:
 _PLAIN_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
 
 
-def _not_numbers(frame: pd.DataFrame, typed: pd.DataFrame, table: Table) -> pd.DataFrame:
+def _not_numbers(frame: pd.DataFrame, typed: pd.DataFrame, table: ColumnPlan) -> pd.DataFrame:
     """Failure cases for values present as text that did not parse as numbers."""
     cases = [pd.DataFrame(columns=["index", "column", "check", "failure_case"])]
     for column in table.numeric_names:
@@ -317,7 +317,7 @@ def plausible_limit(values: np.ndarray) -> tuple[float, float]:
         return float(q3), float(max(FAR_FACTOR, (q3 / q1) ** FAR_SPREADS))
 
 
-def _implausible(typed: pd.DataFrame, table: Table) -> pd.DataFrame:
+def _implausible(typed: pd.DataFrame, table: ColumnPlan) -> pd.DataFrame:
     """Failure cases for finite values whose magnitude is beyond ``plausible_limit`` of their
     column (a column whose spec sets both min and max is checked by those alone)."""
     cases = [pd.DataFrame(columns=["index", "column", "check", "failure_case"])]
@@ -350,7 +350,7 @@ def _implausible(typed: pd.DataFrame, table: Table) -> pd.DataFrame:
 
 
 def _invalid_values(
-    frame: pd.DataFrame, typed: pd.DataFrame, table: Table, schema: pa.DataFrameSchema
+    frame: pd.DataFrame, typed: pd.DataFrame, table: ColumnPlan, schema: pa.DataFrameSchema
 ) -> pd.Series:
     """One reason string per invalid row, listing every failed check (lazy validation)."""
     names = [CUSTOMER_ID, *table.names]
@@ -394,7 +394,7 @@ def _one_reason_per_value(cases: pd.DataFrame) -> pd.DataFrame:
     return cases.loc[primary.to_numpy() | ~cells.isin(cells[primary.to_numpy()])]
 
 
-def _row_checks(table: Table) -> pa.DataFrameSchema:
+def _row_checks(table: ColumnPlan) -> pa.DataFrameSchema:
     """The clean customers' row-level checks. Ids are unique here by construction (conflicts
     are already quarantined): that is checked on integer codes, not by the schema's costly
     check on text. Given exactly these columns, a frame is validated in place (10M rows are
@@ -454,7 +454,9 @@ def _format_number(value: Any) -> str:  # anything float() takes; else shown by 
     return f"{number:g}"
 
 
-def _quarantine_table(raw_rows: pd.DataFrame, reasons: pd.Series, table: Table) -> pd.DataFrame:
+def _quarantine_table(
+    raw_rows: pd.DataFrame, reasons: pd.Series, table: ColumnPlan
+) -> pd.DataFrame:
     """The quarantined rows with their values as read (numbers read as numbers shown as text,
     as the file's own text would be) and their reasons."""
     names = [CUSTOMER_ID, *table.names]
@@ -476,7 +478,9 @@ def check_accounting(result: RowAccounting) -> None:
         )
 
 
-def _check_enough_left(result: CleanResult, source: str, max_share: float, table: Table) -> None:
+def _check_enough_left(
+    result: CleanResult, source: str, max_share: float, table: ColumnPlan
+) -> None:
     if result.rows_kept == 0:
         raise InputError(
             f"no valid customer rows remain: {result.rows_quarantined} quarantined "
@@ -498,7 +502,7 @@ def _check_enough_left(result: CleanResult, source: str, max_share: float, table
     check_quarantine_share(result, source, max_share)
 
 
-def _listing(table: Table) -> str:
+def _listing(table: ColumnPlan) -> str:
     labels = [c.label for c in table.columns]
     return ", ".join(labels[:-1]) + f" and {labels[-1]}" if len(labels) > 1 else labels[0]
 
@@ -515,7 +519,7 @@ def check_quarantine_share(result: RowAccounting, source: str | Path, max_share:
         )
 
 
-def _all_alike(customers: pd.DataFrame, table: Table) -> bool:
+def _all_alike(customers: pd.DataFrame, table: ColumnPlan) -> bool:
     """True when every customer has the same values (ids aside); cheap checks first."""
     numbers = customers.loc[:, list(table.numeric_names)]
     if (numbers.max() != numbers.min()).any():

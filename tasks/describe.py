@@ -29,7 +29,7 @@ from tasks.profile import (
 from tasks.reporting import explain
 from tasks.scale import FeatureTransform, ScaledFeatures, feature_frame
 from tasks.stability import segment_stability
-from tasks.table import Table, mall_table
+from tasks.table import ColumnPlan, mall_table
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def describe_segments(
     features: list[str] | tuple[str, ...] | None = None,
     *,
     max_shift: float,
-    table: Table | None = None,
+    table: ColumnPlan | None = None,
     fill_values: dict[str, object] | None = None,
     seed: int,
 ) -> Described:
@@ -167,7 +167,7 @@ def effect_sizes(
 
 
 def names_and_summaries(
-    statistics: pd.DataFrame, effects: pd.DataFrame, table: Table, identity: Identity
+    statistics: pd.DataFrame, effects: pd.DataFrame, table: ColumnPlan, identity: Identity
 ) -> tuple[dict[int, str], dict[int, str]]:
     """Each segment's name and the sentence of its card, from one ranking of what sets it
     apart (``explain.portrait``): matched segments keep the previous run's name, new ones get

@@ -2,7 +2,7 @@
 
 Values are kept as text (``0001`` stays ``0001``); cleaning and typing happen later.
 ``read_file`` gives ``source_row`` then every column under the file's own header (the audit copy,
-``raw.parquet``); ``canonical_frame`` renames the columns a ``tasks.table.Table`` uses to their
+``raw.parquet``); ``canonical_frame`` renames the columns a ``tasks.table.ColumnPlan`` uses to their
 names. Bad values are the cleaning step's job, not a reason to refuse the file.
 """
 
@@ -29,7 +29,7 @@ from schemas.spec import TableSpec
 from tasks.errors import NOT_A_REGULAR_FILE, InputError
 from tasks.orders.order_columns import order_lines_hint
 from tasks.spec_init import Inferred, infer_columns, inference_notes, inferred_spec
-from tasks.table import SEPARATOR, Table, choose_spec, resolve_table
+from tasks.table import SEPARATOR, ColumnPlan, choose_spec, resolve_table
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def _check_unique(path: Path, header: list[str]) -> None:
         raise InputError(f"duplicate column names in the header: {duplicates}", path=path)
 
 
-def canonical_frame(raw: pd.DataFrame, table: Table) -> pd.DataFrame:
+def canonical_frame(raw: pd.DataFrame, table: ColumnPlan) -> pd.DataFrame:
     """``source_row``, ``customer_id`` (the data row number when the file has no id), the
     table's columns renamed to their names, then the other columns of the file."""
     data = {SOURCE_ROW: raw[SOURCE_ROW]}
@@ -445,7 +445,7 @@ PARQUET_TYPES = {
 }
 
 
-def expected_types(table: Table) -> dict[str, tuple[str, str]]:
+def expected_types(table: ColumnPlan) -> dict[str, tuple[str, str]]:
     """What each used column of ``table`` may be stored as in Parquet: header -> (name, types)."""
     expected = {}
     if table.id_header is not None:
@@ -497,7 +497,7 @@ def table_for_file(
     spec: TableSpec | None = None,
     columns: Mapping[str, str] | None = None,
     **choices: object,
-) -> Table:
+) -> ColumnPlan:
     """Resolve the columns of a customer file from its header and first rows: ``spec`` (else
     the Mall preset for a Mall-like file, else the spec ``segment init`` infers from those
     rows) with the command line's ``choices`` (features, profile, id_column, missing, pca) on

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.scale import FeatureTransform, Projection, ScaledFeatures, apply_transforms
-from tasks.table import Table, describe_table, mall_table
+from tasks.table import ColumnPlan, describe_table, mall_table
 
 if TYPE_CHECKING:
     from tasks.fit import Segmentation
@@ -34,7 +34,7 @@ def build_model(
     identity: Identity | None,
     names: dict[int, str],
     features: list[str],
-    table: Table | None = None,
+    table: ColumnPlan | None = None,
     *,
     fill_values: Mapping[str, object] | None = None,
     max_distances: Mapping[int, float] | None = None,

@@ -81,7 +81,7 @@ from tasks.scale import (
 )
 from tasks.store.run_files import write_table
 from tasks.store.snapshots import row_count
-from tasks.table import Table, check_partitioned_table
+from tasks.table import ColumnPlan, check_partitioned_table
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class ClusterSpace:
     categorical features' values (the same one-hot columns in every partition), the fitted
     transforms and the PCA projection, if any."""
 
-    table: Table
+    table: ColumnPlan
     categories: dict[str, list[str]]
     transforms: tuple[FeatureTransform, ...]
     projection: Projection | None = None
@@ -120,7 +120,7 @@ class ClusterSpace:
 
 
 def clean_partitions(
-    files: tuple[Path, ...], table: Table, max_quarantine_share: float
+    files: tuple[Path, ...], table: ColumnPlan, max_quarantine_share: float
 ) -> Partitions:
     """Read every file on the workers, bring each id's rows together, clean each part.
 
@@ -180,7 +180,7 @@ def clean_partitions(
     return result
 
 
-def _read_part(path: Path, table: Table, offset: int) -> pd.DataFrame:
+def _read_part(path: Path, table: ColumnPlan, offset: int) -> pd.DataFrame:
     """One file's used columns under their names, every value as text: files that store a
     column as numbers and files that store it as text (or all-null) then shuffle into one
     frame. Rows numbered from ``offset`` (ids from row numbers follow them)."""
@@ -201,7 +201,9 @@ def _silent(logger: logging.Logger) -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _clean_part(part: pd.DataFrame, source: str, table: Table, empty: CleanResult) -> CleanResult:
+def _clean_part(
+    part: pd.DataFrame, source: str, table: ColumnPlan, empty: CleanResult
+) -> CleanResult:
     if part.empty:
         return empty
     part = part.sort_values(SOURCE_ROW, ignore_index=True)  # deterministic "first" rows
@@ -218,7 +220,7 @@ def _check_enough_left(result: Partitions, folder: Path, max_share: float) -> No
     check_quarantine_share(result, folder, max_share)
 
 
-def check_features_vary(customers: dd.DataFrame, table: Table) -> None:
+def check_features_vary(customers: dd.DataFrame, table: ColumnPlan) -> None:
     """Refuse a feature with one value for every clean customer (as the in-memory run does)."""
     counts = dask.compute(*[customers[c.name].nunique() for c in table.features])
     for column, count in zip(table.features, counts, strict=True):
@@ -230,7 +232,7 @@ def check_features_vary(customers: dd.DataFrame, table: Table) -> None:
             )
 
 
-def categories_of(customers: dd.DataFrame, table: Table) -> dict[str, list[str]]:
+def categories_of(customers: dd.DataFrame, table: ColumnPlan) -> dict[str, list[str]]:
     """The values of each categorical feature over all partitions (the spec's allowed values
     first): every partition then has the same one-hot columns."""
     categories = {}
@@ -252,7 +254,7 @@ def draw_sample(customers: dd.DataFrame, size: int, seed: int) -> pd.DataFrame:
 
 
 def fit_space(
-    customers: dd.DataFrame, table: Table, scaler: str, *, size: int, seed: int
+    customers: dd.DataFrame, table: ColumnPlan, scaler: str, *, size: int, seed: int
 ) -> tuple[ClusterSpace, ScaledFeatures, pd.DataFrame]:
     """The cluster space, and a seeded sample of about ``size`` customers scaled (for the sweep
     and the plots) and as they are. Transform shapes and PCA come from the sample, centre and
@@ -276,7 +278,7 @@ def fit_space(
 
 def _moments(
     part: pd.DataFrame,
-    table: Table,
+    table: ColumnPlan,
     categories: dict[str, list[str]],
     shapes: tuple[FeatureTransform, ...],
 ) -> Moments:
@@ -435,7 +437,7 @@ def transitions_of(labelled: dd.DataFrame) -> pd.DataFrame:
     return table.astype("int64").sort_values([PREVIOUS_SEGMENT_ID, SEGMENT_ID], ignore_index=True)
 
 
-def statistics_of(labelled: dd.DataFrame, table: Table) -> pd.DataFrame:
+def statistics_of(labelled: dd.DataFrame, table: ColumnPlan) -> pd.DataFrame:
     """The profiles' statistics over all partitions, by the in-memory run's statistics."""
     shares = shared_values(labelled, table)
     size, means, medians, value_shares = dask.compute(*segment_statistics(labelled, table, shares))
@@ -443,7 +445,7 @@ def statistics_of(labelled: dd.DataFrame, table: Table) -> pd.DataFrame:
 
 
 def write_segments(
-    labelled: dd.DataFrame, names: dict[int, str], table: Table, folder: Path
+    labelled: dd.DataFrame, names: dict[int, str], table: ColumnPlan, folder: Path
 ) -> list[Path]:
     """Each partition's segments table, validated and written by its worker as
     ``segments-NNNNN.parquet`` (the folder must be reachable from every worker: on a
@@ -456,7 +458,7 @@ def write_segments(
 
 
 def _write_segments_part(
-    part: pd.DataFrame, path: Path, names: dict[int, str], table: Table
+    part: pd.DataFrame, path: Path, names: dict[int, str], table: ColumnPlan
 ) -> Path:
     customers = part.drop(columns=[SEGMENT_ID, DISTANCE, PREVIOUS_SEGMENT_ID])
     previous = pd.Series(pd.array(part[PREVIOUS_SEGMENT_ID], dtype="Int64"), index=part.index)

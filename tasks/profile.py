@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from tasks.table import Column, Table, mall_table, value_order
+from tasks.table import Column, ColumnPlan, mall_table, value_order
 
 
 def level_words(column: Column) -> tuple[str, str, str]:
@@ -47,7 +47,7 @@ def distinct_values(frame, name: str) -> np.ndarray:
     return np.asarray(values.compute() if hasattr(values, "compute") else values)
 
 
-def shared_values(frame, table: Table) -> dict[str, list[str]]:
+def shared_values(frame, table: ColumnPlan) -> dict[str, list[str]]:
     """Column name -> the values its profile reports as shares (see ``share_values``)."""
     shares = {}
     for column in table.columns:
@@ -60,7 +60,7 @@ def shared_values(frame, table: Table) -> dict[str, list[str]]:
 
 
 def segment_statistics(
-    labelled, table: Table, shares: dict[str, list[str]]
+    labelled, table: ColumnPlan, shares: dict[str, list[str]]
 ) -> tuple[pd.Series, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Size, means and medians of the numeric columns, and shares of ``shares``' values, per
     ``segment_id``: written once on the operations pandas and Dask frames share (a Dask frame
@@ -86,7 +86,7 @@ def profiles_from_statistics(
     means: pd.DataFrame,
     medians: pd.DataFrame,
     shares: pd.DataFrame,
-    table: Table,
+    table: ColumnPlan,
     values: dict[str, list[str]],
 ) -> pd.DataFrame:
     """``segment_statistics``' computed results as one frame, ``segment_id`` first (``values``:
@@ -122,7 +122,7 @@ def named_profiles(
 
 
 def segment_profile_statistics(
-    customers: pd.DataFrame, labels: np.ndarray, table: Table
+    customers: pd.DataFrame, labels: np.ndarray, table: ColumnPlan
 ) -> pd.DataFrame:
     """Per segment: size and share; mean and median of each numeric column (features and
     profile columns, under their own names: ``<column>_mean``); and the share of each value of
@@ -144,7 +144,10 @@ def segment_profile_statistics(
 
 
 def profile_segments(
-    customers: pd.DataFrame, labels: np.ndarray, names: dict[int, str], table: Table | None = None
+    customers: pd.DataFrame,
+    labels: np.ndarray,
+    names: dict[int, str],
+    table: ColumnPlan | None = None,
 ) -> pd.DataFrame:
     """The profiles table of ``segment_profile_statistics``, with the segments' ``names``."""
     statistics = segment_profile_statistics(customers, labels, table or mall_table())

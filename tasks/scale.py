@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.errors import InputError, shown_value
-from tasks.table import Table, mall_table, value_order
+from tasks.table import ColumnPlan, mall_table, value_order
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class ScaledFeatures:
         """Rows in the space K-Means works in -> the scaled feature columns."""
         return rows if self.projection is None else self.projection.restore(rows)
 
-    def values(self, customers: pd.DataFrame, table: Table) -> pd.DataFrame:
+    def values(self, customers: pd.DataFrame, table: ColumnPlan) -> pd.DataFrame:
         """``customers``' feature columns in original units, with the one-hot columns of the
         categorical features as this scaling made them (``feature_frame``)."""
         categories: dict[str, list[str]] = {}
@@ -136,7 +136,7 @@ class ScaledFeatures:
 def feature_frame(
     customers: pd.DataFrame,
     features: tuple[str, ...] | list[str] | None = None,
-    table: Table | None = None,
+    table: ColumnPlan | None = None,
     categories: dict[str, list[str]] | None = None,
 ) -> pd.DataFrame:
     """Feature columns in original units; a categorical feature becomes one 0/1 column per
@@ -165,7 +165,7 @@ def feature_frame(
 
 
 def fit_transforms(
-    values: pd.DataFrame, scaler: str, table: Table | None = None, *, seed: int = 0
+    values: pd.DataFrame, scaler: str, table: ColumnPlan | None = None, *, seed: int = 0
 ) -> tuple[FeatureTransform, ...]:
     """Fit one transform per column of ``feature_frame``'s output for the chosen scaler."""
     shapes = fit_shapes(values, scaler, table, seed=seed)
@@ -237,7 +237,7 @@ def _column_moments(x: np.ndarray) -> tuple[float, ...]:
 
 
 def fit_shapes(
-    values: pd.DataFrame, scaler: str, table: Table | None = None, *, seed: int = 0
+    values: pd.DataFrame, scaler: str, table: ColumnPlan | None = None, *, seed: int = 0
 ) -> tuple[FeatureTransform, ...]:
     """What happens to each matrix column before centring and scaling (clip bounds at the
     spec's quantiles, ``log1p``, a Yeo-Johnson lambda), learnt from ``values`` (all customers,
@@ -303,7 +303,7 @@ def finish_transforms(
     moments: Moments,
     quantile_rows: pd.DataFrame,
     scaler: str,
-    table: Table | None = None,
+    table: ColumnPlan | None = None,
 ) -> tuple[FeatureTransform, ...]:
     """Centre and scale of each column from the moments over all customers (the robust
     scaler's quartiles from ``quantile_rows``: all customers, or a partitioned run's sample);
@@ -335,7 +335,7 @@ def finish_transforms(
     return tuple(transforms)
 
 
-def _sources(columns: pd.Index, table: Table) -> dict[str, tuple[str, str | None]]:
+def _sources(columns: pd.Index, table: ColumnPlan) -> dict[str, tuple[str, str | None]]:
     """Each matrix column -> (its table column, the category of a one-hot column)."""
     names = set(table.names)
     result: dict[str, tuple[str, str | None]] = {}
@@ -418,7 +418,7 @@ def _sample_rows(matrix: np.ndarray, seed: int) -> np.ndarray:
     return matrix[np.sort(chosen)]
 
 
-def check_features_vary(customers: pd.DataFrame, table: Table) -> None:
+def check_features_vary(customers: pd.DataFrame, table: ColumnPlan) -> None:
     """Refuse a feature with one value for every clean customer: it cannot separate segments."""
     for column in table.features:
         values = customers[column.name]
@@ -441,7 +441,7 @@ def scale_features(
     customers: pd.DataFrame,
     features: tuple[str, ...] | list[str] | None = DEFAULT_FEATURES,
     scaler: str = "standard",
-    table: Table | None = None,
+    table: ColumnPlan | None = None,
     *,
     seed: int = 0,
 ) -> ScaledFeatures:
@@ -457,7 +457,7 @@ def scaled_features(
     values: pd.DataFrame,
     transforms: tuple[FeatureTransform, ...],
     scaler: str,
-    table: Table,
+    table: ColumnPlan,
     *,
     seed: int = 0,
 ) -> ScaledFeatures:

@@ -28,7 +28,7 @@ from tasks.table import (
     MAX_CATEGORIES,
     NUMERIC_SHARE,
     SEPARATOR,
-    Table,
+    ColumnPlan,
     decimal_comma_example,
     normalise,
     thousands_example,
@@ -267,7 +267,7 @@ def inferred_spec(columns: list[Inferred], *, fill_missing: bool = True) -> Tabl
     )
 
 
-def inference_notes(columns: list[Inferred], table: Table, rows: int) -> tuple[str, ...]:
+def inference_notes(columns: list[Inferred], table: ColumnPlan, rows: int) -> tuple[str, ...]:
     """One log line per decision the inference made for ``table`` (the resolved columns, with
     the command line's choices on top), each with its reason."""
     inferred = {c.header: c for c in columns}

@@ -2,7 +2,7 @@
 features and profile columns, and each column's kind.
 
 ``resolve_table`` is pure: it takes the file's header and some of its values (a sample before
-the run starts, for early errors; all rows inside the flow) and returns a ``Table``, the one
+the run starts, for early errors; all rows inside the flow) and returns a ``ColumnPlan``, the one
 description every later step works from. Bad choices raise ``InputError`` with one line that
 names the column and lists what the file has.
 """
@@ -80,8 +80,9 @@ class Column(BaseModel):
         return f"{label} ({self.unit})" if self.unit else label
 
 
-class Table(BaseModel):
-    """A customer table as a run sees it: id, features and profile columns in output order."""
+class ColumnPlan(BaseModel):
+    """The column plan of a customer table, as a run sees it (not the table itself): the id,
+    the features and the profile columns in output order, each with its spec."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -215,7 +216,7 @@ def resolve_table(
     explicit: Mapping[str, str] | None = None,
     *,
     numeric_headers: Sequence[str] = (),
-) -> Table:
+) -> ColumnPlan:
     """Match ``spec`` against a file: ``header`` as written; ``values``: rows of the file as
     text (missing as NA), columns named by header, or None to trust the spec's kinds;
     ``explicit``: spec column name -> header given with ``--column``; ``numeric_headers``:
@@ -302,7 +303,7 @@ def resolve_table(
                 missing=column_spec.missing or spec.missing,
             )
         )
-    table = Table(
+    table = ColumnPlan(
         id_header=id_header,
         id_found=id_found,
         columns=tuple(columns),
@@ -314,7 +315,7 @@ def resolve_table(
 
 
 @cache
-def mall_table() -> Table:
+def mall_table() -> ColumnPlan:
     """The Mall preset resolved against its own canonical names (the classic default)."""
     spec = mall_spec()
     header = [CUSTOMER_ID, *spec.columns]
@@ -637,7 +638,7 @@ def _flag(values: pd.DataFrame | None, column_header: str) -> bool:
     return bool(present.notna().all()) and set(present.unique()) == {0, 1}
 
 
-def _check_features(table: Table, values: pd.DataFrame | None) -> None:
+def _check_features(table: ColumnPlan, values: pd.DataFrame | None) -> None:
     """Refuse features that cannot work, before any clustering: none at all, text given as
     numeric, one distinct value, or a categorical one with too many values."""
     if not table.features:
@@ -677,12 +678,12 @@ def _check_features(table: Table, values: pd.DataFrame | None) -> None:
             )
 
 
-def describe_table(table: Table) -> dict:
+def describe_table(table: ColumnPlan) -> dict:
     """The resolved table for the manifest and the model (JSON-ready)."""
     return table.model_dump(mode="json")
 
 
-def check_partitioned_table(table: Table, folder: str | Path) -> None:
+def check_partitioned_table(table: ColumnPlan, folder: str | Path) -> None:
     """What a partitioned input cannot do yet: fill missing values with the median (each
     partition would fill with its own)."""
     filled = [c.header for c in table.features if c.missing == "median"]
@@ -694,7 +695,7 @@ def check_partitioned_table(table: Table, folder: str | Path) -> None:
         )
 
 
-def columns_line(table: Table, spec: str | Path | None) -> str:
+def columns_line(table: ColumnPlan, spec: str | Path | None) -> str:
     """One log line: where the columns came from, the features, profile columns and id."""
     if spec:
         origin = f"Spec {spec}"

@@ -9,11 +9,11 @@ import pytest
 from schemas.spec import ColumnSpec
 from tasks.profile import profile_segments
 from tasks.reporting import explain
-from tasks.table import Column, Table
+from tasks.table import Column, ColumnPlan
 
 
-def table_of(*columns: Column) -> Table:
-    return Table(id_header="id", columns=columns)
+def table_of(*columns: Column) -> ColumnPlan:
+    return ColumnPlan(id_header="id", columns=columns)
 
 
 def numeric(name: str, role: str = "feature", label: str | None = None, unit=None) -> Column:

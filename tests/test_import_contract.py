@@ -51,7 +51,7 @@ def later():
     return __import__("flows")
 
 import prefecture  # another package that starts with the same letters
-from tasks.table import Table
+from tasks.table import ColumnPlan
 from . import sibling
 """
     assert sorted(forbidden_imports(ast.parse(source))) == [

@@ -3,7 +3,7 @@
 ``transactions_spec`` is the spec of that table: the built-in ``schemas/presets/rfm.toml``
 (K-Means on log1p-scaled recency, frequency and monetary value, the RFM scores and the grid
 name as profile columns), with a ``--spec`` file's keys and the command line's choices on top.
-``segmentable_customers`` adds the RFM scores and gives the frame and the resolved ``Table``
+``segmentable_customers`` adds the RFM scores and gives the frame and the resolved ``ColumnPlan``
 that ``tasks.clean.clean_customers`` and every later step take, as for any customer file.
 """
 
@@ -23,7 +23,7 @@ from tasks.ingest import read_header
 from tasks.orders.order_columns import OrderColumns, find_order_columns
 from tasks.orders.rfm import DEFAULT_GRID, rfm_scores
 from tasks.orders.transactions import EXTRAS, RFM
-from tasks.table import Table, resolve_table
+from tasks.table import ColumnPlan, resolve_table
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,8 @@ def transactions_spec(
 
 def segmentable_customers(
     customers: pd.DataFrame, spec: TableSpec
-) -> tuple[pd.DataFrame, pd.DataFrame, Table]:
-    """(customers with the RFM scores, the frame for the cleaning step, its ``Table``).
+) -> tuple[pd.DataFrame, pd.DataFrame, ColumnPlan]:
+    """(customers with the RFM scores, the frame for the cleaning step, its ``ColumnPlan``).
 
     The cleaning frame has ``source_row`` (the customer's row in ``customers.parquet``),
     ``customer_id`` and the derived columns: numbers as float64, text as text. A feature with

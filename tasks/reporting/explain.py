@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from tasks.table import Table
+from tasks.table import ColumnPlan
 
 HIGH_INDEX = 125.0  # a mean at least 1.25x the average is "high"
 LOW_INDEX = 80.0  # a mean at most 0.8x the average is "low"
@@ -110,7 +110,7 @@ def _weighted(values: np.ndarray, weights: np.ndarray) -> float:
     return float(np.average(values[present], weights=weights[present]))
 
 
-def compared_columns(profiles: pd.DataFrame, table: Table) -> tuple[list[str], list[str]]:
+def compared_columns(profiles: pd.DataFrame, table: ColumnPlan) -> tuple[list[str], list[str]]:
     """(numeric columns compared by mean and median, columns described by shares): a 0/1 flag
     has both a mean and shares in the profiles, and is described by its shares."""
     shared = [c.name for c in table.columns if share_columns(profiles, c.name, table)]
@@ -122,7 +122,7 @@ def compared_columns(profiles: pd.DataFrame, table: Table) -> tuple[list[str], l
     return numeric, shared
 
 
-def share_columns(profiles: pd.DataFrame, column: str, table: Table) -> list[str]:
+def share_columns(profiles: pd.DataFrame, column: str, table: ColumnPlan) -> list[str]:
     """The profiles' ``<column>_<value>_share`` columns of ``column``. A share column belongs
     to the longest column name it starts with: ``spend_web_1_share`` is a value of
     ``spend_web``, not of ``spend``."""
@@ -141,7 +141,7 @@ def share_columns(profiles: pd.DataFrame, column: str, table: Table) -> list[str
 def differences(
     profiles: pd.DataFrame,
     spread: pd.DataFrame | None,
-    table: Table,
+    table: ColumnPlan,
     effects: pd.DataFrame | None = None,
 ) -> dict[int, list[Difference]]:
     """Per segment id: every numeric column compared with all customers, in table order.
@@ -184,7 +184,7 @@ def differences(
     return result
 
 
-def shares(profiles: pd.DataFrame, table: Table) -> dict[int, list[Share]]:
+def shares(profiles: pd.DataFrame, table: ColumnPlan) -> dict[int, list[Share]]:
     """Per segment id: the share of every value of every category and 0/1 flag, with the
     share among all customers, in table order."""
     _, shared = compared_columns(profiles, table)

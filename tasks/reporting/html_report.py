@@ -30,7 +30,7 @@ from tasks.reporting import explain
 from tasks.reporting.artifacts import duplicates_warning, number, png_data_uri
 from tasks.stability import stability_note, stability_word
 from tasks.store.snapshots import snapshot_date
-from tasks.table import Table
+from tasks.table import ColumnPlan
 
 REPORT = "report.html"
 TEMPLATES = Path(__file__).with_name("templates")
@@ -85,7 +85,7 @@ def run_report(
     source: Path,
     accounting: RowAccounting,
     outcome: Outcome,
-    table: Table,
+    table: ColumnPlan,
     images: dict[str, bytes],
     sample: ReportSample | None = None,
     order_lines: Mapping[str, Any] | None = None,
@@ -155,7 +155,7 @@ def segment_cards(
     profiles: pd.DataFrame,
     population: pd.DataFrame,
     assigned: pd.DataFrame,
-    table: Table,
+    table: ColumnPlan,
     effects: pd.DataFrame | None = None,
 ) -> list[Card]:
     """A card per segment: size, share, differences (the features' z from ``effects``), the

@@ -39,7 +39,7 @@ from sklearn.decomposition import PCA
 
 from schemas.columns import CUSTOMER_ID
 from schemas.customers import AGE, ANNUAL_INCOME, GENDER, SPENDING_SCORE
-from tasks.table import Table, mall_table
+from tasks.table import ColumnPlan, mall_table
 
 if TYPE_CHECKING:
     from tasks.describe import Described
@@ -101,7 +101,7 @@ def shown(text: str) -> str:
     )
 
 
-def column_labels(table: Table, matrix_columns: Sequence[str] = ()) -> dict[str, str]:
+def column_labels(table: ColumnPlan, matrix_columns: Sequence[str] = ()) -> dict[str, str]:
     """Labels with units for the table's columns (``Annual income (k$)``) and for one-hot
     columns of its categorical features (``Gender: Female (0/1)``)."""
     labels = {CUSTOMER_ID: "Customer id"} | {c.name: c.titled() for c in table.columns}
@@ -405,7 +405,7 @@ _MALL_PANELS = (AGE, ANNUAL_INCOME, SPENDING_SCORE)
 MAX_PROFILE_PANELS = 5  # mean panels besides the size panel
 
 
-def profile_panels(table: Table) -> list[str]:
+def profile_panels(table: ColumnPlan) -> list[str]:
     """Columns whose per-segment means ``plot_profiles`` draws: numeric features first, then
     numeric profile columns, at most ``MAX_PROFILE_PANELS``."""
     return [c.name for c in (*table.features, *table.profile) if c.numeric][:MAX_PROFILE_PANELS]
@@ -520,7 +520,7 @@ MAX_EDA_PANELS = 9
 MAX_BARS = 12
 
 
-def plot_eda(customers: pd.DataFrame, table: Table | None = None) -> Figure:
+def plot_eda(customers: pd.DataFrame, table: ColumnPlan | None = None) -> Figure:
     """One panel per column of ``table`` (features first, then profile columns; at most
     ``MAX_EDA_PANELS``): histograms of numeric columns, bars of categorical ones (the
     ``MAX_BARS`` most frequent values). Size ``EDA_SIZE`` (1000 x 800 px).
@@ -666,7 +666,7 @@ def run_figures(
     described: Described,
     *,
     rows: PlottedRows,
-    table: Table,
+    table: ColumnPlan,
     seed: int,
 ) -> dict[str, Figure]:
     """The PNGs of a run, by file name; ``rows`` are the rows of ``segmentation``."""

@@ -44,7 +44,7 @@ from tasks.scale import FeatureTransform
 from tasks.scoring.export import check_output_path, sidecar_path, write_table_files
 from tasks.scoring.model_file import ModelFile, first_defect
 from tasks.store.paths import LATEST, MANIFEST
-from tasks.table import Table, normalise
+from tasks.table import ColumnPlan, normalise
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Model:
 
     path: Path
     data: dict
-    table: Table
+    table: ColumnPlan
 
     @property
     def names(self) -> dict[int, str]:
@@ -173,7 +173,7 @@ def _check_manifest(path: Path) -> None:
 # --- the new customers' columns -------------------------------------------------------------
 
 
-def table_for_header(model: Model, header: Sequence[str]) -> Table:
+def table_for_header(model: Model, header: Sequence[str]) -> ColumnPlan:
     """The model's table with the headers of the new file: each column found by its header in
     the run's file, else by its name or the spec's aliases (without case and punctuation).
     Categorical features accept only the categories the model was fitted on (a new value is
@@ -233,7 +233,7 @@ def _categories(transforms: list[dict]) -> dict[str, list[str]]:
 def assign_customers(
     raw: pd.DataFrame,
     model: Model,
-    table: Table,
+    table: ColumnPlan,
     *,
     source: str = "input",
     max_quarantine_share: float | None = None,
@@ -303,7 +303,7 @@ def _with_unscorable(
     raw: pd.DataFrame,
     bad: pd.DataFrame,
     model: Model,
-    table: Table,
+    table: ColumnPlan,
 ) -> pd.DataFrame:
     """The quarantine plus clean rows whose values the model's transforms cannot take (the
     first row of the file with that id: later ones were exact repeats)."""

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tasks.table import Table
+from tasks.table import ColumnPlan
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Positive = Annotated[float, Field(allow_inf_nan=False, gt=0)]
@@ -58,7 +58,7 @@ class ModelFile(_Part):
     """``model.json`` as ``tasks.model.build_model`` writes it."""
 
     format: str  # read_model checks it first: MODEL_FORMAT
-    table: Table
+    table: ColumnPlan
     features: list[str] = []
     columns: list[str] = []
     scaler: str | None = None

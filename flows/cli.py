@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import unicodedata
 from datetime import date
 from pathlib import Path
 
@@ -408,19 +407,12 @@ def format_summary(manifest: dict) -> str:
     return "\n".join(printable(line) for line in lines)
 
 
-ESCAPED = ("Cc", "Cf")  # Unicode control and format characters
-ZWJ = "\u200d"  # a format character that joins emoji (family, flags): kept
-
-
 def printable(text: str) -> str:
-    """``text`` for the terminal: a control or format character (a line break or tab in a
-    segment name or path, an escape sequence, a right-to-left override) as its escape
-    (``\\n``, ``\\x1b``, ``\\u202e``), so a name from the data cannot break the table or
-    drive the terminal."""
-    return "".join(
-        repr(char)[1:-1] if unicodedata.category(char) in ESCAPED and char != ZWJ else char
-        for char in text
-    )
+    """``text`` for the terminal: control and format characters of a segment name or path (a
+    line break, tab, escape sequence, right-to-left override) as their escapes."""
+    from tasks.errors import escaped_controls  # a light module: no pandas
+
+    return escaped_controls(text)
 
 
 def segment_lines(sizes: list[tuple[int, int, str]], total: int) -> list[str]:

@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from numbers import Integral, Real
 from pathlib import Path
 
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+
+
+ZWJ = "\u200d"  # a format character that joins emoji (family, flags): never escaped
+
+
+def escaped_controls(text: str, *, keep: str = "", formats: bool = True) -> str:
+    """``text`` with each control character (and, with ``formats``, each format character
+    such as a right-to-left override) written as its escape (``\\t``, ``\\x1b``,
+    ``\\u202e``), but those in ``keep``: for a terminal (a name cannot break a table or drive
+    the terminal) and a figure (a tab has no glyph in the font)."""
+    escaped = ("Cc", "Cf") if formats else ("Cc",)
+    return "".join(
+        repr(char)[1:-1]
+        if char not in keep and char != ZWJ and unicodedata.category(char) in escaped
+        else char
+        for char in text
+    )
 
 
 def shown_value(value: object) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import textwrap
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from io import BytesIO
@@ -39,6 +38,7 @@ from sklearn.decomposition import PCA
 
 from schemas.columns import CUSTOMER_ID
 from schemas.customers import AGE, ANNUAL_INCOME, GENDER, SPENDING_SCORE
+from tasks.errors import escaped_controls
 from tasks.table import ColumnPlan, mall_table
 
 if TYPE_CHECKING:
@@ -95,10 +95,7 @@ def label_for(column: str, labels: Mapping[str, str] | None = None) -> str:
 def shown(text: str) -> str:
     """``text`` as drawn: a control character other than the line break (a tab in a header)
     has no glyph in the font (a box and a warning), so it is drawn as its escape, ``\\t``."""
-    return "".join(
-        char if char == "\n" or unicodedata.category(char) != "Cc" else repr(char)[1:-1]
-        for char in text
-    )
+    return escaped_controls(text, keep="\n", formats=False)
 
 
 def column_labels(table: ColumnPlan, matrix_columns: Sequence[str] = ()) -> dict[str, str]:

@@ -56,8 +56,8 @@ lint: $(STAMP)
 
 # Everything CI checks before the tests (configured in pyproject.toml): ruff's rules (with the
 # banned APIs: no pickle, no pyplot in product code; at most 8 parameters a product function),
-# ruff's formatting, mypy over flows/, tasks/ and schemas/, and the import contract (tasks/ and
-# schemas/ never import Prefect).
+# ruff's formatting, mypy over segment/, flows/, tasks/ and schemas/, and the import contract
+# (tasks/, schemas/, the settings and the plan never import Prefect; no import cycle).
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

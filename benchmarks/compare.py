@@ -11,7 +11,7 @@ once on 127.0.0.1 (``--no-running-server`` leaves it out). Measured for each run
 - report: the flow's report step (``timings.report``: tables, model, PNGs).
 
 Also, ``--repeat`` times: the wall time of a process that only imports what ``segment run`` imports
-before its flow starts (``flows.cli``, ``flows.runners``, ``flows.segmentation``).
+before its flow starts (``segment.cli.main``, ``flows.runners``, ``flows.segmentation``).
 
 The medians go to stdout as markdown tables, with the issue's targets (ratios against the plain
 script, report step, import), and to ``benchmarks/results/latest.md``.
@@ -172,7 +172,7 @@ def _manifest_k(manifest: dict) -> str:
 
 
 # What `segment run` imports before its flow starts.
-RUN_PATH_IMPORTS = "import flows.cli, flows.runners, flows.segmentation"
+RUN_PATH_IMPORTS = "import segment.cli.main, flows.runners, flows.segmentation"
 
 
 def time_run_path_import(env: dict[str, str]) -> float:

@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flows.run_folder import configure_run_logging, fails_without_persisting, pipeline_task
-from flows.settings import SegmentationSettings
+from segment.settings import SegmentationSettings
 from tasks.reporting.artifacts import assignment_markdown
 from tasks.scoring.assign import (
     Model,

@@ -55,8 +55,8 @@ from typing import TYPE_CHECKING, Any, cast
 from pydantic import ValidationError
 
 from flows.environment import HelpFormatter, Parser, configure_prefect, one_line
-from flows.options import add_options, given_settings, usage_error
-from flows.settings import SegmentationSettings
+from segment.cli.options import add_options, given_settings, usage_error
+from segment.settings import SegmentationSettings
 from tasks.store.snapshots import AS_OF_NEEDS_A_FOLDER
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.environment import RUN_LOGGERS
 from flows.killed_runs import record_process
-from flows.settings import SegmentationSettings
+from segment.settings import SegmentationSettings
 from tasks.errors import InputError
 from tasks.gates import GateError
 from tasks.reporting.artifacts import artifact_key

@@ -12,7 +12,7 @@ from uuid import UUID
 from pydantic import ValidationError
 
 from flows.environment import one_line
-from flows.settings import SegmentationSettings
+from segment.settings import SegmentationSettings
 
 
 def settings_for_run(settings: SegmentationSettings | None) -> SegmentationSettings:

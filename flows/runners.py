@@ -9,8 +9,7 @@ from contextlib import contextmanager
 
 from prefect import Flow
 
-from flows.settings import SegmentationSettings
-from tasks.errors import InputError
+from segment.settings import SegmentationSettings
 
 
 def dask_task_runner(settings: SegmentationSettings):
@@ -33,24 +32,14 @@ def dask_task_runner(settings: SegmentationSettings):
 
 
 def flow_for(settings: SegmentationSettings) -> Flow[[SegmentationSettings], dict]:
-    """The flow that segments ``settings.input`` with the task runner ``settings.runner`` asks for.
-
-    runner=local: the in-memory flow in this process. runner=dask: the same flow with the elbow
-    sweep's k values fanned out over Dask workers; for a folder of Parquet partition files, the
-    partitioned flow (cleaned, scaled and fitted partition by partition on the cluster).
-    """
+    """The segmentation flow with the task runner ``settings.runner`` asks for: runner=local
+    runs its tasks in this process; runner=dask on a Dask cluster (the elbow sweep's k values
+    fanned out over the workers; a folder of Parquet partitions cleaned, scaled and fitted
+    partition by partition there). The plan, not this, decides what the input is."""
     from flows.segmentation import segment_customers
-    from tasks.store.snapshots import PARTITIONED_NEEDS_DASK, is_partitioned_input
 
-    partitioned = is_partitioned_input(settings.input)
     if settings.runner == "local":
-        if partitioned:
-            raise InputError(PARTITIONED_NEEDS_DASK, path=settings.input)
         return segment_customers
-    if partitioned:
-        from flows.partitioned import segment_partitioned
-
-        return segment_partitioned.with_options(task_runner=dask_task_runner(settings))
     return segment_customers.with_options(task_runner=dask_task_runner(settings))
 
 

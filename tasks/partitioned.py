@@ -20,10 +20,11 @@ current (the flow's ``DaskTaskRunner`` cluster).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dask
 import dask.dataframe as dd
@@ -50,6 +51,7 @@ from tasks.describe import (
     names_and_summaries,
     stability_by_id,
 )
+from tasks.engines import Engine, Scaled
 from tasks.errors import InputError
 from tasks.fit import Segmentation, canonical_order, fit_segments
 from tasks.identity import (
@@ -67,16 +69,14 @@ from tasks.profile import (
     shared_values,
 )
 from tasks.scale import (
+    ClusterSpace,
     FeatureTransform,
     Moments,
-    Projection,
     ScaledFeatures,
-    apply_transforms,
     feature_frame,
     finish_transforms,
     fit_shapes,
     prepare_frame,
-    project,
     scaled_features,
 )
 from tasks.store.run_files import write_table
@@ -99,24 +99,6 @@ class Partitions(RowAccounting):
     @property
     def rows_kept(self) -> int:
         return sum(self.sizes)  # known without computing the Dask frame's length
-
-
-@dataclass(frozen=True)
-class ClusterSpace:
-    """How a partition's customers become rows of the matrix K-Means works in: the table, the
-    categorical features' values (the same one-hot columns in every partition), the fitted
-    transforms and the PCA projection, if any."""
-
-    table: ColumnPlan
-    categories: dict[str, list[str]]
-    transforms: tuple[FeatureTransform, ...]
-    projection: Projection | None = None
-
-    def values(self, part: pd.DataFrame) -> pd.DataFrame:
-        return feature_frame(part, None, self.table, self.categories)
-
-    def matrix(self, part: pd.DataFrame) -> np.ndarray:
-        return project(apply_transforms(self.values(part), self.transforms), self.projection)
 
 
 def clean_partitions(
@@ -470,3 +452,77 @@ def _write_segments_part(
         previous.reset_index(drop=True),
     )
     return write_table(segments, path, segments_schema(table))
+
+
+class Partitioned(Engine):
+    """Every step over the partitions of a folder of Parquet files, on the Dask cluster that
+    ``computing()`` makes current (the flow's task runner's), with the functions above."""
+
+    previous_assignments = False  # the previous run's segment files are read on the cluster
+
+    def __init__(self, files: tuple[Path, ...], computing: Callable[[], AbstractContextManager]):
+        self.files = files
+        self.computing = computing
+
+    def read(self, source: Path, columns: ColumnPlan, sep: str | None, staging: Path) -> Any:
+        """The partition files: each is read on the workers by ``clean``."""
+        return self.files
+
+    def clean(
+        self, data: Any, columns: ColumnPlan, source: Path, max_quarantine_share: float
+    ) -> Partitions:
+        with self.computing():
+            parts = clean_partitions(data, columns, max_quarantine_share)
+            check_features_vary(parts.customers, columns)
+            return parts
+
+    def scale(
+        self, cleaned: Any, columns: ColumnPlan, scaler: str, *, sample_size: int, seed: int
+    ) -> Scaled:
+        """Transforms from statistics over all partitions; the seeded sample, scaled, for the
+        sweep and the plots."""
+        with self.computing():
+            space, rows, sample = fit_space(
+                cleaned.customers, columns, scaler, size=sample_size, seed=seed
+            )
+        return Scaled(rows, sample, space)
+
+    def fit(
+        self, cleaned: Any, scaled: Scaled, rows: np.ndarray, k: int, *, seed: int, n_init: int
+    ) -> Segmentation:
+        with self.computing():
+            return fit_partitions(cleaned, scaled.space, rows, k, seed=seed, n_init=n_init)
+
+    def describe(
+        self,
+        cleaned: Any,
+        fitted: FittedRows,
+        scaled: Scaled,
+        previous: PreviousRun | None,
+        folder: Path,
+        *,
+        max_shift: float,
+        seed: int,
+    ) -> Described:
+        with self.computing():
+            return describe_partitions(
+                cleaned.customers,
+                scaled.space,
+                fitted,
+                scaled.customers,
+                previous,
+                folder,
+                max_shift=max_shift,
+                seed=seed,
+            )
+
+    def assigned(self, fitted: FittedRows, scaled: Scaled, described: Described) -> pd.DataFrame:
+        """The sample's segments (the medians, spreads and typical customers of the report)."""
+        segmentation = fitted.segmentation
+        return pd.DataFrame(
+            {
+                CUSTOMER_ID: scaled.customers[CUSTOMER_ID].to_numpy(),
+                SEGMENT_ID: described.identity.relabel(segmentation.labels),
+                DISTANCE: segmentation.distances,
+            }
+        )

@@ -126,11 +126,38 @@ class ScaledFeatures:
     def values(self, customers: pd.DataFrame, table: ColumnPlan) -> pd.DataFrame:
         """``customers``' feature columns in original units, with the one-hot columns of the
         categorical features as this scaling made them (``feature_frame``)."""
+        return feature_frame(customers, None, table, self.categories())
+
+    def categories(self) -> dict[str, list[str]]:
+        """Each categorical feature's values, in the order of its one-hot columns."""
         categories: dict[str, list[str]] = {}
         for t in self.transforms:
             if t.source is not None and t.category is not None:
                 categories.setdefault(t.source, []).append(t.category)
-        return feature_frame(customers, None, table, categories)
+        return categories
+
+
+@dataclass(frozen=True)
+class ClusterSpace:
+    """How a partition's customers become rows of the matrix K-Means works in: the table, the
+    categorical features' values (the same one-hot columns in every partition), the fitted
+    transforms and the PCA projection, if any."""
+
+    table: ColumnPlan
+    categories: dict[str, list[str]]
+    transforms: tuple[FeatureTransform, ...]
+    projection: Projection | None = None
+
+    @classmethod
+    def of(cls, scaled: ScaledFeatures, table: ColumnPlan) -> ClusterSpace:
+        """The space ``scaled`` (fitted on customers in memory) puts customers in."""
+        return cls(table, scaled.categories(), scaled.transforms, scaled.projection)
+
+    def values(self, part: pd.DataFrame) -> pd.DataFrame:
+        return feature_frame(part, None, self.table, self.categories)
+
+    def matrix(self, part: pd.DataFrame) -> np.ndarray:
+        return project(apply_transforms(self.values(part), self.transforms), self.projection)
 
 
 def feature_frame(

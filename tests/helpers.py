@@ -118,7 +118,7 @@ def segment_command(source: Path, output: Path, *extra: str) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "flows.cli",
+        "segment.cli.main",
         "run",
         "--input",
         str(source),

@@ -17,7 +17,7 @@ from planted_tables import (
 from sklearn.metrics import adjusted_rand_score
 
 from flows.segmentation import segment_customers
-from flows.settings import SegmentationSettings
+from segment.settings import SegmentationSettings
 from tasks.ingest import read_file
 from tasks.spec_init import starter_spec
 from tasks.store.run_files import latest_run

@@ -20,8 +20,8 @@ from planted_tables import (
     write_planted_table,
 )
 
-from flows.cli import EXIT_BAD_INPUT, EXIT_BAD_MODEL, EXIT_OK, EXIT_USAGE, main
 from schemas.columns import DISTANCE, OUTLIER, SEGMENT_ID, SEGMENT_NAME
+from segment.cli.main import EXIT_BAD_INPUT, EXIT_BAD_MODEL, EXIT_OK, EXIT_USAGE, main
 from tasks.clean import clean_customers
 from tasks.describe import FittedRows, describe_segments
 from tasks.errors import InputError
@@ -457,7 +457,7 @@ def test_assign_segments_flow_reproduces_a_real_runs_segments(tmp_path):
     its latest run: every customer gets the segment id segments.parquet gave it."""
     from flows.assign import assign_segments
     from flows.segmentation import segment_customers
-    from flows.settings import SegmentationSettings
+    from segment.settings import SegmentationSettings
 
     output = tmp_path / "outputs"
     segment_customers(SegmentationSettings(output_dir=output, k=5))

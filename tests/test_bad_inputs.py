@@ -6,14 +6,14 @@ has one of two outcomes:
 
 - **bad input**: ``segment run`` exits with ``EXIT_BAD_INPUT`` (3) and writes exactly one line
   to standard error, ``segment: error: <file>[, row N][, column 'X']: <what is wrong>``; no run
-  folder is left. Checked end to end through ``flows.cli.main``, in-process, under the session's
-  throw-away Prefect server (about 1 s a case; Prefect's own log goes to the real stderr).
+  folder is left. Checked end to end through ``segment.cli.main.main``, in-process, under the
+  session's throw-away Prefect server (about 1 s a case; Prefect's own log goes to the real stderr).
 - **clean run**: the named source rows are quarantined with their exact reasons, and
   ``rows_read = rows_kept + rows_quarantined + duplicates_dropped``, the row accounting the
   manifest records (``CleanResult.accounting()``). Checked on the task functions, except for the
   case that needs the elbow sweep and the fit, which runs the command.
 
-Exit codes (``flows.cli``): 0 ok, 1 internal error, 2 usage, 3 bad input, 4 quality gate.
+Exit codes (``segment.cli.main``): 0 ok, 1 internal error, 2 usage, 3 bad input, 4 quality gate.
 
 Tested elsewhere, not repeated here: a missing file (exit 3 before Prefect starts,
 ``test_cli.test_missing_input_file_exits_with_bad_input_code_before_prefect_starts``); the real
@@ -37,10 +37,10 @@ import pytest
 from helpers import read_customers
 
 import flows.segmentation  # noqa: F401 - Prefect sets up its log handlers on import: before capsys
-from flows.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from schemas.columns import CUSTOMER_ID, SOURCE_ROW
 from schemas.customers import COLUMNS
 from schemas.spec import MALL_PRESET
+from segment.cli.main import EXIT_BAD_INPUT, EXIT_OK, main
 from tasks.clean import CleanResult, clean_customers
 from tasks.errors import InputError
 from tasks.scale import scale_features

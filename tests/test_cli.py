@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import (
+from flows.environment import STARTUP_TIMEOUT_ERROR, STARTUP_TIMEOUT_VARIABLE
+from segment.cli.main import (
     EXIT_BAD_INPUT,
     EXIT_GATE,
     EXIT_INTERNAL,
@@ -20,8 +21,7 @@ from flows.cli import (
     format_summary,
     main,
 )
-from flows.environment import STARTUP_TIMEOUT_ERROR, STARTUP_TIMEOUT_VARIABLE
-from flows.settings import DEFAULT_INPUT, PROJECT_ROOT
+from segment.settings import DEFAULT_INPUT, PROJECT_ROOT
 
 SEGMENT = Path(sys.executable).with_name("segment")
 
@@ -43,8 +43,8 @@ def test_help_lists_the_main_options(capsys):
 def _subparsers() -> dict:
     import argparse
 
-    from flows.cli import _parser
     from flows.deployment import _parser as serve_parser
+    from segment.cli.main import _parser
 
     parser = _parser()
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
@@ -148,20 +148,18 @@ def test_a_spec_section_for_no_column_of_the_file_exits_3_before_prefect_starts(
     ],
     ids=["mall-preset", "features-numeric"],
 )
-def test_the_resolve_columns_log_line_says_whether_the_mall_preset_is_used(
-    options, said, monkeypatch
-):
+def test_the_plan_log_line_says_whether_the_mall_preset_is_used(options, said, monkeypatch):
     import logging
 
-    import flows.segmentation as segmentation
+    import flows.steps as steps
 
     lines: list[str] = []
     logger = logging.getLogger("test.resolve")
     logger.setLevel(logging.INFO)
     monkeypatch.setattr(logger, "info", lambda message, *args: lines.append(message % args))
-    monkeypatch.setattr(segmentation, "get_run_logger", lambda: logger)
-    settings = segmentation.SegmentationSettings(input=DEFAULT_INPUT, **options)
-    table = segmentation.resolve_columns.fn(DEFAULT_INPUT, settings)
+    monkeypatch.setattr(steps, "get_run_logger", lambda: logger)
+    settings = steps.SegmentationSettings(input=DEFAULT_INPUT, **options)
+    table = steps.plan.fn(settings).table_columns
     assert (table.preset == "mall") == (not options)
     assert any(said in line for line in lines), lines
 
@@ -193,8 +191,8 @@ def test_k_above_the_number_of_rows_is_a_usage_error_before_prefect_starts(
 
 
 def test_k_equal_to_the_number_of_rows_passes_the_check(tmp_path):
-    from flows.cli import check_input
-    from flows.settings import SegmentationSettings
+    from segment.cli.main import check_input
+    from segment.settings import SegmentationSettings
 
     small = tmp_path / "small.csv"
     small.write_text("\n".join(DEFAULT_INPUT.read_text().splitlines()[:21]))  # no final newline
@@ -245,8 +243,8 @@ def test_unknown_column_key_of_a_general_table_is_a_usage_error(tmp_path, capsys
     assert err.startswith("segment: error: ") and err.count("\n") == 1
     assert "--column nosuch: no column of this run has that name" in err
     assert "--features or --profile (here: Channel, Fresh, Milk, customer_id)" in err
-    from flows.cli import check_input
-    from flows.settings import SegmentationSettings
+    from segment.cli.main import check_input
+    from segment.settings import SegmentationSettings
 
     used = SegmentationSettings(input=table, features=["fresh"], columns={"fresh": "Fresh"})
     assert check_input(used) is None
@@ -273,7 +271,7 @@ def test_init_writes_a_spec_that_reads_back_and_refuses_to_overwrite(tmp_path, c
 def test_as_of_with_a_single_input_file_is_refused_before_prefect_is_imported(tmp_path):
     """--as-of picks a snapshot from a folder: with a single file it would be ignored."""
     code = (
-        "import sys; from flows.cli import main; "
+        "import sys; from segment.cli.main import main; "
         f"code = main(['run', '--input', {str(DEFAULT_INPUT)!r}, '--as-of', '2026-11-20', "
         f"'--output', {str(tmp_path)!r}]); "
         "print('prefect' in sys.modules); sys.exit(code)"

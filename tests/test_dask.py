@@ -15,11 +15,11 @@ from helpers import read_customers
 from planted_tables import mixed_marketing_table, write_planted_table
 from sklearn.metrics import adjusted_rand_score
 
-from flows import cli
 from flows.runners import flow_for, prefect_api_for_workers
 from flows.segmentation import segment_customers
-from flows.settings import SegmentationSettings
 from schemas.outputs import Quarantine, Segments
+from segment.cli import main as cli
+from segment.settings import SegmentationSettings
 from tasks import partitioned
 from tasks.clean import clean_customers
 from tasks.describe import FittedRows, describe_segments
@@ -160,6 +160,51 @@ def test_in_memory_flow_on_dask_fans_the_sweep_out_and_matches_local(customers, 
     mine = pd.read_parquet(latest_run(tmp_path / "dask") / "segments.parquet")
     theirs = pd.read_parquet(latest_run(tmp_path / "local") / "segments.parquet")
     assert (mine["segment_id"].to_numpy() == theirs["segment_id"].to_numpy()).all()
+
+
+def _task_names(manifest: dict) -> list[str]:
+    """The task runs of a run's flow run, by name (``fit-k-3`` -> ``fit-k``), in start order."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[manifest["flow_run_id"]]))
+        )
+        flow = client.read_flow(client.read_flow_run(manifest["flow_run_id"]).flow_id)
+    ordered = sorted(runs, key=lambda run: run.start_time or run.expected_start_time)
+    return [flow.name] + [run.name.rsplit("-", 1)[0] for run in ordered]
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
+def test_partitions_and_a_file_run_the_same_flow_and_the_same_tasks(customers, tmp_path):
+    """One flow for every input: a folder of partitions on Dask runs exactly the tasks, in the
+    same order, as the same customers in one file on Dask (issue 22); only the engine differs."""
+    csv, parts = customers
+    names = []
+    for source in (csv, parts):
+        settings = _settings(input=source, output_dir=tmp_path / source.name, runner="dask")
+        with prefect_api_for_workers(settings):
+            names.append(_task_names(flow_for(settings)(settings)))
+    in_memory, partitioned = names
+    assert partitioned == in_memory
+    assert in_memory[0] == "customer-segmentation"
+    steps = list(dict.fromkeys(in_memory[1:]))  # each step once (fit-k: one run per k)
+    assert steps == [
+        "plan-run",
+        "load-previous-run",
+        "ingest",
+        "validate-and-clean",
+        "scale-features",
+        "fit-k",
+        "choose-k",
+        "final-fit",
+        "identify-segments",
+        "quality-gates",
+        "write-report",
+        "publish-run",
+    ]
 
 
 def test_cleaning_partitions_finds_duplicates_and_conflicts_across_files(tmp_path):

@@ -31,8 +31,8 @@ from flows.deployment import (
     serve_nightly,
 )
 from flows.run_settings import merge_over_deployment, settings_for_run
-from flows.settings import SegmentationSettings
 from live_server import BIN, ROOT, RUN_TIMEOUT, Server, start, stop, wait_for
+from segment.settings import SegmentationSettings
 
 CUSTOMERS = ROOT / "data" / "customers.csv"
 

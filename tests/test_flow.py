@@ -9,8 +9,8 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from flows.segmentation import segment_customers
-from flows.settings import DEFAULT_INPUT, SegmentationSettings
 from schemas.outputs import Elbow, Profiles, Quarantine, Segments
+from segment.settings import DEFAULT_INPUT, SegmentationSettings
 from tasks.errors import InputError
 from tasks.reporting import plots
 from tasks.sample_data import generate_customers

@@ -1,5 +1,6 @@
 """Hostile headers and small tables end to end (issue 21): `segment init` and `segment run`
-through ``flows.cli.main``, in this process, under the session's throw-away Prefect server."""
+through ``segment.cli.main.main``, in this process, under the session's throw-away Prefect
+server."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pandas as pd
 import pytest
 
 import flows.segmentation  # noqa: F401 - Prefect sets up its log handlers on import: before capsys
-from flows.cli import EXIT_OK, main
+from segment.cli.main import EXIT_OK, main
 from tasks.store.run_files import latest_run
 
 

@@ -23,8 +23,8 @@ import pandas as pd
 import pytest
 from test_assign import fit_like_a_run
 
-from flows.cli import EXIT_BAD_INPUT, EXIT_OK, main
 from flows.run_folder import staged_run
+from segment.cli.main import EXIT_BAD_INPUT, EXIT_OK, main
 from tasks.errors import NOT_A_REGULAR_FILE, InputError, OutputError
 from tasks.sample_data import generate_customers, write_sample_csv
 from tasks.scoring.assign import assign_file
@@ -151,8 +151,8 @@ def _no_prefect(monkeypatch) -> None:
     def started(*args, **kwargs):
         raise AssertionError("Prefect was started before the problem was found")
 
-    monkeypatch.setattr("flows.cli.start_early_server", started)
-    monkeypatch.setattr("flows.cli.configure_prefect", started)
+    monkeypatch.setattr("segment.cli.main.start_early_server", started)
+    monkeypatch.setattr("segment.cli.main.configure_prefect", started)
     monkeypatch.setattr(flows.runners, "flow_for", started)
 
 

@@ -44,7 +44,7 @@ PROFILE = "kind <b>seg</b> [x](http://evil.example/)"
 KINDS = ["<b>bold</b>", "[x](http://evil.example/)", "emoji 😀 | pipe \\ {}"]
 IDS = ['=cmd|" /C calc"!A0', "@id<script>alert(1)</script>", "+1", "-2", "tab\tid\nline"]
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-CLI = [sys.executable, "-m", "flows.cli"]
+CLI = [sys.executable, "-m", "segment.cli.main"]
 
 
 def hostile_table(n: int = 300, seed: int = 3) -> pd.DataFrame:

@@ -1,5 +1,5 @@
 """Killed and stopped runs: which flow runs' processes are gone (flows/killed_runs.py), and
-SIGTERM/SIGINT as an exception (flows/signals.py)."""
+SIGTERM/SIGINT as an exception (segment/cli/signals.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from flows.killed_runs import crash_killed_runs, dead_runs, process_gone, this_process
-from flows.signals import Stopped, stopped_by_signals
+from segment.cli.signals import Stopped, stopped_by_signals
 
 HOST = "worker-7"
 ALIVE = {100, 200}

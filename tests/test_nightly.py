@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from flows.segmentation import segment_customers
-from flows.settings import SegmentationSettings
+from segment.settings import SegmentationSettings
 from tasks.gates import GateError
 from tasks.sample_data import generate_snapshots, write_snapshots
 from tasks.store.run_files import latest_run

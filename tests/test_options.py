@@ -1,4 +1,4 @@
-"""flows.options: the command-line options, their parsing and the README's option table are
+"""segment.cli.options: the command-line options, their parsing and the README's option table are
 generated from the settings model (each setting declared once)."""
 
 from __future__ import annotations
@@ -11,8 +11,14 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from flows.deployment import _parser as serve_parser
-from flows.options import add_options, given_settings, option_specs, options_markdown, usage_error
-from flows.settings import SegmentationSettings
+from segment.cli.options import (
+    add_options,
+    given_settings,
+    option_specs,
+    options_markdown,
+    usage_error,
+)
+from segment.settings import SegmentationSettings
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -136,19 +142,19 @@ def test_serve_takes_the_same_settings_as_run():
 
 
 def test_readme_option_table_is_the_generated_one():
-    """The README's table is generated (`python -m flows.options`): it cannot drift from
+    """The README's table is generated (`python -m segment.cli.options`): it cannot drift from
     `segment run --help`."""
     text = README.read_text(encoding="utf-8")
     block = re.search(r"<!-- options:begin -->\n(.*?)\n<!-- options:end -->", text, re.S)
     assert block is not None, "README has no generated option table"
     assert block.group(1) == options_markdown(SegmentationSettings), (
-        "README's option table is out of date: run `.venv/bin/python -m flows.options` and "
+        "README's option table is out of date: run `.venv/bin/python -m segment.cli.options` and "
         "paste its output between the markers"
     )
 
 
 def test_segment_run_help_lists_every_generated_option():
-    from flows.cli import _parser
+    from segment.cli.main import _parser
 
     commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
     text = commands.choices["run"].format_help()

@@ -16,8 +16,8 @@ from helpers import lock_is_free
 from prefect.states import Completed, Failed
 from pydantic import ValidationError
 
-from flows.segmentation import retry_on_transient
-from flows.settings import SegmentationSettings
+from flows.steps import retry_on_transient
+from segment.settings import SegmentationSettings
 from tasks.errors import InputError
 from tasks.ingest import SAMPLE_ROWS
 from tasks.sample_data import generate_customers, write_sample_csv
@@ -94,11 +94,11 @@ def test_retry_settings_have_safe_defaults_and_bounds():
 
 @pytest.fixture
 def read_calls(monkeypatch):
-    """Replace the flow's reader with one that fails the first ``fail_first`` calls with
+    """Replace the in-memory engine's reader with one that fails the first ``fail_first`` calls with
     ``error`` (then reads the file for real); ``calls`` records the time of every call."""
-    import flows.segmentation as flow_module
+    import tasks.engines as engines
 
-    real = flow_module.read_file
+    real = engines.read_file
     plan = {"calls": [], "fail_first": 0, "error": None}
 
     def flaky(*args, **kwargs):
@@ -107,7 +107,7 @@ def read_calls(monkeypatch):
             raise plan["error"]
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(flow_module, "read_file", flaky)
+    monkeypatch.setattr(engines, "read_file", flaky)
     return plan
 
 

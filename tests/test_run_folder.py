@@ -9,7 +9,7 @@ import pytest
 from helpers import lock_is_free
 
 from flows.run_folder import configure_run_logging, run_id_for, staged_run
-from flows.settings import SegmentationSettings
+from segment.settings import SegmentationSettings
 from tasks.errors import InputError
 from tasks.gates import GateError
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from flows import cli
-from flows.runners import dask_task_runner, flow_for
-from flows.settings import SegmentationSettings
+from flows.runners import dask_task_runner
+from segment.cli import main as cli
+from segment.plan import plan_run
+from segment.settings import SegmentationSettings
 from tasks.errors import InputError
 from tasks.sample_data import generate_customers
 
@@ -24,7 +25,7 @@ def parts(tmp_path):
 
 def test_partitioned_folder_without_the_dask_runner_is_a_clear_bad_input(parts, capsys):
     with pytest.raises(InputError, match="add --runner dask"):
-        flow_for(SegmentationSettings(input=parts))
+        plan_run(SegmentationSettings(input=parts))
     assert cli.main(["run", "--input", str(parts), "--quiet"]) == cli.EXIT_BAD_INPUT
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(parts) in err and "--runner dask" in err

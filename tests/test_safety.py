@@ -19,9 +19,9 @@ import pytest
 from pydantic import ValidationError
 
 import flows.segmentation  # noqa: F401 - Prefect sets up its log handlers on import: before capsys
-from flows.cli import EXIT_BAD_INPUT, EXIT_GATE, EXIT_INTERNAL, main
-from flows.settings import SegmentationSettings
 from live_server import ROOT, Server
+from segment.cli.main import EXIT_BAD_INPUT, EXIT_GATE, EXIT_INTERNAL, main
+from segment.settings import SegmentationSettings
 
 SOURCE_DIRS = ("flows", "tasks", "schemas")
 SPREADSHEET_MODULES = {"openpyxl", "xlsxwriter", "xlwt", "odf", "pyexcel"}
@@ -94,7 +94,6 @@ def test_every_flow_persists_nothing_and_fails_without_raising_into_prefect():
     assert {f.name for f in flows} == {
         "assign-segments",
         "customer-segmentation",
-        "customer-segmentation-partitioned",
     }
     wrapper = fails_without_persisting(lambda: None).__code__
     for flow in flows:
@@ -155,7 +154,7 @@ def _inject_internal_error(monkeypatch) -> None:
     def broken(*args, **kwargs):
         raise RuntimeError("injected fault in scale_features")
 
-    monkeypatch.setattr("flows.segmentation.scale_features", broken)
+    monkeypatch.setattr("tasks.engines.scale_features", broken)
 
 
 FAILURES = {
@@ -226,7 +225,7 @@ def test_a_failed_partitioned_run_writes_no_pickle_and_no_result_artifact(tmp_pa
 
     assert _storage_files() - before == set()
     run, flow_name, artifacts = _run_and_its_artifacts(run_id)
-    assert flow_name == "customer-segmentation-partitioned"
+    assert flow_name == "customer-segmentation"
     assert run.state.is_failed(), run.state
     assert _result_artifacts(artifacts) == []
 
@@ -278,7 +277,7 @@ def test_accepted_run_ids_name_a_folder_directly_inside_runs(run_id, tmp_path):
 
 
 def test_the_cli_refuses_an_escaping_run_id_with_the_usage_code(capsys, tmp_path):
-    from flows.cli import main
+    from segment.cli.main import main
 
     with pytest.raises(SystemExit) as stop:
         main(["run", "--output", str(tmp_path), "--run-id", "../escaped"])
@@ -448,7 +447,7 @@ def test_a_local_run_works_with_dask_not_installed(live_server, tmp_path):
     assert probe.returncode != 0 and "blocked by the test" in probe.stderr
     output = tmp_path / "out"
     run = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "run", "--output", str(output), "--quiet"],
+        [sys.executable, "-m", "segment.cli.main", "run", "--output", str(output), "--quiet"],
         cwd=ROOT,
         env=env,
         capture_output=True,

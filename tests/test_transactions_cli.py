@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows.cli import EXIT_BAD_INPUT, EXIT_USAGE, check_input, main, order_lines_summary
-from flows.settings import SegmentationSettings
+from segment.cli.main import EXIT_BAD_INPUT, EXIT_USAGE, check_input, main, order_lines_summary
+from segment.settings import SegmentationSettings
 
 ORDERS = (
     "InvoiceNo,Quantity,InvoiceDate,UnitPrice,CustomerID\n"

@@ -10,9 +10,9 @@ import pytest
 from planted_orders import order_lines, write_order_lines
 from sklearn.metrics import adjusted_rand_score
 
-from flows.cli import format_summary
 from flows.segmentation import segment_customers
-from flows.settings import SegmentationSettings
+from segment.cli.main import format_summary
+from segment.settings import SegmentationSettings
 from tasks.store.run_files import latest_run
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from flows.options import Option
 from schemas.spec import Missing, load_spec
 from tasks.gates import Gates
 
 if TYPE_CHECKING:
     from tasks.table import ColumnPlan
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one settings field appears on the command line (every part optional)."""
+
+    flag: str | None = None  # default: --<prefix>-<field-name>
+    metavar: str | None = None
+    parse: Callable[[str], Any] | None = None  # text -> value (argparse ``type``)
+    prefix: str | None = None  # on a nested model field: the prefix of its fields' flags
+
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = PROJECT_ROOT / "data" / "customers.csv"
@@ -108,7 +120,7 @@ class DaskSettings(BaseModel):
 class SegmentationSettings(BaseModel):
     """Everything a run depends on, each setting declared once: the flow's one parameter (the
     deployment's form in the Prefect UI), `segment run`'s and `segment serve`'s options and the
-    README's option table are generated from these fields (``flows.options``). Defaults
+    README's option table are generated from these fields (``segment.cli.options``). Defaults
     reproduce the classic Mall-customers recipe."""
 
     model_config = ConfigDict(extra="forbid")

@@ -20,9 +20,9 @@ from flows.environment import (
     quiet_console,
     startup_timeout,
 )
-from flows.options import add_options, given_settings, usage_error
 from flows.server import start_early_server, warm_up
-from flows.settings import DEFAULT_INPUT, DEFAULT_SNAPSHOTS, SegmentationSettings
+from segment.cli.options import add_options, given_settings, usage_error
+from segment.settings import DEFAULT_INPUT, DEFAULT_SNAPSHOTS, SegmentationSettings
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1  # a bug or an environment problem: the traceback is in the log
@@ -33,7 +33,7 @@ EXIT_BAD_MODEL = 5  # segment assign: the model is missing, unreadable or not a 
 
 ADHOC_TAGS = ("segmentation", "adhoc")  # a deployment's runs are tagged "nightly" instead
 
-log = logging.getLogger("flows.cli")
+log = logging.getLogger("segment.cli.main")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,7 +202,7 @@ def _settings(args: argparse.Namespace) -> SegmentationSettings:
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """`segment run`; a SIGTERM or SIGINT stops it with one line and exit code 128 + the
     signal's number (the flow run is marked Crashed, the temporary server stopped)."""
-    from flows.signals import Stopped, stopped_by_signals
+    from segment.cli.signals import Stopped, stopped_by_signals
 
     try:
         with stopped_by_signals():
@@ -220,12 +220,9 @@ def _segment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         settings = _settings(args)
     except ValidationError as error:
         parser.error(usage_error(error, SegmentationSettings))
-    if not settings.input.exists():  # fail fast, before Prefect starts a server
-        return _fail(f"{settings.input}: no such file", EXIT_BAD_INPUT)
-    if not (settings.input.is_file() or settings.input.is_dir()):  # a pipe would hang or drain
-        from tasks.errors import NOT_A_REGULAR_FILE
-
-        return _fail(f"{settings.input}: {NOT_A_REGULAR_FILE}", EXIT_BAD_INPUT)
+    unreadable = early_problem(settings)  # no such file, a pipe: before Prefect starts a server
+    if unreadable is not None:
+        return _fail(unreadable, EXIT_BAD_INPUT)
     if settings.date_format is not None and not settings.transactions:
         parser.error("--date-format reads the dates of order lines: use it with --transactions")
     if (
@@ -288,77 +285,37 @@ def check_output(output_dir: Path) -> str | None:
     return None
 
 
-def check_input(settings: SegmentationSettings) -> tuple[int, str] | None:
-    """Check the input as the flow will use it, from its header, first rows and row count:
-    ``(exit code, one-line reason)`` when it cannot work, else None. Usage errors (an unknown
-    ``--column`` name, a k above the number of rows) exit with EXIT_USAGE; the input's own
-    problems (a column not in the file, a text column as a numeric feature, a feature with one
-    value ...) with EXIT_BAD_INPUT. A partitioned Dask input's columns come from its first file
-    with data rows."""
-    from tasks.errors import ColumnMappingError, InputError
-    from tasks.ingest import count_data_rows
-    from tasks.store.snapshots import (
-        PARTITIONED_NEEDS_DASK,
-        first_data_file,
-        is_partitioned_input,
-        partition_files,
-        resolve_input,
-        row_count,
-    )
-    from tasks.table import check_partitioned_table
+def early_problem(settings: SegmentationSettings) -> str | None:
+    """Why the input cannot be read at all (``segment.plan.check_options``), or None."""
+    from segment.plan import check_options
+    from tasks.errors import InputError
 
-    partitioned = is_partitioned_input(settings.input)
-    if settings.transactions:
-        return check_order_lines(settings, partitioned)
-    if partitioned and settings.runner != "dask":
-        return EXIT_BAD_INPUT, f"{settings.input}: {PARTITIONED_NEEDS_DASK}"
+    try:
+        check_options(settings)
+    except InputError as error:
+        return str(error)
+    return None
+
+
+def check_input(settings: SegmentationSettings) -> tuple[int, str] | None:
+    """The run's plan (``segment.plan.plan_run``, the input's rows counted when a k is asked):
+    ``(exit code, one-line reason)`` when the run cannot work, else None. Mistakes in the
+    options (an unknown ``--column`` name, a k above the number of rows) exit with
+    EXIT_USAGE; the input's own problems (a column not in the file, a text column as a numeric
+    feature, a partitioned folder without Dask ...) with EXIT_BAD_INPUT."""
+    from segment.plan import plan_run
+    from tasks.errors import ColumnMappingError, InputError
+
     quiet = logging.getLogger("tasks")  # the flow logs the same warnings again, in its run log
     level, quiet.level = quiet.level, logging.ERROR
     try:
-        if partitioned:  # the columns come from the first file with data rows
-            source = first_data_file(partition_files(settings.input))
-        else:
-            source = resolve_input(settings.input, settings.as_of)
-        table = settings.table_for(source)
-        if partitioned:
-            check_partitioned_table(table, settings.input)
-        asks_k = any(k is not None for k in (settings.k, settings.k_min, settings.k_max))
-        rows = None
-        if asks_k and partitioned:  # from the files' footers
-            rows = sum(row_count(f) for f in partition_files(settings.input))
-        elif asks_k:  # reads a CSV through: only if needed
-            rows = count_data_rows(source)
+        plan_run(settings, count_rows=True)
     except ColumnMappingError as error:
         return EXIT_USAGE, str(error)
     except InputError as error:
         return EXIT_BAD_INPUT, str(error)
     finally:
         quiet.setLevel(level)
-    too_many = None if rows is None else settings.k_beyond(rows, "the input has rows", options=True)
-    if too_many is not None:
-        return EXIT_USAGE, f"{source}: {too_many}"
-    return None
-
-
-def check_order_lines(settings: SegmentationSettings, partitioned: bool) -> tuple[int, str] | None:
-    """``check_input`` for order lines: the fields' columns found, the spec valid."""
-    from tasks.errors import ColumnMappingError, InputError
-    from tasks.orders.order_table import order_columns_for, order_spec
-    from tasks.store.snapshots import resolve_input
-
-    if partitioned or settings.runner == "dask":
-        return EXIT_BAD_INPUT, (
-            f"{settings.input}: --transactions runs in memory on one file or a folder of dated "
-            "snapshots (no partitioned folder, no --runner dask yet)"
-        )
-    try:
-        source = resolve_input(settings.input, settings.as_of if settings.input.is_dir() else None)
-        orders = order_columns_for(source, settings.sep, settings.order_fields(), settings.profile)
-        order_spec(settings.spec, settings.features, orders.profile)
-    except ColumnMappingError as error:
-        return EXIT_USAGE, str(error)
-    except InputError as error:
-        return EXIT_BAD_INPUT, str(error)
     return None
 
 

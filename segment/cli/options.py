@@ -1,6 +1,6 @@
 """Command-line options generated from a settings model.
 
-Each setting is declared once, as a field of ``flows.settings.SegmentationSettings`` (type,
+Each setting is declared once, as a field of ``segment.settings.SegmentationSettings`` (type,
 default, bounds, description). ``add_options`` turns the fields into argparse options
 (``--k-min`` for ``k_min``; a nested model's fields under its ``Option.prefix``, e.g.
 ``--gate-silhouette-floor`` for ``gates.silhouette_floor``), ``given_settings`` turns the
@@ -28,19 +28,11 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from segment.settings import Option
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 OFF = ("off", "none")  # an optional setting with a default is switched off with these words
 METAVARS = {int: "N", float: "X", str: "TEXT", Path: "PATH", date: "YYYY-MM-DD"}
-
-
-@dataclass(frozen=True)
-class Option:
-    """How one settings field appears on the command line (every part optional)."""
-
-    flag: str | None = None  # default: --<prefix>-<field-name>
-    metavar: str | None = None
-    parse: Callable[[str], Any] | None = None  # text -> value (argparse ``type``)
-    prefix: str | None = None  # on a nested model field: the prefix of its fields' flags
 
 
 @dataclass(frozen=True)
@@ -230,9 +222,9 @@ def options_markdown(model: type[BaseModel], *, skip: tuple[str, ...] = ()) -> s
     return "\n".join(rows)
 
 
-if __name__ == "__main__":  # the README's option table: python -m flows.options
+if __name__ == "__main__":  # the README's option table: python -m segment.cli.options
     # imported by name: this file runs as __main__, a copy whose Option the settings don't use
-    from flows.options import options_markdown as table
-    from flows.settings import SegmentationSettings
+    from segment.cli.options import options_markdown as table
+    from segment.settings import SegmentationSettings
 
     print(table(SegmentationSettings))

@@ -1,0 +1,428 @@
+"""The steps of the segmentation flow as Prefect tasks: each hands its work to a plain
+function of tasks/ (through the run's engine, ``tasks.engines``, where the work depends on
+where the customers are) and adds what Prefect shows: log lines, progress, artifacts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar, cast
+from uuid import UUID
+
+import numpy as np
+import pandas as pd
+from prefect import Task, get_run_logger, unmapped
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.runtime import flow_run
+from prefect.states import State
+
+from flows.run_folder import pipeline_task, run_artifact_key
+from segment.plan import RunPlan, plan_run
+from segment.settings import SegmentationSettings
+from tasks.clean import RowAccounting
+from tasks.describe import Described, FittedRows, Outcome, previous_k
+from tasks.elbow import (
+    KChoice,
+    choose_k_within_gate,
+    elbow_table,
+    metrics_for_k,
+    sweep_k,
+    sweepable_k_values,
+)
+from tasks.engines import Engine, Scaled
+from tasks.errors import InputError
+from tasks.fit import Segmentation
+from tasks.gates import GateError, gate_breaches
+from tasks.identity import PreviousRun
+from tasks.ingest import PARQUET_SUFFIXES, read_file
+from tasks.orders.encoded_lines import EncodedLines, encode_frame, read_encoded_lines
+from tasks.orders.order_table import segmentable_customers
+from tasks.orders.transactions import Derivation, derive_customers
+from tasks.reporting import plots
+from tasks.reporting.artifacts import (
+    gate_failure_markdown,
+    profiles_records,
+    summary_markdown,
+    summary_means,
+    transitions_records,
+)
+from tasks.reporting.html_report import REPORT, ReportSample, run_report
+from tasks.store.history import load_previous_run
+from tasks.store.manifest import (
+    KRecord,
+    Manifest,
+    PcaRecord,
+    StepTimer,
+    input_record,
+    package_versions,
+    segment_records,
+    utc_now,
+)
+from tasks.store.retry import is_transient
+from tasks.store.run_files import finish_run, run_id_of, write_run_files, write_table, write_text
+from tasks.table import ColumnPlan, describe_table
+
+# Results stay in memory: no input hashing of large frames, nothing pickled to disk.
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@pipeline_task("plan-run")
+def plan(settings: SegmentationSettings) -> RunPlan:
+    """The run's input (the file, the newest dated snapshot in a folder up to as_of, or the
+    partition files), its mode and its columns (``segment.plan.plan_run``), logged with where
+    they came from and what was inferred."""
+    run_plan = plan_run(settings)
+    logger = get_run_logger()
+    for note in run_plan.notes:
+        logger.info(note)
+    return run_plan
+
+
+load_previous = pipeline_task("load-previous-run")(load_previous_run)
+
+
+def retry_on_transient(task: object, task_run: object, state: State) -> bool:
+    """Prefect ``retry_condition_fn`` of ``ingest``: retry only a transient I/O error. Results
+    are never persisted here, so the Failed state holds the exception itself."""
+    return isinstance(state.data, BaseException) and is_transient(state.data)
+
+
+def retried(step: Task[P, R], settings: SegmentationSettings) -> Task[P, R]:
+    """A reading ``step`` retried on transient I/O errors: ``settings.read_retries`` times,
+    ``read_retry_delay`` seconds apart (one number, not a backoff list: the Prefect UI shows
+    a list as NaN)."""
+    return step.with_options(
+        retries=settings.read_retries, retry_delay_seconds=settings.read_retry_delay
+    )
+
+
+@pipeline_task("ingest", retry_condition_fn=retry_on_transient)
+def ingest(
+    engine: Engine, source: Path, columns: ColumnPlan, sep: str | None, staging: Path
+) -> Any:
+    """Read the customer table (in memory: the file, kept as raw.parquet in the run folder;
+    partitions: each is read on the workers by the cleaning). Retried on transient I/O errors
+    (settings.read_retries, read_retry_delay seconds apart), never on bad data."""
+    return engine.read(source, columns, sep, staging)
+
+
+@pipeline_task("read-order-lines", retry_condition_fn=retry_on_transient)
+def read_order_lines(source: Path, sep: str | None, staging: Path) -> EncodedLines:
+    """Order lines as codes into each column's distinct values. A Parquet file is read
+    straight into codes in its own types and not copied into the run folder (the manifest
+    records its path, size and sha256); a text file is read as text and kept as raw.parquet,
+    as a customer file is. Retried as ``ingest``."""
+    if source.suffix.lower() in PARQUET_SUFFIXES:
+        return read_encoded_lines(source)
+    raw = read_file(source, sep)
+    write_table(raw, staging / "raw.parquet")
+    return encode_frame(raw)
+
+
+@pipeline_task("derive-customers")
+def derive(
+    lines: EncodedLines, run_plan: RunPlan, settings: SegmentationSettings, staging: Path
+) -> tuple[Derivation, pd.DataFrame, ColumnPlan]:
+    """Order lines -> one row per customer (R, F, M, extras, RFM scores): the customer table
+    the run segments. Writes customers.parquet, quarantine_lines.parquet and
+    customers_without_purchases.parquet; returns the derivation (its line accounting), the
+    customers as a table to clean, and its ColumnPlan."""
+    if run_plan.orders is None or run_plan.order_spec is None:
+        raise RuntimeError("derive-customers needs a plan of order lines")
+    try:
+        derivation = derive_customers(
+            lines, run_plan.orders, as_of=settings.as_of, date_format=settings.date_format
+        )
+    except InputError as error:
+        raise error.with_path(run_plan.source) from error
+    _, frame, columns = segmentable_customers(derivation.customers, run_plan.order_spec)
+    write_table(derivation.customers, staging / "customers.parquet")
+    write_table(derivation.quarantine, staging / "quarantine_lines.parquet")
+    write_table(derivation.without_purchases, staging / "customers_without_purchases.parquet")
+    return derivation, frame, columns
+
+
+@pipeline_task("validate-and-clean")
+def clean(
+    engine: Engine, data: Any, columns: ColumnPlan, source: Path, max_quarantine_share: float
+) -> RowAccounting:
+    """Drop duplicates, quarantine invalid rows with reasons, return typed customers."""
+    return engine.clean(data, columns, source, max_quarantine_share)
+
+
+@pipeline_task("scale-features")
+def scale(
+    engine: Engine, cleaned: RowAccounting, columns: ColumnPlan, settings: SegmentationSettings
+) -> Scaled:
+    """Select, transform and scale the clustering features (then PCA, if asked)."""
+    return engine.scale(
+        cleaned,
+        columns,
+        settings.scaler,
+        sample_size=settings.sweep.sample_size,
+        seed=settings.seed,
+    )
+
+
+@pipeline_task("elbow-sweep")
+def elbow_sweep(rows: np.ndarray, settings: SegmentationSettings) -> pd.DataFrame:
+    """Inertia and quality metrics for each k of the sweep, with a progress artifact."""
+    # Prefect types its sync/async functions as returning "X | Coroutine": from sync code, X
+    tracker = cast(
+        UUID,
+        create_progress_artifact(
+            progress=0.0,
+            key=run_artifact_key("elbow-sweep-progress", settings),
+            description="k values fitted in the sweep",
+        ),
+    )
+
+    def report(done: int, total: int) -> None:
+        update_progress_artifact(tracker, progress=100.0 * done / total)
+
+    return sweep_k(
+        rows,
+        settings.k_values,
+        seed=settings.seed,
+        n_init=settings.n_init,
+        silhouette_sample=settings.sweep.silhouette_sample,
+        n_jobs=settings.sweep.n_jobs,
+        progress=report,
+    )
+
+
+fit_k = pipeline_task("fit-k")(metrics_for_k)
+
+
+def sweep_on_workers(rows: np.ndarray, settings: SegmentationSettings) -> pd.DataFrame:
+    """The elbow sweep fanned out: one fit-k task per k, run by the flow's task runner."""
+    ks = sweepable_k_values(rows, settings.k_values)
+    futures = fit_k.map(
+        unmapped(rows),
+        ks,
+        seed=unmapped(settings.seed),
+        n_init=unmapped(settings.n_init),
+        silhouette_sample=unmapped(settings.sweep.silhouette_sample),
+    )
+    return elbow_table([future.result() for future in futures])
+
+
+@pipeline_task("choose-k")
+def pick_k(
+    elbow: pd.DataFrame,
+    previous: PreviousRun | None,
+    settings: SegmentationSettings,
+    columns: tuple[str, ...],
+) -> KChoice:
+    """Apply the k rule: fixed k, Kneedle knee within bounds, or best silhouette; keep the
+    previous run's k (when it clustered on the same ``columns``) unless another is clearly
+    better."""
+    choice = choose_k_within_gate(
+        elbow,
+        gate_min_segment_share=settings.gates.min_segment_share,
+        fixed_k=settings.k,
+        k_min=settings.k_min,
+        k_max=settings.k_max,
+        min_segment_share=settings.min_segment_share,
+        previous_k=previous_k(previous, columns),
+        k_margin=settings.identity.k_margin,
+    )
+    get_run_logger().info("Chose k=%d by rule %r: %s", choice.k, choice.rule, choice.reason)
+    return choice
+
+
+@pipeline_task("final-fit")
+def final_fit(
+    engine: Engine,
+    cleaned: RowAccounting,
+    scaled: Scaled,
+    rows: np.ndarray,
+    choice: KChoice,
+    settings: SegmentationSettings,
+) -> Segmentation:
+    """K-Means with k-means++ and n_init restarts over every customer, segments numbered
+    canonically; when the sweep ran on a sample (``rows``), the restarts run on it, then one
+    fit on all customers from the sample's centroids."""
+    return engine.fit(cleaned, scaled, rows, choice.k, seed=settings.seed, n_init=settings.n_init)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What the identify step reads: the engine, the cleaning, the scaled rows and their fit."""
+
+    engine: Engine
+    cleaned: Any
+    scaled: Scaled
+    segmentation: Segmentation
+
+    @property
+    def rows(self) -> FittedRows:
+        return FittedRows(self.scaled.features, self.segmentation)
+
+
+@pipeline_task("identify-segments")
+def identify(
+    fitted: Fitted, previous: PreviousRun | None, staging: Path, settings: SegmentationSettings
+) -> Described:
+    """Stable ids and names (matched to the previous run), every customer's segment written
+    into the run folder, profiles (with each segment's stability), transitions, model."""
+    return fitted.engine.describe(
+        fitted.cleaned,
+        fitted.rows,
+        fitted.scaled,
+        previous,
+        staging,
+        max_shift=settings.identity.max_shift,
+        seed=settings.seed,
+    )
+
+
+@pipeline_task("quality-gates")
+def quality_gates(
+    described: Described,
+    elbow: pd.DataFrame,
+    choice: KChoice,
+    run_id: str,
+    settings: SegmentationSettings,
+) -> None:
+    """Fail the run, naming the gate and its figures, if a quality gate is breached."""
+    breaches = gate_breaches(
+        settings.gates,
+        profiles=described.profiles,
+        elbow=elbow,
+        k=choice.k,
+        changes=described.changes,
+    )
+    if breaches:
+        create_markdown_artifact(
+            key=run_artifact_key("segmentation-summary", settings),
+            markdown=gate_failure_markdown(run_id, breaches),
+            description="This run was stopped by a quality gate",
+        )
+        raise GateError(breaches)
+
+
+@pipeline_task("write-report")
+def write_report(
+    staging: Path,
+    fitted: Fitted,
+    outcome: Outcome,
+    run_plan: RunPlan,
+    columns: ColumnPlan,
+    seed: int,
+    order_lines: dict | None = None,
+) -> dict[str, bytes]:
+    """Write the tables (each validated), the model, the plots and report.html into the run
+    folder: the plots, medians, spreads and typical customers from the customers in memory
+    (all of them, or a partitioned run's sample). ``order_lines``: a run on order lines' line
+    accounting (``Derivation``'s ``manifest_record()``), shown in the data quality section."""
+    scaled, described = fitted.scaled, outcome.described
+    figures = plots.run_figures(
+        outcome.elbow,
+        outcome.choice,
+        fitted.segmentation,
+        described,
+        rows=plots.PlottedRows(scaled.customers, scaled.values(), scaled.features.matrix),
+        table=columns,
+        seed=seed,
+    )
+    images = write_run_files(staging, described, outcome.elbow, fitted.cleaned.quarantine, figures)
+    sample = ReportSample(scaled.customers, fitted.engine.assigned(fitted.rows, scaled, described))
+    html = run_report(
+        run_id_of(staging),
+        run_plan.source,
+        fitted.cleaned,
+        outcome,
+        columns,
+        images,
+        sample=sample,
+        order_lines=order_lines,
+    )
+    write_text(html, staging / REPORT)
+    return images
+
+
+@pipeline_task("publish-run")
+def publish(
+    staging: Path,
+    manifest: Manifest,
+    described: Described,
+    table: ColumnPlan,
+    settings: SegmentationSettings,
+    images: dict[str, bytes],
+) -> dict:
+    """Write the manifest last, publish the run folder, point `latest` at it, add UI artifacts
+    (the summary shows ``images``, the run's PNGs by file name); returns the manifest as a
+    dict, with the published folder as its output folder."""
+    final = finish_run(staging, manifest.model_dump())
+    record = manifest.model_copy(update={"output_folder": str(final)}).model_dump()
+    create_markdown_artifact(
+        key=run_artifact_key("segmentation-summary", settings),
+        markdown=summary_markdown(record, described.profiles, images, summary_means(table)),
+        description="Segments, chosen k, row accounting, changes since the previous run, plots",
+    )
+    create_table_artifact(
+        key=run_artifact_key("segment-profiles", settings),
+        table=profiles_records(described.profiles),
+        description="Per-segment size, share and feature means/medians (original units)",
+    )
+    if not described.transitions.empty:
+        create_table_artifact(
+            key=run_artifact_key("segment-transitions", settings),
+            table=transitions_records(described.transitions, described.names),
+            description="Customers in both runs by previous and current segment",
+        )
+    return record
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What a run knows before its first step: its settings, id and input (a file, or a
+    folder of partition files), when it started and the clock of its steps."""
+
+    settings: SegmentationSettings
+    run_id: str
+    source: Path
+    started: str = field(default_factory=utc_now)
+    step: StepTimer = field(default_factory=StepTimer)
+
+
+def run_manifest(
+    run: RunStart,
+    accounting: RowAccounting,
+    outcome: Outcome,
+    table: ColumnPlan,
+    order_lines: dict | None = None,
+) -> Manifest:
+    """The run's manifest (both flows): ``accounting`` is the cleaning's row accounting (a
+    ``CleanResult`` or a partitioned run's ``Partitions``); ``order_lines``: a run on order
+    lines' line accounting."""
+    settings, described = run.settings, outcome.described
+    return Manifest(
+        run_id=run.run_id,
+        flow_run_id=str(flow_run.get_id()),
+        started_at=run.started,
+        finished_at=utc_now(),
+        output_folder=str(settings.output_dir / "runs" / run.run_id),
+        input=input_record(run.source),
+        rows=accounting.accounting(),
+        k=KRecord.of(outcome.choice),
+        inertia=outcome.fitted.segmentation.inertia,
+        segments=segment_records(described.profiles),
+        features=list(outcome.fitted.scaled.columns),
+        columns=describe_table(table),
+        missing_filled=dict(getattr(accounting, "missing_filled", {})),
+        pca=PcaRecord.of(outcome.fitted.scaled.projection),
+        changes=described.changes,
+        timings=run.step.as_dict(),
+        settings=settings.model_dump(mode="json"),
+        versions=package_versions(),
+        transactions=order_lines,
+    )

@@ -108,3 +108,29 @@ def segments_schema(table) -> pa.DataFrameSchema:
         "distance_to_centroid": pa.Column(float, pa.Check.ge(0)),
     }
     return pa.DataFrameSchema(columns, strict=True, coerce=False, name="Segments")
+
+
+class Drift(pa.DataFrameModel):
+    """Drift of each feature since the previous run (``tasks.drift.drift_table``): one row per
+    feature over all customers (segment_id null), then per feature and segment id."""
+
+    feature: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1})
+    segment_id: Series[pd.Int64Dtype] = pa.Field(
+        ge=1, nullable=True, description="stable segment id; null: all customers"
+    )
+    psi: Series[float] = pa.Field(
+        ge=0, nullable=True, description="population stability index; null: too few customers"
+    )
+    ks: Series[float] = pa.Field(
+        ge=0, le=1, nullable=True, description="two-sample Kolmogorov-Smirnov statistic"
+    )
+    previous_mean: Series[float] = pa.Field(nullable=True, description="in original units")
+    mean: Series[float] = pa.Field(nullable=True, description="in original units")
+    customers: Series[int] = pa.Field(ge=0, description="customers in this run")
+    previous_customers: Series[int] = pa.Field(ge=0, description="customers in the previous run")
+
+    class Config:
+        strict = True
+        ordered = True
+        coerce = False  # built with these dtypes: a wrong one is a bug, not something to fix
+        unique = ["feature", "segment_id"]  # noqa: RUF012 - pandera reads a list

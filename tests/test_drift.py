@@ -22,6 +22,7 @@ from tasks.drift import (
     psi_bins,
     psi_level,
 )
+from tasks.gates import Gates, gate_breaches
 
 FEATURES = ["age", "annual_income", "spending_score"]
 
@@ -344,3 +345,19 @@ def test_sentences_from_a_real_table_say_what_the_numbers_say():
 )  # fmt: skip
 def test_psi_levels(value, word):
     assert psi_level(value) == word
+
+
+def test_the_drift_gate_stops_a_night_with_a_shifted_income_naming_it():
+    previous, current = customers(1), customers(2)
+    current["annual_income"] *= 1.3
+    table = drift_table(previous, current, FEATURES)
+    income = row(table, "annual_income", None)["psi"]
+    profiles = pd.DataFrame({"share": [0.5, 0.5]})
+    elbow = pd.DataFrame({"k": [2], "silhouette": [0.6]})
+    judge = {"profiles": profiles, "elbow": elbow, "k": 2, "changes": None, "drift": table}
+    assert gate_breaches(Gates(max_psi=0.25), **judge) == [
+        f"max_psi: annual_income has PSI {income:.2f} overall, above 0.25"
+    ]
+    assert gate_breaches(Gates(), **judge) == []  # off by default
+    unchanged = drift_table(previous, customers(2), FEATURES)
+    assert gate_breaches(Gates(max_psi=0.25), **{**judge, "drift": unchanged}) == []

@@ -134,3 +134,25 @@ class Drift(pa.DataFrameModel):
         ordered = True
         coerce = False  # built with these dtypes: a wrong one is a bug, not something to fix
         unique = ["feature", "segment_id"]  # noqa: RUF012 - pandera reads a list
+
+
+class Moves(pa.DataFrameModel):
+    """The customers who moved, joined (previous side null) or left (current side null) since
+    the previous run (``tasks.moves.moves_table``); unchanged customers are not listed."""
+
+    customer_id: Series[pd.StringDtype] = pa.Field(unique=True, str_length={"min_value": 1})
+    previous_segment_id: Series[pd.Int64Dtype] = pa.Field(ge=1, nullable=True)
+    previous_segment_name: Series[pd.StringDtype] = pa.Field(nullable=True)
+    segment_id: Series[pd.Int64Dtype] = pa.Field(ge=1, nullable=True)
+    segment_name: Series[pd.StringDtype] = pa.Field(nullable=True)
+
+    @pa.dataframe_check(name="moved_joined_or_left", error="an unchanged customer is listed")
+    @classmethod
+    def _changed(cls, frame: pd.DataFrame) -> pd.Series:
+        before, after = frame["previous_segment_id"], frame["segment_id"]
+        return (before.isna() != after.isna()) | (before != after).fillna(False)
+
+    class Config:
+        strict = True
+        ordered = True
+        coerce = False

@@ -159,11 +159,15 @@ def drift_table(
     """Drift of each feature between the previous run's customers and this run's.
 
     Both frames hold one row per customer with the ``features`` (original units) and
-    ``segment_id``. One row per feature over all customers (``segment_id`` null), then one per
-    feature and segment id present in either run, ids ascending. Columns ``COLUMNS``: feature
-    (text), segment_id (Int64), psi, ks, previous_mean, mean (float, NaN when not computed: see
-    the module's small-sample rule), customers, previous_customers (int64, the customers of
-    that segment in each run).
+    ``segment_id``: this run's segments table, and the previous run's ``segments.parquet`` read
+    with those columns (``PreviousRun.assignments`` has no features). Every feature must be a
+    column of both (runs whose features changed are not compared, as in ``tasks.identity``).
+
+    One row per feature over all customers (``segment_id`` null), then one per feature and
+    segment id present in either run, ids ascending. Columns ``COLUMNS``: feature (text),
+    segment_id (Int64), psi, ks, previous_mean, mean (float, NaN when not computed: see the
+    module's small-sample rule), customers, previous_customers (int64, the customers of that
+    segment in each run).
     """
     ids = sorted(set(previous[SEGMENT_ID].dropna()) | set(current[SEGMENT_ID].dropna()))
     groups: list[tuple[int | None, pd.Series, pd.Series]] = [

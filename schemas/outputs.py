@@ -108,3 +108,51 @@ def segments_schema(table) -> pa.DataFrameSchema:
         "distance_to_centroid": pa.Column(float, pa.Check.ge(0)),
     }
     return pa.DataFrameSchema(columns, strict=True, coerce=False, name="Segments")
+
+
+class Drift(pa.DataFrameModel):
+    """Drift of each feature since the previous run (``tasks.drift.drift_table``): one row per
+    feature over all customers (segment_id null), then per feature and segment id."""
+
+    feature: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1})
+    segment_id: Series[pd.Int64Dtype] = pa.Field(
+        ge=1, nullable=True, description="stable segment id; null: all customers"
+    )
+    psi: Series[float] = pa.Field(
+        ge=0, nullable=True, description="population stability index; null: too few customers"
+    )
+    ks: Series[float] = pa.Field(
+        ge=0, le=1, nullable=True, description="two-sample Kolmogorov-Smirnov statistic"
+    )
+    previous_mean: Series[float] = pa.Field(nullable=True, description="in original units")
+    mean: Series[float] = pa.Field(nullable=True, description="in original units")
+    customers: Series[int] = pa.Field(ge=0, description="customers in this run")
+    previous_customers: Series[int] = pa.Field(ge=0, description="customers in the previous run")
+
+    class Config:
+        strict = True
+        ordered = True
+        coerce = False  # built with these dtypes: a wrong one is a bug, not something to fix
+        unique = ["feature", "segment_id"]  # noqa: RUF012 - pandera reads a list
+
+
+class Moves(pa.DataFrameModel):
+    """The customers who moved, joined (previous side null) or left (current side null) since
+    the previous run (``tasks.moves.moves_table``); unchanged customers are not listed."""
+
+    customer_id: Series[pd.StringDtype] = pa.Field(unique=True, str_length={"min_value": 1})
+    previous_segment_id: Series[pd.Int64Dtype] = pa.Field(ge=1, nullable=True)
+    previous_segment_name: Series[pd.StringDtype] = pa.Field(nullable=True)
+    segment_id: Series[pd.Int64Dtype] = pa.Field(ge=1, nullable=True)
+    segment_name: Series[pd.StringDtype] = pa.Field(nullable=True)
+
+    @pa.dataframe_check(name="moved_joined_or_left", error="an unchanged customer is listed")
+    @classmethod
+    def _changed(cls, frame: pd.DataFrame) -> pd.Series:
+        before, after = frame["previous_segment_id"], frame["segment_id"]
+        return (before.isna() != after.isna()) | (before != after).fillna(False)
+
+    class Config:
+        strict = True
+        ordered = True
+        coerce = False

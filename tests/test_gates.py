@@ -111,6 +111,61 @@ def test_gate_error_survives_pickling_with_its_breaches():
     assert str(copy) == str(error)
 
 
+def drift_of(psi: dict[str, float], within: float = 0.0) -> pd.DataFrame:
+    """A drift table (tasks.drift.drift_table's columns) with these overall PSIs by feature and
+    ``within`` as every feature's PSI within segment 1."""
+    rows = [(f, None, v) for f, v in psi.items()] + [(f, 1, within) for f in psi]
+    table = pd.DataFrame(rows, columns=["feature", "segment_id", "psi"])
+    return table.astype({"segment_id": "Int64"}).assign(
+        ks=0.0, previous_mean=1.0, mean=1.0, customers=500, previous_customers=500
+    )
+
+
+def drift_breaches(gates: Gates, drift: pd.DataFrame | None) -> list[str]:
+    profiles = pd.DataFrame({"share": [0.5, 0.5]})
+    elbow = pd.DataFrame({"k": [2], "silhouette": [0.6]})
+    return gate_breaches(gates, profiles=profiles, elbow=elbow, k=2, changes=None, drift=drift)
+
+
+def test_the_drift_gate_is_off_by_default():
+    assert Gates().max_psi is None
+    assert drift_breaches(Gates(), drift_of({"annual_income": 5.0})) == []
+
+
+def test_the_drift_gate_names_the_feature_and_its_overall_psi():
+    gates = Gates(max_psi=0.25)
+    assert drift_breaches(gates, drift_of({"annual_income": 0.25, "age": 0.1})) == []
+    breaches = drift_breaches(gates, drift_of({"age": 0.1, "annual_income": 0.41}))
+    assert breaches == ["max_psi: annual_income has PSI 0.41 overall, above 0.25"]
+    assert "annual_income has PSI 0.41" in str(GateError(breaches))
+
+
+def test_the_drift_gate_lists_every_feature_above_the_limit_largest_first():
+    drift = drift_of({"age": 0.3, "annual_income": 0.41, "spending_score": 0.2})
+    assert drift_breaches(Gates(max_psi=0.25), drift) == [
+        "max_psi: annual_income has PSI 0.41 overall, above 0.25 (also age 0.30)"
+    ]
+
+
+def test_the_drift_gate_judges_overall_psi_only_and_skips_a_null_or_missing_table():
+    gates = Gates(max_psi=0.25)
+    assert drift_breaches(gates, drift_of({"age": 0.1}, within=3.0)) == []  # one segment only
+    assert drift_breaches(gates, drift_of({"age": np.nan})) == []  # too few customers to judge
+    assert drift_breaches(gates, None) == []  # a first run: nothing to compare with
+    # the other gates still work with and without a drift table
+    profiles = pd.DataFrame({"share": [0.001, 1.0]})
+    elbow = pd.DataFrame({"k": [2], "silhouette": [0.6]})
+    both = gate_breaches(
+        gates, profiles=profiles, elbow=elbow, k=2, changes=None, drift=drift_of({"age": 0.5})
+    )
+    assert [b.split(":")[0] for b in both] == ["min_segment_share", "max_psi"]
+
+
+def test_the_drift_limit_is_not_negative():
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        Gates(max_psi=-0.1)
+
+
 # --- choose_k with the previous run's k -------------------------------------------------------
 
 

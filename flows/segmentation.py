@@ -1,5 +1,6 @@
 """The segmentation flow: plan -> ingest (order lines: derive the customers) -> validate &
-clean -> scale -> elbow -> fit -> identify -> report -> publish, for every run mode.
+clean -> scale -> elbow -> fit -> identify (and compare with the previous run) -> report ->
+publish, for every run mode.
 
 The plan (``segment.plan``) decides the mode once; the flow only orders the steps
 (``flows.steps``) and picks the engine that does their work: in this process, or over a folder
@@ -24,6 +25,7 @@ from flows.steps import (
     Fitted,
     RunStart,
     clean,
+    compare_runs,
     derive,
     elbow_sweep,
     final_fit,
@@ -131,8 +133,11 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
             fitted = Fitted(engine, cleaned, scaled, segmentation)
             with step("identify"):
                 described = identify(fitted, previous, staging, settings)
-                quality_gates(described, elbow, choice, run_id, settings)
-            outcome = Outcome(FittedRows(scaled.features, segmentation), elbow, choice, described)
+                drift, drift_words = compare_runs(fitted, described, previous, staging, settings)
+                quality_gates(described, elbow, choice, run_id, settings, drift)
+            outcome = Outcome(
+                FittedRows(scaled.features, segmentation), elbow, choice, described, drift_words
+            )
             with step("report"):
                 images = write_report(
                     staging, fitted, outcome, run_plan, columns, settings.seed, order_lines

@@ -22,10 +22,13 @@ from prefect.runtime import flow_run
 from prefect.states import State
 
 from flows.run_folder import pipeline_task, run_artifact_key
+from schemas.columns import SEGMENT_ID
+from schemas.outputs import Drift, Moves
 from segment.plan import RunPlan, plan_run
 from segment.settings import SegmentationSettings
 from tasks.clean import RowAccounting
 from tasks.describe import Described, FittedRows, Outcome, previous_k
+from tasks.drift import drift_record, drift_table
 from tasks.elbow import (
     KChoice,
     choose_k_within_gate,
@@ -52,7 +55,7 @@ from tasks.reporting.artifacts import (
     transitions_records,
 )
 from tasks.reporting.html_report import REPORT, ReportSample, run_report
-from tasks.store.history import load_previous_run
+from tasks.store.history import load_previous_run, previous_customers
 from tasks.store.manifest import (
     KRecord,
     Manifest,
@@ -284,6 +287,40 @@ def identify(
     )
 
 
+@pipeline_task("compare-runs")
+def compare_runs(
+    fitted: Fitted,
+    described: Described,
+    previous: PreviousRun | None,
+    staging: Path,
+    settings: SegmentationSettings,
+) -> tuple[pd.DataFrame | None, dict | None]:
+    """Since the previous run (when it clustered on the same columns): the customers who
+    moved, joined or left (moves.parquet) and the drift of each feature, over all customers
+    and within each segment (drift.parquet: ``tasks.drift``), with its record in words. A
+    partitioned run compares its sample with a sample of the previous run's customers."""
+    if previous is None or "customers_moved" not in (described.changes or {}):
+        return None, None
+    engine, scaled, columns = fitted.engine, fitted.scaled, fitted.scaled.space.table
+    write_table(engine.moves(described, previous, staging), staging / "moves.parquet", Moves)
+    assigned = engine.assigned(fitted.rows, scaled, described)
+    current = scaled.customers.assign(**{SEGMENT_ID: assigned[SEGMENT_ID].to_numpy()})
+    sampled = len(current) < fitted.cleaned.rows_kept
+    before = previous_customers(
+        previous,
+        list(columns.feature_names),
+        at_most=len(current) if sampled else None,
+        seed=settings.seed,
+    )
+    features = [f for f in columns.feature_names if f in before.columns]
+    drift = drift_table(before, current, features)
+    write_table(drift, staging / "drift.parquet", Drift)
+    record = drift_record(drift, {c.name: c.titled() for c in columns.features}, described.names)
+    for sentence in record["sentences"]:
+        get_run_logger().info("Drift since %s: %s", previous.run_id, sentence)
+    return drift, record
+
+
 @pipeline_task("quality-gates")
 def quality_gates(
     described: Described,
@@ -291,6 +328,7 @@ def quality_gates(
     choice: KChoice,
     run_id: str,
     settings: SegmentationSettings,
+    drift: pd.DataFrame | None = None,
 ) -> None:
     """Fail the run, naming the gate and its figures, if a quality gate is breached."""
     breaches = gate_breaches(
@@ -299,6 +337,7 @@ def quality_gates(
         elbow=elbow,
         k=choice.k,
         changes=described.changes,
+        drift=drift,
     )
     if breaches:
         create_markdown_artifact(
@@ -425,4 +464,5 @@ def run_manifest(
         settings=settings.model_dump(mode="json"),
         versions=package_versions(),
         transactions=order_lines,
+        drift=outcome.drift,
     )

@@ -66,6 +66,7 @@ class Outcome:
     elbow: pd.DataFrame
     choice: KChoice
     described: Described
+    drift: dict | None = None  # tasks.drift.drift_record since the previous run, if compared
 
 
 def describe_segments(

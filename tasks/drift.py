@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,6 +59,7 @@ NOISE_PSI = 0.025  # the expected PSI of pure noise the number of bins is chosen
 EPSILON = 1e-4  # floor of a bin share before the logarithm
 MODERATE_PSI, LARGE_PSI = 0.1, 0.25  # the usual PSI conventions
 TOP_FEATURES, TOP_SEGMENTS = 3, 2  # features described, segments named per feature
+NO_DRIFT = "none (PSI below 0.1 for every feature, overall and within each segment)"
 
 COLUMNS = (
     "feature",
@@ -277,3 +279,28 @@ def drift_sentences(
         label = labels.get(feature, feature)
         sentences.append(f"{label[:1].upper()}{label[1:]} {', '.join(clauses)}")
     return sentences
+
+
+def drift_record(
+    drift: pd.DataFrame, labels: Mapping[str, str], names: Mapping[int, str]
+) -> dict[str, Any]:
+    """What a run's manifest, summaries and report say of its drift: the sentences
+    (``drift_sentences``) and each feature's figures over all customers, largest PSI first."""
+    overall = drift[drift[SEGMENT_ID].isna()].sort_values("psi", ascending=False)
+    features = [
+        {
+            "feature": str(row.feature),
+            "label": labels.get(str(row.feature), str(row.feature)),
+            **{
+                key: None if pd.isna(value) else round(float(value), 6)
+                for key, value in (
+                    ("psi", row.psi),
+                    ("ks", row.ks),
+                    ("previous_mean", row.previous_mean),
+                    ("mean", row.mean),
+                )
+            },
+        }
+        for row in overall.itertuples()
+    ]
+    return {"sentences": drift_sentences(drift, labels, names), "features": features}

@@ -24,6 +24,7 @@ from tasks.describe import Described, FittedRows, describe_segments
 from tasks.fit import Segmentation, fit_final
 from tasks.identity import PreviousRun
 from tasks.ingest import canonical_frame, expected_types, read_file
+from tasks.moves import moves_table
 from tasks.scale import ClusterSpace, ScaledFeatures, check_features_vary, scale_features
 from tasks.store.run_files import write_table
 from tasks.table import ColumnPlan
@@ -107,6 +108,15 @@ class Engine:
         )
         write_table(described.segments, folder / "segments.parquet", segments_schema(table))
         return described
+
+    def moves(self, described: Described, previous: PreviousRun, folder: Path) -> pd.DataFrame:
+        """The customers who moved, joined or left since ``previous`` (``tasks.moves``);
+        ``folder`` holds this run's segments table(s)."""
+        if described.segments is None:  # never: the in-memory describe keeps them
+            raise RuntimeError("an in-memory run has its segments table")
+        return moves_table(
+            previous.assignments, described.segments, previous.names, described.names
+        )
 
     def assigned(self, fitted: FittedRows, scaled: Scaled, described: Described) -> pd.DataFrame:
         """``scaled.customers``' ``customer_id``, ``segment_id`` and distance to centroid."""

@@ -37,6 +37,11 @@ class PreviousRun:
     def k(self) -> int:
         return len(self.model["segments"])
 
+    @property
+    def names(self) -> dict[int, str]:
+        """Its segment names by id."""
+        return {int(s["id"]): str(s["name"]) for s in self.model["segments"]}
+
 
 @dataclass(frozen=True)
 class Identity:

@@ -61,6 +61,7 @@ from tasks.identity import (
 )
 from tasks.ingest import canonical_frame, expected_types, numbers_as_text, read_file
 from tasks.model import build_model, nearest_centroid
+from tasks.moves import moves_table
 from tasks.profile import (
     named_profiles,
     profiles_from_statistics,
@@ -516,6 +517,23 @@ class Partitioned(Engine):
                 seed=seed,
             )
 
+    def moves(self, described: Described, previous: PreviousRun, folder: Path) -> pd.DataFrame:
+        """The customers who moved, joined or left: both runs' segment files joined by id on
+        the cluster; only the customers listed come into memory."""
+        before = PREVIOUS_SEGMENT_ID + "_before"
+        with self.computing():
+            current = _segment_ids(sorted(folder.glob("segments-*.parquet")))
+            both = _segment_ids(list(previous.files)).rename(columns={SEGMENT_ID: before})
+            both = both.merge(current, on=CUSTOMER_ID, how="outer")
+            listed = both[~(both[before] == both[SEGMENT_ID]).fillna(False)].compute()
+        had, has = listed[before].notna(), listed[SEGMENT_ID].notna()
+        return moves_table(
+            listed.loc[had, [CUSTOMER_ID, before]].rename(columns={before: SEGMENT_ID}),
+            listed.loc[has, [CUSTOMER_ID, SEGMENT_ID]],
+            previous.names,
+            described.names,
+        )
+
     def assigned(self, fitted: FittedRows, scaled: Scaled, described: Described) -> pd.DataFrame:
         """The sample's segments (the medians, spreads and typical customers of the report)."""
         segmentation = fitted.segmentation
@@ -526,3 +544,7 @@ class Partitioned(Engine):
                 DISTANCE: segmentation.distances,
             }
         )
+
+
+def _segment_ids(files: list[Path]) -> dd.DataFrame:
+    return dd.read_parquet([str(f) for f in files], columns=[CUSTOMER_ID, SEGMENT_ID])

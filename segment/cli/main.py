@@ -359,6 +359,10 @@ def format_summary(manifest: dict) -> str:
             f"({changes['moved_share']:.1%}), {changes['customers_joined']:,} joined, "
             f"{changes['customers_left']:,} left"
         )
+    if (drift := manifest.get("drift")) is not None:
+        from tasks.drift import NO_DRIFT
+
+        lines += [f"Drift: {sentence}" for sentence in drift["sentences"] or [NO_DRIFT]]
     lines.append(f"Output: {manifest['output_folder']}")
     lines.append(f"Report: {Path(manifest['output_folder']) / 'report.html'}")
     return "\n".join(printable(line) for line in lines)

@@ -156,6 +156,7 @@ def summary_markdown(
             "purchase line (only cancellations or non-positive lines).",
         ]
     lines += _changes_lines(manifest.get("changes"))
+    lines += _drift_lines(manifest.get("drift"))
     lines += [
         "",
         f"**Files**: {markdown_text(manifest['output_folder'])}",
@@ -258,6 +259,29 @@ def _changes_lines(changes: dict | None) -> list[str]:
         else:
             moved = f"{shift[segment_id]:.3f}"
         lines.append(f"| {segment_id} | {delta:+,} | {moved} |")
+    return lines
+
+
+def _drift_lines(drift: dict | None) -> list[str]:
+    """The drift since the previous run: its sentences, then each feature's overall figures."""
+    if drift is None:
+        return []
+    said = [markdown_text(sentence) for sentence in drift["sentences"]]
+    lines = [
+        "",
+        "**Drift since the previous run**: "
+        + (
+            "; ".join(said)
+            if said
+            else f"{NO_DRIFT}."
+        ),
+    ]
+    lines += ["", "| feature | PSI | KS | previous mean | mean |", "|---|---:|---:|---:|---:|"]
+    for f in drift["features"]:
+        lines.append(
+            f"| {markdown_text(f['label'])} | {number(f['psi'], 3)} | {number(f['ks'], 3)} | "
+            f"{number(f['previous_mean'])} | {number(f['mean'])} |"
+        )
     return lines
 
 

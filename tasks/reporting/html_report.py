@@ -26,6 +26,7 @@ from schemas.columns import REASON
 from tasks.clean import RowAccounting
 from tasks.describe import Outcome
 from tasks.elbow import KChoice
+from tasks.drift import NO_DRIFT
 from tasks.reporting import explain
 from tasks.reporting.artifacts import duplicates_warning, number, png_data_uri
 from tasks.stability import stability_note, stability_word
@@ -123,6 +124,8 @@ def run_report(
         "names": {card.id: card.name for card in cards},
         "changes": described.changes,
         "moves": largest_moves(described.transitions),
+        "drift": outcome.drift,
+        "no_drift": NO_DRIFT,
         "rows": rows,
         "duplicates_warning": duplicates_warning(rows),
         "reasons": quarantine_reasons(accounting.quarantine),

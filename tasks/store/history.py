@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from schemas.columns import CUSTOMER_ID, SEGMENT_ID
@@ -65,3 +66,24 @@ def verify_files(folder: Path, names: tuple[str, ...]) -> None:
                 f"{path}: does not match the checksum in the run's manifest; the previous run "
                 "was changed after it was published"
             )
+
+
+def previous_customers(
+    previous: PreviousRun, columns: list[str], *, at_most: int | None = None, seed: int = 0
+) -> pd.DataFrame:
+    """The previous run's customers with their ``segment_id`` and those of ``columns`` its
+    segments tables have (in original units): all of them, or with ``at_most`` a seeded
+    sample of about that many, drawn file by file (a partitioned run's files never held in
+    memory at once)."""
+    import pyarrow.parquet as pq
+
+    present = set(pq.read_schema(previous.files[0]).names)
+    wanted = [SEGMENT_ID, *(c for c in columns if c in present and c != SEGMENT_ID)]
+    total = sum(pq.ParquetFile(f).metadata.num_rows for f in previous.files)
+    share = 1.0 if at_most is None or total <= at_most else at_most / total
+    rng = np.random.default_rng(seed)
+    parts = []
+    for path in previous.files:
+        part = pd.read_parquet(path, columns=wanted)
+        parts.append(part if share == 1.0 else part.sample(frac=share, random_state=rng))
+    return pd.concat(parts, ignore_index=True)

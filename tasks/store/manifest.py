@@ -107,7 +107,9 @@ class Manifest(_Record):
     ``columns``: the resolved columns (id, features, profile columns, kinds, specs);
     ``missing_filled``: feature values filled with the median, per column; ``pca``: the PCA
     projection's explained variance, if any; ``transactions``: a run on order lines' line
-    accounting (left out of the JSON for a customer table).
+    accounting (left out of the JSON for a customer table); ``drift``: the drift since the
+    previous run in words and per feature (``tasks.drift.drift_record``; left out in a first
+    run).
     """
 
     run_id: str
@@ -130,12 +132,14 @@ class Manifest(_Record):
     settings: dict[str, Any]
     versions: dict[str, str]
     transactions: dict[str, Any] | None = None
+    drift: dict[str, Any] | None = None
 
     @model_serializer(mode="wrap")
     def _leave_out_absent(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data: dict[str, Any] = handler(self)
-        if data.get("transactions") is None:
-            data.pop("transactions", None)
+        for optional in ("transactions", "drift"):
+            if data.get(optional) is None:
+                data.pop(optional, None)
         return data
 
 

@@ -7,17 +7,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from schemas.columns import CUSTOMER_ID, SOURCE_ROW
-
-# Canonical column names, used everywhere instead of string literals.
-GENDER = "gender"
-AGE = "age"
-ANNUAL_INCOME = "annual_income"
-SPENDING_SCORE = "spending_score"
-
-COLUMNS = (CUSTOMER_ID, GENDER, AGE, ANNUAL_INCOME, SPENDING_SCORE)
-NUMERIC_COLUMNS = (AGE, ANNUAL_INCOME, SPENDING_SCORE)
-GENDERS = ("Female", "Male")
+from schemas.columns import ANNUAL_INCOME, CUSTOMER_ID, SOURCE_ROW
 
 
 def _finite(values: pd.Series) -> pd.Series:
@@ -30,7 +20,7 @@ class Customers(pa.DataFrameModel):
     customer_id: Series[str] = pa.Field(
         unique=True, str_length={"min_value": 1}, description="customer id, kept as text"
     )
-    gender: Series[str] = pa.Field(isin=list(GENDERS), description="Female or Male")
+    gender: Series[str] = pa.Field(isin=["Female", "Male"], description="Female or Male")
     age: Series[float] = pa.Field(ge=0, le=120, description="age in years, 0-120")
     annual_income: Series[float] = pa.Field(ge=0, description="annual income in k$, >= 0")
     spending_score: Series[float] = pa.Field(ge=1, le=100, description="spending score, 1-100")

@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import MALL_COLUMNS
 from sklearn.datasets import make_blobs
 
-from schemas.customers import AGE, ANNUAL_INCOME, COLUMNS, GENDER, SPENDING_SCORE
+from schemas.columns import AGE, ANNUAL_INCOME, GENDER, SPENDING_SCORE
 from schemas.outputs import Profiles, Segments
 from tasks.fit import fit_segments
 from tasks.model import MODEL_FORMAT, build_model, load_model, model_to_json, score_frame
@@ -153,7 +154,7 @@ def test_segment_table_has_one_row_per_customer_and_validates(fitted):
     table = segment_table(customers, segmentation.labels, segmentation.distances, names)
     assert len(table) == len(customers)
     assert list(table.columns) == [
-        *COLUMNS,
+        *MALL_COLUMNS,
         "segment_id",
         "previous_segment_id",
         "segment_name",

@@ -34,22 +34,13 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pytest
-from helpers import read_customers
+from helpers import MALL_COLUMNS, MALL_GENDERS, MALL_NUMERIC_COLUMNS, read_customers
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from schemas.columns import CUSTOMER_ID, SOURCE_ROW
-from schemas.customers import (
-    AGE,
-    ANNUAL_INCOME,
-    COLUMNS,
-    GENDER,
-    GENDERS,
-    NUMERIC_COLUMNS,
-    SPENDING_SCORE,
-    Customers,
-)
+from schemas.columns import AGE, ANNUAL_INCOME, CUSTOMER_ID, GENDER, SOURCE_ROW, SPENDING_SCORE
+from schemas.customers import Customers
 from schemas.outputs import Profiles, Quarantine, Segments
 from tasks.clean import CleanResult, clean_customers
 from tasks.describe import FittedRows, describe_segments
@@ -118,9 +109,9 @@ def failed_columns(row: Row) -> frozenset[str]:
     failed = set()
     if row[0] is None:
         failed.add(CUSTOMER_ID)
-    if row[1] not in GENDERS:
+    if row[1] not in MALL_GENDERS:
         failed.add(GENDER)
-    for column, cell in zip(NUMERIC_COLUMNS, row[2:], strict=True):
+    for column, cell in zip(MALL_NUMERIC_COLUMNS, row[2:], strict=True):
         low, high = BOUNDS[column]
         if not (isinstance(cell, Num) and math.isfinite(cell.value) and low <= cell.value <= high):
             failed.add(column)
@@ -227,7 +218,7 @@ def render_row(draw, row: Row) -> tuple[str | None, ...]:
     """One text spelling of ``row``, as read_customers returns it (stripped, NA for missing)."""
     customer_id, gender, *numbers = row
     cells: list[str | None] = [customer_id]
-    if gender in GENDERS:
+    if gender in MALL_GENDERS:
         cells.append(draw(st.sampled_from(SPELLINGS[gender])))
     else:
         cells.append(gender.text if isinstance(gender, Text) else None)
@@ -312,7 +303,7 @@ GENDER_FAULTS = st.one_of(MISSING, st.sampled_from(UNKNOWN_GENDERS).map(Text))
 
 def inject(draw, row: Row, column: str) -> Row:
     cells = list(row)
-    position = COLUMNS.index(column)
+    position = MALL_COLUMNS.index(column)
     if column == CUSTOMER_ID:
         cells[position] = None
     elif column == GENDER:
@@ -334,7 +325,7 @@ class Case:
     def raw(self) -> pd.DataFrame:
         """A fresh frame shaped like read_customers' output."""
         data = {SOURCE_ROW: pd.Series(np.arange(1, len(self.cells) + 1), dtype="int64")}
-        for position, column in enumerate(COLUMNS):
+        for position, column in enumerate(MALL_COLUMNS):
             data[column] = pd.Series([cells[position] for cells in self.cells], dtype="str")
         if self.extra_column:
             data["notes"] = pd.Series([f"note {i}" for i in range(len(self.cells))], dtype="str")
@@ -358,7 +349,8 @@ def customer_cases(draw, *, max_customers: int = 8, extreme_incomes: bool = Fals
     for row in base:
         faults = draw(
             st.one_of(
-                st.just([]), st.lists(st.sampled_from(COLUMNS), min_size=1, max_size=3, unique=True)
+                st.just([]),
+                st.lists(st.sampled_from(MALL_COLUMNS), min_size=1, max_size=3, unique=True),
             )
         )
         for column in faults:
@@ -452,13 +444,13 @@ def test_outputs_keep_their_contracts(case: Case):
     # both tables validate against their schemas, unchanged
     pd.testing.assert_frame_equal(Customers.validate(customers, lazy=True), customers)
     pd.testing.assert_frame_equal(Quarantine.validate(quarantine, lazy=True), quarantine)
-    assert list(customers.columns) == list(COLUMNS)
+    assert list(customers.columns) == list(MALL_COLUMNS)
     # every quarantined row carries a reason, and its values as read
     assert quarantine["reason"].notna().all()
     assert (quarantine["reason"].str.strip().str.len() > 0).all()
     raw = case.raw().set_index(SOURCE_ROW)
-    as_read = raw.loc[quarantine[SOURCE_ROW], list(COLUMNS)].reset_index(drop=True)
-    pd.testing.assert_frame_equal(quarantine[list(COLUMNS)], as_read, check_dtype=False)
+    as_read = raw.loc[quarantine[SOURCE_ROW], list(MALL_COLUMNS)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(quarantine[list(MALL_COLUMNS)], as_read, check_dtype=False)
     # kept customers carry the numbers and folded gender their row spells
     model = {
         row[0]: row for row, fate in zip(case.rows, case.fates, strict=True) if fate.kind == "kept"
@@ -595,7 +587,7 @@ def test_whitespace_and_na_tokens_in_a_csv_file_do_not_change_any_fate(case: Cas
         with path.open("w", newline="", encoding="utf-8") as handle:
             csv.writer(handle).writerows(lines)
         raw = read_customers(path)
-    canonical = [SOURCE_ROW, *COLUMNS]
+    canonical = [SOURCE_ROW, *MALL_COLUMNS]
     pd.testing.assert_frame_equal(raw[canonical], case.raw()[canonical], check_dtype=False)
     result = clean_customers(raw, max_quarantine_share=None)
     found = places(case, result)
@@ -662,7 +654,7 @@ def check_pipeline(case: Case, chosen: PipelineSettings) -> None:
     # the segments table validates, with one row per kept customer, in order
     pd.testing.assert_frame_equal(Segments.validate(segments, lazy=True), segments)
     assert len(segments) == len(customers) == cleaned.rows_kept
-    pd.testing.assert_frame_equal(segments[list(COLUMNS)], customers)
+    pd.testing.assert_frame_equal(segments[list(MALL_COLUMNS)], customers)
     assert np.isfinite(segments["distance_to_centroid"]).all()
     assert set(segments["segment_id"]) <= set(described.names)
     assert (

@@ -165,7 +165,9 @@ def write_report(
         table=space.table,
         seed=settings.seed,
     )
-    images = write_run_files(staging, described, outcome.elbow, parts.quarantine, figures)
+    images = write_run_files(
+        staging, described, outcome.elbow, parts.quarantine, figures, space.table
+    )
     assigned = pd.DataFrame(
         {
             "customer_id": sample["customer_id"].to_numpy(),

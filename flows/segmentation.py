@@ -309,7 +309,7 @@ def write_report(
         table=table,
         seed=settings.seed,
     )
-    images = write_run_files(staging, described, outcome.elbow, cleaned.quarantine, figures)
+    images = write_run_files(staging, described, outcome.elbow, cleaned.quarantine, figures, table)
     html = run_report(
         run_id_of(staging), source, cleaned, outcome, table, images, order_lines=order_lines
     )

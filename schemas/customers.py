@@ -7,7 +7,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from schemas.columns import ANNUAL_INCOME, CUSTOMER_ID, SOURCE_ROW
+from schemas.columns import ANNUAL_INCOME, CUSTOMER_ID
 
 
 def _finite(values: pd.Series) -> pd.Series:
@@ -72,17 +72,3 @@ def customers_schema(table) -> pa.DataFrameSchema:
             description=f"{column.label} ({column.role}, {column.kind})",
         )
     return pa.DataFrameSchema(columns, strict="filter", coerce=True, name="Customers")
-
-
-def quarantine_schema(table) -> pa.DataFrameSchema:
-    """Quarantined rows of ``table``: the values as read (text) and every reason."""
-    text = {name: pa.Column(str, nullable=True) for name in (CUSTOMER_ID, *table.names)}
-    return pa.DataFrameSchema(
-        {
-            SOURCE_ROW: pa.Column(int, pa.Check.ge(1), unique=True),
-            **text,
-            "reason": pa.Column(str, pa.Check.str_length(min_value=1)),
-        },
-        strict=True,
-        name="Quarantine",
-    )

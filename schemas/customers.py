@@ -1,45 +1,19 @@
-"""Contracts for customer rows: as read (all text) and after cleaning (typed, in range)."""
+"""The contract of clean customer rows (typed, in range), built at run time from a column plan
+(``tasks.table.ColumnPlan``): any customer table."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from pandera.typing import Series
 
-from schemas.columns import ANNUAL_INCOME, CUSTOMER_ID
+from schemas.columns import CUSTOMER_ID
+
+NOT_FINITE = "not a finite number"
 
 
 def _finite(values: pd.Series) -> pd.Series:
     return pd.Series(np.isfinite(values.to_numpy(dtype="float64")), index=values.index)
-
-
-class Customers(pa.DataFrameModel):
-    """A clean customer: unique id, known gender, numbers in range."""
-
-    customer_id: Series[str] = pa.Field(
-        unique=True, str_length={"min_value": 1}, description="customer id, kept as text"
-    )
-    gender: Series[str] = pa.Field(isin=["Female", "Male"], description="Female or Male")
-    age: Series[float] = pa.Field(ge=0, le=120, description="age in years, 0-120")
-    annual_income: Series[float] = pa.Field(ge=0, description="annual income in k$, >= 0")
-    spending_score: Series[float] = pa.Field(ge=1, le=100, description="spending score, 1-100")
-
-    @pa.check(ANNUAL_INCOME, name="is_finite", error="not a finite number")
-    @classmethod
-    def _is_finite(cls, values: pd.Series) -> pd.Series:
-        return _finite(values)
-
-    class Config:
-        strict = "filter"
-        coerce = True
-
-
-# --------------------------------------------------------------------------------------------
-# Contracts built at run time from a resolved table (tasks.table.ColumnPlan): any customer table.
-# --------------------------------------------------------------------------------------------
-
-NOT_FINITE = "not a finite number"
 
 
 def column_checks(column) -> list[pa.Check]:

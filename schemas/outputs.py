@@ -17,43 +17,7 @@ from schemas.columns import (
     SEGMENT_NAME,
     SOURCE_ROW,
 )
-from schemas.customers import Customers, customers_schema
-
-
-class Quarantine(pa.DataFrameModel):
-    """Input rows set aside, with their values as read and why."""
-
-    source_row: Series[int] = pa.Field(
-        ge=1, unique=True, description="1-based data row in the file"
-    )
-    customer_id: Series[str] = pa.Field(nullable=True, description="id as read")
-    gender: Series[str] = pa.Field(nullable=True, description="gender as read")
-    age: Series[str] = pa.Field(nullable=True, description="age as read")
-    annual_income: Series[str] = pa.Field(nullable=True, description="income as read")
-    spending_score: Series[str] = pa.Field(nullable=True, description="score as read")
-    reason: Series[str] = pa.Field(
-        str_length={"min_value": 1}, description="every failed check: column=value: problem"
-    )
-
-    class Config:
-        strict = True
-
-
-class Segments(Customers):
-    """One row per clean customer with the segment it belongs to."""
-
-    segment_id: Series[int] = pa.Field(ge=1, description="stable segment id")
-    previous_segment_id: Series[pd.Int64Dtype] = pa.Field(
-        ge=1, nullable=True, description="segment in the previous run; missing if new"
-    )
-    segment_name: Series[pd.CategoricalDtype] = pa.Field(
-        description="readable segment name (categorical: one copy of each name, not one per row)"
-    )
-    distance_to_centroid: Series[float] = pa.Field(ge=0, description="in the scaled feature space")
-
-    class Config:
-        strict = True
-        coerce = False  # built with the right dtypes: coercing 10M rows would copy them
+from schemas.customers import customers_schema
 
 
 class Transitions(pa.DataFrameModel):
@@ -67,30 +31,6 @@ class Transitions(pa.DataFrameModel):
         strict = True
         coerce = True
         unique = ["previous_segment_id", "segment_id"]  # noqa: RUF012 - pandera reads a list
-
-
-class Profiles(pa.DataFrameModel):
-    """One row per segment: size and feature summaries in original units."""
-
-    segment_id: Series[int] = pa.Field(ge=1, unique=True)
-    segment_name: Series[str] = pa.Field(unique=True)
-    summary: Series[str] | None  # the sentence of the segment's report card (a run writes it)
-    size: Series[int] = pa.Field(ge=1)
-    share: Series[float] = pa.Field(gt=0, le=1)
-    # mean best Jaccard of the segment over bootstrap refits (tasks/stability.py; a run writes it)
-    stability: Series[float] | None = pa.Field(ge=0, le=1)
-    age_mean: Series[float]
-    age_median: Series[float]
-    annual_income_mean: Series[float]
-    annual_income_median: Series[float]
-    spending_score_mean: Series[float]
-    spending_score_median: Series[float]
-    gender_Female_share: Series[float] = pa.Field(ge=0, le=1)  # <column>_<value>_share
-    gender_Male_share: Series[float] = pa.Field(ge=0, le=1)
-
-    class Config:
-        strict = True
-        coerce = True
 
 
 class Elbow(pa.DataFrameModel):

@@ -5,11 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import MALL_COLUMNS, MALL_NUMERIC_COLUMNS, read_customers
+from helpers import (
+    MALL_COLUMNS,
+    MALL_CUSTOMERS,
+    MALL_NUMERIC_COLUMNS,
+    MALL_QUARANTINE,
+    read_customers,
+)
 
 from schemas.columns import AGE, ANNUAL_INCOME, CUSTOMER_ID, GENDER, SOURCE_ROW, SPENDING_SCORE
-from schemas.customers import Customers
-from schemas.outputs import Quarantine
 from schemas.spec import TableSpec
 from tasks.clean import clean_customers
 from tasks.errors import InputError
@@ -74,7 +78,7 @@ def test_gender_spellings_are_normalised_to_female_and_male():
 
 def test_clean_customers_validate_against_customers_schema():
     customers = clean(GOOD + [("5", "m", "22.5", "33.3", "44")]).customers
-    validated = Customers.validate(customers)
+    validated = MALL_CUSTOMERS.validate(customers)
     pd.testing.assert_frame_equal(validated, customers)
 
 
@@ -179,7 +183,7 @@ def test_quarantine_keeps_values_as_read():
 def test_quarantine_validates_against_quarantine_schema():
     result = clean(GOOD + [("5", "U", "abc", "-5", "140"), ("2", "Male", "41", "60", "70")])
     assert list(result.quarantine.columns) == [SOURCE_ROW, *MALL_COLUMNS, "reason"]
-    pd.testing.assert_frame_equal(Quarantine.validate(result.quarantine), result.quarantine)
+    pd.testing.assert_frame_equal(MALL_QUARANTINE.validate(result.quarantine), result.quarantine)
     assert result.quarantine[SOURCE_ROW].tolist() == [2, 5, 6]
 
 
@@ -187,7 +191,7 @@ def test_empty_quarantine_still_has_the_quarantine_columns():
     result = clean(GOOD)
     assert result.quarantine.empty
     assert list(result.quarantine.columns) == [SOURCE_ROW, *MALL_COLUMNS, "reason"]
-    Quarantine.validate(result.quarantine)
+    MALL_QUARANTINE.validate(result.quarantine)
 
 
 # --- row accounting ---------------------------------------------------------------------------

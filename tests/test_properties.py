@@ -5,7 +5,8 @@ text that is not a number, a gender, missing) and, from it, the fate every row m
 kept, quarantined (and which columns failed, or a conflicting id), or an exact duplicate of an
 earlier row. The model never calls the code under test, so a property can fail.
 
-Valid base customers come from pandera's own data synthesis for ``Customers`` (narrowed to
+Valid base customers come from pandera's own data synthesis for ``Customers`` (the Mall plan's
+contract, ``helpers.MALL_CUSTOMERS``, narrowed to
 plausible values and text ids); faults are injected with plain Hypothesis strategies, because
 pandera can only synthesise rows that *pass* a schema, and ``RawCustomers.strategy()`` is
 unusable (its custom ``is_number`` check falls back to filtering arbitrary text and Hypothesis
@@ -34,14 +35,21 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pytest
-from helpers import MALL_COLUMNS, MALL_GENDERS, MALL_NUMERIC_COLUMNS, read_customers
+from helpers import (
+    MALL_COLUMNS,
+    MALL_CUSTOMERS,
+    MALL_GENDERS,
+    MALL_NUMERIC_COLUMNS,
+    MALL_PROFILES,
+    MALL_QUARANTINE,
+    MALL_SEGMENTS,
+    read_customers,
+)
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from schemas.columns import AGE, ANNUAL_INCOME, CUSTOMER_ID, GENDER, SOURCE_ROW, SPENDING_SCORE
-from schemas.customers import Customers
-from schemas.outputs import Profiles, Quarantine, Segments
 from tasks.clean import CleanResult, clean_customers
 from tasks.describe import FittedRows, describe_segments
 from tasks.errors import InputError
@@ -243,11 +251,9 @@ def _customers_strategy_schema(income_max: float) -> pa.DataFrameSchema:
     bound keeps the same domain when the bound is the largest float. (Age and score keep their
     ``is_finite`` filter; their ``ge``/``le`` bounds already keep the draws finite.)
     """
-    return (
-        Customers.to_schema()
-        .update_column(CUSTOMER_ID, checks=[pa.Check.str_matches(ID_PATTERN)])
-        .update_column(ANNUAL_INCOME, checks=[pa.Check.ge(0), pa.Check.le(income_max)])
-    )
+    return MALL_CUSTOMERS.update_column(
+        CUSTOMER_ID, checks=[pa.Check.str_matches(ID_PATTERN)]
+    ).update_column(ANNUAL_INCOME, checks=[pa.Check.ge(0), pa.Check.le(income_max)])
 
 
 PLAUSIBLE = _customers_strategy_schema(300.0)  # k$, like the Mall data
@@ -442,8 +448,8 @@ def test_outputs_keep_their_contracts(case: Case):
     assert customers[CUSTOMER_ID].notna().all()
     assert not customers[CUSTOMER_ID].duplicated().any(), customers[CUSTOMER_ID].tolist()
     # both tables validate against their schemas, unchanged
-    pd.testing.assert_frame_equal(Customers.validate(customers, lazy=True), customers)
-    pd.testing.assert_frame_equal(Quarantine.validate(quarantine, lazy=True), quarantine)
+    pd.testing.assert_frame_equal(MALL_CUSTOMERS.validate(customers, lazy=True), customers)
+    pd.testing.assert_frame_equal(MALL_QUARANTINE.validate(quarantine, lazy=True), quarantine)
     assert list(customers.columns) == list(MALL_COLUMNS)
     # every quarantined row carries a reason, and its values as read
     assert quarantine["reason"].notna().all()
@@ -652,7 +658,7 @@ def check_pipeline(case: Case, chosen: PipelineSettings) -> None:
             variance = scaled.matrix[:, one_hot].var(axis=0).sum()
             assert variance == pytest.approx(1.0, rel=1e-6)
     # the segments table validates, with one row per kept customer, in order
-    pd.testing.assert_frame_equal(Segments.validate(segments, lazy=True), segments)
+    pd.testing.assert_frame_equal(MALL_SEGMENTS.validate(segments, lazy=True), segments)
     assert len(segments) == len(customers) == cleaned.rows_kept
     pd.testing.assert_frame_equal(segments[list(MALL_COLUMNS)], customers)
     assert np.isfinite(segments["distance_to_centroid"]).all()
@@ -660,7 +666,7 @@ def check_pipeline(case: Case, chosen: PipelineSettings) -> None:
     assert (
         segments["segment_name"].astype(str) == segments["segment_id"].map(described.names)
     ).all()
-    profiles = Profiles.validate(described.profiles, lazy=True)
+    profiles = MALL_PROFILES.validate(described.profiles, lazy=True)
     assert profiles["size"].sum() == len(customers)
     json.loads(model_to_json(described.model))  # the model a run writes is plain, finite JSON
 

@@ -372,7 +372,9 @@ def write_report(
         table=columns,
         seed=seed,
     )
-    images = write_run_files(staging, described, outcome.elbow, fitted.cleaned.quarantine, figures)
+    images = write_run_files(
+        staging, described, outcome.elbow, fitted.cleaned.quarantine, figures, columns
+    )
     sample = ReportSample(scaled.customers, fitted.engine.assigned(fitted.rows, scaled, described))
     html = run_report(
         run_id_of(staging),

@@ -8,3 +8,9 @@ SEGMENT_NAME = "segment_name"
 DISTANCE = "distance_to_centroid"
 OUTLIER = "outlier"
 REASON = "reason"  # a quarantined row's every failed check
+
+# The Mall preset's columns (schemas/presets/mall.toml): the plots give them their classic labels.
+GENDER = "gender"
+AGE = "age"
+ANNUAL_INCOME = "annual_income"
+SPENDING_SCORE = "spending_score"

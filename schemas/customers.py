@@ -1,55 +1,19 @@
-"""Contracts for customer rows: as read (all text) and after cleaning (typed, in range)."""
+"""The contract of clean customer rows (typed, in range), built at run time from a column plan
+(``tasks.table.ColumnPlan``): any customer table."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from pandera.typing import Series
 
-from schemas.columns import CUSTOMER_ID, SOURCE_ROW
+from schemas.columns import CUSTOMER_ID
 
-# Canonical column names, used everywhere instead of string literals.
-GENDER = "gender"
-AGE = "age"
-ANNUAL_INCOME = "annual_income"
-SPENDING_SCORE = "spending_score"
-
-COLUMNS = (CUSTOMER_ID, GENDER, AGE, ANNUAL_INCOME, SPENDING_SCORE)
-NUMERIC_COLUMNS = (AGE, ANNUAL_INCOME, SPENDING_SCORE)
-GENDERS = ("Female", "Male")
+NOT_FINITE = "not a finite number"
 
 
 def _finite(values: pd.Series) -> pd.Series:
     return pd.Series(np.isfinite(values.to_numpy(dtype="float64")), index=values.index)
-
-
-class Customers(pa.DataFrameModel):
-    """A clean customer: unique id, known gender, numbers in range."""
-
-    customer_id: Series[str] = pa.Field(
-        unique=True, str_length={"min_value": 1}, description="customer id, kept as text"
-    )
-    gender: Series[str] = pa.Field(isin=list(GENDERS), description="Female or Male")
-    age: Series[float] = pa.Field(ge=0, le=120, description="age in years, 0-120")
-    annual_income: Series[float] = pa.Field(ge=0, description="annual income in k$, >= 0")
-    spending_score: Series[float] = pa.Field(ge=1, le=100, description="spending score, 1-100")
-
-    @pa.check(ANNUAL_INCOME, name="is_finite", error="not a finite number")
-    @classmethod
-    def _is_finite(cls, values: pd.Series) -> pd.Series:
-        return _finite(values)
-
-    class Config:
-        strict = "filter"
-        coerce = True
-
-
-# --------------------------------------------------------------------------------------------
-# Contracts built at run time from a resolved table (tasks.table.ColumnPlan): any customer table.
-# --------------------------------------------------------------------------------------------
-
-NOT_FINITE = "not a finite number"
 
 
 def column_checks(column) -> list[pa.Check]:
@@ -82,17 +46,3 @@ def customers_schema(table) -> pa.DataFrameSchema:
             description=f"{column.label} ({column.role}, {column.kind})",
         )
     return pa.DataFrameSchema(columns, strict="filter", coerce=True, name="Customers")
-
-
-def quarantine_schema(table) -> pa.DataFrameSchema:
-    """Quarantined rows of ``table``: the values as read (text) and every reason."""
-    text = {name: pa.Column(str, nullable=True) for name in (CUSTOMER_ID, *table.names)}
-    return pa.DataFrameSchema(
-        {
-            SOURCE_ROW: pa.Column(int, pa.Check.ge(1), unique=True),
-            **text,
-            "reason": pa.Column(str, pa.Check.str_length(min_value=1)),
-        },
-        strict=True,
-        name="Quarantine",
-    )

@@ -2,47 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from schemas.customers import Customers, customers_schema
-
-
-class Quarantine(pa.DataFrameModel):
-    """Input rows set aside, with their values as read and why."""
-
-    source_row: Series[int] = pa.Field(
-        ge=1, unique=True, description="1-based data row in the file"
-    )
-    customer_id: Series[str] = pa.Field(nullable=True, description="id as read")
-    gender: Series[str] = pa.Field(nullable=True, description="gender as read")
-    age: Series[str] = pa.Field(nullable=True, description="age as read")
-    annual_income: Series[str] = pa.Field(nullable=True, description="income as read")
-    spending_score: Series[str] = pa.Field(nullable=True, description="score as read")
-    reason: Series[str] = pa.Field(
-        str_length={"min_value": 1}, description="every failed check: column=value: problem"
-    )
-
-    class Config:
-        strict = True
-
-
-class Segments(Customers):
-    """One row per clean customer with the segment it belongs to."""
-
-    segment_id: Series[int] = pa.Field(ge=1, description="stable segment id")
-    previous_segment_id: Series[pd.Int64Dtype] = pa.Field(
-        ge=1, nullable=True, description="segment in the previous run; missing if new"
-    )
-    segment_name: Series[pd.CategoricalDtype] = pa.Field(
-        description="readable segment name (categorical: one copy of each name, not one per row)"
-    )
-    distance_to_centroid: Series[float] = pa.Field(ge=0, description="in the scaled feature space")
-
-    class Config:
-        strict = True
-        coerce = False  # built with the right dtypes: coercing 10M rows would copy them
+from schemas.columns import (
+    CUSTOMER_ID,
+    DISTANCE,
+    PREVIOUS_SEGMENT_ID,
+    REASON,
+    SEGMENT_ID,
+    SEGMENT_NAME,
+    SOURCE_ROW,
+)
+from schemas.customers import customers_schema
 
 
 class Transitions(pa.DataFrameModel):
@@ -56,30 +31,6 @@ class Transitions(pa.DataFrameModel):
         strict = True
         coerce = True
         unique = ["previous_segment_id", "segment_id"]  # noqa: RUF012 - pandera reads a list
-
-
-class Profiles(pa.DataFrameModel):
-    """One row per segment: size and feature summaries in original units."""
-
-    segment_id: Series[int] = pa.Field(ge=1, unique=True)
-    segment_name: Series[str] = pa.Field(unique=True)
-    summary: Series[str] | None  # the sentence of the segment's report card (a run writes it)
-    size: Series[int] = pa.Field(ge=1)
-    share: Series[float] = pa.Field(gt=0, le=1)
-    # mean best Jaccard of the segment over bootstrap refits (tasks/stability.py; a run writes it)
-    stability: Series[float] | None = pa.Field(ge=0, le=1)
-    age_mean: Series[float]
-    age_median: Series[float]
-    annual_income_mean: Series[float]
-    annual_income_median: Series[float]
-    spending_score_mean: Series[float]
-    spending_score_median: Series[float]
-    gender_Female_share: Series[float] = pa.Field(ge=0, le=1)  # <column>_<value>_share
-    gender_Male_share: Series[float] = pa.Field(ge=0, le=1)
-
-    class Config:
-        strict = True
-        coerce = True
 
 
 class Elbow(pa.DataFrameModel):
@@ -97,15 +48,30 @@ class Elbow(pa.DataFrameModel):
         coerce = True
 
 
+def quarantine_schema(table) -> pa.DataFrameSchema:
+    """Quarantined rows of ``table`` (``tasks.table.ColumnPlan``): the values as read (text)
+    and every reason."""
+    text = {name: pa.Column(str, nullable=True) for name in (CUSTOMER_ID, *table.names)}
+    return pa.DataFrameSchema(
+        {
+            SOURCE_ROW: pa.Column(int, pa.Check.ge(1), unique=True),
+            **text,
+            REASON: pa.Column(str, pa.Check.str_length(min_value=1)),
+        },
+        strict=True,
+        name="Quarantine",
+    )
+
+
 def segments_schema(table) -> pa.DataFrameSchema:
-    """The segments table of a run on ``table`` (``tasks.table.ColumnPlan``): the clean customers'
-    columns, then the segment columns (built at run time; ``Segments`` is the Mall case)."""
+    """The segments table of a run on ``table``: the clean customers' columns, then the
+    segment columns."""
     columns = {
         **customers_schema(table).columns,
-        "segment_id": pa.Column(int, pa.Check.ge(1)),
-        "previous_segment_id": pa.Column(pd.Int64Dtype(), pa.Check.ge(1), nullable=True),
-        "segment_name": pa.Column(pd.CategoricalDtype()),
-        "distance_to_centroid": pa.Column(float, pa.Check.ge(0)),
+        SEGMENT_ID: pa.Column(int, pa.Check.ge(1)),
+        PREVIOUS_SEGMENT_ID: pa.Column(pd.Int64Dtype(), pa.Check.ge(1), nullable=True),
+        SEGMENT_NAME: pa.Column(pd.CategoricalDtype()),
+        DISTANCE: pa.Column(float, pa.Check.ge(0)),
     }
     return pa.DataFrameSchema(columns, strict=True, coerce=False, name="Segments")
 
@@ -156,3 +122,36 @@ class Moves(pa.DataFrameModel):
         strict = True
         ordered = True
         coerce = False
+
+
+def profiles_schema(table) -> pa.DataFrameSchema:
+    """The profiles of a run on ``table``, one row per segment: its size and share, each numeric
+    column's mean and median, and the shares of a column's values (``<column>_<value>_share``:
+    every allowed value; the values found of a column without allowed values or of a 0/1 flag);
+    a run adds each segment's summary and stability."""
+    share = pa.Check.in_range(0, 1)
+    columns = {
+        SEGMENT_ID: pa.Column(int, pa.Check.ge(1), unique=True),
+        SEGMENT_NAME: pa.Column(str, unique=True),
+        "summary": pa.Column(str, required=False),
+        "size": pa.Column(int, pa.Check.ge(1)),
+        "share": pa.Column(float, [pa.Check.gt(0), pa.Check.le(1)]),
+        "stability": pa.Column(float, share, required=False),
+    }
+    for column in table.columns:
+        if column.numeric:  # missing when a segment has no value of a nullable column
+            for statistic in ("mean", "median"):
+                columns[f"{column.name}_{statistic}"] = pa.Column(float, nullable=column.nullable)
+        if column.spec.allowed:
+            for value in column.spec.allowed:
+                columns[f"{column.name}_{value}_share"] = pa.Column(float, share)
+        elif not column.numeric or _may_be_flag(column):  # the values found; 0 and 1
+            found = rf"(?s)^{re.escape(column.name)}_.+_share\Z"  # values may hold line breaks
+            columns[found] = pa.Column(float, share, regex=True, required=False)
+    return pa.DataFrameSchema(columns, strict=True, coerce=True, name="Profiles")
+
+
+def _may_be_flag(column) -> bool:
+    """A numeric profile column whose spec allows nothing above 1: its profile may give the
+    shares of 0 and 1 (``tasks.profile.share_values``)."""
+    return column.role == "profile" and (column.spec.max is None or column.spec.max <= 1)

@@ -16,7 +16,8 @@ import pyarrow as arrow
 import pyarrow.compute as pc
 
 from schemas.columns import CUSTOMER_ID, REASON, SOURCE_ROW
-from schemas.customers import NOT_FINITE, customers_schema, quarantine_schema
+from schemas.customers import NOT_FINITE, customers_schema
+from schemas.outputs import quarantine_schema
 from tasks.errors import InputError, shown_value
 from tasks.ingest import numbers_as_text
 from tasks.table import ColumnPlan, mall_table

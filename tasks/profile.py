@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 
 from tasks.table import Column, ColumnPlan, mall_table, value_order
 
@@ -108,9 +107,9 @@ def named_profiles(
     summaries: dict[int, str] | None = None,
     stability: dict[int, float] | None = None,
 ) -> pd.DataFrame:
-    """The profiles table (validated): the statistics with each segment's name and, when
-    given, its ``summary`` (the sentence its report card shows) and ``stability`` (after
-    ``share``; ``tasks.stability``)."""
+    """The profiles table: the statistics with each segment's name and, when given, its
+    ``summary`` (the sentence its report card shows) and ``stability`` (after ``share``;
+    ``tasks.stability``). Validated right before it is written (``schemas.outputs``)."""
     profiles = statistics.copy()
     profiles.insert(1, "segment_name", profiles["segment_id"].map(names))
     if summaries is not None:
@@ -118,7 +117,7 @@ def named_profiles(
     if stability is not None:
         after_share = list(profiles.columns).index("share") + 1
         profiles.insert(after_share, "stability", profiles["segment_id"].map(stability))
-    return profiles_schema(profiles.columns).validate(profiles)
+    return profiles
 
 
 def segment_profile_statistics(
@@ -160,26 +159,6 @@ def overflow_power(values: np.ndarray) -> float:
     first: the largest becomes ~2**100, and no digit of any value above 2**-900 changes."""
     largest = float(np.nanmax(np.abs(values), initial=0))
     return 2.0 ** (int(np.ceil(np.log2(largest))) - 100) if largest > 2.0**500 else 1.0
-
-
-def profiles_schema(columns) -> pa.DataFrameSchema:
-    """The contract of a profiles table with these columns (built at run time)."""
-    checks: dict[str, pa.Column] = {
-        "segment_id": pa.Column(int, pa.Check.ge(1), unique=True),
-        "segment_name": pa.Column(str, unique=True),
-        "summary": pa.Column(str, required=False),
-        "size": pa.Column(int, pa.Check.ge(1)),
-        "share": pa.Column(float, [pa.Check.gt(0), pa.Check.le(1)]),
-        "stability": pa.Column(float, pa.Check.in_range(0, 1), required=False),
-    }
-    for name in columns:
-        if name in checks:
-            continue
-        if name.endswith("_share"):
-            checks[name] = pa.Column(float, pa.Check.in_range(0, 1))
-        else:
-            checks[name] = pa.Column(float, nullable=True)
-    return pa.DataFrameSchema(checks, strict=True, coerce=True, name="Profiles")
 
 
 def segment_table(

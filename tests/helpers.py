@@ -24,7 +24,9 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 from sklearn.preprocessing import StandardScaler
 
-from schemas.customers import AGE, ANNUAL_INCOME, SPENDING_SCORE
+from schemas.columns import AGE, ANNUAL_INCOME, CUSTOMER_ID, GENDER, SPENDING_SCORE
+from schemas.customers import customers_schema
+from schemas.outputs import profiles_schema, quarantine_schema, segments_schema
 from schemas.spec import mall_spec
 from tasks.describe import Described, FittedRows, describe_segments
 from tasks.errors import InputError
@@ -38,7 +40,20 @@ from tasks.store.history import load_previous_run
 from tasks.store.paths import MANIFEST
 from tasks.store.run_files import latest_run, sha256_of
 from tasks.store.runlock import RunLock
-from tasks.table import resolve_table
+from tasks.table import mall_table, resolve_table
+
+# The Mall preset's columns in their order, its numeric ones and its genders (as the tests expect
+# them, independent of schemas/presets/mall.toml).
+MALL_COLUMNS = (CUSTOMER_ID, GENDER, AGE, ANNUAL_INCOME, SPENDING_SCORE)
+MALL_NUMERIC_COLUMNS = (AGE, ANNUAL_INCOME, SPENDING_SCORE)
+MALL_GENDERS = ("Female", "Male")
+
+# The contracts of a Mall run's tables, built by schemas/ from the Mall column plan as a run
+# builds them.
+MALL_CUSTOMERS = customers_schema(mall_table())
+MALL_QUARANTINE = quarantine_schema(mall_table())
+MALL_SEGMENTS = segments_schema(mall_table())
+MALL_PROFILES = profiles_schema(mall_table())
 
 # --- segment runs on planted blobs ------------------------------------------------------------
 

@@ -10,8 +10,8 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import MALL_PROFILES
 
-from schemas.outputs import Profiles
 from tasks.profile import profile_segments
 from tasks.reporting.artifacts import (
     artifact_key,
@@ -36,7 +36,7 @@ def profiles() -> pd.DataFrame:
         }
     )
     names = {1: "Low income, high spending", 4: "High income, low spending"}
-    return Profiles.validate(profile_segments(customers, np.array([1, 1, 4, 4]), names))
+    return MALL_PROFILES.validate(profile_segments(customers, np.array([1, 1, 4, 4]), names))
 
 
 def manifest(changes: dict | None) -> dict:

@@ -34,11 +34,10 @@ import pandas as pd
 import pyarrow as arrow
 import pyarrow.parquet as pq
 import pytest
-from helpers import read_customers
+from helpers import MALL_COLUMNS, read_customers
 
 import flows.segmentation  # noqa: F401 - Prefect sets up its log handlers on import: before capsys
 from schemas.columns import CUSTOMER_ID, SOURCE_ROW
-from schemas.customers import COLUMNS
 from schemas.spec import MALL_PRESET
 from segment.cli.main import EXIT_BAD_INPUT, EXIT_OK, main
 from tasks.clean import CleanResult, clean_customers
@@ -309,8 +308,8 @@ def test_extra_columns_are_kept_as_read_but_left_out_of_the_features(tmp_path):
         tmp_path, csv_bytes(*[f"North,{row},{i}" for i, row in enumerate(GOOD)], header=header)
     )
     raw, result = read_and_clean(path)
-    assert list(raw.columns) == [SOURCE_ROW, *COLUMNS, "Region", "Visits"]
-    assert list(result.customers.columns) == list(COLUMNS)
+    assert list(raw.columns) == [SOURCE_ROW, *MALL_COLUMNS, "Region", "Visits"]
+    assert list(result.customers.columns) == list(MALL_COLUMNS)
     assert scale_features(result.customers).columns == ("annual_income", "spending_score")
     assert scale_features(result.customers, ["age", "gender"]).columns == (
         "age",
@@ -325,8 +324,8 @@ def test_very_wide_file_reads_and_cleans_its_customers(tmp_path):
     header = MALL_HEADER + "," + ",".join(f"x{i}" for i in range(extra))
     rows = [f"{row}," + ",".join(["7"] * extra) for row in GOOD]
     raw, result = read_and_clean(write(tmp_path, csv_bytes(*rows, header=header)))
-    assert raw.shape == (4, 1 + len(COLUMNS) + extra)
-    assert list(result.customers.columns) == list(COLUMNS)
+    assert raw.shape == (4, 1 + len(MALL_COLUMNS) + extra)
+    assert list(result.customers.columns) == list(MALL_COLUMNS)
     assert result.accounting() == accounting(read=4, kept=4)
 
 

@@ -5,19 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import read_customers
-
-from schemas.columns import CUSTOMER_ID, SOURCE_ROW
-from schemas.customers import (
-    AGE,
-    ANNUAL_INCOME,
-    COLUMNS,
-    GENDER,
-    NUMERIC_COLUMNS,
-    SPENDING_SCORE,
-    Customers,
+from helpers import (
+    MALL_COLUMNS,
+    MALL_CUSTOMERS,
+    MALL_NUMERIC_COLUMNS,
+    MALL_QUARANTINE,
+    read_customers,
 )
-from schemas.outputs import Quarantine
+
+from schemas.columns import AGE, ANNUAL_INCOME, CUSTOMER_ID, GENDER, SOURCE_ROW, SPENDING_SCORE
 from schemas.spec import TableSpec
 from tasks.clean import clean_customers
 from tasks.errors import InputError
@@ -35,7 +31,7 @@ GOOD = [
 def raw_frame(rows, **extra_columns) -> pd.DataFrame:
     """A frame shaped like read_customers output: source_row 1..n, then text columns with NA."""
     data = {SOURCE_ROW: pd.Series(np.arange(1, len(rows) + 1), dtype="int64")}
-    for position, column in enumerate(COLUMNS):
+    for position, column in enumerate(MALL_COLUMNS):
         data[column] = pd.Series([row[position] for row in rows], dtype="str")
     for name, values in extra_columns.items():
         data[name] = pd.Series(values, dtype="str")
@@ -53,8 +49,8 @@ def clean(rows, **kwargs):
 def test_valid_rows_pass_through_with_float64_numbers():
     result = clean(GOOD)
     customers = result.customers
-    assert list(customers.columns) == list(COLUMNS)
-    for column in NUMERIC_COLUMNS:
+    assert list(customers.columns) == list(MALL_COLUMNS)
+    for column in MALL_NUMERIC_COLUMNS:
         assert customers[column].dtype == "float64", column
     assert customers[CUSTOMER_ID].tolist() == ["1", "2", "3", "4"]
     assert customers[AGE].tolist() == [30.0, 40.0, 25.0, 50.0]
@@ -82,14 +78,14 @@ def test_gender_spellings_are_normalised_to_female_and_male():
 
 def test_clean_customers_validate_against_customers_schema():
     customers = clean(GOOD + [("5", "m", "22.5", "33.3", "44")]).customers
-    validated = Customers.validate(customers)
+    validated = MALL_CUSTOMERS.validate(customers)
     pd.testing.assert_frame_equal(validated, customers)
 
 
 def test_extra_raw_columns_are_not_carried_into_clean_customers():
     raw = raw_frame(GOOD, notes=["a", "b", "c", "d"], region=["x", "y", "z", "w"])
     customers = clean_customers(raw, max_quarantine_share=0.2).customers
-    assert list(customers.columns) == list(COLUMNS)
+    assert list(customers.columns) == list(MALL_COLUMNS)
 
 
 # --- duplicates and conflicting ids ------------------------------------------------------------
@@ -186,16 +182,16 @@ def test_quarantine_keeps_values_as_read():
 
 def test_quarantine_validates_against_quarantine_schema():
     result = clean(GOOD + [("5", "U", "abc", "-5", "140"), ("2", "Male", "41", "60", "70")])
-    assert list(result.quarantine.columns) == [SOURCE_ROW, *COLUMNS, "reason"]
-    pd.testing.assert_frame_equal(Quarantine.validate(result.quarantine), result.quarantine)
+    assert list(result.quarantine.columns) == [SOURCE_ROW, *MALL_COLUMNS, "reason"]
+    pd.testing.assert_frame_equal(MALL_QUARANTINE.validate(result.quarantine), result.quarantine)
     assert result.quarantine[SOURCE_ROW].tolist() == [2, 5, 6]
 
 
 def test_empty_quarantine_still_has_the_quarantine_columns():
     result = clean(GOOD)
     assert result.quarantine.empty
-    assert list(result.quarantine.columns) == [SOURCE_ROW, *COLUMNS, "reason"]
-    Quarantine.validate(result.quarantine)
+    assert list(result.quarantine.columns) == [SOURCE_ROW, *MALL_COLUMNS, "reason"]
+    MALL_QUARANTINE.validate(result.quarantine)
 
 
 # --- row accounting ---------------------------------------------------------------------------

@@ -11,13 +11,12 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import read_customers
+from helpers import MALL_QUARANTINE, MALL_SEGMENTS, read_customers
 from planted_tables import mixed_marketing_table, write_planted_table
 from sklearn.metrics import adjusted_rand_score
 
 from flows.runners import flow_for, prefect_api_for_workers
 from flows.segmentation import segment_customers
-from schemas.outputs import Quarantine, Segments
 from segment.cli import main as cli
 from segment.settings import SegmentationSettings
 from tasks import partitioned
@@ -96,7 +95,7 @@ def test_partitioned_parquet_on_a_local_cluster_gives_the_local_segments(custome
     mine, theirs = _segments(dask_folder), _segments(local_folder)
     assert len(mine) == len(theirs) == local["rows"]["rows_kept"]
     assert mine["customer_id"].is_unique
-    Segments.validate(mine)
+    MALL_SEGMENTS.validate(mine)
     joined = theirs.merge(mine, on="customer_id", suffixes=("_local", "_dask"))
     assert len(joined) == len(theirs)
     ari = adjusted_rand_score(joined["segment_id_local"], joined["segment_id_dask"])
@@ -225,7 +224,7 @@ def test_cleaning_partitions_finds_duplicates_and_conflicts_across_files(tmp_pat
 
     # Rows are numbered as in the concatenated file: a.parquet rows 1-3, b.parquet rows 4-6.
     # Row 4 repeats row 1 exactly; id 2 has different values in rows 2 and 5; row 6 has age "abc".
-    Quarantine.validate(parts.quarantine)
+    MALL_QUARANTINE.validate(parts.quarantine)
     reasons = dict(zip(parts.quarantine["source_row"], parts.quarantine["reason"], strict=True))
     assert set(reasons) == {2, 5, 6}
     assert (

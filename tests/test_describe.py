@@ -5,9 +5,21 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from helpers import A, B, C, E, as_previous, ids_by_customer, ids_by_tag, population, run
+from helpers import (
+    MALL_PROFILES,
+    MALL_SEGMENTS,
+    A,
+    B,
+    C,
+    E,
+    as_previous,
+    ids_by_customer,
+    ids_by_tag,
+    population,
+    run,
+)
 
-from schemas.outputs import Profiles, Segments, Transitions
+from schemas.outputs import Transitions
 from tasks.describe import Described, previous_k
 from tasks.model import load_model, model_to_json, score_frame
 
@@ -31,11 +43,11 @@ def test_matched_segments_keep_their_names_and_a_colliding_new_name_is_made_uniq
     assert new_name != a_name
     assert new_name.startswith(a_name)  # the computed name, suffixed
     assert len(set(second_run.names.values())) == 4
-    Profiles.validate(second_run.profiles)
+    MALL_PROFILES.validate(second_run.profiles)
 
 
 def test_second_run_segment_table_carries_previous_ids_and_transitions(abc_run, second_run):
-    segments = Segments.validate(second_run.segments)
+    segments = MALL_SEGMENTS.validate(second_run.segments)
     returning = segments["customer_id"].str[0].isin(list("ABC"))
     assert segments.loc[~returning, "previous_segment_id"].isna().all()
     previous = ids_by_customer(abc_run)

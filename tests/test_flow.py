@@ -6,10 +6,11 @@ import json
 
 import pandas as pd
 import pytest
+from helpers import MALL_PROFILES, MALL_QUARANTINE, MALL_SEGMENTS
 from sklearn.metrics import adjusted_rand_score
 
 from flows.segmentation import segment_customers
-from schemas.outputs import Elbow, Profiles, Quarantine, Segments
+from schemas.outputs import Elbow
 from segment.settings import DEFAULT_INPUT, SegmentationSettings
 from tasks.errors import InputError
 from tasks.reporting import plots
@@ -72,10 +73,10 @@ def test_default_run_plots_are_pngs_of_the_documented_size(default_run):
 def test_default_run_tables_read_back_and_validate(default_run):
     _, output = default_run
     folder = latest_run(output)
-    Segments.validate(pd.read_parquet(folder / "segments.parquet"))
-    Profiles.validate(pd.read_parquet(folder / "profiles.parquet"))
+    MALL_SEGMENTS.validate(pd.read_parquet(folder / "segments.parquet"))
+    MALL_PROFILES.validate(pd.read_parquet(folder / "profiles.parquet"))
     Elbow.validate(pd.read_parquet(folder / "elbow.parquet"))
-    Quarantine.validate(pd.read_parquet(folder / "quarantine.parquet"))
+    MALL_QUARANTINE.validate(pd.read_parquet(folder / "quarantine.parquet"))
 
 
 def test_default_run_recovers_the_planted_segments(default_run):

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from helpers import A, B, C, population, run
+from helpers import MALL_SEGMENTS, A, B, C, population, run
 
-from schemas.outputs import Segments
 from tasks.model import model_to_json
 from tasks.store.history import CorruptRunError, load_previous_run
 from tasks.store.run_files import finish_run, start_run, write_table, write_text
@@ -20,7 +19,7 @@ def test_load_previous_run_is_none_without_a_complete_run(tmp_path):
 
 def test_load_previous_run_reads_the_run_latest_names(abc_run, tmp_path):
     staging = start_run(tmp_path, "20250101T000000Z-first")
-    write_table(abc_run.segments, staging / "segments.parquet", Segments)
+    write_table(abc_run.segments, staging / "segments.parquet", MALL_SEGMENTS)
     write_text(model_to_json(abc_run.model), staging / "model.json")
     finish_run(staging, {"run_id": "20250101T000000Z-first"})
     previous = load_previous_run(tmp_path)

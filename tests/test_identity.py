@@ -22,7 +22,7 @@ from helpers import (
     run,
 )
 
-from schemas.customers import AGE
+from schemas.columns import AGE
 from schemas.outputs import Transitions
 from tasks.fit import fit_segments
 from tasks.identity import (

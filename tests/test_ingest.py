@@ -8,10 +8,9 @@ import pandas as pd
 import pyarrow as arrow
 import pyarrow.parquet as pq
 import pytest
-from helpers import read_customers
+from helpers import MALL_COLUMNS, read_customers
 
-from schemas.columns import CUSTOMER_ID, SOURCE_ROW
-from schemas.customers import AGE, ANNUAL_INCOME, COLUMNS, GENDER, SPENDING_SCORE
+from schemas.columns import AGE, ANNUAL_INCOME, CUSTOMER_ID, GENDER, SOURCE_ROW, SPENDING_SCORE
 from schemas.spec import ID_SPELLINGS, mall_spec
 from tasks.errors import InputError
 
@@ -40,14 +39,14 @@ def _mall(tmp_path: Path, *rows: bytes, header: bytes = MALL_HEADER) -> pd.DataF
 
 def test_mall_header_gives_source_row_then_canonical_columns(tmp_path):
     frame = _mall(tmp_path, b"0001,Male,19,15,39")
-    assert list(frame.columns) == [SOURCE_ROW, *COLUMNS]
+    assert list(frame.columns) == [SOURCE_ROW, *MALL_COLUMNS]
     assert frame.iloc[0].tolist() == [1, "0001", "Male", "19", "15", "39"]
 
 
 def test_output_dtypes_are_int64_source_row_and_text_values(tmp_path):
     frame = _mall(tmp_path, b"0001,Male,19,15,39")
     assert frame[SOURCE_ROW].dtype == "int64"
-    for column in COLUMNS:
+    for column in MALL_COLUMNS:
         assert pd.api.types.is_string_dtype(frame[column].dtype), column
 
 
@@ -62,7 +61,7 @@ def test_output_dtypes_are_int64_source_row_and_text_values(tmp_path):
 )
 def test_common_header_renamings_are_accepted(tmp_path, header):
     frame = _mall(tmp_path, b"7,Female,30,40,50", header=header)
-    assert frame.loc[0, list(COLUMNS)].tolist() == ["7", "Female", "30", "40", "50"]
+    assert frame.loc[0, list(MALL_COLUMNS)].tolist() == ["7", "Female", "30", "40", "50"]
 
 
 @pytest.mark.parametrize(
@@ -73,7 +72,13 @@ def test_every_default_alias_is_accepted(tmp_path, column, alias):
     headers = {canon: spellings[0] for canon, spellings in DEFAULT_ALIASES.items()}
     headers[column] = alias
     path = _write(tmp_path, ",".join(headers.values()).encode() + b"\n1,Male,19,15,39\n")
-    assert read_customers(path).loc[0, list(COLUMNS)].tolist() == ["1", "Male", "19", "15", "39"]
+    assert read_customers(path).loc[0, list(MALL_COLUMNS)].tolist() == [
+        "1",
+        "Male",
+        "19",
+        "15",
+        "39",
+    ]
 
 
 def test_quoted_header_names_are_unquoted(tmp_path):
@@ -99,7 +104,7 @@ def test_explicit_mapping_overrides_aliases(tmp_path):
 def test_partial_explicit_mapping_uses_aliases_for_the_rest(tmp_path):
     path = _write(tmp_path, b"Client,Gender,Age,Income,Score\nC1,Male,19,15,39\n")
     frame = read_customers(path, columns={CUSTOMER_ID: "Client"})
-    assert frame.loc[0, list(COLUMNS)].tolist() == ["C1", "Male", "19", "15", "39"]
+    assert frame.loc[0, list(MALL_COLUMNS)].tolist() == ["C1", "Male", "19", "15", "39"]
 
 
 def test_explicit_mapping_to_absent_header_raises(tmp_path):
@@ -142,7 +147,7 @@ def test_two_headers_matching_one_column_raise(tmp_path):
 def test_extra_columns_are_kept_after_canonical_columns(tmp_path):
     header = b"Region,CustomerID,Genre,Age,Annual Income (k$),Spending Score (1-100),Note"
     frame = _mall(tmp_path, b"North,1,Male,19,15,39, vip ", header=header)
-    assert list(frame.columns) == [SOURCE_ROW, *COLUMNS, "Region", "Note"]
+    assert list(frame.columns) == [SOURCE_ROW, *MALL_COLUMNS, "Region", "Note"]
     assert frame.loc[0, ["Region", "Note"]].tolist() == ["North", "vip"]
 
 
@@ -202,7 +207,7 @@ def test_negative_number_is_kept_while_lone_dash_is_na(tmp_path):
 
 def test_values_are_stripped_of_whitespace(tmp_path):
     frame = _mall(tmp_path, b" 1 ,  Male ,19 , 15,39\t")
-    assert frame.loc[0, list(COLUMNS)].tolist() == ["1", "Male", "19", "15", "39"]
+    assert frame.loc[0, list(MALL_COLUMNS)].tolist() == ["1", "Male", "19", "15", "39"]
 
 
 def test_non_numeric_text_is_kept_for_cleaning_to_judge(tmp_path):
@@ -259,7 +264,7 @@ def test_explicit_sep_overrides_sniffing(tmp_path):
     path = _write(tmp_path, header + b"\n1;Male;19;15;39\n")
     mapping = {ANNUAL_INCOME: "Annual Income (k$, a, b, c, d)"}
     frame = read_customers(path, columns=mapping, sep=";")
-    assert frame.loc[0, list(COLUMNS)].tolist() == ["1", "Male", "19", "15", "39"]
+    assert frame.loc[0, list(MALL_COLUMNS)].tolist() == ["1", "Male", "19", "15", "39"]
 
 
 # --- file-level problems ------------------------------------------------------------------------
@@ -390,7 +395,7 @@ def test_parquet_dictionary_columns_and_undecodable_extra_bytes_are_read(tmp_pat
     )
     pq.write_table(table, tmp_path / "c.parquet")
     frame = read_customers(tmp_path / "c.parquet")
-    assert frame.loc[0, list(COLUMNS)].tolist() == ["1", "Male", 19.0, 15.5, "39"]
+    assert frame.loc[0, list(MALL_COLUMNS)].tolist() == ["1", "Male", 19.0, 15.5, "39"]
     assert frame["Photo"].tolist()[0] == "b'\\xff\\xd8'"
 
 

@@ -16,7 +16,7 @@ from matplotlib.text import Text
 from sklearn.datasets import make_blobs
 from sklearn.preprocessing import StandardScaler
 
-from schemas.customers import AGE, ANNUAL_INCOME, GENDER, SPENDING_SCORE
+from schemas.columns import AGE, ANNUAL_INCOME, GENDER, SPENDING_SCORE
 from schemas.spec import ColumnSpec, TableSpec
 from tasks.describe import Described
 from tasks.elbow import KChoice

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import MALL_COLUMNS, MALL_PROFILES, MALL_SEGMENTS
 from sklearn.datasets import make_blobs
 
-from schemas.customers import AGE, ANNUAL_INCOME, COLUMNS, GENDER, SPENDING_SCORE
-from schemas.outputs import Profiles, Segments
+from schemas.columns import AGE, ANNUAL_INCOME, GENDER, SPENDING_SCORE
 from tasks.fit import fit_segments
 from tasks.model import MODEL_FORMAT, build_model, load_model, model_to_json, score_frame
 from tasks.profile import (
@@ -122,7 +122,7 @@ def test_profile_sizes_and_shares_add_up(fitted):
     assert profiles["size"].sum() == len(customers)
     assert profiles["share"].sum() == pytest.approx(1.0)
     assert profiles["segment_name"].tolist() == [names[1], names[2], names[3]]
-    Profiles.validate(profiles)
+    MALL_PROFILES.validate(profiles)
 
 
 def test_profile_means_medians_and_gender_shares_match_a_groupby(fitted):
@@ -153,7 +153,7 @@ def test_segment_table_has_one_row_per_customer_and_validates(fitted):
     table = segment_table(customers, segmentation.labels, segmentation.distances, names)
     assert len(table) == len(customers)
     assert list(table.columns) == [
-        *COLUMNS,
+        *MALL_COLUMNS,
         "segment_id",
         "previous_segment_id",
         "segment_name",
@@ -163,7 +163,7 @@ def test_segment_table_has_one_row_per_customer_and_validates(fitted):
     assert table["customer_id"].tolist() == customers["customer_id"].tolist()
     assert table["segment_id"].tolist() == segmentation.labels.tolist()
     assert table["segment_name"].tolist() == [names[i] for i in segmentation.labels]
-    pd.testing.assert_frame_equal(Segments.validate(table), table)
+    pd.testing.assert_frame_equal(MALL_SEGMENTS.validate(table), table)
 
 
 # --- model JSON -------------------------------------------------------------------------------

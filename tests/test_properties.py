@@ -5,7 +5,8 @@ text that is not a number, a gender, missing) and, from it, the fate every row m
 kept, quarantined (and which columns failed, or a conflicting id), or an exact duplicate of an
 earlier row. The model never calls the code under test, so a property can fail.
 
-Valid base customers come from pandera's own data synthesis for ``Customers`` (narrowed to
+Valid base customers come from pandera's own data synthesis for ``Customers`` (the Mall plan's
+contract, ``helpers.MALL_CUSTOMERS``, narrowed to
 plausible values and text ids); faults are injected with plain Hypothesis strategies, because
 pandera can only synthesise rows that *pass* a schema, and ``RawCustomers.strategy()`` is
 unusable (its custom ``is_number`` check falls back to filtering arbitrary text and Hypothesis
@@ -34,23 +35,21 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import pytest
-from helpers import read_customers
+from helpers import (
+    MALL_COLUMNS,
+    MALL_CUSTOMERS,
+    MALL_GENDERS,
+    MALL_NUMERIC_COLUMNS,
+    MALL_PROFILES,
+    MALL_QUARANTINE,
+    MALL_SEGMENTS,
+    read_customers,
+)
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
-from schemas.columns import CUSTOMER_ID, SOURCE_ROW
-from schemas.customers import (
-    AGE,
-    ANNUAL_INCOME,
-    COLUMNS,
-    GENDER,
-    GENDERS,
-    NUMERIC_COLUMNS,
-    SPENDING_SCORE,
-    Customers,
-)
-from schemas.outputs import Profiles, Quarantine, Segments
+from schemas.columns import AGE, ANNUAL_INCOME, CUSTOMER_ID, GENDER, SOURCE_ROW, SPENDING_SCORE
 from tasks.clean import CleanResult, clean_customers
 from tasks.describe import FittedRows, describe_segments
 from tasks.errors import InputError
@@ -118,9 +117,9 @@ def failed_columns(row: Row) -> frozenset[str]:
     failed = set()
     if row[0] is None:
         failed.add(CUSTOMER_ID)
-    if row[1] not in GENDERS:
+    if row[1] not in MALL_GENDERS:
         failed.add(GENDER)
-    for column, cell in zip(NUMERIC_COLUMNS, row[2:], strict=True):
+    for column, cell in zip(MALL_NUMERIC_COLUMNS, row[2:], strict=True):
         low, high = BOUNDS[column]
         if not (isinstance(cell, Num) and math.isfinite(cell.value) and low <= cell.value <= high):
             failed.add(column)
@@ -227,7 +226,7 @@ def render_row(draw, row: Row) -> tuple[str | None, ...]:
     """One text spelling of ``row``, as read_customers returns it (stripped, NA for missing)."""
     customer_id, gender, *numbers = row
     cells: list[str | None] = [customer_id]
-    if gender in GENDERS:
+    if gender in MALL_GENDERS:
         cells.append(draw(st.sampled_from(SPELLINGS[gender])))
     else:
         cells.append(gender.text if isinstance(gender, Text) else None)
@@ -252,11 +251,9 @@ def _customers_strategy_schema(income_max: float) -> pa.DataFrameSchema:
     bound keeps the same domain when the bound is the largest float. (Age and score keep their
     ``is_finite`` filter; their ``ge``/``le`` bounds already keep the draws finite.)
     """
-    return (
-        Customers.to_schema()
-        .update_column(CUSTOMER_ID, checks=[pa.Check.str_matches(ID_PATTERN)])
-        .update_column(ANNUAL_INCOME, checks=[pa.Check.ge(0), pa.Check.le(income_max)])
-    )
+    return MALL_CUSTOMERS.update_column(
+        CUSTOMER_ID, checks=[pa.Check.str_matches(ID_PATTERN)]
+    ).update_column(ANNUAL_INCOME, checks=[pa.Check.ge(0), pa.Check.le(income_max)])
 
 
 PLAUSIBLE = _customers_strategy_schema(300.0)  # k$, like the Mall data
@@ -312,7 +309,7 @@ GENDER_FAULTS = st.one_of(MISSING, st.sampled_from(UNKNOWN_GENDERS).map(Text))
 
 def inject(draw, row: Row, column: str) -> Row:
     cells = list(row)
-    position = COLUMNS.index(column)
+    position = MALL_COLUMNS.index(column)
     if column == CUSTOMER_ID:
         cells[position] = None
     elif column == GENDER:
@@ -334,7 +331,7 @@ class Case:
     def raw(self) -> pd.DataFrame:
         """A fresh frame shaped like read_customers' output."""
         data = {SOURCE_ROW: pd.Series(np.arange(1, len(self.cells) + 1), dtype="int64")}
-        for position, column in enumerate(COLUMNS):
+        for position, column in enumerate(MALL_COLUMNS):
             data[column] = pd.Series([cells[position] for cells in self.cells], dtype="str")
         if self.extra_column:
             data["notes"] = pd.Series([f"note {i}" for i in range(len(self.cells))], dtype="str")
@@ -358,7 +355,8 @@ def customer_cases(draw, *, max_customers: int = 8, extreme_incomes: bool = Fals
     for row in base:
         faults = draw(
             st.one_of(
-                st.just([]), st.lists(st.sampled_from(COLUMNS), min_size=1, max_size=3, unique=True)
+                st.just([]),
+                st.lists(st.sampled_from(MALL_COLUMNS), min_size=1, max_size=3, unique=True),
             )
         )
         for column in faults:
@@ -450,15 +448,15 @@ def test_outputs_keep_their_contracts(case: Case):
     assert customers[CUSTOMER_ID].notna().all()
     assert not customers[CUSTOMER_ID].duplicated().any(), customers[CUSTOMER_ID].tolist()
     # both tables validate against their schemas, unchanged
-    pd.testing.assert_frame_equal(Customers.validate(customers, lazy=True), customers)
-    pd.testing.assert_frame_equal(Quarantine.validate(quarantine, lazy=True), quarantine)
-    assert list(customers.columns) == list(COLUMNS)
+    pd.testing.assert_frame_equal(MALL_CUSTOMERS.validate(customers, lazy=True), customers)
+    pd.testing.assert_frame_equal(MALL_QUARANTINE.validate(quarantine, lazy=True), quarantine)
+    assert list(customers.columns) == list(MALL_COLUMNS)
     # every quarantined row carries a reason, and its values as read
     assert quarantine["reason"].notna().all()
     assert (quarantine["reason"].str.strip().str.len() > 0).all()
     raw = case.raw().set_index(SOURCE_ROW)
-    as_read = raw.loc[quarantine[SOURCE_ROW], list(COLUMNS)].reset_index(drop=True)
-    pd.testing.assert_frame_equal(quarantine[list(COLUMNS)], as_read, check_dtype=False)
+    as_read = raw.loc[quarantine[SOURCE_ROW], list(MALL_COLUMNS)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(quarantine[list(MALL_COLUMNS)], as_read, check_dtype=False)
     # kept customers carry the numbers and folded gender their row spells
     model = {
         row[0]: row for row, fate in zip(case.rows, case.fates, strict=True) if fate.kind == "kept"
@@ -595,7 +593,7 @@ def test_whitespace_and_na_tokens_in_a_csv_file_do_not_change_any_fate(case: Cas
         with path.open("w", newline="", encoding="utf-8") as handle:
             csv.writer(handle).writerows(lines)
         raw = read_customers(path)
-    canonical = [SOURCE_ROW, *COLUMNS]
+    canonical = [SOURCE_ROW, *MALL_COLUMNS]
     pd.testing.assert_frame_equal(raw[canonical], case.raw()[canonical], check_dtype=False)
     result = clean_customers(raw, max_quarantine_share=None)
     found = places(case, result)
@@ -660,15 +658,15 @@ def check_pipeline(case: Case, chosen: PipelineSettings) -> None:
             variance = scaled.matrix[:, one_hot].var(axis=0).sum()
             assert variance == pytest.approx(1.0, rel=1e-6)
     # the segments table validates, with one row per kept customer, in order
-    pd.testing.assert_frame_equal(Segments.validate(segments, lazy=True), segments)
+    pd.testing.assert_frame_equal(MALL_SEGMENTS.validate(segments, lazy=True), segments)
     assert len(segments) == len(customers) == cleaned.rows_kept
-    pd.testing.assert_frame_equal(segments[list(COLUMNS)], customers)
+    pd.testing.assert_frame_equal(segments[list(MALL_COLUMNS)], customers)
     assert np.isfinite(segments["distance_to_centroid"]).all()
     assert set(segments["segment_id"]) <= set(described.names)
     assert (
         segments["segment_name"].astype(str) == segments["segment_id"].map(described.names)
     ).all()
-    profiles = Profiles.validate(described.profiles, lazy=True)
+    profiles = MALL_PROFILES.validate(described.profiles, lazy=True)
     assert profiles["size"].sum() == len(customers)
     json.loads(model_to_json(described.model))  # the model a run writes is plain, finite JSON
 

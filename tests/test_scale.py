@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from schemas.customers import AGE, ANNUAL_INCOME, GENDER, SPENDING_SCORE
+from schemas.columns import AGE, ANNUAL_INCOME, GENDER, SPENDING_SCORE
 from schemas.spec import parse_spec
 from tasks.scale import FeatureTransform, feature_frame, fit_transforms, scale_features
 from tasks.table import resolve_table

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tasks.drift import NO_DRIFT
 from tasks.stability import stability_note, stability_word
 
 # Markdown shown in the Prefect UI. Both its UIs (the classic one at /, the React one at /v2)
@@ -269,12 +270,7 @@ def _drift_lines(drift: dict | None) -> list[str]:
     said = [markdown_text(sentence) for sentence in drift["sentences"]]
     lines = [
         "",
-        "**Drift since the previous run**: "
-        + (
-            "; ".join(said)
-            if said
-            else f"{NO_DRIFT}."
-        ),
+        "**Drift since the previous run**: " + ("; ".join(said) if said else f"{NO_DRIFT}."),
     ]
     lines += ["", "| feature | PSI | KS | previous mean | mean |", "|---|---:|---:|---:|---:|"]
     for f in drift["features"]:

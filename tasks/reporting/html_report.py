@@ -25,8 +25,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from schemas.columns import REASON
 from tasks.clean import RowAccounting
 from tasks.describe import Outcome
-from tasks.elbow import KChoice
 from tasks.drift import NO_DRIFT
+from tasks.elbow import KChoice
 from tasks.reporting import explain
 from tasks.reporting.artifacts import duplicates_warning, number, png_data_uri
 from tasks.stability import stability_note, stability_word

@@ -36,8 +36,7 @@ from matplotlib.ticker import MaxNLocator, StrMethodFormatter
 from matplotlib.typing import ColorType
 from sklearn.decomposition import PCA
 
-from schemas.columns import CUSTOMER_ID
-from schemas.customers import AGE, ANNUAL_INCOME, GENDER, SPENDING_SCORE
+from schemas.columns import AGE, ANNUAL_INCOME, CUSTOMER_ID, GENDER, SPENDING_SCORE
 from tasks.errors import escaped_controls
 from tasks.table import ColumnPlan, mall_table
 

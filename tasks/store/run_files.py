@@ -40,7 +40,7 @@ import pyarrow as arrow
 import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
-from schemas.outputs import Elbow, Transitions
+from schemas.outputs import Elbow, Transitions, profiles_schema, quarantine_schema
 from tasks.describe import Described
 from tasks.errors import cannot_write
 from tasks.model import model_to_json
@@ -55,6 +55,7 @@ from tasks.store.paths import (
     refused_link,
 )
 from tasks.store.runlock import RunLock
+from tasks.table import ColumnPlan
 
 log = logging.getLogger(__name__)
 
@@ -306,13 +307,14 @@ def write_run_files(
     elbow: pd.DataFrame,
     quarantine: pd.DataFrame,
     figures: dict[str, Figure],
+    table: ColumnPlan,
 ) -> dict[str, bytes]:
-    """The tables (profiles and quarantine validated when built), model and plots every run
-    writes, whichever runner; the segments table(s) are written by the runner. Returns the
-    plots' PNG bytes by file name (for report.html: each figure is rendered once)."""
-    write_table(described.profiles, staging / "profiles.parquet")
+    """The tables (each validated by its contract for ``table``'s columns), model and plots
+    every run writes, whichever runner; the segments table(s) are written by the runner.
+    Returns the plots' PNG bytes by file name (for report.html: each figure is rendered once)."""
+    write_table(described.profiles, staging / "profiles.parquet", profiles_schema(table))
     write_table(elbow, staging / "elbow.parquet", Elbow)
-    write_table(quarantine, staging / "quarantine.parquet")
+    write_table(quarantine, staging / "quarantine.parquet", quarantine_schema(table))
     write_table(described.transitions, staging / "transitions.parquet", Transitions)
     write_text(model_to_json(described.model), staging / "model.json")
     images = {name: figure_to_png(figure) for name, figure in figures.items()}

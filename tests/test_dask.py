@@ -135,6 +135,19 @@ def test_partitioned_parquet_on_a_local_cluster_gives_the_local_segments(custome
     previous = _segments(dask_folder).set_index("customer_id")["segment_id"]
     current = _segments(again_folder).set_index("customer_id")
     assert (current["previous_segment_id"] == previous.loc[current.index]).all()
+    # Nobody moved, joined or left (moves joined on the cluster); nothing drifted: the 5,000
+    # sampled customers against 5,000 sampled of the previous run, the same customers, differ
+    # by sampling noise only (tasks.drift's small-sample rule keeps it near 0.02).
+    assert pd.read_parquet(again_folder / "moves.parquet").empty
+    drift = pd.read_parquet(again_folder / "drift.parquet")
+    assert set(drift.loc[drift["segment_id"].isna(), "feature"]) == {
+        "annual_income",
+        "spending_score",
+    }
+    overall = drift.loc[drift["segment_id"].isna()]
+    assert (overall["customers"] == 5_000).all() and (overall["previous_customers"] > 4_500).all()
+    assert drift["psi"].dropna().max() < 0.1
+    assert again["drift"]["sentences"] == []
     # An in-memory run after partitioned ones into the same folder keeps their ids too.
     after = segment_customers(_settings(input=csv, output_dir=tmp_path / "dask"))
     assert after["rows"] == local["rows"]

@@ -213,6 +213,7 @@ def test_partitions_and_a_file_run_the_same_flow_and_the_same_tasks(customers, t
         "choose-k",
         "final-fit",
         "identify-segments",
+        "compare-runs",
         "quality-gates",
         "write-report",
         "publish-run",

@@ -39,8 +39,7 @@ from tasks.errors import InputError
 from tasks.fit import Segmentation
 from tasks.gates import GateError, gate_breaches
 from tasks.identity import PreviousRun
-from tasks.ingest import PARQUET_SUFFIXES, read_file
-from tasks.orders.encoded_lines import EncodedLines, encode_frame, read_encoded_lines
+from tasks.orders.encoded_lines import EncodedLines, read_order_file
 from tasks.orders.order_table import segmentable_customers
 from tasks.orders.transactions import Derivation, derive_customers
 from tasks.reporting import plots
@@ -119,11 +118,10 @@ def read_order_lines(source: Path, sep: str | None, staging: Path) -> EncodedLin
     straight into codes in its own types and not copied into the run folder (the manifest
     records its path, size and sha256); a text file is read as text and kept as raw.parquet,
     as a customer file is. Retried as ``ingest``."""
-    if source.suffix.lower() in PARQUET_SUFFIXES:
-        return read_encoded_lines(source)
-    raw = read_file(source, sep)
-    write_table(raw, staging / "raw.parquet")
-    return encode_frame(raw)
+    lines, raw = read_order_file(source, sep)
+    if raw is not None:
+        write_table(raw, staging / "raw.parquet")
+    return lines
 
 
 @pipeline_task("derive-customers")

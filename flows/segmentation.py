@@ -130,7 +130,7 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
                 segmentation = final_fit(engine, cleaned, scaled, rows, choice, settings)
             fitted = Fitted(engine, cleaned, scaled, segmentation)
             with step("identify"):
-                described = identify(fitted, previous, staging, settings)
+                described = identify(fitted, previous, staging, settings, run_plan)
                 quality_gates(described, elbow, choice, run_id, settings)
             outcome = Outcome(FittedRows(scaled.features, segmentation), elbow, choice, described)
             with step("report"):

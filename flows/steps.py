@@ -4,7 +4,7 @@ where the customers are) and adds what Prefect shows: log lines, progress, artif
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, cast
 from uuid import UUID
@@ -40,7 +40,7 @@ from tasks.fit import Segmentation
 from tasks.gates import GateError, gate_breaches
 from tasks.identity import PreviousRun
 from tasks.orders.encoded_lines import EncodedLines, read_order_file
-from tasks.orders.order_table import segmentable_customers
+from tasks.orders.order_table import order_lines_record, segmentable_customers
 from tasks.orders.transactions import Derivation, derive_customers
 from tasks.reporting import plots
 from tasks.reporting.artifacts import (
@@ -267,11 +267,16 @@ class Fitted:
 
 @pipeline_task("identify-segments")
 def identify(
-    fitted: Fitted, previous: PreviousRun | None, staging: Path, settings: SegmentationSettings
+    fitted: Fitted,
+    previous: PreviousRun | None,
+    staging: Path,
+    settings: SegmentationSettings,
+    run_plan: RunPlan,
 ) -> Described:
     """Stable ids and names (matched to the previous run), every customer's segment written
-    into the run folder, profiles (with each segment's stability), transitions, model."""
-    return fitted.engine.describe(
+    into the run folder, profiles (with each segment's stability), transitions, model (a run
+    on order lines: with how it derived its customers, for ``segment assign --transactions``)."""
+    described = fitted.engine.describe(
         fitted.cleaned,
         fitted.rows,
         fitted.scaled,
@@ -280,6 +285,10 @@ def identify(
         max_shift=settings.identity.max_shift,
         seed=settings.seed,
     )
+    if run_plan.orders is None or run_plan.order_spec is None:
+        return described
+    recipe = order_lines_record(run_plan.orders, run_plan.order_spec, settings.date_format)
+    return replace(described, model={**described.model, "order_lines": recipe})
 
 
 @pipeline_task("quality-gates")

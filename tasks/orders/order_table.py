@@ -125,6 +125,22 @@ def customer_frame(
     return scored, pd.DataFrame(data)
 
 
+def order_lines_record(
+    orders: OrderColumns, spec: TableSpec, date_format: str | None
+) -> dict[str, object]:
+    """How a run derived its customers from order lines, for its ``model.json``
+    (``order_lines``), so ``segment assign --transactions`` derives new lines the same way:
+    which header played which field, the order-line profile columns, the ``--date-format``
+    (None: read from the dates) and the RFM grid of ``rfm_segment``."""
+    grid = spec.rfm_grid or DEFAULT_GRID
+    return {
+        "columns": orders.used,
+        "profile": list(orders.profile),
+        "date_format": date_format,
+        "rfm_grid": {name: list(cells) for name, cells in grid.items()},
+    }
+
+
 def without_constant_features(customers: pd.DataFrame, spec: TableSpec) -> TableSpec:
     """``spec`` without the features that have one value for every customer (logged as a
     warning); unchanged when every feature is constant (the cleaning then says why no

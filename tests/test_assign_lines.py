@@ -161,12 +161,21 @@ def test_a_customer_table_model_and_an_old_order_lines_model_are_refused(planted
         assign_file(model, source, tmp_path / "out.parquet")  # lines, but no --transactions
 
 
-def test_a_defective_order_lines_record_is_refused_naming_the_field(planted, tmp_path):
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("rfm_grid", {"champions": ["55"]}, r"order_lines\.rfm_grid: .*cells not mapped: 54"),
+        ("columns", {"client": "CustomerID"}, r"order_lines\.columns: unknown .*\['client'\]"),
+    ],
+)
+def test_a_defective_order_lines_record_is_refused_naming_the_field(
+    planted, tmp_path, field, value, expected
+):
     source, model, _ = planted
     bad = json.loads(model.read_text())
-    bad["order_lines"]["rfm_grid"]["champions"] = ["55"]  # cell 54 no longer mapped
+    bad["order_lines"][field].update(value)
     (tmp_path / "model.json").write_text(json.dumps(bad))
-    with pytest.raises(ModelError, match=r"order_lines\.rfm_grid: .*cells not mapped: 54"):
+    with pytest.raises(ModelError, match=expected):
         assign_lines_file(tmp_path / "model.json", source, tmp_path / "out.parquet")
 
 

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from tasks.orders.order_columns import FIELDS
 from tasks.orders.rfm import check_grid
 from tasks.table import ColumnPlan
 
@@ -71,6 +72,14 @@ class OrderLinesFile(_Part):
     profile: list[str] = []
     date_format: str | None = None
     rfm_grid: dict[str, list[str]] | None = None
+
+    @field_validator("columns")
+    @classmethod
+    def _known_fields(cls, columns: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(columns) - set(FIELDS))
+        if unknown:
+            raise ValueError(f"unknown order-line field(s) {unknown}; known: {', '.join(FIELDS)}")
+        return columns
 
     @field_validator("rfm_grid")
     @classmethod

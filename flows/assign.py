@@ -9,6 +9,7 @@ customers.)
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +25,12 @@ from tasks.scoring.assign import (
     read_model,
     read_new_customers,
     write_assignment,
+)
+from tasks.scoring.assign_lines import (
+    LineOptions,
+    NewOrderLines,
+    assign_order_lines,
+    read_new_order_lines,
 )
 from tasks.scoring.export import check_output_path
 from tasks.table import ColumnPlan
@@ -42,6 +49,17 @@ def read_customers_task(
     return read_new_customers(source, model, sep)
 
 
+@pipeline_task("read-new-order-lines")
+def read_lines_task(
+    source: Path, model: Model, sep: str | None, options: LineOptions
+) -> NewOrderLines:
+    """New order lines, derived into customers as the model's run derived its own."""
+    return read_new_order_lines(source, model, sep, options)
+
+
+assign_lines_task = pipeline_task("assign-customers")(assign_order_lines)
+
+
 @flow(name="assign-segments", log_prints=True, persist_result=False)
 @fails_without_persisting  # a failed run writes no pickle of its exception either
 def assign_segments(
@@ -50,17 +68,28 @@ def assign_segments(
     output: Path,
     sep: str | None = None,
     max_quarantine_share: float | None = SegmentationSettings().max_quarantine_share,
+    transactions: bool = False,
+    as_of: date | None = None,
+    date_format: str | None = None,
 ) -> dict:
     """Assign the customers of ``input`` to the segments of ``model`` (a run folder such as
     outputs/latest, or its model.json); write ``output`` (.parquet or .csv) and its
-    quarantine. Returns the row accounting and the files written."""
+    quarantine. ``transactions``: ``input`` is order lines, derived as the model's run did
+    (``as_of``, ``date_format``: as ``segment assign``'s options). Returns the row accounting
+    and the files written (order lines: with their line accounting)."""
     configure_run_logging()
     output = check_output_path(output)
     loaded = load_model_task(model)
-    frame, table = read_customers_task(input, loaded, sep)
-    assignment = assign_task(
-        frame, loaded, table, source=str(input), max_quarantine_share=max_quarantine_share
-    )
+    if transactions:
+        new = read_lines_task(input, loaded, sep, LineOptions(as_of, date_format))
+        assignment = assign_lines_task(
+            new, loaded, source=str(input), max_quarantine_share=max_quarantine_share
+        )
+    else:
+        frame, table = read_customers_task(input, loaded, sep)
+        assignment = assign_task(
+            frame, loaded, table, source=str(input), max_quarantine_share=max_quarantine_share
+        )
     written, quarantine = write_task(assignment, output)
     summary = {
         **assignment.accounting(),
@@ -70,6 +99,8 @@ def assign_segments(
         "output": str(written),
         "quarantine": str(quarantine),
     }
+    if assignment.order_lines is not None:
+        summary["lines"] = assignment.order_lines["lines"]
     create_markdown_artifact(
         key="assign-segments-summary",
         markdown=assignment_markdown(summary, loaded.names),

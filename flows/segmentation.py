@@ -132,7 +132,7 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
                 segmentation = final_fit(engine, cleaned, scaled, rows, choice, settings)
             fitted = Fitted(engine, cleaned, scaled, segmentation)
             with step("identify"):
-                described = identify(fitted, previous, staging, settings)
+                described = identify(fitted, previous, staging, settings, run_plan)
                 drift, drift_words = compare_runs(fitted, described, previous, staging, settings)
                 quality_gates(described, elbow, choice, run_id, settings, drift)
             outcome = Outcome(

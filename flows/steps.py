@@ -4,7 +4,7 @@ where the customers are) and adds what Prefect shows: log lines, progress, artif
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, cast
 from uuid import UUID
@@ -42,9 +42,8 @@ from tasks.errors import InputError
 from tasks.fit import Segmentation
 from tasks.gates import GateError, gate_breaches
 from tasks.identity import PreviousRun
-from tasks.ingest import PARQUET_SUFFIXES, read_file
-from tasks.orders.encoded_lines import EncodedLines, encode_frame, read_encoded_lines
-from tasks.orders.order_table import segmentable_customers
+from tasks.orders.encoded_lines import EncodedLines, read_order_file
+from tasks.orders.order_table import order_lines_record, segmentable_customers
 from tasks.orders.transactions import Derivation, derive_customers
 from tasks.reporting import plots
 from tasks.reporting.artifacts import (
@@ -122,11 +121,10 @@ def read_order_lines(source: Path, sep: str | None, staging: Path) -> EncodedLin
     straight into codes in its own types and not copied into the run folder (the manifest
     records its path, size and sha256); a text file is read as text and kept as raw.parquet,
     as a customer file is. Retried as ``ingest``."""
-    if source.suffix.lower() in PARQUET_SUFFIXES:
-        return read_encoded_lines(source)
-    raw = read_file(source, sep)
-    write_table(raw, staging / "raw.parquet")
-    return encode_frame(raw)
+    lines, raw = read_order_file(source, sep)
+    if raw is not None:
+        write_table(raw, staging / "raw.parquet")
+    return lines
 
 
 @pipeline_task("derive-customers")
@@ -272,11 +270,16 @@ class Fitted:
 
 @pipeline_task("identify-segments")
 def identify(
-    fitted: Fitted, previous: PreviousRun | None, staging: Path, settings: SegmentationSettings
+    fitted: Fitted,
+    previous: PreviousRun | None,
+    staging: Path,
+    settings: SegmentationSettings,
+    run_plan: RunPlan,
 ) -> Described:
     """Stable ids and names (matched to the previous run), every customer's segment written
-    into the run folder, profiles (with each segment's stability), transitions, model."""
-    return fitted.engine.describe(
+    into the run folder, profiles (with each segment's stability), transitions, model (a run
+    on order lines: with how it derived its customers, for ``segment assign --transactions``)."""
+    described = fitted.engine.describe(
         fitted.cleaned,
         fitted.rows,
         fitted.scaled,
@@ -285,6 +288,10 @@ def identify(
         max_shift=settings.identity.max_shift,
         seed=settings.seed,
     )
+    if run_plan.orders is None or run_plan.order_spec is None:
+        return described
+    recipe = order_lines_record(run_plan.orders, run_plan.order_spec, settings.date_format)
+    return replace(described, model={**described.model, "order_lines": recipe})
 
 
 @pipeline_task("compare-runs")

@@ -4,7 +4,8 @@
 - the crash-safety invariants of an output folder, and `segment run` as a process;
 - headless Chromium;
 - the checks the base sample and every dated snapshot of the sample generator must pass;
-- a customer file read with the Mall preset, as the flow reads it.
+- a customer file read with the Mall preset, as the flow reads it;
+- a model fitted by a run's own step functions (the `segment assign` tests).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from schemas.columns import AGE, ANNUAL_INCOME, CUSTOMER_ID, GENDER, SPENDING_SC
 from schemas.customers import customers_schema
 from schemas.outputs import profiles_schema, quarantine_schema, segments_schema
 from schemas.spec import mall_spec
+from tasks.clean import clean_customers
 from tasks.describe import Described, FittedRows, describe_segments
 from tasks.errors import InputError
 from tasks.fit import fit_segments
@@ -335,3 +337,15 @@ def read_customers(
     except InputError as error:
         raise error.with_path(path) from error
     return canonical_frame(read_file(path, sep, expected=expected_types(table)), table)
+
+
+def model_like_a_run(frame: pd.DataFrame, table, k: int) -> Described:
+    """A run's clean, scale, fit and describe steps as plain functions on ``frame`` (as the
+    cleaning step takes it) with ``table``: what it describes, its ``model`` among them."""
+    cleaned = clean_customers(frame, table=table, max_quarantine_share=0.2)
+    scaled = scale_features(cleaned.customers, None, "standard", table, seed=42)
+    segmentation = fit_segments(scaled.matrix, k, seed=42, n_init=4)
+    return describe_segments(
+        cleaned.customers, FittedRows(scaled, segmentation), None, table=table,
+        fill_values=cleaned.fill_values, max_shift=0.5, seed=42,
+    )  # fmt: skip

@@ -55,7 +55,7 @@ def segment_in_process(source: Path, output: Path, run_id: str, **options) -> Pa
         rows = scaled.features.matrix
         fit = steps.final_fit.fn(engine, cleaned, scaled, rows, choice, settings)
         fitted = steps.Fitted(engine, cleaned, scaled, fit)
-        described = steps.identify.fn(fitted, previous, staging, settings)
+        described = steps.identify.fn(fitted, previous, staging, settings, run_plan)
         outcome = Outcome(FittedRows(scaled.features, fit), elbow, choice, described)
         steps.write_report.fn(
             staging, fitted, outcome, run_plan, table, settings.seed, transactions

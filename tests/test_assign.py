@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import model_like_a_run
 from planted_tables import (
     mixed_marketing_table,
     wide_behaviour_table,
@@ -22,14 +23,10 @@ from planted_tables import (
 
 from schemas.columns import DISTANCE, OUTLIER, SEGMENT_ID, SEGMENT_NAME
 from segment.cli.main import EXIT_BAD_INPUT, EXIT_BAD_MODEL, EXIT_OK, EXIT_USAGE, main
-from tasks.clean import clean_customers
-from tasks.describe import FittedRows, describe_segments
 from tasks.errors import InputError
-from tasks.fit import fit_segments
 from tasks.ingest import canonical_frame, expected_types, read_file, table_for_file
 from tasks.model import model_to_json
 from tasks.sample_data import generate_customers, write_sample_csv
-from tasks.scale import scale_features
 from tasks.scoring.assign import ModelError, assign_file, read_model
 from tasks.scoring.export import spreadsheet_safe, write_table_file
 
@@ -41,13 +38,7 @@ def fit_like_a_run(source: Path, folder: Path, k: int, **choices) -> tuple[Path,
     segments table (what segments.parquet holds)."""
     table = table_for_file(source, **choices)
     raw = read_file(source, expected=expected_types(table))
-    cleaned = clean_customers(canonical_frame(raw, table), table=table, max_quarantine_share=0.2)
-    scaled = scale_features(cleaned.customers, None, "standard", table, seed=42)
-    segmentation = fit_segments(scaled.matrix, k, seed=42, n_init=4)
-    described = describe_segments(
-        cleaned.customers, FittedRows(scaled, segmentation), None, table=table,
-        fill_values=cleaned.fill_values, max_shift=0.5, seed=42,
-    )  # fmt: skip
+    described = model_like_a_run(canonical_frame(raw, table), table, k)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.json").write_text(model_to_json(described.model), encoding="utf-8")
     return folder / "model.json", described.segments

@@ -110,7 +110,9 @@ def _parser() -> argparse.ArgumentParser:
         "give every valid customer segment_id, segment_name, distance_to_centroid (in the "
         "model's scaled space) and outlier (beyond every segment's largest training distance), "
         "and write them to OUTPUT; bad rows go with their reasons to "
-        "<OUTPUT stem>.quarantine.<suffix> beside it. Runs in this process, without Prefect "
+        "<OUTPUT stem>.quarantine.<suffix> beside it. With --transactions, FILE is order "
+        "lines: their customers are derived as the model's run derived its own, then scored. "
+        "Runs in this process, without Prefect "
         "(the Prefect flow is assign-segments in flows/assign.py). Exit codes: 0 ok, "
         "1 internal error, 2 usage error, 3 bad input data, 5 bad model.",
         formatter_class=HelpFormatter,
@@ -138,6 +140,28 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=defaults.max_quarantine_share,
         help="fail (exit 3, nothing written) when more than this share of rows is invalid (0-1)",
+    )
+    assign.add_argument(
+        "--transactions",
+        action="store_true",
+        help="the input is order lines: derive their customers as the model's run did (its "
+        "columns, rules, date format and RFM grid, recorded in model.json), then score them; "
+        "the quarantined lines go to <OUTPUT stem>.quarantine_lines.<suffix>",
+    )
+    assign.add_argument(
+        "--as-of",
+        type=date.fromisoformat,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="with --transactions: the snapshot date of recency (lines on or after it "
+        "quarantined); unset: the day after the latest purchase in the input",
+    )
+    assign.add_argument(
+        "--date-format",
+        default=None,
+        metavar="FMT",
+        help="with --transactions: the order dates' format in strftime codes; unset: the "
+        "run's --date-format, else ISO, day-first or month-first read from the dates",
     )
     assign.set_defaults(handler=_assign, command_parser=assign)
 
@@ -438,19 +462,27 @@ def _assign(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         ModelError,
         assign_file,
     )
+    from tasks.scoring.assign_lines import LineOptions, assign_lines_file
 
     if not 0 <= args.max_quarantine_share <= 1:
         parser.error(
             f"--max-quarantine-share must be between 0 and 1, got {args.max_quarantine_share}"
         )
+    for given, option in ((args.as_of, "--as-of"), (args.date_format, "--date-format")):
+        if given is not None and not args.transactions:  # refused, not ignored
+            parser.error(f"{option} is about order lines: use it with --transactions")
+    paths = (args.model.expanduser(), args.input.expanduser(), args.output.expanduser())
     try:
-        done = assign_file(
-            args.model.expanduser(),
-            args.input.expanduser(),
-            args.output.expanduser(),
-            sep=args.sep,
-            max_quarantine_share=args.max_quarantine_share,
-        )
+        if args.transactions:
+            options = LineOptions(args.as_of, args.date_format)
+            done = assign_lines_file(
+                *paths,
+                sep=args.sep,
+                max_quarantine_share=args.max_quarantine_share,
+                options=options,
+            )
+        else:
+            done = assign_file(*paths, sep=args.sep, max_quarantine_share=args.max_quarantine_share)
     except ModelError as error:
         return _fail(one_line(error), EXIT_BAD_MODEL)
     except InputError as error:  # bad input, or an output that cannot be written (OutputError)
@@ -474,8 +506,10 @@ def format_assigned(done) -> str:
         "",
         *segment_lines(segments, max(result.rows_kept, 1)),
         "",
-        f"Rows: {result.rows_read:,} read = {result.rows_kept:,} assigned + "
-        f"{result.rows_quarantined:,} quarantined + {result.duplicates_dropped:,} duplicates",
+        *assigned_lines_summary(result),
+        f"{'Customer rows' if result.order_lines else 'Rows'}: {result.rows_read:,} read = "
+        f"{result.rows_kept:,} assigned + {result.rows_quarantined:,} quarantined + "
+        f"{result.duplicates_dropped:,} duplicates",
     ]
     if done.has_radii:
         lines.append(
@@ -485,7 +519,35 @@ def format_assigned(done) -> str:
     else:
         lines.append("Outliers: not known (a model from before training distances were stored)")
     lines.append(f"Output: {done.output}; quarantine: {done.quarantine_file}")
+    if result.quarantine_lines is not None:
+        from tasks.scoring.assign import LINES_LABEL
+        from tasks.scoring.export import sidecar_path
+
+        lines.append(f"Quarantined lines: {sidecar_path(done.output, LINES_LABEL)}")
     return "\n".join(printable(line) for line in lines)
+
+
+def assigned_lines_summary(result) -> list[str]:
+    """Order lines scored (``Assignment.order_lines``): their accounting, snapshot date,
+    customers without purchases and profile columns the lines lack; none for customers."""
+    record = result.order_lines
+    if not record:
+        return []
+    from tasks.orders.transactions import accounting_line
+
+    without = record["customers"]["customers_without_purchases"]
+    text = [
+        f"Lines: {accounting_line(record['lines'])}",
+        f"Customers: snapshot date {record['snapshot_date']}, dates read as "
+        f"{record['date_reading']}; {without:,} with only cancellations or non-positive lines "
+        "(in the quarantine with that reason)",
+    ]
+    if result.missing_profile:
+        text.append(
+            f"Profile column(s) of the model not in the lines, empty in the output: "
+            f"{', '.join(result.missing_profile)}"
+        )
+    return text
 
 
 def _init(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

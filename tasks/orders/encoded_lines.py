@@ -31,6 +31,7 @@ from schemas.columns import SOURCE_ROW
 from tasks.errors import InputError
 from tasks.ingest import (
     NA_TOKENS,
+    PARQUET_SUFFIXES,
     _arrow_to_text,
     _check_is_file,
     _check_unique,
@@ -40,6 +41,7 @@ from tasks.ingest import (
     _parquet_errors,
     _unique_name,
     numbers_as_text,
+    read_file,
 )
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,15 @@ def encode_frame(lines: pd.DataFrame) -> EncodedLines:
         codes, uniques = pd.factorize(lines[name])
         columns[name] = EncodedColumn(codes.astype("int64", copy=False), pd.Series(uniques))
     return EncodedLines(lines[SOURCE_ROW].to_numpy(dtype="int64"), columns)
+
+
+def read_order_file(source: Path, sep: str | None) -> tuple[EncodedLines, pd.DataFrame | None]:
+    """An order-line file as codes, and the lines as read when the file is text (a run keeps
+    them as raw.parquet; None for Parquet, read straight into codes in its own types)."""
+    if source.suffix.lower() in PARQUET_SUFFIXES:
+        return read_encoded_lines(source), None
+    raw = read_file(source, sep)
+    return encode_frame(raw), raw
 
 
 def read_encoded_lines(path: str | Path, *, threads: int = 2) -> EncodedLines:

@@ -93,12 +93,22 @@ def segmentable_customers(
 ) -> tuple[pd.DataFrame, pd.DataFrame, ColumnPlan]:
     """(customers with the RFM scores, the frame for the cleaning step, its ``ColumnPlan``).
 
-    The cleaning frame has ``source_row`` (the customer's row in ``customers.parquet``),
-    ``customer_id`` and the derived columns: numbers as float64, text as text. A feature with
-    one value for every customer (every order on one day: one recency) is left out with a
-    warning, as a constant column of a customer table is, unless no feature would be left."""
-    scores = rfm_scores(customers, spec.rfm_grid or DEFAULT_GRID)
+    The cleaning frame is ``customer_frame``'s. A feature with one value for every customer
+    (every order on one day: one recency) is left out with a warning, as a constant column of a
+    customer table is, unless no feature would be left."""
+    scored, frame = customer_frame(customers, spec.rfm_grid or DEFAULT_GRID)
     spec = without_constant_features(customers, spec)
+    table = resolve_table([CUSTOMER_ID, *frame.columns[2:]], None, spec, {})
+    return scored, frame, table
+
+
+def customer_frame(
+    customers: pd.DataFrame, grid: Mapping[str, Sequence[str]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(customers with the RFM scores of ``grid``, the frame for the cleaning step): the
+    frame has ``source_row`` (the customer's row in ``customers.parquet``), ``customer_id``
+    and the derived columns but the purchase dates: numbers as float64, text as text."""
+    scores = rfm_scores(customers, grid)
     scored = pd.concat([customers, scores], axis=1)
     columns = [c for c in scored.columns if c not in NOT_CLUSTERED and c != CUSTOMER_ID]
     data = {
@@ -112,9 +122,23 @@ def segmentable_customers(
             if pd.api.types.is_numeric_dtype(values)
             else values.astype("str")
         )
-    frame = pd.DataFrame(data)
-    table = resolve_table([CUSTOMER_ID, *columns], None, spec, {})
-    return scored, frame, table
+    return scored, pd.DataFrame(data)
+
+
+def order_lines_record(
+    orders: OrderColumns, spec: TableSpec, date_format: str | None
+) -> dict[str, object]:
+    """How a run derived its customers from order lines, for its ``model.json``
+    (``order_lines``), so ``segment assign --transactions`` derives new lines the same way:
+    which header played which field, the order-line profile columns, the ``--date-format``
+    (None: read from the dates) and the RFM grid of ``rfm_segment``."""
+    grid = spec.rfm_grid or DEFAULT_GRID
+    return {
+        "columns": orders.used,
+        "profile": list(orders.profile),
+        "date_format": date_format,
+        "rfm_grid": {name: list(cells) for name, cells in grid.items()},
+    }
 
 
 def without_constant_features(customers: pd.DataFrame, spec: TableSpec) -> TableSpec:

@@ -208,10 +208,15 @@ def assignment_markdown(summary: dict, names: Mapping[int, str]) -> str:
         f"| {i} | {markdown_text(names[i])} | {summary['segments'].get(i, 0):,} |"
         for i in sorted(names)
     )
+    lines = ""
+    if summary.get("lines"):  # order lines: their accounting first
+        from tasks.orders.transactions import accounting_line
+
+        lines = f"Order lines: {accounting_line(summary['lines'])}\n\n"
     return (
         f"# New customers assigned\n\nModel: {markdown_text(summary['model'])}\n\n"
         "| id | segment | customers |\n| ---: | --- | ---: |\n"
-        f"{rows}\n\n"
+        f"{rows}\n\n{lines}"
         f"Rows: {summary['rows_read']:,} read = {summary['rows_kept']:,} assigned + "
         f"{summary['rows_quarantined']:,} quarantined + {summary['duplicates_dropped']:,} "
         f"duplicates; outliers: {summary['outliers']:,}\n\n"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +42,7 @@ from tasks.ingest import canonical_frame, expected_types, numbers_as_text, read_
 from tasks.model import MODEL_FORMAT, Scores, score_frame
 from tasks.scale import FeatureTransform
 from tasks.scoring.export import check_output_path, sidecar_path, write_table_files
-from tasks.scoring.model_file import ModelFile, first_defect
+from tasks.scoring.model_file import ModelFile, OrderLinesFile, first_defect
 from tasks.store.paths import LATEST, MANIFEST
 from tasks.table import ColumnPlan, normalise
 
@@ -64,6 +64,7 @@ class Model:
     path: Path
     data: dict
     table: ColumnPlan
+    order_lines: OrderLinesFile | None = None  # how its run derived customers from order lines
 
     @property
     def names(self) -> dict[int, str]:
@@ -82,6 +83,11 @@ class Assignment(RowAccounting):
     quarantine: pd.DataFrame  # source_row, customer_id, the table's columns as read, reason
     rows_read: int
     duplicates_dropped: int
+    # order lines (``tasks.scoring.assign_lines``): the derivation's line accounting record,
+    # its quarantined lines, and the model's profile columns the new lines lack (left empty)
+    order_lines: dict | None = None
+    quarantine_lines: pd.DataFrame | None = None
+    missing_profile: tuple[str, ...] = ()
 
     @property
     def outliers(self) -> int:
@@ -133,9 +139,9 @@ def read_model(path: str | Path) -> Model:
     missing = [key for key in MODEL_KEYS if not data.get(key)]
     if missing:
         raise ModelError(f"{path}: incomplete model, no {', '.join(missing)}")
-    table = _checked_whole(path, data).table
+    whole = _checked_whole(path, data)
     _check_manifest(path)
-    return Model(path, data, table)
+    return Model(path, data, whole.table, whole.order_lines)
 
 
 def _checked_whole(path: Path, data: dict) -> ModelFile:
@@ -173,15 +179,19 @@ def _check_manifest(path: Path) -> None:
 # --- the new customers' columns -------------------------------------------------------------
 
 
-def table_for_header(model: Model, header: Sequence[str]) -> ColumnPlan:
+def table_for_header(
+    model: Model, header: Sequence[str], optional: Collection[str] = ()
+) -> ColumnPlan:
     """The model's table with the headers of the new file: each column found by its header in
     the run's file, else by its name or the spec's aliases (without case and punctuation).
     Categorical features accept only the categories the model was fitted on (a new value is
     quarantined with the reason, since no centroid knows it). A column the model needs and
-    the file lacks is bad input naming it."""
+    the file lacks is bad input naming it; a column named in ``optional`` is left out of the
+    table instead."""
     table = model.table
     header = list(header)
-    missing = []
+    missing: list[str] = []
+    missing_profile: list[str] = []
 
     def find(names: Sequence[str]) -> str | None:
         exact = [h for h in names if h in header]
@@ -203,17 +213,20 @@ def table_for_header(model: Model, header: Sequence[str]) -> ColumnPlan:
     columns = []
     for column in table.columns:
         found = find((column.header, column.name, *column.spec.aliases))
+        if found is None and column.name not in optional:
+            (missing if column.role == "feature" else missing_profile).append(column.header)
         if found is None:
-            missing.append(column.header)
             continue
         spec = column.spec
         if column.name in categories and not spec.allowed:
             spec = spec.model_copy(update={"allowed": tuple(categories[column.name])})
         columns.append(column.model_copy(update={"header": found, "spec": spec}))
-    if missing:
+    if missing or missing_profile:
+        parts = [f"the model was fitted with {', '.join(missing)}"] if missing else []
+        if missing_profile:  # described per segment, not fitted on
+            parts.append(f"the model's profile column(s) {', '.join(missing_profile)}")
         raise InputError(
-            f"missing column(s) the model was fitted with: {', '.join(missing)}; "
-            f"headers found: {', '.join(header)}"
+            f"missing column(s): {'; '.join(parts)}; headers found: {', '.join(header)}"
         )
     return table.model_copy(update={"id_header": id_header, "columns": tuple(columns)})
 
@@ -336,6 +349,7 @@ def _unscorable_reason(row: pd.Series, model: Model) -> str:
 # --- the files ------------------------------------------------------------------------------
 
 QUARANTINE_LABEL = "quarantine"  # out.parquet -> out.quarantine.parquet
+LINES_LABEL = "quarantine_lines"  # order lines: out.parquet -> out.quarantine_lines.parquet
 
 
 @dataclass(frozen=True)
@@ -360,6 +374,11 @@ def read_new_customers(path: str | Path, model: Model, sep: str | None = None):
     try:
         table = table_for_header(model, header)
     except InputError as error:
+        if model.order_lines is not None:  # order lines without --transactions, most likely
+            error = InputError(
+                f"{error.message}; the model's run derived its customers from order lines: "
+                "add --transactions to score order lines"
+            )
         raise error.with_path(path) from error
     raw = read_file(path, sep, expected=expected_types(table))
     return canonical_frame(raw, table), table
@@ -388,15 +407,14 @@ def assign_file(
         source=str(input_path),
         max_quarantine_share=max_quarantine_share,
     )
-    output, quarantine_file = write_assignment(assignment, output)
+    return write_files(model, Path(input_path), output, assignment)
+
+
+def write_files(model: Model, source: Path, output: Path, assignment: Assignment) -> AssignedFiles:
+    """``write_assignment``, and what was done: the model, the files and the counts."""
+    written, quarantine_file = write_assignment(assignment, output)
     return AssignedFiles(
-        model.path,
-        Path(input_path),
-        output,
-        quarantine_file,
-        assignment,
-        model.names,
-        model.has_radii,
+        model.path, source, written, quarantine_file, assignment, model.names, model.has_radii
     )
 
 
@@ -406,11 +424,12 @@ def write_assignment(assignment: Assignment, output: Path) -> tuple[Path, Path]:
     today's). Both are written to temporary names and renamed only when both are complete
     (the quarantine first), so a failure such as a full disk (``OutputError`` naming the file)
     leaves yesterday's pair as it was, never today's quarantine beside yesterday's output."""
-    quarantine, written = write_table_files(
-        [
-            (assignment.quarantine, sidecar_path(output, QUARANTINE_LABEL)),
-            (assignment.customers, output),
-        ]
-    )
+    tables = [
+        (assignment.quarantine, sidecar_path(output, QUARANTINE_LABEL)),
+        (assignment.customers, output),
+    ]
+    if assignment.quarantine_lines is not None:  # order lines: their quarantine too, first
+        tables.insert(0, (assignment.quarantine_lines, sidecar_path(output, LINES_LABEL)))
+    *_, quarantine, written = write_table_files(tables)
     log.info("Wrote %s and %s", written, quarantine)
     return written, quarantine

@@ -4,15 +4,25 @@ number finite, checked whole before any customer is scored.
 A defect (a centroid as text, a NaN centre, a transform with scale 0, a projection of the
 wrong shape) is found here and named by its field, instead of surfacing later as every row
 quarantined for something the input did not do. Keys a newer run may add are ignored; those
-older models lack (``fill_values``, ``max_distance``, the id registry) are optional.
+older models lack (``fill_values``, ``max_distance``, the id registry, ``order_lines``) are
+optional.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from tasks.orders.order_columns import FIELDS
+from tasks.orders.rfm import check_grid
 from tasks.table import ColumnPlan
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -54,6 +64,31 @@ class SegmentFile(_Part):
     max_distance: Annotated[float, Field(allow_inf_nan=False, ge=0)] | None = None
 
 
+class OrderLinesFile(_Part):
+    """How a run on order lines derived its customers (``order_table.order_lines_record``):
+    field -> header, the order-line profile columns, its ``--date-format`` and RFM grid."""
+
+    columns: dict[str, str] = Field(min_length=3)
+    profile: list[str] = []
+    date_format: str | None = None
+    rfm_grid: dict[str, list[str]] | None = None
+
+    @field_validator("columns")
+    @classmethod
+    def _known_fields(cls, columns: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(columns) - set(FIELDS))
+        if unknown:
+            raise ValueError(f"unknown order-line field(s) {unknown}; known: {', '.join(FIELDS)}")
+        return columns
+
+    @field_validator("rfm_grid")
+    @classmethod
+    def _every_cell_once(cls, grid: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        if grid is not None:
+            check_grid(grid)
+        return grid
+
+
 class ModelFile(_Part):
     """``model.json`` as ``tasks.model.build_model`` writes it."""
 
@@ -68,6 +103,7 @@ class ModelFile(_Part):
     segments: list[SegmentFile] = Field(min_length=1)
     next_segment_id: int | None = Field(None, ge=1)
     retired_segment_ids: list[int] = []
+    order_lines: OrderLinesFile | None = None  # a run on order lines (absent before 2026-12)
 
     @model_validator(mode="after")
     def _shapes_agree(self) -> ModelFile:

@@ -28,7 +28,7 @@ from segment.plan import RunPlan, plan_run
 from segment.settings import SegmentationSettings
 from tasks.clean import RowAccounting
 from tasks.describe import Described, FittedRows, Outcome, previous_k
-from tasks.drift import drift_record, drift_table
+from tasks.drift import DRIFT_SAMPLE, drift_record, drift_table
 from tasks.elbow import (
     KChoice,
     choose_k_within_gate,
@@ -304,21 +304,19 @@ def compare_runs(
 ) -> tuple[pd.DataFrame | None, dict | None]:
     """Since the previous run (when it clustered on the same columns): the customers who
     moved, joined or left (moves.parquet) and the drift of each feature, over all customers
-    and within each segment (drift.parquet: ``tasks.drift``), with its record in words. A
-    partitioned run compares its sample with a sample of the previous run's customers."""
+    and within each segment (drift.parquet: ``tasks.drift``), with its record in words. The
+    drift compares at most ``DRIFT_SAMPLE`` customers a side (a seeded sample above that; a
+    partitioned run's customers in memory are its sample already)."""
     if previous is None or "customers_moved" not in (described.changes or {}):
         return None, None
     engine, scaled, columns = fitted.engine, fitted.scaled, fitted.scaled.space.table
     write_table(engine.moves(described, previous, staging), staging / "moves.parquet", Moves)
     assigned = engine.assigned(fitted.rows, scaled, described)
     current = scaled.customers.assign(**{SEGMENT_ID: assigned[SEGMENT_ID].to_numpy()})
-    sampled = len(current) < fitted.cleaned.rows_kept
-    before = previous_customers(
-        previous,
-        list(columns.feature_names),
-        at_most=len(current) if sampled else None,
-        seed=settings.seed,
-    )
+    if len(current) > DRIFT_SAMPLE:
+        current = current.sample(n=DRIFT_SAMPLE, random_state=settings.seed)
+    features = list(columns.feature_names)
+    before = previous_customers(previous, features, at_most=DRIFT_SAMPLE, seed=settings.seed)
     features = [f for f in columns.feature_names if f in before.columns]
     drift = drift_table(before, current, features)
     write_table(drift, staging / "drift.parquet", Drift)

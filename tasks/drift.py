@@ -59,6 +59,9 @@ NOISE_PSI = 0.025  # the expected PSI of pure noise the number of bins is chosen
 EPSILON = 1e-4  # floor of a bin share before the logarithm
 MODERATE_PSI, LARGE_PSI = 0.1, 0.25  # the usual PSI conventions
 TOP_FEATURES, TOP_SEGMENTS = 3, 2  # features described, segments named per feature
+# customers compared a side, at most: above it a seeded sample, whose sampling moves PSI by about
+# 9 * 2 / 200,000 = 0.0001 and KS by under 0.005 (95 %), and keeps the step under a second at 10M
+DRIFT_SAMPLE = 200_000
 NO_DRIFT = "none (PSI below 0.1 for every feature, overall and within each segment)"
 
 COLUMNS = (

@@ -25,6 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +60,10 @@ class BackgroundServer:
         return f"{self.ui_url}/api"
 
 
-def prefect_home(environ: dict[str, str] | os._Environ[str] = os.environ) -> Path:
-    """The ``PREFECT_HOME`` Prefect uses: the variable, else ``~/.prefect``."""
+def prefect_home(environ: Mapping[str, str] | None = None) -> Path:
+    """The ``PREFECT_HOME`` Prefect uses (``environ``: this process's environment): the
+    variable, else ``~/.prefect``."""
+    environ = os.environ if environ is None else environ
     return Path(environ.get("PREFECT_HOME") or "~/.prefect").expanduser()
 
 

@@ -85,25 +85,29 @@ def test_the_home_is_prefects_default_without_the_variable():
     assert background.prefect_home({"PREFECT_HOME": "/x/y"}) == Path("/x/y")
 
 
-def test_a_run_uses_an_answering_background_server(tmp_path, monkeypatch):
+@pytest.fixture
+def environ(tmp_path, monkeypatch) -> dict[str, str]:
+    """A copy of the environment as ``os.environ`` (what a test's code sets there is dropped
+    after it), with ``tmp_path`` as PREFECT_HOME and no API or UI URL."""
+    copy = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_UI_URL")}
+    monkeypatch.setattr(os, "environ", copy | {"PREFECT_HOME": str(tmp_path)})
+    return os.environ  # type: ignore[return-value]
+
+
+def test_a_run_uses_an_answering_background_server(tmp_path, monkeypatch, environ):
     server = background.BackgroundServer(os.getpid(), 4321)
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    monkeypatch.delenv("PREFECT_UI_URL", raising=False)
     monkeypatch.setattr(background, "found", lambda home: server if home == tmp_path else None)
     monkeypatch.setattr(background, "answers", lambda found: found == server)
     assert early.use_background_server()
-    assert os.environ["PREFECT_API_URL"] == "http://127.0.0.1:4321/api"
-    assert os.environ["PREFECT_UI_URL"] == "http://127.0.0.1:4321"
+    assert environ["PREFECT_API_URL"] == "http://127.0.0.1:4321/api"
+    assert environ["PREFECT_UI_URL"] == "http://127.0.0.1:4321"
 
 
-def test_a_run_says_when_the_background_server_does_not_answer(tmp_path, monkeypatch, capsys):
+def test_a_run_says_when_the_background_server_does_not_answer(tmp_path, environ, capsys):
     port = _free_port()
     _record(tmp_path, os.getpid(), port)
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
     assert not early.use_background_server()
-    assert "PREFECT_API_URL" not in os.environ
+    assert "PREFECT_API_URL" not in environ
     err = capsys.readouterr().err
     assert f"does not answer at http://127.0.0.1:{port}/api" in err
     assert "this run uses a temporary server" in err

@@ -13,6 +13,7 @@ import urllib.request
 from contextlib import suppress
 from pathlib import Path
 
+import psutil
 import pytest
 from helpers import bare_env
 
@@ -186,6 +187,10 @@ def test_start_a_run_with_its_ui_link_and_stop(home, tmp_path):
     pid = background.prefect_pid(home)
     assert pid is not None and background.process_alive(pid)
     assert "prefect.server.api.server:create_app" in Path(f"/proc/{pid}/cmdline").read_text()
+    listening = {
+        c.laddr.ip for c in psutil.Process(pid).net_connections("inet") if c.status == "LISTEN"
+    }
+    assert listening == {"127.0.0.1"}  # this machine only
 
     again = _segment("server", "start", "--port", str(port), env=env)
     assert (again.returncode, again.stdout) == (

@@ -12,8 +12,11 @@ handlers): on Linux the kernel sends it SIGKILL when its parent dies (``PR_SET_P
 
 Only when nothing else names an API: not the environment, and no Prefect settings file this
 process reads (a profile, ``prefect.toml``, ``.env``, ``pyproject.toml``) mentions one;
-otherwise Prefect decides as usual. Library internals, kept because Prefect has no public API
-to start its temporary server without waiting for it: the command and environment mirror
+otherwise Prefect decides as usual. And only when ``segment server start`` runs no background
+server in this ``PREFECT_HOME`` (``flows/background_server.py``): a run uses that one.
+
+Library internals, kept because Prefect has no public API to start its temporary server
+without waiting for it: the command and environment mirror
 ``SubprocessASGIServer._run_uvicorn_command``; ``tests/test_server.py`` pins them to the
 installed Prefect.
 """
@@ -36,6 +39,8 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from flows import background_server as background
 
 log = logging.getLogger(__name__)
 
@@ -201,16 +206,39 @@ def api_named_elsewhere(environ: dict[str, str], cwd: Path) -> bool:
 def start_early_server() -> EarlyServer | None:
     """Before Prefect's import: start the temporary server and name it in ``PREFECT_API_URL``
     (this process and its children, such as Dask workers, use it), unless something else may
-    name an API (:func:`api_named_elsewhere`) or Prefect is already imported (then its
-    settings decide, as in a test process)."""
+    name an API (:func:`api_named_elsewhere`), ``segment server start`` runs a background
+    server in this ``PREFECT_HOME`` (then that one is named, with its UI), or Prefect is
+    already imported (then its settings decide, as in a test process)."""
     if "prefect" in sys.modules:  # too late to start early: Prefect's settings are loaded
         return None
     if api_named_elsewhere(dict(os.environ), Path.cwd()):
+        return None
+    if use_background_server():
         return None
     server = EarlyServer.start()
     os.environ[API_URL_VARIABLE] = server.api_url
     os.environ.setdefault("PREFECT_UI_URL", "")  # no UI on a temporary server: no "View at" link
     return server
+
+
+def use_background_server() -> bool:
+    """Name the background server of ``segment server start`` in ``PREFECT_API_URL`` and its
+    UI in ``PREFECT_UI_URL`` when it runs and answers; say so on standard error when it runs
+    but does not answer (this run then starts a temporary server)."""
+    home = background.prefect_home()
+    server = background.found(home)
+    if server is None:
+        return False
+    if not background.answers(server):
+        print(
+            f"segment: the background Prefect server (pid {server.pid}) does not answer at "
+            f"{server.api_url}; this run uses a temporary server",
+            file=sys.stderr,
+        )
+        return False
+    os.environ[API_URL_VARIABLE] = server.api_url
+    os.environ.setdefault("PREFECT_UI_URL", server.ui_url)
+    return True
 
 
 def warm_up() -> None:

@@ -147,6 +147,17 @@ def segment_command(source: Path, output: Path, *extra: str) -> list[str]:
     ]
 
 
+def bare_env(home: Path) -> dict[str, str]:
+    """This environment without Prefect settings and with its own ``PREFECT_HOME``: ``segment
+    run`` starts its own server, unless a background server runs in ``home``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    return env | {
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
 def assert_complete_run(folder: Path) -> dict:
     """A published run: its manifest lists exactly its files, each matches its sha256 and size
     and reads back (Parquet tables, JSON model, PNG plots). Returns the manifest."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import assert_output_consistent, segment_command
+from helpers import assert_output_consistent, bare_env, segment_command
 
 from flows import server as early
 
@@ -192,16 +192,6 @@ def test_warm_up_pays_the_one_time_costs_before_the_flow():
     assert DataFrameSchema.BACKEND_REGISTRY  # pandera's backends, registered on first use
 
 
-def _bare_env(home: Path) -> dict[str, str]:
-    """This environment without Prefect settings: ``segment run`` starts its own server."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    return env | {
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "OMP_NUM_THREADS": "1",
-    }
-
-
 def _wait_for_no_server(home: Path, timeout: float = 15) -> list[psutil.Process]:
     """The servers of ``home`` still running after up to ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -228,7 +218,7 @@ def test_the_server_dies_with_a_killed_parent(tmp_path):
     parent = subprocess.Popen(
         [sys.executable, "-c", script],
         cwd=PROJECT_ROOT,
-        env=_bare_env(home),
+        env=bare_env(home),
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -269,7 +259,7 @@ def test_no_server_outlives_killed_or_stopped_runs(tmp_path, shared_data):
     marked them Crashed."""
     home, output, logs = tmp_path / "home", tmp_path / "outputs", tmp_path / "logs"
     logs.mkdir()
-    env = _bare_env(home)
+    env = bare_env(home)
     command = segment_command(
         shared_data / "mall_customers.csv", output, "--sweep", "1-8", "--n-init", "2", "--quiet"
     )

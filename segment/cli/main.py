@@ -22,6 +22,7 @@ from flows.environment import (
 )
 from flows.server import start_early_server, warm_up
 from segment.cli.options import add_options, given_settings, usage_error
+from segment.cli.server import add_server_command
 from segment.settings import DEFAULT_INPUT, DEFAULT_SNAPSHOTS, SegmentationSettings
 
 EXIT_OK = 0
@@ -62,10 +63,11 @@ def _parser() -> argparse.ArgumentParser:
         help="segment a customer file (default: the embedded sample customers)",
         description="Ingest, validate and clean, scale, sweep k, fit K-Means, and write a run "
         "folder of Parquet tables and PNG plots under OUTPUT/runs/<run-id>/ "
-        "(OUTPUT/latest points at the newest complete run). Uses Prefect's temporary local "
-        "server unless PREFECT_API_URL is set. Exit codes: 0 ok, 1 internal error, "
-        "2 usage error, 3 bad input data, 4 quality gate failed, 130/143 stopped by "
-        "SIGINT/SIGTERM.",
+        "(OUTPUT/latest points at the newest complete run). Uses the background server of "
+        "`segment server start` while it runs (the summary then ends with the run's UI link), "
+        "else Prefect's temporary local server, unless PREFECT_API_URL is set. Exit codes: "
+        "0 ok, 1 internal error, 2 usage error, 3 bad input data, 4 quality gate failed, "
+        "130/143 stopped by SIGINT/SIGTERM.",
         formatter_class=HelpFormatter,
     )
     defaults = SegmentationSettings()
@@ -84,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
         "Prefect server: make server); `segment serve --help` for its options",
         add_help=False,
     )
+
+    add_server_command(commands, HelpFormatter)
 
     backfill = commands.add_parser(
         "backfill",
@@ -292,7 +296,17 @@ def _segment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"segment: internal error: {printable(internal_error_line(error))}", file=sys.stderr)
         return EXIT_INTERNAL
     print(format_summary(manifest))
+    if (link := ui_link(manifest)) is not None:
+        print(f"UI: {printable(link)}")
     return EXIT_OK
+
+
+def ui_link(manifest: dict) -> str | None:
+    """The flow run's page in the Prefect UI (``PREFECT_UI_URL``, or the API's address
+    without ``/api``: a background or running server), or None (a temporary server has no UI)."""
+    from prefect.utilities.urls import url_for  # imported by the run already
+
+    return url_for("flow-run", obj_id=manifest["flow_run_id"])
 
 
 def check_output(output_dir: Path) -> str | None:

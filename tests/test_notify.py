@@ -46,13 +46,19 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.http.server_address[1]}"
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
 
-    def wait(self, count: int, timeout: float = 60) -> list[dict]:
-        """The requests once ``count`` have arrived (fails after ``timeout`` seconds)."""
+    def at(self, path: str) -> list[dict]:
+        return [r for r in self.received if r["path"] == path]
+
+    def wait(self, path: str, count: int = 1, timeout: float = 60) -> list[dict]:
+        """The requests to ``path`` once ``count`` have arrived, and still ``count`` after
+        ``QUIET_SECONDS`` more (fails when fewer arrive in ``timeout`` seconds, or more)."""
         deadline = time.monotonic() + timeout
-        while len(self.received) < count:
-            assert time.monotonic() < deadline, f"{len(self.received)} of {count} notifications"
+        while len(self.at(path)) < count:
+            assert time.monotonic() < deadline, f"{len(self.at(path))} of {count} notifications"
             time.sleep(0.2)
-        return list(self.received)
+        time.sleep(QUIET_SECONDS)  # a repeat, or another run's notification, would come by now
+        assert len(self.at(path)) == count, self.at(path)
+        return self.at(path)
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +100,7 @@ def test_a_gate_failure_sends_one_notification_and_a_good_night_none(served_with
     assert failed.state.is_failed(), failed.state
     assert "min_segment_share" in failed.state.message
 
-    [notification] = receiver.wait(1)
-    time.sleep(QUIET_SECONDS)  # a second notification (the good night's, a repeat) would come
-    assert len(receiver.received) == 1, receiver.received
-    assert notification["path"] == "/alerts"
+    [notification] = receiver.wait("/alerts")  # one: none for the good night, no repeat
     text = notification["json"]["text"]
     ui = server.url.removesuffix("/api")
     assert f"Segmentation run failed: {NAME} / {failed.name}" in text
@@ -106,6 +109,30 @@ def test_a_gate_failure_sends_one_notification_and_a_good_night_none(served_with
     assert "Reason: " in text and "GateError: quality gate failed: min_segment_share" in text
     assert f"Open in the Prefect UI: {ui}/runs/flow-run/{failed.id}" in text
     assert str(good.id) not in text
+
+
+@pytest.mark.flow
+def test_an_apprise_url_is_notified_through_apprise(served_with_alerts, receiver):
+    """Any URL other than http(s) goes to Apprise; its json:// scheme POSTs to a local server."""
+    server = served_with_alerts
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with server.client() as client:
+        deployment_id = client.read_deployment_by_name(FULL_NAME).id
+    apprise_url = receiver.url.replace("http://", "json://") + "/apprise"
+    try:
+        with temporary_settings({PREFECT_API_URL: server.url}):
+            set_alerts(deployment_id, [apprise_url])
+        failed = server.run_deployment(FULL_NAME, parameters={"settings": FORCED_GATE})
+        assert failed.state.is_failed(), failed.state
+        [notification] = receiver.wait("/apprise")
+        message = notification["json"]
+        assert message["title"] == f"Segmentation run failed: {NAME} / {failed.name}"
+        assert "GateError: quality gate failed: min_segment_share" in message["message"]
+        assert f"/runs/flow-run/{failed.id}" in message["message"]
+    finally:
+        with temporary_settings({PREFECT_API_URL: server.url}):
+            set_alerts(deployment_id, [f"{receiver.url}/alerts"])
 
 
 @pytest.mark.flow

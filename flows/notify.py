@@ -3,12 +3,12 @@
 The automation is Prefect's own machinery, run by the server's trigger and action services: an
 ``EventTrigger`` on the events ``prefect.flow-run.Failed``, ``Crashed`` and ``TimedOut`` of flow
 runs related to the deployment (a quality gate, the drift gate, bad input or a crash all end the
-run in one of these states), with one ``SendNotification`` action per URL. Each URL is kept in
-a notification block: an ``http(s)://`` URL in a ``CustomWebhookNotificationBlock`` that POSTs
-JSON (``text``, ``subject``, ``body``: a Slack incoming webhook reads ``text``); any other URL is
-an Apprise URL (``mailto://``, ``msteams://``, ``slack://``, ``json://`` ...) kept in Prefect's
-``SlackWebhook`` block, the one Apprise block that hands a URL of another shape to Apprise as it
-is. The server renders the subject and body with Jinja when the run fails: the deployment, the
+run in one of these states), with one ``SendNotification`` action per URL. Each URL is kept,
+as a secret, in a notification block: an ``http(s)://`` URL in a
+``CustomWebhookNotificationBlock`` that POSTs JSON (``text``, ``subject``, ``body``: a Slack
+incoming webhook reads ``text``); any other URL is an Apprise URL (``mailto://``,
+``workflows://``, ``slack://``, ``json://`` ...) kept in Prefect's ``SlackWebhook`` block, the
+one Apprise block that hands a URL of another shape to Apprise as it is. The server renders the subject and body with Jinja when the run fails: the deployment, the
 run, its state message (a GateError names the gate and its figures) and the run's UI link.
 
 Idempotent: the automation is named after the deployment (``automation_name``); setting the
@@ -78,7 +78,8 @@ def notification_block(url: str, name: str) -> NotificationBlock:
     if urlsplit(url).scheme in ("http", "https"):
         return CustomWebhookNotificationBlock(
             name=name,
-            url=url,
+            url="{{webhook_url}}",  # the URL is a secret (a Slack webhook's holds its token)
+            secrets={"webhook_url": url},  # pydantic makes it a SecretDict
             json_data={
                 "text": "{{subject}}\n{{body}}",
                 "subject": "{{subject}}",

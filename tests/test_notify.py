@@ -200,16 +200,20 @@ def _alerts(server: Server) -> list[tuple]:
 
     with server.client() as client:
         automations = client.read_automations_by_name(automation_name(FULL_NAME))
-        return [
-            (
-                a.id,
-                [
-                    Block._from_block_document(client.read_block_document(b.block_document_id)).url
-                    for b in a.actions
-                ],
-            )
+        blocks = [
+            (a.id, [client.read_block_document(b.block_document_id) for b in a.actions])
             for a in automations
         ]
+    return [(id_, [_url(Block._from_block_document(d)) for d in docs]) for id_, docs in blocks]
+
+
+def _url(block) -> str:
+    """The URL a notification block sends to (kept as a secret either way)."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    if isinstance(block, CustomWebhookNotificationBlock):
+        return block.secrets.get_secret_value()["webhook_url"]
+    return block.url.get_secret_value()
 
 
 def _blocks(server: Server) -> list[str]:

@@ -16,6 +16,10 @@ of the serving process, which must keep running; when it stops, Prefect pauses t
 or the other on a server (the last one registered owns the name, and a stopping ``serve``
 pauses it).
 
+**Alerts.** ``--notify URL`` (repeatable) makes the server tell each URL of a failed run: a
+Prefect automation on the deployment's runs, set when it is served (``flows.notify``); for the
+``prefect.yaml`` deployment, ``segment notify --notify URL`` after ``prefect deploy``.
+
 **Partial settings.** Prefect merges a run's parameters with the deployment's **one level deep
 only**: a run's ``{"settings": {...}}`` replaces the whole stored ``settings``. So the flow
 merges them again itself (``flows.run_settings.settings_for_run``, first thing in

@@ -8,8 +8,9 @@ as a secret, in a notification block: an ``http(s)://`` URL in a
 ``CustomWebhookNotificationBlock`` that POSTs JSON (``text``, ``subject``, ``body``: a Slack
 incoming webhook reads ``text``); any other URL is an Apprise URL (``mailto://``,
 ``workflows://``, ``slack://``, ``json://`` ...) kept in Prefect's ``SlackWebhook`` block, the
-one Apprise block that hands a URL of another shape to Apprise as it is. The server renders the subject and body with Jinja when the run fails: the deployment, the
-run, its state message (a GateError names the gate and its figures) and the run's UI link.
+one Apprise block that hands a URL of another shape to Apprise as it is. The server renders the
+subject and body with Jinja when the run fails: the deployment, the run, its state message (a
+GateError names the gate and its figures) and the run's UI link.
 
 Idempotent: the automation is named after the deployment (``automation_name``); setting the
 URLs again updates it, and an empty list deletes it with its blocks. `segment serve --notify`

@@ -16,6 +16,10 @@ of the serving process, which must keep running; when it stops, Prefect pauses t
 or the other on a server (the last one registered owns the name, and a stopping ``serve``
 pauses it).
 
+**Alerts.** ``--notify URL`` (repeatable) makes the server tell each URL of a failed run: a
+Prefect automation on the deployment's runs, set when it is served (``flows.notify``); for the
+``prefect.yaml`` deployment, ``segment notify --notify URL`` after ``prefect deploy``.
+
 **Partial settings.** Prefect merges a run's parameters with the deployment's **one level deep
 only**: a run's ``{"settings": {...}}`` replaces the whole stored ``settings``. So the flow
 merges them again itself (``flows.run_settings.settings_for_run``, first thing in
@@ -51,10 +55,12 @@ import sys
 import zoneinfo
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, cast
+from uuid import UUID
 
 from pydantic import ValidationError
 
 from flows.environment import HelpFormatter, Parser, configure_prefect, one_line
+from flows.notify import add_notify_option, set_alerts
 from segment.cli.options import add_options, given_settings, usage_error
 from segment.settings import SegmentationSettings
 from tasks.store.snapshots import AS_OF_NEEDS_A_FOLDER
@@ -114,19 +120,27 @@ def nightly_deployment(
 
 
 def serve_nightly(
-    settings: SegmentationSettings, *, limit: int | None = None, **schedule: str
+    settings: SegmentationSettings,
+    *,
+    limit: int | None = None,
+    notify: list[str] | None = None,
+    **schedule: str,
 ) -> None:
     """Register the nightly deployment and execute its runs until interrupted (blocks).
 
     ``schedule``: ``nightly_deployment``'s ``cron``, ``timezone`` and ``name``; ``limit`` caps
-    the runs executing at the same time. Raises ``RuntimeError`` when no Prefect server is
-    configured (``PREFECT_API_URL``) or it does not answer: Prefect would otherwise start its
-    temporary server, on which schedules never fire.
+    the runs executing at the same time; ``notify``: the URLs told of a failed run (the
+    deployment's automation, ``flows.notify``: created, updated, or removed when empty).
+    Raises ``RuntimeError`` when no Prefect server is configured (``PREFECT_API_URL``) or it
+    does not answer: Prefect would otherwise start its temporary server, on which schedules
+    never fire.
     """
     from prefect import serve
 
     require_server()
-    serve(nightly_deployment(settings, **schedule), limit=limit)
+    deployment = nightly_deployment(settings, **schedule)
+    set_alerts(cast("UUID", deployment.apply()), notify or [])  # apply: sync here, the id
+    serve(deployment, limit=limit)
 
 
 def backfill(
@@ -228,6 +242,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         default=None,
         help="most runs executing at the same time; default: no limit",
     )
+    add_notify_option(parser)  # the deployment's alerts, not a setting of its runs
     # every setting of a run, generated from the model, except that the nightly run names its
     # own folder and runs the in-memory flow (no Dask runner)
     add_options(parser, SegmentationSettings, skip=("run_id", "runner", "dask"))
@@ -254,12 +269,55 @@ def main(argv: list[str] | None = None, *, prog: str = "segment serve") -> int:
         )
     try:
         serve_nightly(
-            settings, cron=args.cron, timezone=args.timezone, name=args.name, limit=args.limit
+            settings,
+            cron=args.cron,
+            timezone=args.timezone,
+            name=args.name,
+            limit=args.limit,
+            notify=args.notify,
         )
     except RuntimeError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def notify_main(argv: list[str] | None = None, *, prog: str = "segment notify") -> int:
+    """`segment notify`: set the alerts of a deployment already on the server (prefect.yaml's,
+    after `prefect deploy`); no --notify removes them."""
+    configure_prefect()
+    parser = Parser(
+        prog=prog,
+        description="Send a notification to each URL when a run of a deployment fails (a "
+        "quality or drift gate, bad input, a crash): creates, updates or, with no --notify, "
+        "removes the deployment's Prefect automation. For a deployment made by `prefect "
+        "deploy` (prefect.yaml); `segment serve --notify URL` does it itself.",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--deployment", default=FULL_NAME, help="flow/deployment name")
+    add_notify_option(parser)
+    args = parser.parse_args(argv)
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        require_server()
+        set_alerts(_deployment_id(args.deployment), args.notify)
+    except ObjectNotFound:
+        print(f"{prog}: error: no deployment {args.deployment!r} on the server", file=sys.stderr)
+        return 1
+    except RuntimeError as error:
+        print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
+        return 1
+    urls = len(args.notify)
+    print(f"{args.deployment}: " + (f"{urls} URL(s) told of a failed run" if urls else "no alerts"))
+    return 0
+
+
+def _deployment_id(name: str) -> UUID:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_deployment_by_name(name).id
 
 
 if __name__ == "__main__":

@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         from flows.deployment import main as serve_main
 
         return serve_main(argv[1:], prog="segment serve")
+    if argv[:1] == ["notify"]:  # likewise (flows.deployment.notify_main)
+        from flows.deployment import notify_main
+
+        return notify_main(argv[1:], prog="segment notify")
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -88,6 +92,12 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     add_server_command(commands, HelpFormatter)
+    commands.add_parser(
+        "notify",
+        help="notify URLs when a run of a deployment made by `prefect deploy` fails (needs "
+        "PREFECT_API_URL); `segment notify --help` for its options",
+        add_help=False,
+    )
 
     backfill = commands.add_parser(
         "backfill",

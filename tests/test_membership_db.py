@@ -237,3 +237,26 @@ def test_url_problems_are_found_before_connecting():
     unknown = url_problem("nosuchdb://ann:s3cret@host/db")
     assert unknown is not None and "s3cret" not in unknown and "nosuchdb" in unknown
     assert url_problem("not a url") is not None
+
+
+def test_without_postgresql_its_tests_skip_here_and_fail_in_ci(monkeypatch):
+    """CI (.ci/run sets CI and installs the binaries) never passes by skipping them."""
+    import postgres
+
+    monkeypatch.setattr(postgres, "postgres_bin", lambda: None)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="Debian package 'postgresql'"):
+        postgres.require_postgres_bin()
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="Debian package 'postgresql'"):
+        postgres.require_postgres_bin()
+
+
+def test_a_relative_sqlite_file_is_made_absolute_on_the_command_line():
+    """A deployment's runs start in another folder: the option records where the file is."""
+    from segment.settings import _database_url
+
+    assert _database_url("sqlite:///segments.db") == f"sqlite:///{Path.cwd() / 'segments.db'}"
+    assert _database_url("sqlite:////srv/segments.db") == "sqlite:////srv/segments.db"
+    assert _database_url("sqlite:///:memory:") == "sqlite:///:memory:"
+    assert _database_url("postgresql+psycopg://crm@db/crm") == "postgresql+psycopg://crm@db/crm"

@@ -201,18 +201,42 @@ def segment_files(folder: Path) -> tuple[Path, ...]:
     return parts or (folder / "segments.parquet",)  # missing: verify_files names it
 
 
-def segment_batches(files: tuple[Path, ...], rows: int) -> Iterator[list[dict]]:
-    """The customers of ``files`` as rows of ``INCOMING``, ``rows`` at a time (ids as text)."""
+def segment_batches(files: tuple[Path, ...], rows: int) -> Iterator[list[tuple[str, int, str]]]:
+    """The customers of ``files`` as (customer_id as text, segment_id, segment_name), ``rows``
+    at a time."""
     for path in files:
         table = pq.ParquetFile(path)
         for batch in table.iter_batches(rows, columns=[CUSTOMER_ID, SEGMENT_ID, SEGMENT_NAME]):
             ids = pc.cast(batch.column(CUSTOMER_ID), arrow.string()).to_pylist()
             segment_ids = batch.column(SEGMENT_ID).to_pylist()
             names = batch.column(SEGMENT_NAME).to_pylist()
-            yield [
-                {CUSTOMER_ID: c, SEGMENT_ID: s, SEGMENT_NAME: n}
-                for c, s, n in zip(ids, segment_ids, names, strict=True)
-            ]
+            yield list(zip(ids, segment_ids, names, strict=True))
+
+
+def _load_incoming(connection: Connection, files: tuple[Path, ...], rows: int) -> int:
+    """Insert the run's customers into ``INCOMING``; return their number. Straight through the
+    driver's executemany: SQLAlchemy's own builds a dict of parameters per row, which took half
+    of a 1M-customer publication."""
+    columns = list(INCOMING.columns.keys())
+    marks = {
+        "qmark": ["?"] * len(columns),
+        "format": ["%s"] * len(columns),
+        "pyformat": ["%s"] * len(columns),
+        "numeric": [f":{i + 1}" for i in range(len(columns))],
+    }.get(connection.dialect.paramstyle)
+    # the table's and columns' own names, no data: nothing to inject
+    sql = f"INSERT INTO {INCOMING.name} ({', '.join(columns)}) VALUES ({', '.join(marks or [])})"  # noqa: S608
+    cursor = connection.connection.cursor()  # in the transaction of ``connection``
+    customers = 0
+    for batch in segment_batches(files, rows):
+        if marks is None:  # a driver with named parameters
+            named = [dict(zip(columns, row, strict=True)) for row in batch]
+            connection.execute(insert(INCOMING), named)
+        else:
+            cursor.executemany(sql, batch)
+        customers += len(batch)
+    cursor.close()
+    return customers
 
 
 class _Refused(Exception):
@@ -239,10 +263,7 @@ def _write(
             "database: the history only moves forward"
         )
     INCOMING.create(connection)
-    customers = 0
-    for batch in segment_batches(files, rows):
-        connection.execute(insert(INCOMING), batch)
-        customers += len(batch)
+    customers = _load_incoming(connection, files, rows)
     history, incoming, at = CUSTOMER_SEGMENTS.c, INCOMING.c, run.finished_at
     same = exists().where(
         incoming.customer_id == history.customer_id,

@@ -214,3 +214,13 @@ def test_an_unusable_url_is_a_usage_error_before_the_run(customers_csv, tmp_path
     )
     assert code == EXIT_USAGE
     assert not (tmp_path / "out" / "runs").exists()
+
+
+def test_segment_serve_refuses_an_unusable_url_before_serving(capsys):
+    from flows.deployment import main as serve
+
+    with pytest.raises(SystemExit) as exit_info:
+        serve(["--publish-db", "nosuchdb://ann:s3cret@host/db"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--publish-db nosuchdb://ann:***@host/db" in err and "s3cret" not in err

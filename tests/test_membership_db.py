@@ -205,6 +205,23 @@ def test_a_failed_write_leaves_the_database_as_it_was(database, tmp_path):
     assert (folders[1] / "segments.parquet").is_file()  # the run folder is left as published
 
 
+def test_a_customer_listed_twice_fails_in_the_driver_and_is_rolled_back(database, tmp_path):
+    """The customers go through the driver (COPY, executemany): its own errors are caught too."""
+    folder = published_folder(tmp_path, "night-1", NIGHT_1, NIGHTS[0])
+    publish_run(database, folder)
+    before = history(database), runs_table(database)
+    twice = published_folder(tmp_path, "night-2", NIGHT_1 + timedelta(days=1), NIGHTS[1])
+    segments = pd.read_parquet(twice / "segments.parquet")
+    pd.concat([segments, segments.iloc[:1]]).to_parquet(twice / "segments.parquet")
+    manifest = json.loads((twice / "manifest.json").read_text())
+    manifest["files"] = file_checksums(twice, (".parquet",))
+    (twice / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(PublishError, match="the database is as it was") as failed:
+        publish_run(database, twice)
+    assert "\n" not in str(failed.value)
+    assert (history(database), runs_table(database)) == before
+
+
 def test_the_first_publication_creating_the_tables_is_rolled_back_too(tmp_path):
     """Made to fail by an existing table of another shape: nothing is created."""
     url = f"sqlite:///{tmp_path / 'other.db'}"

@@ -175,10 +175,11 @@ def publish_run(url: str, folder: Path, *, batch_rows: int = BATCH_ROWS) -> Publ
     if problem is not None:
         raise PublishError(_failed(problem, folder))
     engine = _engine(url)
+    driver_error = engine.dialect.loaded_dbapi.Error  # raised by COPY and executemany as such
     try:
         with engine.begin() as connection:
             published = _write(connection, run, files, batch_rows, database)
-    except (SQLAlchemyError, _Refused) as error:
+    except (SQLAlchemyError, driver_error, _Refused) as error:
         raise PublishError(_failed(f"{database}: {_one_line(error)}", folder)) from error
     finally:
         engine.dispose()

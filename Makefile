@@ -76,7 +76,7 @@ server: $(STAMP)
 # Regenerate the lock after changing dependencies in pyproject.toml.
 lock:
 	$(PYTHON) -m pip install --quiet uv
-	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --extra dask --universal --python-version 3.11 -o requirements.lock
+	$(PYTHON) -m uv pip compile pyproject.toml --extra dev --extra dask --extra postgres --universal --python-version 3.11 -o requirements.lock
 
 clean:
 	rm -rf $(VENV) outputs/runs outputs/latest .pytest_cache

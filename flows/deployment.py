@@ -262,6 +262,11 @@ def main(argv: list[str] | None = None, *, prog: str = "segment serve") -> int:
         parser.error(usage_error(error, SegmentationSettings))
     except ValueError as error:
         parser.error(one_line(error))
+    if settings.publish_db is not None:  # an unknown database or driver: now, not every night
+        from tasks.store.membership_db import url_problem
+
+        if (problem := url_problem(settings.publish_db)) is not None:
+            parser.error(f"--publish-db {problem}")
     if not settings.input.exists():
         print(
             f"{prog}: warning: {settings.input} does not exist yet; runs fail until it does",

@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.environment import RUN_LOGGERS
 from flows.killed_runs import record_process
 from segment.settings import SegmentationSettings
-from tasks.errors import InputError
+from tasks.errors import InputError, PublishError
 from tasks.gates import GateError
 from tasks.reporting.artifacts import artifact_key
 from tasks.store.manifest import new_run_id
@@ -39,7 +39,7 @@ def configure_run_logging() -> None:
 
 
 def _no_traceback_for_bad_input(record: logging.LogRecord) -> bool:
-    if record.exc_info and isinstance(record.exc_info[1], (InputError, GateError)):
+    if record.exc_info and isinstance(record.exc_info[1], (InputError, GateError, PublishError)):
         record.exc_info = record.exc_text = None
     return True
 

@@ -1,6 +1,6 @@
 """The segmentation flow: plan -> ingest (order lines: derive the customers) -> validate &
 clean -> scale -> elbow -> fit -> identify (and compare with the previous run) -> report ->
-publish, for every run mode.
+publish (and, with publish_db, the membership history in a database), for every run mode.
 
 The plan (``segment.plan``) decides the mode once; the flow only orders the steps
 (``flows.steps``) and picks the engine that does their work: in this process, or over a folder
@@ -35,6 +35,7 @@ from flows.steps import (
     pick_k,
     plan,
     publish,
+    publish_db,
     quality_gates,
     read_order_lines,
     retried,
@@ -143,4 +144,7 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
                     staging, fitted, outcome, run_plan, columns, settings.seed, order_lines
                 )
             manifest = run_manifest(run, cleaned, outcome, columns, order_lines)
-            return publish(staging, manifest, described, columns, settings, images)
+            record = publish(staging, manifest, described, columns, settings, images)
+        if settings.publish_db is not None:  # after the folder is published (and unlocked)
+            record = publish_db(record, settings.publish_db)
+        return record

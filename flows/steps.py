@@ -428,6 +428,18 @@ def publish(
     return record
 
 
+@pipeline_task("publish-db")
+def publish_db(record: dict, url: str) -> dict:
+    """After publish-run: the run's customers into the membership history of the database at
+    ``url`` (``tasks.store.membership_db``), in one transaction; returns ``record`` with what
+    was written (``published_db``) for the summary. A failed write raises ``PublishError``: the
+    database is as it was and the run folder stays published."""
+    from tasks.store.membership_db import publish_run  # SQLAlchemy: only when asked for
+
+    published = publish_run(url, Path(record["output_folder"]))  # logs what it wrote
+    return {**record, "published_db": published.summary()}
+
+
 @dataclass(frozen=True)
 class RunStart:
     """What a run knows before its first step: its settings, id and input (a file, or a
@@ -468,8 +480,18 @@ def run_manifest(
         pca=PcaRecord.of(outcome.fitted.scaled.projection),
         changes=described.changes,
         timings=run.step.as_dict(),
-        settings=settings.model_dump(mode="json"),
+        settings=_recorded(settings),
         versions=package_versions(),
         transactions=order_lines,
         drift=outcome.drift,
     )
+
+
+def _recorded(settings: SegmentationSettings) -> dict:
+    """The settings as the manifest records them: a database URL without its password."""
+    recorded = settings.model_dump(mode="json")
+    if settings.publish_db is not None:
+        from tasks.store.membership_db import shown_url
+
+        recorded["publish_db"] = shown_url(settings.publish_db)
+    return recorded

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -45,6 +47,15 @@ def _k_range(text: str) -> tuple[int, int]:
         return int(low), int(high if sep else low)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected LOW-HIGH such as 1-10, got {text!r}") from None
+
+
+def _database_url(text: str) -> str:
+    """A database URL from the command line: a relative SQLite file made absolute (the runs of
+    a deployment start in another folder); any other URL as given."""
+    scheme, sep, path = text.partition(":///")
+    if sep and scheme.split("+")[0] == "sqlite" and path and not path.startswith(("/", ":")):
+        return f"{scheme}:///{os.path.abspath(os.path.expanduser(path))}"
+    return text
 
 
 class SweepSettings(BaseModel):
@@ -243,6 +254,15 @@ class SegmentationSettings(BaseModel):
     read_retry_delay: Annotated[float, Option(metavar="SECONDS")] = Field(
         1.0, ge=0, le=300, description="seconds to wait before each retry of reading the input"
     )
+    publish_db: Annotated[str | None, Option(metavar="URL", parse=_database_url)] = Field(
+        None,
+        description="after the run folder is published, keep each customer's segment history "
+        "in this database (a SQLAlchemy URL: sqlite:///segments.db, or "
+        "postgresql+psycopg://user@host/db with the postgres extra): tables customer_segments "
+        "(one row per customer and stretch in a segment, valid_to empty while current) and "
+        "segment_runs, written in one transaction; a failed write leaves the database as it "
+        "was and exits 6; unset: off",
+    )
     sweep: SweepSettings = Field(default_factory=SweepSettings, description="the elbow sweep")
     gates: Annotated[Gates, Option(prefix="gate")] = Field(
         default_factory=Gates,
@@ -252,6 +272,16 @@ class SegmentationSettings(BaseModel):
         default_factory=IdentitySettings, description="identity across runs"
     )
     dask: DaskSettings = Field(default_factory=DaskSettings, description="with runner=dask")
+
+    @field_validator("publish_db")
+    @classmethod
+    def _check_database_url(cls, url: str | None) -> str | None:
+        if url is not None and not re.match(r"[A-Za-z][A-Za-z0-9+._-]*://", url):
+            raise ValueError(
+                "expected a database URL such as sqlite:///segments.db or "
+                "postgresql+psycopg://user@host/db"
+            )
+        return url
 
     @model_validator(mode="after")
     def _check_ranges(self) -> SegmentationSettings:

@@ -127,3 +127,10 @@ NOT_A_REGULAR_FILE = (
     "is not a regular file (a pipe, socket or device?); save it to a CSV or Parquet file and "
     "give that"
 )
+
+
+class PublishError(RuntimeError):
+    """The membership history could not be written to ``--publish-db``'s database
+    (``tasks.store.membership_db``): the transaction was rolled back, the database is as it
+    was and the run folder stays published. One line, naming the URL without its password;
+    the CLI exits with ``EXIT_PUBLISH_DB``."""

@@ -145,3 +145,23 @@ def live_server(tmp_path_factory):
 
     with running_server(tmp_path_factory.mktemp("prefect-server-home")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throw-away PostgreSQL server on a free 127.0.0.1 port, for the session (one per
+    pytest-xdist worker; tests/postgres.py). Skipped without Debian's binaries, failed in CI."""
+    from postgres import postgres_server as started
+
+    with started() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_database(postgres_server, request) -> str:
+    """A new empty database on the session's PostgreSQL server: its SQLAlchemy URL."""
+    import re
+    import uuid
+
+    name = re.sub(r"\W+", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:8]
+    return postgres_server.create_database(name)

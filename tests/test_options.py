@@ -115,6 +115,7 @@ def test_options_fill_nested_settings():
         (["--k-min", "5", "--k-max", "3"], "--k-min 5 > --k-max 3"),
         (["--features", "a", "a"], "--features listed twice: ['a', 'a']"),
         (["--sweep-sample-size", "300000"], "--sweep-sample-size 300000 > --sweep-sample-thr"),
+        (["--publish-db", "segments.db"], "--publish-db: expected a database URL such as sqlite"),
     ],
 )
 def test_invalid_values_name_the_option(argv, expected):

@@ -31,6 +31,7 @@ EXIT_USAGE = 2  # bad command-line arguments (argparse's convention)
 EXIT_BAD_INPUT = 3  # the input data cannot be segmented: the message says why
 EXIT_GATE = 4  # the run breached a quality gate; outputs/latest still names the previous run
 EXIT_BAD_MODEL = 5  # segment assign: the model is missing, unreadable or not a segmentation model
+EXIT_PUBLISH_DB = 6  # --publish-db: the run folder is published, the database write failed
 
 ADHOC_TAGS = ("segmentation", "adhoc")  # a deployment's runs are tagged "nightly" instead
 
@@ -71,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         "`segment server start` while it runs (the summary then ends with the run's UI link), "
         "else Prefect's temporary local server, unless PREFECT_API_URL is set. Exit codes: "
         "0 ok, 1 internal error, 2 usage error, 3 bad input data, 4 quality gate failed, "
+        "6 the run is published but its --publish-db write failed (the database unchanged), "
         "130/143 stopped by SIGINT/SIGTERM.",
         formatter_class=HelpFormatter,
     )
@@ -274,6 +276,8 @@ def _segment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     unwritable = check_output(settings.output_dir)
     if unwritable is not None:
         return _fail(unwritable, EXIT_BAD_INPUT)
+    if settings.publish_db is not None and (bad := check_database(settings.publish_db)):
+        return _fail(bad, EXIT_USAGE)
     configure_prefect()
     server = start_early_server()  # boots while this process imports and checks the input
     problem = check_input(settings)  # wrong column names, k, etc.: before any slow work
@@ -285,7 +289,7 @@ def _segment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     from flows.killed_runs import crash_killed_runs
     from flows.runners import flow_for, prefect_api_for_workers  # Prefect imported when needed
-    from tasks.errors import InputError
+    from tasks.errors import InputError, PublishError
     from tasks.gates import GateError
 
     if args.quiet:
@@ -302,6 +306,8 @@ def _segment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except GateError as error:
         print(f"segment: {printable(str(error))}; outputs/latest is unchanged", file=sys.stderr)
         return EXIT_GATE
+    except PublishError as error:  # the run is published; the database is as it was
+        return _fail(error, EXIT_PUBLISH_DB)
     except Exception as error:  # noqa: BLE001 - a last-resort message; Prefect logged the traceback
         print(f"segment: internal error: {printable(internal_error_line(error))}", file=sys.stderr)
         return EXIT_INTERNAL
@@ -331,6 +337,15 @@ def check_output(output_dir: Path) -> str | None:
     except OutputError as error:
         return str(error)
     return None
+
+
+def check_database(url: str) -> str | None:
+    """Why ``--publish-db`` cannot work (not a database URL, its driver not installed), in one
+    line without the password, or None; connects to nothing, before any slow work."""
+    from tasks.store.membership_db import url_problem
+
+    problem = url_problem(url)
+    return None if problem is None else f"--publish-db {problem}"
 
 
 def early_problem(settings: SegmentationSettings) -> str | None:
@@ -411,6 +426,8 @@ def format_summary(manifest: dict) -> str:
         from tasks.drift import NO_DRIFT
 
         lines += [f"Drift: {sentence}" for sentence in drift["sentences"] or [NO_DRIFT]]
+    if published := manifest.get("published_db"):
+        lines.append(published)
     lines.append(f"Output: {manifest['output_folder']}")
     lines.append(f"Report: {Path(manifest['output_folder']) / 'report.html'}")
     return "\n".join(printable(line) for line in lines)

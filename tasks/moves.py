@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from schemas.columns import CUSTOMER_ID, PREVIOUS_SEGMENT_ID, SEGMENT_ID, SEGMENT_NAME
+from tasks.identity import positions
 
 PREVIOUS_SEGMENT_NAME = "previous_segment_name"
 COLUMNS = (CUSTOMER_ID, PREVIOUS_SEGMENT_ID, PREVIOUS_SEGMENT_NAME, SEGMENT_ID, SEGMENT_NAME)
@@ -38,8 +39,8 @@ def moves_table(
     """
     previous_ids = previous[CUSTOMER_ID].astype("string")
     current_ids = current[CUSTOMER_ID].astype("string")
-    # an index lookup, not a merge: a hash join of 10M text ids costs seconds and gigabytes
-    position = pd.Index(previous_ids).get_indexer(current_ids)
+    # a lookup, not a merge: a hash join of 10M text ids costs seconds and gigabytes
+    position = positions(current_ids, previous_ids)
     found = position >= 0
     previous_segment = previous[SEGMENT_ID].to_numpy(dtype="int64")
     segment = current[SEGMENT_ID].to_numpy(dtype="int64")

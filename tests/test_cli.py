@@ -508,7 +508,7 @@ def test_breached_quality_gate_exits_with_gate_code_and_keeps_no_run(tmp_path, p
     assert result.returncode == EXIT_GATE
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("segment: quality gate failed: silhouette_floor: silhouette 0.")
-    assert last.endswith("is below 0.99; outputs/latest is unchanged")
+    assert last.endswith(f"is below 0.99; {tmp_path / 'latest'} is unchanged")  # --output's
     assert result.stderr == f"{last}\n"  # --quiet: the failure once, no Prefect ERROR lines
     assert not (tmp_path / "latest").exists()
 

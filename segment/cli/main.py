@@ -1,5 +1,8 @@
-"""`segment`: the command line. `segment run` segments a customer file; `segment sample-data`
-writes the embedded default customers."""
+"""`segment`: the command line. `segment run` segments a customer file (or order lines);
+`segment assign` scores new customers with a run's model; `segment init` writes a spec for a
+table; `segment serve` and `segment backfill` run the nightly deployment; `segment notify` sets
+its alerts; `segment server` starts and stops Prefect's background server; `segment
+sample-data` writes the embedded default customers."""
 
 from __future__ import annotations
 
@@ -304,7 +307,8 @@ def _segment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except InputError as error:
         return _fail(error, EXIT_BAD_INPUT)
     except GateError as error:
-        print(f"segment: {printable(str(error))}; outputs/latest is unchanged", file=sys.stderr)
+        latest = printable(str(settings.output_dir / "latest"))  # the folder of --output
+        print(f"segment: {printable(str(error))}; {latest} is unchanged", file=sys.stderr)
         return EXIT_GATE
     except PublishError as error:  # the run is published; the database is as it was
         return _fail(error, EXIT_PUBLISH_DB)

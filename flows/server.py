@@ -221,6 +221,14 @@ def start_early_server() -> EarlyServer | None:
     return server
 
 
+def prefer_background_server() -> None:
+    """Before Prefect's import, for `segment serve`, `notify` and `backfill` (they need a lasting
+    server, never a temporary one): name the background server of ``segment server start`` in
+    ``PREFECT_API_URL`` when it runs and nothing else names an API."""
+    if "prefect" not in sys.modules and not api_named_elsewhere(dict(os.environ), Path.cwd()):
+        use_background_server()
+
+
 def use_background_server() -> bool:
     """Name the background server of ``segment server start`` in ``PREFECT_API_URL`` and its
     UI in ``PREFECT_UI_URL`` when it runs and answers; say so on standard error when it runs

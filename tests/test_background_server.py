@@ -212,6 +212,12 @@ def test_start_a_run_with_its_ui_link_and_stop(home, tmp_path):
     code, page = _get(link, accept="text/html")
     assert code == 200 and "<html" in page.lower()  # the UI serves the link
 
+    # `segment backfill` (like serve and notify) finds the server too: it asks it for the
+    # nightly deployment, which this server does not have
+    backfill = _segment("backfill", "--as-of", "2026-01-01", "--no-wait", env=env)
+    assert backfill.returncode == 1 and "PREFECT_API_URL is not set" not in backfill.stderr
+    assert "nightly-resegmentation" in backfill.stderr, backfill.stderr
+
     stopped = _segment("server", "stop", env=env)
     assert stopped.returncode == 0, stopped.stderr
     assert stopped.stdout == f"Stopped the background Prefect server (pid {pid}) of {home}\n"

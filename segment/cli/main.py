@@ -23,7 +23,7 @@ from flows.environment import (
     quiet_console,
     startup_timeout,
 )
-from flows.server import start_early_server, warm_up
+from flows.server import prefer_background_server, start_early_server, warm_up
 from segment.cli.options import add_options, given_settings, usage_error
 from segment.cli.server import add_server_command
 from segment.settings import DEFAULT_INPUT, DEFAULT_SNAPSHOTS, SegmentationSettings
@@ -43,6 +43,8 @@ log = logging.getLogger("segment.cli.main")
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] in (["serve"], ["notify"], ["backfill"]):  # they need a lasting server
+        prefer_background_server()  # `segment server start`'s, unless an API is named
     if argv[:1] == ["serve"]:  # its own parser (flows.deployment), options passed through
         from flows.deployment import main as serve_main
 

@@ -6,7 +6,6 @@ import re
 
 import pandas as pd
 import pandera.pandas as pa
-from pandera.typing import Series
 
 from schemas.columns import (
     CUSTOMER_ID,
@@ -19,33 +18,38 @@ from schemas.columns import (
 )
 from schemas.customers import customers_schema
 
+# Schemas, not DataFrameModels: pandera imports dask.dataframe the first time a model builds
+# its schema when Dask is installed (0.5 s of every run, measured 2026-12-06).
 
-class Transitions(pa.DataFrameModel):
-    """Customers present in both runs, counted by previous and current segment."""
+Transitions = pa.DataFrameSchema(
+    {
+        PREVIOUS_SEGMENT_ID: pa.Column(int, pa.Check.ge(1)),
+        SEGMENT_ID: pa.Column(int, pa.Check.ge(1)),
+        "customers": pa.Column(int, pa.Check.ge(1)),
+    },
+    strict=True,
+    coerce=True,
+    unique=[PREVIOUS_SEGMENT_ID, SEGMENT_ID],
+    name="Transitions",
+    description="Customers present in both runs, counted by previous and current segment.",
+)
 
-    previous_segment_id: Series[int] = pa.Field(ge=1)
-    segment_id: Series[int] = pa.Field(ge=1)
-    customers: Series[int] = pa.Field(ge=1)
-
-    class Config:
-        strict = True
-        coerce = True
-        unique = ["previous_segment_id", "segment_id"]  # noqa: RUF012 - pandera reads a list
-
-
-class Elbow(pa.DataFrameModel):
-    """Per-k metrics of the elbow sweep (cluster metrics are NaN for k = 1)."""
-
-    k: Series[int] = pa.Field(ge=1, unique=True)
-    inertia: Series[float] = pa.Field(ge=0)
-    silhouette: Series[float] = pa.Field(ge=-1, le=1, nullable=True)
-    calinski_harabasz: Series[float] = pa.Field(ge=0, nullable=True)
-    davies_bouldin: Series[float] = pa.Field(ge=0, nullable=True)
-    min_share: Series[float] = pa.Field(gt=0, le=1, description="share of the smallest segment")
-
-    class Config:
-        strict = True
-        coerce = True
+Elbow = pa.DataFrameSchema(
+    {
+        "k": pa.Column(int, pa.Check.ge(1), unique=True),
+        "inertia": pa.Column(float, pa.Check.ge(0)),
+        "silhouette": pa.Column(float, [pa.Check.ge(-1), pa.Check.le(1)], nullable=True),
+        "calinski_harabasz": pa.Column(float, pa.Check.ge(0), nullable=True),
+        "davies_bouldin": pa.Column(float, pa.Check.ge(0), nullable=True),
+        "min_share": pa.Column(
+            float, [pa.Check.gt(0), pa.Check.le(1)], description="share of the smallest segment"
+        ),
+    },
+    strict=True,
+    coerce=True,
+    name="Elbow",
+    description="Per-k metrics of the elbow sweep (cluster metrics are NaN for k = 1).",
+)
 
 
 def quarantine_schema(table) -> pa.DataFrameSchema:
@@ -76,52 +80,65 @@ def segments_schema(table) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(columns, strict=True, coerce=False, name="Segments")
 
 
-class Drift(pa.DataFrameModel):
-    """Drift of each feature since the previous run (``tasks.drift.drift_table``): one row per
-    feature over all customers (segment_id null), then per feature and segment id."""
+Drift = pa.DataFrameSchema(
+    {
+        "feature": pa.Column(pd.StringDtype(), pa.Check.str_length(min_value=1)),
+        SEGMENT_ID: pa.Column(
+            pd.Int64Dtype(),
+            pa.Check.ge(1),
+            nullable=True,
+            description="stable segment id; null: all customers",
+        ),
+        "psi": pa.Column(
+            float,
+            pa.Check.ge(0),
+            nullable=True,
+            description="population stability index; null: too few customers",
+        ),
+        "ks": pa.Column(
+            float,
+            [pa.Check.ge(0), pa.Check.le(1)],
+            nullable=True,
+            description="two-sample Kolmogorov-Smirnov statistic",
+        ),
+        "previous_mean": pa.Column(float, nullable=True, description="in original units"),
+        "mean": pa.Column(float, nullable=True, description="in original units"),
+        "customers": pa.Column(int, pa.Check.ge(0), description="customers in this run"),
+        "previous_customers": pa.Column(
+            int, pa.Check.ge(0), description="customers in the previous run"
+        ),
+    },
+    strict=True,
+    ordered=True,
+    coerce=False,  # built with these dtypes: a wrong one is a bug, not something to fix
+    unique=["feature", SEGMENT_ID],
+    name="Drift",
+    description="Drift of each feature since the previous run (tasks.drift.drift_table): one "
+    "row per feature over all customers (segment_id null), then per feature and segment id.",
+)
 
-    feature: Series[pd.StringDtype] = pa.Field(str_length={"min_value": 1})
-    segment_id: Series[pd.Int64Dtype] = pa.Field(
-        ge=1, nullable=True, description="stable segment id; null: all customers"
-    )
-    psi: Series[float] = pa.Field(
-        ge=0, nullable=True, description="population stability index; null: too few customers"
-    )
-    ks: Series[float] = pa.Field(
-        ge=0, le=1, nullable=True, description="two-sample Kolmogorov-Smirnov statistic"
-    )
-    previous_mean: Series[float] = pa.Field(nullable=True, description="in original units")
-    mean: Series[float] = pa.Field(nullable=True, description="in original units")
-    customers: Series[int] = pa.Field(ge=0, description="customers in this run")
-    previous_customers: Series[int] = pa.Field(ge=0, description="customers in the previous run")
 
-    class Config:
-        strict = True
-        ordered = True
-        coerce = False  # built with these dtypes: a wrong one is a bug, not something to fix
-        unique = ["feature", "segment_id"]  # noqa: RUF012 - pandera reads a list
+def _changed(frame: pd.DataFrame) -> pd.Series:
+    before, after = frame[PREVIOUS_SEGMENT_ID], frame[SEGMENT_ID]
+    return (before.isna() != after.isna()) | (before != after).fillna(False)
 
 
-class Moves(pa.DataFrameModel):
-    """The customers who moved, joined (previous side null) or left (current side null) since
-    the previous run (``tasks.moves.moves_table``); unchanged customers are not listed."""
-
-    customer_id: Series[pd.StringDtype] = pa.Field(unique=True, str_length={"min_value": 1})
-    previous_segment_id: Series[pd.Int64Dtype] = pa.Field(ge=1, nullable=True)
-    previous_segment_name: Series[pd.StringDtype] = pa.Field(nullable=True)
-    segment_id: Series[pd.Int64Dtype] = pa.Field(ge=1, nullable=True)
-    segment_name: Series[pd.StringDtype] = pa.Field(nullable=True)
-
-    @pa.dataframe_check(name="moved_joined_or_left", error="an unchanged customer is listed")
-    @classmethod
-    def _changed(cls, frame: pd.DataFrame) -> pd.Series:
-        before, after = frame["previous_segment_id"], frame["segment_id"]
-        return (before.isna() != after.isna()) | (before != after).fillna(False)
-
-    class Config:
-        strict = True
-        ordered = True
-        coerce = False
+Moves = pa.DataFrameSchema(
+    {
+        CUSTOMER_ID: pa.Column(pd.StringDtype(), pa.Check.str_length(min_value=1), unique=True),
+        PREVIOUS_SEGMENT_ID: pa.Column(pd.Int64Dtype(), pa.Check.ge(1), nullable=True),
+        "previous_segment_name": pa.Column(pd.StringDtype(), nullable=True),
+        SEGMENT_ID: pa.Column(pd.Int64Dtype(), pa.Check.ge(1), nullable=True),
+        SEGMENT_NAME: pa.Column(pd.StringDtype(), nullable=True),
+    },
+    checks=pa.Check(_changed, name="moved_joined_or_left", error="an unchanged customer is listed"),
+    strict=True,
+    ordered=True,
+    coerce=False,
+    name="Moves",
+    description="The customers who moved, joined (previous side null) or left (current side "
+    "null) since the previous run (tasks.moves.moves_table); unchanged customers are not listed.",
+)
 
 
 def profiles_schema(table) -> pa.DataFrameSchema:

@@ -62,7 +62,11 @@ TOP_FEATURES, TOP_SEGMENTS = 3, 2  # features described, segments named per feat
 # customers compared a side, at most: above it a seeded sample, whose sampling moves PSI by about
 # 9 * 2 / 200,000 = 0.0001 and KS by under 0.005 (95 %), and keeps the step under a second at 10M
 DRIFT_SAMPLE = 200_000
-NO_DRIFT = "none (PSI below 0.1 for every feature, overall and within each segment)"
+# what the summaries say when no sentence passes: true of groups too small to judge as well
+NO_DRIFT = (
+    "none (no feature reaches PSI 0.1 overall or within a segment; a segment under "
+    f"{MIN_CUSTOMERS} customers on either side is not judged)"
+)
 
 COLUMNS = (
     "feature",

@@ -112,14 +112,16 @@ class Engine:
     def moves(self, described: Described, previous: PreviousRun, folder: Path) -> pd.DataFrame:
         """The customers who moved, joined or left since ``previous`` (``tasks.moves``);
         ``folder`` holds this run's segments table(s)."""
-        if described.segments is None:  # never: the in-memory describe keeps them
-            raise RuntimeError("an in-memory run has its segments table")
         return moves_table(
-            previous.assignments, described.segments, previous.names, described.names
+            previous.assignments, _segments(described), previous.names, described.names
         )
 
     def assigned(self, fitted: FittedRows, scaled: Scaled, described: Described) -> pd.DataFrame:
         """``scaled.customers``' ``customer_id``, ``segment_id`` and distance to centroid."""
-        if described.segments is None:  # never: the in-memory describe keeps them
-            raise RuntimeError("an in-memory run has its segments table")
-        return described.segments
+        return _segments(described)
+
+
+def _segments(described: Described) -> pd.DataFrame:
+    if described.segments is None:  # never: the in-memory describe keeps them
+        raise RuntimeError("an in-memory run has its segments table")
+    return described.segments

@@ -42,9 +42,10 @@ from tasks.errors import InputError
 from tasks.fit import Segmentation
 from tasks.gates import GateError, gate_breaches
 from tasks.identity import PreviousRun
-from tasks.orders.encoded_lines import EncodedLines, read_order_file
+from tasks.orders.encoded_lines import EncodedLines
 from tasks.orders.order_table import order_lines_record, segmentable_customers
-from tasks.orders.transactions import Derivation, derive_customers
+from tasks.orders.out_of_core import derive_lines, order_lines
+from tasks.orders.transactions import Derivation
 from tasks.reporting import plots
 from tasks.reporting.artifacts import (
     gate_failure_markdown,
@@ -116,12 +117,12 @@ def ingest(
 
 
 @pipeline_task("read-order-lines", retry_condition_fn=retry_on_transient)
-def read_order_lines(source: Path, sep: str | None, staging: Path) -> EncodedLines:
-    """Order lines as codes into each column's distinct values. A Parquet file is read
-    straight into codes in its own types and not copied into the run folder (the manifest
-    records its path, size and sha256); a text file is read as text and kept as raw.parquet,
-    as a customer file is. Retried as ``ingest``."""
-    lines, raw = read_order_file(source, sep)
+def read_order_lines(source: Path, sep: str | None, staging: Path) -> EncodedLines | Path:
+    """Order lines to derive. A Parquet file stays where it is: derive-customers reads it out
+    of core (its layout is checked here; the manifest records its path, size and sha256); a
+    text file is read whole as codes into each column's distinct values and kept as
+    raw.parquet, as a customer file is. Retried as ``ingest``."""
+    lines, raw = order_lines(source, sep)
     if raw is not None:
         write_table(raw, staging / "raw.parquet")
     return lines
@@ -129,17 +130,23 @@ def read_order_lines(source: Path, sep: str | None, staging: Path) -> EncodedLin
 
 @pipeline_task("derive-customers")
 def derive(
-    lines: EncodedLines, run_plan: RunPlan, settings: SegmentationSettings, staging: Path
+    lines: EncodedLines | Path, run_plan: RunPlan, settings: SegmentationSettings, staging: Path
 ) -> tuple[Derivation, pd.DataFrame, ColumnPlan]:
     """Order lines -> one row per customer (R, F, M, extras, RFM scores): the customer table
-    the run segments. Writes customers.parquet, quarantine_lines.parquet and
+    the run segments (a Parquet file out of core in DuckDB, within --lines-memory-limit and
+    spilling into the run folder). Writes customers.parquet, quarantine_lines.parquet and
     customers_without_purchases.parquet; returns the derivation (its line accounting), the
     customers as a table to clean, and its ColumnPlan."""
     if run_plan.orders is None or run_plan.order_spec is None:
         raise RuntimeError("derive-customers needs a plan of order lines")
     try:
-        derivation = derive_customers(
-            lines, run_plan.orders, as_of=settings.as_of, date_format=settings.date_format
+        derivation = derive_lines(
+            lines,
+            run_plan.orders,
+            as_of=settings.as_of,
+            date_format=settings.date_format,
+            memory_limit=settings.lines_memory_limit,
+            spill_dir=staging,
         )
     except InputError as error:
         raise error.with_path(run_plan.source) from error

@@ -165,6 +165,13 @@ class SegmentationSettings(BaseModel):
         "'%d/%m/%Y %H:%M'; unset: ISO, day-first or month-first read from the dates (an "
         "ambiguous file stops and asks for this option)",
     )
+    lines_memory_limit: Annotated[str, Option(metavar="SIZE")] = Field(
+        "1GB",
+        pattern=r"^\d+(\.\d+)?\s*([KMGT]i?B)$",
+        description="with --transactions on a Parquet file: the working memory of the order "
+        "lines' derivation (DuckDB), e.g. 500MB or 4GiB; beyond it, it spills to disk in the "
+        "run folder",
+    )
     spec: Annotated[Path | None, Option(metavar="FILE.toml")] = Field(
         None,
         description="a segmentation spec (roles, kinds, labels, checks and transforms of the "

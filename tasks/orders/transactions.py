@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 
@@ -177,6 +177,7 @@ class Derivation:
     date_reading: str
     columns: OrderColumns
     reasons: dict[str, int]
+    quarantine_capped: bool = False  # only the first quarantined lines are in ``quarantine``
 
     def manifest_record(self) -> dict:
         """JSON-ready: accounting at line and customer level, rules' inputs, where from."""
@@ -189,6 +190,8 @@ class Derivation:
             },
             "without_purchases": self.without_purchases.head(100).to_dict("records"),
             "quarantine_reasons": self.reasons,
+            "quarantine_lines_written": len(self.quarantine),
+            "quarantine_capped": self.quarantine_capped,
             "snapshot_date": self.snapshot.isoformat(),
             "date_reading": self.date_reading,
             "columns": {**self.columns.used, "profile": list(self.columns.profile)},
@@ -227,26 +230,29 @@ def derive_customers(
         when, date_reading = parse_dates(lines[columns.date], date_format)
     except InputError as error:
         raise InputError(error.message, column=columns.date) from error
-    checks: list[Check] = [(no_id, NO_CUSTOMER_ID)]
-    checks.append((~invoices.present, f"{columns.invoice}: missing value"))
-    checks += _value_checks(lines, columns.date, np.isnat(when), "not a date")
+    present = {header: lines[header].present for header in columns.used.values()}
+    masks = [
+        no_id,
+        ~invoices.present,
+        ~present[columns.date],
+        present[columns.date] & np.isnat(when),
+    ]
     if columns.quantity is not None and columns.price is not None:  # not columns.by_amount
         quantity, price = _number(lines[columns.quantity]), _number(lines[columns.price])
-        checks += _value_checks(lines, columns.quantity, np.isnan(quantity), "not a number")
-        checks += _value_checks(lines, columns.price, np.isnan(price), "not a number")
+        for header, parsed in ((columns.quantity, quantity), (columns.price, price)):
+            masks += [~present[header], present[header] & np.isnan(parsed)]
         value = quantity * price
         positive = (quantity > 0) & (price > 0)
     elif columns.amount is not None:
         amount = _number(lines[columns.amount])
-        checks += _value_checks(lines, columns.amount, np.isnan(amount), "not a number")
+        masks += [~present[columns.amount], present[columns.amount] & np.isnan(amount)]
         value = amount
         positive = amount > 0
     else:  # find_order_columns never returns these
         raise ValueError(f"order columns without an amount or quantity and price: {columns}")
     if as_of is not None:
-        after = ~np.isnat(when) & (when >= np.datetime64(as_of, "ns"))
-        reason = f"{columns.date}: on or after the snapshot date {as_of.isoformat()} (--as-of)"
-        checks.append((after, reason))
+        masks.append(~np.isnat(when) & (when >= np.datetime64(as_of, "ns")))
+    checks: list[Check] = list(zip(masks, check_messages(columns, as_of), strict=True))
 
     # Each line is exactly one of: duplicate, quarantined, not a purchase, used.
     bad = np.zeros(n, dtype=bool)
@@ -269,11 +275,7 @@ def derive_customers(
     )
     reasons = _reason_counts(quarantined, checks)
     if not used.any():
-        raise InputError(
-            "no purchase line left to segment: "
-            + accounting_line(asdict(accounting))
-            + (f"; quarantine reasons: {_top(reasons)}" if reasons else "")
-        )
+        raise no_purchase_error(accounting, reasons)
 
     # Customers are numbered over every valid line (those with only cancellations included),
     # in the order of their first valid line.
@@ -292,28 +294,93 @@ def derive_customers(
     )
     bought = np.bincount(c_used, minlength=k) > 0
 
-    first_ts = pd.to_datetime(first[bought]).as_unit("ns")
-    last_ts = pd.to_datetime(last[bought]).as_unit("ns")
+    profile = {
+        name: _most_frequent(lines[name], used, c_used, k)[bought] for name in columns.profile
+    }
+    customers = PerCustomer(
+        ids=customer_ids,
+        first=pd.to_datetime(first[bought]).as_unit("ns").to_numpy(),
+        last=pd.to_datetime(last[bought]).as_unit("ns").to_numpy(),
+        monetary=monetary,
+        frequency=frequency,
+        returned=returned,
+        bought=bought,
+        lines=np.bincount(codes, minlength=k),
+        cancellations=np.bincount(codes[cancel_v], minlength=k),
+        profile=profile,
+    )
+    return finish_derivation(
+        customers, quarantine, accounting, reasons, columns, as_of=as_of, date_reading=date_reading
+    )
+
+
+@dataclass(frozen=True)
+class PerCustomer:
+    """The aggregates of each customer with a valid line, in the order of its first valid
+    line: its id (text), purchase line counts and sums; ``first`` and ``last`` (datetime64[ns])
+    and ``profile`` (each column's most frequent value) only for those who ``bought``."""
+
+    ids: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    monetary: np.ndarray
+    frequency: np.ndarray
+    returned: np.ndarray
+    bought: np.ndarray
+    lines: np.ndarray
+    cancellations: np.ndarray
+    profile: Mapping[str, object]
+
+
+def finish_derivation(
+    per: PerCustomer,
+    quarantine: pd.DataFrame,
+    accounting: LineAccounting,
+    reasons: dict[str, int],
+    columns: OrderColumns,
+    *,
+    as_of: date | None,
+    date_reading: str,
+) -> Derivation:
+    """The derivation from the per-customer aggregates: the snapshot date, R, F, M and the
+    extras of the customers with a purchase line, and those without one with the reason."""
+    bought = per.bought
+    first_ts, last_ts = pd.DatetimeIndex(per.first), pd.DatetimeIndex(per.last)
     if as_of is None:
         snapshot_day = last_ts.max().normalize() + pd.Timedelta(days=1)
     else:
         snapshot_day = pd.Timestamp(as_of)
+    monetary, frequency = per.monetary[bought], per.frequency[bought]
     customers = pd.DataFrame(
         {
-            CUSTOMER_ID: pd.array(customer_ids[bought], dtype="str"),
+            CUSTOMER_ID: pd.array(per.ids[bought], dtype="str"),
             "first_purchase": first_ts,
             "last_purchase": last_ts,
             "recency_days": (snapshot_day - last_ts.normalize()).days.astype("int64"),
-            "frequency": frequency[bought].astype("int64"),
-            "monetary": monetary[bought],
+            "frequency": frequency.astype("int64"),
+            "monetary": monetary,
             "tenure_days": (snapshot_day - first_ts.normalize()).days.astype("int64"),
-            "average_order_value": monetary[bought] / frequency[bought],
-            "returned_value": returned[bought],
+            "average_order_value": monetary / frequency,
+            "returned_value": per.returned[bought],
         }
     )
-    for name in columns.profile:
-        customers[name] = _most_frequent(lines[name], used, c_used, k)[bought]
-    without = _without_purchases(customer_ids, bought, codes, cancel_v, returned)
+    for name, values in per.profile.items():
+        customers[name] = values
+    none = ~bought
+    only_cancel = per.cancellations[none] == per.lines[none]
+    reason = np.where(
+        only_cancel,
+        "no purchase line: only cancellations",
+        "no purchase line: only cancellations and lines with quantity or unit price <= 0",
+    )
+    without = pd.DataFrame(
+        {
+            CUSTOMER_ID: pd.array(per.ids[none], dtype="str"),
+            "lines": per.lines[none].astype("int64"),
+            "returned_value": per.returned[none],
+            REASON: pd.array(reason, dtype="str"),
+        }
+    )
     log.info(
         "Order lines: %s; %d customers with purchases, %d with none (only cancellations or "
         "non-positive lines); snapshot date %s; dates read as %s",
@@ -332,6 +399,15 @@ def derive_customers(
         date_reading=date_reading,
         columns=columns,
         reasons=reasons,
+    )
+
+
+def no_purchase_error(accounting: LineAccounting, reasons: Mapping[str, int]) -> InputError:
+    """The error when no line is a purchase, with the line accounting and the top reasons."""
+    return InputError(
+        "no purchase line left to segment: "
+        + accounting_line(asdict(accounting))
+        + (f"; quarantine reasons: {_top(reasons)}" if reasons else "")
     )
 
 
@@ -419,17 +495,29 @@ def _number(column: EncodedColumn) -> np.ndarray:
     return np.append(parsed.astype("float64", copy=False), np.nan)[column.codes]
 
 
-# A check: the lines it fails, and its reason: a text, or (header, problem) for a value shown
-# as read (built only for the quarantined lines, not for every line).
-Check = tuple[np.ndarray, "str | tuple[str, str]"]
+# A check's reason: a text, or (header, problem) for a value shown as read (built only for the
+# quarantined lines, not for every line); a check: the lines it fails, and its reason.
+Reason = str | tuple[str, str]
+Check = tuple[np.ndarray, Reason]
 
 
-def _value_checks(
-    lines: EncodedLines, header: str, unparsed: np.ndarray, problem: str
-) -> list[Check]:
-    """A missing value, and a present value that did not parse (with the value shown)."""
-    present = lines[header].present
-    return [(~present, f"{header}: missing value"), (present & unparsed, (header, problem))]
+def check_messages(columns: OrderColumns, as_of: date | None) -> list[Reason]:
+    """The quarantine checks in order: no customer id, a missing invoice, then for the date,
+    the quantity and the unit price (or the amount) a missing value and a value that does not
+    parse (shown in the reason), then a date on or after ``--as-of``."""
+    messages: list[Reason] = [NO_CUSTOMER_ID, f"{columns.invoice}: missing value"]
+    fields = [(columns.date, "not a date")]
+    if columns.quantity is not None and columns.price is not None:
+        fields += [(columns.quantity, "not a number"), (columns.price, "not a number")]
+    elif columns.amount is not None:
+        fields.append((columns.amount, "not a number"))
+    for header, problem in fields:
+        messages += [f"{header}: missing value", (header, problem)]
+    if as_of is not None:
+        messages.append(
+            f"{columns.date}: on or after the snapshot date {as_of.isoformat()} (--as-of)"
+        )
+    return messages
 
 
 def _quarantine(
@@ -438,16 +526,35 @@ def _quarantine(
     quarantined: np.ndarray,
     checks: list[Check],
 ) -> pd.DataFrame:
-    """The quarantined lines: ``source_row``, each field's value as read, and every reason.
-    Lines failing the same checks share one reason text, unless a value is shown in it."""
+    """The quarantined lines of ``quarantine_frame``, from the checks' masks."""
     rows = np.flatnonzero(quarantined)
     pattern = np.zeros(len(rows), dtype="int64")  # which checks each line fails, as bits
     for bit, (mask, _) in enumerate(checks):
         pattern |= mask[rows].astype("int64") << bit
-    reason = pd.Series("", index=np.arange(len(rows)), dtype="str")
+    return quarantine_frame(
+        lines.source_row[rows],
+        pattern,
+        [message for _, message in checks],
+        columns,
+        lambda header, at: lines[header].shown(rows[at]),
+    )
+
+
+def quarantine_frame(
+    source_rows: np.ndarray,
+    pattern: np.ndarray,
+    messages: Sequence[Reason],
+    columns: OrderColumns,
+    shown: Callable[[str, np.ndarray], pd.Series],
+) -> pd.DataFrame:
+    """The quarantined lines: ``source_row``, each field's value as read, and every reason.
+    ``pattern``: per line, the checks it fails as bits (bit i: ``messages[i]``); ``shown(header,
+    positions)``: those lines' values of a column as text (NA missing). Lines failing the same
+    checks share one reason text, unless a value is shown in it."""
+    reason = pd.Series("", index=np.arange(len(pattern)), dtype="str")
     for bits in np.unique(pattern):
         hit = pattern == bits
-        parts = [message for bit, (_, message) in enumerate(checks) if bits >> bit & 1]
+        parts = [message for bit, message in enumerate(messages) if bits >> bit & 1]
         texts = [part for part in parts if isinstance(part, str)]
         if len(texts) == len(parts):  # no value to show: one text for them all
             reason[hit] = "; ".join(texts)
@@ -456,13 +563,14 @@ def _quarantine(
         for part in parts:
             if not isinstance(part, str):
                 header, problem = part
-                shown = lines[header].shown(rows[hit]).fillna("").to_numpy(dtype=object)
-                part = header + "='" + shown + f"': {problem}"
+                values = shown(header, np.flatnonzero(hit)).fillna("").to_numpy(dtype=object)
+                part = header + "='" + values + f"': {problem}"
             text = text.where(text == "", text + "; ") + part
         reason[hit] = text.to_numpy()
-    frame = {SOURCE_ROW: lines.source_row[rows]}
+    every = np.arange(len(pattern))
+    frame = {SOURCE_ROW: source_rows}
     for name, header in columns.used.items():
-        frame[name] = lines[header].shown(rows).array
+        frame[name] = shown(header, every).array
     frame[REASON] = reason.to_numpy()
     return pd.DataFrame(frame).astype({REASON: "str"})
 
@@ -494,44 +602,22 @@ def _most_frequent(column: EncodedColumn, used: np.ndarray, c_used: np.ndarray, 
     return pd.array(out, dtype="str")
 
 
-def _without_purchases(
-    customer_ids: np.ndarray,
-    bought: np.ndarray,
-    codes: np.ndarray,
-    cancel_v: np.ndarray,
-    returned: np.ndarray,
-) -> pd.DataFrame:
-    """Customers with lines but no purchase line, with the reason."""
-    k = len(customer_ids)
-    lines = np.bincount(codes, minlength=k)
-    cancels = np.bincount(codes[cancel_v], minlength=k)
-    none = ~bought
-    only_cancel = cancels[none] == lines[none]
-    reason = np.where(
-        only_cancel,
-        "no purchase line: only cancellations",
-        "no purchase line: only cancellations and lines with quantity or unit price <= 0",
-    )
-    return pd.DataFrame(
-        {
-            CUSTOMER_ID: pd.array(customer_ids[none], dtype="str"),
-            "lines": lines[none].astype("int64"),
-            "returned_value": returned[none],
-            REASON: pd.array(reason, dtype="str"),
-        }
-    )
-
-
 def _reason_counts(quarantined: np.ndarray, checks: list[Check]) -> dict[str, int]:
-    """Quarantined lines per kind of reason (a shown value and an --as-of date left out),
-    most frequent first."""
-    counts: Counter[str] = Counter()
-    for mask, message in checks:
-        count = int((mask & quarantined).sum())
+    return reason_counts(
+        [int((mask & quarantined).sum()) for mask, _ in checks],
+        [message for _, message in checks],
+    )
+
+
+def reason_counts(counts: Sequence[int], messages: Sequence[Reason]) -> dict[str, int]:
+    """Quarantined lines per kind of reason (``counts[i]`` lines fail ``messages[i]``; a shown
+    value and an --as-of date left out), most frequent first."""
+    total: Counter[str] = Counter()
+    for count, message in zip(counts, messages, strict=True):
         if count:
             kind = f"{message[0]}: {message[1]}" if isinstance(message, tuple) else message
-            counts[re.sub(r" \d{4}-\d{2}-\d{2} ", " ", kind)] += count
-    return dict(counts.most_common())  # ties keep their order
+            total[re.sub(r" \d{4}-\d{2}-\d{2} ", " ", kind)] += count
+    return dict(total.most_common())  # ties keep their order
 
 
 def _top(reasons: Mapping[str, int]) -> str:

@@ -27,11 +27,11 @@ import pandas as pd
 from schemas.columns import CUSTOMER_ID, REASON, SOURCE_ROW
 from tasks.errors import InputError
 from tasks.ingest import numbers_as_text
-from tasks.orders.encoded_lines import read_order_file
 from tasks.orders.order_columns import OrderColumns, find_order_columns
 from tasks.orders.order_table import customer_frame
+from tasks.orders.out_of_core import derive_lines, order_headers, order_lines
 from tasks.orders.rfm import DEFAULT_GRID
-from tasks.orders.transactions import Derivation, derive_customers
+from tasks.orders.transactions import Derivation
 from tasks.scoring.assign import (
     AssignedFiles,
     Assignment,
@@ -87,10 +87,10 @@ def read_new_order_lines(
     """Read the order lines of ``path`` and derive their customers as the model's run did;
     ``InputError`` naming the file for what the run would refuse too."""
     recipe, options, path = order_recipe(model), options or LineOptions(), Path(path)
-    lines, _ = read_order_file(path, sep)
+    lines, _ = order_lines(path, sep)
     try:
-        orders = _order_columns(lines.headers, recipe)
-        derivation = derive_customers(
+        orders = _order_columns(order_headers(lines), recipe)
+        derivation = derive_lines(
             lines,
             orders,
             as_of=options.as_of,

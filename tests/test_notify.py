@@ -6,6 +6,9 @@ link, a good night none. The tests that need no server are not marked `flow`."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -109,6 +112,94 @@ def test_a_gate_failure_sends_one_notification_and_a_good_night_none(served_with
     assert "Reason: " in text and "GateError: quality gate failed: min_segment_share" in text
     assert f"Open in the Prefect UI: {ui}/runs/flow-run/{failed.id}" in text
     assert str(good.id) not in text
+
+
+@pytest.mark.flow
+@pytest.mark.process
+def test_a_crashed_run_sends_one_notification_naming_the_reason(served_with_alerts, receiver):
+    """A night whose process is killed (SIGKILL, as by the kernel's out-of-memory killer): the
+    serving process sees it exit and marks the run Crashed; one notification says so."""
+    server, before = served_with_alerts, _sent_so_far(receiver)
+    run = server.run_deployment(FULL_NAME, timeout=0)  # returns at once: the run is scheduled
+    host, pid = _running_process(server, run.id)
+    assert host == socket.gethostname() and pid != os.getpid()
+    os.kill(pid, signal.SIGKILL)
+    run = _ended(server, run.id)  # named segment-<run-id> by now
+    assert run.state.is_crashed(), run.state
+    assert "Process exited with status code: -9" in run.state.message
+
+    [notification] = receiver.wait("/alerts", count=before + 1)[-1:]
+    text = notification["json"]["text"]
+    assert f"Segmentation run failed: {NAME} / {run.name}" in text
+    assert f"Flow run: {run.name} ({run.id})" in text
+    assert "State: Crashed" in text
+    assert "Reason: Process exited with status code: -9" in text
+    assert f"/runs/flow-run/{run.id}" in text
+
+
+@pytest.mark.flow
+def test_a_timed_out_run_sends_one_notification_naming_the_reason(served_with_alerts, receiver):
+    """A run of the deployment that ends TimedOut, the state Prefect's engine gives a flow run
+    past its ``timeout_seconds`` (a Failed state named TimedOut: its event is
+    ``prefect.flow-run.TimedOut``), set through the API on a run that the serving process
+    never starts (scheduled a day ahead): one notification naming the time-out."""
+    from prefect.states import Failed, Running, Scheduled
+
+    server, before = served_with_alerts, _sent_so_far(receiver)
+    message = "Flow run exceeded timeout of 3600.0 second(s)"  # the engine's own words
+    with server.client() as client:
+        deployment = client.read_deployment_by_name(FULL_NAME)
+        run = client.create_flow_run_from_deployment(
+            deployment.id, state=Scheduled(scheduled_time=_in_a_day())
+        )
+        client.set_flow_run_state(run.id, Running(), force=True)
+        client.set_flow_run_state(run.id, Failed(name="TimedOut", message=message), force=True)
+        state = client.read_flow_run(run.id).state
+    assert state.name == "TimedOut" and state.is_failed()
+
+    [notification] = receiver.wait("/alerts", count=before + 1)[-1:]
+    text = notification["json"]["text"]
+    assert f"Segmentation run failed: {NAME} / {run.name}" in text
+    assert f"Flow run: {run.name} ({run.id})" in text
+    assert "State: TimedOut" in text
+    assert f"Reason: {message}" in text
+
+
+def _sent_so_far(receiver: Receiver) -> int:
+    """The notifications at /alerts before this test's run (the module's tests share it)."""
+    return len(receiver.at("/alerts"))
+
+
+def _in_a_day():
+    from datetime import UTC, datetime, timedelta
+
+    return datetime.now(UTC) + timedelta(days=1)
+
+
+def _running_process(server: Server, run_id, timeout: float = RUN_TIMEOUT) -> tuple[str, int]:
+    """The ``host:pid`` a running flow run records (flows.killed_runs), once it runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with server.client() as client:
+            run = client.read_flow_run(run_id)
+        assert not run.state.is_final(), f"the run ended before it could be killed: {run.state}"
+        if run.state.is_running() and run.infrastructure_pid:
+            host, _, pid = run.infrastructure_pid.rpartition(":")
+            return host, int(pid)
+        time.sleep(0.1)
+    pytest.fail(f"the run did not start in {timeout:.0f} s")
+
+
+def _ended(server: Server, run_id, timeout: float = RUN_TIMEOUT):
+    """The flow run once it is in a final state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with server.client() as client:
+            run = client.read_flow_run(run_id)
+        if run.state.is_final():
+            return run
+        time.sleep(0.2)
+    pytest.fail(f"the run did not end in {timeout:.0f} s")
 
 
 @pytest.mark.flow

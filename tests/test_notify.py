@@ -275,6 +275,57 @@ def test_segment_notify_sets_the_alerts_of_a_deployed_deployment(served_with_ale
         _segment(server, "notify", "--deployment", FULL_NAME, "--notify", f"{receiver.url}/alerts")
 
 
+@pytest.mark.flow
+@pytest.mark.process
+def test_the_prefect_yaml_deployment_alerts_once_through_segment_notify(
+    live_server: Server, receiver: Receiver, tmp_path
+):
+    """The README's route (b) end to end: the repo's prefect.yaml (its deployment renamed, on
+    a pool of its own) deployed by `prefect deploy` onto a process work pool; `segment notify
+    --deployment ... --notify URL` twice leaves one automation; a forced gate failure of a run
+    of that deployment, run by `prefect worker start --run-once`, sends one notification."""
+    import yaml
+
+    server = live_server
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    (deployment,) = spec["deployments"]
+    deployment["name"] = name = "nightly-alerts-from-prefect-yaml"
+    deployment["work_pool"]["name"] = pool = "alerts-pool"
+    prefect_file = tmp_path / "prefect.yaml"
+    prefect_file.write_text(yaml.safe_dump(spec))
+    full_name, url = f"{FLOW_NAME}/{name}", f"{receiver.url}/deployed"
+
+    server.prefect("work-pool", "create", pool, "--type", "process")
+    server.prefect("--no-prompt", "deploy", "--prefect-file", str(prefect_file), "--name", name)
+    for _ in range(2):  # idempotent: run again, still one automation
+        out = _segment(server, "notify", "--deployment", full_name, "--notify", url)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == f"{full_name}: 1 URL(s) told of a failed run"
+    [(_, urls)] = _alerts(server, full_name)
+    assert urls == [url]
+
+    settings = {**FORCED_GATE, "output_dir": str(tmp_path / "outputs")}
+    created = server.prefect(
+        "deployment", "run", full_name, "--param", f"settings={json.dumps(settings)}"
+    )
+    run_id = created.split("UUID:")[1].split()[0]
+    server.prefect(
+        "worker", "start", "--pool", pool, "--run-once", "--install-policy", "never",
+        cwd=tmp_path, timeout=RUN_TIMEOUT,
+    )  # fmt: skip
+    with server.client() as client:
+        run = client.read_flow_run(run_id)
+    assert run.state.is_failed(), run.state
+    assert "min_segment_share" in run.state.message
+
+    [notification] = receiver.wait("/deployed")
+    text = notification["json"]["text"]
+    assert f"Segmentation run failed: {name} / {run.name}" in text
+    assert f"Deployment: {full_name}" in text
+    assert f"Flow run: {run.name} ({run.id})" in text
+    assert "GateError: quality gate failed: min_segment_share" in text
+
+
 def _segment(server: Server, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "segment"), *args],
@@ -285,12 +336,12 @@ def _segment(server: Server, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def _alerts(server: Server) -> list[tuple]:
+def _alerts(server: Server, deployment: str = FULL_NAME) -> list[tuple]:
     """The deployment's automations, each as (id, the URLs of its notification blocks)."""
     from prefect.blocks.core import Block
 
     with server.client() as client:
-        automations = client.read_automations_by_name(automation_name(FULL_NAME))
+        automations = client.read_automations_by_name(automation_name(deployment))
         blocks = [
             (a.id, [client.read_block_document(b.block_document_id) for b in a.actions])
             for a in automations

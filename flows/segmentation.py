@@ -144,7 +144,7 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
                     staging, fitted, outcome, run_plan, columns, settings.seed, order_lines
                 )
             manifest = run_manifest(run, cleaned, outcome, columns, order_lines)
-            record = publish(staging, manifest, described, columns, settings, images)
+            record, summary = publish(staging, manifest, described, columns, settings, images)
         if settings.publish_db is not None:  # after the folder is published (and unlocked)
-            record = publish_db(record, settings.publish_db)
+            record = publish_db(record, settings.publish_db, summary)
         return record

@@ -38,7 +38,7 @@ from tasks.elbow import (
     sweepable_k_values,
 )
 from tasks.engines import Engine, Scaled
-from tasks.errors import InputError
+from tasks.errors import InputError, PublishError
 from tasks.fit import Segmentation
 from tasks.gates import GateError, gate_breaches
 from tasks.identity import PreviousRun
@@ -48,8 +48,10 @@ from tasks.orders.out_of_core import derive_lines, order_lines
 from tasks.orders.transactions import Derivation
 from tasks.reporting import plots
 from tasks.reporting.artifacts import (
+    database_line,
     gate_failure_markdown,
     profiles_records,
+    replace_database_line,
     summary_markdown,
     summary_means,
     transitions_records,
@@ -402,6 +404,15 @@ def write_report(
     return images
 
 
+@dataclass(frozen=True)
+class Summary:
+    """The run's summary artifact in the Prefect UI as publish-run created it: publish-db
+    puts what it wrote into its database line."""
+
+    artifact_id: UUID
+    markdown: str
+
+
 @pipeline_task("publish-run")
 def publish(
     staging: Path,
@@ -410,16 +421,29 @@ def publish(
     table: ColumnPlan,
     settings: SegmentationSettings,
     images: dict[str, bytes],
-) -> dict:
+) -> tuple[dict, Summary]:
     """Write the manifest last, publish the run folder, point `latest` at it, add UI artifacts
     (the summary shows ``images``, the run's PNGs by file name); returns the manifest as a
-    dict, with the published folder as its output folder."""
+    dict, with the published folder as its output folder, and the summary artifact. With
+    ``publish_db`` the summary's database line says the history is being written (publish-db
+    then says what it wrote)."""
     final = finish_run(staging, manifest.model_dump())
     record = manifest.model_copy(update={"output_folder": str(final)}).model_dump()
-    create_markdown_artifact(
-        key=run_artifact_key("segmentation-summary", settings),
-        markdown=summary_markdown(record, described.profiles, images, summary_means(table)),
-        description="Segments, chosen k, row accounting, changes since the previous run, plots",
+    database = None
+    if settings.publish_db is not None:
+        from tasks.store.membership_db import shown_url  # SQLAlchemy: only when asked for
+
+        database = database_line(shown_url(settings.publish_db))
+    markdown = summary_markdown(
+        record, described.profiles, images, summary_means(table), database=database
+    )
+    summary = cast(  # sync in a task: the id, not a coroutine
+        UUID,
+        create_markdown_artifact(
+            key=run_artifact_key("segmentation-summary", settings),
+            markdown=markdown,
+            description="Segments, chosen k, row accounting, changes since the previous run, plots",
+        ),
     )
     create_table_artifact(
         key=run_artifact_key("segment-profiles", settings),
@@ -432,19 +456,41 @@ def publish(
             table=transitions_records(described.transitions, described.names),
             description="Customers in both runs by previous and current segment",
         )
-    return record
+    return record, Summary(summary, markdown)
 
 
 @pipeline_task("publish-db")
-def publish_db(record: dict, url: str) -> dict:
+def publish_db(record: dict, url: str, summary: Summary) -> dict:
     """After publish-run: the run's customers into the membership history of the database at
     ``url`` (``tasks.store.membership_db``), in one transaction; returns ``record`` with what
-    was written (``published_db``) for the summary. A failed write raises ``PublishError``: the
-    database is as it was and the run folder stays published."""
-    from tasks.store.membership_db import publish_run  # SQLAlchemy: only when asked for
+    was written (``published_db``) for the terminal summary, and puts it (or why nothing was)
+    into ``summary``'s database line. A failed write raises ``PublishError``: the database is
+    as it was and the run folder stays published."""
+    from tasks.store.membership_db import publish_run, shown_url  # SQLAlchemy: only when asked
 
-    published = publish_run(url, Path(record["output_folder"]))  # logs what it wrote
+    database = shown_url(url)
+    try:
+        published = publish_run(url, Path(record["output_folder"]))  # logs what it wrote
+    except PublishError as error:
+        _say_in_summary(summary, database, str(error))
+        raise
+    _say_in_summary(summary, database, published.tables())
     return {**record, "published_db": published.summary()}
+
+
+def _say_in_summary(summary: Summary, database: str, outcome: str) -> None:
+    """Update the summary artifact in place (its key's latest version: no second version of
+    it in the key's history) with ``outcome`` as its database line. An API failure here is a
+    warning: the database is written (or the run fails for its own reason) either way."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactUpdate
+
+    markdown = replace_database_line(summary.markdown, database, outcome)
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_artifact(summary.artifact_id, ArtifactUpdate(data=markdown))
+    except Exception as error:  # noqa: BLE001 - a summary line is not worth failing the run
+        get_run_logger().warning("The run's summary does not say what the database got: %s", error)
 
 
 @dataclass(frozen=True)

@@ -232,7 +232,12 @@ class SegmentationSettings(BaseModel):
         None, ge=2, description="largest k the elbow rule may choose; unset: the sweep's largest"
     )
     min_segment_share: float = Field(
-        0.0, ge=0, lt=1, description="each segment must hold at least this share of customers"
+        0.0,
+        ge=0,
+        lt=1,
+        description="while choosing k (not with --k): only a k whose every segment holds at "
+        "least this share of customers, e.g. 0.05; a smaller k rather than a failed run (the "
+        "check after the fit is --gate-min-segment-share); 0: any k",
     )
     n_init: int = Field(10, ge=1, description="K-Means restarts (final fit and sweep)")
     seed: int = Field(42, description="random seed of every random step")

@@ -55,13 +55,15 @@ class Server:
         ):
             yield client
 
-    def run_deployment(self, name: str, **kwargs):
+    def run_deployment(self, name: str, timeout: float = RUN_TIMEOUT, **kwargs):
+        """Prefect's ``run_deployment`` on this server: the flow run once it ends, or, with
+        ``timeout=0``, at once."""
         from prefect.deployments import run_deployment
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         with temporary_settings({PREFECT_API_URL: self.url}):
             return run_deployment(
-                name, timeout=RUN_TIMEOUT, poll_interval=0.5, as_subflow=False, **kwargs
+                name, timeout=timeout, poll_interval=0.5, as_subflow=False, **kwargs
             )
 
     def prefect(self, *args: str, cwd: Path = ROOT, timeout: float = 60) -> str:

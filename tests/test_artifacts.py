@@ -16,8 +16,10 @@ from tasks.profile import profile_segments
 from tasks.reporting.artifacts import (
     artifact_key,
     assignment_markdown,
+    database_line,
     gate_failure_markdown,
     profiles_records,
+    replace_database_line,
     summary_markdown,
     transitions_records,
 )
@@ -292,3 +294,23 @@ def test_summary_shows_each_segments_stability_in_words():
     assert "| 1 | Low income, high spending | 2 | 50.0% | 21.0 | 81.0 | 0.91 stable |" in text
     assert "| 4 | High income, low spending | 2 | 50.0% | 92.0 | 12.0 | 0.62 doubtful |" in text
     assert "stable at 0.85 or more, fairly stable at 0.75 or more, doubtful below" in text
+
+
+# --- --publish-db: the summary's database line ---------------------------------------------------
+
+
+def test_a_run_publishing_to_a_database_says_so_and_then_what_it_wrote():
+    url = "postgresql+psycopg://crm:***@db.example/crm"
+    pending = summary_markdown(manifest(None), profiles(), database=database_line(url))
+    assert "**Database** postgresql" in pending and "writing the membership history" in pending
+    assert pending.index("**Database**") < pending.index("**Files**")
+    assert "**Database**" not in summary_markdown(manifest(None), profiles())
+    written = "customer_segments: 2,814 kept, 149 opened, 127 closed; segment_runs +1"
+    done = replace_database_line(pending, url, written)
+    assert done == pending.replace(database_line(url), database_line(url, written))
+    (line,) = [line for line in done.splitlines() if line.startswith("**Database**")]
+    shown = html.unescape(re.sub(r"<!---->|\\", "", line))  # what the UI shows
+    assert shown == f"**Database** {url}: {written}"
+    assert "writing the membership history" not in done
+    with pytest.raises(ValueError, match="no pending database line"):
+        replace_database_line(done, url, "unchanged (already published)")

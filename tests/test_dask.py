@@ -478,3 +478,77 @@ def test_partitions_scaled_and_described_on_dask_equal_the_in_memory_run(tmp_pat
     assert len(sorted(tmp_path.glob("segments-*.parquet"))) == 3
     by_id = written.set_index("customer_id")["segment_id"]
     assert by_id.loc[frame["customer_id"]].tolist() == expected.segments["segment_id"].tolist()
+
+
+# --- --publish-db from a partitioned run --------------------------------------------------------
+
+
+def _history_by_night(url: str) -> tuple[set[tuple], list[tuple]]:
+    """A database's membership history with run ids and times as night numbers (1, 2): rows
+    of two databases written by different runs of the same nights compare equal."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        runs = connection.execute(
+            text("SELECT run_id, finished_at, k, customers FROM segment_runs ORDER BY finished_at")
+        ).all()
+        rows = connection.execute(text("SELECT * FROM customer_segments")).all()
+    engine.dispose()
+    night_of_run = {run.run_id: n for n, run in enumerate(runs, start=1)}
+    night_at = {run.finished_at: n for n, run in enumerate(runs, start=1)}
+    history = {
+        (
+            row.customer_id,
+            row.segment_id,
+            row.segment_name,
+            night_of_run[row.run_id],
+            night_at[row.valid_from],
+            None if row.valid_to is None else night_at[row.valid_to],
+        )
+        for row in rows
+    }
+    assert len(history) == len(rows)
+    return history, [(night_of_run[run.run_id], run.k, run.customers) for run in runs]
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
+def test_a_partitioned_run_publishes_the_history_the_in_memory_run_does(tmp_path):
+    """Two nights of `segment sample-data` snapshots (customers join, leave and move), each
+    as one CSV (the in-memory run) and as a folder of Parquet parts (--runner dask), with
+    --publish-db into a SQLite file each: the same rows for the same customers, night by
+    night; the partitioned run's customers are read from its part files."""
+    from tasks.sample_data import generate_snapshots, write_snapshots
+
+    nights = write_snapshots(generate_snapshots(2, n=3000), tmp_path / "snapshots")
+    local_db, dask_db = (f"sqlite:///{tmp_path / name}" for name in ("local.db", "dask.db"))
+    for n, csv in enumerate(nights, start=1):
+        raw = pd.read_csv(csv, dtype=str, keep_default_na=False)
+        parts = tmp_path / f"night-{n}-parts"
+        parts.mkdir()
+        for i, rows in enumerate(np.array_split(np.arange(len(raw)), N_PARTS)):
+            raw.iloc[rows].to_parquet(parts / f"part-{i}.parquet", index=False)
+        local = segment_customers(
+            SegmentationSettings(input=csv, output_dir=tmp_path / "local", publish_db=local_db)
+        )
+        on_dask = SegmentationSettings(
+            input=parts, output_dir=tmp_path / "dask", runner="dask", publish_db=dask_db
+        )
+        with prefect_api_for_workers(on_dask):
+            distributed = flow_for(on_dask)(on_dask)
+        assert distributed["rows"] == local["rows"]
+        assert "rows opened" in distributed["published_db"]
+        assert (latest_run(tmp_path / "dask") / "segments-00003.parquet").is_file()
+    history, runs = _history_by_night(dask_db)
+    assert (history, runs) == _history_by_night(local_db)
+    assert runs[-1] == (2, local["k"]["chosen"], local["rows"]["rows_kept"])
+    second = local["changes"]  # night 2: moved and gone closed, moved and joined opened
+    assert sum(valid_to == 2 for *_, valid_to in history) == (
+        second["customers_moved"] + second["customers_left"]
+    )
+    assert sum(opened_by == 2 for _, _, _, opened_by, _, _ in history) == (
+        second["customers_moved"] + second["customers_joined"]
+    )
+    assert second["customers_moved"] > 0 and second["customers_left"] > 0
+    assert len({row for row in history if row[-1] is None}) == local["rows"]["rows_kept"]

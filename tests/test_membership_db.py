@@ -129,6 +129,11 @@ def test_three_nights_give_a_slowly_changing_history(database, tmp_path):
         (4, 2, 2, 2),  # b reopened, e opened; b and d closed
         (5, 2, 1, 3),  # b and d opened; b closed
     ]
+    assert [p.tables() for p in published] == [  # the Prefect summary's database line
+        "customer_segments: 0 kept, 4 opened, 0 closed; segment_runs +1",
+        "customer_segments: 2 kept, 2 opened, 2 closed; segment_runs +1",
+        "customer_segments: 3 kept, 2 opened, 1 closed; segment_runs +1",
+    ]
     folders = [str(tmp_path / "runs" / f"night-{n}") for n in (1, 2, 3)]
     assert runs_table(database) == [
         ("night-1", t1, 3, 4, folders[0]),
@@ -152,6 +157,7 @@ def test_publishing_the_same_run_twice_changes_nothing(database, tmp_path):
     before = history(database), runs_table(database)
     again = publish_run(database, tmp_path / "runs/night-2")
     assert again.already and "already published" in again.summary()
+    assert again.tables() == "unchanged (already published)"
     assert publish_run(database, tmp_path / "runs/night-3").already
     assert (history(database), runs_table(database)) == before
 

@@ -6,6 +6,9 @@ link, a good night none. The tests that need no server are not marked `flow`."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -112,6 +115,94 @@ def test_a_gate_failure_sends_one_notification_and_a_good_night_none(served_with
 
 
 @pytest.mark.flow
+@pytest.mark.process
+def test_a_crashed_run_sends_one_notification_naming_the_reason(served_with_alerts, receiver):
+    """A night whose process is killed (SIGKILL, as by the kernel's out-of-memory killer): the
+    serving process sees it exit and marks the run Crashed; one notification says so."""
+    server, before = served_with_alerts, _sent_so_far(receiver)
+    run = server.run_deployment(FULL_NAME, timeout=0)  # returns at once: the run is scheduled
+    host, pid = _running_process(server, run.id)
+    assert host == socket.gethostname() and pid != os.getpid()
+    os.kill(pid, signal.SIGKILL)
+    run = _ended(server, run.id)  # named segment-<run-id> by now
+    assert run.state.is_crashed(), run.state
+    assert "Process exited with status code: -9" in run.state.message
+
+    [notification] = receiver.wait("/alerts", count=before + 1)[-1:]
+    text = notification["json"]["text"]
+    assert f"Segmentation run failed: {NAME} / {run.name}" in text
+    assert f"Flow run: {run.name} ({run.id})" in text
+    assert "State: Crashed" in text
+    assert "Reason: Process exited with status code: -9" in text
+    assert f"/runs/flow-run/{run.id}" in text
+
+
+@pytest.mark.flow
+def test_a_timed_out_run_sends_one_notification_naming_the_reason(served_with_alerts, receiver):
+    """A run of the deployment that ends TimedOut, the state Prefect's engine gives a flow run
+    past its ``timeout_seconds`` (a Failed state named TimedOut: its event is
+    ``prefect.flow-run.TimedOut``), set through the API on a run that the serving process
+    never starts (scheduled a day ahead): one notification naming the time-out."""
+    from prefect.states import Failed, Running, Scheduled
+
+    server, before = served_with_alerts, _sent_so_far(receiver)
+    message = "Flow run exceeded timeout of 3600.0 second(s)"  # the engine's own words
+    with server.client() as client:
+        deployment = client.read_deployment_by_name(FULL_NAME)
+        run = client.create_flow_run_from_deployment(
+            deployment.id, state=Scheduled(scheduled_time=_in_a_day())
+        )
+        client.set_flow_run_state(run.id, Running(), force=True)
+        client.set_flow_run_state(run.id, Failed(name="TimedOut", message=message), force=True)
+        state = client.read_flow_run(run.id).state
+    assert state.name == "TimedOut" and state.is_failed()
+
+    [notification] = receiver.wait("/alerts", count=before + 1)[-1:]
+    text = notification["json"]["text"]
+    assert f"Segmentation run failed: {NAME} / {run.name}" in text
+    assert f"Flow run: {run.name} ({run.id})" in text
+    assert "State: TimedOut" in text
+    assert f"Reason: {message}" in text
+
+
+def _sent_so_far(receiver: Receiver) -> int:
+    """The notifications at /alerts before this test's run (the module's tests share it)."""
+    return len(receiver.at("/alerts"))
+
+
+def _in_a_day():
+    from datetime import UTC, datetime, timedelta
+
+    return datetime.now(UTC) + timedelta(days=1)
+
+
+def _running_process(server: Server, run_id, timeout: float = RUN_TIMEOUT) -> tuple[str, int]:
+    """The ``host:pid`` a running flow run records (flows.killed_runs), once it runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with server.client() as client:
+            run = client.read_flow_run(run_id)
+        assert not run.state.is_final(), f"the run ended before it could be killed: {run.state}"
+        if run.state.is_running() and run.infrastructure_pid:
+            host, _, pid = run.infrastructure_pid.rpartition(":")
+            return host, int(pid)
+        time.sleep(0.1)
+    pytest.fail(f"the run did not start in {timeout:.0f} s")
+
+
+def _ended(server: Server, run_id, timeout: float = RUN_TIMEOUT):
+    """The flow run once it is in a final state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with server.client() as client:
+            run = client.read_flow_run(run_id)
+        if run.state.is_final():
+            return run
+        time.sleep(0.2)
+    pytest.fail(f"the run did not end in {timeout:.0f} s")
+
+
+@pytest.mark.flow
 def test_an_apprise_url_is_notified_through_apprise(served_with_alerts, receiver):
     """Any URL other than http(s) goes to Apprise; its json:// scheme POSTs to a local server."""
     server = served_with_alerts
@@ -184,6 +275,57 @@ def test_segment_notify_sets_the_alerts_of_a_deployed_deployment(served_with_ale
         _segment(server, "notify", "--deployment", FULL_NAME, "--notify", f"{receiver.url}/alerts")
 
 
+@pytest.mark.flow
+@pytest.mark.process
+def test_the_prefect_yaml_deployment_alerts_once_through_segment_notify(
+    live_server: Server, receiver: Receiver, tmp_path
+):
+    """The README's route (b) end to end: the repo's prefect.yaml (its deployment renamed, on
+    a pool of its own) deployed by `prefect deploy` onto a process work pool; `segment notify
+    --deployment ... --notify URL` twice leaves one automation; a forced gate failure of a run
+    of that deployment, run by `prefect worker start --run-once`, sends one notification."""
+    import yaml
+
+    server = live_server
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    (deployment,) = spec["deployments"]
+    deployment["name"] = name = "nightly-alerts-from-prefect-yaml"
+    deployment["work_pool"]["name"] = pool = "alerts-pool"
+    prefect_file = tmp_path / "prefect.yaml"
+    prefect_file.write_text(yaml.safe_dump(spec))
+    full_name, url = f"{FLOW_NAME}/{name}", f"{receiver.url}/deployed"
+
+    server.prefect("work-pool", "create", pool, "--type", "process")
+    server.prefect("--no-prompt", "deploy", "--prefect-file", str(prefect_file), "--name", name)
+    for _ in range(2):  # idempotent: run again, still one automation
+        out = _segment(server, "notify", "--deployment", full_name, "--notify", url)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == f"{full_name}: 1 URL(s) told of a failed run"
+    [(_, urls)] = _alerts(server, full_name)
+    assert urls == [url]
+
+    settings = {**FORCED_GATE, "output_dir": str(tmp_path / "outputs")}
+    created = server.prefect(
+        "deployment", "run", full_name, "--param", f"settings={json.dumps(settings)}"
+    )
+    run_id = created.split("UUID:")[1].split()[0]
+    server.prefect(
+        "worker", "start", "--pool", pool, "--run-once", "--install-policy", "never",
+        cwd=tmp_path, timeout=RUN_TIMEOUT,
+    )  # fmt: skip
+    with server.client() as client:
+        run = client.read_flow_run(run_id)
+    assert run.state.is_failed(), run.state
+    assert "min_segment_share" in run.state.message
+
+    [notification] = receiver.wait("/deployed")
+    text = notification["json"]["text"]
+    assert f"Segmentation run failed: {name} / {run.name}" in text
+    assert f"Deployment: {full_name}" in text
+    assert f"Flow run: {run.name} ({run.id})" in text
+    assert "GateError: quality gate failed: min_segment_share" in text
+
+
 def _segment(server: Server, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "segment"), *args],
@@ -194,12 +336,12 @@ def _segment(server: Server, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def _alerts(server: Server) -> list[tuple]:
+def _alerts(server: Server, deployment: str = FULL_NAME) -> list[tuple]:
     """The deployment's automations, each as (id, the URLs of its notification blocks)."""
     from prefect.blocks.core import Block
 
     with server.client() as client:
-        automations = client.read_automations_by_name(automation_name(FULL_NAME))
+        automations = client.read_automations_by_name(automation_name(deployment))
         blocks = [
             (a.id, [client.read_block_document(b.block_document_id) for b in a.actions])
             for a in automations

@@ -131,6 +131,62 @@ def test_a_night_closes_the_moved_and_gone_and_opens_the_moved_and_new(nights):
     assert len(current) == manifests[-1]["rows"]["rows_kept"]
 
 
+def _summaries(manifest: dict) -> list[str]:
+    """The flow run's versions of its summary artifact in the Prefect UI."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
+
+    from tasks.reporting.artifacts import artifact_key
+
+    key = artifact_key("segmentation-summary", manifest["settings"]["output_dir"], deployment=False)
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[manifest["flow_run_id"]]),
+                key=ArtifactFilterKey(any_=[key]),
+            )
+        )
+    return [artifact.data for artifact in artifacts]
+
+
+def test_each_nights_summary_says_what_the_database_got(nights):
+    from tasks.reporting.artifacts import database_line
+    from tasks.store.membership_db import shown_url
+
+    url, manifests = nights
+    for n, manifest in enumerate(manifests):
+        rows, changes = manifest["rows"]["rows_kept"], manifest["changes"] or {}
+        opened = rows if n == 0 else changes["customers_moved"] + changes["customers_joined"]
+        closed = 0 if n == 0 else changes["customers_moved"] + changes["customers_left"]
+        written = (
+            f"customer_segments: {rows - opened:,} kept, {opened:,} opened, {closed:,} closed; "
+            "segment_runs +1"
+        )
+        (summary,) = _summaries(manifest)  # updated in place: one version per run
+        assert database_line(shown_url(url), written) in summary, manifest["run_id"]
+        assert "writing the membership history" not in summary
+
+
+def test_a_failed_database_write_is_in_the_summary(prefect_server, customers_csv, tmp_path):
+    from flows.segmentation import segment_customers
+    from tasks.errors import PublishError
+
+    url = f"sqlite:///{tmp_path / 'segments.db'}"
+    _refuse_runs(url)
+    settings = SegmentationSettings(input=customers_csv, output_dir=tmp_path / "out", k=3)
+    with pytest.raises(PublishError):
+        segment_customers(settings.model_copy(update={"publish_db": url}))
+    published = latest_run(tmp_path / "out")
+    assert published is not None
+    (summary,) = _summaries(json.loads((published / "manifest.json").read_text()))
+    (line,) = [line for line in summary.splitlines() if line.startswith("**Database**")]
+    assert "table segment\\_runs has the columns" in line and "not written" in line
+
+
 # --- `segment run`: a failed database write ------------------------------------------------
 
 

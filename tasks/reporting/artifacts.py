@@ -99,9 +99,10 @@ def summary_markdown(
     profiles: pd.DataFrame,
     images: Mapping[str, bytes] | None = None,
     means: Mapping[str, str] | None = None,
+    database: str | None = None,
 ) -> str:
     """A run summary: chosen k and why, segments (with their stability), row accounting,
-    changes, files, and plots.
+    changes, the membership history's database, files, and plots.
 
     ``images`` (PNG bytes by file name) are embedded as data URIs: the Prefect UI renders them
     with no file server and no network (checked in headless Chromium), unlike image artifacts,
@@ -158,6 +159,8 @@ def summary_markdown(
         ]
     lines += _changes_lines(manifest.get("changes"))
     lines += _drift_lines(manifest.get("drift"))
+    if database is not None:
+        lines += ["", database]
     lines += [
         "",
         f"**Files**: {markdown_text(manifest['output_folder'])}",
@@ -170,6 +173,25 @@ def summary_markdown(
         if images and name in images:
             lines += ["", f"## {caption}", "", f"![{caption}]({png_data_uri(images[name])})"]
     return "\n".join(lines) + "\n"
+
+
+# The summary's database line while the membership history is being written (publish-run
+# creates the summary before publish-db writes; publish-db then puts its outcome in its place).
+DATABASE_PENDING = "writing the membership history after the run folder was published ..."
+
+
+def database_line(database: str, outcome: str = DATABASE_PENDING) -> str:
+    """The summary's line on ``--publish-db``: the database (its URL without a password) and
+    what the publication wrote there (``tasks.store.membership_db.Published.tables``)."""
+    return f"**Database** {markdown_text(database)}: {markdown_text(outcome)}"
+
+
+def replace_database_line(markdown: str, database: str, outcome: str) -> str:
+    """``markdown`` (a summary with the pending ``database_line``) with ``outcome`` instead."""
+    pending = database_line(database)
+    if pending not in markdown:
+        raise ValueError("the summary has no pending database line")
+    return markdown.replace(pending, database_line(database, outcome), 1)
 
 
 def summary_means(table) -> dict[str, str]:

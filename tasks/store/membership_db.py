@@ -136,6 +136,15 @@ class Published:
         """Customers whose current row stayed as it was."""
         return self.customers - self.opened
 
+    def tables(self) -> str:
+        """What was written, table by table (the Prefect summary's database line)."""
+        if self.already:
+            return "unchanged (already published)"
+        return (
+            f"customer_segments: {self.kept:,} kept, {self.opened:,} opened, "
+            f"{self.closed:,} closed; segment_runs +1"
+        )
+
     def summary(self) -> str:
         if self.already:
             return f"Database {self.database}: run {self.run_id} was already published (unchanged)"

@@ -4,6 +4,7 @@ in-memory derivation of the parts concatenated in name order (tasks/orders/parti
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import dask
@@ -12,7 +13,10 @@ import pandas as pd
 import pytest
 from planted_orders import order_lines
 
+from flows.segmentation import segment_customers
 from schemas.columns import SOURCE_ROW
+from segment.cli import main as cli
+from segment.settings import SegmentationSettings
 from tasks.errors import InputError
 from tasks.orders.encoded_lines import encode_frame, read_encoded_lines
 from tasks.orders.order_columns import find_order_columns
@@ -22,6 +26,7 @@ from tasks.orders.partitioned_lines import (
     merge_derivations,
 )
 from tasks.orders.transactions import DateReading, Derivation, derive_customers
+from tasks.store.run_files import latest_run
 from tasks.store.snapshots import partition_files
 
 
@@ -235,3 +240,41 @@ def test_merge_takes_derivations_of_parts_only():
     whole = derive_customers(encode_frame(LINES), columns)
     with pytest.raises(ValueError, match="part=True"):
         merge_derivations([whole], columns, as_of=None, reading=DateReading("ISO"))
+
+
+# ------------------------------------------------------------------ the run, end to end
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
+def test_segment_run_on_parts_with_dask_gives_the_segments_of_the_whole_file(planted, tmp_path):
+    """`segment run --transactions --runner dask` on the folder of parts (a LocalCluster of 2
+    workers) against `segment run --transactions` on the parts as one file."""
+    (files, whole), _ = planted
+    common = ["--transactions", "--profile", "Country", "--n-init", "2", "--quiet"]
+    local = segment_customers(
+        SegmentationSettings(
+            input=whole,
+            output_dir=tmp_path / "local",
+            transactions=True,
+            profile=["Country"],
+            n_init=2,
+        )
+    )
+    code = cli.main(
+        ["run", "--input", str(files[0].parent), "--runner", "dask", "--dask-workers", "2"]
+        + ["--output", str(tmp_path / "dask"), *common]
+    )
+    assert code == 0
+    mine, theirs = latest_run(tmp_path / "dask"), latest_run(tmp_path / "local")
+    distributed = json.loads((mine / "manifest.json").read_text())
+
+    assert distributed["transactions"] == local["transactions"]  # lines, customers, reasons
+    assert distributed["rows"] == local["rows"] and distributed["k"] == local["k"]
+    assert distributed["settings"]["runner"] == "dask"
+    assert set(distributed["input"]["files"]) == {f.name for f in files}
+    assert "ingest" not in distributed["timings"]  # the parts are read in the derivation
+    for name in ("customers", "quarantine_lines", "customers_without_purchases", "segments"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(mine / f"{name}.parquet"), pd.read_parquet(theirs / f"{name}.parquet")
+        )

@@ -100,6 +100,35 @@ def test_parts_with_as_of_quarantine_later_lines_as_the_whole_file(planted):
     assert_same(got, expected)
 
 
+def test_parts_with_a_date_format_read_and_refuse_dates_as_the_whole_file(planted):
+    (files, whole), _ = planted
+    got, expected = derive_both(files, whole, date_format="%d/%m/%Y %H:%M", buckets=3)
+    assert expected.date_reading == "--date-format %d/%m/%Y %H:%M"
+    assert_same(got, expected)
+    # a format no date matches: refused over all parts, naming the date column
+    columns = find_order_columns(read_encoded_lines(whole).headers)
+    refused = pytest.raises(InputError, match="no date matches --date-format")
+    with refused as caught, dask.config.set(scheduler="sync"):
+        derive_partitioned(files, columns, date_format="%Y-%m-%d")
+    assert caught.value.column == "InvoiceDate"
+
+
+def test_a_part_without_a_field_or_not_parquet_is_bad_input_naming_it(planted, tmp_path):
+    (_, whole), frames = planted
+    columns = find_order_columns(read_encoded_lines(whole).headers)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    frames[0].to_parquet(folder / "a.parquet", index=False)
+    frames[2].drop(columns="UnitPrice").to_parquet(folder / "b.parquet", index=False)
+    with pytest.raises(InputError, match="UnitPrice") as caught, dask.config.set(scheduler="sync"):
+        derive_partitioned(partition_files(folder), columns)
+    assert caught.value.path == str(folder / "b.parquet")
+    (folder / "b.parquet").write_bytes(b"not parquet")
+    with pytest.raises(InputError, match="not a readable Parquet file") as caught:
+        derive_partitioned(partition_files(folder), columns)
+    assert caught.value.path == str(folder / "b.parquet")
+
+
 def _dated(ids, dates, invoice="5") -> pd.DataFrame:
     n = len(ids)
     return pd.DataFrame(

@@ -121,7 +121,11 @@ def split_part(path: Path, offset: int, columns: OrderColumns, buckets: int) -> 
     lines = read_encoded_lines(path, threads=1)
     missing = [h for h in (*columns.used.values(), *columns.profile) if h not in lines.columns]
     if missing:
-        raise InputError(f"no column {missing[0]!r} (in the first file with rows)", path=path)
+        raise InputError(
+            f"no column {missing[0]!r}: every part needs the order-line columns of the first "
+            "file with rows",
+            path=path,
+        )
     frame = pd.DataFrame(
         {
             SOURCE_ROW: lines.source_row + offset,

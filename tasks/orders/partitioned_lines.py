@@ -9,7 +9,8 @@ extras, quarantine lines and reasons, line accounting. How:
 - each part is read on a worker (``read_encoded_lines``: values cleaned as one file's are) and
   split into buckets by a hash of the cleaned customer id text, lines without an id in bucket
   0: every line of a customer, and so every exact duplicate (equal in every column, the id
-  included), lands in one bucket; each part also gives its distinct date texts;
+  included), lands in one bucket; each part also gives its distinct date texts. The pieces
+  stay encoded (codes into the distinct values they use): no text per line is shipped;
 - the date reading (ISO, day-first, month-first, ``--date-format``) is decided once in this
   process over the distinct dates of all parts (``decide_date_reading``: the same decision and
   the same refusals as on one file);
@@ -41,7 +42,7 @@ import pandas as pd
 from schemas.columns import SOURCE_ROW
 from tasks.errors import InputError
 from tasks.ingest import numbers_as_text
-from tasks.orders.encoded_lines import encode_frame, read_encoded_lines
+from tasks.orders.encoded_lines import EncodedColumn, EncodedLines, read_encoded_lines
 from tasks.orders.order_columns import OrderColumns
 from tasks.orders.transactions import (
     DateReading,
@@ -115,9 +116,10 @@ def derive_partitioned(
 
 
 def split_part(path: Path, offset: int, columns: OrderColumns, buckets: int) -> tuple:
-    """One part's lines (``source_row`` from ``offset`` + 1, then every column's cleaned values:
-    text or float64) split by customer id into ``buckets`` frames, after the part's distinct
-    date texts: ``(dates, bucket 0, ..., bucket n-1)``."""
+    """One part's lines (``source_row`` from ``offset`` + 1) split by customer id into
+    ``buckets`` pieces, after the part's distinct date texts: ``(dates, bucket 0, ..., bucket
+    n-1)``. A piece is ``EncodedLines``: each column's codes (int32) into the distinct values
+    its lines use (cleaned as one file's: text or float64), no text per line to ship."""
     lines = read_encoded_lines(path, threads=1)
     missing = [h for h in (*columns.used.values(), *columns.profile) if h not in lines.columns]
     if missing:
@@ -126,22 +128,27 @@ def split_part(path: Path, offset: int, columns: OrderColumns, buckets: int) -> 
             "file with rows",
             path=path,
         )
-    frame = pd.DataFrame(
-        {
-            SOURCE_ROW: lines.source_row + offset,
-            **{
-                header: column.values.array.take(column.codes, allow_fill=True)
-                for header, column in lines.columns.items()
-            },
-        }
-    )
     ids = lines[columns.customer_id]
     bucket = np.append(bucket_of(ids.text(), buckets), 0)[ids.codes]  # no id: bucket 0
     order = np.argsort(bucket, kind="stable")  # each bucket's lines keep their order
     bounds = np.cumsum(np.bincount(bucket, minlength=buckets))[:-1]
-    pieces = [frame.take(rows).reset_index(drop=True) for rows in np.split(order, bounds)]
+    pieces = [_take(lines, rows, offset) for rows in np.split(order, bounds)]
     dates = lines[columns.date].text()
     return (dates, *pieces)
+
+
+def _take(lines: EncodedLines, rows: np.ndarray, offset: int) -> EncodedLines:
+    """The lines ``rows`` (positions), each column's values cut to those they use."""
+    columns = {}
+    for header, column in lines.columns.items():
+        codes = column.codes[rows]
+        used = np.zeros(len(column.values) + 1, dtype=bool)
+        used[codes] = True  # a missing code (-1) marks the extra last entry
+        used = used[:-1]
+        renumber = np.append(np.cumsum(used, dtype="int64") - 1, -1).astype("int32")
+        values = column.values.iloc[np.flatnonzero(used)].reset_index(drop=True)
+        columns[header] = EncodedColumn(renumber[codes], values)
+    return EncodedLines(lines.source_row[rows] + offset, columns)
 
 
 def bucket_of(ids: np.ndarray, buckets: int) -> np.ndarray:
@@ -154,7 +161,7 @@ def bucket_of(ids: np.ndarray, buckets: int) -> np.ndarray:
 
 
 def derive_bucket(
-    pieces: Sequence[pd.DataFrame],
+    pieces: Sequence[EncodedLines],
     columns: OrderColumns,
     as_of: date | None,
     date_format: str | None,
@@ -165,11 +172,8 @@ def derive_bucket(
     pieces = [piece for piece in pieces if len(piece)]
     if not pieces:
         return None
-    frame = concat_lines(pieces)
-    if not frame[SOURCE_ROW].is_monotonic_increasing:
-        frame = frame.sort_values(SOURCE_ROW, kind="stable", ignore_index=True)
     return derive_customers(
-        encode_frame(frame),
+        concat_lines(pieces),
         columns,
         as_of=as_of,
         date_format=date_format,
@@ -178,26 +182,41 @@ def derive_bucket(
     )
 
 
-def concat_lines(pieces: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """Lines of several parts as one frame (``source_row`` first). A column numeric in some
-    parts and text in others is text (numbers as the file shows them, ``3.0`` -> ``"3"``);
-    a column some parts lack is missing on their lines."""
-    names = list(dict.fromkeys(name for piece in pieces for name in piece.columns))
-    data = {}
-    for name in names:
-        numeric = all(pd.api.types.is_numeric_dtype(p[name]) for p in pieces if name in p)
-        values = []
+def concat_lines(pieces: Sequence[EncodedLines]) -> EncodedLines:
+    """Encoded lines of several parts as one, in ``source_row`` order: each column's values
+    joined and factorized (equal values of two parts share a code), the codes remapped. A
+    column numeric in some parts and text in others is text (numbers as the file shows them,
+    ``3.0`` -> ``"3"``); a column some parts lack is missing on their lines."""
+    source_row = np.concatenate([piece.source_row for piece in pieces])
+    order = None
+    if len(source_row) > 1 and (np.diff(source_row) < 0).any():
+        order = np.argsort(source_row, kind="stable")
+        source_row = source_row[order]
+    headers = dict.fromkeys(header for piece in pieces for header in piece.headers)
+    columns = {}
+    for header in headers:
+        present = [piece[header] for piece in pieces if header in piece.columns]
+        numeric = all(pd.api.types.is_numeric_dtype(c.values) for c in present)
+        values, codes, size = [], [], 0
         for piece in pieces:
-            if name not in piece:
-                kind = "float64" if numeric else "str"
-                values.append(pd.Series(pd.NA if kind == "str" else np.nan, index=piece.index))
-                values[-1] = values[-1].astype(kind)
-            elif numeric or not pd.api.types.is_numeric_dtype(piece[name]):
-                values.append(piece[name])
-            else:
-                values.append(numbers_as_text(piece[name]))
-        data[name] = pd.concat(values, ignore_index=True)
-    return pd.DataFrame(data)
+            if header not in piece.columns:
+                codes.append(np.full(len(piece), -1, dtype="int64"))
+                continue
+            column = piece[header]
+            shown = column.values
+            if not numeric and pd.api.types.is_numeric_dtype(shown):
+                shown = numbers_as_text(shown)
+            codes.append(np.where(column.codes >= 0, column.codes.astype("int64") + size, -1))
+            values.append(shown.reset_index(drop=True))
+            size += len(shown)
+        joined = pd.concat(values, ignore_index=True)
+        remap, distinct = pd.factorize(joined)
+        remap = np.append(remap.astype("int64"), -1)  # a missing line (-1) stays missing
+        line_codes = remap[np.concatenate(codes)]
+        if order is not None:
+            line_codes = line_codes[order]
+        columns[header] = EncodedColumn(line_codes, pd.Series(distinct))
+    return EncodedLines(source_row, columns)
 
 
 def merge_derivations(

@@ -182,12 +182,24 @@ def test_no_purchase_line_in_any_part_is_bad_input_as_for_the_whole_file(tmp_pat
 
 def test_ids_stored_as_numbers_in_one_part_and_as_text_in_another_are_one_customer(tmp_path):
     lines = _dated([17850, 17850, 13047, 17850], ["2011-02-01", "2011-03-01", "2011-03-02", "x"])
-    numbers = lines.iloc[:2].astype({"CustomerID": "int64"})
+    lines["Note"] = [None, None, "gift", None]  # a column only the second part has
+    numbers = lines.iloc[:2].drop(columns="Note").astype({"CustomerID": "int64"})
     files, whole = write_parts([numbers, lines.iloc[2:]], tmp_path / "p", lines)  # text ids
     got, expected = derive_both(files, whole)
     assert_same(got, expected)
     assert got.customers["customer_id"].tolist() == ["17850", "13047"]
     assert bucket_of(np.array(["17850"]), 7)[0] == bucket_of(np.array(["17850"]), 7)[0]
+
+
+def test_order_line_parts_without_dask_or_one_file_on_dask_exit_before_prefect(planted, capsys):
+    (files, whole), _ = planted
+    for args in (
+        ["--input", str(files[0].parent)],
+        ["--input", str(whole), "--runner", "dask"],
+    ):
+        assert cli.main(["run", "--transactions", "--quiet", *args]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "add --runner dask" in err and "reads a folder of Parquet parts" in err
 
 
 # ------------------------------------------------------------------ the merge, on its own

@@ -27,6 +27,7 @@ from flows.steps import (
     clean,
     compare_runs,
     derive,
+    derive_parts,
     elbow_sweep,
     final_fit,
     identify,
@@ -94,7 +95,13 @@ def segment_customers(settings: SegmentationSettings | None = None) -> dict:
         with staged_run(settings.output_dir, run_id, run_plan.source) as staging:
             previous = load_previous(settings.output_dir, assignments=engine.previous_assignments)
             order_lines = None  # order lines: their accounting, for the report and manifest
-            if run_plan.orders is not None:  # the pre-step: order lines -> a customer table
+            if run_plan.orders is not None and run_plan.files:  # order lines in Parquet parts
+                with step("derive"):  # read and derived on the Dask cluster
+                    derivation, data, columns = retried(derive_parts, settings)(
+                        run_plan, settings, staging, flow_dask_client
+                    )
+                    order_lines = derivation.manifest_record()
+            elif run_plan.orders is not None:  # the pre-step: order lines -> a customer table
                 with step("ingest"):
                     lines = retried(read_order_lines, settings)(
                         run_plan.source, settings.sep, staging

@@ -4,6 +4,8 @@ where the customers are) and adds what Prefect shows: log lines, progress, artif
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar, cast
@@ -165,6 +167,39 @@ def clean(
 ) -> RowAccounting:
     """Drop duplicates, quarantine invalid rows with reasons, return typed customers."""
     return engine.clean(data, columns, source, max_quarantine_share)
+
+
+@pipeline_task("derive-customers-on-dask", retry_condition_fn=retry_on_transient)
+def derive_parts(
+    run_plan: RunPlan,
+    settings: SegmentationSettings,
+    staging: Path,
+    on_cluster: Callable[[], AbstractContextManager],
+) -> tuple[Derivation, pd.DataFrame, ColumnPlan]:
+    """Order lines in a folder of Parquet parts -> one row per customer, derived on the flow's
+    Dask cluster (``on_cluster``: ``tasks.orders.partitioned_lines``, the same customers, lines
+    and accounting as ``derive-customers`` on the parts as one file); then as
+    ``derive-customers``: the same three files written (the parts themselves are the audit
+    copy), the customers as a table to clean in memory, its ColumnPlan. Retried as ``ingest``."""
+    from tasks.orders.partitioned_lines import derive_partitioned  # Dask: only when used
+
+    if run_plan.orders is None or run_plan.order_spec is None or not run_plan.files:
+        raise RuntimeError("derive-customers-on-dask needs a plan of order lines in parts")
+    try:
+        derivation = derive_partitioned(
+            run_plan.files,
+            run_plan.orders,
+            as_of=settings.as_of,
+            date_format=settings.date_format,
+            on_cluster=on_cluster,
+        )
+    except InputError as error:
+        raise error.with_path(run_plan.source) from error
+    _, frame, columns = segmentable_customers(derivation.customers, run_plan.order_spec)
+    write_table(derivation.customers, staging / "customers.parquet")
+    write_table(derivation.quarantine, staging / "quarantine_lines.parquet")
+    write_table(derivation.without_purchases, staging / "customers_without_purchases.parquet")
+    return derivation, frame, columns
 
 
 @pipeline_task("scale-features")

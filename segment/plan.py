@@ -29,14 +29,16 @@ class RunPlan:
     """A run's input, mode and columns, resolved and checked (``plan_run``).
 
     ``source`` is the file the run reads (for partitions: their folder) and names in its
-    manifest. ``columns`` is the customer table's column plan (None for order lines: their
-    customer table is derived first, and its columns with it); ``orders`` the order-line
-    columns and ``order_spec`` the spec of the table derived from them. ``notes``: what was
-    decided and why, one log line each; ``rows``: the input's data rows, when counted."""
+    manifest; ``files`` the Parquet parts of a partitioned folder (of customers, or of order
+    lines derived on Dask). ``columns`` is the customer table's column plan (None for order
+    lines: their customer table is derived first, and its columns with it); ``orders`` the
+    order-line columns and ``order_spec`` the spec of the table derived from them. ``notes``:
+    what was decided and why, one log line each; ``rows``: the input's data rows, when
+    counted."""
 
     mode: Mode
     source: Path
-    files: tuple[Path, ...] = ()  # partitions: the Parquet files, in name order
+    files: tuple[Path, ...] = ()  # Parquet parts (customers or order lines), in name order
     columns: ColumnPlan | None = None
     orders: OrderColumns | None = None
     order_spec: TableSpec | None = None
@@ -116,23 +118,44 @@ def _partitions(settings: SegmentationSettings, count_rows: bool) -> RunPlan:
 
 
 def _order_lines(settings: SegmentationSettings, partitioned: bool) -> RunPlan:
-    """Order lines: which headers are the fields, and the spec of the derived customers."""
+    """Order lines: which headers are the fields, and the spec of the derived customers. A
+    folder of Parquet parts is derived on Dask (its ``files``; the fields from the first file
+    with rows); one file or a folder of dated snapshots in memory."""
     from tasks.orders.order_columns import columns_line
     from tasks.orders.order_table import order_columns_for, order_spec
-    from tasks.store.snapshots import resolve_input
+    from tasks.store.snapshots import (
+        PARTITIONED_NEEDS_DASK,
+        first_data_file,
+        partition_files,
+        resolve_input,
+    )
 
-    if partitioned or settings.runner == "dask":
+    files: tuple[Path, ...] = ()
+    if partitioned:
+        if settings.runner != "dask":
+            raise InputError(PARTITIONED_NEEDS_DASK, path=settings.input)
+        files = partition_files(settings.input)
+        source = settings.input  # as_of is the snapshot date of the lines, not a pick
+        header_of = first_data_file(files)
+    elif settings.runner == "dask":
         raise InputError(
-            "--transactions runs in memory on one file or a folder of dated snapshots "
-            "(no partitioned folder, no --runner dask yet)",
+            "--transactions with --runner dask reads a folder of Parquet parts of order lines; "
+            "one file or a folder of dated snapshots runs in memory: leave --runner dask out",
             path=settings.input,
         )
-    # a single file of order lines takes as_of as its snapshot date, not as a snapshot to pick
-    source = resolve_input(settings.input, settings.as_of if settings.input.is_dir() else None)
-    orders = order_columns_for(source, settings.sep, settings.order_fields(), settings.profile)
+    else:
+        # one file of order lines takes as_of as its snapshot date, not as a snapshot to pick
+        source = resolve_input(settings.input, settings.as_of if settings.input.is_dir() else None)
+        header_of = source
+    orders = order_columns_for(header_of, settings.sep, settings.order_fields(), settings.profile)
     spec = order_spec(settings.spec, settings.features, orders.profile)
     return RunPlan(
-        "order lines", source, orders=orders, order_spec=spec, notes=(columns_line(orders),)
+        "order lines",
+        source,
+        files,
+        orders=orders,
+        order_spec=spec,
+        notes=(columns_line(orders),),
     )
 
 

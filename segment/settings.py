@@ -248,7 +248,8 @@ class SegmentationSettings(BaseModel):
         "local",
         description="local: this process (threads for the elbow sweep); dask: Prefect's "
         "DaskTaskRunner, the sweep's k values fanned out over Dask workers, and a folder of "
-        "Parquet files cleaned and fitted partition by partition",
+        "Parquet files cleaned and fitted partition by partition (with --transactions: order "
+        "lines derived into customers on the workers)",
     )
     run_id: str | None = Field(
         None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from datetime import date
 
+import pandas as pd
 import pytest
 
 from segment.plan import RunPlan, check_options, plan_run
@@ -85,11 +86,28 @@ def test_order_lines_are_planned_with_their_fields_and_no_customer_columns_yet(o
         _ = plan.table_columns
 
 
-def test_order_lines_take_as_of_as_their_date_and_are_refused_on_dask(orders):
+def test_order_lines_take_as_of_as_their_date_and_one_file_is_refused_on_dask(orders):
     dated = plan_run(SegmentationSettings(input=orders, transactions=True, as_of="2011-02-01"))
     assert dated.source == orders  # one file: as_of is the snapshot date, not a pick
-    with pytest.raises(InputError, match="no --runner dask yet"):
+    with pytest.raises(InputError, match="reads a folder of Parquet parts"):
         plan_run(SegmentationSettings(input=orders, transactions=True, runner="dask"))
+
+
+def test_order_lines_in_parquet_parts_are_planned_on_dask_with_their_files(orders, tmp_path):
+    lines = pd.read_csv(orders, dtype=str)
+    folder = tmp_path / "lines"
+    folder.mkdir()
+    lines.iloc[:0].to_parquet(folder / "part-0.parquet", index=False)  # no rows: skipped
+    lines.to_parquet(folder / "part-1.parquet", index=False)
+    on_dask = SegmentationSettings(
+        input=folder, transactions=True, runner="dask", as_of="2011-02-01"
+    )
+    plan = plan_run(on_dask)
+    assert plan.mode == "order lines" and not plan.partitioned  # the rest runs in memory
+    assert plan.source == folder and plan.files == tuple(sorted(folder.iterdir()))
+    assert plan.orders is not None and plan.orders.used["customer_id"] == "CustomerID"
+    with pytest.raises(InputError, match="add --runner dask"):
+        plan_run(SegmentationSettings(input=folder, transactions=True))
 
 
 def test_order_lines_with_a_feature_not_derived_from_them_are_refused(orders):

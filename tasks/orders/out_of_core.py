@@ -66,7 +66,7 @@ from tasks.orders.transactions import (
     check_messages,
     derive_customers,
     finish_derivation,
-    no_purchase_error,
+    no_purchase_left,
     parse_dates,
     quarantine_frame,
     reason_counts,
@@ -271,7 +271,7 @@ def _derive(
         raise RuntimeError(f"order lines not all accounted for: {accounting}")
     reasons = reason_counts([int(counts[f"b{i}"]) for i in range(len(messages))], messages)
     if not accounting.lines_used:
-        raise no_purchase_error(accounting, reasons)
+        raise no_purchase_left(accounting, reasons)
     quarantine = _quarantine(con, view, used, messages, columns, cap)
     derivation = finish_derivation(
         per, quarantine, accounting, reasons, columns, as_of=as_of, date_reading=reading

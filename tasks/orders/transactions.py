@@ -25,7 +25,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 
 import numpy as np
@@ -54,7 +54,20 @@ _DMY = r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4}|\d{2})(?:[ T]+(\d{1,2}):(\d{2})(?::(
 # ---------------------------------------------------------------- dates
 
 
-def parse_dates(column: EncodedColumn, date_format: str | None = None) -> tuple[np.ndarray, str]:
+@dataclass(frozen=True)
+class DateReading:
+    """How the dates of order lines are read, decided once over all their distinct values
+    (``decide_date_reading``): ``text`` as the manifest says it, and whether numeric dates are
+    month-first. Given to ``parse_dates`` for lines that are a part of the whole (a bucket of a
+    partitioned derivation), so that every part reads the dates as the whole would."""
+
+    text: str
+    month_first: bool = False
+
+
+def parse_dates(
+    column: EncodedColumn, date_format: str | None = None, reading: DateReading | None = None
+) -> tuple[np.ndarray, str]:
     """The order dates of an encoded column, one per line as datetime64[ns], and how they were
     read: ISO (``2011-12-09 12:50:00``) and numeric day-first or month-first
     (``09/12/2011 12:50``, ``12/9/2011``), or exactly ``date_format`` (strftime codes) when given.
@@ -63,30 +76,52 @@ def parse_dates(column: EncodedColumn, date_format: str | None = None) -> tuple[
     parse every numeric date and they disagree on one, raise ``InputError`` asking for
     ``--date-format`` (a wrong guess silently corrupts recency); so do dates of which some
     only parse day-first and others only month-first. Missing values and values that fit no
-    form are NaT.
+    form are NaT. With ``reading`` (decided over a larger whole), nothing is decided or
+    refused here: the numeric dates are read in its order and it is the reading returned.
     """
     if pd.api.types.is_datetime64_any_dtype(column.values):
         parsed = column.values.astype("datetime64[ns]").to_numpy()
-        reading = "timestamps"
+        text = "timestamps"
     else:
         distinct = pd.Series(pd.array(column.text_array, dtype="str"))
         if date_format is not None:
             parsed = pd.to_datetime(distinct, format=date_format, errors="coerce")
-            reading = f"--date-format {date_format}"
-            if len(distinct) and parsed.isna().all():  # a wrong format, not bad lines
-                raise InputError(
-                    f"no date matches --date-format {date_format} (e.g. {distinct.iloc[0]!r}): "
-                    "give the format the dates are written in, or leave --date-format out to "
-                    "read ISO and numeric dates"
-                )
+            text = f"--date-format {date_format}"
+            if reading is None:
+                _check_date_format(distinct, parsed, date_format)
         else:
-            parsed, reading = _parse_forms(distinct)
+            parsed, decided = _parse_forms(distinct, reading)
+            text = decided.text
         parsed = parsed.astype("datetime64[ns]").to_numpy()
     parsed = np.append(parsed, np.datetime64("NaT", "ns"))  # a missing code (-1) is NaT
-    return parsed[column.codes], reading
+    return parsed[column.codes], (text if reading is None else reading.text)
 
 
-def _parse_forms(distinct: pd.Series) -> tuple[pd.Series, str]:
+def decide_date_reading(distinct: pd.Series, date_format: str | None = None) -> DateReading:
+    """How ``parse_dates`` reads dates whose distinct texts (over all lines) are ``distinct``:
+    the same decision and the same ``InputError`` as ``parse_dates`` on all the lines at once."""
+    distinct = pd.Series(pd.array(distinct, dtype="str")).dropna().reset_index(drop=True)
+    if date_format is not None:
+        parsed = pd.to_datetime(distinct, format=date_format, errors="coerce")
+        _check_date_format(distinct, parsed, date_format)
+        return DateReading(f"--date-format {date_format}")
+    return _parse_forms(distinct)[1]
+
+
+def _check_date_format(distinct: pd.Series, parsed: pd.Series, date_format: str) -> None:
+    if len(distinct) and parsed.isna().all():  # a wrong format, not bad lines
+        raise InputError(
+            f"no date matches --date-format {date_format} (e.g. {distinct.iloc[0]!r}): "
+            "give the format the dates are written in, or leave --date-format out to "
+            "read ISO and numeric dates"
+        )
+
+
+def _parse_forms(
+    distinct: pd.Series, given: DateReading | None = None
+) -> tuple[pd.Series, DateReading]:
+    """Parse ISO and numeric dates; the numeric ones in the order ``given``, else in the order
+    decided here (refusing ambiguous or mixed orders)."""
     parsed = pd.Series(pd.NaT, index=distinct.index, dtype="datetime64[ns]")
     forms = []
     iso = distinct.str.fullmatch(_ISO)
@@ -97,7 +132,12 @@ def _parse_forms(distinct: pd.Series) -> tuple[pd.Series, str]:
         forms.append("ISO")
     parts = distinct[~iso].str.extract(f"^{_DMY}$").astype("float64")
     parts = parts[parts[0].notna()]
-    if not parts.empty:
+    month_first_order = False
+    if not parts.empty and given is not None:
+        month_first_order = given.month_first
+        day, month = (1, 0) if month_first_order else (0, 1)
+        parsed[parts.index] = _from_parts(parts, day=day, month=month)
+    elif not parts.empty:
         day_first = _from_parts(parts, day=0, month=1)
         month_first = _from_parts(parts, day=1, month=0)
         only_day = day_first.notna() & month_first.isna()
@@ -118,14 +158,16 @@ def _parse_forms(distinct: pd.Series) -> tuple[pd.Series, str]:
                 "recency: give the format with --date-format, e.g. --date-format "
                 "'%d/%m/%Y %H:%M' (day first) or '%m/%d/%Y %H:%M' (month first)"
             )
+        month_first_order = bool(only_month.any())
         chosen, form = (
-            (month_first, "month-first") if only_month.any() else (day_first, "day-first")
+            (month_first, "month-first") if month_first_order else (day_first, "day-first")
         )
         if not differ.any() and not only_day.any() and not only_month.any():
             form = "day-first or month-first (the same dates)"
         parsed[chosen.index] = chosen
         forms.append(form)
-    return parsed, " and ".join(forms) or "no date recognised"
+    reading = " and ".join(forms) or "no date recognised"
+    return parsed, DateReading(given.text if given else reading, month_first_order)
 
 
 def _from_parts(parts: pd.DataFrame, *, day: int, month: int) -> pd.Series:
@@ -178,6 +220,12 @@ class Derivation:
     columns: OrderColumns
     reasons: dict[str, int]
     quarantine_capped: bool = False  # only the first quarantined lines are in ``quarantine``
+    # Only for a part of the lines (``derive_customers(part=True)``), what a merge of parts
+    # needs: the source_row of each customer's first valid line (customers, then those without
+    # purchases) and every kind of quarantine reason in the order of the checks.
+    first_rows: np.ndarray | None = field(default=None, compare=False, repr=False)
+    without_first_rows: np.ndarray | None = field(default=None, compare=False, repr=False)
+    reason_kinds: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def manifest_record(self) -> dict:
         """JSON-ready: accounting at line and customer level, rules' inputs, where from."""
@@ -205,6 +253,8 @@ def derive_customers(
     *,
     as_of: date | None = None,
     date_format: str | None = None,
+    reading: DateReading | None = None,
+    part: bool = False,
 ) -> Derivation:
     """One row per customer with a purchase line, from order lines as read by
     ``tasks.orders.encoded_lines.read_encoded_lines`` (or as ``tasks.ingest.read_file`` gives them:
@@ -213,7 +263,13 @@ def derive_customers(
     Columns: ``customer_id`` (text), ``first_purchase``, ``last_purchase``, ``recency_days``,
     ``frequency``, ``monetary``, ``tenure_days``, ``average_order_value``, ``returned_value``,
     then the profile columns (each customer's most frequent value over its purchase lines).
-    Raises ``InputError`` when no purchase line is left."""
+    Raises ``InputError`` when no purchase line is left.
+
+    ``part``: the lines are a part of the whole, holding every line of their customers (a
+    bucket of ``tasks.orders.partitioned_lines``), with their dates read as ``reading`` (decided
+    over the whole). Then no purchase line is not an error, the snapshot (without ``as_of``) is
+    provisional and nothing is logged: ``merge_derivations`` decides these over all parts, and
+    uses ``first_rows``, ``without_first_rows`` and ``reason_kinds``."""
     if isinstance(lines, pd.DataFrame):
         lines = encode_frame(lines)
     n = len(lines)
@@ -227,7 +283,7 @@ def derive_customers(
     starts_c = pc.starts_with(invoices.text_array, "C", ignore_case=True)
     cancellation = np.append(starts_c.to_numpy(zero_copy_only=False), False)[invoices.codes]
     try:
-        when, date_reading = parse_dates(lines[columns.date], date_format)
+        when, date_reading = parse_dates(lines[columns.date], date_format, reading)
     except InputError as error:
         raise InputError(error.message, column=columns.date) from error
     present = {header: lines[header].present for header in columns.used.values()}
@@ -274,8 +330,8 @@ def derive_customers(
         cancellation_lines=int((valid & cancellation).sum()),
     )
     reasons = _reason_counts(quarantined, checks)
-    if not used.any():
-        raise no_purchase_error(accounting, reasons)
+    if not used.any() and not part:
+        raise no_purchase_left(accounting, reasons)
 
     # Customers are numbered over every valid line (those with only cancellations included),
     # in the order of their first valid line.
@@ -309,8 +365,26 @@ def derive_customers(
         cancellations=np.bincount(codes[cancel_v], minlength=k),
         profile=profile,
     )
-    return finish_derivation(
-        customers, quarantine, accounting, reasons, columns, as_of=as_of, date_reading=date_reading
+    derivation = finish_derivation(
+        customers,
+        quarantine,
+        accounting,
+        reasons,
+        columns,
+        as_of=as_of,
+        date_reading=date_reading,
+        quiet=part,
+    )
+    if not part:
+        return derivation
+    # codes are numbered in order of first line: their running maximum steps up there
+    steps = np.flatnonzero(np.diff(np.maximum.accumulate(codes), prepend=-1) > 0)
+    first_rows = lines.source_row[valid][steps]
+    return replace(
+        derivation,
+        first_rows=first_rows[bought],
+        without_first_rows=first_rows[~bought],
+        reason_kinds=tuple(dict.fromkeys(_kind(message) for _, message in checks)),
     )
 
 
@@ -341,15 +415,20 @@ def finish_derivation(
     *,
     as_of: date | None,
     date_reading: str,
+    quiet: bool = False,
 ) -> Derivation:
     """The derivation from the per-customer aggregates: the snapshot date, R, F, M and the
-    extras of the customers with a purchase line, and those without one with the reason."""
+    extras of the customers with a purchase line, and those without one with the reason
+    (``quiet``: a part of the lines, not logged; with no purchase line its snapshot is a
+    placeholder that the merge of the parts replaces)."""
     bought = per.bought
     first_ts, last_ts = pd.DatetimeIndex(per.first), pd.DatetimeIndex(per.last)
-    if as_of is None:
-        snapshot_day = last_ts.max().normalize() + pd.Timedelta(days=1)
-    else:
+    if as_of is not None:
         snapshot_day = pd.Timestamp(as_of)
+    elif len(last_ts):
+        snapshot_day = last_ts.max().normalize() + pd.Timedelta(days=1)
+    else:  # a part without a purchase line: its snapshot is decided by the merge
+        snapshot_day = pd.Timestamp(0)
     monetary, frequency = per.monetary[bought], per.frequency[bought]
     customers = pd.DataFrame(
         {
@@ -381,15 +460,16 @@ def finish_derivation(
             REASON: pd.array(reason, dtype="str"),
         }
     )
-    log.info(
-        "Order lines: %s; %d customers with purchases, %d with none (only cancellations or "
-        "non-positive lines); snapshot date %s; dates read as %s",
-        accounting_line(asdict(accounting)),
-        len(customers),
-        len(without),
-        snapshot_day.date().isoformat(),
-        date_reading,
-    )
+    if not quiet:
+        log.info(
+            "Order lines: %s; %d customers with purchases, %d with none (only cancellations or "
+            "non-positive lines); snapshot date %s; dates read as %s",
+            accounting_line(asdict(accounting)),
+            len(customers),
+            len(without),
+            snapshot_day.date().isoformat(),
+            date_reading,
+        )
     return Derivation(
         customers=customers,
         quarantine=quarantine,
@@ -402,8 +482,9 @@ def finish_derivation(
     )
 
 
-def no_purchase_error(accounting: LineAccounting, reasons: Mapping[str, int]) -> InputError:
-    """The error when no line is a purchase, with the line accounting and the top reasons."""
+def no_purchase_left(accounting: LineAccounting, reasons: Mapping[str, int]) -> InputError:
+    """The error of order lines with no purchase line left, with their accounting and the top
+    reasons."""
     return InputError(
         "no purchase line left to segment: "
         + accounting_line(asdict(accounting))
@@ -615,9 +696,14 @@ def reason_counts(counts: Sequence[int], messages: Sequence[Reason]) -> dict[str
     total: Counter[str] = Counter()
     for count, message in zip(counts, messages, strict=True):
         if count:
-            kind = f"{message[0]}: {message[1]}" if isinstance(message, tuple) else message
-            total[re.sub(r" \d{4}-\d{2}-\d{2} ", " ", kind)] += count
+            total[_kind(message)] += count
     return dict(total.most_common())  # ties keep their order
+
+
+def _kind(message: str | tuple[str, str]) -> str:
+    """A check's kind of reason: its text without a shown value or an --as-of date."""
+    kind = f"{message[0]}: {message[1]}" if isinstance(message, tuple) else message
+    return re.sub(r" \d{4}-\d{2}-\d{2} ", " ", kind)
 
 
 def _top(reasons: Mapping[str, int]) -> str:

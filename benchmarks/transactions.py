@@ -40,15 +40,53 @@ SEED = 20261129
 LINES_PER_CUSTOMER = 66  # about what order_lines draws per customer, dirt included
 
 
+CHUNK = 10_000_000  # lines generated at a time (about 3 GiB of pandas text)
+
+
 def write_lines(lines: int, folder: Path) -> Path:
-    """The generated order lines as Parquet (reused when present)."""
+    """The generated order lines as Parquet (reused when present). Above ``CHUNK`` lines the
+    file is written chunk by chunk, each chunk other customers (ids + chunk x 1,000,000) and
+    other invoices (chunk number put before the invoice's digits), from its own seed."""
     from planted_orders import order_lines, write_order_lines
 
     path = folder / f"orders-{lines}-seed{SEED}.parquet"
-    if not path.is_file():
+    if path.is_file():
+        return path
+    if lines <= CHUNK:
         orders = order_lines(max(lines // LINES_PER_CUSTOMER, 4), seed=SEED)
         write_order_lines(orders, path)
+        return path
+    import pyarrow as arrow
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    writer, done, chunk = None, 0, 0
+    while done < lines:
+        size = min(CHUNK, lines - done)
+        frame = order_lines(max(size // LINES_PER_CUSTOMER, 4), seed=SEED + chunk).lines
+        ids = pd_numeric(frame["CustomerID"]) + chunk * 1_000_000
+        frame["CustomerID"] = ids.astype("Int64").astype("str").where(ids.notna(), None)
+        frame["InvoiceNo"] = frame["InvoiceNo"].str.replace(
+            r"^([A-Z]?)(\d+)$", rf"\g<1>{chunk:03d}\g<2>", regex=True
+        )
+        table = arrow.Table.from_pandas(frame, preserve_index=False)
+        if writer is None:
+            writer = pq.ParquetWriter(partial, table.schema)
+        writer.write_table(table.cast(writer.schema))
+        done, chunk = done + len(frame), chunk + 1
+        print(f"generated {done:,} lines", file=sys.stderr, flush=True)
+    if writer is None:
+        raise SystemExit("no lines generated")
+    writer.close()
+    partial.rename(path)
     return path
+
+
+def pd_numeric(values):
+    import pandas as pd
+
+    return pd.to_numeric(values, errors="coerce")
 
 
 def plain_recipe(path: Path) -> int:
@@ -100,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--load-wait-seconds", type=float, default=300.0, help="longest wait for a quiet machine"
     )
+    parser.add_argument(
+        "--generate-only", action="store_true", help="write the lines' file and stop"
+    )
     parser.add_argument("--part", choices=["plain", "derive"], help=argparse.SUPPRESS)
     parser.add_argument("--path", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -111,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="transactions-bench-"))
     path = write_lines(args.lines, work / "data")
+    if args.generate_only:
+        print(path)
+        return 0
     env = scale.child_env(work / "prefect-home")
     rows = {}
     for name in ("plain", "derive"):

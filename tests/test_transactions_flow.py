@@ -113,3 +113,22 @@ def test_a_week_of_nightly_runs_on_a_growing_order_file_keeps_segment_ids(tmp_pa
             kept.append(same.mean())
         previous = segments
     assert len(kept) == 6 and min(kept) >= 0.95
+
+
+def test_parquet_order_lines_derived_out_of_core_give_the_csv_runs_segments(tmp_path):
+    """The same lines as CSV (read in memory) and as Parquet (derived out of core in DuckDB,
+    here under a low memory limit): the same customers, accounting and segments."""
+    orders = order_lines(1500, seed=23)
+    csv = write_order_lines(orders, tmp_path / "orders.csv")
+    parquet = tmp_path / "orders.parquet"
+    pd.read_csv(csv, dtype=str, keep_default_na=False).to_parquet(parquet, index=False)
+    by_csv, csv_folder = run(tmp_path / "csv", csv)
+    by_parquet, parquet_folder = run(tmp_path / "parquet", parquet, lines_memory_limit="50MB")
+    assert by_parquet["transactions"] == {**by_csv["transactions"]}
+    for name in ("customers", "customers_without_purchases", "quarantine_lines", "segments"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(parquet_folder / f"{name}.parquet"),
+            pd.read_parquet(csv_folder / f"{name}.parquet"),
+            check_exact=False,
+            rtol=1e-12,
+        )

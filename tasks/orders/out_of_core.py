@@ -292,19 +292,21 @@ def _distinct_lines(con, table: Mapping[str, _Column], kept: Mapping[str, _Colum
     ``source_row``, with ``copies`` (its other lines: the duplicates) and the ``kept`` columns.
     A 64-bit hash of every cleaned column finds the candidates (lines whose hash occurs more
     than once: every duplicate, and rarely a collision); only they are grouped on every column,
-    the other lines are read as they are (no wide group-by over all lines)."""
+    the other lines are read as they are (no wide group-by over all lines). Filters on
+    ``source_row`` run before the cleaning, so only the lines kept are cleaned."""
     keys = ", ".join(f"{column.key} AS {column.alias}" for column in table.values())
     every = ", ".join(column.alias for column in table.values())
     some = ", ".join(column.alias for column in kept.values())
-    some_keys = ", ".join(f"{column.key} AS {column.alias}" for column in kept.values())
     con.execute(f"CREATE TEMP VIEW cleaned AS SELECT source_row, {keys} FROM lines")
+    con.execute(f"CREATE TEMP TABLE hashes AS SELECT source_row, hash({every}) AS h FROM cleaned")
     con.execute(
-        f"CREATE TEMP TABLE candidates AS SELECT * FROM cleaned WHERE hash({every}) IN "
-        f"(SELECT hash({every}) AS h FROM cleaned GROUP BY h HAVING count(*) > 1)"
+        "CREATE TEMP TABLE candidates AS SELECT * FROM cleaned WHERE source_row IN "
+        "(SELECT source_row FROM hashes WHERE h IN "
+        "(SELECT h FROM hashes GROUP BY h HAVING count(*) > 1))"
     )
     con.execute(
-        f"CREATE TEMP VIEW distinct_lines AS SELECT source_row, 0 AS copies, {some_keys} "
-        f"FROM lines WHERE source_row NOT IN (SELECT source_row FROM candidates) UNION ALL "
+        f"CREATE TEMP VIEW distinct_lines AS SELECT source_row, 0 AS copies, {some} "
+        f"FROM cleaned WHERE source_row NOT IN (SELECT source_row FROM candidates) UNION ALL "
         f"SELECT min(source_row), count(*) - 1, {some} FROM candidates GROUP BY {every}"
     )
 
@@ -448,7 +450,7 @@ def _classified(
     cancellation = f"coalesce(starts_with(lower({field['invoice']}), 'c'), false)"
     con.execute(
         f"CREATE TEMP TABLE classified AS SELECT *, NOT cancellation AND positive AS used FROM ("
-        f"SELECT d.*, {field['customer']} AS customer, "
+        f"SELECT d.source_row, d.copies, {field['customer']} AS customer, "
         f"{field['invoice']} AS invoice, {field['when']} AS when_, {field['value']} AS value, "
         f"({bits})::BIGINT AS bits, d.{table[columns.customer_id].alias} IS NULL AS no_id, "
         f"{cancellation} AS cancellation, coalesce({positive}, false) AS positive{profile} "
@@ -461,10 +463,11 @@ def _quarantine(
     con, view: str, used: Mapping[str, _Column], messages: list, columns: OrderColumns, cap: int
 ) -> pd.DataFrame:
     """The first ``cap`` quarantined lines (by source_row) as ``quarantine_frame`` builds them."""
-    aliases = ", ".join(column.alias for column in used.values())
+    aliases = ", ".join(f"c.{column.alias}" for column in used.values())
     found = con.sql(
-        f"SELECT source_row, bits, {aliases} FROM {view} WHERE bits <> 0 "
-        f"ORDER BY source_row LIMIT {int(cap)}"
+        f"SELECT q.source_row, q.bits, {aliases} FROM (SELECT source_row, bits FROM {view} "
+        f"WHERE bits <> 0 ORDER BY source_row LIMIT {int(cap)}) q "
+        f"JOIN cleaned c USING (source_row) ORDER BY q.source_row"
     ).to_arrow_table()
     shown = {
         header: pd.Series(
@@ -486,28 +489,26 @@ def _per_customer(
 ) -> tuple[PerCustomer, pd.Series]:
     """Each customer with a valid line, in the order of its first valid line, and the line
     counts of all lines (``copies``, ``quarantined``, ``no_id``, ``b<i>``: lines failing check
-    i, ``lines``: valid, ``bought``, ``cancellations``). Aggregated per customer and invoice
-    first, so that the distinct invoices are the invoice groups with a purchase line."""
+    i, ``lines``: valid, ``bought``, ``cancellations``); the distinct invoices of each
+    customer's purchase lines are counted apart (one distinct over pairs, not per group)."""
     bits = "".join(f", count(*) FILTER (bits >> {i} & 1 = 1) AS b{i}" for i in range(checks))
-    outer = "".join(f", sum(b{i}) AS b{i}" for i in range(checks))
     per = con.sql(
-        f"SELECT customer, sum(copies) AS copies, sum(quarantined) AS quarantined, "
-        f"sum(no_id) AS no_id, sum(lines) AS lines, min(first_row) AS first_row, "
-        f"sum(cancellations) AS cancellations, sum(bought) AS bought, min(first) AS first, "
-        f"max(last) AS last, coalesce(fsum(monetary), 0) AS monetary, "
-        f"count(*) FILTER (bought > 0) AS frequency, coalesce(fsum(returned), 0) AS returned"
-        f"{outer} FROM ("
-        f"SELECT customer, invoice, sum(copies) AS copies, "
-        f"count(*) FILTER (bits <> 0) AS quarantined, count(*) FILTER (no_id) AS no_id, "
-        f"count(*) FILTER (bits = 0) AS lines, min(source_row) FILTER (bits = 0) AS first_row, "
+        f"SELECT customer, sum(copies) AS copies, count(*) FILTER (bits <> 0) AS quarantined, "
+        f"count(*) FILTER (no_id) AS no_id, count(*) FILTER (bits = 0) AS lines, "
+        f"min(source_row) FILTER (bits = 0) AS first_row, "
         f"count(*) FILTER (bits = 0 AND cancellation) AS cancellations, "
         f"count(*) FILTER (bits = 0 AND used) AS bought, "
         f"min(when_) FILTER (bits = 0 AND used) AS first, "
         f"max(when_) FILTER (bits = 0 AND used) AS last, "
-        f"fsum(value) FILTER (bits = 0 AND used) AS monetary, "
-        f"fsum(abs(value)) FILTER (bits = 0 AND cancellation) AS returned{bits} "
-        f"FROM {view} GROUP BY customer, invoice) GROUP BY customer"
+        f"coalesce(fsum(value) FILTER (bits = 0 AND used), 0) AS monetary, "
+        f"coalesce(fsum(abs(value)) FILTER (bits = 0 AND cancellation), 0) AS returned{bits} "
+        f"FROM {view} GROUP BY customer"
     ).df()
+    invoices = con.sql(
+        f"SELECT customer, count(*) AS frequency FROM (SELECT DISTINCT customer, invoice "
+        f"FROM {view} WHERE bits = 0 AND used) GROUP BY customer"
+    ).df()
+    frequency = pd.Series(invoices["frequency"].to_numpy(), index=invoices["customer"].to_numpy())
     counts = per.drop(columns=["customer", "first", "last"]).sum()
     per = per[per["lines"] > 0].sort_values("first_row", kind="stable")
     bought = per["bought"].to_numpy() > 0
@@ -528,7 +529,7 @@ def _per_customer(
         first=per["first"][bought].to_numpy(dtype="datetime64[ns]"),
         last=per["last"][bought].to_numpy(dtype="datetime64[ns]"),
         monetary=per["monetary"].to_numpy(dtype="float64"),
-        frequency=per["frequency"].to_numpy(dtype="int64"),
+        frequency=frequency.reindex(per["customer"].to_numpy()).fillna(0).to_numpy(dtype="int64"),
         returned=per["returned"].to_numpy(dtype="float64"),
         bought=bought,
         lines=per["lines"].to_numpy(dtype="int64"),

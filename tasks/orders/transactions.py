@@ -429,7 +429,8 @@ def finish_derivation(
         snapshot_day = last_ts.max().normalize() + pd.Timedelta(days=1)
     else:  # a part without a purchase line: its snapshot is decided by the merge
         snapshot_day = pd.Timestamp(0)
-    monetary, frequency = per.monetary[bought], per.frequency[bought]
+    monetary, frequency = per.monetary[bought].astype("float64"), per.frequency[bought]
+    returned = per.returned.astype("float64")  # numpy's bincount of no line is int64
     customers = pd.DataFrame(
         {
             CUSTOMER_ID: pd.array(per.ids[bought], dtype="str"),
@@ -440,7 +441,7 @@ def finish_derivation(
             "monetary": monetary,
             "tenure_days": (snapshot_day - first_ts.normalize()).days.astype("int64"),
             "average_order_value": monetary / frequency,
-            "returned_value": per.returned[bought],
+            "returned_value": returned[bought],
         }
     )
     for name, values in per.profile.items():
@@ -456,7 +457,7 @@ def finish_derivation(
         {
             CUSTOMER_ID: pd.array(per.ids[none], dtype="str"),
             "lines": per.lines[none].astype("int64"),
-            "returned_value": per.returned[none],
+            "returned_value": returned[none],
             REASON: pd.array(reason, dtype="str"),
         }
     )

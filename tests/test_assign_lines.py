@@ -83,6 +83,16 @@ def test_assigning_the_runs_own_lines_reproduces_every_customers_segment_id(plan
         assert (run.astype(str) == new.astype(str)).all(), column
 
 
+def test_the_same_lines_as_parquet_are_derived_out_of_core_to_the_same_segments(planted, tmp_path):
+    """A Parquet file of order lines is derived out of core (DuckDB) by assign too: the run's
+    own lines as Parquet give every customer's segment id and distance."""
+    source, model, segments = planted
+    parquet = tmp_path / "orders.parquet"
+    pd.read_csv(source, dtype=str, keep_default_na=False).to_parquet(parquet, index=False)
+    assign_lines_file(model, parquet, tmp_path / "out.parquet")
+    assert_same_segments(segments, tmp_path / "out.parquet")
+
+
 def test_nothing_is_lost_customers_without_purchases_and_quarantined_lines(planted, tmp_path):
     source, model, segments = planted
     done = assign_lines_file(model, source, tmp_path / "out.csv")

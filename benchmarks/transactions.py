@@ -244,7 +244,7 @@ def report(lines: int, rows: dict[str, dict]) -> str:
         "plain": "plain pandas recipe (read + RFM)",
         "duckdb": "plain recipe as one DuckDB query",
         "memory": "in memory: read_encoded_lines + derive_customers",
-        "derive": "out of core: derive_out_of_core (the flow's, --lines-memory-limit 1GB)",
+        "derive": "out of core: derive_out_of_core (the flow's, --lines-memory-limit 500MB)",
         "segment": "`segment run --transactions` (whole process; work = flow's own)",
     }
     text = [

@@ -166,7 +166,7 @@ class SegmentationSettings(BaseModel):
         "ambiguous file stops and asks for this option)",
     )
     lines_memory_limit: Annotated[str, Option(metavar="SIZE")] = Field(
-        "1GB",
+        "500MB",
         pattern=r"^\d+(\.\d+)?\s*([KMGT]i?B)$",
         description="with --transactions on a Parquet file: the working memory of the order "
         "lines' derivation (DuckDB), e.g. 500MB or 4GiB; beyond it, it spills to disk in the "

@@ -9,9 +9,10 @@ lines"), and so are the values, computed the same way:
 
 - every column is cleaned as the reader cleans it (text stripped as ``str.strip`` strips it and
   the NA tokens missing; numbers as float64 with NaN missing; other types as themselves), so
-  lines are exact duplicates when every cleaned column is equal: the lines are grouped on all
-  of them, the first line of a group (smallest ``source_row``) stands for it and the others are
-  counted as duplicates;
+  lines are exact duplicates when every cleaned column is equal: each line is stood for by two
+  64-bit hashes of its cleaned columns (in two orders; a false duplicate needs both to collide),
+  the first line of equal ones (smallest ``source_row``) is kept and the others are counted as
+  duplicates;
 - what needs the project's parsing (dates, numbers written as text, ids shown as text) is
   parsed by the same Python functions once per distinct value, as a small table joined to the
   lines; the day-first / month-first decision is taken over all distinct dates, as in memory;
@@ -74,7 +75,7 @@ from tasks.orders.transactions import (
 
 log = logging.getLogger(__name__)
 
-MEMORY_LIMIT = "1GB"  # DuckDB's working memory; beyond it, it spills to disk
+MEMORY_LIMIT = "500MB"  # DuckDB's working memory; beyond it, it spills to disk
 QUARANTINE_CAP = 1_000_000  # quarantined lines written at most (counts stay exact)
 
 # What Python's str.strip() strips (str.isspace), for DuckDB's trim(text, characters), and
@@ -253,9 +254,11 @@ def _derive(
 ) -> Derivation:
     used = {header: table[header] for header in dict.fromkeys(columns.used.values())}
     profile = {header: table[header] for header in columns.profile}
-    _distinct_lines(con, table, {**used, **profile})
+    keys = ", ".join(f"{column.key} AS {column.alias}" for column in table.values())
+    con.execute(f"CREATE TEMP VIEW cleaned AS SELECT source_row, {keys} FROM lines")
     reading = _lookups(con, columns, table, profile, date_format)
     view = _classified(con, columns, table, as_of)
+    duplicates = _mark_duplicates(con, view)
     messages = check_messages(columns, as_of)
     per, counts = _per_customer(con, view, profile, len(messages))
     accounting = LineAccounting(
@@ -263,11 +266,11 @@ def _derive(
         lines_used=int(counts["bought"]),
         lines_not_purchases=int(counts["lines"] - counts["bought"]),
         lines_quarantined=int(counts["quarantined"]),
-        duplicates_dropped=int(counts["copies"]),
+        duplicates_dropped=duplicates,
         lines_without_customer_id=int(counts["no_id"]),
         cancellation_lines=int(counts["cancellations"]),
     )
-    if counts["lines"] + accounting.lines_quarantined + accounting.duplicates_dropped != rows:
+    if counts["lines"] + accounting.lines_quarantined + duplicates != rows:
         raise RuntimeError(f"order lines not all accounted for: {accounting}")
     reasons = reason_counts([int(counts[f"b{i}"]) for i in range(len(messages))], messages)
     if not accounting.lines_used:
@@ -287,28 +290,22 @@ def _derive(
     return replace(derivation, quarantine_capped=capped)
 
 
-def _distinct_lines(con, table: Mapping[str, _Column], kept: Mapping[str, _Column]) -> None:
-    """The view ``distinct_lines``: each group of equal (cleaned) lines once, at its first
-    ``source_row``, with ``copies`` (its other lines: the duplicates) and the ``kept`` columns.
-    A 64-bit hash of every cleaned column finds the candidates (lines whose hash occurs more
-    than once: every duplicate, and rarely a collision); only they are grouped on every column,
-    the other lines are read as they are (no wide group-by over all lines). Filters on
-    ``source_row`` run before the cleaning, so only the lines kept are cleaned."""
-    keys = ", ".join(f"{column.key} AS {column.alias}" for column in table.values())
-    every = ", ".join(column.alias for column in table.values())
-    some = ", ".join(column.alias for column in kept.values())
-    con.execute(f"CREATE TEMP VIEW cleaned AS SELECT source_row, {keys} FROM lines")
-    con.execute(f"CREATE TEMP TABLE hashes AS SELECT source_row, hash({every}) AS h FROM cleaned")
+def _mark_duplicates(con, view: str) -> int:
+    """Mark the exact duplicates (``duplicate``: every cleaned column equal to an earlier
+    line's) and return how many. Two 64-bit hashes of every cleaned column, in two orders, stand
+    for the line (a false duplicate needs both to collide: about 1 in 10^20 pairs of lines at
+    10^9 lines); only lines whose first hash repeats are compared, by the pair, in line order."""
     con.execute(
-        "CREATE TEMP TABLE candidates AS SELECT * FROM cleaned WHERE source_row IN "
-        "(SELECT source_row FROM hashes WHERE h IN "
-        "(SELECT h FROM hashes GROUP BY h HAVING count(*) > 1))"
+        f"CREATE TEMP TABLE duplicate_rows AS SELECT source_row FROM ("
+        f"SELECT source_row, row_number() OVER (PARTITION BY h1, h2 ORDER BY source_row) AS n "
+        f"FROM {view} WHERE h1 IN (SELECT h1 FROM {view} GROUP BY h1 HAVING count(*) > 1)) "
+        f"WHERE n > 1"
     )
     con.execute(
-        f"CREATE TEMP VIEW distinct_lines AS SELECT source_row, 0 AS copies, {some} "
-        f"FROM cleaned WHERE source_row NOT IN (SELECT source_row FROM candidates) UNION ALL "
-        f"SELECT min(source_row), count(*) - 1, {some} FROM candidates GROUP BY {every}"
+        f"UPDATE {view} SET duplicate = true "
+        f"WHERE source_row IN (SELECT source_row FROM duplicate_rows)"
     )
+    return int(con.sql("SELECT count(*) FROM duplicate_rows").fetchall()[0][0])
 
 
 # ---------------------------------------------------------------- per distinct value
@@ -386,9 +383,10 @@ def _register(con, name: str, keys: arrow.Array, values: arrow.Array) -> None:
 def _classified(
     con, columns: OrderColumns, table: Mapping[str, _Column], as_of: date | None
 ) -> str:
-    """A view of the distinct lines with the customer id and invoice as text, the date, the
-    line's value, ``bits`` (the checks of ``check_messages`` it fails), ``no_id``,
-    ``cancellation`` and ``used`` (a valid purchase line)."""
+    """The table ``classified``: every line with its two hashes (``h1``, ``h2``), the customer
+    id and invoice as text, the date, the line's value, ``bits`` (the checks of
+    ``check_messages`` it fails), ``no_id``, ``cancellation``, ``used`` (a valid purchase
+    line) and ``duplicate`` (false until ``_mark_duplicates``)."""
     joins, field = [], {}
 
     def text_of(header: str) -> str:
@@ -448,13 +446,16 @@ def _classified(
         f", {text_of(header)} AS p_{table[header].alias}" for header in columns.profile
     )
     cancellation = f"coalesce(starts_with(lower({field['invoice']}), 'c'), false)"
+    aliases = [f"hash(d.{column.alias})" for column in table.values()]  # each hashed once
+    every, every_reversed = ", ".join(aliases), ", ".join(reversed(aliases))
     con.execute(
         f"CREATE TEMP TABLE classified AS SELECT *, NOT cancellation AND positive AS used FROM ("
-        f"SELECT d.source_row, d.copies, {field['customer']} AS customer, "
+        f"SELECT d.source_row, hash({every}) AS h1, hash({every_reversed}) AS h2, "
+        f"false AS duplicate, {field['customer']} AS customer, "
         f"{field['invoice']} AS invoice, {field['when']} AS when_, {field['value']} AS value, "
         f"({bits})::BIGINT AS bits, d.{table[columns.customer_id].alias} IS NULL AS no_id, "
         f"{cancellation} AS cancellation, coalesce({positive}, false) AS positive{profile} "
-        f"FROM distinct_lines d {' '.join(joins)})"
+        f"FROM cleaned d {' '.join(joins)})"
     )
     return "classified"
 
@@ -463,11 +464,11 @@ def _quarantine(
     con, view: str, used: Mapping[str, _Column], messages: list, columns: OrderColumns, cap: int
 ) -> pd.DataFrame:
     """The first ``cap`` quarantined lines (by source_row) as ``quarantine_frame`` builds them."""
-    aliases = ", ".join(f"c.{column.alias}" for column in used.values())
-    found = con.sql(
-        f"SELECT q.source_row, q.bits, {aliases} FROM (SELECT source_row, bits FROM {view} "
-        f"WHERE bits <> 0 ORDER BY source_row LIMIT {int(cap)}) q "
-        f"JOIN cleaned c USING (source_row) ORDER BY q.source_row"
+    keys = ", ".join(f"{column.key} AS {column.alias}" for column in used.values())
+    found = con.sql(  # the lines joined first: only the quarantined ones are cleaned
+        f"SELECT q.source_row, q.bits, {keys} FROM (SELECT source_row, bits FROM {view} "
+        f"WHERE bits <> 0 AND NOT duplicate ORDER BY source_row LIMIT {int(cap)}) q "
+        f"JOIN lines USING (source_row) ORDER BY q.source_row"
     ).to_arrow_table()
     shown = {
         header: pd.Series(
@@ -488,12 +489,12 @@ def _per_customer(
     con, view: str, profile: Mapping[str, _Column], checks: int
 ) -> tuple[PerCustomer, pd.Series]:
     """Each customer with a valid line, in the order of its first valid line, and the line
-    counts of all lines (``copies``, ``quarantined``, ``no_id``, ``b<i>``: lines failing check
-    i, ``lines``: valid, ``bought``, ``cancellations``); the distinct invoices of each
-    customer's purchase lines are counted apart (one distinct over pairs, not per group)."""
+    counts of all lines but the duplicates (``quarantined``, ``no_id``, ``b<i>``: lines
+    failing check i, ``lines``: valid, ``bought``, ``cancellations``); the distinct invoices of
+    each customer's purchase lines are counted apart (one distinct over pairs)."""
     bits = "".join(f", count(*) FILTER (bits >> {i} & 1 = 1) AS b{i}" for i in range(checks))
     per = con.sql(
-        f"SELECT customer, sum(copies) AS copies, count(*) FILTER (bits <> 0) AS quarantined, "
+        f"SELECT customer, count(*) FILTER (bits <> 0) AS quarantined, "
         f"count(*) FILTER (no_id) AS no_id, count(*) FILTER (bits = 0) AS lines, "
         f"min(source_row) FILTER (bits = 0) AS first_row, "
         f"count(*) FILTER (bits = 0 AND cancellation) AS cancellations, "
@@ -502,11 +503,11 @@ def _per_customer(
         f"max(when_) FILTER (bits = 0 AND used) AS last, "
         f"coalesce(fsum(value) FILTER (bits = 0 AND used), 0) AS monetary, "
         f"coalesce(fsum(abs(value)) FILTER (bits = 0 AND cancellation), 0) AS returned{bits} "
-        f"FROM {view} GROUP BY customer"
+        f"FROM {view} WHERE NOT duplicate GROUP BY customer"
     ).df()
     invoices = con.sql(
         f"SELECT customer, count(*) AS frequency FROM (SELECT DISTINCT customer, invoice "
-        f"FROM {view} WHERE bits = 0 AND used) GROUP BY customer"
+        f"FROM {view} WHERE bits = 0 AND used AND NOT duplicate) GROUP BY customer"
     ).df()
     frequency = pd.Series(invoices["frequency"].to_numpy(), index=invoices["customer"].to_numpy())
     counts = per.drop(columns=["customer", "first", "last"]).sum()
@@ -517,7 +518,8 @@ def _per_customer(
         top = con.sql(
             f"SELECT customer, first(p ORDER BY n DESC, p) AS top FROM ("
             f"SELECT customer, p_{column.alias} AS p, count(*) AS n FROM {view} "
-            f"WHERE bits = 0 AND used AND p_{column.alias} IS NOT NULL GROUP BY ALL) "
+            f"WHERE bits = 0 AND used AND NOT duplicate AND p_{column.alias} IS NOT NULL "
+            f"GROUP BY ALL) "
             f"GROUP BY customer"
         ).df()
         found = pd.Series(top["top"].to_numpy(), index=top["customer"].to_numpy())

@@ -154,6 +154,17 @@ def derive(
         )
     except InputError as error:
         raise error.with_path(run_plan.source) from error
+    return derived_table(derivation, run_plan, staging)
+
+
+def derived_table(
+    derivation: Derivation, run_plan: RunPlan, staging: Path
+) -> tuple[Derivation, pd.DataFrame, ColumnPlan]:
+    """Write the derivation's customers.parquet, quarantine_lines.parquet and
+    customers_without_purchases.parquet; (the derivation, the customers as a table to clean,
+    its ColumnPlan)."""
+    if run_plan.order_spec is None:
+        raise RuntimeError("a derivation of order lines needs the plan's order spec")
     _, frame, columns = segmentable_customers(derivation.customers, run_plan.order_spec)
     write_table(derivation.customers, staging / "customers.parquet")
     write_table(derivation.quarantine, staging / "quarantine_lines.parquet")
@@ -195,11 +206,7 @@ def derive_parts(
         )
     except InputError as error:
         raise error.with_path(run_plan.source) from error
-    _, frame, columns = segmentable_customers(derivation.customers, run_plan.order_spec)
-    write_table(derivation.customers, staging / "customers.parquet")
-    write_table(derivation.quarantine, staging / "quarantine_lines.parquet")
-    write_table(derivation.without_purchases, staging / "customers_without_purchases.parquet")
-    return derivation, frame, columns
+    return derived_table(derivation, run_plan, staging)
 
 
 @pipeline_task("scale-features")

@@ -53,11 +53,19 @@ def test_a_feature_that_is_not_derived_is_refused(orders):
     assert code == EXIT_BAD_INPUT and "not derived from order lines" in message
 
 
-def test_date_format_without_transactions_is_a_usage_error(orders, capsys):
+@pytest.mark.parametrize("option", [["--date-format", "%d/%m/%Y"], ["--lines-memory-limit", "2GB"]])
+def test_order_line_options_without_transactions_are_a_usage_error(orders, capsys, option):
     with pytest.raises(SystemExit) as exit_:
-        main(["run", "--input", str(orders), "--date-format", "%d/%m/%Y"])
+        main(["run", "--input", str(orders), *option])
     assert exit_.value.code == EXIT_USAGE
     assert "use it with --transactions" in capsys.readouterr().err
+
+
+def test_a_memory_limit_that_is_not_a_size_is_a_usage_error(orders, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--input", str(orders), "--transactions", "--lines-memory-limit", "lots"])
+    assert exit_.value.code == EXIT_USAGE
+    assert "--lines-memory-limit" in capsys.readouterr().err
 
 
 def test_summary_lines_of_the_order_accounting():

@@ -270,6 +270,11 @@ def _segment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return _fail(unreadable, EXIT_BAD_INPUT)
     if settings.date_format is not None and not settings.transactions:
         parser.error("--date-format reads the dates of order lines: use it with --transactions")
+    if "lines_memory_limit" in settings.model_fields_set and not settings.transactions:
+        parser.error(
+            "--lines-memory-limit is the working memory of the order lines' derivation: use it "
+            "with --transactions"
+        )
     if (
         settings.as_of is not None and not settings.input.is_dir() and not settings.transactions
     ):  # refused, not ignored

@@ -167,7 +167,6 @@ class SegmentationSettings(BaseModel):
     )
     lines_memory_limit: Annotated[str, Option(metavar="SIZE")] = Field(
         "500MB",
-        pattern=r"^\d+(\.\d+)?\s*([KMGT]i?B)$",
         description="with --transactions on a Parquet file: the working memory of the order "
         "lines' derivation (DuckDB), e.g. 500MB or 4GiB; beyond it, it spills to disk in the "
         "run folder",
@@ -285,6 +284,16 @@ class SegmentationSettings(BaseModel):
         default_factory=IdentitySettings, description="identity across runs"
     )
     dask: DaskSettings = Field(default_factory=DaskSettings, description="with runner=dask")
+
+    @field_validator("lines_memory_limit")
+    @classmethod
+    def _check_memory_size(cls, size: str) -> str:
+        if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", size.strip()):
+            raise ValueError(
+                f"expected a size such as 500MB, 2GB or 1.5GiB (KB, MB, GB, TB or KiB, MiB, GiB, "
+                f"TiB), not {size!r}"
+            )
+        return size.strip()
 
     @field_validator("publish_db")
     @classmethod

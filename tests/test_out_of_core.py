@@ -140,6 +140,13 @@ def test_a_low_memory_limit_spills_and_gives_the_same_result(tmp_path):
     assert list(spill.iterdir()) == []  # its working folder is removed
 
 
+def test_a_limit_too_small_to_work_in_is_one_clear_error(planted):
+    columns = find_order_columns(read_encoded_lines(planted).headers)
+    with pytest.raises(InputError, match="ran out of --lines-memory-limit 10KB") as error:
+        derive_out_of_core(planted, columns, memory_limit="10KB")
+    assert error.value.path == str(planted)
+
+
 def test_the_quarantine_is_capped_with_exact_counts(planted):
     lines = read_encoded_lines(planted)
     columns = find_order_columns(lines.headers)

@@ -229,9 +229,11 @@ def _duckdb(
         finally:
             con.close()
     except duckdb.OutOfMemoryException as error:
+        first = str(error).splitlines()[0]
         raise InputError(
-            f"the order lines need more than --lines-memory-limit {memory_limit} and the disk "
-            f"to spill to is full or not writable ({error})",
+            f"deriving the order lines ran out of --lines-memory-limit {memory_limit} (what "
+            f"could not spill to disk, or the disk under the run folder is full): give a larger "
+            f"--lines-memory-limit, e.g. 2GB ({first})",
             path=path,
         ) from error
     finally:

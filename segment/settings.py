@@ -288,7 +288,7 @@ class SegmentationSettings(BaseModel):
     @field_validator("lines_memory_limit")
     @classmethod
     def _check_memory_size(cls, size: str) -> str:
-        if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", size.strip()):
+        if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", size.strip(), re.IGNORECASE):
             raise ValueError(
                 f"expected a size such as 500MB, 2GB or 1.5GiB (KB, MB, GB, TB or KiB, MiB, GiB, "
                 f"TiB), not {size!r}"

@@ -187,7 +187,8 @@ def derive_out_of_core(
         header: _Column(f"c{i}", _kind(schema.field(i).type)) for i, header in enumerate(headers)
     }
     with _duckdb(path, table, memory_limit, spill_dir) as con:
-        return _derive(con, path, rows, table, columns, as_of, date_format, quarantine_cap)
+        derived = _derive(con, path, rows, table, columns, as_of, date_format, quarantine_cap)
+    return replace(derived, derivation=f"out of core in DuckDB, {memory_limit} of working memory")
 
 
 def _kind(kind: arrow.DataType) -> str:

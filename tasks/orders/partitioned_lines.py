@@ -266,6 +266,7 @@ def merge_derivations(
         date_reading=reading.text,
         columns=columns,
         reasons=reasons,
+        derivation="on the Dask cluster, per bucket of customers",
     )
 
 

@@ -220,6 +220,7 @@ class Derivation:
     columns: OrderColumns
     reasons: dict[str, int]
     quarantine_capped: bool = False  # only the first quarantined lines are in ``quarantine``
+    derivation: str = "in memory"  # which derivation ran, for the manifest
     # Only for a part of the lines (``derive_customers(part=True)``), what a merge of parts
     # needs: the source_row of each customer's first valid line (customers, then those without
     # purchases) and every kind of quarantine reason in the order of the checks.
@@ -240,6 +241,7 @@ class Derivation:
             "quarantine_reasons": self.reasons,
             "quarantine_lines_written": len(self.quarantine),
             "quarantine_capped": self.quarantine_capped,
+            "derivation": self.derivation,
             "snapshot_date": self.snapshot.isoformat(),
             "date_reading": self.date_reading,
             "columns": {**self.columns.used, "profile": list(self.columns.profile)},
@@ -463,11 +465,11 @@ def finish_derivation(
     )
     if not quiet:
         log.info(
-            "Order lines: %s; %d customers with purchases, %d with none (only cancellations or "
+            "Order lines: %s; %s customers with purchases, %s with none (only cancellations or "
             "non-positive lines); snapshot date %s; dates read as %s",
             accounting_line(asdict(accounting)),
-            len(customers),
-            len(without),
+            f"{len(customers):,}",
+            f"{len(without):,}",
             snapshot_day.date().isoformat(),
             date_reading,
         )

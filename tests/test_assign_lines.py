@@ -160,6 +160,19 @@ def test_the_runs_date_format_and_headers_are_used_for_the_new_lines(tmp_path):
     assert_same_segments(segments, tmp_path / "out.parquet")
 
 
+def test_new_lines_without_a_field_say_the_runs_headers_not_an_option_assign_lacks(
+    planted, tmp_path
+):
+    source, model, _ = planted
+    lines = pd.read_csv(source, dtype=str).drop(columns="CustomerID")
+    lines.to_csv(tmp_path / "no_id.csv", index=False)
+    with pytest.raises(InputError, match="order lines need column") as error:
+        assign_lines_file(model, tmp_path / "no_id.csv", tmp_path / "out.parquet")
+    assert "customer_id='CustomerID'" in error.value.message
+    assert "give the new file those headers" in error.value.message
+    assert "--column" not in error.value.message
+
+
 def test_a_customer_table_model_and_an_old_order_lines_model_are_refused(planted, tmp_path):
     source, model, _ = planted
     old = json.loads(model.read_text())

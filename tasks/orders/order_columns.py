@@ -69,11 +69,13 @@ def find_order_columns(
     header: Sequence[str],
     mapping: Mapping[str, str] | None = None,
     profile: Sequence[str] = (),
+    advice: str = "name them with --column NAME=HEADER",
 ) -> OrderColumns:
     """The order-line columns of a file with ``header``: ``mapping`` (field -> header, from
     ``--column``) first, else the first spelling of ``ORDER_SPELLINGS`` found. Needs a customer
     id, an invoice and a date, and quantity with unit price or an amount; raises
-    ``ColumnMappingError`` for an unknown field name, ``InputError`` for a missing column."""
+    ``ColumnMappingError`` for an unknown field name, ``InputError`` for a missing column
+    (ending with ``advice``: what to do)."""
     header = list(header)
     mapping = dict(mapping or {})
     unknown = sorted(set(mapping) - set(FIELDS))
@@ -100,10 +102,7 @@ def find_order_columns(
             f"{name} (accepted: {', '.join(ORDER_SPELLINGS[name][:4])} ...)" for name in missing
         )
         also = " (or one amount column instead of quantity and price)" if "price" in missing else ""
-        raise InputError(
-            f"order lines need column(s) {wanted}{also}; {_found(header)}; name them with "
-            "--column NAME=HEADER"
-        )
+        raise InputError(f"order lines need column(s) {wanted}{also}; {_found(header)}; {advice}")
     used = set(found.values())
     repeated = sorted(h for h, times in Counter(found.values()).items() if times > 1)
     if repeated:

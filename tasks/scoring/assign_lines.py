@@ -109,7 +109,9 @@ def _order_columns(headers: Sequence[str], recipe: OrderLinesFile) -> OrderColum
     the run's order-line profile columns that the file has."""
     mapping = {field: header for field, header in recipe.columns.items() if header in headers}
     profile = [name for name in recipe.profile if name in headers]
-    return find_order_columns(headers, mapping, profile)
+    run = ", ".join(f"{field}={header!r}" for field, header in recipe.columns.items())
+    advice = f"the run read its lines as {run}: give the new file those headers"
+    return find_order_columns(headers, mapping, profile, advice=advice)
 
 
 def assign_order_lines(

@@ -223,6 +223,10 @@ def changes_since(
     both = int(moves["customers"].sum())
     moved = int(moves.loc[moves[PREVIOUS_SEGMENT_ID] != moves[SEGMENT_ID], "customers"].sum())
     ids = sorted(set(previous_sizes.index) | set(current_sizes.index))
+    retired = set(int(s["id"]) for s in previous_model["segments"]) - set(identity.ids)
+    continued = continued_as(moves, retired, set(identity.new_ids))
+    follows = moves[PREVIOUS_SEGMENT_ID].map(lambda p: continued.get(int(p), int(p)))
+    changed_group = int(moves.loc[follows != moves[SEGMENT_ID], "customers"].sum())
     return {
         "previous_run_id": previous_run_id,
         "customers_in_both": both,
@@ -230,6 +234,8 @@ def changes_since(
         "customers_left": int(previous_sizes.sum()) - both,
         "customers_moved": moved,
         "moved_share": moved / both if both else 0.0,
+        "customers_changed_group": changed_group,
+        "continued_as": continued,
         "adjusted_rand_index": adjusted_rand_index(moves) if both else None,
         "size_change": {
             int(i): int(current_sizes.get(i, 0)) - int(previous_sizes.get(i, 0)) for i in ids
@@ -240,6 +246,41 @@ def changes_since(
             set(int(s["id"]) for s in previous_model["segments"]) - set(identity.ids)
         ),
     }
+
+
+def continued_as(moves: pd.DataFrame, retired: set[int], new: set[int]) -> dict[int, int]:
+    """Retired segments that continue under a new id: a retired segment whose returning
+    customers went mostly to one new segment (its centroid moved beyond --identity-max-shift,
+    the group stayed). Its customers who followed it changed id, not group."""
+    found: dict[int, int] = {}
+    for previous_id, cells in moves.groupby(PREVIOUS_SEGMENT_ID):
+        top = cells.loc[cells["customers"].idxmax()]
+        share = top["customers"] / cells["customers"].sum()
+        if int(previous_id) in retired and int(top[SEGMENT_ID]) in new and share > 0.5:
+            found[int(previous_id)] = int(top[SEGMENT_ID])
+    return found
+
+
+def moved_words(changes: dict) -> str:
+    """How many returning customers changed segment, in words; when retired segments continue
+    under new ids, also how many changed group (the others only changed id)."""
+    words = (
+        f"{changes['customers_moved']:,} of {changes['customers_in_both']:,} returning "
+        f"customers changed segment ({changes['moved_share']:.1%})"
+    )
+    continued = changes.get("continued_as") or {}
+    if continued:
+        group = changes["customers_changed_group"]
+        both = changes["customers_in_both"]
+        old = ", ".join(str(p) for p in continued)
+        new = ", ".join(str(s) for s in continued.values())
+        plural = "s" if len(continued) > 1 else ""
+        words += (
+            f", {group:,} ({group / both if both else 0.0:.1%}) changed group: segment{plural} "
+            f"{old} moved beyond --identity-max-shift and continue{'' if plural else 's'} as "
+            f"{new} (the others changed id only)"
+        )
+    return words
 
 
 def adjusted_rand_index(moves: pd.DataFrame) -> float:

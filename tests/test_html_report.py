@@ -97,7 +97,7 @@ def test_report_of_a_second_night_has_every_section_and_nothing_external(two_nig
     for name in ("segments.png", "elbow.png", "transitions.png"):
         embedded = base64.b64encode((two_nights / name).read_bytes()).decode("ascii")
         assert f"data:image/png;base64,{embedded}" in page, name
-    assert "returning customers moved" in page
+    assert "returning customers changed segment" in page
     assert "(snapshot date)" in page
     # the stylesheet inlined as written (not HTML-escaped inside <style>); no script at all
     assert (TEMPLATES / "report.css").read_text(encoding="utf-8") in page

@@ -31,6 +31,7 @@ from tasks.identity import (
     change_summary,
     first_identity,
     match_segments,
+    moved_words,
     previous_segments,
     transitions,
 )
@@ -326,7 +327,27 @@ def test_change_summary_counts_moves_arrivals_departures_and_sizes():
     assert changes["centroid_shift"] == {1: 0.123457, 2: 0.0}
     assert changes["new_segment_ids"] == [4]
     assert changes["retired_segment_ids"] == [3]
+    # 3 is retired and its one returning customer (e) is in the new 4: it continues as 4, so e
+    # changed id, not group; b changed group
+    assert changes["continued_as"] == {3: 4} and changes["customers_changed_group"] == 1
+    assert moved_words(changes) == (
+        "2 of 5 returning customers changed segment (40.0%), 1 (20.0%) changed group: segment 3 "
+        "moved beyond --identity-max-shift and continues as 4 (the others changed id only)"
+    )
     json.dumps(changes, allow_nan=False)  # goes into the manifest as is
+
+
+def test_a_retired_segment_split_between_segments_does_not_continue():
+    previous = assignments({"a": 3, "b": 3, "c": 3, "d": 3, "x": 1})
+    current = assignments({"a": 4, "b": 4, "c": 1, "d": 1, "x": 1})  # half to new 4, half to 1
+    identity = Identity((1, 4), {}, (4,), (3,), 5, {1: 0.0})
+    model = {"segments": [{"id": 1}, {"id": 3}]}
+    changes = change_summary(
+        PreviousRun("p", model, previous), current, transitions(previous, current), identity
+    )
+    assert changes["continued_as"] == {}
+    assert changes["customers_changed_group"] == changes["customers_moved"] == 4
+    assert moved_words(changes) == "4 of 5 returning customers changed segment (80.0%)"
 
 
 def test_change_summary_when_nothing_moved_has_ari_one_and_zero_moves():

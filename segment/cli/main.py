@@ -427,11 +427,11 @@ def format_summary(manifest: dict) -> str:
             f"(new ids {', '.join(map(str, changes['new_segment_ids']))})"
         )
     elif changes:
+        from tasks.identity import moved_words  # loaded by the run already
+
         lines.append(
-            f"Since {changes['previous_run_id']}: {changes['customers_moved']:,} of "
-            f"{changes['customers_in_both']:,} returning customers moved "
-            f"({changes['moved_share']:.1%}), {changes['customers_joined']:,} joined, "
-            f"{changes['customers_left']:,} left"
+            f"Since {changes['previous_run_id']}: {moved_words(changes)}; "
+            f"{changes['customers_joined']:,} joined, {changes['customers_left']:,} left"
         )
     if (drift := manifest.get("drift")) is not None:
         from tasks.drift import NO_DRIFT

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.drift import NO_DRIFT
+from tasks.identity import moved_words
 from tasks.stability import stability_note, stability_word
 
 # Markdown shown in the Prefect UI. Both its UIs (the classic one at /, the React one at /v2)
@@ -263,8 +264,7 @@ def _changes_lines(changes: dict | None) -> list[str]:
     lines = [
         "",
         f"**Since the previous run** ({markdown_text(changes['previous_run_id'])}): "
-        f"{changes['customers_moved']:,} of {changes['customers_in_both']:,} returning customers "
-        f"changed segment ({changes['moved_share']:.1%}); adjusted Rand index "
+        f"{moved_words(changes)}; adjusted Rand index "
         f"{'n/a' if ari is None else f'{ari:.3f}'}; {changes['customers_joined']:,} joined, "
         f"{changes['customers_left']:,} left.",
     ]

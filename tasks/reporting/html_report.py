@@ -27,6 +27,7 @@ from tasks.clean import RowAccounting
 from tasks.describe import Outcome
 from tasks.drift import NO_DRIFT
 from tasks.elbow import KChoice
+from tasks.identity import moved_words
 from tasks.reporting import explain
 from tasks.reporting.artifacts import duplicates_warning, number, png_data_uri
 from tasks.stability import stability_note, stability_word
@@ -123,6 +124,7 @@ def run_report(
         "cards": cards,
         "names": {card.id: card.name for card in cards},
         "changes": described.changes,
+        "moved": moved_words(described.changes) if described.changes else "",
         "moves": largest_moves(described.transitions),
         "drift": outcome.drift,
         "no_drift": NO_DRIFT,

@@ -357,3 +357,13 @@ def test_values_from_the_file_are_escaped_not_run(tmp_path):
     page = (folder / REPORT).read_text(encoding="utf-8")
     assert_self_contained(page)  # no <script>, no src= that is not a data: URI
     assert html.escape(hostile) in page  # the category value, shown as text
+
+
+def test_the_moves_sentence_is_left_out_when_customers_are_not_compared():
+    from tasks.reporting.html_report import _moved
+
+    assert _moved(None) == ""
+    assert _moved({"previous_run_id": "r", "features_changed": True, "new_segment_ids": [4]}) == ""
+    assert _moved({"customers_moved": 1, "customers_in_both": 4, "moved_share": 0.25}).startswith(
+        "1 of 4 returning customers changed segment (25.0%)"
+    )

@@ -82,6 +82,12 @@ class ReportSample:
     assigned: pd.DataFrame
 
 
+def _moved(changes: dict | None) -> str:
+    """Who changed segment, in words (none for a first run or after the features changed:
+    customers are not compared then)."""
+    return moved_words(changes) if changes and "customers_moved" in changes else ""
+
+
 def run_report(
     run_id: str,
     source: Path,
@@ -124,7 +130,7 @@ def run_report(
         "cards": cards,
         "names": {card.id: card.name for card in cards},
         "changes": described.changes,
-        "moved": moved_words(described.changes) if described.changes else "",
+        "moved": _moved(described.changes),
         "moves": largest_moves(described.transitions),
         "drift": outcome.drift,
         "no_drift": NO_DRIFT,

@@ -278,7 +278,7 @@ def moved_words(changes: dict) -> str:
         words += (
             f", {group:,} ({group / both if both else 0.0:.1%}) changed group: segment{plural} "
             f"{old} moved beyond --identity-max-shift and continue{'' if plural else 's'} as "
-            f"{new} (the others changed id only)"
+            f"{new} (the other {changes['customers_moved'] - group:,} changed id only)"
         )
     return words
 

@@ -122,3 +122,9 @@ def test_customers_numbered_in_order_of_first_line_like_factorize():
     new, old = _number_by_first_line(codes, 7)
     expected_new, expected_old = pd.factorize(codes)
     assert new.tolist() == expected_new.tolist() and old.tolist() == expected_old.tolist()
+
+
+def test_the_stripped_code_points_are_what_str_strip_strips():
+    from tasks.orders.encoded_lines import STRIPPED
+
+    assert set(STRIPPED) == {code for code in range(0x110000) if chr(code).isspace()}

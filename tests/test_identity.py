@@ -332,7 +332,7 @@ def test_change_summary_counts_moves_arrivals_departures_and_sizes():
     assert changes["continued_as"] == {3: 4} and changes["customers_changed_group"] == 1
     assert moved_words(changes) == (
         "2 of 5 returning customers changed segment (40.0%), 1 (20.0%) changed group: segment 3 "
-        "moved beyond --identity-max-shift and continues as 4 (the others changed id only)"
+        "moved beyond --identity-max-shift and continues as 4 (the other 1 changed id only)"
     )
     json.dumps(changes, allow_nan=False)  # goes into the manifest as is
 

@@ -199,10 +199,22 @@ def encode_arrow(column: arrow.ChunkedArray) -> EncodedColumn:
     return EncodedColumn(codes, pd.Series(values))
 
 
-# What Python's str.strip() strips (str.isspace), as an RE2 class.
-_SPACE = (
-    r"[\t-\r\x1c-\x20\x85\xa0\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
+# What Python's str.strip() strips (str.isspace), as code points (for Arrow's RE2 here and
+# DuckDB's trim in tasks.orders.out_of_core).
+STRIPPED = (
+    *range(0x09, 0x0E),
+    *range(0x1C, 0x21),
+    0x85,
+    0xA0,
+    0x1680,
+    *range(0x2000, 0x200B),
+    0x2028,
+    0x2029,
+    0x202F,
+    0x205F,
+    0x3000,
 )
+_SPACE = "[" + "".join(f"\\x{{{code:x}}}" for code in STRIPPED) + "]"  # an RE2 class
 
 
 def _any_padded(text: arrow.Array) -> bool:

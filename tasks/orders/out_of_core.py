@@ -52,6 +52,7 @@ from tasks.ingest import (
     numbers_as_text,
 )
 from tasks.orders.encoded_lines import (
+    STRIPPED,
     EncodedColumn,
     EncodedLines,
     _is_text,
@@ -78,24 +79,8 @@ log = logging.getLogger(__name__)
 MEMORY_LIMIT = "500MB"  # DuckDB's working memory; beyond it, it spills to disk
 QUARANTINE_CAP = 1_000_000  # quarantined lines written at most (counts stay exact)
 
-# What Python's str.strip() strips (str.isspace), for DuckDB's trim(text, characters), and
-# the NA tokens, as SQL.
-_WHITESPACE = "||".join(
-    f"chr({c})"
-    for c in (
-        *range(0x09, 0x0E),
-        *range(0x1C, 0x21),
-        0x85,
-        0xA0,
-        0x1680,
-        *range(0x2000, 0x200B),
-        0x2028,
-        0x2029,
-        0x202F,
-        0x205F,
-        0x3000,
-    )
-)
+# What str.strip() strips, for DuckDB's trim(text, characters), and the NA tokens, as SQL.
+_WHITESPACE = "||".join(f"chr({code})" for code in STRIPPED)
 _NA = ", ".join("'" + token.replace("'", "''") + "'" for token in NA_TOKENS)
 _NA_BYTES = max(len(token.encode()) for token in NA_TOKENS)
 
@@ -347,7 +332,7 @@ def _lookups(
 
 
 def _distinct(con, column: _Column) -> arrow.Array:
-    """The distinct present (cleaned) values of a column of the distinct lines."""
+    """The distinct present (cleaned) values of a column."""
     found = con.sql(
         f"SELECT DISTINCT {column.alias} AS v FROM cleaned WHERE {column.alias} IS NOT NULL"
     ).to_arrow_table()
@@ -390,29 +375,24 @@ def _classified(
     id and invoice as text, the date, the line's value, ``bits`` (the checks of
     ``check_messages`` it fails), ``no_id``, ``cancellation``, ``used`` (a valid purchase
     line) and ``duplicate`` (false until ``_mark_duplicates``)."""
-    joins, field = [], {}
+    joins: dict[str, str] = {}  # lookup table -> its join, once each
+
+    def looked_up(lookup: str, column: _Column) -> str:
+        name = f"{lookup}_{column.alias}"
+        joins[name] = f"LEFT JOIN {name} ON {name}.k = d.{column.alias}"
+        return f"{name}.v"
 
     def text_of(header: str) -> str:
         column = table[header]
-        if column.kind == "text":
-            return f"d.{column.alias}"
-        joins.append(f"LEFT JOIN text_{column.alias} ON text_{column.alias}.k = d.{column.alias}")
-        return f"text_{column.alias}.v"
+        return f"d.{column.alias}" if column.kind == "text" else looked_up("text", column)
 
     def number_of(header: str) -> str:
         column = table[header]
-        if column.kind == "number":
-            return f"d.{column.alias}"
-        name = f"number_{column.alias}"
-        if f"JOIN {name} " not in " ".join(joins):
-            joins.append(f"LEFT JOIN {name} ON {name}.k = d.{column.alias}")
-        return f"{name}.v"
+        return f"d.{column.alias}" if column.kind == "number" else looked_up("number", column)
 
-    field["customer"] = text_of(columns.customer_id)
-    field["invoice"] = text_of(columns.invoice)
+    field = {"customer": text_of(columns.customer_id), "invoice": text_of(columns.invoice)}
     date = table[columns.date]
-    joins.append(f"LEFT JOIN when_{date.alias} ON when_{date.alias}.k = d.{date.alias}")
-    field["when"] = f"when_{date.alias}.v"
+    field["when"] = looked_up("when", date)
     checks = [
         f"d.{table[columns.customer_id].alias} IS NULL",
         f"d.{table[columns.invoice].alias} IS NULL",
@@ -458,7 +438,7 @@ def _classified(
         f"{field['invoice']} AS invoice, {field['when']} AS when_, {field['value']} AS value, "
         f"({bits})::BIGINT AS bits, d.{table[columns.customer_id].alias} IS NULL AS no_id, "
         f"{cancellation} AS cancellation, coalesce({positive}, false) AS positive{profile} "
-        f"FROM cleaned d {' '.join(joins)})"
+        f"FROM cleaned d {' '.join(joins.values())})"
     )
     return "classified"
 

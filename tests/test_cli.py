@@ -372,6 +372,36 @@ def test_other_internal_errors_keep_their_type_and_message(tmp_path, capsys, mon
     assert capsys.readouterr().err == "segment: internal error: KeyError: 'no such thing'\n"
 
 
+def test_the_flow_runs_with_the_collector_on_and_the_imports_frozen_then_thawed(
+    tmp_path, monkeypatch
+):
+    """segment.cli.collector: no collection while the run path is imported, what was imported
+    frozen out of the flow's collections, all back in the oldest generation afterwards (this
+    test's own process goes on)."""
+    import gc
+
+    import flows.runners
+
+    seen = {}
+
+    def flow(settings):
+        seen.update(enabled=gc.isenabled(), frozen=gc.get_freeze_count())
+        raise KeyError("stop here")
+
+    def flow_for(settings):
+        seen["importing"] = gc.isenabled()
+        return flow
+
+    monkeypatch.setattr(flows.runners, "flow_for", flow_for)
+    _no_server(monkeypatch)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    assert main(["run", "--output", str(tmp_path), "--quiet"]) == EXIT_INTERNAL
+    assert seen["importing"] is False
+    assert seen["enabled"] is True
+    assert seen["frozen"] > 10_000  # Prefect, pandas, the project: modules, classes, functions
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
 def test_sample_data_command_writes_the_committed_default_file(tmp_path, capsys):
     target = tmp_path / "customers.csv"
     assert main(["sample-data", "--output", str(target)]) == EXIT_OK

@@ -24,6 +24,7 @@ from flows.environment import (
     startup_timeout,
 )
 from flows.server import prefer_background_server, start_early_server, warm_up
+from segment.cli import collector
 from segment.cli.options import add_options, given_settings, usage_error
 from segment.cli.server import add_server_command
 from segment.settings import DEFAULT_INPUT, DEFAULT_SNAPSHOTS, SegmentationSettings
@@ -295,22 +296,28 @@ def _segment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         code, message = problem
         return _fail(message, code)
 
-    from prefect import tags
+    # Prefect imported when needed; nothing to collect meanwhile, and the flow's collections
+    # skip what was imported (thawed when the flow has returned)
+    with collector.paused():
+        from prefect import tags
 
-    from flows.killed_runs import crash_killed_runs
-    from flows.runners import flow_for, prefect_api_for_workers  # Prefect imported when needed
-    from tasks.errors import InputError, PublishError
-    from tasks.gates import GateError
+        from flows.killed_runs import crash_killed_runs
+        from flows.runners import flow_for, prefect_api_for_workers
+        from tasks.errors import InputError, PublishError
+        from tasks.gates import GateError
+
+        flow = flow_for(settings)
+        if server is not None:
+            warm_up()
 
     if args.quiet:
         quiet_console()
     try:
         if server is not None:
-            warm_up()
             server.wait(startup_timeout())
         with prefect_api_for_workers(settings), tags(*ADHOC_TAGS):
             crash_killed_runs()  # the runs of killed `segment run`s, left RUNNING
-            manifest = flow_for(settings)(settings)
+            manifest = flow(settings)
     except InputError as error:
         return _fail(error, EXIT_BAD_INPUT)
     except GateError as error:
@@ -322,6 +329,8 @@ def _segment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except Exception as error:  # noqa: BLE001 - a last-resort message; Prefect logged the traceback
         print(f"segment: internal error: {printable(internal_error_line(error))}", file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        collector.thaw()
     print(format_summary(manifest))
     if (link := ui_link(manifest)) is not None:
         print(f"UI: {printable(link)}")
@@ -651,5 +660,13 @@ def _sample_data(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     return EXIT_OK
 
 
+def console() -> int:
+    """The `segment` command (pyproject's console script): :func:`main`, then an exit without
+    the interpreter's last collection of the whole heap (``segment.cli.collector``)."""
+    code = main()
+    collector.exit_without_collection()
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

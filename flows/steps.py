@@ -4,6 +4,7 @@ where the customers are) and adds what Prefect shows: log lines, progress, artif
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
@@ -246,8 +247,30 @@ def elbow_sweep(rows: np.ndarray, settings: SegmentationSettings) -> pd.DataFram
         n_init=settings.n_init,
         silhouette_sample=settings.sweep.silhouette_sample,
         n_jobs=settings.sweep.n_jobs,
-        progress=report,
+        progress=throttled(report),
     )
+
+
+PROGRESS_SECONDS = 1.0  # a progress update is an API call (~20 ms): at most one a second
+
+
+def throttled(
+    report: Callable[[int, int], None],
+    every: float = PROGRESS_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> Callable[[int, int], None]:
+    """``report(done, total)`` at most once every ``every`` seconds, and always when all is
+    done: a small sweep (all k in under a second) makes one update, at 100 %."""
+    last = clock()  # the artifact was created at 0 % just before
+
+    def call(done: int, total: int) -> None:
+        nonlocal last
+        now = clock()
+        if done >= total or now - last >= every:
+            last = now
+            report(done, total)
+
+    return call
 
 
 fit_k = pipeline_task("fit-k")(metrics_for_k)

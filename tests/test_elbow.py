@@ -313,3 +313,24 @@ def test_kneedle_gives_the_knee_kneed_gives_on_random_curves():
             assert got == float(expected), (ks, y, got, expected)
             found += 1
     assert found > 300  # most curves have a knee: the comparison is not between Nones
+
+
+def test_the_sweeps_progress_is_reported_at_most_once_a_second_and_always_at_the_end():
+    from flows.steps import throttled
+
+    now = [0.0]
+    calls = []
+    report = throttled(lambda done, total: calls.append(done), every=1.0, clock=lambda: now[0])
+    for done, at in [(1, 0.2), (2, 0.5), (3, 1.1), (4, 2.0), (5, 2.2), (6, 2.5)]:
+        now[0] = at
+        report(done, 10)
+    assert calls == [3, 5]  # 1.1 s after the start; 0.9 s later not yet, 1.1 s later yes
+    now[0] = 2.6
+    report(10, 10)
+    assert calls == [3, 5, 10]  # the end is always reported
+
+    quick = []
+    report = throttled(lambda done, total: quick.append(done), every=1.0, clock=lambda: 0.0)
+    for done in range(1, 11):
+        report(done, 10)
+    assert quick == [10]  # a sweep of under a second: one update, at 100 %

@@ -1,13 +1,14 @@
 """Python's cyclic garbage collector in a `segment` process: kept off what lives until exit.
 
 `segment run` imports Prefect, pandas, pandera, scikit-learn, matplotlib and the project before
-its flow starts: ~300,000 objects that live until the process exits. CPython's collector scans
+its flow starts: ~280,000 objects that live until the process exits. CPython's collector scans
 all of them at each full collection (five during those imports, each slower than the last),
 again at every full collection while the flow runs, and once more when the interpreter exits.
 None of it finds garbage: modules, classes and functions are not freed before exit. Measured on
-the Mall file with the background server (2 cores): ~2.4 s of collections in a ~14 s run and
-~2-4 s of interpreter shutdown, against ~0.2 s and ~0.5 s with the three steps below
-(benchmarks/RESULTS.md, "The collector kept off the imports").
+the Mall file with the background server (2 cores, a slow afternoon): 1.7 s of collections
+while importing and 0.7 s while the flow ran, then 1.9-5 s of interpreter shutdown; with the
+three steps below, none, 0.13 s and 0.1-0.5 s (benchmarks/RESULTS.md, "The collector kept off
+the imports").
 
 - :func:`paused` while the run path is imported (nothing to collect there); on leaving it, what
   was imported is moved out of the collector's reach (``gc.freeze``) before collecting

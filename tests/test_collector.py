@@ -49,10 +49,11 @@ def test_paused_keeps_a_disabled_collector_disabled():
     assert not gc.isenabled()
 
 
-def test_paused_restores_the_collector_when_the_block_raises():
+def test_paused_restores_the_collector_and_freezes_nothing_when_the_block_raises():
     with pytest.raises(ImportError), collector.paused():
         raise ImportError("no such module")
     assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
 
 
 def test_exit_without_collection_freezes_everything_alive():

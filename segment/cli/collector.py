@@ -30,16 +30,17 @@ from contextlib import contextmanager
 
 @contextmanager
 def paused() -> Iterator[None]:
-    """No cyclic collection inside the block (imports); then every object alive (the imported
-    modules, classes, functions) is frozen out of later collections until :func:`thaw`, and
-    the collector's state restored. Frozen first: a first collection after the block would
-    scan everything the block made, ~0.4 s for the run path."""
+    """No cyclic collection inside the block (imports); when it completes, every object alive
+    (the imported modules, classes, functions) is frozen out of later collections until
+    :func:`thaw`; the collector's state is restored either way. Frozen before collecting
+    resumes: a first collection would scan everything the block made, ~0.4 s for the run
+    path."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
+        gc.freeze()  # not when the block raised: nobody would thaw it
     finally:
-        gc.freeze()
         if enabled:
             gc.enable()
 

@@ -310,9 +310,9 @@ def _segment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if server is not None:
             warm_up()
 
-    if args.quiet:
-        quiet_console()
     try:
+        if args.quiet:
+            quiet_console()
         if server is not None:
             server.wait(startup_timeout())
         with prefect_api_for_workers(settings), tags(*ADHOC_TAGS):

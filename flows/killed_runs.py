@@ -7,7 +7,7 @@ stop) needs a server that keeps running and watches the clock; the temporary ser
 while one run does. So each flow run records its process as ``infrastructure_pid``
 (``host:pid``, the form Prefect's workers and runners use) when it starts running, and each
 `segment run` marks Crashed, before its own flow starts, the RUNNING flow runs of this host
-whose process is gone.
+whose process is gone. Such a run sends no heartbeats either (:func:`without_heartbeats`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -93,3 +94,26 @@ def crash_killed_runs() -> int:
     if dead:
         log.info("marked %d flow run(s) of killed processes Crashed", len(dead))
     return len(dead)
+
+
+@contextmanager
+def without_heartbeats() -> Iterator[None]:
+    """Flow runs started inside send none of Prefect's heartbeats, unless a Prefect setting
+    asks for them (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY``, in the environment or a profile).
+
+    A killed `segment run` is marked Crashed by the next one (above), with any server; and
+    Prefect's engine, when a flow run ends, joins its heartbeat thread, which sleeps in steps
+    of one second: up to a second, ~0.4 s on average, at the end of every run. Deployment runs
+    (`segment serve`) are started by Prefect's runner, not here: they keep their heartbeats.
+    """
+    from prefect.settings import (
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        get_current_settings,
+        temporary_settings,
+    )
+
+    if "heartbeat_frequency" in get_current_settings().flows.model_fields_set:
+        yield
+        return
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield

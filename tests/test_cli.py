@@ -372,12 +372,12 @@ def test_other_internal_errors_keep_their_type_and_message(tmp_path, capsys, mon
     assert capsys.readouterr().err == "segment: internal error: KeyError: 'no such thing'\n"
 
 
-def test_the_flow_runs_with_the_collector_on_and_the_imports_frozen_then_thawed(
+def test_the_flow_runs_with_the_collector_on_the_imports_frozen_and_no_heartbeats(
     tmp_path, monkeypatch
 ):
-    """segment.cli.collector: no collection while the run path is imported, what was imported
-    frozen out of the flow's collections, all back in the oldest generation afterwards (this
-    test's own process goes on)."""
+    """segment.cli.collector: what the run path imported is frozen out of the flow's
+    collections, all back in the oldest generation afterwards (this test's own process goes
+    on); and the flow run sends no heartbeats."""
     import gc
 
     import flows.runners
@@ -385,20 +385,39 @@ def test_the_flow_runs_with_the_collector_on_and_the_imports_frozen_then_thawed(
     seen = {}
 
     def flow(settings):
+        from prefect.settings import get_current_settings
+
         seen.update(enabled=gc.isenabled(), frozen=gc.get_freeze_count())
+        seen["heartbeat"] = get_current_settings().flows.heartbeat_frequency
         raise KeyError("stop here")
 
     def flow_for(settings):
-        seen["importing"] = gc.isenabled()
         return flow
 
     monkeypatch.setattr(flows.runners, "flow_for", flow_for)
     _no_server(monkeypatch)
     assert gc.isenabled() and gc.get_freeze_count() == 0
     assert main(["run", "--output", str(tmp_path), "--quiet"]) == EXIT_INTERNAL
-    assert seen["importing"] is False
     assert seen["enabled"] is True
     assert seen["frozen"] > 10_000  # Prefect, pandas, the project: modules, classes, functions
+    assert seen["heartbeat"] is None  # flows.killed_runs.without_heartbeats
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_a_flow_that_cannot_be_built_is_an_internal_error_and_leaves_nothing_frozen(
+    tmp_path, capsys, monkeypatch
+):
+    import gc
+
+    import flows.runners
+
+    def flow_for(settings):
+        raise RuntimeError("no task runner")
+
+    monkeypatch.setattr(flows.runners, "flow_for", flow_for)
+    _no_server(monkeypatch)
+    assert main(["run", "--output", str(tmp_path), "--quiet"]) == EXIT_INTERNAL
+    assert capsys.readouterr().err == "segment: internal error: RuntimeError: no task runner\n"
     assert gc.isenabled() and gc.get_freeze_count() == 0
 
 

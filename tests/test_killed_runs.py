@@ -139,3 +139,23 @@ def test_the_next_run_marks_runs_of_dead_processes_crashed(prefect_server):
         "elsewhere",
         "unknown",
     ]
+
+
+def test_runs_started_without_heartbeats_send_none_unless_a_setting_asks():
+    from prefect.settings import (
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        get_current_settings,
+        temporary_settings,
+    )
+
+    from flows.killed_runs import without_heartbeats
+
+    before = get_current_settings().flows.heartbeat_frequency
+    assert before is not None  # Prefect's default: 180 s
+    with without_heartbeats():
+        assert get_current_settings().flows.heartbeat_frequency is None  # no heartbeat thread
+    assert get_current_settings().flows.heartbeat_frequency == before
+
+    # set by the user (environment, profile): kept
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 60}), without_heartbeats():
+        assert get_current_settings().flows.heartbeat_frequency == 60

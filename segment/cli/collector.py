@@ -46,11 +46,14 @@ def paused() -> Iterator[None]:
 
 
 def thaw() -> None:
-    """Put what :func:`paused` froze back in the oldest generation."""
+    """Put what :func:`paused` froze back in the oldest generation (``gc.unfreeze``: every
+    frozen object; nothing else in a `segment` process freezes any)."""
     gc.unfreeze()
 
 
 def exit_without_collection() -> None:
     """Leave every object alive now out of the interpreter's last collection at exit (the
-    process ends right after; the operating system frees its memory)."""
+    process ends right after; the operating system frees its memory). An object caught in a
+    reference cycle is then not finalized: the run's files are written, flushed and closed
+    before this, and atexit handlers and ``weakref.finalize`` callbacks still run."""
     gc.freeze()

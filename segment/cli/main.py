@@ -301,21 +301,20 @@ def _segment(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     with collector.paused():
         from prefect import tags
 
-        from flows.killed_runs import crash_killed_runs
+        import flows.segmentation  # noqa: F401 - the flow and all it imports, for flow_for
+        from flows.killed_runs import crash_killed_runs, without_heartbeats
         from flows.runners import flow_for, prefect_api_for_workers
         from tasks.errors import InputError, PublishError
         from tasks.gates import GateError
 
-        flow = flow_for(settings)
-        if server is not None:
-            warm_up()
-
     try:
         if args.quiet:
             quiet_console()
+        flow = flow_for(settings)
         if server is not None:
+            warm_up()
             server.wait(startup_timeout())
-        with prefect_api_for_workers(settings), tags(*ADHOC_TAGS):
+        with prefect_api_for_workers(settings), tags(*ADHOC_TAGS), without_heartbeats():
             crash_killed_runs()  # the runs of killed `segment run`s, left RUNNING
             manifest = flow(settings)
     except InputError as error:
